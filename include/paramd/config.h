@@ -1,0 +1,157 @@
+/* paramd configuration: a YAML file plus `--set key.path=value` overrides,
+ * parsed against one declarative table of keys (type, default, bounds,
+ * allowed values, doc) into a plain value struct. The same table drives
+ * validation, --set, config.resolved.yaml and conf/reference.yaml.
+ * YAML keys mirror struct fields: optimizer.lr <-> cfg->optimizer.lr.
+ */
+#ifndef PARAMD_CONFIG_H
+#define PARAMD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PD_PATH_MAX 512
+#define PD_MAX_HIDDEN 8
+
+typedef enum { PD_FMT_IDX, PD_FMT_CSV, PD_FMT_LIBSVM } pd_data_format;
+typedef enum { PD_NORM_NONE, PD_NORM_SCALE01, PD_NORM_STANDARDIZE } pd_normalize;
+typedef enum { PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH } pd_shuffle;
+typedef enum { PD_SHARD_STRIDED, PD_SHARD_CONTIGUOUS } pd_shard;
+typedef enum { PD_MODEL_SOFTMAX, PD_MODEL_MLP, PD_MODEL_LINREG, PD_MODEL_LOGREG,
+               PD_MODEL_SVM } pd_model_type;
+typedef enum { PD_ACT_RELU, PD_ACT_TANH, PD_ACT_SIGMOID } pd_activation;
+/* auto: He for relu, Glorot otherwise; zero: all zeros (linear models). */
+typedef enum { PD_INIT_AUTO, PD_INIT_HE, PD_INIT_GLOROT, PD_INIT_ZERO } pd_init;
+typedef enum { PD_MODE_SERIAL, PD_MODE_SYNC, PD_MODE_ASYNC, PD_MODE_HOGWILD,
+               PD_MODE_LOCAL_SGD, PD_MODE_EASGD } pd_mode;
+typedef enum { PD_STALE_WAIT, PD_STALE_DROP } pd_staleness_policy;
+typedef enum { PD_OPT_SGD, PD_OPT_MOMENTUM, PD_OPT_NESTEROV, PD_OPT_ADAGRAD,
+               PD_OPT_RMSPROP, PD_OPT_RMSPROP_NESTEROV, PD_OPT_ADADELTA,
+               PD_OPT_ADAM, PD_OPT_ADAMW, PD_OPT_COUNT } pd_optimizer_name;
+typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
+               PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
+typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
+
+typedef struct pd_run_config {
+    uint64_t seed;
+    char out_dir[PD_PATH_MAX];
+    int blas_threads;              /* OPENBLAS_NUM_THREADS per rank */
+} pd_run_config;
+
+typedef struct pd_data_config {
+    pd_data_format format;
+    char train[PD_PATH_MAX];
+    char train_labels[PD_PATH_MAX];  /* idx only */
+    char test[PD_PATH_MAX];          /* "" = no test set */
+    char test_labels[PD_PATH_MAX];
+    char label_column[64];           /* csv: header name or 0-based index */
+    bool header;                     /* csv: first line is a header */
+    double validation_fraction;
+    pd_normalize normalize;
+    pd_shuffle shuffle;
+    pd_shard shard;
+} pd_data_config;
+
+typedef struct pd_model_config {
+    pd_model_type type;
+    int features;                  /* 0 = from the data */
+    int classes;                   /* 0 = from the data (softmax, mlp) */
+    int hidden[PD_MAX_HIDDEN];     /* mlp hidden layer widths */
+    int n_hidden;
+    pd_activation activation;
+    pd_init init;
+    double l2;                     /* L2 penalty on weights, part of the loss */
+} pd_model_config;
+
+typedef struct pd_schedule_config {
+    pd_schedule_type type;
+    int64_t step_size;             /* step: updates between decays */
+    double gamma;                  /* step, exponential: decay factor */
+    double decay;                  /* inverse_time: lr / (1 + decay t) */
+    double min_lr;                 /* cosine: floor */
+    int64_t warmup;                /* linear warmup updates (0 = none) */
+} pd_schedule_config;
+
+typedef struct pd_optim_config {
+    pd_optimizer_name name;
+    /* NAN in the fields below means "the rule's default"; config resolution
+     * replaces them by pd_optim_defaults(), so a loaded config has numbers. */
+    double lr, momentum, rho, eps, beta1, beta2;
+    double weight_decay;           /* coupled (L2 into g), decoupled for adamw */
+    double clip_norm;              /* 0 = off; global norm over all shards */
+    double clip_value;             /* 0 = off */
+    pd_schedule_config schedule;
+    double noise;                  /* annealed noise eta: sigma_t^2 = noise/(1+t)^noise_gamma */
+    double noise_gamma;
+    pd_staleness_scaling staleness_scaling;
+} pd_optim_config;
+
+typedef struct pd_training_config {
+    pd_mode mode;
+    int servers;
+    int epochs;
+    int64_t max_updates;           /* 0 = no limit */
+    int batch_size;                /* per worker */
+    bool drop_last;
+    int backup_workers;
+    int max_staleness;             /* -1 = unbounded */
+    pd_staleness_policy staleness_policy;
+    int server_threads;
+    int local_steps;
+    double elastic_alpha;
+    int64_t eval_every;            /* updates; 0 = once per epoch */
+    bool trace;
+    int early_stopping_patience;   /* evaluations without improvement; 0 = off */
+    int64_t max_bad_updates;       /* NaN/Inf gradients tolerated before failing */
+} pd_training_config;
+
+typedef struct pd_checkpoint_config {
+    int64_t every_updates;         /* 0 = off */
+    double every_seconds;          /* 0 = off */
+    int keep;
+} pd_checkpoint_config;
+
+typedef struct pd_config {
+    pd_run_config run;
+    pd_data_config data;
+    pd_model_config model;
+    pd_training_config training;
+    pd_optim_config optimizer;
+    pd_checkpoint_config checkpoint;
+    char source[PD_PATH_MAX];      /* the file it was loaded from */
+} pd_config;
+
+/* Fill cfg with every default (a valid config on its own). Local. */
+void pd_config_defaults(pd_config *cfg);
+
+/* Load path, apply the overrides ("key.path=value" strings, in order),
+ * validate every key and cross-key rule, and resolve rule defaults.
+ * On error returns PD_EINPUT with one message
+ * "FILE:LINE:COL: key.path: what is wrong" (or "--set key.path=value: ...").
+ * Local; cfg is only valid on PD_OK. */
+int pd_config_load(const char *path, const char *const *overrides, int n_overrides,
+                   pd_config *cfg);
+
+/* Same from an in-memory YAML text; `name` stands for the file in messages. */
+int pd_config_load_string(const char *name, const char *yaml,
+                          const char *const *overrides, int n_overrides,
+                          pd_config *cfg);
+
+/* Cross-key checks that need the job's size (ranks = 1 for serial). */
+int pd_config_check_world(const pd_config *cfg, int ranks);
+
+/* Write every key with its effective value as YAML (config.resolved.yaml);
+ * loading it back gives an identical pd_config (minus `source`). */
+int pd_config_write(const pd_config *cfg, FILE *out);
+
+/* Write the documented reference (every key, default, allowed values, doc). */
+int pd_config_write_reference(FILE *out);
+
+/* Names of enum values as written in YAML ("sync", "adam", ...). */
+const char *pd_mode_name(pd_mode m);
+const char *pd_optimizer_name_str(pd_optimizer_name n);
+const char *pd_model_type_name(pd_model_type t);
+
+#endif

@@ -1,0 +1,82 @@
+/* Data: readers (IDX, gzip'd or raw; CSV; LIBSVM sparse), the validation
+ * hold-out, normalization, sharding over workers, and the minibatch
+ * iterator with its shuffle policy. A worker holds only its shard.
+ *
+ * Example numbering: the training file's records are 0..N-1. The validation
+ * hold-out takes round(validation_fraction * N) of them, chosen by a
+ * permutation seeded with (run.seed, PD_STREAM_SPLIT); the rest, in
+ * ascending record order, is the training part, numbered 0..T-1. Shard w of
+ * W holds training examples {i : i % W == w} (strided) or a contiguous block
+ * [w*T/W, (w+1)*T/W) (contiguous). Normalization statistics come from the
+ * whole training part (every rank computes the same ones) and are applied
+ * to every part.
+ */
+#ifndef PARAMD_DATA_H
+#define PARAMD_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paramd/config.h"
+#include "paramd/rng.h"
+
+/* One part of the data in memory: dense row-major features x[n][d], or CSR
+ * sparse rows (row_ptr[n+1], col[], val[]; columns 0-based, increasing).
+ * y[i] is the target: a class id 0..classes-1 (softmax, mlp), +1/-1 (logreg,
+ * svm) or a real value (linreg). id[i] is the example's number in the
+ * training part (or the record number for validation/test parts).
+ * Owned by the pd_data it came from. */
+typedef struct pd_dataset {
+    size_t n, d;
+    bool sparse;
+    float *x;                /* [n][d] when dense, else NULL */
+    size_t *row_ptr;         /* [n+1] when sparse */
+    uint32_t *col;           /* [nnz] */
+    float *val;              /* [nnz] */
+    float *y;                /* [n] */
+    size_t *id;              /* [n] */
+} pd_dataset;
+
+typedef enum { PD_PART_TRAIN = 1, PD_PART_VALID = 2, PD_PART_TEST = 4 } pd_part;
+
+typedef struct pd_data pd_data;
+
+/* Load the parts asked for (a mask of pd_part): the training part only as
+ * shard `shard` of `nshards` (0 of 1 for everything), validation and test
+ * whole. Checks the data against model.features / model.classes when they
+ * are set, else infers them (pd_data_features/classes). Bad data: PD_EINPUT with
+ * "FILE: record N: what is wrong" (line N for CSV/LIBSVM). Local. */
+int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts,
+                 pd_data **out);
+void pd_data_destroy(pd_data **d);
+
+/* A loaded part (n may be 0), or NULL when that part was not asked for. */
+const pd_dataset *pd_data_part(const pd_data *d, pd_part part);
+/* Examples in the whole training part (all shards): T. */
+size_t pd_data_train_total(const pd_data *d);
+/* Feature count and class count (0 for binary/regression models) found. */
+size_t pd_data_features(const pd_data *d);
+int pd_data_classes(const pd_data *d);
+
+/* Minibatch iterator over one dataset. shuffle none: record order every
+ * epoch; once: one permutation drawn at creation, reused every epoch;
+ * every_epoch: a fresh permutation at the start of each epoch. The stream
+ * is (seed, PD_STREAM_SHUFFLE, stream_index). drop_last drops a final
+ * partial batch. Its state is a plain value (cursor, epoch, rng) for
+ * checkpoints. */
+typedef struct pd_iter pd_iter;
+
+int pd_iter_create(const pd_dataset *ds, size_t batch, pd_shuffle shuffle,
+                   bool drop_last, uint64_t seed, uint64_t stream_index,
+                   pd_iter **out);
+void pd_iter_destroy(pd_iter **it);
+/* Next minibatch: *rows points at *n row indices into ds (valid until the
+ * next call). Returns false at the end of an epoch (then *n == 0); the next
+ * call starts the following epoch. */
+bool pd_iter_next(pd_iter *it, const size_t **rows, size_t *n);
+/* Completed epochs, and batches per epoch. */
+int64_t pd_iter_epoch(const pd_iter *it);
+size_t pd_iter_batches_per_epoch(const pd_iter *it);
+
+#endif

@@ -1,0 +1,89 @@
+/* Models: all parameters in one flat float32 array with a layout table of
+ * named tensors (llm.c's habit), so one message or one optimizer loop covers
+ * the whole model. Forward, backward and loss over a minibatch go through
+ * cblas_sgemm; workspaces are sized once at creation for max_batch rows, so
+ * the training loop never allocates.
+ *
+ *   softmax  W[C][D], b[C]: multinomial logistic regression
+ *   mlp      W1[H1][D], b1[H1], ..., Wk[C][Hk-1], bk[C]; relu/tanh/sigmoid
+ *   linreg   w[D], b[1]: least squares, loss 1/2 (w.x + b - y)^2
+ *   logreg   w[D], b[1]: logistic loss log(1 + exp(-y (w.x + b))), y = +-1
+ *   svm      w[D], b[1]: hinge loss max(0, 1 - y (w.x + b)), y = +-1
+ * Losses are means over the batch, plus l2/2 * |W|^2 over weights (not
+ * biases). logreg and svm also give sparse gradients: only the features
+ * the batch touches, plus the bias.
+ */
+#ifndef PARAMD_MODEL_H
+#define PARAMD_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paramd/config.h"
+#include "paramd/data.h"
+
+typedef struct pd_tensor_info {
+    char name[16];       /* "W1", "b1", ..., "w", "b" */
+    size_t rows, cols;   /* cols == 1 for vectors */
+    size_t offset;       /* into the flat parameter array */
+    bool is_weight;      /* l2 applies */
+} pd_tensor_info;
+
+/* A sparse gradient: (index, value) pairs, indices increasing, plus room
+ * sized at creation. */
+typedef struct pd_sparse_grad {
+    size_t nnz, cap;
+    uint32_t *idx;
+    float *val;
+} pd_sparse_grad;
+
+typedef struct pd_eval {
+    double loss;         /* mean loss (without the l2 term) */
+    double accuracy;     /* classification; NAN for linreg */
+    double rmse;         /* linreg; NAN otherwise */
+    size_t n;
+} pd_eval;
+
+typedef struct pd_model pd_model;
+
+/* Create a model for mc (features and classes resolved, > 0 where used),
+ * with workspaces for batches of up to max_batch rows. Local. */
+int pd_model_create(const pd_model_config *mc, size_t max_batch, pd_model **out);
+void pd_model_destroy(pd_model **m);
+
+size_t pd_model_nparams(const pd_model *m);
+size_t pd_model_ntensors(const pd_model *m);
+const pd_tensor_info *pd_model_tensor(const pd_model *m, size_t i);
+/* True for logreg and svm: pd_model_grad_sparse is available. */
+bool pd_model_is_sparse(const pd_model *m);
+
+/* Initialize theta[nparams] from (seed, PD_STREAM_INIT): He or Glorot
+ * uniform weights, zero biases; zeros for linear models unless init says
+ * otherwise. Local. */
+void pd_model_init(const pd_model *m, float *theta, uint64_t seed);
+
+/* Mean loss over rows[0..b) of ds at theta and its dense gradient
+ * grad[nparams] (overwritten). b <= max_batch. Returns PD_OK; *loss gets
+ * the mean loss including the l2 term. Local, no allocation. */
+int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
+                  const size_t *rows, size_t b, float *grad, double *loss);
+
+/* Same for sparse models: g receives the touched coordinates (features of
+ * the batch, bias last) with their gradient values. */
+int pd_model_grad_sparse(pd_model *m, const float *theta, const pd_dataset *ds,
+                         const size_t *rows, size_t b, pd_sparse_grad *g,
+                         double *loss);
+/* Allocate / free a sparse gradient able to hold a batch of max_batch rows
+ * of ds (cap = min(nparams, nnz bound)). */
+int pd_sparse_grad_init(pd_sparse_grad *g, size_t cap);
+void pd_sparse_grad_free(pd_sparse_grad *g);
+
+/* Loss and accuracy (or RMSE) over all of ds, in chunks of max_batch.
+ * Local. */
+int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval *out);
+
+/* Per-tensor L2 norms of v (parameters or a gradient): norms[ntensors]. */
+void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
+
+#endif

@@ -1,0 +1,2 @@
+/* being written */
+#include "paramd/error.h"
