@@ -1,3 +1,73 @@
-/* paramd: being written */
+/* paramd: parse the command line, load and check the configuration, hand
+ * over to the trainer. The only place that decides the exit status. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paramd/cli.h"
+#include "paramd/config.h"
 #include "paramd/error.h"
-int main(void) { return 0; }
+#include "paramd/model.h"
+#include "paramd/ps.h"
+
+/* Errors found before MPI starts are the same on every rank: rank 0 alone
+ * prints them; the others exit quietly with the same status. */
+static int fail(int rank, int err)
+{
+    if (rank == 0) {
+        fprintf(stderr, "paramd: %s\n", pd_err_msg());
+        if (getenv("PARAMD_DEBUG"))
+            fputs(pd_err_where(), stderr);
+    }
+    return pd_exit_status(err);
+}
+
+static void print_version(void)
+{
+    printf("paramd %s\n", PARAMD_VERSION);
+    printf("MPI: %s\n", pd_ps_mpi_version());
+    printf("OpenBLAS: %s\n", pd_model_blas_version());
+    printf("libyaml: %s\n", pd_config_yaml_version());
+}
+
+int main(int argc, char **argv)
+{
+    int rank, size;
+    pd_ps_launch_env(&rank, &size);
+    pd_cli cli;
+    int err = pd_cli_parse(argc, argv, &cli);
+    if (err)
+        return fail(rank, err);
+    if (cli.help) {
+        pd_cli_print_help(stdout);
+        return 0;
+    }
+    if (cli.version) {
+        print_version();
+        return 0;
+    }
+    if (cli.man) {
+        pd_cli_write_man(stdout);
+        return 0;
+    }
+    pd_config cfg;
+    err = pd_config_load(cli.config_path, cli.overrides, cli.n_overrides, &cfg);
+    if (!err && cli.out_dir) {
+        if (strlen(cli.out_dir) >= sizeof cfg.run.out_dir)
+            err = PD_FAIL(PD_EINPUT, "--out %s: path too long", cli.out_dir);
+        else
+            strcpy(cfg.run.out_dir, cli.out_dir);
+    }
+    if (!err)
+        err = pd_config_check_world(&cfg, size);
+    if (!err && cli.check) {
+        err = pd_ps_check(&cfg, size, rank == 0 ? stdout : NULL);
+        return err ? fail(rank, err) : 0;
+    }
+    if (err)
+        return fail(rank, err);
+    pd_run_opts opts = {.quiet = cli.quiet};
+    err = pd_ps_run(&cfg, &opts);
+    /* pd_ps_run has reported errors found after MPI started itself. */
+    return err ? (size == 1 ? fail(rank, err) : pd_exit_status(err)) : 0;
+}

@@ -49,6 +49,9 @@ typedef struct pd_model pd_model;
 
 /* Create a model for mc (features and classes resolved, > 0 where used),
  * with workspaces for batches of up to max_batch rows. Local. */
+/* A model owns its workspaces: one model per thread. softmax, mlp and
+ * linreg hold max_batch * features floats for the gathered batch (sparse
+ * rows are densified into it); logreg and svm read rows in place. */
 int pd_model_create(const pd_model_config *mc, size_t max_batch, pd_model **out);
 void pd_model_destroy(pd_model **m);
 
@@ -71,6 +74,11 @@ int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
 
 /* Same for sparse models: g receives the touched coordinates (features of
  * the batch, bias last) with their gradient values. */
+/* Lazy l2: the sparse gradient adds l2 * w_j to touched coordinates only,
+ * and *loss adds l2/2 * w_j^2 over those same coordinates (g is the exact
+ * gradient of that loss). With l2 = 0, g scattered equals pd_model_grad.
+ * Dense rows touch every feature (g then holds all nparams coordinates).
+ * PD_ENOMEM if the batch touches more than g->cap - 1 features. */
 int pd_model_grad_sparse(pd_model *m, const float *theta, const pd_dataset *ds,
                          const size_t *rows, size_t b, pd_sparse_grad *g,
                          double *loss);
@@ -81,9 +89,18 @@ void pd_sparse_grad_free(pd_sparse_grad *g);
 
 /* Loss and accuracy (or RMSE) over all of ds, in chunks of max_batch.
  * Local. */
+/* Accuracy: argmax (first of ties) for softmax/mlp, z >= 0 as +1 for
+ * logreg/svm. An empty ds gives n = 0 and NAN for the numbers. */
 int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval *out);
 
 /* Per-tensor L2 norms of v (parameters or a gradient): norms[ntensors]. */
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
+
+/* OpenBLAS build configuration (openblas_get_config()), for --version.
+ * Static storage owned by OpenBLAS. Local. */
+const char *pd_model_blas_version(void);
+/* Set the number of OpenBLAS threads for this process (run.blas_threads);
+ * n <= 0 leaves OpenBLAS's own choice (OPENBLAS_NUM_THREADS). Local. */
+void pd_model_blas_threads(int n);
 
 #endif

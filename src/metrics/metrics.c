@@ -1,2 +1,274 @@
-/* being written */
+/* Run-directory writer: metrics.jsonl (appended and flushed per row), and
+ * status.json, summary.json, params.bin replaced atomically so a reader
+ * never sees a half-written file. JSON is produced with a memstream; this
+ * runs once per evaluation, never in the update loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "paramd/error.h"
+#include "paramd/metrics.h"
+
+struct pd_metrics {
+    char dir[1024];
+    FILE *jsonl;
+};
+
+int pd_mkdir_p(const char *path)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return PD_FAIL(PD_EINPUT, "%s: path too long", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return PD_FAIL(PD_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return PD_FAIL(PD_EIO, "%s: not a directory", path);
+    return PD_OK;
+}
+
+int pd_write_atomic(const char *path, const void *buf, size_t n)
+{
+    char tmp[1100];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return PD_FAIL(PD_EINPUT, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return PD_FAIL(PD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    const char *p = buf;
+    size_t left = n;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return PD_FAIL(PD_EIO, "%s: write failed: %s", tmp, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return PD_FAIL(PD_EIO, "%s: cannot flush: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return PD_FAIL(PD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(e));
+    }
+    return PD_OK;
+}
+
+int pd_metrics_path(const pd_metrics *m, const char *name, char *buf, size_t size)
+{
+    if ((size_t)snprintf(buf, size, "%s/%s", m->dir, name) >= size)
+        return PD_FAIL(PD_EINPUT, "%s/%s: path too long", m->dir, name);
+    return PD_OK;
+}
+
+int pd_metrics_open(const char *dir, pd_metrics **out)
+{
+    char path[1100];
+    *out = NULL;
+    pd_metrics *m = pd_calloc(1, sizeof *m);
+    if (!m)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    if (snprintf(m->dir, sizeof m->dir, "%s", dir) >= (int)sizeof m->dir) {
+        err = PD_FAIL(PD_EINPUT, "%s: path too long", dir);
+        goto fail;
+    }
+    PD_TRY_GOTO(err, pd_mkdir_p(dir), fail);
+    PD_TRY_GOTO(err, pd_metrics_path(m, "metrics.jsonl", path, sizeof path), fail);
+    m->jsonl = fopen(path, "w");
+    if (!m->jsonl) {
+        err = PD_FAIL(PD_EIO, "%s: cannot create: %s", path, strerror(errno));
+        goto fail;
+    }
+    *out = m;
+    return PD_OK;
+fail:
+    free(m);
+    return err;
+}
+
+void pd_metrics_close(pd_metrics **m)
+{
+    if (!m || !*m)
+        return;
+    if ((*m)->jsonl)
+        fclose((*m)->jsonl);
+    free(*m);
+    *m = NULL;
+}
+
+const char *pd_metrics_dir(const pd_metrics *m) { return m->dir; }
+
+/* JSON helpers: NAN/Inf and negative counts become null. */
+static void jnum(FILE *f, const char *key, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "\"%s\":%.9g", key, v);
+    else
+        fprintf(f, "\"%s\":null", key);
+}
+
+static void jint(FILE *f, const char *key, int64_t v)
+{
+    if (v >= 0)
+        fprintf(f, "\"%s\":%lld", key, (long long)v);
+    else
+        fprintf(f, "\"%s\":null", key);
+}
+
+static void jstr(FILE *f, const char *key, const char *v)
+{
+    fprintf(f, "\"%s\":\"", key);
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if ((unsigned char)*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void norms_object(FILE *f, const char *key, const pd_metrics_row *r, const double *v)
+{
+    fprintf(f, ",\"%s\":{", key);
+    for (size_t i = 0; i < r->ntensors; i++) {
+        if (i)
+            fputc(',', f);
+        jnum(f, r->tensor_names[i], v[i]);
+    }
+    fputc('}', f);
+}
+
+static void row_fields(FILE *f, const pd_metrics_row *r)
+{
+    jnum(f, "wall_s", r->wall_s);
+    fputc(',', f); jint(f, "update", r->update);
+    fputc(',', f); jnum(f, "epoch", r->epoch);
+    fputc(',', f); jint(f, "examples", r->examples);
+    fputc(',', f); jnum(f, "lr", r->lr);
+    fputc(',', f); jnum(f, "train_loss", r->train_loss);
+    fputc(',', f); jnum(f, "valid_loss", r->valid_loss);
+    fputc(',', f); jnum(f, "valid_acc", r->valid_acc);
+    fputc(',', f); jnum(f, "test_loss", r->test_loss);
+    fputc(',', f); jnum(f, "test_acc", r->test_acc);
+    fputc(',', f); jnum(f, "staleness_mean", r->staleness_mean);
+    fputc(',', f); jint(f, "staleness_max", r->staleness_max);
+    fputc(',', f); jint(f, "dropped", r->dropped);
+    if (r->ntensors && r->param_norms)
+        norms_object(f, "param_norm", r, r->param_norms);
+    if (r->ntensors && r->grad_norms)
+        norms_object(f, "grad_norm", r, r->grad_norms);
+}
+
+int pd_metrics_append(pd_metrics *m, const pd_metrics_row *row)
+{
+    fputc('{', m->jsonl);
+    row_fields(m->jsonl, row);
+    fputs("}\n", m->jsonl);
+    if (fflush(m->jsonl) != 0 || ferror(m->jsonl))
+        return PD_FAIL(PD_EIO, "%s/metrics.jsonl: write failed: %s", m->dir, strerror(errno));
+    return PD_OK;
+}
+
+/* Write what emit() prints to FILE atomically. */
+static int write_json_atomic(pd_metrics *m, const char *name, char *text, size_t len)
+{
+    char path[1100];
+    int err = pd_metrics_path(m, name, path, sizeof path);
+    if (err == PD_OK)
+        err = pd_write_atomic(path, text, len);
+    free(text);
+    return err;
+}
+
+int pd_metrics_status(pd_metrics *m, const char *phase, const pd_metrics_row *row)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return PD_FAIL(PD_ENOMEM, "status.json: cannot allocate");
+    fputc('{', f);
+    jstr(f, "phase", phase);
+    fputc(',', f);
+    row_fields(f, row);
+    fputs("}\n", f);
+    fclose(f);
+    return write_json_atomic(m, "status.json", text, len);
+}
+
+int pd_metrics_write_params(pd_metrics *m, const float *theta, size_t n, char hex[65])
+{
+    char path[1100];
+    PD_TRY(pd_metrics_path(m, "params.bin", path, sizeof path));
+    /* The flat layout is little-endian float32 on disk; this build only
+     * targets little-endian hosts, asserted here rather than byte-swapped. */
+    const uint16_t probe = 1;
+    if (*(const uint8_t *)&probe != 1)
+        return PD_FAIL(PD_EIO, "params.bin: big-endian hosts are not supported");
+    pd_sha256_hex(theta, n * sizeof *theta, hex);
+    return pd_write_atomic(path, theta, n * sizeof *theta);
+}
+
+int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return PD_FAIL(PD_ENOMEM, "summary.json: cannot allocate");
+    fputs("{\n  ", f); jstr(f, "mode", s->mode);
+    fputs(",\n  ", f); jstr(f, "optimizer", s->optimizer);
+    fputs(",\n  ", f); jint(f, "workers", s->workers);
+    fputs(",\n  ", f); jint(f, "servers", s->servers);
+    fputs(",\n  ", f); jint(f, "updates", s->updates);
+    fputs(",\n  ", f); jnum(f, "epochs", s->epochs);
+    fputs(",\n  ", f); jnum(f, "wall_s", s->wall_s);
+    fputs(",\n  ", f); jnum(f, "examples_per_s", s->examples_per_s);
+    fputs(",\n  ", f); jnum(f, "test_loss", s->test_loss);
+    fputs(",\n  ", f); jnum(f, "test_acc", s->test_acc);
+    fputs(",\n  ", f); jnum(f, "valid_loss", s->valid_loss);
+    fputs(",\n  ", f); jnum(f, "valid_acc", s->valid_acc);
+    fputs(",\n  ", f); jstr(f, "params_sha256", s->params_sha256);
+    fputs(",\n  ", f); jint(f, "dropped", s->dropped);
+    fputs(",\n  ", f); jnum(f, "staleness_mean", s->staleness_mean);
+    fputs(",\n  ", f); jint(f, "staleness_max", s->staleness_max);
+    fputs(",\n  \"staleness_hist\":[", f);
+    for (size_t i = 0; i < s->staleness_hist_n; i++)
+        fprintf(f, "%s%lld", i ? "," : "", (long long)s->staleness_hist[i]);
+    fputs("]", f);
+    fputs(",\n  ", f); jint(f, "gradients_applied", s->applied);
+    fputs(",\n  ", f); jint(f, "gradients_sent", s->sent);
+    fputs(",\n  ", f); jint(f, "gradients_bad", s->bad);
+    fputs(",\n  ", f); jnum(f, "server_cpu_s", s->server_cpu_s);
+    fputs(",\n  ", f); jint(f, "best_update", s->best_update);
+    fputs(",\n  ", f); jstr(f, "exit", s->exit);
+    fputs("\n}\n", f);
+    fclose(f);
+    return write_json_atomic(m, "summary.json", text, len);
+}

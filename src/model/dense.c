@@ -1,2 +1,157 @@
-/* being written */
+/* The dense path (softmax, mlp, linreg): batch rows gathered into X[b][D],
+ * each affine layer one sgemm forward and two backward (ggml habit: assert
+ * the shapes, then call cblas_sgemm), bias and activation loops kept flat
+ * and vectorizable. Naive references for every kernel live in the test. */
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
 #include "paramd/error.h"
+#include "model_impl.h"
+
+static void assert_shape(size_t b, size_t n_in, size_t n_out)
+{
+    assert(b > 0 && n_in > 0 && n_out > 0);
+    assert(b <= INT_MAX && n_in <= INT_MAX && n_out <= INT_MAX);
+    (void)b, (void)n_in, (void)n_out;
+}
+
+void pd_model_affine_fwd(const float *A, const float *W, const float *bias,
+                         size_t b, size_t n_in, size_t n_out, float *Z)
+{
+    assert_shape(b, n_in, n_out);
+    int nb = (int)b, ni = (int)n_in, no = (int)n_out;
+    /* Z[b][n_out] = A[b][n_in] . W[n_out][n_in]^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, no, ni,
+                1.0f, A, ni, W, ni, 0.0f, Z, no);
+    const float *restrict bb = bias;
+    for (size_t i = 0; i < b; i++) {
+        float *restrict z = Z + i * n_out;
+        for (size_t j = 0; j < n_out; j++)
+            z[j] += bb[j];
+    }
+}
+
+void pd_model_affine_bwd(const float *dZ, const float *A, const float *W,
+                         size_t b, size_t n_in, size_t n_out,
+                         float *dW, float *db, float *dA)
+{
+    assert_shape(b, n_in, n_out);
+    int nb = (int)b, ni = (int)n_in, no = (int)n_out;
+    /* dW[n_out][n_in] = dZ[b][n_out]^T . A[b][n_in] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, nb,
+                1.0f, dZ, no, A, ni, 0.0f, dW, ni);
+    /* db[n_out] = sum over rows of dZ */
+    float *restrict g = db;
+    memset(g, 0, n_out * sizeof *g);
+    for (size_t i = 0; i < b; i++) {
+        const float *restrict d = dZ + i * n_out;
+        for (size_t j = 0; j < n_out; j++)
+            g[j] += d[j];
+    }
+    /* dA[b][n_in] = dZ[b][n_out] . W[n_out][n_in] */
+    if (dA)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, ni, no,
+                    1.0f, dZ, no, W, ni, 0.0f, dA, ni);
+}
+
+void pd_model_act_fwd(pd_activation act, float *Z, size_t n)
+{
+    float *restrict z = Z;
+    switch (act) {
+    case PD_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            z[i] = z[i] < 0.0f ? 0.0f : z[i];   /* NaN passes through */
+        break;
+    case PD_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            z[i] = tanhf(z[i]);
+        break;
+    case PD_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            z[i] = 1.0f / (1.0f + expf(-z[i]));
+        break;
+    }
+}
+
+void pd_model_act_bwd(pd_activation act, const float *A, float *d, size_t n)
+{
+    const float *restrict a = A;
+    float *restrict g = d;
+    switch (act) {
+    case PD_ACT_RELU:   /* f' = 1 where a > 0 (0 at the kink) */
+        for (size_t i = 0; i < n; i++)
+            g[i] = a[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case PD_ACT_TANH:   /* f' = 1 - a^2 */
+        for (size_t i = 0; i < n; i++)
+            g[i] *= 1.0f - a[i] * a[i];
+        break;
+    case PD_ACT_SIGMOID: /* f' = a (1 - a) */
+        for (size_t i = 0; i < n; i++)
+            g[i] *= a[i] * (1.0f - a[i]);
+        break;
+    }
+}
+
+void pd_model_gather(const pd_dataset *ds, const size_t *rows, size_t b, size_t D,
+                     float *X)
+{
+    for (size_t i = 0; i < b; i++) {
+        size_t r = rows[i];
+        assert(r < ds->n);
+        float *restrict x = X + i * D;   /* [D] */
+        if (!ds->sparse) {
+            memcpy(x, ds->x + r * D, D * sizeof *x);
+            continue;
+        }
+        memset(x, 0, D * sizeof *x);
+        for (size_t p = ds->row_ptr[r]; p < ds->row_ptr[r + 1]; p++) {
+            assert(ds->col[p] < D);
+            x[ds->col[p]] = ds->val[p];
+        }
+    }
+}
+
+void pd_model_dense_forward(pd_model *m, const float *theta, const pd_dataset *ds,
+                            const size_t *rows, size_t b)
+{
+    pd_model_gather(ds, rows, b, m->D, m->X);
+    const float *in = m->X;   /* [b][width[l]] */
+    for (size_t l = 0; l < m->nlayers; l++) {
+        const float *W = theta + m->t[2 * l].offset;      /* [width[l+1]][width[l]] */
+        const float *bias = theta + m->t[2 * l + 1].offset;  /* [width[l+1]] */
+        pd_model_affine_fwd(in, W, bias, b, m->width[l], m->width[l + 1], m->A[l]);
+        if (l + 1 < m->nlayers)
+            pd_model_act_fwd(m->act, m->A[l], b * m->width[l + 1]);
+        in = m->A[l];
+    }
+}
+
+int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
+                        const size_t *rows, size_t b, float *grad, double *loss)
+{
+    pd_model_dense_forward(m, theta, ds, rows, b);
+    size_t L = m->nlayers;
+    head_sums s = {0};
+    float *dz = m->delta[0], *da = m->delta[1];   /* [b][width] each */
+    /* dz = dL/dlogits, with the 1/b of the mean folded in */
+    PD_TRY(pd_model_head(m, m->A[L - 1], ds, rows, b, dz, 1.0f / (float)b, &s));
+    for (size_t l = L; l-- > 0;) {
+        const float *in = l ? m->A[l - 1] : m->X;   /* [b][width[l]] */
+        const pd_tensor_info *tw = &m->t[2 * l], *tb = &m->t[2 * l + 1];
+        pd_model_affine_bwd(dz, in, theta + tw->offset, b, m->width[l], m->width[l + 1],
+                            grad + tw->offset, grad + tb->offset, l ? da : NULL);
+        if (l) {
+            pd_model_act_bwd(m->act, m->A[l - 1], da, b * m->width[l]);
+            float *t = dz;
+            dz = da;
+            da = t;
+        }
+    }
+    double reg = m->l2 > 0.0 ? pd_model_l2_dense(m, theta, grad) : 0.0;
+    *loss = s.loss / (double)b + reg;
+    return PD_OK;
+}

@@ -1,2 +1,116 @@
-/* being written */
-#include "paramd/error.h"
+/* MPI plumbing for ps: checked calls, the job's layout, and waits that
+ * sleep instead of spinning (Open MPI's blocking calls busy-poll, which
+ * steals a core from a computing rank when the job is oversubscribed). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm.h"
+#include "paramd/ps.h"
+
+int pd_mpi_fail(int rc, const char *call, const char *file, int line, const char *func)
+{
+    char msg[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "MPI error %d", rc);
+    return pd_err_set(PD_EMPI, file, line, func, "%s failed: %s", call, msg);
+}
+
+void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)s / (size_t)servers;
+    *hi = n * (size_t)(s + 1) / (size_t)servers;
+}
+
+/* Back-off from 8 us up to 1 ms: short waits stay short, long waits cost
+ * one MPI_Test per millisecond. */
+void pd_backoff_sleep(pd_backoff *b)
+{
+    b->us = b->us ? (b->us * 2 > 1000 ? 1000 : b->us * 2) : 8;
+    struct timespec ts = {0, (long)b->us * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+int pd_comm_wait(MPI_Request *req, MPI_Status *st)
+{
+    pd_backoff b = {0};
+    for (;;) {
+        int done = 0;
+        PD_MPI(MPI_Test(req, &done, st ? st : MPI_STATUS_IGNORE));
+        if (done)
+            return PD_OK;
+        pd_backoff_sleep(&b);
+    }
+}
+
+int pd_comm_waitall(int n, MPI_Request *reqs)
+{
+    pd_backoff b = {0};
+    for (;;) {
+        int done = 0;
+        PD_MPI(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+        if (done)
+            return PD_OK;
+        pd_backoff_sleep(&b);
+    }
+}
+
+int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st)
+{
+    pd_backoff b = {0};
+    for (;;) {
+        int done = 0;
+        PD_MPI(MPI_Testany(n, reqs, index, &done, st));
+        if (done && *index != MPI_UNDEFINED)
+            return PD_OK;
+        if (done)   /* every request is inactive: nothing can arrive */
+            return PD_FAIL(PD_EMPI, "waiting on no active request");
+        pd_backoff_sleep(&b);
+    }
+}
+
+static int env_int(const char *const *names, int fallback)
+{
+    for (; *names; names++) {
+        const char *v = getenv(*names);
+        if (v && *v)
+            return atoi(v);
+    }
+    return fallback;
+}
+
+void pd_ps_launch_env(int *rank, int *size)
+{
+    static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
+    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+    *rank = env_int(ranks, 0);
+    *size = env_int(sizes, 1);
+}
+
+const char *pd_ps_mpi_version(void)
+{
+    static char buf[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(buf, &len) != MPI_SUCCESS)
+        return "unknown";
+    buf[strcspn(buf, ",\n")] = '\0';
+    return buf;
+}
+
+/* Collective on MPI_COMM_WORLD: every rank learns the lowest failing rank's
+ * error code; only that rank keeps its message. */
+int pd_comm_agree(pd_world *w, int err)
+{
+    int in[2] = {err ? w->rank : 1 << 30, err}, outv[2];
+    if (MPI_Allreduce(in, outv, 1, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return err ? err : PD_FAIL(PD_EMPI, "MPI_Allreduce failed while agreeing on errors");
+    if (outv[0] == 1 << 30)
+        return PD_OK;
+    w->setup_failed = true;
+    if (outv[0] != w->rank)
+        pd_err_clear();
+    return outv[1];
+}
+

@@ -1,2 +1,406 @@
-/* being written */
-#include "paramd/error.h"
+/* Server ranks. Server s owns parameters [lo, hi) and the optimizer state
+ * for them, and runs an event loop over its workers' requests:
+ *   sync       one step per round from the gradients of one version,
+ *              summed in ascending worker order weighted by batch size;
+ *              backup workers let a round close early, late ones dropped
+ *   async      each gradient applied alone in arrival order; staleness
+ *              recorded; max_staleness with wait (SSP clocks) or drop
+ *   hogwild    as async, but server_threads threads, each serving a fixed
+ *              subset of workers, apply concurrently without locks
+ *   local_sgd  rounds averaging the workers' local models
+ *   easgd      elastic averaging: centre += alpha (x_w - centre), the
+ *              difference goes back to the worker
+ * Server 0 also evaluates snapshots (evalthread.c) and gathers the other
+ * servers' ranges for them (SNAP messages on the control tag). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "server_impl.h"
+
+/* ---- evaluation (server 0) ---------------------------------------------- */
+
+static void progress(server *sv, pd_progress *pg)
+{
+    int64_t applied = atomic_load(&sv->applied);
+    double epoch = 0;
+    for (int w = 0; w < sv->world->workers; w++)
+        epoch += sv->peers[w].epoch;
+    *pg = (pd_progress){
+        .update = atomic_load(&sv->version),
+        .examples = atomic_load(&sv->examples),
+        .epoch = epoch / sv->world->workers,
+        .lr = pd_optim_lr(&sv->cfg->optimizer, atomic_load(&sv->version) + 1),
+        .train_loss = sv->loss_n ? sv->loss_sum / (double)sv->loss_n : NAN,
+        .staleness_mean = applied ? (double)atomic_load(&sv->stale_sum) / (double)applied : 0,
+        .staleness_max = atomic_load(&sv->stale_max),
+        .dropped = atomic_load(&sv->dropped),
+    };
+}
+
+/* Fill buf[n] with every server's range: ours from theta, the others by SNAP
+ * requests (sync: at our version, so the snapshot is one consistent step). */
+static int gather(server *sv, float *buf, bool final)
+{
+    memcpy(buf + sv->lo, sv->theta + sv->lo, (sv->hi - sv->lo) * sizeof *buf);
+    for (int s = 1; s < sv->world->servers; s++) {
+        size_t lo, hi;
+        pd_server_range(sv->n, sv->world->servers, s, &lo, &hi);
+        pd_msg_hdr req = {.kind = PD_MSG_SNAP, .version = atomic_load(&sv->version),
+                          .flags = final}, rep;
+        MPI_Request r[3];
+        PD_MPI(MPI_Isend(&req, sizeof req, MPI_BYTE, pd_server_rank(s), PD_TAG_CTRL,
+                         MPI_COMM_WORLD, &r[0]));
+        PD_MPI(MPI_Irecv(&rep, sizeof rep, MPI_BYTE, pd_server_rank(s), PD_TAG_CTRL + 1,
+                         MPI_COMM_WORLD, &r[1]));
+        PD_MPI(MPI_Irecv(buf + lo, (int)(hi - lo), MPI_FLOAT, pd_server_rank(s), PD_TAG_CTRL + 1,
+                         MPI_COMM_WORLD, &r[2]));
+        PD_TRY(pd_comm_waitall(3, r));
+    }
+    return PD_OK;
+}
+
+static int maybe_eval(server *sv, bool force)
+{
+    if (sv->world->index != 0)
+        return PD_OK;
+    pd_progress pg;
+    progress(sv, &pg);
+    PD_TRY(pd_eval_thread_error(sv->et));
+    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 || pg.update < sv->next_eval)) {
+        pd_eval_thread_progress(sv->et, &pg);
+        return PD_OK;
+    }
+    int64_t every = sv->cfg->training.eval_every > 0 ? sv->cfg->training.eval_every
+                                                     : sv->updates_per_epoch;
+    sv->next_eval = (pg.update / every + 1) * every;
+    float *snap = pd_eval_thread_acquire(sv->et);
+    PD_TRY(gather(sv, snap, false));
+    pd_eval_thread_submit(sv->et, &pg);
+    sv->loss_sum = 0;
+    sv->loss_n = 0;
+    return PD_OK;
+}
+
+/* Servers > 0 answer SNAP requests from server 0 with their range. */
+int server_answer_snap(server *sv)
+{
+    static const pd_msg_hdr rep = {.kind = PD_MSG_SNAP};
+    MPI_Request r[2];
+    PD_MPI(MPI_Isend(&rep, sizeof rep, MPI_BYTE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[0]));
+    PD_MPI(MPI_Isend(sv->theta + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, 0, PD_TAG_CTRL + 1,
+                     MPI_COMM_WORLD, &r[1]));
+    PD_TRY(pd_comm_waitall(2, r));
+    sv->snap_pending = -1;
+    if (sv->ctrl_in.flags)
+        sv->final_snap = true;
+    else
+        PD_MPI(MPI_Irecv(&sv->ctrl_in, sizeof sv->ctrl_in, MPI_BYTE, 0, PD_TAG_CTRL,
+                         MPI_COMM_WORLD, &sv->hreq[sv->world->workers]));
+    return PD_OK;
+}
+
+static int on_snap_request(server *sv)
+{
+    bool in_step = sv->cfg->training.mode == PD_MODE_SYNC ||
+                   sv->cfg->training.mode == PD_MODE_LOCAL_SGD;
+    if (in_step && !sv->ctrl_in.flags && sv->ctrl_in.version > atomic_load(&sv->version)) {
+        sv->snap_pending = sv->ctrl_in.version;   /* answered after that step */
+        return PD_OK;
+    }
+    return server_answer_snap(sv);
+}
+
+/* ---- the event loop ------------------------------------------------------ */
+
+static int check_stop(server *sv)
+{
+    const pd_training_config *tc = &sv->cfg->training;
+    if (atomic_load(&sv->bad) > tc->max_bad_updates)
+        return PD_FAIL(PD_ETRAIN, "training diverged at update %lld: a gradient is not finite "
+                       "(lower optimizer.lr, or set optimizer.clip_norm)",
+                       (long long)atomic_load(&sv->version) + 1);
+    if (tc->max_updates > 0 && atomic_load(&sv->version) >= tc->max_updates)
+        atomic_store(&sv->stopping, true);
+    if (sv->et && pd_eval_thread_should_stop(sv->et)) {
+        sv->early_stopped = true;
+        atomic_store(&sv->stopping, true);
+    }
+    return PD_OK;
+}
+
+static int on_hello(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    p->batches = p->in.batches;
+    if (atomic_fetch_add(&sv->hellos, 1) + 1 == sv->world->workers) {
+        int64_t per = 0;
+        for (int i = 0; i < sv->world->workers; i++) {
+            int64_t b = sv->peers[i].batches;
+            bool rounds = sv->cfg->training.mode == PD_MODE_SYNC ||
+                          sv->cfg->training.mode == PD_MODE_LOCAL_SGD;
+            per = rounds ? (b > per ? b : per) : per + b;
+        }
+        if (sv->cfg->training.mode == PD_MODE_LOCAL_SGD || sv->cfg->training.mode == PD_MODE_EASGD)
+            per = (per + sv->cfg->training.local_steps - 1) / sv->cfg->training.local_steps;
+        atomic_store(&sv->updates_per_epoch, per > 0 ? per : 1);
+    }
+    PD_TRY(server_reply(sv, w, false));
+    return server_post_recv(sv, w);
+}
+
+static int on_message(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    PD_TRY(pd_comm_wait(&p->rpay, NULL));
+    p->epoch = p->in.epoch;
+    switch (p->in.kind) {
+    case PD_MSG_HELLO:
+        return on_hello(sv, w);
+    case PD_MSG_FINAL:
+        p->active = false;
+        p->waiting = false;
+        atomic_fetch_sub(&sv->active, 1);
+        pthread_mutex_lock(&sv->mu);
+        sv->sent_total += p->in.seq;
+        pthread_mutex_unlock(&sv->mu);
+        if (sv->cfg->training.mode == PD_MODE_SYNC || sv->cfg->training.mode == PD_MODE_LOCAL_SGD)
+            return server_maybe_close_round(sv);
+        if (sv->cfg->training.mode == PD_MODE_ASYNC && sv->cfg->training.max_staleness >= 0)
+            return server_release_waiting(sv);
+        return PD_OK;
+    case PD_MSG_GRAD:
+    case PD_MSG_MODEL:
+        switch (sv->cfg->training.mode) {
+        case PD_MODE_SYNC:
+        case PD_MODE_LOCAL_SGD:
+            return server_on_grad_sync(sv, w);
+        case PD_MODE_EASGD:
+            return server_on_model_easgd(sv, w);
+        default:
+            PD_TRY(server_on_grad_async(sv, w));
+            if (sv->cfg->training.mode == PD_MODE_ASYNC && sv->cfg->training.max_staleness >= 0)
+                PD_TRY(server_release_waiting(sv));
+            return PD_OK;
+        }
+    default:
+        return PD_FAIL(PD_EMPI, "server %d: unexpected message kind %d from worker %d",
+                       sv->world->index, p->in.kind, w);
+    }
+}
+
+typedef struct loop_arg {
+    server *sv;
+    int first, stride;             /* workers first, first+stride, ... */
+    bool control;                  /* handles SNAP and evaluation */
+    int err;
+    char msg[1024];
+} loop_arg;
+
+static int serve(loop_arg *a)
+{
+    server *sv = a->sv;
+    int W = sv->world->workers, mine = 0;
+    MPI_Request *reqs = pd_malloc((size_t)(W + 1) * sizeof *reqs);
+    int *map = pd_malloc((size_t)(W + 1) * sizeof *map);
+    if (!reqs || !map) {
+        free(reqs);
+        free(map);
+        return PD_ENOMEM;
+    }
+    int err = PD_OK;
+    for (;;) {
+        /* Gather our requests: hreq entries of our workers (+ control). */
+        int k = 0, live = 0;
+        for (int w = a->first; w < W; w += a->stride) {
+            map[k] = w;
+            reqs[k++] = sv->hreq[w];
+            live += sv->peers[w].active;
+        }
+        mine = k;
+        bool want_ctrl = a->control && sv->world->index > 0 && !sv->final_snap;
+        if (want_ctrl) {
+            map[k] = W;
+            reqs[k++] = sv->hreq[W];
+        }
+        if (live == 0 && !want_ctrl)
+            break;
+        int idx;
+        MPI_Status st;
+        PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st), out);
+        int w = map[idx];
+        sv->hreq[w] = MPI_REQUEST_NULL;
+        if (w == W) {
+            PD_TRY_GOTO(err, on_snap_request(sv), out);
+            continue;
+        }
+        PD_TRY_GOTO(err, on_message(sv, w), out);
+        if (a->control) {
+            PD_TRY_GOTO(err, check_stop(sv), out);
+            PD_TRY_GOTO(err, maybe_eval(sv, false), out);
+        } else if (atomic_load(&sv->bad) > sv->cfg->training.max_bad_updates) {
+            PD_TRY_GOTO(err, check_stop(sv), out);
+        }
+    }
+    (void)mine;
+out:
+    free(reqs);
+    free(map);
+    return err;
+}
+
+static void *serve_thread(void *arg)
+{
+    loop_arg *a = arg;
+    a->err = serve(a);
+    if (a->err)
+        snprintf(a->msg, sizeof a->msg, "%s", pd_err_msg());
+    return NULL;
+}
+
+/* Hogwild: server_threads threads, each serving every T-th worker. */
+static int serve_all(server *sv)
+{
+    int T = sv->cfg->training.mode == PD_MODE_HOGWILD ? sv->cfg->training.server_threads : 1;
+    if (T > sv->world->workers)
+        T = sv->world->workers;
+    loop_arg args[64];
+    pthread_t th[64];
+    if (T > 64)
+        T = 64;
+    for (int i = 0; i < T; i++)
+        args[i] = (loop_arg){.sv = sv, .first = i, .stride = T, .control = i == 0};
+    for (int i = 1; i < T; i++)
+        if (pthread_create(&th[i], NULL, serve_thread, &args[i]) != 0)
+            return PD_FAIL(PD_ENOMEM, "cannot start server thread %d", i);
+    int err = serve(&args[0]);
+    for (int i = 1; i < T; i++) {
+        pthread_join(th[i], NULL);
+        if (!err && args[i].err)
+            err = PD_FAIL(args[i].err, "%s", args[i].msg);
+    }
+    return err;
+}
+
+/* ---- setup and the end -------------------------------------------------- */
+
+static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, const pd_world *world)
+{
+    sv->cfg = cfg;
+    sv->world = world;
+    sv->snap_pending = -1;
+    pthread_mutex_init(&sv->mu, NULL);
+    PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));
+    sv->n = pd_model_nparams(sv->model);
+    sv->sparse = pd_model_is_sparse(sv->model);
+    pd_server_range(sv->n, world->servers, world->index, &sv->lo, &sv->hi);
+    int W = world->workers;
+    sv->theta = pd_malloc(sv->n * sizeof *sv->theta);
+    sv->acc = pd_malloc(sv->n * sizeof *sv->acc);
+    sv->peers = pd_calloc((size_t)W, sizeof *sv->peers);
+    sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
+    if (!sv->theta || !sv->acc || !sv->peers || !sv->hreq)
+        return PD_ENOMEM;
+    pd_model_init(sv->model, sv->theta, cfg->run.seed);
+    PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
+    for (int w = 0; w <= W; w++)
+        sv->hreq[w] = MPI_REQUEST_NULL;
+    for (int w = 0; w < W; w++) {
+        peer *p = &sv->peers[w];
+        p->rout[0] = p->rout[1] = p->rpay = MPI_REQUEST_NULL;
+        p->active = true;
+        p->g = pd_calloc(sv->n, sizeof *p->g);
+        p->reply = pd_calloc(sv->n, sizeof *p->reply);
+        p->sp = sv->sparse ? pd_malloc(8 * (sv->hi - sv->lo) + 8) : NULL;
+        if (!p->g || !p->reply || (sv->sparse && !p->sp))
+            return PD_ENOMEM;
+        PD_TRY(server_post_recv(sv, w));
+    }
+    atomic_store(&sv->active, W);
+    if (world->index > 0)
+        PD_MPI(MPI_Irecv(&sv->ctrl_in, sizeof sv->ctrl_in, MPI_BYTE, 0, PD_TAG_CTRL,
+                         MPI_COMM_WORLD, &sv->hreq[W]));
+    if (world->index == 0) {
+        PD_TRY(pd_evaluator_create(cfg, opts, W, world->servers, &sv->ev));
+        PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
+    }
+    return PD_OK;
+}
+
+static void teardown(server *sv)
+{
+    pd_eval_thread_stop(&sv->et);
+    pd_evaluator_destroy(&sv->ev);
+    if (sv->peers) {
+        for (int w = 0; w < sv->world->workers; w++) {
+            free(sv->peers[w].g);
+            free(sv->peers[w].reply);
+            free(sv->peers[w].sp);
+        }
+    }
+    free(sv->peers);
+    free(sv->hreq);
+    free(sv->acc);
+    free(sv->theta);
+    pd_optim_destroy(&sv->opt);
+    pd_model_destroy(&sv->model);
+    pthread_mutex_destroy(&sv->mu);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+/* Server 0 at the end: last evaluation and the summary. */
+static int finish(server *sv, double cpu0)
+{
+    PD_TRY(pd_eval_thread_stop(&sv->et));
+    float *theta = pd_malloc(sv->n * sizeof *theta);
+    if (!theta)
+        return PD_ENOMEM;
+    int err = gather(sv, theta, true);
+    pd_progress pg;
+    progress(sv, &pg);
+    int64_t hist[STALE_HIST];
+    pd_run_stats rs = {
+        .stale_hist = hist,
+        .applied = atomic_load(&sv->applied),
+        .sent = sv->sent_total,
+        .bad = atomic_load(&sv->bad),
+        .server_cpu_s = cpu_seconds() - cpu0,
+    };
+    for (size_t i = 0; i < STALE_HIST; i++)
+        if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)
+            rs.stale_hist_n = i + 1;
+    const char *exit = sv->early_stopped ? "early_stopped"
+                       : sv->cfg->training.max_updates > 0 &&
+                         pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";
+    if (err == PD_OK) {
+        bool stop = false;
+        err = pd_evaluator_eval(sv->ev, theta, &pg, &stop);
+    }
+    if (err == PD_OK)
+        err = pd_evaluator_finish(sv->ev, theta, &pg, &rs, exit);
+    free(theta);
+    return err;
+}
+
+int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
+{
+    server sv = {0};
+    double cpu0 = cpu_seconds();
+    int err = pd_comm_agree(world, setup(&sv, cfg, opts, world));
+    if (err == PD_OK)
+        err = serve_all(&sv);
+    if (err == PD_OK && world->index == 0)
+        err = finish(&sv, cpu0);
+    for (int w = 0; err == PD_OK && w < world->workers; w++)
+        err = pd_comm_waitall(2, sv.peers[w].rout);
+    teardown(&sv);
+    return err;
+}

@@ -1,2 +1,250 @@
-/* being written */
-#include "paramd/error.h"
+/* Worker ranks: compute minibatch gradients on this worker's shard at the
+ * point the servers send (the optimizer's lookahead point), push each
+ * server its range, take the reply as the next point. In local_sgd and
+ * easgd the worker also owns a local model and optimizer and talks to the
+ * servers every training.local_steps steps. Every request gets one reply
+ * per server; STOP from any server ends the worker, which then tells every
+ * server FINAL with the count of requests it sent. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paramd/optim.h"
+#include "server.h"
+#include "train.h"
+
+typedef struct worker {
+    const pd_config *cfg;
+    const pd_world *world;
+    pd_learner l;
+    size_t n;
+    float *point;            /* [n] parameters from the servers (local: own model) */
+    float *diff;             /* [n] easgd: elastic difference received */
+    float *look;             /* [n] local lookahead point, or NULL */
+    pd_optim *local;         /* local_sgd, easgd */
+    pd_msg_hdr *out, *in;    /* [S] */
+    int64_t *ver;            /* [S] version of each server's range we hold */
+    uint8_t **sp;            /* [S] sparse payloads */
+    MPI_Request *req;        /* [S][4]: send header, send payload, recv header, recv payload */
+    MPI_Datatype ptype;      /* payload type the servers expect */
+    int64_t seq;
+    bool stop;
+} worker;
+
+static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t *buf)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < g->nnz; j++)
+        k += g->idx[j] >= lo && g->idx[j] < hi;
+    uint32_t *idx = (uint32_t *)buf;
+    float *val = (float *)(buf + 4 * k);
+    size_t m = 0;
+    for (size_t j = 0; j < g->nnz; j++) {
+        if (g->idx[j] >= lo && g->idx[j] < hi) {
+            idx[m] = g->idx[j];
+            val[m++] = g->val[j];
+        }
+    }
+    return k;
+}
+
+/* One request of `kind` to every server and their replies. Payload: the
+ * gradient (GRAD), the local model (MODEL) or nothing (HELLO, FINAL). */
+static int exchange(worker *wk, int kind, double loss, double norm)
+{
+    int S = wk->world->servers;
+    pd_learner *l = &wk->l;
+    bool reply = kind != PD_MSG_FINAL;
+    for (int s = 0; s < S; s++) {
+        size_t lo, hi;
+        pd_server_range(wk->n, S, s, &lo, &hi);
+        MPI_Request *r = &wk->req[4 * s];
+        pd_msg_hdr *h = &wk->out[s];
+        *h = (pd_msg_hdr){.kind = kind, .worker = wk->world->index, .version = wk->ver[s],
+                          .seq = wk->seq, .lo = (int64_t)lo, .hi = (int64_t)hi,
+                          .examples = kind == PD_MSG_HELLO ? (int64_t)l->train->n : (int64_t)l->batch,
+                          .batches = (int64_t)pd_iter_batches_per_epoch(l->iter),
+                          .loss = loss, .norm = norm, .epoch = pd_learner_epoch(l)};
+        const void *payload = NULL;
+        int count = 0;
+        if (kind == PD_MSG_GRAD && l->sparse) {
+            h->flags = PD_FLAG_SPARSE;
+            h->nnz = (int64_t)pack_sparse(&l->sgrad, lo, hi, wk->sp[s]);
+            payload = wk->sp[s];
+            count = (int)(8 * h->nnz);
+        } else if (kind == PD_MSG_GRAD) {
+            payload = l->grad + lo;
+            count = (int)(hi - lo);
+        } else if (kind == PD_MSG_MODEL) {
+            payload = wk->point + lo;
+            count = (int)(hi - lo);
+        }
+        int dst = pd_server_rank(s);
+        PD_MPI(MPI_Isend(h, sizeof *h, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &r[0]));
+        PD_MPI(MPI_Isend(payload, count, kind == PD_MSG_MODEL ? MPI_FLOAT : wk->ptype, dst,
+                         PD_TAG_DATA, MPI_COMM_WORLD, &r[1]));
+        r[2] = r[3] = MPI_REQUEST_NULL;
+        if (reply) {
+            float *into = wk->cfg->training.mode == PD_MODE_EASGD && kind == PD_MSG_MODEL
+                              ? wk->diff : wk->point;
+            PD_MPI(MPI_Irecv(&wk->in[s], sizeof wk->in[s], MPI_BYTE, dst, PD_TAG_DATA,
+                             MPI_COMM_WORLD, &r[2]));
+            PD_MPI(MPI_Irecv(into + lo, (int)(hi - lo), MPI_FLOAT, dst, PD_TAG_DATA,
+                             MPI_COMM_WORLD, &r[3]));
+        }
+    }
+    PD_TRY(pd_comm_waitall(4 * S, wk->req));
+    if (kind != PD_MSG_FINAL)
+        wk->seq++;
+    for (int s = 0; reply && s < S; s++) {
+        if (wk->in[s].kind == PD_MSG_STOP)
+            wk->stop = true;
+        else
+            wk->ver[s] = wk->in[s].version;
+    }
+    return PD_OK;
+}
+
+static double grad_norm(const worker *wk)
+{
+    if (wk->cfg->optimizer.clip_norm <= 0)
+        return 0;
+    const pd_learner *l = &wk->l;
+    return l->sparse ? pd_optim_norm2(l->sgrad.val, l->sgrad.nnz) : pd_optim_norm2(l->grad, wk->n);
+}
+
+/* Next minibatch, crossing epochs; false when the worker's epochs are done. */
+static bool next_batch(worker *wk, int *epochs)
+{
+    while (!pd_learner_next(&wk->l)) {
+        ++*epochs;
+        if (wk->cfg->training.epochs > 0 && *epochs >= wk->cfg->training.epochs)
+            return false;
+    }
+    return true;
+}
+
+static int run_gradients(worker *wk)
+{
+    int epochs = 0;
+    while (!wk->stop && next_batch(wk, &epochs)) {
+        bool finite;
+        PD_TRY(pd_learner_grad(&wk->l, wk->point, &finite));
+        /* A non-finite gradient still goes out, flagged by its loss, so the
+         * server counts it (and never applies it). */
+        double loss = finite ? wk->l.loss : NAN;
+        PD_TRY(exchange(wk, PD_MSG_GRAD, loss, finite ? grad_norm(wk) : NAN));
+    }
+    return PD_OK;
+}
+
+/* local_sgd / easgd: local steps on wk->point, exchanges every tau steps. */
+static int run_local(worker *wk)
+{
+    const pd_config *cfg = wk->cfg;
+    pd_learner *l = &wk->l;
+    int epochs = 0, tau = cfg->training.local_steps;
+    int64_t t = 0, since = 0;
+    double loss = 0;
+    bool more = true;
+    while (!wk->stop && more) {
+        more = next_batch(wk, &epochs);
+        if (more) {
+            const float *at = wk->point;
+            if (wk->look) {
+                pd_optim_lookahead(wk->local, wk->point, wk->look, 0, wk->n);
+                at = wk->look;
+            }
+            bool finite;
+            PD_TRY(pd_learner_grad(l, at, &finite));
+            if (finite) {
+                pd_optim_step st = pd_optim_prepare(wk->local, ++t, 1.0, grad_norm(wk));
+                if (l->sparse)
+                    pd_optim_apply_sparse(wk->local, &st, wk->point, l->sgrad.idx, l->sgrad.val,
+                                          l->sgrad.nnz);
+                else
+                    pd_optim_apply(wk->local, &st, wk->point, l->grad, 0, wk->n);
+                loss += l->loss;
+            } else {
+                loss = NAN;   /* the server counts the exchange as bad */
+            }
+            since++;
+        }
+        if (since == tau || (!more && since > 0)) {
+            PD_TRY(exchange(wk, PD_MSG_MODEL, loss / (double)since, 0));
+            if (cfg->training.mode == PD_MODE_EASGD && !wk->stop)
+                for (size_t i = 0; i < wk->n; i++)
+                    wk->point[i] -= wk->diff[i];
+            since = 0;
+            loss = 0;
+        }
+    }
+    return PD_OK;
+}
+
+static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
+{
+    wk->cfg = cfg;
+    wk->world = world;
+    int S = world->servers;
+    PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
+    wk->n = wk->l.nparams;
+    bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
+    wk->ptype = wk->l.sparse && !local ? MPI_BYTE : MPI_FLOAT;
+    wk->point = pd_calloc(wk->n, sizeof *wk->point);
+    wk->out = pd_calloc((size_t)S, sizeof *wk->out);
+    wk->in = pd_calloc((size_t)S, sizeof *wk->in);
+    wk->ver = pd_calloc((size_t)S, sizeof *wk->ver);
+    wk->sp = pd_calloc((size_t)S, sizeof *wk->sp);
+    wk->req = pd_calloc((size_t)(4 * S), sizeof *wk->req);
+    if (!wk->point || !wk->out || !wk->in || !wk->ver || !wk->sp || !wk->req)
+        return PD_ENOMEM;
+    for (int s = 0; wk->l.sparse && s < S; s++) {
+        size_t lo, hi;
+        pd_server_range(wk->n, S, s, &lo, &hi);
+        if (!(wk->sp[s] = pd_malloc(8 * (hi - lo) + 8)))
+            return PD_ENOMEM;
+    }
+    if (local) {
+        /* Each worker's local optimizer draws its own noise stream. */
+        PD_TRY(pd_optim_create(&cfg->optimizer, 0, wk->n,
+                               cfg->run.seed + 7919u * (uint64_t)(world->index + 1), &wk->local));
+        if (pd_optim_has_lookahead(wk->local) && !(wk->look = pd_malloc(wk->n * sizeof *wk->look)))
+            return PD_ENOMEM;
+        if (cfg->training.mode == PD_MODE_EASGD && !(wk->diff = pd_malloc(wk->n * sizeof *wk->diff)))
+            return PD_ENOMEM;
+    }
+    return PD_OK;
+}
+
+static void teardown(worker *wk)
+{
+    for (int s = 0; wk->sp && s < wk->world->servers; s++)
+        free(wk->sp[s]);
+    free(wk->sp);
+    free(wk->req);
+    free(wk->ver);
+    free(wk->in);
+    free(wk->out);
+    free(wk->look);
+    free(wk->diff);
+    free(wk->point);
+    pd_optim_destroy(&wk->local);
+    pd_learner_free(&wk->l);
+}
+
+int pd_worker_run(const pd_config *cfg, pd_world *world)
+{
+    worker wk = {0};
+    int err = pd_comm_agree(world, setup(&wk, cfg, world));
+    if (err == PD_OK)
+        err = exchange(&wk, PD_MSG_HELLO, 0, 0);
+    if (err == PD_OK) {
+        bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
+        err = local ? run_local(&wk) : run_gradients(&wk);
+    }
+    if (err == PD_OK)
+        err = exchange(&wk, PD_MSG_FINAL, 0, 0);
+    teardown(&wk);
+    return err;
+}

@@ -1,0 +1,86 @@
+/* The run directory (DESIGN.md "The run directory"): metrics.jsonl,
+ * status.json, summary.json, params.bin, written by server 0 (or the
+ * serial trainer). Files that readers may see mid-run (status.json,
+ * summary.json, params.bin) are replaced atomically: temp file, fsync,
+ * rename. Also SHA-256, used for params_sha256 and checkpoints.
+ */
+#ifndef PARAMD_METRICS_H
+#define PARAMD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* SHA-256 (FIPS 180-4), incremental. */
+typedef struct pd_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t buf[64];
+    size_t fill;
+} pd_sha256;
+void pd_sha256_init(pd_sha256 *c);
+void pd_sha256_update(pd_sha256 *c, const void *data, size_t n);
+void pd_sha256_final(pd_sha256 *c, uint8_t digest[32]);
+/* Lower-case hex of the SHA-256 of data: hex[65] (NUL-terminated). */
+void pd_sha256_hex(const void *data, size_t n, char hex[65]);
+
+/* mkdir -p. Local. */
+int pd_mkdir_p(const char *path);
+/* Write buf to path atomically (path.tmp, fsync, rename). Local. */
+int pd_write_atomic(const char *path, const void *buf, size_t n);
+
+/* One evaluation: a line of metrics.jsonl. NAN doubles and negative
+ * counts are written as null. */
+typedef struct pd_metrics_row {
+    double wall_s;
+    int64_t update;
+    double epoch;              /* fractional epochs of the training part */
+    int64_t examples;          /* training examples consumed so far */
+    double lr;
+    double train_loss;         /* mean minibatch loss since the last row */
+    double valid_loss, valid_acc;
+    double test_loss, test_acc;
+    double staleness_mean;
+    int64_t staleness_max;
+    int64_t dropped;
+    size_t ntensors;           /* per-tensor norms (0 = none) */
+    const char *const *tensor_names;
+    const double *param_norms;
+    const double *grad_norms;
+} pd_metrics_row;
+
+typedef struct pd_summary {
+    const char *mode, *optimizer, *exit;   /* exit: "done", "early_stopped", ... */
+    int workers, servers;
+    int64_t updates;
+    double epochs, wall_s, examples_per_s;
+    double test_loss, test_acc, valid_loss, valid_acc;
+    char params_sha256[65];
+    int64_t dropped;
+    double staleness_mean;
+    int64_t staleness_max;
+    const int64_t *staleness_hist;         /* counts of staleness 0..n-1 */
+    size_t staleness_hist_n;
+    int64_t best_update;                   /* early stopping: -1 if unused */
+    int64_t applied, sent, bad;            /* gradients; -1 where not counted */
+    double server_cpu_s;                   /* NAN where it does not apply */
+} pd_summary;
+
+typedef struct pd_metrics pd_metrics;
+
+/* Open (creating) the run directory: creates dir, truncates
+ * metrics.jsonl. Local (server 0). */
+int pd_metrics_open(const char *dir, pd_metrics **out);
+void pd_metrics_close(pd_metrics **m);
+const char *pd_metrics_dir(const pd_metrics *m);
+/* Append one row to metrics.jsonl and flush it. */
+int pd_metrics_append(pd_metrics *m, const pd_metrics_row *row);
+/* Rewrite status.json atomically: {"phase":..,"update":..,...latest row}. */
+int pd_metrics_status(pd_metrics *m, const char *phase, const pd_metrics_row *row);
+/* Write params.bin (little-endian float32) atomically and its SHA-256 hex. */
+int pd_metrics_write_params(pd_metrics *m, const float *theta, size_t n, char hex[65]);
+/* Write summary.json atomically. */
+int pd_metrics_summary(pd_metrics *m, const pd_summary *s);
+/* Path of a file inside the run directory (buf of PD_PATH_MAX-ish). */
+int pd_metrics_path(const pd_metrics *m, const char *name, char *buf, size_t size);
+
+#endif

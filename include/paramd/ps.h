@@ -1,0 +1,35 @@
+/* Roles and training drivers: the serial trainer (one process, the
+ * baseline) and, under mpirun, server and worker ranks in every mode of
+ * DESIGN.md. The only module that talks MPI (in src/ps/comm.c). */
+#ifndef PARAMD_PS_H
+#define PARAMD_PS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "paramd/config.h"
+
+typedef struct pd_run_opts {
+    bool quiet;          /* no progress output */
+} pd_run_opts;
+
+/* Train as cfg says: in-process for mode serial, otherwise as one rank of
+ * the MPI job (initializing and finalizing MPI). Writes the run directory
+ * on the serial process / server 0. Collective on MPI_COMM_WORLD for the
+ * distributed modes. Returns PD_OK, or an error whose code maps to the exit
+ * status (pd_exit_status). */
+int pd_ps_run(const pd_config *cfg, const pd_run_opts *opts);
+
+/* --check: load and validate the data, build the model, print a short
+ * resolved summary to out. Local; creates nothing on disk. */
+int pd_ps_check(const pd_config *cfg, int ranks, FILE *out);
+
+/* This process's rank and the job's size as the launcher announces them in
+ * the environment (Open MPI, PMIx, Slurm), before MPI is initialized:
+ * rank 0 and size 1 outside a launcher. Local. */
+void pd_ps_launch_env(int *rank, int *size);
+
+/* "Open MPI v4.1.4, ..." (MPI_Get_library_version's first line). Local. */
+const char *pd_ps_mpi_version(void);
+
+#endif

@@ -1,0 +1,248 @@
+/* The update side of a server: posting receives, replying with the
+ * lookahead point, and what each mode does with a worker's gradient or
+ * model (see server.c for the modes). Hogwild threads run these
+ * concurrently on disjoint workers: shared counters are atomic, parameter
+ * and optimizer updates deliberately are not. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_impl.h"
+
+/* ---- messages ---------------------------------------------------------- */
+
+int server_post_recv(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    int src = pd_worker_rank(sv->world, w);
+    PD_MPI(MPI_Irecv(&p->in, sizeof p->in, MPI_BYTE, src, PD_TAG_DATA, MPI_COMM_WORLD,
+                     &sv->hreq[w]));
+    if (sv->sparse && sv->cfg->training.mode != PD_MODE_LOCAL_SGD &&
+        sv->cfg->training.mode != PD_MODE_EASGD)
+        PD_MPI(MPI_Irecv(p->sp, (int)(8 * (sv->hi - sv->lo) + 8), MPI_BYTE, src, PD_TAG_DATA,
+                         MPI_COMM_WORLD, &p->rpay));
+    else
+        PD_MPI(MPI_Irecv(p->g + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
+                         MPI_COMM_WORLD, &p->rpay));
+    return PD_OK;
+}
+
+/* Reply PARAMS (the lookahead point of our range) or STOP to worker w. */
+int server_reply(server *sv, int w, bool elastic)
+{
+    peer *p = &sv->peers[w];
+    PD_TRY(pd_comm_waitall(2, p->rout));   /* the previous reply has left */
+    bool stop = sv->stopping;
+    p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
+                          .version = atomic_load(&sv->version),
+                          .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi};
+    size_t count = 0;
+    if (!stop && !elastic) {
+        pd_optim_lookahead(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
+        count = sv->hi - sv->lo;
+    } else if (!stop) {
+        count = sv->hi - sv->lo;       /* p->reply holds the elastic difference */
+    }
+    int dst = pd_worker_rank(sv->world, w);
+    PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
+    PD_MPI(MPI_Isend(p->reply + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA, MPI_COMM_WORLD,
+                     &p->rout[1]));
+    return PD_OK;
+}
+
+/* ---- applying ----------------------------------------------------------- */
+
+static void record_staleness(server *sv, int64_t tau)
+{
+    atomic_fetch_add(&sv->applied, 1);
+    atomic_fetch_add(&sv->stale_sum, tau);
+    atomic_fetch_add(&sv->stale_hist[tau < STALE_HIST ? tau : STALE_HIST - 1], 1);
+    int64_t m = atomic_load(&sv->stale_max);
+    while (tau > m && !atomic_compare_exchange_weak(&sv->stale_max, &m, tau))
+        ;
+}
+
+static bool grad_ok(server *sv, const peer *p)
+{
+    if (isfinite(p->in.loss) && isfinite(p->in.norm))
+        return true;
+    atomic_fetch_add(&sv->bad, 1);
+    return false;
+}
+
+/* Apply one worker's gradient alone (async, hogwild). */
+static void apply_one(server *sv, peer *p, double scale, int64_t t)
+{
+    pd_optim_step st = pd_optim_prepare(sv->opt, t, scale, p->in.norm);
+    if (p->in.flags & PD_FLAG_SPARSE) {
+        size_t nnz = (size_t)p->in.nnz;
+        const uint32_t *idx = (const uint32_t *)p->sp;
+        const float *val = (const float *)(p->sp + 4 * nnz);
+        pd_optim_apply_sparse(sv->opt, &st, sv->theta, idx, val, nnz);
+    } else {
+        pd_optim_apply(sv->opt, &st, sv->theta, p->g, sv->lo, sv->hi);
+    }
+}
+
+static int64_t min_clock(const server *sv)
+{
+    int64_t m = INT64_MAX;
+    for (int w = 0; w < sv->world->workers; w++)
+        if (sv->peers[w].active && sv->peers[w].clock < m)
+            m = sv->peers[w].clock;
+    return m;
+}
+
+/* Async "wait": reply to workers no more than max_staleness clocks ahead of
+ * the slowest active worker (stale synchronous parallel). */
+int server_release_waiting(server *sv)
+{
+    int64_t lo = min_clock(sv);
+    for (int w = 0; w < sv->world->workers; w++) {
+        peer *p = &sv->peers[w];
+        if (p->waiting && p->active && p->clock - lo <= sv->cfg->training.max_staleness) {
+            p->waiting = false;
+            PD_TRY(server_reply(sv, w, false));
+            PD_TRY(server_post_recv(sv, w));
+        }
+    }
+    return PD_OK;
+}
+
+int server_on_grad_async(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    const pd_training_config *tc = &sv->cfg->training;
+    atomic_fetch_add(&sv->examples, p->in.examples);
+    p->clock++;
+    int64_t tau = atomic_load(&sv->version) - p->in.version;
+    if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
+        tau > tc->max_staleness) {
+        atomic_fetch_add(&sv->dropped, 1);
+    } else if (grad_ok(sv, p)) {
+        /* Hogwild threads each take their own version number; the apply
+         * itself runs concurrently with theirs, without a lock. */
+        int64_t v = atomic_fetch_add(&sv->version, 1);
+        tau = v - p->in.version;
+        double scale = sv->cfg->optimizer.staleness_scaling == PD_SSCALE_INVERSE && tau > 1
+                           ? 1.0 / (double)tau : 1.0;
+        apply_one(sv, p, scale, v + 1);
+        record_staleness(sv, tau);
+        pthread_mutex_lock(&sv->mu);
+        sv->loss_sum += p->in.loss;
+        sv->loss_n++;
+        pthread_mutex_unlock(&sv->mu);
+    }
+    if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_WAIT &&
+        p->clock - min_clock(sv) > tc->max_staleness) {
+        p->waiting = true;
+        return PD_OK;
+    }
+    PD_TRY(server_reply(sv, w, false));
+    return server_post_recv(sv, w);
+}
+
+/* Sync and local_sgd: close the round when enough workers have sent. */
+int server_maybe_close_round(server *sv)
+{
+    const pd_training_config *tc = &sv->cfg->training;
+    int have = 0, need = sv->active - tc->backup_workers;
+    if (need < 1)
+        need = 1;
+    for (int w = 0; w < sv->world->workers; w++)
+        have += sv->peers[w].waiting;
+    if (have < need || have == 0)
+        return PD_OK;
+    bool local = tc->mode == PD_MODE_LOCAL_SGD;
+    double total = 0, loss = 0;
+    for (int w = 0; w < sv->world->workers; w++)
+        if (sv->peers[w].waiting)
+            total += (double)sv->peers[w].in.examples;
+    /* Sum in ascending worker order, weighted by batch size: deterministic. */
+    float *restrict acc = sv->acc;
+    memset(acc + sv->lo, 0, (sv->hi - sv->lo) * sizeof *acc);
+    bool first = true, finite = true;
+    for (int w = 0; w < sv->world->workers; w++) {
+        peer *p = &sv->peers[w];
+        if (!p->waiting)
+            continue;
+        finite = finite && grad_ok(sv, p);
+        float a = (float)((double)p->in.examples / total);
+        const float *restrict g = p->g;
+        if (first)
+            for (size_t i = sv->lo; i < sv->hi; i++)
+                acc[i] = a * g[i];
+        else
+            for (size_t i = sv->lo; i < sv->hi; i++)
+                acc[i] += a * g[i];
+        first = false;
+        loss += (double)p->in.examples / total * p->in.loss;
+    }
+    int64_t t = atomic_load(&sv->version) + 1;
+    if (local) {
+        memcpy(sv->theta + sv->lo, acc + sv->lo, (sv->hi - sv->lo) * sizeof *acc);
+    } else if (finite) {
+        double norm = 0;
+        if (sv->cfg->optimizer.clip_norm > 0) {
+            double sq = pd_optim_norm2(acc + sv->lo, sv->hi - sv->lo);
+            sq *= sq;
+            if (sv->world->servers > 1)
+                PD_MPI(MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, sv->world->servers_comm));
+            norm = sqrt(sq);
+        }
+        pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, norm);
+        pd_optim_apply(sv->opt, &st, sv->theta, acc, sv->lo, sv->hi);
+    }
+    if (finite || local) {
+        atomic_store(&sv->version, t);
+        for (int w = 0; w < sv->world->workers; w++)
+            if (sv->peers[w].waiting)
+                record_staleness(sv, 0);
+        sv->loss_sum += loss;
+        sv->loss_n++;
+    }
+    for (int w = 0; w < sv->world->workers; w++) {
+        if (!sv->peers[w].waiting)
+            continue;
+        sv->peers[w].waiting = false;
+        PD_TRY(server_reply(sv, w, false));
+        PD_TRY(server_post_recv(sv, w));
+    }
+    if (sv->snap_pending >= 0 && sv->snap_pending <= atomic_load(&sv->version))
+        PD_TRY(server_answer_snap(sv));
+    return PD_OK;
+}
+
+int server_on_grad_sync(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    atomic_fetch_add(&sv->examples, p->in.examples);
+    p->clock++;
+    if (p->in.version < atomic_load(&sv->version)) {
+        /* Late: the round closed without it (backup workers). */
+        atomic_fetch_add(&sv->dropped, 1);
+        PD_TRY(server_reply(sv, w, false));
+        return server_post_recv(sv, w);
+    }
+    p->waiting = true;   /* its buffer is kept until the round closes */
+    return server_maybe_close_round(sv);
+}
+
+int server_on_model_easgd(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    float alpha = (float)sv->cfg->training.elastic_alpha;
+    float *restrict c = sv->theta, *restrict d = p->reply;
+    const float *restrict x = p->g;
+    for (size_t i = sv->lo; i < sv->hi; i++) {
+        d[i] = alpha * (x[i] - c[i]);
+        c[i] += d[i];
+    }
+    atomic_fetch_add(&sv->examples, p->in.examples);
+    atomic_fetch_add(&sv->version, 1);
+    record_staleness(sv, 0);
+    sv->loss_sum += p->in.loss;
+    sv->loss_n++;
+    PD_TRY(server_reply(sv, w, true));
+    return server_post_recv(sv, w);
+}

@@ -1,0 +1,105 @@
+/* Private to ps: MPI wrapped, confined and checked. Every call goes through
+ * PD_MPI, which turns a failing return (MPI_ERRORS_RETURN is set at start)
+ * into PD_EMPI with MPI_Error_string and the call's place. Waiting never
+ * spins: pd_comm_wait* poll with MPI_Test and sleep with exponential
+ * back-off, so an oversubscribed job keeps its cores for computing.
+ *
+ * Wire protocol: every message is one MPI_BYTE buffer, a pd_msg_hdr then a
+ * payload, on tag PD_TAG_DATA (worker <-> server) or PD_TAG_CTRL (between
+ * servers). Kinds:
+ *   HELLO   worker -> each server: shard size and batches per epoch
+ *   GRAD    worker -> each server: gradient over the server's range (dense
+ *           floats [lo, hi)), or sparse pairs (nnz uint32 indices, nnz
+ *           floats) followed by npull uint32 indices to pull; carries the
+ *           version it was computed from, the batch size, loss and the
+ *           full gradient's norm (clip by global norm)
+ *   MODEL   worker -> each server (local_sgd, easgd): its local parameters
+ *   PARAMS  server -> worker: reply to HELLO/GRAD/MODEL; dense floats of the
+ *           range at the lookahead point, or npull floats (sparse pull), or
+ *           the elastic difference (easgd)
+ *   STOP    server -> worker: reply meaning "finish now"
+ *   FINAL   worker -> each server: the worker is done; hdr.seq = gradients
+ *           it sent in all
+ *   SNAP    server 0 <-> server s (async, hogwild with S > 1): request and
+ *           reply carrying server s's range for evaluation
+ * Every GRAD/MODEL/HELLO gets exactly one reply (PARAMS or STOP), so a
+ * worker has at most one request outstanding per server.
+ */
+#ifndef PARAMD_PS_COMM_H
+#define PARAMD_PS_COMM_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paramd/error.h"
+
+enum { PD_TAG_DATA = 11, PD_TAG_CTRL = 12 };
+
+enum pd_msg_kind {
+    PD_MSG_HELLO = 1, PD_MSG_GRAD, PD_MSG_MODEL, PD_MSG_PARAMS, PD_MSG_STOP,
+    PD_MSG_FINAL, PD_MSG_SNAP,
+};
+
+enum { PD_FLAG_SPARSE = 1 };
+
+typedef struct pd_msg_hdr {
+    int32_t kind;
+    int32_t worker;       /* worker index 0..W-1 */
+    int64_t version;      /* GRAD: computed at; PARAMS: version sent */
+    int64_t seq;          /* per-worker request number (FINAL: requests sent) */
+    int64_t lo, hi;       /* dense range of the payload */
+    int64_t nnz, npull;   /* sparse payload sizes */
+    int64_t examples;     /* GRAD: batch size; HELLO: shard size */
+    int64_t batches;      /* HELLO: batches per epoch */
+    int32_t flags;
+    int32_t pad;
+    double loss;          /* minibatch loss */
+    double norm;          /* full gradient L2 norm (all shards) */
+    double epoch;         /* the worker's fractional epoch */
+} pd_msg_hdr;
+
+/* Check an MPI call; on failure record PD_EMPI with MPI's own message. */
+int pd_mpi_fail(int rc, const char *call, const char *file, int line, const char *func);
+#define PD_MPI(call)                                                          \
+    do {                                                                      \
+        int pd_mpi_rc_ = (call);                                              \
+        if (pd_mpi_rc_ != MPI_SUCCESS)                                        \
+            return pd_mpi_fail(pd_mpi_rc_, #call, __FILE__, __LINE__, __func__); \
+    } while (0)
+
+/* The job's layout. */
+typedef struct pd_world {
+    int rank, size;
+    int servers, workers;        /* S, W */
+    bool is_server;
+    int index;                   /* server s, or worker w */
+    MPI_Comm servers_comm;       /* the S servers (MPI_COMM_NULL on workers) */
+    bool setup_failed;           /* pd_comm_agree returned an error */
+} pd_world;
+
+/* Collective on MPI_COMM_WORLD: after each rank's setup, every rank learns
+ * the lowest failing rank's error code (returned; PD_OK if none); only that
+ * rank keeps its message, the others clear theirs. */
+int pd_comm_agree(pd_world *w, int err);
+
+/* Rank of server s and of worker w in MPI_COMM_WORLD. */
+static inline int pd_server_rank(int s) { return s; }
+static inline int pd_worker_rank(const pd_world *w, int i) { return w->servers + i; }
+
+/* Server s's parameter range [lo, hi) of n. */
+void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi);
+
+/* Sleep-polling waits (never spin). */
+int pd_comm_wait(MPI_Request *req, MPI_Status *st);
+int pd_comm_waitall(int n, MPI_Request *reqs);
+/* Wait until at least one of reqs completes; *index gets it. */
+int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st);
+
+/* Back-off sleeper for poll loops: reset after progress. */
+typedef struct pd_backoff { unsigned us; } pd_backoff;
+void pd_backoff_sleep(pd_backoff *b);
+static inline void pd_backoff_reset(pd_backoff *b) { b->us = 0; }
+
+#endif

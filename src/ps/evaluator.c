@@ -1,0 +1,276 @@
+/* The evaluating side of every mode (the serial process, server 0):
+ * validation and test metrics on the current parameters, the run
+ * directory's files, the progress line, early stopping with the best
+ * parameters kept aside. Runs once per evaluation, never per update,
+ * except the rate-limited status heartbeat. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "paramd/error.h"
+#include "train.h"
+
+#define EVAL_BATCH 1000
+#define HEARTBEAT_S 2.0
+
+struct pd_evaluator {
+    const pd_config *cfg;
+    pd_run_opts opts;
+    int workers, servers;
+    pd_data *data;                 /* validation and test parts */
+    const pd_dataset *valid, *test;
+    pd_model *model;
+    size_t nparams, ntensors;
+    const char *names[2 * PD_MAX_HIDDEN + 4];
+    double *pnorm, *gnorm;         /* [ntensors] */
+    pd_metrics *metrics;
+    double t0, last_status;
+    bool tty;
+    /* early stopping */
+    float *best;                   /* [nparams] when patience > 0 */
+    double best_loss;
+    int64_t best_update;
+    int bad_evals;
+    /* latest evaluation */
+    pd_eval last_valid, last_test;
+    pd_metrics_row last_row;
+};
+
+double pd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int write_resolved_config(pd_evaluator *ev)
+{
+    char *text = NULL, path[1100];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return PD_FAIL(PD_ENOMEM, "config.resolved.yaml: cannot allocate");
+    int err = pd_config_write(ev->cfg, f);
+    fclose(f);
+    if (err == PD_OK)
+        err = pd_metrics_path(ev->metrics, "config.resolved.yaml", path, sizeof path);
+    if (err == PD_OK)
+        err = pd_write_atomic(path, text, len);
+    free(text);
+    return err;
+}
+
+int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int workers,
+                        int servers, pd_evaluator **out)
+{
+    *out = NULL;
+    pd_evaluator *ev = pd_calloc(1, sizeof *ev);
+    if (!ev)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    ev->cfg = cfg;
+    ev->opts = *opts;
+    ev->workers = workers;
+    ev->servers = servers;
+    ev->t0 = pd_now();
+    ev->best_loss = INFINITY;
+    ev->best_update = -1;
+    ev->tty = isatty(STDOUT_FILENO);
+    PD_TRY_GOTO(err, pd_data_load(cfg, 0, 1, PD_PART_VALID | PD_PART_TEST, &ev->data), fail);
+    ev->valid = pd_data_part(ev->data, PD_PART_VALID);
+    ev->test = pd_data_part(ev->data, PD_PART_TEST);
+    if (ev->valid && ev->valid->n == 0)
+        ev->valid = NULL;
+    if (ev->test && ev->test->n == 0)
+        ev->test = NULL;
+    pd_model_config mc = cfg->model;
+    mc.features = (int)pd_data_features(ev->data);
+    if (mc.classes == 0)
+        mc.classes = pd_data_classes(ev->data);
+    PD_TRY_GOTO(err, pd_model_create(&mc, EVAL_BATCH, &ev->model), fail);
+    ev->nparams = pd_model_nparams(ev->model);
+    ev->ntensors = pd_model_ntensors(ev->model);
+    for (size_t i = 0; i < ev->ntensors; i++)
+        ev->names[i] = pd_model_tensor(ev->model, i)->name;
+    ev->pnorm = pd_calloc(ev->ntensors, sizeof *ev->pnorm);
+    ev->gnorm = pd_calloc(ev->ntensors, sizeof *ev->gnorm);
+    if (!ev->pnorm || !ev->gnorm) {
+        err = PD_ENOMEM;
+        goto fail;
+    }
+    if (cfg->training.early_stopping_patience > 0) {
+        ev->best = pd_malloc(ev->nparams * sizeof *ev->best);
+        if (!ev->best) {
+            err = PD_ENOMEM;
+            goto fail;
+        }
+    }
+    PD_TRY_GOTO(err, pd_metrics_open(cfg->run.out_dir, &ev->metrics), fail);
+    PD_TRY_GOTO(err, write_resolved_config(ev), fail);
+    *out = ev;
+    return PD_OK;
+fail:
+    pd_evaluator_destroy(&ev);
+    return err;
+}
+
+void pd_evaluator_destroy(pd_evaluator **pev)
+{
+    pd_evaluator *ev = pev ? *pev : NULL;
+    if (!ev)
+        return;
+    pd_metrics_close(&ev->metrics);
+    free(ev->best);
+    free(ev->gnorm);
+    free(ev->pnorm);
+    pd_model_destroy(&ev->model);
+    pd_data_destroy(&ev->data);
+    free(ev);
+    *pev = NULL;
+}
+
+double pd_evaluator_wall(const pd_evaluator *ev) { return pd_now() - ev->t0; }
+
+static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->wall_s = pd_evaluator_wall(ev);
+    r->update = p->update;
+    r->epoch = p->epoch;
+    r->examples = p->examples;
+    r->lr = p->lr;
+    r->train_loss = p->train_loss;
+    r->valid_loss = ev->valid ? ev->last_valid.loss : NAN;
+    r->valid_acc = ev->valid ? ev->last_valid.accuracy : NAN;
+    r->test_loss = ev->test ? ev->last_test.loss : NAN;
+    r->test_acc = ev->test ? ev->last_test.accuracy : NAN;
+    if (ev->cfg->model.type == PD_MODEL_LINREG) {
+        /* For regression, "acc" columns carry nothing; RMSE is in the loss. */
+        r->valid_acc = r->test_acc = NAN;
+    }
+    r->staleness_mean = p->staleness_mean;
+    r->staleness_max = p->staleness_max;
+    r->dropped = p->dropped;
+}
+
+static double eta_seconds(const pd_evaluator *ev, const pd_progress *p, double wall)
+{
+    const pd_training_config *t = &ev->cfg->training;
+    double done = NAN;
+    if (t->max_updates > 0)
+        done = (double)p->update / (double)t->max_updates;
+    if (t->epochs > 0) {
+        double e = p->epoch / t->epochs;
+        done = isnan(done) || e > done ? e : done;
+    }
+    return done > 0 ? wall * (1.0 / done - 1.0) : NAN;
+}
+
+static void progress(pd_evaluator *ev, const pd_progress *p, const pd_metrics_row *r, bool final)
+{
+    if (ev->opts.quiet)
+        return;
+    double ups = r->wall_s > 0 ? (double)p->update / r->wall_s : 0;
+    double eta = final ? 0 : eta_seconds(ev, p, r->wall_s);
+    printf("%sepoch %.2f  update %lld  %.0f upd/s  train %.4f  test %.4f  acc %.4f  ETA %.0fs%s",
+           ev->tty ? "\r\033[K" : "", p->epoch, (long long)p->update, ups, p->train_loss,
+           r->test_loss, r->test_acc, isnan(eta) ? 0 : eta,
+           ev->tty && !final ? "" : "\n");
+    fflush(stdout);
+}
+
+int pd_evaluator_eval(pd_evaluator *ev, const float *theta, const pd_progress *p, bool *stop)
+{
+    *stop = false;
+    if (ev->valid)
+        PD_TRY(pd_model_eval(ev->model, theta, ev->valid, &ev->last_valid));
+    if (ev->test)
+        PD_TRY(pd_model_eval(ev->model, theta, ev->test, &ev->last_test));
+    pd_metrics_row *r = &ev->last_row;
+    fill_row(ev, p, r);
+    pd_model_tensor_norms(ev->model, theta, ev->pnorm);
+    r->ntensors = ev->ntensors;
+    r->tensor_names = ev->names;
+    r->param_norms = ev->pnorm;
+    if (p->grad) {
+        pd_model_tensor_norms(ev->model, p->grad, ev->gnorm);
+        r->grad_norms = ev->gnorm;
+    }
+    PD_TRY(pd_metrics_append(ev->metrics, r));
+    PD_TRY(pd_metrics_status(ev->metrics, "training", r));
+    ev->last_status = pd_now();
+    progress(ev, p, r, false);
+
+    if (ev->best && ev->valid) {
+        if (ev->last_valid.loss < ev->best_loss) {
+            ev->best_loss = ev->last_valid.loss;
+            ev->best_update = p->update;
+            ev->bad_evals = 0;
+            memcpy(ev->best, theta, ev->nparams * sizeof *theta);
+        } else if (++ev->bad_evals >= ev->cfg->training.early_stopping_patience) {
+            *stop = true;
+        }
+    }
+    return PD_OK;
+}
+
+int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p)
+{
+    double now = pd_now();
+    if (now - ev->last_status < HEARTBEAT_S)
+        return PD_OK;
+    ev->last_status = now;
+    pd_metrics_row r;
+    fill_row(ev, p, &r);
+    return pd_metrics_status(ev->metrics, "training", &r);
+}
+
+int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
+                        const pd_run_stats *rs, const char *exit)
+{
+    if (ev->best && ev->best_update >= 0) {
+        memcpy(theta, ev->best, ev->nparams * sizeof *theta);
+        if (ev->valid)
+            PD_TRY(pd_model_eval(ev->model, theta, ev->valid, &ev->last_valid));
+        if (ev->test)
+            PD_TRY(pd_model_eval(ev->model, theta, ev->test, &ev->last_test));
+    }
+    pd_metrics_row r;
+    fill_row(ev, p, &r);
+    pd_summary s = {
+        .mode = pd_mode_name(ev->cfg->training.mode),
+        .optimizer = pd_optimizer_name_str(ev->cfg->optimizer.name),
+        .exit = exit,
+        .workers = ev->workers,
+        .servers = ev->servers,
+        .updates = p->update,
+        .epochs = p->epoch,
+        .wall_s = r.wall_s,
+        .examples_per_s = r.wall_s > 0 ? (double)p->examples / r.wall_s : NAN,
+        .test_loss = r.test_loss,
+        .test_acc = r.test_acc,
+        .valid_loss = r.valid_loss,
+        .valid_acc = r.valid_acc,
+        .dropped = p->dropped,
+        .staleness_mean = p->staleness_mean,
+        .staleness_max = p->staleness_max,
+        .best_update = ev->best ? ev->best_update : -1,
+        .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
+    };
+    if (rs) {
+        s.staleness_hist = rs->stale_hist;
+        s.staleness_hist_n = rs->stale_hist_n;
+        s.applied = rs->applied;
+        s.sent = rs->sent;
+        s.bad = rs->bad;
+        s.server_cpu_s = rs->server_cpu_s;
+    }
+    PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
+    PD_TRY(pd_metrics_summary(ev->metrics, &s));
+    PD_TRY(pd_metrics_status(ev->metrics, exit, &r));
+    progress(ev, p, &r, true);
+    return PD_OK;
+}

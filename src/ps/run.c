@@ -1,0 +1,137 @@
+/* Entry points of the ps module: resolve the model's shape from the data,
+ * then train in-process (serial) or start MPI and take this rank's role.
+ * Errors found while ranks set up are agreed on collectively, so one rank
+ * reports them and every rank exits with the same status; errors while
+ * training abort the job with the error's exit status. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "paramd/data.h"
+#include "paramd/model.h"
+#include "paramd/ps.h"
+#include "serial.h"
+#include "server.h"
+#include "train.h"
+
+/* Fill model.features / model.classes from the data when they are 0. */
+static int resolve_shape(pd_config *cfg)
+{
+    if (cfg->model.features > 0 && (cfg->model.classes > 0 ||
+                                    cfg->model.type == PD_MODEL_LINREG ||
+                                    cfg->model.type == PD_MODEL_LOGREG ||
+                                    cfg->model.type == PD_MODEL_SVM))
+        return PD_OK;
+    pd_data *d = NULL;
+    PD_TRY(pd_data_load(cfg, 0, 1, 0, &d));
+    cfg->model.features = (int)pd_data_features(d);
+    if (cfg->model.classes == 0)
+        cfg->model.classes = pd_data_classes(d);
+    pd_data_destroy(&d);
+    return PD_OK;
+}
+
+int pd_ps_check(const pd_config *in, int ranks, FILE *out)
+{
+    pd_config cfg = *in;
+    PD_TRY(resolve_shape(&cfg));
+    pd_data *d = NULL;
+    PD_TRY(pd_data_load(&cfg, 0, 1, PD_PART_TRAIN | PD_PART_VALID | PD_PART_TEST, &d));
+    pd_model *m = NULL;
+    int err = pd_model_create(&cfg.model, 1, &m);
+    if (err == PD_OK && out) {
+        const pd_dataset *tr = pd_data_part(d, PD_PART_TRAIN);
+        const pd_dataset *va = pd_data_part(d, PD_PART_VALID);
+        const pd_dataset *te = pd_data_part(d, PD_PART_TEST);
+        fprintf(out, "config:     %s (valid)\n", cfg.source);
+        fprintf(out, "mode:       %s, %d rank%s", pd_mode_name(cfg.training.mode), ranks,
+                ranks == 1 ? "" : "s");
+        if (cfg.training.mode != PD_MODE_SERIAL)
+            fprintf(out, " = %d server%s + %d worker%s", cfg.training.servers,
+                    cfg.training.servers == 1 ? "" : "s", ranks - cfg.training.servers,
+                    ranks - cfg.training.servers == 1 ? "" : "s");
+        fprintf(out, "\nmodel:      %s, %d features, %d classes, %zu parameters\n",
+                pd_model_type_name(cfg.model.type), cfg.model.features, cfg.model.classes,
+                pd_model_nparams(m));
+        fprintf(out, "optimizer:  %s, lr %g\n", pd_optimizer_name_str(cfg.optimizer.name),
+                cfg.optimizer.lr);
+        fprintf(out, "data:       %zu train, %zu validation, %zu test examples%s\n",
+                tr ? tr->n : 0, va ? va->n : 0, te ? te->n : 0,
+                tr && tr->sparse ? " (sparse)" : "");
+        fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
+                cfg.training.epochs, cfg.training.batch_size, cfg.run.out_dir);
+    }
+    pd_model_destroy(&m);
+    pd_data_destroy(&d);
+    return err;
+}
+
+static int init_world(const pd_config *cfg, pd_world *w)
+{
+    int provided;
+    int want = cfg->training.mode == PD_MODE_HOGWILD ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
+    if (MPI_Init_thread(NULL, NULL, want, &provided) != MPI_SUCCESS)
+        return PD_FAIL(PD_EMPI, "MPI_Init_thread failed");
+    PD_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    if (provided < want)
+        return PD_FAIL(PD_EMPI, "training.mode hogwild needs MPI_THREAD_MULTIPLE; this MPI "
+                       "library provides level %d", provided);
+    PD_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
+    PD_MPI(MPI_Comm_size(MPI_COMM_WORLD, &w->size));
+    w->servers = cfg->training.servers;
+    w->workers = w->size - w->servers;
+    w->is_server = w->rank < w->servers;
+    w->index = w->is_server ? w->rank : w->rank - w->servers;
+    PD_MPI(MPI_Comm_split(MPI_COMM_WORLD, w->is_server ? 0 : MPI_UNDEFINED, w->rank,
+                          &w->servers_comm));
+    return PD_OK;
+}
+
+/* Quiet end: a non-blocking barrier waited on without spinning, so ranks
+ * that finish early do not burn a core inside MPI_Finalize. */
+static int finish_world(pd_world *w)
+{
+    MPI_Request r;
+    PD_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    PD_TRY(pd_comm_wait(&r, NULL));
+    if (w->servers_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&w->servers_comm);
+    PD_MPI(MPI_Finalize());
+    return PD_OK;
+}
+
+int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
+{
+    pd_config cfg = *in;
+    pd_model_blas_threads(cfg.run.blas_threads);
+    if (cfg.training.mode == PD_MODE_SERIAL) {
+        PD_TRY(resolve_shape(&cfg));
+        return pd_serial_run(&cfg, opts);
+    }
+    pd_world w = {.servers_comm = MPI_COMM_NULL};
+    int err = init_world(&cfg, &w);
+    /* Every rank resolves the same shape from the same files. */
+    if (err == PD_OK)
+        err = resolve_shape(&cfg);
+    err = pd_comm_agree(&w, err);
+    if (err == PD_OK)
+        err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, &w);
+    if (err != PD_OK && w.setup_failed) {
+        /* Agreed by every rank: the lowest failing one explains, all exit. */
+        if (*pd_err_msg())
+            fprintf(stderr, "paramd: %s\n", pd_err_msg());
+        finish_world(&w);
+        return err;
+    }
+    if (err != PD_OK) {
+        if (*pd_err_msg())
+            fprintf(stderr, "paramd: rank %d: %s\n", w.rank, pd_err_msg());
+        if (getenv("PARAMD_DEBUG"))
+            fputs(pd_err_where(), stderr);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, pd_exit_status(err));
+        return err;
+    }
+    return finish_world(&w);
+}

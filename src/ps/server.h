@@ -1,0 +1,15 @@
+/* Private to ps: server and worker ranks of the distributed modes. */
+#ifndef PARAMD_PS_SERVER_H
+#define PARAMD_PS_SERVER_H
+
+#include "comm.h"
+#include "paramd/config.h"
+#include "paramd/ps.h"
+
+/* Run server world->index until every worker has finished. Server 0 also
+ * evaluates and writes the run directory. */
+int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world);
+/* Run worker world->index until its epochs are done or a server says stop. */
+int pd_worker_run(const pd_config *cfg, pd_world *world);
+
+#endif

@@ -1,0 +1,76 @@
+/* Private to the server side of ps: the state of a server rank, shared by
+ * server.c (event loop, evaluation, setup) and apply.c (messages and the
+ * update rule of each mode). */
+#ifndef PARAMD_PS_SERVER_IMPL_H
+#define PARAMD_PS_SERVER_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "evalthread.h"
+#include "paramd/model.h"
+#include "paramd/optim.h"
+#include "server.h"
+#include "train.h"
+
+#define STALE_HIST 64
+
+typedef struct peer {
+    pd_msg_hdr in, out;
+    MPI_Request rpay, rout[2];     /* payload receive; reply header, payload */
+    float *g;                      /* [n] received gradient / model (range used) */
+    uint8_t *sp;                   /* sparse payload */
+    float *reply;                  /* [n] reply payload (range used) */
+    bool active;                   /* has not sent FINAL */
+    bool waiting;                  /* sync: holds a gradient of this round;
+                                      async wait: reply held back (SSP) */
+    int64_t clock;                 /* requests processed */
+    int64_t batches;               /* per epoch (HELLO) */
+    double epoch;
+} peer;
+
+typedef struct server {
+    const pd_config *cfg;
+    const pd_world *world;
+    pd_model *model;
+    size_t n, lo, hi;
+    bool sparse;
+    float *theta;                  /* [n], range [lo, hi) owned */
+    float *acc;                    /* [n] sync/local_sgd round sum */
+    pd_optim *opt;
+    peer *peers;                   /* [W] */
+    MPI_Request *hreq;             /* [W + 1]: workers' headers, then control */
+    _Atomic int active, hellos;
+    pthread_mutex_t mu;            /* hogwild: loss statistics */
+    _Atomic int64_t version;
+    _Atomic int64_t updates_per_epoch;   /* set once every HELLO is in */
+    /* accounting (hogwild threads update them atomically) */
+    _Atomic int64_t applied, dropped, bad, examples, stale_sum, stale_max;
+    _Atomic int64_t stale_hist[STALE_HIST];
+    int64_t sent_total;            /* from FINAL messages */
+    double loss_sum;
+    int64_t loss_n;
+    _Atomic bool stopping;         /* STOP goes out on the next replies */
+    bool early_stopped;
+    /* server 0 */
+    pd_evaluator *ev;
+    pd_eval_thread *et;
+    int64_t next_eval;
+    /* control: SNAP requests (servers > 0) */
+    pd_msg_hdr ctrl_in;
+    int64_t snap_pending;          /* sync: version a SNAP waits for, -1 none */
+    bool final_snap;
+} server;
+
+/* apply.c */
+int server_post_recv(server *sv, int w);
+int server_reply(server *sv, int w, bool elastic);
+int server_on_grad_async(server *sv, int w);
+int server_release_waiting(server *sv);
+int server_on_grad_sync(server *sv, int w);
+int server_maybe_close_round(server *sv);
+int server_on_model_easgd(server *sv, int w);
+/* server.c */
+int server_answer_snap(server *sv);
+
+#endif

@@ -1,0 +1,96 @@
+/* Private to ps: the two halves every mode shares.
+ *   pd_learner   a worker's side: its data shard, minibatch iterator, model
+ *                and gradient buffers; computes one minibatch gradient at a
+ *                given point (dense, or sparse for logreg/svm).
+ *   pd_evaluator server 0's (or the serial process's) side: held-out and
+ *                test evaluation, metrics.jsonl / status.json / progress,
+ *                early stopping with the best parameters, summary.json.
+ */
+#ifndef PARAMD_PS_TRAIN_H
+#define PARAMD_PS_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "paramd/config.h"
+#include "paramd/data.h"
+#include "paramd/metrics.h"
+#include "paramd/model.h"
+#include "paramd/ps.h"
+
+/* ---- learner ---------------------------------------------------------- */
+typedef struct pd_learner {
+    const pd_config *cfg;
+    pd_data *data;           /* training shard only */
+    const pd_dataset *train;
+    pd_iter *iter;
+    pd_model *model;
+    size_t nparams;
+    float *grad;             /* [nparams] dense gradient */
+    pd_sparse_grad sgrad;    /* sparse models */
+    bool sparse;
+    /* last minibatch */
+    const size_t *rows;
+    size_t batch;
+    double loss;
+    int64_t examples;        /* consumed so far */
+} pd_learner;
+
+/* Load shard `shard` of `nshards` and build the model. Local. */
+int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards);
+void pd_learner_free(pd_learner *l);
+/* Draw the next minibatch into l->rows / l->batch; false when the epoch
+ * has ended (no batch; the next call starts the following epoch). */
+bool pd_learner_next(pd_learner *l);
+/* Gradient of the drawn minibatch at point into l->grad (or l->sgrad when
+ * sparse) and its loss into l->loss. A non-finite loss or gradient is
+ * reported through *finite, not as an error. No allocation. */
+int pd_learner_grad(pd_learner *l, const float *point, bool *finite);
+/* Fractional epochs consumed by this learner. */
+double pd_learner_epoch(const pd_learner *l);
+
+/* ---- evaluator -------------------------------------------------------- */
+typedef struct pd_progress {
+    int64_t update;
+    int64_t examples;
+    double epoch;
+    double lr;
+    double train_loss;        /* mean since last evaluation, NAN if none */
+    double staleness_mean;    /* NAN where it does not apply */
+    int64_t staleness_max;    /* -1 where it does not apply */
+    int64_t dropped;          /* -1 where it does not apply */
+    const float *grad;        /* latest gradient for per-tensor norms, or NULL */
+} pd_progress;
+
+typedef struct pd_evaluator pd_evaluator;
+
+/* Load the validation and test parts, open the run directory and write
+ * config.resolved.yaml. workers/servers are for the summary. Local. */
+int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int workers,
+                        int servers, pd_evaluator **out);
+void pd_evaluator_destroy(pd_evaluator **ev);
+/* Evaluate theta, append metrics, rewrite status, print progress, track
+ * early stopping (*stop set when patience runs out). Local. */
+int pd_evaluator_eval(pd_evaluator *ev, const float *theta, const pd_progress *p, bool *stop);
+/* What the distributed modes add to the summary. */
+typedef struct pd_run_stats {
+    const int64_t *stale_hist;    /* counts of staleness 0..n-1 (last: n-1 or more) */
+    size_t stale_hist_n;
+    int64_t applied, sent, bad;   /* gradients applied, sent by workers, non-finite */
+    double server_cpu_s;          /* server 0's CPU time (user + system) */
+} pd_run_stats;
+
+/* Final summary from the latest evaluation: restores the best parameters
+ * into theta (re-evaluated) when early stopping is on, writes params.bin
+ * and summary.json. rs may be NULL (serial). */
+int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
+                        const pd_run_stats *rs, const char *exit);
+/* Seconds since the evaluator was created. */
+double pd_evaluator_wall(const pd_evaluator *ev);
+/* Status-only refresh between evaluations (cheap; rate-limited inside). */
+int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p);
+
+/* Seconds on a monotonic clock. */
+double pd_now(void);
+
+#endif
