@@ -18,11 +18,26 @@
  *   rmsprop   r = rho r + (1-rho) g^2; theta -= eta / sqrt(delta + r) g
  *   rmsprop_nesterov  lookahead theta + alpha v; r as rmsprop;
  *             v = alpha v - eta / sqrt(delta + r) g; theta += v
+ *             (the book writes eta / sqrt(r); delta inside the sqrt keeps
+ *             the first step finite where r = 0, as in rmsprop)
  *   adadelta  r = rho r + (1-rho) g^2; d = -sqrt(s+eps)/sqrt(r+eps) g;
  *             s = rho s + (1-rho) d^2; theta += eta d   (eta = 1 by default)
- *   adam      bias-corrected moments; weight decay coupled (added to g)
- *   adamw     adam with decoupled weight decay: theta -= eta wd theta
- * Weight decay is coupled (wd * theta added to g) for every rule but adamw.
+ *   adam      m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *             theta -= eta m_hat / (sqrt(v_hat) + eps), m_hat = m/(1-b1^t),
+ *             v_hat = v/(1-b2^t); weight decay coupled (added to g)
+ *   adamw     adam with decoupled weight decay (Loshchilov and Hutter):
+ *             theta -= eta wd theta (old theta) besides the adam step
+ * (eta = the step's lr, alpha = momentum, rho, delta = eps, b1/b2 = beta1/2.)
+ *
+ * Per coordinate, apply computes the gradient the rule sees in this order:
+ *   g' = gscale g        clip by global norm (factor from prepare)
+ *   g' = clamp(g', -clip_value, clip_value)         when clip_value > 0
+ *   g' += N(0, sigma_t^2)  sigma_t^2 = noise / (1 + t)^noise_gamma, when
+ *        noise > 0 (Neelakantan et al. 2015); drawn counter-based from
+ *        (seed, t, global index i) with pd_hash64 and Box-Muller, so it
+ *        does not depend on how [lo, hi) is split or on thread order
+ *   g' += weight_decay theta   coupled weight decay (every rule but adamw)
+ * then runs the rule. Arithmetic is float; state vectors are float.
  */
 #ifndef PARAMD_OPTIM_H
 #define PARAMD_OPTIM_H
@@ -56,7 +71,17 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
                     pd_optim **out);
 void pd_optim_destroy(pd_optim **o);
 
-/* Learning rate of the schedule at update t (1-based), before scale. */
+/* Learning rate of the schedule at update t (1-based, t >= 1), before
+ * scale. With lr = optimizer.lr, k = t - 1 (updates already made) and
+ * S = schedule.step_size (read as 1 if < 1):
+ *   constant      lr
+ *   step          lr * gamma^floor(k / S)
+ *   exponential   lr * gamma^(k / S)                (continuous)
+ *   inverse_time  lr / (1 + decay k)
+ *   cosine        min_lr + (lr - min_lr)/2 (1 + cos(pi min(k, S) / S)):
+ *                 S is the cosine period in updates; min_lr after it
+ * then, if warmup W > 0 and t <= W, the value is multiplied by t / W
+ * (linear warmup on top of the schedule). Local. */
 double pd_optim_lr(const pd_optim_config *oc, int64_t t);
 
 /* Per-step constants for update t. scale multiplies the learning rate
@@ -72,8 +97,25 @@ void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta,
                     const float *g, size_t lo, size_t hi);
 
 /* Sparse step: gradient values val[k] for coordinates idx[k] (global,
- * within the created range), k < nnz. Accumulators of untouched coordinates
- * are left as they are (lazy updates); adam's bias correction uses t. */
+ * within the created range, distinct), k < nnz. Each touched coordinate gets
+ * exactly the dense per-coordinate update (clip by value, noise at its
+ * global index, coupled weight decay, rule); clipping by norm uses the norm
+ * passed to prepare. Untouched coordinates are not touched at all: neither
+ * theta nor any accumulator changes (lazy updates). Per rule that means:
+ *   sgd, adagrad   same as a dense step with g = 0 elsewhere (when
+ *                  weight_decay = 0 and noise = 0: a dense step would decay
+ *                  and perturb every coordinate)
+ *   momentum, nesterov  the velocity of an untouched coordinate is neither
+ *                  applied to theta nor decayed; when it is next touched,
+ *                  v = alpha v - eta g starts from the frozen v
+ *   rmsprop, rmsprop_nesterov, adadelta  r (and v, s) of untouched
+ *                  coordinates are not decayed by rho
+ *   adam, adamw    m and v of untouched coordinates are not decayed and no
+ *                  step is taken from them; bias correction uses the
+ *                  global t (the step's), not a per-coordinate count;
+ *                  adamw's decoupled decay hits touched coordinates only
+ * All rules agree with the dense step on every coordinate when the same
+ * index set is touched at every step. Local, no allocation. */
 void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
                            const uint32_t *idx, const float *val, size_t nnz);
 
@@ -81,17 +123,25 @@ void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
  * rmsprop_nesterov). */
 bool pd_optim_has_lookahead(const pd_optim *o);
 /* point[i] = theta[i] + alpha v[i] for i in [lo, hi) (a copy of theta for
- * rules without lookahead). Local. */
+ * rules without lookahead); point must not overlap theta. Local. */
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point,
                         size_t lo, size_t hi);
 
-/* Serializable state (for checkpoints): bytes needed, save, load. Load
- * refuses a buffer of another rule or range with PD_EINPUT. */
+/* Serializable state (for checkpoints): bytes needed, save, load. The
+ * format is a 32-byte header (magic "PDOS", version 1, rule, number of
+ * vectors, lo, hi; host byte order) followed by the state vectors over
+ * [lo, hi) as floats: v (momentum, nesterov), r (adagrad, rmsprop), v, r
+ * (rmsprop_nesterov), r, s (adadelta), m, v (adam, adamw); sgd has none.
+ * The noise needs no state (counter-based). Load refuses, with PD_EINPUT
+ * and a message saying which, a buffer of another rule, range, version or
+ * size (truncated), validating everything before copying, so a refused
+ * load leaves the state as it was. Save fails with PD_EINPUT if size is
+ * less than pd_optim_state_size. Local. */
 size_t pd_optim_state_size(const pd_optim *o);
 int pd_optim_save(const pd_optim *o, void *buf, size_t size);
 int pd_optim_load(pd_optim *o, const void *buf, size_t size);
 
-/* L2 norm of g[0, n) in double precision (for clipping). */
+/* L2 norm of g[0, n), accumulated in double precision (for clipping). */
 double pd_optim_norm2(const float *g, size_t n);
 
 #endif

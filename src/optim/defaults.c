@@ -1,5 +1,15 @@
 /* Default hyperparameters of each rule: the values that train the demo
- * problem (Fashion-MNIST, batch 64) well. conf/reference.yaml lists them. */
+ * problem (Fashion-MNIST, batch 64) well. conf/reference.yaml lists them.
+ *
+ * Checked (a stand-alone harness on this library, not the trainer) with
+ * softmax regression and a 128-unit ReLU MLP, 3 epochs, batch 64, inputs
+ * scaled to [0, 1] and standardized: every rule reaches 82-84% (softmax)
+ * and 85-88% (MLP) test accuracy. The momentum rules take lr such
+ * that lr / (1 - momentum), their steady step, equals the plain rule's lr
+ * (sgd 0.1, rmsprop 0.001): with lr 0.05 (steady step 0.5) momentum and
+ * nesterov were noisy on standardized inputs (softmax 80%), and so was
+ * rmsprop_nesterov at 0.001 (softmax 81%). rmsprop and rmsprop_nesterov
+ * put eps inside the sqrt, adagrad and adam outside (see optim.h). */
 #include <math.h>
 
 #include "paramd/optim.h"
@@ -11,11 +21,11 @@ typedef struct {
 static const rule_defaults defaults[PD_OPT_COUNT] = {
     /*                         lr     mom   rho   eps    beta1 beta2 */
     [PD_OPT_SGD]              = {0.1,  0.0,  0.0,  0.0,   0.0,  0.0},
-    [PD_OPT_MOMENTUM]         = {0.05, 0.9,  0.0,  0.0,   0.0,  0.0},
-    [PD_OPT_NESTEROV]         = {0.05, 0.9,  0.0,  0.0,   0.0,  0.0},
+    [PD_OPT_MOMENTUM]         = {0.01, 0.9,  0.0,  0.0,   0.0,  0.0},
+    [PD_OPT_NESTEROV]         = {0.01, 0.9,  0.0,  0.0,   0.0,  0.0},
     [PD_OPT_ADAGRAD]          = {0.05, 0.0,  0.0,  1e-7,  0.0,  0.0},
     [PD_OPT_RMSPROP]          = {0.001, 0.0, 0.9,  1e-6,  0.0,  0.0},
-    [PD_OPT_RMSPROP_NESTEROV] = {0.001, 0.9, 0.9,  1e-6,  0.0,  0.0},
+    [PD_OPT_RMSPROP_NESTEROV] = {1e-4, 0.9,  0.9,  1e-6,  0.0,  0.0},
     [PD_OPT_ADADELTA]         = {1.0,  0.0,  0.95, 1e-6,  0.0,  0.0},
     [PD_OPT_ADAM]             = {0.001, 0.0, 0.0,  1e-8,  0.9,  0.999},
     [PD_OPT_ADAMW]            = {0.001, 0.0, 0.0,  1e-8,  0.9,  0.999},

@@ -1,2 +1,499 @@
-/* being written */
+/* The update rules of every mode. pd_optim_prepare computes a step's
+ * constants once; pd_optim_apply / pd_optim_apply_sparse then run flat
+ * element-wise loops over a coordinate range or an index set. The gradient
+ * is preprocessed chunk by chunk into a stack buffer (clip factor, clip by
+ * value, counter-based noise, coupled weight decay), so every rule loop is
+ * branch-free, split-invariant and allocation-free. */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "paramd/error.h"
+#include "paramd/optim.h"
+#include "paramd/rng.h"
+
+/* Gradient values preprocessed per pass: 1 KiB of stack. */
+enum { CHUNK = 256 };
+
+/* Each rule's name (as in the config) and its state vectors, in the order
+ * they sit in the state allocation and in a saved state. */
+static const struct {
+    const char *name;
+    const char *vecs;   /* letters among v, r, s, m */
+} rules[PD_OPT_COUNT] = {
+    [PD_OPT_SGD]              = {"sgd", ""},
+    [PD_OPT_MOMENTUM]         = {"momentum", "v"},
+    [PD_OPT_NESTEROV]         = {"nesterov", "v"},
+    [PD_OPT_ADAGRAD]          = {"adagrad", "r"},
+    [PD_OPT_RMSPROP]          = {"rmsprop", "r"},
+    [PD_OPT_RMSPROP_NESTEROV] = {"rmsprop_nesterov", "vr"},
+    [PD_OPT_ADADELTA]         = {"adadelta", "rs"},
+    [PD_OPT_ADAM]             = {"adam", "mv"},
+    [PD_OPT_ADAMW]            = {"adamw", "mv"},
+};
+
+struct pd_optim {
+    pd_optim_config oc;
+    size_t lo, hi;        /* global coordinates held: state index = i - lo */
+    uint64_t noise_key;   /* (seed, PD_STREAM_NOISE) hashed once */
+    size_t nvec;
+    float *state;         /* nvec * (hi - lo) floats, zeroed at create */
+    float *v, *r, *s, *m; /* into state, NULL when the rule has none */
+};
+
+/* Saved state: this header, then the state vectors in rules[].vecs order
+ * (host byte order, like the rest of a checkpoint). */
+#define STATE_MAGIC 0x534f4450u   /* "PDOS" in little-endian memory */
+#define STATE_VERSION 1u
+typedef struct state_header {
+    uint32_t magic, version, rule, nvec;
+    uint64_t lo, hi;
+} state_header;
+_Static_assert(sizeof(state_header) == 32, "the saved header is 32 bytes, no padding");
+
+/* A step's float constants, computed once per apply call. */
+typedef struct consts {
+    float gscale, clip, sigma, wd;   /* preprocessing; wd = 0 when decoupled */
+    float lr, alpha, rho, one_rho, eps;
+    float b1, one_b1, b2, one_b2, lr_bc1, bc2, lr_wd;
+    uint64_t key;                    /* noise key of (seed, t) */
+    int pre;                         /* some preprocessing is on */
+} consts;
+
+static const char *rule_name(uint32_t rule)
+{
+    return rule < PD_OPT_COUNT ? rules[rule].name : "?";
+}
+
+int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t seed,
+                    pd_optim **out)
+{
+    int err = PD_OK;
+    *out = NULL;
+    if ((unsigned)oc->name >= PD_OPT_COUNT)
+        return PD_FAIL(PD_EINPUT, "optimizer.name: unknown rule %d", (int)oc->name);
+    const char *rn = rules[oc->name].name;
+    if (lo > hi)
+        return PD_FAIL(PD_EINPUT, "optimizer %s: range [%zu, %zu) is reversed", rn, lo, hi);
+    const double hp[] = {oc->lr, oc->momentum, oc->rho, oc->eps, oc->beta1, oc->beta2};
+    for (size_t k = 0; k < sizeof hp / sizeof hp[0]; k++)
+        if (isnan(hp[k]))
+            return PD_FAIL(PD_EINPUT, "optimizer %s: a hyperparameter is NAN "
+                           "(pd_optim_defaults was not applied)", rn);
+
+    pd_optim *o = pd_calloc(1, sizeof *o);
+    if (!o)
+        return PD_ENOMEM;
+    o->oc = *oc;
+    o->lo = lo;
+    o->hi = hi;
+    o->noise_key = pd_hash64(pd_hash64(seed) ^ pd_hash64(PD_STREAM_NOISE));
+    o->nvec = strlen(rules[oc->name].vecs);
+    size_t n = hi - lo;
+    if (o->nvec) {
+        if (n > SIZE_MAX / sizeof(float) / o->nvec) {
+            err = PD_FAIL(PD_ENOMEM, "optimizer %s: state for %zu coordinates overflows", rn, n);
+            goto err;
+        }
+        o->state = pd_calloc(o->nvec * n, sizeof(float));
+        if (!o->state) {
+            err = PD_ENOMEM;
+            goto err;
+        }
+    }
+    for (size_t k = 0; k < o->nvec; k++) {
+        float *p = o->state + k * n;
+        switch (rules[oc->name].vecs[k]) {
+        case 'v': o->v = p; break;
+        case 'r': o->r = p; break;
+        case 's': o->s = p; break;
+        case 'm': o->m = p; break;
+        }
+    }
+    *out = o;
+    return PD_OK;
+err:
+    free(o->state);
+    free(o);
+    return err;
+}
+
+void pd_optim_destroy(pd_optim **o)
+{
+    if (!o || !*o)
+        return;
+    free((*o)->state);
+    free(*o);
+    *o = NULL;
+}
+
+pd_optim_step pd_optim_prepare(const pd_optim *o, int64_t t, double scale, double grad_norm)
+{
+    assert(t >= 1);
+    const pd_optim_config *oc = &o->oc;
+    pd_optim_step st = {
+        .t = t,
+        .lr = (float)(pd_optim_lr(oc, t) * scale),
+        .gscale = 1.0f, .bc1 = 1.0f, .bc2 = 1.0f, .noise_sigma = 0.0f,
+    };
+    if (oc->clip_norm > 0 && grad_norm > oc->clip_norm)
+        st.gscale = (float)(oc->clip_norm / grad_norm);
+    if (oc->name == PD_OPT_ADAM || oc->name == PD_OPT_ADAMW) {
+        st.bc1 = (float)(1.0 / (1.0 - pow(oc->beta1, (double)t)));
+        st.bc2 = (float)(1.0 / (1.0 - pow(oc->beta2, (double)t)));
+    }
+    if (oc->noise > 0)
+        st.noise_sigma = (float)sqrt(oc->noise / pow(1.0 + (double)t, oc->noise_gamma));
+    return st;
+}
+
+static consts make_consts(const pd_optim *o, const pd_optim_step *st)
+{
+    const pd_optim_config *oc = &o->oc;
+    bool decoupled = oc->name == PD_OPT_ADAMW;
+    consts c = {
+        .gscale = st->gscale,
+        .clip = oc->clip_value > 0 ? (float)oc->clip_value : 0.0f,
+        .sigma = st->noise_sigma,
+        .wd = decoupled ? 0.0f : (float)oc->weight_decay,
+        .lr = st->lr,
+        .alpha = (float)oc->momentum,
+        .rho = (float)oc->rho,
+        .one_rho = (float)(1.0 - oc->rho),
+        .eps = (float)oc->eps,
+        .b1 = (float)oc->beta1,
+        .one_b1 = (float)(1.0 - oc->beta1),
+        .b2 = (float)oc->beta2,
+        .one_b2 = (float)(1.0 - oc->beta2),
+        .lr_bc1 = st->lr * st->bc1,
+        .bc2 = st->bc2,
+        .lr_wd = decoupled ? st->lr * (float)oc->weight_decay : 0.0f,
+        .key = pd_hash64(o->noise_key ^ pd_hash64((uint64_t)st->t)),
+    };
+    c.pre = c.gscale != 1.0f || c.clip > 0 || c.sigma > 0 || c.wd != 0;
+    return c;
+}
+
+/* A standard normal drawn from (key, global index i) alone, so any split of
+ * the coordinates, in any order or thread, draws the same value for i. */
+static double gauss(uint64_t key, uint64_t i)
+{
+    uint64_t h1 = pd_hash64(key + 2 * i), h2 = pd_hash64(key + 2 * i + 1);
+    double u1 = (double)((h1 >> 11) + 1) * 0x1.0p-53;   /* (0, 1] */
+    double u2 = (double)(h2 >> 11) * 0x1.0p-53;         /* [0, 1) */
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* out[k] = the gradient the rule sees for the k-th coordinate: g[k] scaled
+ * by the clip factor, clipped by value, plus noise and coupled weight decay.
+ * Coordinates are i0 + k (dense, idx NULL) or idx[k] (sparse); theta is
+ * indexed globally. */
+static void preprocess(const consts *c, size_t n, float *restrict out,
+                       const float *restrict g, const float *restrict theta,
+                       const uint32_t *restrict idx, size_t i0)
+{
+    const float gs = c->gscale, cv = c->clip, wd = c->wd;
+    for (size_t k = 0; k < n; k++)
+        out[k] = gs * g[k];
+    if (cv > 0)   /* written so that a NaN passes through for the caller to see */
+        for (size_t k = 0; k < n; k++)
+            out[k] = out[k] > cv ? cv : out[k] < -cv ? -cv : out[k];
+    if (c->sigma > 0) {
+        double sigma = c->sigma;
+        for (size_t k = 0; k < n; k++)
+            out[k] += (float)(sigma * gauss(c->key, idx ? idx[k] : i0 + k));
+    }
+    if (wd != 0) {
+        if (idx)
+            for (size_t k = 0; k < n; k++)
+                out[k] += wd * theta[idx[k]];
+        else
+            for (size_t k = 0; k < n; k++)
+                out[k] += wd * theta[i0 + k];
+    }
+}
+
+/* One coordinate of each rule. Dense and sparse loops both call these, so
+ * the arithmetic (and its bits) is the same in either. */
+static inline void el_sgd(float *th, float g, float lr)
+{
+    *th -= lr * g;
+}
+
+static inline void el_momentum(float *th, float *v, float g, float alpha, float lr)
+{
+    float nv = alpha * *v - lr * g;
+    *v = nv;
+    *th += nv;
+}
+
+static inline void el_adagrad(float *th, float *r, float g, float lr, float eps)
+{
+    float nr = *r + g * g;
+    *r = nr;
+    *th -= lr / (eps + sqrtf(nr)) * g;
+}
+
+static inline float el_rms(float *r, float g, float rho, float one_rho)
+{
+    float nr = rho * *r + one_rho * (g * g);
+    *r = nr;
+    return nr;
+}
+
+static inline void el_rmsprop(float *th, float *r, float g, float rho, float one_rho,
+                              float lr, float eps)
+{
+    float nr = el_rms(r, g, rho, one_rho);
+    *th -= lr / sqrtf(eps + nr) * g;
+}
+
+static inline void el_rmsprop_nesterov(float *th, float *v, float *r, float g, float rho,
+                                       float one_rho, float alpha, float lr, float eps)
+{
+    float nr = el_rms(r, g, rho, one_rho);
+    float nv = alpha * *v - lr / sqrtf(eps + nr) * g;
+    *v = nv;
+    *th += nv;
+}
+
+static inline void el_adadelta(float *th, float *r, float *s, float g, float rho,
+                               float one_rho, float lr, float eps)
+{
+    float nr = el_rms(r, g, rho, one_rho);
+    float d = -(sqrtf(*s + eps) / sqrtf(nr + eps)) * g;
+    *s = rho * *s + one_rho * (d * d);
+    *th += lr * d;
+}
+
+static inline void el_adam(float *th, float *m, float *v, float g, const consts *c)
+{
+    float nm = c->b1 * *m + c->one_b1 * g;
+    float nv = c->b2 * *v + c->one_b2 * (g * g);
+    *m = nm;
+    *v = nv;
+    float t0 = *th;
+    *th = t0 - c->lr_wd * t0 - c->lr_bc1 * nm / (sqrtf(nv * c->bc2) + c->eps);
+}
+
+/* The rule over n contiguous coordinates: th and g start at the chunk,
+ * off is the chunk's state index (global coordinate - o->lo). */
+static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th,
+                      const float *restrict g, size_t off)
+{
+    const consts c = *k;
+    switch (o->oc.name) {
+    case PD_OPT_SGD:
+        for (size_t j = 0; j < n; j++)
+            el_sgd(&th[j], g[j], c.lr);
+        break;
+    case PD_OPT_MOMENTUM:
+    case PD_OPT_NESTEROV: {
+        float *restrict v = o->v + off;
+        for (size_t j = 0; j < n; j++)
+            el_momentum(&th[j], &v[j], g[j], c.alpha, c.lr);
+        break;
+    }
+    case PD_OPT_ADAGRAD: {
+        float *restrict r = o->r + off;
+        for (size_t j = 0; j < n; j++)
+            el_adagrad(&th[j], &r[j], g[j], c.lr, c.eps);
+        break;
+    }
+    case PD_OPT_RMSPROP: {
+        float *restrict r = o->r + off;
+        for (size_t j = 0; j < n; j++)
+            el_rmsprop(&th[j], &r[j], g[j], c.rho, c.one_rho, c.lr, c.eps);
+        break;
+    }
+    case PD_OPT_RMSPROP_NESTEROV: {
+        float *restrict v = o->v + off, *restrict r = o->r + off;
+        for (size_t j = 0; j < n; j++)
+            el_rmsprop_nesterov(&th[j], &v[j], &r[j], g[j], c.rho, c.one_rho, c.alpha, c.lr,
+                                c.eps);
+        break;
+    }
+    case PD_OPT_ADADELTA: {
+        float *restrict r = o->r + off, *restrict s = o->s + off;
+        for (size_t j = 0; j < n; j++)
+            el_adadelta(&th[j], &r[j], &s[j], g[j], c.rho, c.one_rho, c.lr, c.eps);
+        break;
+    }
+    case PD_OPT_ADAM:
+    case PD_OPT_ADAMW: {
+        float *restrict m = o->m + off, *restrict v = o->v + off;
+        for (size_t j = 0; j < n; j++)
+            el_adam(&th[j], &m[j], &v[j], g[j], &c);
+        break;
+    }
+    case PD_OPT_COUNT:
+        break;
+    }
+}
+
+/* The rule at coordinates idx[0, n) (global); theta is indexed globally. */
+static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict theta,
+                       const uint32_t *restrict idx, const float *restrict g)
+{
+    const consts c = *k;
+    const size_t lo = o->lo;
+    float *restrict v = o->v, *restrict r = o->r, *restrict s = o->s, *restrict m = o->m;
+    switch (o->oc.name) {
+    case PD_OPT_SGD:
+        for (size_t j = 0; j < n; j++)
+            el_sgd(&theta[idx[j]], g[j], c.lr);
+        break;
+    case PD_OPT_MOMENTUM:
+    case PD_OPT_NESTEROV:
+        for (size_t j = 0; j < n; j++)
+            el_momentum(&theta[idx[j]], &v[idx[j] - lo], g[j], c.alpha, c.lr);
+        break;
+    case PD_OPT_ADAGRAD:
+        for (size_t j = 0; j < n; j++)
+            el_adagrad(&theta[idx[j]], &r[idx[j] - lo], g[j], c.lr, c.eps);
+        break;
+    case PD_OPT_RMSPROP:
+        for (size_t j = 0; j < n; j++)
+            el_rmsprop(&theta[idx[j]], &r[idx[j] - lo], g[j], c.rho, c.one_rho, c.lr, c.eps);
+        break;
+    case PD_OPT_RMSPROP_NESTEROV:
+        for (size_t j = 0; j < n; j++)
+            el_rmsprop_nesterov(&theta[idx[j]], &v[idx[j] - lo], &r[idx[j] - lo], g[j],
+                                c.rho, c.one_rho, c.alpha, c.lr, c.eps);
+        break;
+    case PD_OPT_ADADELTA:
+        for (size_t j = 0; j < n; j++)
+            el_adadelta(&theta[idx[j]], &r[idx[j] - lo], &s[idx[j] - lo], g[j], c.rho,
+                        c.one_rho, c.lr, c.eps);
+        break;
+    case PD_OPT_ADAM:
+    case PD_OPT_ADAMW:
+        for (size_t j = 0; j < n; j++)
+            el_adam(&theta[idx[j]], &m[idx[j] - lo], &v[idx[j] - lo], g[j], &c);
+        break;
+    case PD_OPT_COUNT:
+        break;
+    }
+}
+
+void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
+                    size_t lo, size_t hi)
+{
+    assert(lo <= hi && lo >= o->lo && hi <= o->hi);
+    const consts c = make_consts(o, st);
+    float buf[CHUNK];
+    for (size_t i = lo; i < hi; i += CHUNK) {
+        size_t n = hi - i < CHUNK ? hi - i : CHUNK;
+        const float *gi = g + i;
+        if (c.pre) {
+            preprocess(&c, n, buf, gi, theta, NULL, i);
+            gi = buf;
+        }
+        run_dense(o, &c, n, theta + i, gi, i - o->lo);
+    }
+}
+
+void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
+                           const uint32_t *idx, const float *val, size_t nnz)
+{
+#ifndef NDEBUG
+    for (size_t k = 0; k < nnz; k++)
+        assert(idx[k] >= o->lo && idx[k] < o->hi);
+#endif
+    const consts c = make_consts(o, st);
+    float buf[CHUNK];
+    for (size_t k = 0; k < nnz; k += CHUNK) {
+        size_t n = nnz - k < CHUNK ? nnz - k : CHUNK;
+        const float *gk = val + k;
+        if (c.pre) {
+            preprocess(&c, n, buf, gk, theta, idx + k, 0);
+            gk = buf;
+        }
+        run_sparse(o, &c, n, theta, idx + k, gk);
+    }
+}
+
+bool pd_optim_has_lookahead(const pd_optim *o)
+{
+    return o->oc.name == PD_OPT_NESTEROV || o->oc.name == PD_OPT_RMSPROP_NESTEROV;
+}
+
+void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,
+                        size_t hi)
+{
+    assert(lo <= hi && lo >= o->lo && hi <= o->hi);
+    const float *restrict th = theta + lo;
+    float *restrict p = point + lo;
+    size_t n = hi - lo;
+    if (!pd_optim_has_lookahead(o)) {
+        memcpy(p, th, n * sizeof *p);
+        return;
+    }
+    const float *restrict v = o->v + (lo - o->lo);
+    const float alpha = (float)o->oc.momentum;
+    for (size_t j = 0; j < n; j++)
+        p[j] = th[j] + alpha * v[j];
+}
+
+size_t pd_optim_state_size(const pd_optim *o)
+{
+    return sizeof(state_header) + o->nvec * (o->hi - o->lo) * sizeof(float);
+}
+
+int pd_optim_save(const pd_optim *o, void *buf, size_t size)
+{
+    size_t need = pd_optim_state_size(o);
+    if (size < need)
+        return PD_FAIL(PD_EINPUT, "optimizer state: buffer of %zu bytes, need %zu", size, need);
+    state_header h = {
+        .magic = STATE_MAGIC, .version = STATE_VERSION, .rule = (uint32_t)o->oc.name,
+        .nvec = (uint32_t)o->nvec, .lo = o->lo, .hi = o->hi,
+    };
+    memcpy(buf, &h, sizeof h);
+    if (need > sizeof h)
+        memcpy((char *)buf + sizeof h, o->state, need - sizeof h);
+    return PD_OK;
+}
+
+int pd_optim_load(pd_optim *o, const void *buf, size_t size)
+{
+    state_header h;
+    const char *rn = rules[o->oc.name].name;
+    if (size < sizeof h)
+        return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, too short for the %zu-byte header",
+                       size, sizeof h);
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != STATE_MAGIC)
+        return PD_FAIL(PD_EINPUT, "optimizer state: bad magic 0x%08x (not an optimizer state)",
+                       (unsigned)h.magic);
+    if (h.version != STATE_VERSION)
+        return PD_FAIL(PD_EINPUT, "optimizer state: version %u, this build reads version %u",
+                       (unsigned)h.version, STATE_VERSION);
+    if (h.rule != (uint32_t)o->oc.name)
+        return PD_FAIL(PD_EINPUT, "optimizer state: saved by optimizer '%s', this run uses '%s'",
+                       rule_name(h.rule), rn);
+    if (h.lo != o->lo || h.hi != o->hi)
+        return PD_FAIL(PD_EINPUT, "optimizer state: saved for coordinates [%llu, %llu), "
+                       "this optimizer holds [%zu, %zu)",
+                       (unsigned long long)h.lo, (unsigned long long)h.hi, o->lo, o->hi);
+    if (h.nvec != o->nvec)
+        return PD_FAIL(PD_EINPUT, "optimizer state: %u state vectors, '%s' keeps %zu (corrupt)",
+                       (unsigned)h.nvec, rn, o->nvec);
+    size_t need = pd_optim_state_size(o);
+    if (size != need)
+        return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, expected %zu for '%s' over "
+                       "[%zu, %zu) (%s)", size, need, rn, o->lo, o->hi,
+                       size < need ? "truncated" : "trailing bytes");
+    if (need > sizeof h)
+        memcpy(o->state, (const char *)buf + sizeof h, need - sizeof h);
+    return PD_OK;
+}
+
+double pd_optim_norm2(const float *g, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)g[i] * (double)g[i];
+    return sqrt(s);
+}
