@@ -16,11 +16,15 @@ typedef struct pd_cli {
     bool resume;                              /* --resume given */
     const char *resume_dir;                   /* its optional DIR, or NULL */
     bool check, quiet, help, version;
+    bool man;                                 /* --man: print paramd.1 and exit */
 } pd_cli;
 
 /* Parse argv (pointers into argv are kept). Bad usage: PD_EINPUT with a
- * message ("unknown option --x", "--set needs key.path=value", "missing
- * CONFIG.yaml", ...). --help / --version need no config path. Local. */
+ * message ("unknown option --x", "--set needs KEY.PATH=VALUE", "missing
+ * CONFIG.yaml", ...). --help / --version / --man need no config path.
+ * `--resume DIR`: the next argument is DIR only if it does not start with
+ * '-' and CONFIG.yaml came before it or another non-option argument
+ * follows it (`--resume=DIR` always); later --out/--resume win. Local. */
 int pd_cli_parse(int argc, char **argv, pd_cli *cli);
 /* Usage text listing every option, from the table. */
 void pd_cli_print_help(FILE *out);

@@ -21,6 +21,26 @@
 #include "paramd/config.h"
 #include "paramd/rng.h"
 
+/* Conventions the data module fixes (details in src/data/):
+ * - Files may be gzip'd or plain, in every format.
+ * - The validation part keeps record order; its ids are record numbers.
+ * - Inference reads the whole training file (validation records too):
+ *   classes = max label + 1, LIBSVM features = max index; the test file
+ *   must fit both. The hold-out is round(fraction * N), half up.
+ * - Labels: softmax/mlp class ids 0..C-1; logreg/svm 0/1 or -1/+1 (one
+ *   encoding per run) become -1/+1; linreg any finite value.
+ * - LIBSVM gives sparse parts for logreg/svm, dense ones otherwise.
+ * - Normalization: std is the population std. Sparse parts are never
+ *   shifted, so zeros stay zeros: standardize divides by std, scale01 by
+ *   max |x| (equal to (x-min)/(max-min) for non-negative features with
+ *   zeros). Missing entries count as zeros in every statistic.
+ * - Messages: "FILE:LINE: ..." (1-based lines, blank and comment lines
+ *   counted; CSV columns 0-based like data.label_column) and
+ *   "FILE: record N: ..." (0-based) for IDX.
+ * - A rank parses a training record only if it stores it, or normalization
+ *   or inference needs it, so it may miss a bad line in another shard; the
+ *   rank holding that line, and `paramd --check`, report it. */
+
 /* One part of the data in memory: dense row-major features x[n][d], or CSR
  * sparse rows (row_ptr[n+1], col[], val[]; columns 0-based, increasing).
  * y[i] is the target: a class id 0..classes-1 (softmax, mlp), +1/-1 (logreg,

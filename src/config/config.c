@@ -1,2 +1,474 @@
-/* being written */
+/* The config loader: a YAML file (libyaml's document API) and then the
+ * --set overrides, each value stored through the key table; then the
+ * cross-key rules and the optimizer's rule defaults. Every error is one
+ * line naming its place: FILE:LINE:COL (1-based), or the --set it came from.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "keys.h"
 #include "paramd/error.h"
+#include "paramd/optim.h"
+
+/* Where a key got its value: a file position (line > 0, 1-based; value and
+ * key), a --set string, or neither (the table default). Kept for every key
+ * so cross-key errors can point at the one that breaks a rule. */
+typedef struct origin {
+    int line, col;
+    int key_line, key_col;
+    const char *set;
+} origin;
+
+typedef struct loader {
+    pd_config *cfg;
+    const char *name;   /* the file, for messages */
+    const char *set;    /* the --set being applied, or NULL */
+    origin at[PD_KEY_COUNT];
+} loader;
+
+#define MAX_CONFIG_BYTES (64u << 20)
+
+static bool is_set(const loader *ld, int key) { return ld->at[key].line || ld->at[key].set; }
+
+/* PD_EINPUT with "PLACE: PATH: what", PLACE from the --set being applied,
+ * else the mark (0-based, printed 1-based), else the file name alone. */
+static int vfail(const loader *ld, const char *set, const yaml_mark_t *m, const char *path,
+                 const char *fmt, va_list ap)
+{
+    char what[1024], place[640];
+    vsnprintf(what, sizeof what, fmt, ap);
+    if (set)
+        snprintf(place, sizeof place, "--set %s", set);
+    else if (m)
+        snprintf(place, sizeof place, "%s:%zu:%zu", ld->name, m->line + 1, m->column + 1);
+    else
+        snprintf(place, sizeof place, "%s", ld->name);
+    if (path && path[0])
+        return PD_FAIL(PD_EINPUT, "%s: %s: %s", place, path, what);
+    return PD_FAIL(PD_EINPUT, "%s: %s", place, what);
+}
+
+__attribute__((format(printf, 4, 5)))
+static int fail_at(const loader *ld, const yaml_mark_t *m, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int err = vfail(ld, ld->set, m, path, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* A cross-key error at the place key got its value. */
+__attribute__((format(printf, 3, 4)))
+static int fail_key(const loader *ld, int key, const char *fmt, ...)
+{
+    const origin *o = &ld->at[key];
+    yaml_mark_t m = {0, o->line > 0 ? (size_t)o->line - 1 : 0,
+                     o->col > 0 ? (size_t)o->col - 1 : 0};
+    va_list ap;
+    va_start(ap, fmt);
+    int err = vfail(ld, o->set, o->line ? &m : NULL, pd_keys[key].path, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static const char *shape(const yaml_node_t *n)
+{
+    return n->type == YAML_MAPPING_NODE ? "a mapping" : "a list";
+}
+
+static pd_scalar scalar_of(const yaml_node_t *n)
+{
+    const char *t = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    bool null = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                (len == 0 || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") ||
+                 !strcmp(t, "NULL"));
+    return (pd_scalar){t, len, null};
+}
+
+/* Store one node into key ki (a scalar, or a list for list keys). */
+static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
+{
+    const pd_key *k = &pd_keys[ki];
+    char why[512];
+    if (n->type == YAML_SCALAR_NODE) {
+        pd_scalar s = scalar_of(n);
+        if (!pd_key_set(k, ld->cfg, &s, why, sizeof why))
+            return fail_at(ld, &n->start_mark, k->path, "%s", why);
+        return PD_OK;
+    }
+    if (n->type != YAML_SEQUENCE_NODE || k->type != KT_INTLIST) {
+        pd_key_mismatch(k, shape(n), why, sizeof why);
+        return fail_at(ld, &n->start_mark, k->path, "%s", why);
+    }
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count > k->size)
+        return fail_at(ld, &n->start_mark, k->path, "at most %zu entries, got %zu",
+                       k->size, count);
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+        if (item->type != YAML_SCALAR_NODE) {
+            pd_key_mismatch(k, item->type == YAML_MAPPING_NODE ? "a mapping inside the list"
+                                                               : "a nested list", why, sizeof why);
+            return fail_at(ld, &item->start_mark, k->path, "%s", why);
+        }
+        pd_scalar s = scalar_of(item);
+        if (!pd_key_set_item(k, ld->cfg, i, &s, why, sizeof why))
+            return fail_at(ld, &item->start_mark, k->path, "%s", why);
+    }
+    pd_key_set_count(k, ld->cfg, count);
+    return PD_OK;
+}
+
+static int walk_mapping(loader *ld, yaml_document_t *doc, yaml_node_t *map,
+                        const char *prefix);
+
+/* One `key: value` pair of the file, under prefix ("" at the top). */
+static int walk_pair(loader *ld, yaml_document_t *doc, yaml_node_t *map, yaml_node_pair_t *pair,
+                     const char *prefix)
+{
+    yaml_node_t *key = yaml_document_get_node(doc, pair->key);
+    yaml_node_t *val = yaml_document_get_node(doc, pair->value);
+    if (key->type != YAML_SCALAR_NODE)
+        return fail_at(ld, &key->start_mark, prefix, "keys must be names, got %s", shape(key));
+    const char *name = (const char *)key->data.scalar.value;
+    size_t len = key->data.scalar.length;
+    char path[256];
+    int plen = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
+    bool odd = plen < 0 || (size_t)plen >= sizeof path || strlen(name) != len;
+    for (size_t i = 0; i < len && !odd; i++)
+        odd = (unsigned char)name[i] < 0x20;
+    if (odd) {   /* no key is like this; quoted, so the message stays one line */
+        char got[96];
+        pd_quote(got, sizeof got, name, len, 40);
+        return fail_at(ld, &key->start_mark, prefix, "unknown key %s", got);
+    }
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
+        yaml_node_t *other = yaml_document_get_node(doc, p->key);
+        if (other->type == YAML_SCALAR_NODE && !strcmp((char *)other->data.scalar.value, name))
+            return fail_at(ld, &key->start_mark, path, "duplicate key (first at %zu:%zu)",
+                           other->start_mark.line + 1, other->start_mark.column + 1);
+    }
+    int ki = pd_key_find(path, (size_t)plen);
+    if (ki >= 0) {
+        origin *o = &ld->at[ki];
+        if (o->line)   /* the same key nested and dotted */
+            return fail_at(ld, &key->start_mark, path, "duplicate key (first at %d:%d)",
+                           o->key_line, o->key_col);
+        PD_TRY(apply_node(ld, ki, doc, val));
+        *o = (origin){(int)val->start_mark.line + 1, (int)val->start_mark.column + 1,
+                      (int)key->start_mark.line + 1, (int)key->start_mark.column + 1, NULL};
+        return PD_OK;
+    }
+    if (pd_key_is_section(path, (size_t)plen)) {
+        if (val->type == YAML_MAPPING_NODE)
+            return walk_mapping(ld, doc, val, path);
+        if (val->type == YAML_SCALAR_NODE && scalar_of(val).null)
+            return PD_OK;   /* `training:` with every key commented out */
+        char got[96];
+        if (val->type == YAML_SCALAR_NODE)
+            pd_quote(got, sizeof got, (char *)val->data.scalar.value, val->data.scalar.length, 40);
+        else
+            snprintf(got, sizeof got, "a list");
+        return fail_at(ld, &val->start_mark, path, "expected a mapping of keys, got %s", got);
+    }
+    char hint[96];
+    pd_key_suggest(path, hint, sizeof hint);
+    return fail_at(ld, &key->start_mark, path, "unknown key%s", hint);
+}
+
+static int walk_mapping(loader *ld, yaml_document_t *doc, yaml_node_t *map, const char *prefix)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+        PD_TRY(walk_pair(ld, doc, map, p, prefix));
+    return PD_OK;
+}
+
+/* libyaml's problem as one line at its (1-based) position. */
+static int syntax_error(const loader *ld, const yaml_parser_t *p, const char *text, size_t len)
+{
+    if (p->error == YAML_MEMORY_ERROR)
+        return PD_FAIL(PD_ENOMEM, "%s: out of memory parsing YAML", ld->name);
+    yaml_mark_t m = p->problem_mark;
+    if (p->error == YAML_READER_ERROR) {
+        /* Reader errors (bad UTF-8, control bytes) carry a byte offset. */
+        size_t line_start = 0, end = p->problem_offset < len ? p->problem_offset : len;
+        m = (yaml_mark_t){end, 0, 0};
+        for (size_t i = 0; i < end; i++)
+            if (text[i] == '\n') {
+                m.line++;
+                line_start = i + 1;
+            }
+        m.column = end - line_start;
+    }
+    const char *problem = p->problem ? p->problem : "unknown problem";
+    if (p->context)
+        return fail_at(ld, &m, NULL, "YAML syntax error: %s (%s at %zu:%zu)", problem,
+                       p->context, p->context_mark.line + 1, p->context_mark.column + 1);
+    return fail_at(ld, &m, NULL, "YAML syntax error: %s", problem);
+}
+
+static int walk_root(loader *ld, yaml_document_t *doc)
+{
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!root)
+        return PD_OK;   /* an empty file: every default */
+    if (root->type == YAML_MAPPING_NODE)
+        return walk_mapping(ld, doc, root, "");
+    if (root->type == YAML_SCALAR_NODE && scalar_of(root).null)
+        return PD_OK;
+    return fail_at(ld, &root->start_mark, NULL,
+                   "expected a mapping of sections (run, data, model, training, optimizer, "
+                   "checkpoint), got %s", root->type == YAML_SCALAR_NODE ? "a scalar" : "a list");
+}
+
+static int parse_file_text(loader *ld, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    yaml_document_t doc;
+    int err = PD_OK;
+    bool have_doc = false;
+    if (!yaml_parser_initialize(&p))
+        return PD_FAIL(PD_ENOMEM, "%s: cannot create a YAML parser", ld->name);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&p, &doc)) {
+        err = syntax_error(ld, &p, text, len);
+        goto out;
+    }
+    have_doc = true;
+    PD_TRY_GOTO(err, walk_root(ld, &doc), out);
+    /* A second document would be silently ignored: refuse it. */
+    yaml_document_t next;
+    if (!yaml_parser_load(&p, &next)) {
+        err = syntax_error(ld, &p, text, len);
+        goto out;
+    }
+    yaml_node_t *extra = yaml_document_get_root_node(&next);
+    if (extra)
+        err = fail_at(ld, &extra->start_mark, NULL, "only one YAML document is allowed");
+    yaml_document_delete(&next);
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+    return err;
+}
+
+/* One "key.path=value": the value is read as a YAML scalar or flow list. */
+static int apply_override(loader *ld, const char *set)
+{
+    ld->set = set;
+    const char *eq = strchr(set, '=');
+    if (!eq || eq == set)
+        return fail_at(ld, NULL, NULL, "expected key.path=value");
+    size_t plen = (size_t)(eq - set);
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)plen, set);
+    int ki = pd_key_find(set, plen);
+    if (ki < 0 && pd_key_is_section(set, plen))
+        return fail_at(ld, NULL, path, "is a section; set one of its keys (%s.KEY=value)", path);
+    if (ki < 0) {
+        char hint[96];
+        pd_key_suggest(path, hint, sizeof hint);
+        return fail_at(ld, NULL, path, "unknown key%s", hint);
+    }
+    const char *value = eq + 1;
+    yaml_parser_t p;
+    yaml_document_t doc;
+    int err = PD_OK;
+    bool have_doc = false;
+    if (!yaml_parser_initialize(&p))
+        return PD_FAIL(PD_ENOMEM, "cannot create a YAML parser");
+    yaml_parser_set_input_string(&p, (const unsigned char *)value, strlen(value));
+    if (!yaml_parser_load(&p, &doc)) {
+        err = fail_at(ld, NULL, path, "YAML syntax error: %s",
+                      p.problem ? p.problem : "unknown problem");
+        goto out;
+    }
+    have_doc = true;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root) {
+        PD_TRY_GOTO(err, apply_node(ld, ki, &doc, root), out);
+    } else {   /* `key=` : the null value, as `key:` in a file */
+        char why[512];
+        pd_scalar null = {"", 0, true};
+        if (!pd_key_set(&pd_keys[ki], ld->cfg, &null, why, sizeof why))
+            PD_TRY_GOTO(err, fail_at(ld, NULL, path, "%s", why), out);
+    }
+    ld->at[ki] = (origin){0, 0, 0, 0, set};
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+    ld->set = NULL;
+    return err;
+}
+
+#define KEY(path) key_index(path)
+static int key_index(const char *path)
+{
+    int i = pd_key_find(path, strlen(path));
+    if (i < 0)
+        abort();   /* a rule names a key the table lacks: a programmer error */
+    return i;
+}
+
+/* Data files: csv and libsvm have no Fashion-MNIST default, so their
+ * unset IDX paths are cleared and data.train must be given. */
+static int data_rules(loader *ld)
+{
+    pd_data_config *d = &ld->cfg->data;
+    const char *fmt = pd_keys[KEY("data.format")].names[d->format];
+    if (d->format != PD_FMT_IDX) {
+        if (!is_set(ld, KEY("data.train")))
+            return fail_key(ld, KEY("data.format"), "%s needs data.train (the default is "
+                            "the Fashion-MNIST IDX file)", fmt);
+        const char *idx_keys[] = {"data.train_labels", "data.test", "data.test_labels"};
+        char *fields[] = {d->train_labels, d->test, d->test_labels};
+        for (int i = 0; i < 3; i++)
+            if (!is_set(ld, KEY(idx_keys[i])))
+                memset(fields[i], 0, PD_PATH_MAX);
+        return PD_OK;
+    }
+    if (!d->train_labels[0])
+        return fail_key(ld, KEY("data.train_labels"), "idx needs the labels of data.train");
+    if (d->test[0] && !d->test_labels[0])
+        return fail_key(ld, KEY("data.test_labels"), "idx needs the labels of data.test");
+    return PD_OK;
+}
+
+static int model_rules(loader *ld)
+{
+    const pd_model_config *m = &ld->cfg->model;
+    int hidden = KEY("model.hidden");
+    if (m->type == PD_MODEL_MLP && m->n_hidden == 0) {
+        if (is_set(ld, hidden))
+            return fail_key(ld, hidden, "mlp needs at least one hidden layer, got []");
+        return fail_key(ld, KEY("model.type"), "mlp needs model.hidden, the hidden layer "
+                        "widths (e.g. [256, 128])");
+    }
+    if (m->type != PD_MODEL_MLP && m->n_hidden > 0)
+        return fail_key(ld, hidden, "only mlp has hidden layers (model.type is %s)",
+                        pd_model_type_name(m->type));
+    return PD_OK;
+}
+
+/* After the rule defaults are filled in: rules on the effective numbers. */
+static int optimizer_rules(loader *ld)
+{
+    const pd_optim_config *o = &ld->cfg->optimizer;
+    bool uses_eps = o->name == PD_OPT_ADAGRAD || o->name == PD_OPT_RMSPROP ||
+                    o->name == PD_OPT_RMSPROP_NESTEROV || o->name == PD_OPT_ADADELTA ||
+                    o->name == PD_OPT_ADAM || o->name == PD_OPT_ADAMW;
+    if (uses_eps && !(o->eps > 0))   /* it guards a division by sqrt(r) */
+        return fail_key(ld, KEY("optimizer.eps"), "must be > 0 for %s, got %g",
+                        pd_optimizer_name_str(o->name), o->eps);
+    if (o->schedule.type == PD_SCHED_COSINE && o->schedule.min_lr > o->lr)
+        return fail_key(ld, KEY("optimizer.schedule.min_lr"), "must be <= optimizer.lr "
+                        "(%g) for the cosine schedule, got %g", o->lr, o->schedule.min_lr);
+    return PD_OK;
+}
+
+static int load_text(const char *name, const char *text, size_t len,
+                     const char *const *overrides, int n_overrides, pd_config *cfg)
+{
+    loader *ld = pd_calloc(1, sizeof *ld);
+    if (!ld)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    ld->cfg = cfg;
+    ld->name = name ? name : "<string>";
+    pd_config_table_defaults(cfg);
+    snprintf(cfg->source, sizeof cfg->source, "%s", ld->name);
+    PD_TRY_GOTO(err, parse_file_text(ld, text, len), out);
+    for (int i = 0; i < n_overrides; i++)
+        PD_TRY_GOTO(err, apply_override(ld, overrides[i]), out);
+    PD_TRY_GOTO(err, data_rules(ld), out);
+    PD_TRY_GOTO(err, model_rules(ld), out);
+    pd_optim_defaults(&cfg->optimizer);
+    PD_TRY_GOTO(err, optimizer_rules(ld), out);
+out:
+    free(ld);
+    return err;
+}
+
+int pd_config_load_string(const char *name, const char *yaml, const char *const *overrides,
+                          int n_overrides, pd_config *cfg)
+{
+    PD_TRY(load_text(name, yaml, strlen(yaml), overrides, n_overrides, cfg));
+    return PD_OK;
+}
+
+int pd_config_load(const char *path, const char *const *overrides, int n_overrides,
+                   pd_config *cfg)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return PD_FAIL(PD_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    int err = PD_OK;
+    size_t len = 0, cap = 4096;
+    char *text = pd_malloc(cap);
+    if (!text)
+        PD_TRY_GOTO(err, PD_ENOMEM, out);
+    for (;;) {
+        len += fread(text + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        if (cap >= MAX_CONFIG_BYTES) {
+            err = PD_FAIL(PD_EINPUT, "%s: too large for a config (over %u MiB)", path,
+                          MAX_CONFIG_BYTES >> 20);
+            goto out;
+        }
+        char *bigger = realloc(text, cap * 2);
+        if (!bigger) {
+            err = PD_FAIL(PD_ENOMEM, "%s: out of memory reading it", path);
+            goto out;
+        }
+        text = bigger;
+        cap *= 2;
+    }
+    if (ferror(f)) {
+        err = PD_FAIL(PD_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    PD_TRY_GOTO(err, load_text(path, text, len, overrides, n_overrides, cfg), out);
+out:
+    free(text);
+    fclose(f);
+    return err;
+}
+
+void pd_config_defaults(pd_config *cfg)
+{
+    pd_config_table_defaults(cfg);
+    pd_optim_defaults(&cfg->optimizer);
+}
+
+int pd_config_check_world(const pd_config *cfg, int ranks)
+{
+    const char *src = cfg->source[0] ? cfg->source : "<config>";
+    const pd_training_config *t = &cfg->training;
+    if (t->mode == PD_MODE_SERIAL) {
+        if (ranks != 1)
+            return PD_FAIL(PD_EINPUT, "%s: training.mode: serial trains in one process "
+                           "(no mpirun, or mpirun -n 1), got %d ranks", src, ranks);
+        return PD_OK;
+    }
+    if (t->servers >= ranks) {
+        bool one = t->servers == 1;
+        return PD_FAIL(PD_EINPUT, "%s: training.servers: %d server%s need%s at least %d "
+                       "ranks (%d server%s + 1 worker), got %d", src, t->servers,
+                       one ? "" : "s", one ? "s" : "", t->servers + 1, t->servers,
+                       one ? "" : "s", ranks);
+    }
+    int workers = ranks - t->servers;
+    if (t->backup_workers >= workers)
+        return PD_FAIL(PD_EINPUT, "%s: training.backup_workers: must be < the number of "
+                       "workers (%d), got %d", src, workers, t->backup_workers);
+    return PD_OK;
+}

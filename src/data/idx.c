@@ -1,2 +1,176 @@
-/* being written */
+/* IDX reader (LeCun's MNIST format, gzip'd or raw: gzread reads both):
+ * idx3 ubyte images [n][rows][cols] with idx1 ubyte labels [n]. Headers
+ * are big-endian; magic, counts and sizes are checked before anything is
+ * used. Pixel bytes are read whole, and only the rows the loader asks for
+ * become floats (raw 0..255; normalization scales). */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_impl.h"
 #include "paramd/error.h"
+
+#define MAGIC_IMAGES 0x00000803u
+#define MAGIC_LABELS 0x00000801u
+#define FIRST_CHUNK ((size_t)1 << 26)
+
+typedef struct idx_file {
+    const char *path;
+    gzFile f;
+    uint32_t dim[3];        /* n, rows, cols (labels: n only) */
+} idx_file;
+
+static int open_idx(idx_file *F, const char *path)
+{
+    F->path = path;
+    return pd_data_gzopen(path, &F->f);
+}
+
+/* Read up to want bytes into a buffer grown as data arrives, so a corrupt
+ * header announcing terabytes costs nothing until the bytes exist. */
+static int read_bytes(idx_file *F, size_t want, uint8_t **out, size_t *got)
+{
+    size_t cap = want < FIRST_CHUNK ? want : FIRST_CHUNK, have = 0;
+    uint8_t *buf = pd_malloc(cap);
+    if (!buf)
+        return PD_ENOMEM;
+    while (have < want) {
+        if (have == cap) {
+            size_t nc = cap * 2 < want ? cap * 2 : want;
+            uint8_t *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                return PD_FAIL(PD_ENOMEM, "%s: out of memory reading %zu bytes", F->path, want);
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t ask = cap - have < (size_t)1 << 30 ? cap - have : (size_t)1 << 30;
+        int n = gzread(F->f, buf + have, (unsigned)ask);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    /* A gzip stream cut short (Z_BUF_ERROR) is a truncated file, reported
+     * by the caller with the byte counts; anything else is reported here. */
+    int zerr = Z_OK;
+    gzerror(F->f, &zerr);
+    if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
+        free(buf);
+        return pd_data_gz_fail(F->f, F->path);
+    }
+    *out = buf;
+    *got = have;
+    return PD_OK;
+}
+
+static int read_header(idx_file *F, uint32_t magic, int ndim, const char *what)
+{
+    uint8_t *h = NULL;
+    size_t got = 0, want = 4 + 4 * (size_t)ndim;
+    PD_TRY(read_bytes(F, want, &h, &got));
+    int err = PD_OK;
+    if (got < want) {
+        err = PD_FAIL(PD_EINPUT, "%s: truncated: %zu bytes, an %s header needs %zu", F->path,
+                      got, what, want);
+        goto done;
+    }
+    uint32_t v[4];
+    for (int i = 0; i <= ndim; i++)
+        v[i] = (uint32_t)h[4 * i] << 24 | (uint32_t)h[4 * i + 1] << 16 |
+               (uint32_t)h[4 * i + 2] << 8 | h[4 * i + 3];
+    if (v[0] != magic) {
+        err = PD_FAIL(PD_EINPUT, "%s: bad magic 0x%08x, expected 0x%08x (%s ubyte %s)",
+                      F->path, v[0], magic, what, ndim == 3 ? "images" : "labels");
+        goto done;
+    }
+    for (int i = 0; i < ndim; i++)
+        F->dim[i] = v[i + 1];
+done:
+    free(h);
+    return err;
+}
+
+/* Read the data after the header: exactly `want` bytes, no more. */
+static int read_body(idx_file *F, size_t want, const char *says, const char *kind,
+                     uint8_t **out)
+{
+    size_t got = 0;
+    PD_TRY(read_bytes(F, want, out, &got));
+    uint8_t extra;
+    if (got < want || gzread(F->f, &extra, 1) > 0) {
+        free(*out);
+        *out = NULL;
+        if (got < want)
+            return PD_FAIL(PD_EINPUT, "%s: truncated: header says %s, file holds %zu bytes "
+                           "of %s data", F->path, says, got, kind);
+        return PD_FAIL(PD_EINPUT, "%s: more data than the header's %s (%zu bytes of %s data)",
+                       F->path, says, want, kind);
+    }
+    return PD_OK;
+}
+
+int pd_data_read_idx(pd_loader *L, const char *images, const char *labels)
+{
+    idx_file I = {0}, Y = {0};
+    uint8_t *pix = NULL, *lab = NULL;
+    float *row = NULL;
+    char says[96];
+    int err = PD_OK;
+    PD_TRY_GOTO(err, open_idx(&I, images), done);
+    PD_TRY_GOTO(err, read_header(&I, MAGIC_IMAGES, 3, "idx3"), done);
+    PD_TRY_GOTO(err, open_idx(&Y, labels), done);
+    PD_TRY_GOTO(err, read_header(&Y, MAGIC_LABELS, 1, "idx1"), done);
+    uint32_t n = I.dim[0], rows = I.dim[1], cols = I.dim[2];
+    if (n != Y.dim[0]) {
+        err = PD_FAIL(PD_EINPUT, "%s: %u images, but %s: %u labels", images, n, labels,
+                      Y.dim[0]);
+        goto done;
+    }
+    size_t d = (size_t)rows * cols;
+    const char *who;
+    size_t want_d = pd_data_expect_d(L, &who);
+    if (d == 0) {
+        err = PD_FAIL(PD_EINPUT, "%s: bad header: images of %ux%u", images, rows, cols);
+        goto done;
+    }
+    if (want_d && d != want_d) {
+        err = PD_FAIL(PD_EINPUT, "%s: images of %ux%u have %zu features, expected %zu (%s)",
+                      images, rows, cols, d, want_d, who);
+        goto done;
+    }
+    if ((uint64_t)n * d > SIZE_MAX / 2) {
+        err = PD_FAIL(PD_EINPUT, "%s: header says %u images of %ux%u, more than memory holds",
+                      images, n, rows, cols);
+        goto done;
+    }
+    snprintf(says, sizeof says, "%u labels", n);
+    PD_TRY_GOTO(err, read_body(&Y, n, says, "label", &lab), done);
+    snprintf(says, sizeof says, "%u images of %ux%u", n, rows, cols);
+    PD_TRY_GOTO(err, read_body(&I, (size_t)n * d, says, "pixel", &pix), done);
+    PD_TRY_GOTO(err, pd_data_begin(L, images, n, d), done);
+    row = pd_malloc(d * sizeof *row);
+    if (!row) {
+        err = PD_ENOMEM;
+        goto done;
+    }
+    for (size_t r = 0; r < n; r++) {
+        bool parse;
+        PD_TRY_GOTO(err, pd_data_next(L, 0, &parse), done);
+        if (!parse)
+            continue;
+        const uint8_t *p = pix + r * d;
+        for (size_t j = 0; j < d; j++)
+            row[j] = p[j];
+        PD_TRY_GOTO(err, pd_data_add(L, labels, 0, lab[r], row, NULL, d), done);
+    }
+done:
+    free(row);
+    free(pix);
+    free(lab);
+    if (Y.f)
+        gzclose(Y.f);
+    if (I.f)
+        gzclose(I.f);
+    return err;
+}

@@ -24,11 +24,13 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi)
     *hi = n * (size_t)(s + 1) / (size_t)servers;
 }
 
-/* Back-off from 8 us up to 1 ms: short waits stay short, long waits cost
- * one MPI_Test per millisecond. */
+/* Back-off from 4 us up to 250 us: a reply that is a few microseconds
+ * away is caught quickly, and a long wait costs one MPI_Test per quarter
+ * millisecond, a fraction of a percent of a core. (The thread's timer
+ * slack is lowered to 1 us in pd_ps_run so short sleeps stay short.) */
 void pd_backoff_sleep(pd_backoff *b)
 {
-    b->us = b->us ? (b->us * 2 > 1000 ? 1000 : b->us * 2) : 8;
+    b->us = b->us ? (b->us * 2 > 250 ? 250 : b->us * 2) : 4;
     struct timespec ts = {0, (long)b->us * 1000L};
     nanosleep(&ts, NULL);
 }

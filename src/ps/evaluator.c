@@ -35,6 +35,7 @@ struct pd_evaluator {
     int64_t best_update;
     int bad_evals;
     /* latest evaluation */
+    int64_t last_update;           /* update it was made at, -1 before */
     pd_eval last_valid, last_test;
     pd_metrics_row last_row;
 };
@@ -78,7 +79,10 @@ int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int worke
     ev->t0 = pd_now();
     ev->best_loss = INFINITY;
     ev->best_update = -1;
-    ev->tty = isatty(STDOUT_FILENO);
+    /* Under mpirun, rank output goes through a pseudo-terminal even when
+     * the job's own output is a log file: print plain lines there. */
+    ev->tty = servers == 0 && isatty(STDOUT_FILENO);
+    ev->last_update = -1;
     PD_TRY_GOTO(err, pd_data_load(cfg, 0, 1, PD_PART_VALID | PD_PART_TEST, &ev->data), fail);
     ev->valid = pd_data_part(ev->data, PD_PART_VALID);
     ev->test = pd_data_part(ev->data, PD_PART_TEST);
@@ -169,16 +173,26 @@ static double eta_seconds(const pd_evaluator *ev, const pd_progress *p, double w
     return done > 0 ? wall * (1.0 / done - 1.0) : NAN;
 }
 
-static void progress(pd_evaluator *ev, const pd_progress *p, const pd_metrics_row *r, bool final)
+static void progress(pd_evaluator *ev, const pd_progress *p, const pd_metrics_row *r)
 {
     if (ev->opts.quiet)
         return;
     double ups = r->wall_s > 0 ? (double)p->update / r->wall_s : 0;
-    double eta = final ? 0 : eta_seconds(ev, p, r->wall_s);
+    double eta = eta_seconds(ev, p, r->wall_s);
     printf("%sepoch %.2f  update %lld  %.0f upd/s  train %.4f  test %.4f  acc %.4f  ETA %.0fs%s",
            ev->tty ? "\r\033[K" : "", p->epoch, (long long)p->update, ups, p->train_loss,
-           r->test_loss, r->test_acc, isnan(eta) ? 0 : eta,
-           ev->tty && !final ? "" : "\n");
+           r->test_loss, r->test_acc, isnan(eta) ? 0 : eta, ev->tty ? "" : "\n");
+    fflush(stdout);
+}
+
+static void final_line(pd_evaluator *ev, const pd_summary *s)
+{
+    if (ev->opts.quiet)
+        return;
+    printf("%sdone (%s): %lld updates, %.2f epochs in %.1f s, %.0f examples/s, "
+           "test loss %.4f, test acc %.4f\n", ev->tty ? "\r\033[K" : "", s->exit,
+           (long long)s->updates, s->epochs, s->wall_s, s->examples_per_s, s->test_loss,
+           s->test_acc);
     fflush(stdout);
 }
 
@@ -201,8 +215,9 @@ int pd_evaluator_eval(pd_evaluator *ev, const float *theta, const pd_progress *p
     }
     PD_TRY(pd_metrics_append(ev->metrics, r));
     PD_TRY(pd_metrics_status(ev->metrics, "training", r));
+    ev->last_update = p->update;
     ev->last_status = pd_now();
-    progress(ev, p, r, false);
+    progress(ev, p, r);
 
     if (ev->best && ev->valid) {
         if (ev->last_valid.loss < ev->best_loss) {
@@ -231,6 +246,10 @@ int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p)
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit)
 {
+    if (ev->last_update != p->update) {
+        bool stop;
+        PD_TRY(pd_evaluator_eval(ev, theta, p, &stop));
+    }
     if (ev->best && ev->best_update >= 0) {
         memcpy(theta, ev->best, ev->nparams * sizeof *theta);
         if (ev->valid)
@@ -271,6 +290,6 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
     PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
     PD_TRY(pd_metrics_summary(ev->metrics, &s));
     PD_TRY(pd_metrics_status(ev->metrics, exit, &r));
-    progress(ev, p, &r, true);
+    final_line(ev, &s);
     return PD_OK;
 }

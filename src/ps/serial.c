@@ -101,8 +101,7 @@ static int train(serial_state *s, const char **exit)
     }
     if (stop)
         *exit = "early_stopped";
-    else if (last_eval != s->prog.update)
-        PD_TRY(evaluate(s, &stop));
+    s->prog.train_loss = s->loss_n ? s->loss_sum / (double)s->loss_n : NAN;
     return PD_OK;
 }
 

@@ -380,10 +380,6 @@ static int finish(server *sv, double cpu0)
     const char *exit = sv->early_stopped ? "early_stopped"
                        : sv->cfg->training.max_updates > 0 &&
                          pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";
-    if (err == PD_OK) {
-        bool stop = false;
-        err = pd_evaluator_eval(sv->ev, theta, &pg, &stop);
-    }
     if (err == PD_OK)
         err = pd_evaluator_finish(sv->ev, theta, &pg, &rs, exit);
     free(theta);

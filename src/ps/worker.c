@@ -94,7 +94,7 @@ static int exchange(worker *wk, int kind, double loss, double norm)
         }
     }
     PD_TRY(pd_comm_waitall(4 * S, wk->req));
-    if (kind != PD_MSG_FINAL)
+    if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL)
         wk->seq++;
     for (int s = 0; reply && s < S; s++) {
         if (wk->in[s].kind == PD_MSG_STOP)

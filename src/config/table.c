@@ -1,0 +1,314 @@
+/* The one table of config keys: path, type, field, bounds, default and doc.
+ * The loader, --set, the validator, config.resolved.yaml and
+ * conf/reference.yaml all walk it (Redis's createIntConfig habit).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keys.h"
+
+/* Enum fields are stored and read as int (value.c); gcc gives these enums
+ * the size of int, and the names below are indexed by enum value. */
+_Static_assert(sizeof(pd_mode) == sizeof(int), "enum fields are read as int");
+
+static const char *const format_names[] = {"idx", "csv", "libsvm", NULL};
+static const char *const normalize_names[] = {"none", "scale01", "standardize", NULL};
+static const char *const shuffle_names[] = {"none", "once", "every_epoch", NULL};
+static const char *const shard_names[] = {"strided", "contiguous", NULL};
+static const char *const model_names[] = {"softmax", "mlp", "linreg", "logreg", "svm", NULL};
+static const char *const activation_names[] = {"relu", "tanh", "sigmoid", NULL};
+static const char *const init_names[] = {"auto", "he", "glorot", "zero", NULL};
+static const char *const mode_names[] = {"serial", "sync", "async", "hogwild",
+                                         "local_sgd", "easgd", NULL};
+static const char *const policy_names[] = {"wait", "drop", NULL};
+static const char *const optimizer_names[] = {"sgd", "momentum", "nesterov", "adagrad",
+                                              "rmsprop", "rmsprop_nesterov", "adadelta",
+                                              "adam", "adamw", NULL};
+static const char *const schedule_names[] = {"constant", "step", "exponential",
+                                             "inverse_time", "cosine", NULL};
+static const char *const sscale_names[] = {"none", "inverse", NULL};
+_Static_assert(sizeof optimizer_names / sizeof *optimizer_names == PD_OPT_COUNT + 1,
+               "one name per optimizer");
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+#define F(field) offsetof(pd_config, field), sizeof(((pd_config *)0)->field)
+
+/* Initializers by type; B is the bounds triple (flags, min, max). */
+#define INT(p, f, B, d, doc)    {p, KT_INT, F(f), 0, NULL, B, d, doc}
+#define I64(p, f, B, d, doc)    {p, KT_INT64, F(f), 0, NULL, B, d, doc}
+#define U64(p, f, d, doc)       {p, KT_UINT64, F(f), 0, NULL, 0, 0, 0, d, doc}
+#define DBL(p, f, B, d, doc)    {p, KT_DOUBLE, F(f), 0, NULL, B, d, doc}
+#define BOOL(p, f, d, doc)      {p, KT_BOOL, F(f), 0, NULL, 0, 0, 0, d, doc}
+#define STR(p, f, fl, d, doc)   {p, KT_STRING, F(f), 0, NULL, fl, 0, 0, d, doc}
+#define ENUM(p, f, nm, d, doc)  {p, KT_ENUM, F(f), 0, nm, 0, 0, 0, d, doc}
+
+#define GE(lo)           K_MIN, lo, 0
+#define IN(lo, hi)       K_MIN | K_MAX, lo, hi                  /* [lo, hi] */
+#define IN_LO_OPEN(lo, hi) K_MIN | K_MIN_OPEN | K_MAX, lo, hi   /* (lo, hi] */
+/* `default` allowed: the rule's value, filled in by pd_optim_defaults. */
+#define RULE_GT(lo)      K_RULE_DEFAULT | K_MIN | K_MIN_OPEN, lo, 0
+#define RULE_GE(lo)      K_RULE_DEFAULT | K_MIN, lo, 0
+#define RULE_UNIT        K_RULE_DEFAULT | K_MIN | K_MAX | K_MAX_OPEN, 0, 1   /* [0, 1) */
+
+const pd_key pd_keys[PD_KEY_COUNT] = {
+    U64("run.seed", run.seed, "1",
+        "Derives every random stream of every rank (init, shuffle, split, noise)."),
+    STR("run.out_dir", run.out_dir, K_NONEMPTY, "runs/latest",
+        "Run directory: config.resolved.yaml, metrics, checkpoints (--out wins)."),
+    INT("run.blas_threads", run.blas_threads, IN(1, 1024), "1",
+        "OpenBLAS threads per rank; keep ranks x threads <= cores."),
+
+    ENUM("data.format", data.format, format_names, "idx",
+         "File format of data.train and data.test."),
+    STR("data.train", data.train, K_NONEMPTY, FASHION "train-images-idx3-ubyte.gz",
+        "Training file (IDX images, CSV or LIBSVM); required for csv and libsvm."),
+    STR("data.train_labels", data.train_labels, 0, FASHION "train-labels-idx1-ubyte.gz",
+        "IDX labels of data.train (idx only; empty unless set for csv/libsvm)."),
+    STR("data.test", data.test, 0, FASHION "t10k-images-idx3-ubyte.gz",
+        "Test file, \"\" for none (empty unless set for csv/libsvm)."),
+    STR("data.test_labels", data.test_labels, 0, FASHION "t10k-labels-idx1-ubyte.gz",
+        "IDX labels of data.test (idx only; empty unless set for csv/libsvm)."),
+    STR("data.label_column", data.label_column, K_NONEMPTY, "0",
+        "CSV: the label column, by header name or 0-based index."),
+    BOOL("data.header", data.header, "false", "CSV: the first line is a header."),
+    DBL("data.validation_fraction", data.validation_fraction, IN(0, 0.9), "0",
+        "Share of the training file held out for validation (seeded split)."),
+    ENUM("data.normalize", data.normalize, normalize_names, "scale01",
+         "Feature scaling: none, divide by 255 (scale01), or zero mean unit variance."),
+    ENUM("data.shuffle", data.shuffle, shuffle_names, "every_epoch",
+         "Example order: file order, one permutation, or a new one every epoch."),
+    ENUM("data.shard", data.shard, shard_names, "strided",
+         "How training examples are split over workers."),
+
+    ENUM("model.type", model.type, model_names, "softmax",
+         "Model: softmax regression, MLP, or a linear model (linreg, logreg, svm)."),
+    INT("model.features", model.features, GE(0), "0", "Input features; 0 = from the data."),
+    INT("model.classes", model.classes, GE(0), "0",
+        "Classes (softmax, mlp); 0 = from the data."),
+    {"model.hidden", KT_INTLIST, offsetof(pd_config, model.hidden), PD_MAX_HIDDEN,
+     offsetof(pd_config, model.n_hidden), NULL, K_MIN | K_MAX, 1, 1000000, "[]",
+     "MLP hidden layer widths, input side first, e.g. [256, 128] (mlp only)."},
+    ENUM("model.activation", model.activation, activation_names, "relu",
+         "MLP hidden activation."),
+    ENUM("model.init", model.init, init_names, "auto",
+         "Weight init: auto = He for relu, Glorot otherwise; zero for linear models."),
+    DBL("model.l2", model.l2, GE(0), "0", "L2 penalty on the weights, part of the loss."),
+
+    ENUM("training.mode", training.mode, mode_names, "serial",
+         "How workers and servers combine gradients (see DESIGN.md, Modes)."),
+    INT("training.servers", training.servers, GE(1), "1",
+        "Parameter server ranks (0..S-1); the other ranks are workers."),
+    INT("training.epochs", training.epochs, GE(0), "1",
+        "Passes over each worker's shard; 0 = no limit."),
+    I64("training.max_updates", training.max_updates, GE(0), "0",
+        "Stop after this many parameter updates; 0 = no limit."),
+    INT("training.batch_size", training.batch_size, GE(1), "64", "Minibatch size per worker."),
+    BOOL("training.drop_last", training.drop_last, "false",
+         "Drop each epoch's final partial batch."),
+    INT("training.backup_workers", training.backup_workers, GE(0), "0",
+        "sync: step with the first W - b gradients; late ones are dropped."),
+    INT("training.max_staleness", training.max_staleness, GE(-1), "-1",
+        "async: bound on gradient staleness; -1 = unbounded."),
+    ENUM("training.staleness_policy", training.staleness_policy, policy_names, "wait",
+         "async, max_staleness >= 0: fast workers wait, or stale gradients drop."),
+    INT("training.server_threads", training.server_threads, IN(1, 256), "2",
+        "hogwild: lock-free update threads per server."),
+    INT("training.local_steps", training.local_steps, GE(1), "4",
+        "local_sgd, easgd: local steps (tau) between exchanges."),
+    DBL("training.elastic_alpha", training.elastic_alpha, IN_LO_OPEN(0, 1), "0.1",
+        "easgd: elastic pull strength alpha."),
+    I64("training.eval_every", training.eval_every, GE(0), "0",
+        "Evaluate every this many updates; 0 = once per epoch."),
+    BOOL("training.trace", training.trace, "false",
+         "async: record the order updates were applied, for exact replay."),
+    INT("training.early_stopping.patience", training.early_stopping_patience, GE(0), "0",
+        "Stop after this many evaluations without improvement; 0 = off."),
+    I64("training.max_bad_updates", training.max_bad_updates, GE(0), "0",
+        "NaN/Inf gradients skipped before the run fails."),
+
+    ENUM("optimizer.name", optimizer.name, optimizer_names, "sgd", "The update rule."),
+    DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",
+        "Learning rate (before the schedule)."),
+    DBL("optimizer.momentum", optimizer.momentum, RULE_UNIT, "default",
+        "Momentum alpha (momentum, nesterov, rmsprop_nesterov)."),
+    DBL("optimizer.rho", optimizer.rho, RULE_UNIT, "default",
+        "Decay of squared-gradient averages (rmsprop*, adadelta)."),
+    DBL("optimizer.eps", optimizer.eps, RULE_GE(0), "default",
+        "Denominator guard delta (adagrad, rmsprop*, adadelta, adam*)."),
+    DBL("optimizer.beta1", optimizer.beta1, RULE_UNIT, "default",
+        "Adam first-moment decay."),
+    DBL("optimizer.beta2", optimizer.beta2, RULE_UNIT, "default",
+        "Adam second-moment decay."),
+    DBL("optimizer.weight_decay", optimizer.weight_decay, GE(0), "0",
+        "Weight decay: added to the gradient (coupled), decoupled for adamw."),
+    DBL("optimizer.clip_norm", optimizer.clip_norm, GE(0), "0",
+        "Clip the gradient to this global L2 norm; 0 = off."),
+    DBL("optimizer.clip_value", optimizer.clip_value, GE(0), "0",
+        "Clip each gradient entry to [-v, v]; 0 = off."),
+    ENUM("optimizer.schedule.type", optimizer.schedule.type, schedule_names, "constant",
+         "Learning-rate schedule over updates."),
+    I64("optimizer.schedule.step_size", optimizer.schedule.step_size, GE(1), "1000",
+        "step, exponential: updates per decay; cosine: the period."),
+    DBL("optimizer.schedule.gamma", optimizer.schedule.gamma, IN_LO_OPEN(0, 1), "0.5",
+        "step, exponential: decay factor per step_size updates."),
+    DBL("optimizer.schedule.decay", optimizer.schedule.decay, GE(0), "0.001",
+        "inverse_time: lr / (1 + decay t)."),
+    DBL("optimizer.schedule.min_lr", optimizer.schedule.min_lr, GE(0), "0",
+        "cosine: the floor, reached after step_size updates."),
+    I64("optimizer.schedule.warmup", optimizer.schedule.warmup, GE(0), "0",
+        "Linear warmup over this many updates, on top of the schedule; 0 = none."),
+    DBL("optimizer.noise", optimizer.noise, GE(0), "0",
+        "Annealed gradient noise eta: variance eta / (1 + t)^noise_gamma; 0 = off."),
+    DBL("optimizer.noise_gamma", optimizer.noise_gamma, GE(0), "0.55",
+        "Annealing exponent of the gradient noise."),
+    ENUM("optimizer.staleness_scaling", optimizer.staleness_scaling, sscale_names, "none",
+         "async: scale the learning rate by 1 / staleness (inverse) or not."),
+
+    I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
+        "Checkpoint every this many updates; 0 = off."),
+    DBL("checkpoint.every_seconds", checkpoint.every_seconds, GE(0), "0",
+        "Checkpoint every this many seconds of wall time; 0 = off."),
+    INT("checkpoint.keep", checkpoint.keep, GE(1), "2", "Checkpoints kept on disk."),
+};
+
+const pd_section pd_sections[] = {
+    {"run", "Identity of the run: seed and where it writes."},
+    {"data", "Where examples come from and how they are fed."},
+    {"model", "What is trained."},
+    {"training", "How ranks train together and when to stop."},
+    {"training.early_stopping", "Stop when the held-out loss stops improving."},
+    {"optimizer", "The update rule; `default` = that rule's value (listed per rule)."},
+    {"optimizer.schedule", "Learning rate as a function of the update number."},
+    {"checkpoint", "When to write checkpoints (atomic; the last good one survives)."},
+    {NULL, NULL},
+};
+
+static const char *enum_name(const char *const *names, int count, int v)
+{
+    return v >= 0 && v < count ? names[v] : "?";
+}
+
+const char *pd_mode_name(pd_mode m) { return enum_name(mode_names, 6, (int)m); }
+
+const char *pd_optimizer_name_str(pd_optimizer_name n)
+{
+    return enum_name(optimizer_names, PD_OPT_COUNT, (int)n);
+}
+
+const char *pd_model_type_name(pd_model_type t) { return enum_name(model_names, 5, (int)t); }
+
+int pd_key_find(const char *path, size_t len)
+{
+    for (int i = 0; i < PD_KEY_COUNT; i++)
+        if (strlen(pd_keys[i].path) == len && memcmp(pd_keys[i].path, path, len) == 0)
+            return i;
+    return -1;
+}
+
+bool pd_key_is_section(const char *path, size_t len)
+{
+    for (int i = 0; i < PD_KEY_COUNT; i++)
+        if (strlen(pd_keys[i].path) > len && memcmp(pd_keys[i].path, path, len) == 0 &&
+            pd_keys[i].path[len] == '.')
+            return true;
+    return false;
+}
+
+int pd_edit_distance(const char *a, const char *b, int cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return cap + 1;
+    int row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0], best = row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int sub = diag + (a[i - 1] != b[j - 1]);
+            int v = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < v ? sub : v;
+            diag = up;
+            if (row[j] < best)
+                best = row[j];
+        }
+        if (best > cap)   /* every path through this row is already too long */
+            return cap + 1;
+    }
+    return row[lb] <= cap ? row[lb] : cap + 1;
+}
+
+int pd_closeness(const char *typed, const char *name)
+{
+    int d = pd_edit_distance(typed, name, 2);
+    if (d <= 1)
+        return 2 * d;
+    size_t lt = strlen(typed), ln = strlen(name);
+    /* A prefix either way ("batch" for batch_size, "ver" for version) beats
+     * two slips of spelling. */
+    if (lt >= 3 && ln >= 3 && strncmp(typed, name, lt < ln ? lt : ln) == 0)
+        return 3;
+    return d == 2 ? 4 : PD_NOT_CLOSE;
+}
+
+/* The next path component of key i below `prefix` (len bytes, "" or ending
+ * in '.'), copied into buf. */
+static void child_name(int i, size_t len, char *buf, size_t n)
+{
+    const char *s = pd_keys[i].path + len;
+    size_t c = strcspn(s, ".");
+    snprintf(buf, n, "%.*s", (int)c, s);
+}
+
+void pd_key_suggest(const char *path, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    /* Walk down the known sections; the first component that is not one
+     * of them is the misspelt one. */
+    size_t level = 0;
+    for (;;) {
+        size_t c = strcspn(path + level, ".");
+        if (path[level + c] != '.' || !pd_key_is_section(path, level + c))
+            break;
+        level += c + 1;
+    }
+    char typed[64];
+    snprintf(typed, sizeof typed, "%.*s", (int)strcspn(path + level, "."), path + level);
+    char best[64] = "", name[64];
+    int best_score = PD_NOT_CLOSE;
+    for (int i = 0; i < PD_KEY_COUNT; i++) {
+        if (strncmp(pd_keys[i].path, path, level) != 0)
+            continue;
+        child_name(i, level, name, sizeof name);
+        int score = pd_closeness(typed, name);
+        if (score < best_score) {
+            best_score = score;
+            snprintf(best, sizeof best, "%s", name);
+        }
+    }
+    if (best[0] && strcmp(best, typed) != 0)
+        snprintf(buf, n, " (did you mean %s?)", best);
+}
+
+void pd_config_table_defaults(pd_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < PD_KEY_COUNT; i++) {
+        const pd_key *k = &pd_keys[i];
+        char why[256];
+        bool ok;
+        if (k->type == KT_INTLIST) {
+            /* The only list default is the empty list. */
+            ok = strcmp(k->def, "[]") == 0;
+            pd_key_set_count(k, cfg, 0);
+        } else {
+            pd_scalar s = {k->def, strlen(k->def), false};
+            ok = pd_key_set(k, cfg, &s, why, sizeof why);
+        }
+        assert(ok && "every table default is valid");
+        (void)ok;
+    }
+}

@@ -1,0 +1,161 @@
+/* CSV reader: comma-separated numeric fields, an optional header line
+ * (data.header), the label in data.label_column (a header name, else a
+ * 0-based index; "" means column 0), every other column a feature in file
+ * order. Blank lines are skipped but counted: messages give the 1-based
+ * line and the 0-based column, as data.label_column counts columns.
+ * Two passes: count the records, then parse only what the loader needs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_impl.h"
+#include "paramd/error.h"
+
+static size_t count_fields(const char *s)
+{
+    size_t k = 1;
+    for (; *s; s++)
+        k += *s == ',';
+    return k;
+}
+
+/* Does the header field [b, e), without blanks or double quotes around it, read name? */
+static bool same_name(const char *b, const char *e, const char *name)
+{
+    while (b < e && (*b == ' ' || *b == '\t'))
+        b++;
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (e - b >= 2 && *b == '"' && e[-1] == '"') {
+        b++;
+        e--;
+    }
+    return (size_t)(e - b) == strlen(name) && memcmp(b, name, (size_t)(e - b)) == 0;
+}
+
+static bool all_digits(const char *s)
+{
+    return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* The label's column, given the header (NULL without one) and the field
+ * count nf of the first line. */
+static int find_label(const pd_loader *L, const char *header, long line, size_t nf,
+                      size_t *col)
+{
+    const char *want = L->cfg->data.label_column;
+    if (header && want[0]) {
+        /* A name wins over an index: a column may be called "3". */
+        const char *b = header;
+        for (size_t k = 0;; k++) {
+            const char *e = strchr(b, ',');
+            if (same_name(b, e ? e : b + strlen(b), want)) {
+                *col = k;
+                return PD_OK;
+            }
+            if (!e)
+                break;
+            b = e + 1;
+        }
+        if (!all_digits(want))
+            return PD_FAIL(PD_EINPUT, "%s:%ld: data.label_column: no column named \"%s\"",
+                           L->path, line, want);
+    } else if (want[0] && !all_digits(want)) {
+        return PD_FAIL(PD_EINPUT, "%s: data.label_column: \"%s\" is a column name, but "
+                       "data.header is false", L->path, want);
+    }
+    size_t k = want[0] ? strtoul(want, NULL, 10) : 0;
+    if (strlen(want) > 9 || k >= nf)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: data.label_column: column %s, but the line has "
+                       "%zu fields", L->path, line, want, nf);
+    *col = k;
+    return PD_OK;
+}
+
+static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, size_t lc,
+                      float *row, float *y)
+{
+    size_t got = count_fields(s);
+    if (got != nf)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: expected %zu fields, got %zu", L->path, line, nf,
+                       got);
+    const char *b = s;
+    for (size_t k = 0, j = 0; k < nf; k++) {
+        const char *next = strchr(b, ',');
+        const char *e = next ? next : b + strlen(b);
+        float v = 0;
+        int bad = pd_data_parse_float(&b, &e, &v);
+        if (bad == 1)
+            return PD_FAIL(PD_EINPUT, "%s:%ld: column %zu: not a number: \"%.*s\"", L->path,
+                           line, k, (int)(e - b), b);
+        if (bad == 2)
+            return PD_FAIL(PD_EINPUT, "%s:%ld: column %zu: not finite: %.*s", L->path, line,
+                           k, (int)(e - b), b);
+        if (k == lc)
+            *y = v;
+        else
+            row[j++] = v;
+        b = next ? next + 1 : e;
+    }
+    return PD_OK;
+}
+
+/* First line of the file: fields, label column, feature count; then room. */
+static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf,
+                 size_t *lc, float **row)
+{
+    *nf = count_fields(s);
+    PD_TRY(find_label(L, L->cfg->data.header ? s : NULL, line, *nf, lc));
+    if (*nf < 2)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: 1 field: need a label and at least one feature",
+                       L->path, line);
+    const char *who;
+    size_t d = *nf - 1, want = pd_data_expect_d(L, &who);
+    if (want && d != want)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: %zu feature columns, expected %zu (%s)", L->path,
+                       line, d, want, who);
+    PD_TRY(pd_data_begin(L, L->path, nrec, d));
+    *row = pd_malloc(d * sizeof **row);
+    return *row ? PD_OK : PD_ENOMEM;
+}
+
+int pd_data_read_csv(pd_loader *L, const char *path)
+{
+    size_t nrec, nf = 0, lc = 0;
+    bool header = L->cfg->data.header, started = false;
+    L->path = path;
+    PD_TRY(pd_data_count_records(path, 0, &nrec));
+    if (nrec == 0 || (header && nrec == 1))
+        return PD_FAIL(PD_EINPUT, "%s: no records", path);
+    if (header)
+        nrec--;
+    pd_lines in;
+    PD_TRY(pd_data_lines_open(&in, path));
+    float *row = NULL;
+    int err = PD_OK;
+    for (;;) {
+        char *s;
+        PD_TRY_GOTO(err, pd_data_lines_next(&in, &s), done);
+        if (!s)
+            break;
+        if (pd_data_blank(s, 0))
+            continue;
+        if (!started) {
+            started = true;
+            PD_TRY_GOTO(err, start(L, s, in.lineno, nrec, &nf, &lc, &row), done);
+            if (header)
+                continue;
+        }
+        bool parse;
+        PD_TRY_GOTO(err, pd_data_next(L, in.lineno, &parse), done);
+        if (!parse)
+            continue;
+        float y = 0;
+        PD_TRY_GOTO(err, parse_line(L, in.lineno, s, nf, lc, row, &y), done);
+        PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, row, NULL, nf - 1), done);
+    }
+    err = pd_data_end(L);
+done:
+    free(row);
+    pd_data_lines_close(&in);
+    return err;
+}

@@ -1,0 +1,81 @@
+"""Helpers for paramd's integration tests: run paramd (under mpirun when
+ranks > 1) on a config with overrides, read the run directory, compare
+parameter files. Standard library only; used by tests/mpi/test_*.py."""
+import array
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+SRC = os.environ.get("PARAMD_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+EXE = os.environ.get("PARAMD_EXE", os.path.join(SRC, "build", "src", "paramd"))
+MCA = os.environ.get("PARAMD_MCA", "")   # e.g. "btl self,tcp"
+FAILURES = []
+
+
+def run(conf, sets=(), ranks=1, out=None, expect=0, timeout=600):
+    """Run paramd; return (run_dir, completed_process)."""
+    out = out or tempfile.mkdtemp(prefix="paramd-it-")
+    cmd = [EXE, os.path.join(SRC, conf) if not os.path.isabs(conf) else conf, "--out", out, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    if ranks > 1:
+        mpi = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
+               "-x", "OPENBLAS_NUM_THREADS=1"]
+        if MCA:
+            key, val = MCA.split(" ", 1)
+            mpi += ["--mca", key, val]
+        cmd = mpi + cmd
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if p.returncode != expect:
+        print("command:", " ".join(cmd))
+        print("stdout:", p.stdout[-3000:])
+        print("stderr:", p.stderr[-3000:])
+        fail("exit status %d, expected %d" % (p.returncode, expect))
+    return out, p
+
+
+def summary(d):
+    with open(os.path.join(d, "summary.json")) as f:
+        return json.load(f)
+
+
+def metrics(d):
+    with open(os.path.join(d, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def params(d):
+    a = array.array("f")
+    with open(os.path.join(d, "params.bin"), "rb") as f:
+        a.frombytes(f.read())
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+def max_rel_diff(a, b):
+    """max |a-b| / max(max|a|, max|b|): relative to the parameters' scale."""
+    if len(a) != len(b):
+        return float("inf")
+    scale = max(max(abs(x) for x in a), max(abs(x) for x in b), 1e-30)
+    return max(abs(x - y) for x, y in zip(a, b)) / scale
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    FAILURES.append(msg)
+
+
+def check(cond, msg):
+    print(("ok:   " if cond else "FAIL: ") + msg)
+    if not cond:
+        FAILURES.append(msg)
+
+
+def done():
+    print("%d failed" % len(FAILURES))
+    sys.exit(1 if FAILURES else 0)

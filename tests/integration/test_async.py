@@ -1,0 +1,53 @@
+"""Async and hogwild: train softmax to >= 0.80 in one epoch with W=2,
+record staleness, drop and count too-stale gradients, bound staleness by
+waiting, account for every gradient; local SGD and EASGD train."""
+import pdtest as t
+
+for mode in ("async", "hogwild"):
+    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode], ranks=3)
+    s = t.summary(d)
+    t.check(s["test_acc"] >= 0.80, "%s W=2 one epoch: test_acc %.4f >= 0.80" % (mode, s["test_acc"]))
+    t.check(s["gradients_applied"] + s["dropped"] == s["gradients_sent"],
+            "%s accounting: %s applied + %s dropped == %s sent"
+            % (mode, s["gradients_applied"], s["dropped"], s["gradients_sent"]))
+    t.check(s["staleness_max"] >= 1, "%s records staleness: max %s >= 1" % (mode, s["staleness_max"]))
+    m = t.metrics(d)
+    t.check(all("staleness_mean" in r for r in m), "%s: staleness in every metrics row" % mode)
+
+# Drop policy: with max_staleness 0 and two workers, stale gradients are
+# dropped and counted.
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_staleness=0",
+                                         "training.staleness_policy=drop",
+                                         "training.max_updates=300"], ranks=3)
+s = t.summary(d)
+t.check(s["dropped"] > 0, "drop policy drops: %s > 0" % s["dropped"])
+t.check(s["staleness_max"] == 0, "drop policy keeps applied staleness <= 0: %s" % s["staleness_max"])
+t.check(s["gradients_applied"] + s["dropped"] == s["gradients_sent"],
+        "drop accounting: %s + %s == %s" % (s["gradients_applied"], s["dropped"], s["gradients_sent"]))
+
+# Wait policy (stale synchronous parallel): nothing dropped, staleness bounded.
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_staleness=1",
+                                         "training.staleness_policy=wait",
+                                         "training.max_updates=300"], ranks=4)
+s = t.summary(d)
+t.check(s["dropped"] == 0, "wait policy drops nothing: %s" % s["dropped"])
+t.check(s["staleness_max"] <= 3 * (2 * 1 + 1), "wait policy bounds staleness: %s" % s["staleness_max"])
+
+# Two servers in async mode.
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.servers=2"], ranks=4)
+s = t.summary(d)
+t.check(s["test_acc"] >= 0.80, "async S=2 W=2: test_acc %.4f >= 0.80" % s["test_acc"])
+
+for mode in ("local_sgd", "easgd"):
+    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
+    s = t.summary(d)
+    t.check(s["test_acc"] >= 0.80, "%s W=2 one epoch: test_acc %.4f >= 0.80" % (mode, s["test_acc"]))
+
+# Sparse models push (index, value) pairs in async and hogwild modes.
+import os
+os.chdir(t.SRC)
+for mode in ("async", "hogwild"):
+    d, _ = t.run("tests/conf/sparse.yaml", ["training.mode=" + mode], ranks=3)
+    s = t.summary(d)
+    t.check(s["test_acc"] >= 0.85, "%s logreg on sparse data: test_acc %.4f >= 0.85" % (mode, s["test_acc"]))
+t.done()

@@ -1,0 +1,69 @@
+"""The command line as a user meets it: exit statuses and messages for bad
+usage, bad config, --help, --version, --check, and nothing created in the
+run directory when the config is refused."""
+import os
+import subprocess
+import tempfile
+
+import pdtest as t
+
+
+def paramd(*args, ranks=1):
+    cmd = [t.EXE, *args]
+    if ranks > 1:
+        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
+                                   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
+
+
+p = paramd("--help")
+t.check(p.returncode == 0, "--help exits 0")
+for opt in ("--set", "--out", "--resume", "--check", "--quiet", "--help", "--version"):
+    t.check(opt in p.stdout, "--help lists " + opt)
+
+p = paramd("--version")
+t.check(p.returncode == 0, "--version exits 0")
+for word in ("paramd", "Open MPI", "OpenBLAS", "libyaml"):
+    t.check(word in p.stdout, "--version names " + word + ": " + p.stdout.replace("\n", " | "))
+
+p = paramd("--frobnicate", "x.yaml")
+t.check(p.returncode == 2, "unknown option exits 2 (got %d)" % p.returncode)
+t.check("--frobnicate" in p.stderr, "unknown option is named: " + p.stderr.strip())
+
+p = paramd()
+t.check(p.returncode == 2, "missing config exits 2 (got %d)" % p.returncode)
+
+p = paramd("/nonexistent/run.yaml")
+t.check(p.returncode == 2, "missing file exits 2 (got %d)" % p.returncode)
+t.check("/nonexistent/run.yaml" in p.stderr, "missing file is named: " + p.stderr.strip())
+
+tmp = tempfile.mkdtemp(prefix="paramd-cli-")
+bad = os.path.join(tmp, "bad.yaml")
+with open(bad, "w") as f:
+    f.write("training:\n  epochz: 3\n")
+out = os.path.join(tmp, "out")
+p = paramd(bad, "--out", out)
+t.check(p.returncode == 2, "unknown key exits 2 (got %d)" % p.returncode)
+t.check(bad + ":2:3: training.epochz: unknown key (did you mean epochs?)" in p.stderr,
+        "unknown key message: " + p.stderr.strip())
+t.check(not os.path.exists(out), "nothing created for a refused config")
+
+# Under mpirun, rank 0 alone prints the config error; every rank exits 2.
+p = paramd(bad, "--out", out, ranks=3)
+t.check(p.returncode == 2, "mpirun: unknown key exits 2 (got %d)" % p.returncode)
+t.check(p.stderr.count("unknown key") == 1, "mpirun: message printed once: %r" % p.stderr[-500:])
+
+p = paramd(os.path.join(t.SRC, "conf/demo.yaml"), "--set", "training.epochs=abc")
+t.check(p.returncode == 2, "bad --set exits 2 (got %d)" % p.returncode)
+t.check("--set training.epochs=abc" in p.stderr, "bad --set is named: " + p.stderr.strip())
+
+p = paramd(os.path.join(t.SRC, "conf/demo.yaml"), "--check")
+t.check(p.returncode == 0, "--check on the demo config exits 0 (got %d: %s)" % (p.returncode, p.stderr))
+t.check("60000 train" in p.stdout and "10000 test" in p.stdout, "--check summarizes data: " + p.stdout)
+
+# A sync config without mpirun is a clear error naming the key.
+p = paramd(os.path.join(t.SRC, "conf/demo.yaml"))
+t.check(p.returncode == 2, "sync without mpirun exits 2 (got %d)" % p.returncode)
+t.check("training.mode" in p.stderr, "names training.mode: " + p.stderr.strip())
+t.done()

@@ -1,0 +1,54 @@
+"""Sync mode: bit-reproducible, equal to serial on the same examples,
+S=2 servers equal S=1, W=1 equal to serial bit for bit (so Nesterov's
+lookahead point is the one the server sends), accounting."""
+import pdtest as t
+
+base = ["training.max_updates=150", "training.eval_every=50"]
+
+# Two sync runs, W=2: the same parameters to the bit.
+a, _ = t.run("tests/conf/softmax.yaml", base + ["training.mode=sync"], ranks=3)
+b, _ = t.run("tests/conf/softmax.yaml", base + ["training.mode=sync"], ranks=3)
+sa, sb = t.summary(a), t.summary(b)
+t.check(sa["params_sha256"] == sb["params_sha256"],
+        "sync W=2 twice: %s == %s" % (sa["params_sha256"][:12], sb["params_sha256"][:12]))
+t.check(sa["updates"] == 150, "sync stops at max_updates: %s == 150" % sa["updates"])
+t.check(sa["staleness_max"] == 0, "sync staleness is 0: %s" % sa["staleness_max"])
+t.check(sa["gradients_applied"] + sa["dropped"] == sa["gradients_sent"],
+        "sync accounting: %s applied + %s dropped == %s sent"
+        % (sa["gradients_applied"], sa["dropped"], sa["gradients_sent"]))
+
+# Sync W=2 with batch b on strided shards without shuffling equals serial
+# with batch 2b: the same examples in every step.
+same = ["training.max_updates=100", "data.shuffle=none", "data.shard=strided"]
+s, _ = t.run("tests/conf/softmax.yaml", same + ["training.batch_size=64"])
+d, _ = t.run("tests/conf/softmax.yaml", same + ["training.mode=sync", "training.batch_size=32"],
+             ranks=3)
+r = t.max_rel_diff(t.params(s), t.params(d))
+t.check(r < 1e-4, "sync W=2 batch 32 vs serial batch 64: max rel diff %.3g < 1e-4" % r)
+
+# Two servers give the same result as one (element-wise optimizer).
+for opt in ("sgd", "adam"):
+    one, _ = t.run("tests/conf/softmax.yaml", base + ["training.mode=sync", "optimizer.name=" + opt,
+                                                    "optimizer.lr=default"], ranks=3)
+    two, _ = t.run("tests/conf/softmax.yaml", base + ["training.mode=sync", "training.servers=2",
+                                                    "optimizer.name=" + opt, "optimizer.lr=default"],
+                   ranks=4)
+    r = t.max_rel_diff(t.params(one), t.params(two))
+    t.check(r < 1e-5, "%s: S=2 vs S=1 max rel diff %.3g < 1e-5" % (opt, r))
+
+# With one worker, sync and async replay the serial run exactly; with
+# Nesterov this holds only if workers get the lookahead point.
+for mode in ("sync", "async"):
+    nest = ["optimizer.name=nesterov", "training.max_updates=120"]
+    ser, _ = t.run("tests/conf/softmax.yaml", nest)
+    dist, _ = t.run("tests/conf/softmax.yaml", nest + ["training.mode=" + mode], ranks=2)
+    t.check(t.summary(ser)["params_sha256"] == t.summary(dist)["params_sha256"],
+            "nesterov %s W=1 equals serial bit for bit" % mode)
+
+# Clipping by global norm stays correct with S=2.
+clip = base + ["training.mode=sync", "optimizer.clip_norm=0.5"]
+one, _ = t.run("tests/conf/softmax.yaml", clip, ranks=3)
+two, _ = t.run("tests/conf/softmax.yaml", clip + ["training.servers=2"], ranks=4)
+r = t.max_rel_diff(t.params(one), t.params(two))
+t.check(r < 1e-5, "clip_norm with S=2 vs S=1: max rel diff %.3g < 1e-5" % r)
+t.done()

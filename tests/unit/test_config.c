@@ -1,0 +1,853 @@
+/* The config module: every key's default and type, each error kind with its
+ * exact one-line message and 1-based position, --set overrides, cross-key
+ * and world rules, the resolved writer's round trip and the reference.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/config/keys.h"
+#include "paramd/config.h"
+#include "paramd/error.h"
+#include "paramd/optim.h"
+
+#define NAME "conf/x.yaml"
+
+/* String equality that prints both strings on mismatch. */
+static void check_str(const char *got, const char *want, const char *file, int line)
+{
+    if (got && want && strcmp(got, want) == 0)
+        return;
+    print_error("string mismatch\n  got:  %s\n  want: %s\n", got ? got : "(null)",
+                want ? want : "(null)");
+    _fail(file, line);
+}
+#define assert_str(got, want) check_str((got), (want), __FILE__, __LINE__)
+
+/* Exact double equality that prints both values. */
+static void check_dbl(double got, double want, const char *file, int line)
+{
+    if (got == want)
+        return;
+    print_error("double mismatch\n  got:  %.17g\n  want: %.17g\n", got, want);
+    _fail(file, line);
+}
+#define assert_dbl(got, want) check_dbl((got), (want), __FILE__, __LINE__)
+
+/* The message of a load that must fail with PD_EINPUT (or a marker). */
+static const char *err_of(const char *yaml, const char *const *sets, int n)
+{
+    static char buf[1200];
+    pd_config c;
+    pd_err_clear();
+    int e = pd_config_load_string(NAME, yaml, sets, n, &c);
+    if (e == PD_OK)
+        return "<loaded without error>";
+    if (e != PD_EINPUT)
+        snprintf(buf, sizeof buf, "<code %d> %s", e, pd_err_msg());
+    else
+        snprintf(buf, sizeof buf, "%s", pd_err_msg());
+    return buf;
+}
+#define ERR(yaml, want) assert_str(err_of((yaml), NULL, 0), (want))
+#define ERR_SET(yaml, want, ...)                                              \
+    do {                                                                      \
+        const char *sets_[] = {__VA_ARGS__};                                  \
+        assert_str(err_of((yaml), sets_, (int)(sizeof sets_ / sizeof *sets_)), (want)); \
+    } while (0)
+
+static void load_ok(const char *yaml, const char *const *sets, int n, pd_config *c)
+{
+    int e = pd_config_load_string(NAME, yaml, sets, n, c);
+    if (e != PD_OK)
+        print_error("unexpected error: %s\n", pd_err_msg());
+    assert_int_equal(e, PD_OK);
+}
+
+/* Text pd_config_write / write_reference produce, malloc'd. (A tmpfile
+ * rather than open_memstream, which gcc 12 -O3 flags as dangling.) */
+static char *written(const pd_config *cfg)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(cfg ? pd_config_write(cfg, f) : pd_config_write_reference(f), PD_OK);
+    long len = ftell(f);
+    assert_true(len > 0);
+    char *text = malloc((size_t)len + 1);
+    assert_non_null(text);
+    rewind(f);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    text[len] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* Bytes of a key's field in pd_config. */
+static size_t field_size(const pd_key *k)
+{
+    switch (k->type) {
+    case KT_STRING:  return k->size;
+    case KT_INTLIST: return k->size * sizeof(int);
+    case KT_DOUBLE:  return sizeof(double);
+    case KT_INT64:   return sizeof(int64_t);
+    case KT_UINT64:  return sizeof(uint64_t);
+    case KT_BOOL:    return sizeof(bool);
+    default:         return sizeof(int);
+    }
+}
+
+/* Equal but for `source`; names the first key that differs. */
+static void assert_same_config(pd_config a, pd_config b)
+{
+    memset(a.source, 0, sizeof a.source);
+    memset(b.source, 0, sizeof b.source);
+    for (int i = 0; i < PD_KEY_COUNT; i++) {
+        const pd_key *k = &pd_keys[i];
+        if (memcmp((char *)&a + k->offset, (char *)&b + k->offset, field_size(k)) != 0)
+            fail_msg("%s differs", k->path);
+    }
+    assert_memory_equal(&a, &b, sizeof a);
+}
+
+#define FASHION "/usr/share/datasets/fashion-mnist/"
+
+static void test_defaults_documented(void **state)
+{
+    (void)state;
+    pd_config c;
+    pd_config_defaults(&c);
+    assert_int_equal(c.run.seed, 1);
+    assert_str(c.run.out_dir, "runs/latest");
+    assert_int_equal(c.run.blas_threads, 1);
+    assert_int_equal(c.data.format, PD_FMT_IDX);
+    assert_str(c.data.train, FASHION "train-images-idx3-ubyte.gz");
+    assert_str(c.data.train_labels, FASHION "train-labels-idx1-ubyte.gz");
+    assert_str(c.data.test, FASHION "t10k-images-idx3-ubyte.gz");
+    assert_str(c.data.test_labels, FASHION "t10k-labels-idx1-ubyte.gz");
+    assert_str(c.data.label_column, "0");
+    assert_false(c.data.header);
+    assert_dbl(c.data.validation_fraction, 0);
+    assert_int_equal(c.data.normalize, PD_NORM_SCALE01);
+    assert_int_equal(c.data.shuffle, PD_SHUFFLE_EVERY_EPOCH);
+    assert_int_equal(c.data.shard, PD_SHARD_STRIDED);
+    assert_int_equal(c.model.type, PD_MODEL_SOFTMAX);
+    assert_int_equal(c.model.features, 0);
+    assert_int_equal(c.model.classes, 0);
+    assert_int_equal(c.model.n_hidden, 0);
+    assert_int_equal(c.model.activation, PD_ACT_RELU);
+    assert_int_equal(c.model.init, PD_INIT_AUTO);
+    assert_dbl(c.model.l2, 0);
+    const pd_training_config *t = &c.training;
+    assert_int_equal(t->mode, PD_MODE_SERIAL);
+    assert_int_equal(t->servers, 1);
+    assert_int_equal(t->epochs, 1);
+    assert_int_equal(t->max_updates, 0);
+    assert_int_equal(t->batch_size, 64);
+    assert_false(t->drop_last);
+    assert_int_equal(t->backup_workers, 0);
+    assert_int_equal(t->max_staleness, -1);
+    assert_int_equal(t->staleness_policy, PD_STALE_WAIT);
+    assert_int_equal(t->server_threads, 2);
+    assert_int_equal(t->local_steps, 4);
+    assert_dbl(t->elastic_alpha, 0.1);
+    assert_int_equal(t->eval_every, 0);
+    assert_false(t->trace);
+    assert_int_equal(t->early_stopping_patience, 0);
+    assert_int_equal(t->max_bad_updates, 0);
+    const pd_optim_config *o = &c.optimizer;
+    assert_int_equal(o->name, PD_OPT_SGD);
+    /* lr ... beta2 are the sgd rule's defaults, as numbers. */
+    pd_optim_config rule = {.name = PD_OPT_SGD, .lr = NAN, .momentum = NAN, .rho = NAN,
+                            .eps = NAN, .beta1 = NAN, .beta2 = NAN};
+    pd_optim_defaults(&rule);
+    assert_dbl(o->lr, rule.lr);
+    assert_true(o->lr > 0);
+    assert_dbl(o->momentum, rule.momentum);
+    assert_dbl(o->rho, rule.rho);
+    assert_dbl(o->eps, rule.eps);
+    assert_dbl(o->beta1, rule.beta1);
+    assert_dbl(o->beta2, rule.beta2);
+    assert_dbl(o->weight_decay, 0);
+    assert_dbl(o->clip_norm, 0);
+    assert_dbl(o->clip_value, 0);
+    assert_int_equal(o->schedule.type, PD_SCHED_CONSTANT);
+    assert_int_equal(o->schedule.step_size, 1000);
+    assert_dbl(o->schedule.gamma, 0.5);
+    assert_dbl(o->schedule.decay, 0.001);
+    assert_dbl(o->schedule.min_lr, 0);
+    assert_int_equal(o->schedule.warmup, 0);
+    assert_dbl(o->noise, 0);
+    assert_dbl(o->noise_gamma, 0.55);
+    assert_int_equal(o->staleness_scaling, PD_SSCALE_NONE);
+    assert_int_equal(c.checkpoint.every_updates, 0);
+    assert_dbl(c.checkpoint.every_seconds, 0);
+    assert_int_equal(c.checkpoint.keep, 2);
+
+    /* The rule-default keys are "default" (NAN) in the table itself. */
+    pd_config raw;
+    pd_config_table_defaults(&raw);
+    assert_true(isnan(raw.optimizer.lr) && isnan(raw.optimizer.beta2));
+
+    /* An empty file, a null document and a file of comments are the defaults. */
+    const char *empties[] = {"", "~\n", "# nothing\n", "---\n"};
+    for (int i = 0; i < 4; i++) {
+        pd_config e;
+        load_ok(empties[i], NULL, 0, &e);
+        assert_str(e.source, NAME);
+        assert_same_config(e, c);
+    }
+}
+
+/* Every key set to a value other than its default. */
+static const char every_key[] =
+    "run:\n"
+    "  seed: 18446744073709551615\n"
+    "  out_dir: \"runs/a \\\"quoted\\\" dir: #1 \\\\ \\u00e9\\ttab\"\n"
+    "  blas_threads: 4\n"
+    "data:\n"
+    "  format: csv\n"
+    "  train: data/train.csv\n"
+    "  train_labels: data/train-labels\n"
+    "  test: 'data/test.csv'\n"
+    "  test_labels: data/test-labels\n"
+    "  label_column: label\n"
+    "  header: yes\n"
+    "  validation_fraction: 0.30000000000000004\n"
+    "  normalize: standardize\n"
+    "  shuffle: once\n"
+    "  shard: contiguous\n"
+    "model:\n"
+    "  type: mlp\n"
+    "  features: 784\n"
+    "  classes: 10\n"
+    "  hidden: [300, 200, 100]\n"
+    "  activation: tanh\n"
+    "  init: glorot\n"
+    "  l2: 1e-4\n"
+    "training:\n"
+    "  mode: hogwild\n"
+    "  servers: 2\n"
+    "  epochs: 7\n"
+    "  max_updates: 9000000000\n"
+    "  batch_size: 17\n"
+    "  drop_last: true\n"
+    "  backup_workers: 1\n"
+    "  max_staleness: 5\n"
+    "  staleness_policy: drop\n"
+    "  server_threads: 3\n"
+    "  local_steps: 8\n"
+    "  elastic_alpha: 0.3333333333333333\n"
+    "  eval_every: 250\n"
+    "  trace: on\n"
+    "  early_stopping:\n"
+    "    patience: 4\n"
+    "  max_bad_updates: 12\n"
+    "optimizer:\n"
+    "  name: adam\n"
+    "  lr: 0.0025\n"
+    "  momentum: 0.5\n"
+    "  rho: 0.8\n"
+    "  eps: 1e-10\n"
+    "  beta1: 0.85\n"
+    "  beta2: 0.995\n"
+    "  weight_decay: 0.01\n"
+    "  clip_norm: 5\n"
+    "  clip_value: 0.25\n"
+    "  schedule:\n"
+    "    type: cosine\n"
+    "    step_size: 500\n"
+    "    gamma: 0.75\n"
+    "    decay: 0.01\n"
+    "    min_lr: 0.0001\n"
+    "    warmup: 100\n"
+    "  noise: 0.3\n"
+    "  noise_gamma: 0.6\n"
+    "  staleness_scaling: inverse\n"
+    "checkpoint:\n"
+    "  every_updates: 1000\n"
+    "  every_seconds: 90.5\n"
+    "  keep: 5\n";
+
+static void test_every_type_parses(void **state)
+{
+    (void)state;
+    pd_config c, d;
+    load_ok(every_key, NULL, 0, &c);
+    assert_true(c.run.seed == UINT64_MAX);
+    assert_str(c.run.out_dir, "runs/a \"quoted\" dir: #1 \\ \xc3\xa9\ttab");
+    assert_int_equal(c.run.blas_threads, 4);
+    assert_int_equal(c.data.format, PD_FMT_CSV);
+    assert_str(c.data.train, "data/train.csv");
+    assert_str(c.data.train_labels, "data/train-labels");
+    assert_str(c.data.test, "data/test.csv");
+    assert_str(c.data.test_labels, "data/test-labels");
+    assert_str(c.data.label_column, "label");
+    assert_true(c.data.header);
+    assert_dbl(c.data.validation_fraction, 0.1 + 0.2);
+    assert_int_equal(c.data.normalize, PD_NORM_STANDARDIZE);
+    assert_int_equal(c.data.shuffle, PD_SHUFFLE_ONCE);
+    assert_int_equal(c.data.shard, PD_SHARD_CONTIGUOUS);
+    assert_int_equal(c.model.type, PD_MODEL_MLP);
+    assert_int_equal(c.model.features, 784);
+    assert_int_equal(c.model.classes, 10);
+    assert_int_equal(c.model.n_hidden, 3);
+    assert_int_equal(c.model.hidden[0], 300);
+    assert_int_equal(c.model.hidden[1], 200);
+    assert_int_equal(c.model.hidden[2], 100);
+    assert_int_equal(c.model.activation, PD_ACT_TANH);
+    assert_int_equal(c.model.init, PD_INIT_GLOROT);
+    assert_dbl(c.model.l2, 1e-4);
+    assert_int_equal(c.training.mode, PD_MODE_HOGWILD);
+    assert_int_equal(c.training.servers, 2);
+    assert_int_equal(c.training.epochs, 7);
+    assert_true(c.training.max_updates == INT64_C(9000000000));
+    assert_int_equal(c.training.batch_size, 17);
+    assert_true(c.training.drop_last);
+    assert_int_equal(c.training.backup_workers, 1);
+    assert_int_equal(c.training.max_staleness, 5);
+    assert_int_equal(c.training.staleness_policy, PD_STALE_DROP);
+    assert_int_equal(c.training.server_threads, 3);
+    assert_int_equal(c.training.local_steps, 8);
+    assert_dbl(c.training.elastic_alpha, 1.0 / 3);
+    assert_int_equal(c.training.eval_every, 250);
+    assert_true(c.training.trace);
+    assert_int_equal(c.training.early_stopping_patience, 4);
+    assert_int_equal(c.training.max_bad_updates, 12);
+    const pd_optim_config *o = &c.optimizer;
+    assert_int_equal(o->name, PD_OPT_ADAM);
+    assert_dbl(o->lr, 0.0025);
+    assert_dbl(o->momentum, 0.5);
+    assert_dbl(o->rho, 0.8);
+    assert_dbl(o->eps, 1e-10);
+    assert_dbl(o->beta1, 0.85);
+    assert_dbl(o->beta2, 0.995);
+    assert_dbl(o->weight_decay, 0.01);
+    assert_dbl(o->clip_norm, 5);
+    assert_dbl(o->clip_value, 0.25);
+    assert_int_equal(o->schedule.type, PD_SCHED_COSINE);
+    assert_int_equal(o->schedule.step_size, 500);
+    assert_dbl(o->schedule.gamma, 0.75);
+    assert_dbl(o->schedule.decay, 0.01);
+    assert_dbl(o->schedule.min_lr, 0.0001);
+    assert_int_equal(o->schedule.warmup, 100);
+    assert_dbl(o->noise, 0.3);
+    assert_dbl(o->noise_gamma, 0.6);
+    assert_int_equal(o->staleness_scaling, PD_SSCALE_INVERSE);
+    assert_int_equal(c.checkpoint.every_updates, 1000);
+    assert_dbl(c.checkpoint.every_seconds, 90.5);
+    assert_int_equal(c.checkpoint.keep, 5);
+
+    /* The fixture really changes every key: no field keeps its default. */
+    pd_config_defaults(&d);
+    for (int i = 0; i < PD_KEY_COUNT; i++) {
+        const pd_key *k = &pd_keys[i];
+        if (!memcmp((char *)&c + k->offset, (char *)&d + k->offset, field_size(k)))
+            fail_msg("%s keeps its default in the fixture", k->path);
+    }
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    pd_config a, b;
+    const char *texts[] = {"", every_key, "optimizer: {name: adadelta}\n"};
+    for (int i = 0; i < 3; i++) {
+        load_ok(texts[i], NULL, 0, &a);
+        char *text = written(&a);
+        assert_null(strstr(text, ": default\n"));   /* rule defaults written as numbers */
+        load_ok(text, NULL, 0, &b);
+        assert_same_config(a, b);
+        free(text);
+    }
+    /* Doubles that need all 17 digits survive; short ones stay short. */
+    const char *sets[] = {"optimizer.lr=0.30000000000000004", "optimizer.noise=1e-300",
+                          "checkpoint.every_seconds=123456789.123456789"};
+    load_ok("", sets, 3, &a);
+    char *text = written(&a);
+    assert_non_null(strstr(text, "  lr: 0.30000000000000004\n"));
+    assert_non_null(strstr(text, "  noise_gamma: 0.55\n"));
+    assert_non_null(strstr(text, "  seed: 1\n"));
+    assert_non_null(strstr(text, "  hidden: []\n"));
+    load_ok(text, NULL, 0, &b);
+    assert_same_config(a, b);
+    free(text);
+    /* pd_config_defaults itself (source "") writes and reads back too. */
+    pd_config_defaults(&a);
+    text = written(&a);
+    load_ok(text, NULL, 0, &b);
+    assert_same_config(a, b);
+    free(text);
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    ERR("training:\n  epochz: 3\n",
+        NAME ":2:3: training.epochz: unknown key (did you mean epochs?)");
+    ERR("training:\n  epchz: 3\n",
+        NAME ":2:3: training.epchz: unknown key (did you mean epochs?)");
+    ERR("trainin:\n  epochs: 1\n", NAME ":1:1: trainin: unknown key (did you mean training?)");
+    ERR("training:\n  batch: 3\n",
+        NAME ":2:3: training.batch: unknown key (did you mean batch_size?)");
+    ERR("training:\n  zzzzzz: 1\n", NAME ":2:3: training.zzzzzz: unknown key");
+    ERR("optimizer:\n  schedule:\n    warmpu: 3\n",
+        NAME ":3:5: optimizer.schedule.warmpu: unknown key (did you mean warmup?)");
+    ERR("run: {seed: 1, sed: 2}\n", NAME ":1:16: run.sed: unknown key (did you mean seed?)");
+    /* Dotted keys resolve like nested ones, suggestions included. */
+    ERR("training.epochz: 3\n",
+        NAME ":1:1: training.epochz: unknown key (did you mean epochs?)");
+    ERR("faults: {}\n", NAME ":1:1: faults: unknown key");
+    ERR("run:\n  \"se\\ned\": 1\n", NAME ":2:3: run: unknown key \"se\\ned\"");
+    /* The name is optional: messages then say <string>. */
+    pd_config c;
+    assert_int_equal(pd_config_load_string(NULL, "x: 1\n", NULL, 0, &c), PD_EINPUT);
+    assert_str(pd_err_msg(), "<string>:1:1: x: unknown key");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    ERR("training:\n  epochs: abc\n",
+        NAME ":2:11: training.epochs: expected an integer, got \"abc\"");
+    ERR("training:\n  epochs: 1.5\n",
+        NAME ":2:11: training.epochs: expected an integer, got \"1.5\"");
+    ERR("training:\n  epochs: \"\"\n",
+        NAME ":2:11: training.epochs: expected an integer, got \"\"");
+    ERR("training:\n  max_updates: 12x\n",
+        NAME ":2:16: training.max_updates: expected an integer, got \"12x\"");
+    ERR("run:\n  seed: -1\n", NAME ":2:9: run.seed: expected an integer >= 0, got \"-1\"");
+    ERR("optimizer:\n  lr: fast\n",
+        NAME ":2:7: optimizer.lr: expected a number or default, got \"fast\"");
+    ERR("model:\n  l2: default\n", NAME ":2:7: model.l2: expected a number, got \"default\"");
+    ERR("optimizer:\n  lr: inf\n", NAME ":2:7: optimizer.lr: expected a finite number, got \"inf\"");
+    ERR("optimizer:\n  lr: .nan\n", NAME ":2:7: optimizer.lr: expected a number or default, "
+        "got \".nan\"");
+    ERR("data:\n  header: maybe\n", NAME ":2:11: data.header: expected true or false, "
+        "got \"maybe\"");
+    /* Long or odd values are quoted, escaped and cut so the message stays one line. */
+    ERR("training:\n  epochs: \"a\\nb\\\"c\"\n",
+        NAME ":2:11: training.epochs: expected an integer, got \"a\\nb\\\"c\"");
+    ERR("training:\n  epochs: 0123456789012345678901234567890123456789xyz\n",
+        NAME ":2:11: training.epochs: expected an integer, got "
+        "\"0123456789012345678901234567890123456789...\"");
+    ERR("training:\n  epochs: \"1\\0\"\n",
+        NAME ":2:11: training.epochs: expected an integer, got \"1\\x00\"");
+    /* An empty value is marked just after the key's colon, on its line. */
+    ERR("training:\n  epochs:\n  mode: sync\n",
+        NAME ":2:10: training.epochs: expected an integer, got nothing");
+}
+
+static void test_out_of_range(void **state)
+{
+    (void)state;
+    ERR("optimizer:\n  lr: -3\n", NAME ":2:7: optimizer.lr: must be > 0, got -3");
+    ERR("optimizer:\n  lr: 0\n", NAME ":2:7: optimizer.lr: must be > 0, got 0");
+    ERR("optimizer:\n  momentum: 1\n", NAME ":2:13: optimizer.momentum: must be in [0, 1), got 1");
+    ERR("data:\n  validation_fraction: 0.95\n",
+        NAME ":2:24: data.validation_fraction: must be in [0, 0.9], got 0.95");
+    ERR("training:\n  batch_size: 0\n", NAME ":2:15: training.batch_size: must be >= 1, got 0");
+    ERR("training:\n  elastic_alpha: 0\n",
+        NAME ":2:18: training.elastic_alpha: must be in (0, 1], got 0");
+    ERR("training:\n  max_staleness: -2\n",
+        NAME ":2:18: training.max_staleness: must be >= -1, got -2");
+    ERR("run:\n  blas_threads: 5000\n", NAME ":2:17: run.blas_threads: must be in [1, 1024], "
+        "got 5000");
+    /* Past the C type: the type's limit is named. */
+    ERR("training:\n  epochs: 3000000000\n",
+        NAME ":2:11: training.epochs: must be <= 2147483647, got 3000000000");
+    ERR("training:\n  max_updates: 99999999999999999999\n",
+        NAME ":2:16: training.max_updates: must be <= 9223372036854775807, "
+        "got 99999999999999999999");
+    ERR("run:\n  seed: 18446744073709551616\n",
+        NAME ":2:9: run.seed: must be <= 18446744073709551615, got 18446744073709551616");
+    /* Lists: each entry is bounded, and so is their number. */
+    ERR("model:\n  type: mlp\n  hidden: [64, 0]\n",
+        NAME ":3:16: model.hidden: must be in [1, 1000000], got 0");
+    ERR("model:\n  type: mlp\n  hidden: [1, 2, 3, 4, 5, 6, 7, 8, 9]\n",
+        NAME ":3:11: model.hidden: at most 8 entries, got 9");
+    /* Strings: length and emptiness. */
+    char yaml[800] = "run:\n  out_dir: ";
+    memset(yaml + strlen(yaml), 'a', 600);
+    ERR(yaml, NAME ":2:12: run.out_dir: must be at most 511 bytes long, got 600");
+    ERR("run:\n  out_dir: \"\"\n", NAME ":2:12: run.out_dir: must not be empty");
+    ERR("run:\n  out_dir:\n", NAME ":2:11: run.out_dir: must not be empty");
+}
+
+static void test_bad_enum(void **state)
+{
+    (void)state;
+    ERR("training:\n  mode: foo\n", NAME ":2:9: training.mode: must be one of: serial, sync, "
+        "async, hogwild, local_sgd, easgd; got \"foo\"");
+    ERR("optimizer:\n  name: Adam\n", NAME ":2:9: optimizer.name: must be one of: sgd, "
+        "momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw; "
+        "got \"Adam\"");
+    ERR("optimizer:\n  schedule:\n    type: linear\n", NAME ":3:11: optimizer.schedule.type: "
+        "must be one of: constant, step, exponential, inverse_time, cosine; got \"linear\"");
+}
+
+static void test_syntax_errors(void **state)
+{
+    (void)state;
+    ERR("training:\n  epochs: [1, 2\n",
+        NAME ":3:1: YAML syntax error: did not find expected ',' or ']' "
+        "(while parsing a flow sequence at 2:11)");
+    ERR("training:\n  epochs: 1\n mode: sync\n",
+        NAME ":3:2: YAML syntax error: did not find expected key "
+        "(while parsing a block mapping at 1:1)");
+    ERR("run:\n\tseed: 1\n", NAME ":2:1: YAML syntax error: found character that cannot "
+        "start any token (while scanning for the next token at 2:1)");
+    /* Reader errors carry a byte offset: converted to line:column too. */
+    ERR("run:\n  out_dir: \xff\n", NAME ":2:12: YAML syntax error: invalid leading UTF-8 octet");
+    ERR("run:\n  seed: *nope\n", NAME ":2:9: YAML syntax error: found undefined alias");
+    ERR("run:\n  seed: 1\n---\nrun:\n  seed: 2\n",
+        NAME ":4:1: only one YAML document is allowed");
+}
+
+static void test_shape_errors(void **state)
+{
+    (void)state;
+    ERR("training:\n  epochs:\n    a: 1\n",
+        NAME ":3:5: training.epochs: expected an integer, got a mapping");
+    ERR("training:\n  mode: [sync]\n", NAME ":2:9: training.mode: must be one of: serial, "
+        "sync, async, hogwild, local_sgd, easgd; got a list");
+    ERR("training: 5\n", NAME ":1:11: training: expected a mapping of keys, got \"5\"");
+    ERR("training: [1]\n", NAME ":1:11: training: expected a mapping of keys, got a list");
+    ERR("- a\n", NAME ":1:1: expected a mapping of sections (run, data, model, training, "
+        "optimizer, checkpoint), got a list");
+    ERR("just text\n", NAME ":1:1: expected a mapping of sections (run, data, model, "
+        "training, optimizer, checkpoint), got a scalar");
+    ERR("model:\n  type: mlp\n  hidden: 64\n", NAME ":3:11: model.hidden: expected a list "
+        "of integers like [256, 128], got \"64\"");
+    ERR("model:\n  type: mlp\n  hidden: [[1]]\n", NAME ":3:12: model.hidden: expected a list "
+        "of integers like [256, 128], got a nested list");
+    ERR("model:\n  hidden: [x]\n", NAME ":2:12: model.hidden: expected an integer, got \"x\"");
+    ERR("run:\n  ? [a]\n  : 1\n", NAME ":2:5: run: keys must be names, got a list");
+}
+
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    ERR("training:\n  epochs: 1\n  epochs: 2\n",
+        NAME ":3:3: training.epochs: duplicate key (first at 2:3)");
+    ERR("run:\n  seed: 1\nrun:\n  seed: 2\n", NAME ":3:1: run: duplicate key (first at 1:1)");
+    ERR("training:\n  epochs: 1\ntraining.epochs: 2\n",
+        NAME ":3:1: training.epochs: duplicate key (first at 2:3)");
+}
+
+static const char *srcdir(void)
+{
+    const char *s = getenv("PARAMD_SRCDIR");
+    return s ? s : ".";
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    pd_config c;
+    char path[1024];
+    assert_int_equal(pd_config_load("/nonexistent/x.yaml", NULL, 0, &c), PD_EINPUT);
+    assert_str(pd_err_msg(), "/nonexistent/x.yaml: cannot open: No such file or directory");
+    assert_int_equal(pd_config_load("/", NULL, 0, &c), PD_EINPUT);
+    assert_str(pd_err_msg(), "/: cannot read: Is a directory");
+
+    snprintf(path, sizeof path, "%s/tests/data/config/unknown-key.yaml", srcdir());
+    assert_int_equal(pd_config_load(path, NULL, 0, &c), PD_EINPUT);
+    char want[1200];
+    snprintf(want, sizeof want, "%s:5:3: training.epochz: unknown key (did you mean epochs?)",
+             path);
+    assert_str(pd_err_msg(), want);
+
+    snprintf(path, sizeof path, "%s/tests/data/config/bad-value.yaml", srcdir());
+    assert_int_equal(pd_config_load(path, NULL, 0, &c), PD_EINPUT);
+    snprintf(want, sizeof want, "%s:3:7: optimizer.lr: must be > 0, got -0.5", path);
+    assert_str(pd_err_msg(), want);
+    /* --set fixes it: overrides come after the file. */
+    const char *fix[] = {"optimizer.lr=0.2"};
+    assert_int_equal(pd_config_load(path, fix, 1, &c), PD_EINPUT);   /* file errs first */
+
+    snprintf(path, sizeof path, "%s/tests/data/config/good.yaml", srcdir());
+    const char *sets[] = {"training.epochs=5"};
+    assert_int_equal(pd_config_load(path, sets, 1, &c), PD_OK);
+    assert_str(c.source, path);
+    assert_int_equal(c.run.seed, 7);
+    assert_str(c.run.out_dir, "runs/test-good");
+    assert_dbl(c.data.validation_fraction, 0.1);
+    assert_int_equal(c.model.type, PD_MODEL_MLP);
+    assert_int_equal(c.model.n_hidden, 2);
+    assert_int_equal(c.model.hidden[0], 128);
+    assert_int_equal(c.model.hidden[1], 64);
+    assert_int_equal(c.training.mode, PD_MODE_SYNC);
+    assert_int_equal(c.training.epochs, 5);
+    assert_int_equal(c.training.batch_size, 32);
+    assert_int_equal(c.training.early_stopping_patience, 3);
+    assert_int_equal(c.optimizer.name, PD_OPT_NESTEROV);
+    assert_int_equal(c.optimizer.schedule.type, PD_SCHED_STEP);
+    assert_int_equal(c.optimizer.schedule.step_size, 200);
+    pd_optim_config rule = {.name = PD_OPT_NESTEROV, .lr = NAN, .momentum = NAN, .rho = NAN,
+                            .eps = NAN, .beta1 = NAN, .beta2 = NAN};
+    pd_optim_defaults(&rule);
+    assert_dbl(c.optimizer.lr, rule.lr);
+    assert_dbl(c.optimizer.momentum, rule.momentum);
+}
+
+static void test_overrides(void **state)
+{
+    (void)state;
+    pd_config c;
+    const char *sets[] = {"training.epochs=5", "model.type=mlp", "model.hidden=[64,32]",
+                          "run.out_dir=runs/a b", "data.test=", "optimizer.name=adam",
+                          "optimizer.lr=0.5", "optimizer.lr=default", "training.trace=yes",
+                          "training.epochs=6", "run.seed='9'"};
+    load_ok("training:\n  epochs: 2\n  batch_size: 8\n", sets, 11, &c);
+    assert_int_equal(c.training.epochs, 6);          /* in order: the last one wins */
+    assert_int_equal(c.training.batch_size, 8);      /* the file's value stays */
+    assert_int_equal(c.model.type, PD_MODEL_MLP);
+    assert_int_equal(c.model.n_hidden, 2);
+    assert_int_equal(c.model.hidden[1], 32);
+    assert_str(c.run.out_dir, "runs/a b");
+    assert_str(c.data.test, "");
+    assert_true(c.training.trace);
+    assert_int_equal(c.run.seed, 9);
+    pd_optim_config rule = {.name = PD_OPT_ADAM, .lr = NAN, .momentum = NAN, .rho = NAN,
+                            .eps = NAN, .beta1 = NAN, .beta2 = NAN};
+    pd_optim_defaults(&rule);
+    assert_dbl(c.optimizer.lr, rule.lr);
+    assert_dbl(c.optimizer.beta2, rule.beta2);
+
+    ERR_SET("", "--set training.epochs=abc: training.epochs: expected an integer, got \"abc\"",
+            "training.epochs=abc");
+    ERR_SET("", "--set training.epochz=3: training.epochz: unknown key (did you mean epochs?)",
+            "training.epochz=3");
+    ERR_SET("", "--set training.epochs: expected key.path=value", "training.epochs");
+    ERR_SET("", "--set =3: expected key.path=value", "=3");
+    ERR_SET("", "--set training=3: training: is a section; set one of its keys "
+            "(training.KEY=value)", "training=3");
+    ERR_SET("", "--set optimizer.lr=-1: optimizer.lr: must be > 0, got -1", "optimizer.lr=-1");
+    ERR_SET("", "--set training.epochs=: training.epochs: expected an integer, got nothing",
+            "training.epochs=");
+    ERR_SET("", "--set training.mode={a: 1}: training.mode: must be one of: serial, sync, "
+            "async, hogwild, local_sgd, easgd; got a mapping", "training.mode={a: 1}");
+    ERR_SET("", "--set model.hidden=[64,: model.hidden: YAML syntax error: did not find "
+            "expected node content", "model.hidden=[64,");
+    /* The second bad override is reported only once the first is fixed. */
+    ERR_SET("", "--set training.epochs=x: training.epochs: expected an integer, got \"x\"",
+            "training.batch_size=4", "training.epochs=x", "training.mode=bad");
+}
+
+static void test_enums_and_lists(void **state)
+{
+    (void)state;
+    pd_config c;
+    const char *modes[] = {"serial", "sync", "async", "hogwild", "local_sgd", "easgd"};
+    for (int m = 0; m < 6; m++) {
+        char set[64];
+        snprintf(set, sizeof set, "training.mode=%s", modes[m]);
+        const char *sets[] = {set};
+        load_ok("", sets, 1, &c);
+        assert_int_equal(c.training.mode, m);
+        assert_str(pd_mode_name((pd_mode)m), modes[m]);
+    }
+    const char *opts[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+                          "rmsprop_nesterov", "adadelta", "adam", "adamw"};
+    for (int o = 0; o < PD_OPT_COUNT; o++) {
+        char set[64];
+        snprintf(set, sizeof set, "optimizer.name=%s", opts[o]);
+        const char *sets[] = {set};
+        load_ok("", sets, 1, &c);
+        assert_int_equal(c.optimizer.name, o);
+        assert_str(pd_optimizer_name_str((pd_optimizer_name)o), opts[o]);
+        /* Every rule's defaults are within the table's bounds. */
+        assert_true(c.optimizer.lr > 0 && c.optimizer.momentum < 1 && c.optimizer.beta2 < 1);
+    }
+    const char *models[] = {"softmax", "mlp", "linreg", "logreg", "svm"};
+    for (int t = 0; t < 5; t++)
+        assert_str(pd_model_type_name((pd_model_type)t), models[t]);
+    assert_str(pd_mode_name((pd_mode)99), "?");
+
+    const char *bools[][2] = {{"true", "1"}, {"True", "1"}, {"on", "1"}, {"YES", "1"},
+                              {"false", "0"}, {"no", "0"}, {"Off", "0"}};
+    for (int i = 0; i < 7; i++) {
+        char yaml[64];
+        snprintf(yaml, sizeof yaml, "data:\n  header: %s\n", bools[i][0]);
+        load_ok(yaml, NULL, 0, &c);
+        assert_int_equal(c.data.header, bools[i][1][0] == '1');
+    }
+    /* Lists: flow, block, empty, null. */
+    load_ok("model:\n  type: mlp\n  hidden:\n  - 5\n  - 6\n", NULL, 0, &c);
+    assert_int_equal(c.model.n_hidden, 2);
+    assert_int_equal(c.model.hidden[1], 6);
+    load_ok("model:\n  type: mlp\n  hidden: [1, 2, 3, 4, 5, 6, 7, 8]\n", NULL, 0, &c);
+    assert_int_equal(c.model.n_hidden, 8);
+    assert_int_equal(c.model.hidden[7], 8);
+    load_ok("model:\n  hidden: [ ]\n", NULL, 0, &c);
+    assert_int_equal(c.model.n_hidden, 0);
+    load_ok("model:\n  hidden: ~\n", NULL, 0, &c);
+    assert_int_equal(c.model.n_hidden, 0);
+    /* Sections may be empty (every key commented out), and flow style works. */
+    load_ok("run:\ntraining: {epochs: 3, mode: sync}\n", NULL, 0, &c);
+    assert_int_equal(c.training.epochs, 3);
+}
+
+static void test_cross_key_rules(void **state)
+{
+    (void)state;
+    pd_config c;
+    ERR("model:\n  type: mlp\n", NAME ":2:9: model.type: mlp needs model.hidden, the hidden "
+        "layer widths (e.g. [256, 128])");
+    ERR("model:\n  type: mlp\n  hidden: []\n",
+        NAME ":3:11: model.hidden: mlp needs at least one hidden layer, got []");
+    ERR("model:\n  hidden: [10]\n",
+        NAME ":2:11: model.hidden: only mlp has hidden layers (model.type is softmax)");
+    ERR_SET("model:\n  type: mlp\n  hidden: [5]\n",
+            NAME ":3:11: model.hidden: only mlp has hidden layers (model.type is logreg)",
+            "model.type=logreg");
+    ERR_SET("", "--set model.type=mlp: model.type: mlp needs model.hidden, the hidden layer "
+            "widths (e.g. [256, 128])", "model.type=mlp");
+    /* csv/libsvm have no default files; their unset IDX paths are cleared. */
+    ERR("data:\n  format: csv\n", NAME ":2:11: data.format: csv needs data.train (the "
+        "default is the Fashion-MNIST IDX file)");
+    load_ok("data:\n  format: libsvm\n  train: a.svm\n", NULL, 0, &c);
+    assert_str(c.data.train, "a.svm");
+    assert_str(c.data.test, "");
+    assert_str(c.data.train_labels, "");
+    assert_str(c.data.test_labels, "");
+    const char *test_set[] = {"data.test=b.svm"};
+    load_ok("data:\n  format: libsvm\n  train: a.svm\n", test_set, 1, &c);
+    assert_str(c.data.test, "b.svm");
+    ERR("data:\n  format: csv\n  train: \"\"\n", NAME ":3:10: data.train: must not be empty");
+    /* idx needs labels for each image file it reads. */
+    ERR("data:\n  train_labels: \"\"\n",
+        NAME ":2:17: data.train_labels: idx needs the labels of data.train");
+    ERR("data:\n  test_labels: \"\"\n",
+        NAME ":2:16: data.test_labels: idx needs the labels of data.test");
+    load_ok("data:\n  test: \"\"\n  test_labels: \"\"\n", NULL, 0, &c);
+    /* Effective optimizer numbers, after the rule defaults. */
+    ERR("optimizer:\n  name: adam\n  eps: 0\n",
+        NAME ":3:8: optimizer.eps: must be > 0 for adam, got 0");
+    load_ok("optimizer:\n  name: momentum\n  eps: 0\n", NULL, 0, &c);
+    ERR("optimizer:\n  lr: 0.1\n  schedule: {type: cosine, min_lr: 0.5}\n",
+        NAME ":3:36: optimizer.schedule.min_lr: must be <= optimizer.lr (0.1) for the "
+        "cosine schedule, got 0.5");
+    load_ok("optimizer:\n  lr: 0.1\n  schedule: {type: step, min_lr: 0.5}\n", NULL, 0, &c);
+}
+
+static void test_check_world(void **state)
+{
+    (void)state;
+    pd_config c;
+    load_ok("", NULL, 0, &c);
+    assert_int_equal(pd_config_check_world(&c, 1), PD_OK);
+    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
+    assert_str(pd_err_msg(), NAME ": training.mode: serial trains in one process (no mpirun, "
+               "or mpirun -n 1), got 3 ranks");
+    const char *sync3[] = {"training.mode=sync", "training.servers=3"};
+    load_ok("", sync3, 2, &c);
+    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
+    assert_str(pd_err_msg(), NAME ": training.servers: 3 servers need at least 4 ranks "
+               "(3 servers + 1 worker), got 3");
+    assert_int_equal(pd_config_check_world(&c, 4), PD_OK);
+    const char *async1[] = {"training.mode=async"};
+    load_ok("", async1, 1, &c);
+    assert_int_equal(pd_config_check_world(&c, 1), PD_EINPUT);
+    assert_str(pd_err_msg(), NAME ": training.servers: 1 server needs at least 2 ranks "
+               "(1 server + 1 worker), got 1");
+    const char *backup[] = {"training.mode=sync", "training.backup_workers=2"};
+    load_ok("", backup, 2, &c);
+    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
+    assert_str(pd_err_msg(), NAME ": training.backup_workers: must be < the number of "
+               "workers (2), got 2");
+    assert_int_equal(pd_config_check_world(&c, 4), PD_OK);
+    pd_config_defaults(&c);   /* no source: a placeholder names it */
+    assert_int_equal(pd_config_check_world(&c, 2), PD_EINPUT);
+    assert_str(pd_err_msg(), "<config>: training.mode: serial trains in one process "
+               "(no mpirun, or mpirun -n 1), got 2 ranks");
+}
+
+static void test_reference(void **state)
+{
+    (void)state;
+    char *ref = written(NULL);
+    pd_config loaded, defaults;
+    load_ok(ref, NULL, 0, &loaded);
+    pd_config_defaults(&defaults);
+    assert_same_config(loaded, defaults);
+    /* Every key is there, its doc (then only comments) on the lines above it. */
+    for (int i = 0; i < PD_KEY_COUNT; i++) {
+        const pd_key *k = &pd_keys[i];
+        char line[256];
+        snprintf(line, sizeof line, "# %s", k->doc);
+        const char *at = strstr(ref, line);
+        if (!at)
+            fail_msg("no doc for %s", k->path);
+        snprintf(line, sizeof line, "%s: ", strrchr(k->path, '.') + 1);
+        for (;;) {
+            at = strchr(at, '\n');
+            if (!at)
+                break;
+            at += 1 + strspn(at + 1, " ");
+            if (*at != '#')
+                break;
+        }
+        if (!at || strncmp(at, line, strlen(line)) != 0)
+            fail_msg("%s does not follow its doc", k->path);
+    }
+    assert_non_null(strstr(ref, "  # (default serial; allowed: serial, sync, async, hogwild, "
+                                "local_sgd, easgd)\n  mode: serial\n"));
+    assert_non_null(strstr(ref, "  lr: default\n"));
+    free(ref);
+}
+
+static void test_quote_and_helpers(void **state)
+{
+    (void)state;
+    char buf[64];
+    pd_quote(buf, sizeof buf, "a\"b\\c\n\x01", 7, 0);
+    assert_str(buf, "\"a\\\"b\\\\c\\n\\x01\"");
+    pd_quote(buf, sizeof buf, "abcdef", 6, 3);
+    assert_str(buf, "\"abc...\"");
+    pd_quote(buf, sizeof buf, "ab\xc3\xa9z", 5, 3);   /* never splits a UTF-8 character */
+    assert_str(buf, "\"ab...\"");
+    char small[16];   /* escapes that overflow the buffer are cut visibly too */
+    pd_quote(small, sizeof small, "\x01\x02\x03\x04", 4, 0);
+    assert_str(small, "\"\\x01\\x02...\"");
+    assert_int_equal(pd_edit_distance("epochz", "epochs", 2), 1);
+    assert_int_equal(pd_edit_distance("epchz", "epochs", 2), 2);
+    assert_int_equal(pd_edit_distance("abc", "xyzw", 2), 3);
+    char hint[96];
+    pd_key_suggest("optimizer.nmae", hint, sizeof hint);
+    assert_str(hint, " (did you mean name?)");
+    pd_key_suggest("optimizer.schedul.type", hint, sizeof hint);
+    assert_str(hint, " (did you mean schedule?)");
+    pd_key_suggest("qqq", hint, sizeof hint);
+    assert_str(hint, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_documented),
+        cmocka_unit_test(test_every_type_parses),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_bad_enum),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_shape_errors),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_enums_and_lists),
+        cmocka_unit_test(test_cross_key_rules),
+        cmocka_unit_test(test_check_world),
+        cmocka_unit_test(test_reference),
+        cmocka_unit_test(test_quote_and_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
