@@ -58,7 +58,8 @@ int main(int argc, char **argv)
         else
             strcpy(cfg.run.out_dir, cli.out_dir);
     }
-    if (!err)
+    /* --check validates config and data without needing the job's ranks. */
+    if (!err && !cli.check)
         err = pd_config_check_world(&cfg, size);
     if (!err && cli.check) {
         err = pd_ps_check(&cfg, size, rank == 0 ? stdout : NULL);

@@ -459,6 +459,11 @@ int pd_config_check_world(const pd_config *cfg, int ranks)
                            "(no mpirun, or mpirun -n 1), got %d ranks", src, ranks);
         return PD_OK;
     }
+    if (ranks == 1)
+        return PD_FAIL(PD_EINPUT, "%s: training.mode: %s runs under mpirun with at least %d "
+                       "ranks (%d server%s + workers), got 1 process", src,
+                       pd_mode_name(t->mode), t->servers + 1, t->servers,
+                       t->servers == 1 ? "" : "s");
     if (t->servers >= ranks) {
         bool one = t->servers == 1;
         return PD_FAIL(PD_EINPUT, "%s: training.servers: %d server%s need%s at least %d "

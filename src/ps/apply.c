@@ -11,6 +11,22 @@
 
 /* ---- messages ---------------------------------------------------------- */
 
+/* Take version t as applied; at max_updates the next replies say STOP. */
+static void applied_version(server *sv, int64_t t)
+{
+    int64_t max = sv->cfg->training.max_updates;
+    if (max > 0 && t >= max)
+        atomic_store(&sv->stopping, true);
+}
+
+/* Once stopping, gradients still in flight are not applied: dropped and
+ * counted, answered with STOP. */
+static int drop_stopping(server *sv, int w)
+{
+    atomic_fetch_add(&sv->dropped, 1);
+    return server_reply(sv, w, false);
+}
+
 int server_post_recv(server *sv, int w)
 {
     peer *p = &sv->peers[w];
@@ -115,6 +131,10 @@ int server_on_grad_async(server *sv, int w)
     const pd_training_config *tc = &sv->cfg->training;
     atomic_fetch_add(&sv->examples, p->in.examples);
     p->clock++;
+    if (atomic_load(&sv->stopping)) {
+        PD_TRY(drop_stopping(sv, w));
+        return server_post_recv(sv, w);
+    }
     int64_t tau = atomic_load(&sv->version) - p->in.version;
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
         tau > tc->max_staleness) {
@@ -123,6 +143,7 @@ int server_on_grad_async(server *sv, int w)
         /* Hogwild threads each take their own version number; the apply
          * itself runs concurrently with theirs, without a lock. */
         int64_t v = atomic_fetch_add(&sv->version, 1);
+        applied_version(sv, v + 1);
         tau = v - p->in.version;
         double scale = sv->cfg->optimizer.staleness_scaling == PD_SSCALE_INVERSE && tau > 1
                            ? 1.0 / (double)tau : 1.0;
@@ -186,8 +207,12 @@ int server_maybe_close_round(server *sv)
         if (sv->cfg->optimizer.clip_norm > 0) {
             double sq = pd_optim_norm2(acc + sv->lo, sv->hi - sv->lo);
             sq *= sq;
-            if (sv->world->servers > 1)
-                PD_MPI(MPI_Allreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM, sv->world->servers_comm));
+            if (sv->world->servers > 1) {
+                MPI_Request r;
+                PD_MPI(MPI_Iallreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM,
+                                      sv->world->servers_comm, &r));
+                PD_TRY(server_wait_collective(sv, &r));
+            }
             norm = sqrt(sq);
         }
         pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, norm);
@@ -195,6 +220,7 @@ int server_maybe_close_round(server *sv)
     }
     if (finite || local) {
         atomic_store(&sv->version, t);
+        applied_version(sv, t);
         for (int w = 0; w < sv->world->workers; w++)
             if (sv->peers[w].waiting)
                 record_staleness(sv, 0);
@@ -231,6 +257,10 @@ int server_on_grad_sync(server *sv, int w)
 int server_on_model_easgd(server *sv, int w)
 {
     peer *p = &sv->peers[w];
+    if (atomic_load(&sv->stopping)) {
+        PD_TRY(drop_stopping(sv, w));
+        return server_post_recv(sv, w);
+    }
     float alpha = (float)sv->cfg->training.elastic_alpha;
     float *restrict c = sv->theta, *restrict d = p->reply;
     const float *restrict x = p->g;
@@ -239,7 +269,7 @@ int server_on_model_easgd(server *sv, int w)
         c[i] += d[i];
     }
     atomic_fetch_add(&sv->examples, p->in.examples);
-    atomic_fetch_add(&sv->version, 1);
+    applied_version(sv, atomic_fetch_add(&sv->version, 1) + 1);
     record_staleness(sv, 0);
     sv->loss_sum += p->in.loss;
     sv->loss_n++;

@@ -46,12 +46,15 @@ int pd_ps_check(const pd_config *in, int ranks, FILE *out)
         const pd_dataset *va = pd_data_part(d, PD_PART_VALID);
         const pd_dataset *te = pd_data_part(d, PD_PART_TEST);
         fprintf(out, "config:     %s (valid)\n", cfg.source);
-        fprintf(out, "mode:       %s, %d rank%s", pd_mode_name(cfg.training.mode), ranks,
-                ranks == 1 ? "" : "s");
-        if (cfg.training.mode != PD_MODE_SERIAL)
-            fprintf(out, " = %d server%s + %d worker%s", cfg.training.servers,
+        fprintf(out, "mode:       %s", pd_mode_name(cfg.training.mode));
+        if (cfg.training.mode != PD_MODE_SERIAL && ranks > cfg.training.servers)
+            fprintf(out, ", %d server%s + %d worker%s", cfg.training.servers,
                     cfg.training.servers == 1 ? "" : "s", ranks - cfg.training.servers,
                     ranks - cfg.training.servers == 1 ? "" : "s");
+        else if (cfg.training.mode != PD_MODE_SERIAL)
+            fprintf(out, ", needs mpirun -n N with N >= %d (%d server%s + workers)",
+                    cfg.training.servers + 1, cfg.training.servers,
+                    cfg.training.servers == 1 ? "" : "s");
         fprintf(out, "\nmodel:      %s, %d features, %d classes, %zu parameters\n",
                 pd_model_type_name(cfg.model.type), cfg.model.features, cfg.model.classes,
                 pd_model_nparams(m));

@@ -112,6 +112,28 @@ static int on_snap_request(server *sv)
     return server_answer_snap(sv);
 }
 
+int server_wait_collective(server *sv, MPI_Request *r)
+{
+    int W = sv->world->workers;
+    pd_backoff b = {0};
+    for (;;) {
+        int done = 0;
+        PD_MPI(MPI_Test(r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return PD_OK;
+        if (sv->world->index > 0 && sv->hreq[W] != MPI_REQUEST_NULL) {
+            int got = 0;
+            PD_MPI(MPI_Test(&sv->hreq[W], &got, MPI_STATUS_IGNORE));
+            if (got) {
+                PD_TRY(on_snap_request(sv));
+                pd_backoff_reset(&b);
+                continue;
+            }
+        }
+        pd_backoff_sleep(&b);
+    }
+}
+
 /* ---- the event loop ------------------------------------------------------ */
 
 static int check_stop(server *sv)

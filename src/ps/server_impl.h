@@ -72,5 +72,8 @@ int server_maybe_close_round(server *sv);
 int server_on_model_easgd(server *sv, int w);
 /* server.c */
 int server_answer_snap(server *sv);
+/* Wait for a collective among servers while still answering server 0's
+ * SNAP requests (server 0 may be waiting on one to evaluate). */
+int server_wait_collective(server *sv, MPI_Request *r);
 
 #endif

@@ -29,18 +29,22 @@ d3, _ = t.run(os.path.join(d, "config.resolved.yaml"))
 t.check(t.summary(d3)["params_sha256"] == s["params_sha256"], "config.resolved.yaml reproduces the run")
 
 # Early stopping: patience on the validation loss; the best update is kept.
-d, _ = t.run("tests/conf/softmax.yaml", ["data.validation_fraction=0.1", "training.eval_every=20",
-                                         "training.early_stopping.patience=2",
-                                         "optimizer.lr=2.0", "training.epochs=3"])
+d, _ = t.run("tests/conf/softmax.yaml", ["data.validation_fraction=0.1", "training.eval_every=10",
+                                         "training.early_stopping.patience=1",
+                                         "optimizer.lr=0.1", "training.epochs=3"])
 s = t.summary(d)
 m = t.metrics(d)
 best = min(m, key=lambda r: r["valid_loss"])
-t.check(s["exit"] == "early_stopped", "early stopping fires with lr 2.0: exit %s" % s["exit"])
+t.check(s["exit"] == "early_stopped", "early stopping fires with patience 1: exit %s" % s["exit"])
+t.check(s["best_update"] > 0, "the best validation loss comes after some training: %s" % s["best_update"])
 t.check(s["best_update"] == best["update"], "best_update %s is the best validation row %s"
         % (s["best_update"], best["update"]))
+t.check(abs(s["test_loss"] - best["test_loss"]) < 1e-6,
+        "the best parameters are restored: final test loss %.6f == %.6f at the best update"
+        % (s["test_loss"], best["test_loss"]))
 
 # Divergence: a huge learning rate makes the loss non-finite: exit 3.
-d, p = t.run("tests/conf/softmax.yaml", ["optimizer.lr=1e30", "training.max_updates=50"], expect=3)
+d, p = t.run("tests/conf/softmax.yaml", ["optimizer.lr=1e38", "training.max_updates=50"], expect=3)
 t.check("diverged" in p.stderr, "divergence is explained: " + p.stderr.strip()[-200:])
 
 # Sparse linear models on LIBSVM data (sparse gradients end to end).
