@@ -50,7 +50,7 @@ static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t
 
 /* One request of `kind` to every server and their replies. Payload: the
  * gradient (GRAD), the local model (MODEL) or nothing (HELLO, FINAL). */
-static int exchange(worker *wk, int kind, double loss, double norm)
+static int exchange(worker *wk, int kind, double loss, double norm, int64_t examples)
 {
     int S = wk->world->servers;
     pd_learner *l = &wk->l;
@@ -62,7 +62,7 @@ static int exchange(worker *wk, int kind, double loss, double norm)
         pd_msg_hdr *h = &wk->out[s];
         *h = (pd_msg_hdr){.kind = kind, .worker = wk->world->index, .version = wk->ver[s],
                           .seq = wk->seq, .lo = (int64_t)lo, .hi = (int64_t)hi,
-                          .examples = kind == PD_MSG_HELLO ? (int64_t)l->train->n : (int64_t)l->batch,
+                          .examples = examples,
                           .batches = (int64_t)pd_iter_batches_per_epoch(l->iter),
                           .loss = loss, .norm = norm, .epoch = pd_learner_epoch(l)};
         const void *payload = NULL;
@@ -133,7 +133,8 @@ static int run_gradients(worker *wk)
         /* A non-finite gradient still goes out, flagged by its loss, so the
          * server counts it (and never applies it). */
         double loss = finite ? wk->l.loss : NAN;
-        PD_TRY(exchange(wk, PD_MSG_GRAD, loss, finite ? grad_norm(wk) : NAN));
+        PD_TRY(exchange(wk, PD_MSG_GRAD, loss, finite ? grad_norm(wk) : NAN,
+                        (int64_t)wk->l.batch));
     }
     return PD_OK;
 }
@@ -144,7 +145,7 @@ static int run_local(worker *wk)
     const pd_config *cfg = wk->cfg;
     pd_learner *l = &wk->l;
     int epochs = 0, tau = cfg->training.local_steps;
-    int64_t t = 0, since = 0;
+    int64_t t = 0, since = 0, examples = 0;
     double loss = 0;
     bool more = true;
     while (!wk->stop && more) {
@@ -169,13 +170,17 @@ static int run_local(worker *wk)
                 loss = NAN;   /* the server counts the exchange as bad */
             }
             since++;
+            examples += (int64_t)l->batch;
         }
         if (since == tau || (!more && since > 0)) {
-            PD_TRY(exchange(wk, PD_MSG_MODEL, loss / (double)since, 0));
+            /* Weighted by the examples behind this model since the last
+             * exchange (a final partial round has fewer). */
+            PD_TRY(exchange(wk, PD_MSG_MODEL, loss / (double)since, 0, examples));
             if (cfg->training.mode == PD_MODE_EASGD && !wk->stop)
                 for (size_t i = 0; i < wk->n; i++)
                     wk->point[i] -= wk->diff[i];
             since = 0;
+            examples = 0;
             loss = 0;
         }
     }
@@ -238,13 +243,13 @@ int pd_worker_run(const pd_config *cfg, pd_world *world)
     worker wk = {0};
     int err = pd_comm_agree(world, setup(&wk, cfg, world));
     if (err == PD_OK)
-        err = exchange(&wk, PD_MSG_HELLO, 0, 0);
+        err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
     if (err == PD_OK) {
         bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
         err = local ? run_local(&wk) : run_gradients(&wk);
     }
     if (err == PD_OK)
-        err = exchange(&wk, PD_MSG_FINAL, 0, 0);
+        err = exchange(&wk, PD_MSG_FINAL, 0, 0, 0);
     teardown(&wk);
     return err;
 }
