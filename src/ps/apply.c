@@ -52,16 +52,25 @@ int server_reply(server *sv, int w, bool elastic)
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
                           .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi};
-    size_t count = 0;
-    if (!stop && !elastic) {
+    size_t count = stop ? 0 : sv->hi - sv->lo;
+    const float *src = p->reply;       /* easgd: holds the elastic difference */
+    if (!stop && !elastic && sv->rounds) {
+        /* Rounds: every worker gets the same point, sent from one buffer
+         * (theta itself when there is no lookahead); the next step waits
+         * for these sends before it writes (wait_replies). */
+        int64_t v = atomic_load(&sv->version);
+        if (sv->point && sv->point_version != v) {
+            pd_optim_lookahead(sv->opt, sv->theta, sv->point, sv->lo, sv->hi);
+            sv->point_version = v;
+        }
+        src = sv->point ? sv->point : sv->theta;
+    } else if (!stop && !elastic) {
+        /* Async: theta moves on while this reply is in flight: a copy. */
         pd_optim_lookahead(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
-        count = sv->hi - sv->lo;
-    } else if (!stop) {
-        count = sv->hi - sv->lo;       /* p->reply holds the elastic difference */
     }
     int dst = pd_worker_rank(sv->world, w);
     PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
-    PD_MPI(MPI_Isend(p->reply + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA, MPI_COMM_WORLD,
+    PD_MPI(MPI_Isend(src + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA, MPI_COMM_WORLD,
                      &p->rout[1]));
     return PD_OK;
 }
@@ -200,6 +209,8 @@ int server_maybe_close_round(server *sv)
         loss += (double)p->in.examples / total * p->in.loss;
     }
     int64_t t = atomic_load(&sv->version) + 1;
+    for (int w = 0; w < sv->world->workers; w++)   /* replies read theta / point */
+        PD_TRY(pd_comm_waitall(2, sv->peers[w].rout));
     if (local) {
         memcpy(sv->theta + sv->lo, acc + sv->lo, (sv->hi - sv->lo) * sizeof *acc);
     } else if (finite) {

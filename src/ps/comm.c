@@ -24,13 +24,13 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi)
     *hi = n * (size_t)(s + 1) / (size_t)servers;
 }
 
-/* Back-off from 4 us up to 250 us: a reply that is a few microseconds
- * away is caught quickly, and a long wait costs one MPI_Test per quarter
- * millisecond, a fraction of a percent of a core. (The thread's timer
+/* Back-off from 4 us up to 64 us: a reply that is a few microseconds
+ * away is caught quickly, and a long wait costs one MPI_Test (about a
+ * microsecond) per 64 us, a percent or two of a core. (The thread's timer
  * slack is lowered to 1 us in pd_ps_run so short sleeps stay short.) */
 void pd_backoff_sleep(pd_backoff *b)
 {
-    b->us = b->us ? (b->us * 2 > 250 ? 250 : b->us * 2) : 4;
+    b->us = b->us ? (b->us * 2 > 64 ? 64 : b->us * 2) : 4;
     struct timespec ts = {0, (long)b->us * 1000L};
     nanosleep(&ts, NULL);
 }

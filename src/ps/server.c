@@ -326,6 +326,10 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         return PD_ENOMEM;
     pd_model_init(sv->model, sv->theta, cfg->run.seed);
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
+    sv->rounds = cfg->training.mode == PD_MODE_SYNC || cfg->training.mode == PD_MODE_LOCAL_SGD;
+    sv->point_version = -1;
+    if (sv->rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(sv->n * sizeof *sv->point)))
+        return PD_ENOMEM;
     for (int w = 0; w <= W; w++)
         sv->hreq[w] = MPI_REQUEST_NULL;
     for (int w = 0; w < W; w++) {
@@ -364,6 +368,7 @@ static void teardown(server *sv)
     free(sv->peers);
     free(sv->hreq);
     free(sv->acc);
+    free(sv->point);
     free(sv->theta);
     pd_optim_destroy(&sv->opt);
     pd_model_destroy(&sv->model);

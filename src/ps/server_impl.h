@@ -37,6 +37,9 @@ typedef struct server {
     bool sparse;
     float *theta;                  /* [n], range [lo, hi) owned */
     float *acc;                    /* [n] sync/local_sgd round sum */
+    bool rounds;                   /* sync, local_sgd: one version per round */
+    float *point;                  /* [n] rounds with lookahead: the point sent */
+    int64_t point_version;
     pd_optim *opt;
     peer *peers;                   /* [W] */
     MPI_Request *hreq;             /* [W + 1]: workers' headers, then control */
