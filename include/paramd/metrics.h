@@ -63,6 +63,7 @@ typedef struct pd_summary {
     int64_t best_update;                   /* early stopping: -1 if unused */
     int64_t applied, sent, bad;            /* gradients; -1 where not counted */
     double server_cpu_s;                   /* NAN where it does not apply */
+    double server_loop_cpu_s;              /* serving threads only; NAN likewise */
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

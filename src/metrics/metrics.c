@@ -266,6 +266,7 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     fputs(",\n  ", f); jint(f, "gradients_sent", s->sent);
     fputs(",\n  ", f); jint(f, "gradients_bad", s->bad);
     fputs(",\n  ", f); jnum(f, "server_cpu_s", s->server_cpu_s);
+    fputs(",\n  ", f); jnum(f, "server_loop_cpu_s", s->server_loop_cpu_s);
     fputs(",\n  ", f); jint(f, "best_update", s->best_update);
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);

@@ -278,6 +278,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .staleness_max = p->staleness_max,
         .best_update = ev->best ? ev->best_update : -1,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
+        .server_loop_cpu_s = NAN,
     };
     if (rs) {
         s.staleness_hist = rs->stale_hist;
@@ -286,6 +287,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.sent = rs->sent;
         s.bad = rs->bad;
         s.server_cpu_s = rs->server_cpu_s;
+        s.server_loop_cpu_s = rs->server_loop_cpu_s;
     }
     PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
     PD_TRY(pd_metrics_summary(ev->metrics, &s));

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "server_impl.h"
 
@@ -218,6 +219,7 @@ typedef struct loop_arg {
     bool control;                  /* handles SNAP and evaluation */
     int err;
     char msg[1024];
+    double cpu_s;                  /* CPU time of this serving thread */
 } loop_arg;
 
 static int serve(loop_arg *a)
@@ -272,10 +274,19 @@ out:
     return err;
 }
 
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void *serve_thread(void *arg)
 {
     loop_arg *a = arg;
+    double c0 = thread_cpu();
     a->err = serve(a);
+    a->cpu_s = thread_cpu() - c0;
     if (a->err)
         snprintf(a->msg, sizeof a->msg, "%s", pd_err_msg());
     return NULL;
@@ -296,9 +307,12 @@ static int serve_all(server *sv)
     for (int i = 1; i < T; i++)
         if (pthread_create(&th[i], NULL, serve_thread, &args[i]) != 0)
             return PD_FAIL(PD_ENOMEM, "cannot start server thread %d", i);
+    double c0 = thread_cpu();
     int err = serve(&args[0]);
+    sv->loop_cpu_s = thread_cpu() - c0;
     for (int i = 1; i < T; i++) {
         pthread_join(th[i], NULL);
+        sv->loop_cpu_s += args[i].cpu_s;
         if (!err && args[i].err)
             err = PD_FAIL(args[i].err, "%s", args[i].msg);
     }
@@ -400,6 +414,7 @@ static int finish(server *sv, double cpu0)
         .sent = sv->sent_total,
         .bad = atomic_load(&sv->bad),
         .server_cpu_s = cpu_seconds() - cpu0,
+        .server_loop_cpu_s = sv->loop_cpu_s,
     };
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)

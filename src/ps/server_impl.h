@@ -55,6 +55,7 @@ typedef struct server {
     int64_t loss_n;
     _Atomic bool stopping;         /* STOP goes out on the next replies */
     bool early_stopped;
+    double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
     /* server 0 */
     pd_evaluator *ev;
     pd_eval_thread *et;

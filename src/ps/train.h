@@ -77,7 +77,8 @@ typedef struct pd_run_stats {
     const int64_t *stale_hist;    /* counts of staleness 0..n-1 (last: n-1 or more) */
     size_t stale_hist_n;
     int64_t applied, sent, bad;   /* gradients applied, sent by workers, non-finite */
-    double server_cpu_s;          /* server 0's CPU time (user + system) */
+    double server_cpu_s;          /* server 0's CPU time (user + system), all threads */
+    double server_loop_cpu_s;     /* of which its serving threads (no evaluation) */
 } pd_run_stats;
 
 /* Final summary from the latest evaluation: restores the best parameters

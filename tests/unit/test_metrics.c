@@ -113,7 +113,8 @@ static void test_run_directory(void **state)
                     .test_loss = 0.5, .test_acc = 0.9, .valid_loss = NAN, .valid_acc = NAN,
                     .dropped = 0, .staleness_mean = 0, .staleness_max = 0,
                     .staleness_hist = (int64_t[]){5}, .staleness_hist_n = 1, .best_update = -1,
-                    .applied = 10, .sent = 10, .bad = 0, .server_cpu_s = 0.5};
+                    .applied = 10, .sent = 10, .bad = 0, .server_cpu_s = 0.5,
+                    .server_loop_cpu_s = NAN};
     memcpy(s.params_sha256, hex, 65);
     assert_int_equal(pd_metrics_summary(m, &s), PD_OK);
     snprintf(path, sizeof path, "%s/summary.json", sub);
@@ -121,6 +122,7 @@ static void test_run_directory(void **state)
     assert_non_null(strstr(text, "\"mode\":\"sync\""));
     assert_non_null(strstr(text, "\"staleness_hist\":[5]"));
     assert_non_null(strstr(text, "\"best_update\":null"));
+    assert_non_null(strstr(text, "\"server_loop_cpu_s\":null"));
     assert_non_null(strstr(text, want));
     pd_metrics_close(&m);
     assert_null(m);
