@@ -46,6 +46,9 @@ for mode in ("local_sgd", "easgd"):
     d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
     s = t.summary(d)
     t.check(s["test_acc"] >= 0.80, "%s W=2 one epoch: test_acc %.4f >= 0.80" % (mode, s["test_acc"]))
+    if mode == "local_sgd":
+        d2, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
+        t.check(t.summary(d2)["params_sha256"] == s["params_sha256"], "local_sgd is bit-reproducible")
 
 # Sparse models push (index, value) pairs in async and hogwild modes.
 import os

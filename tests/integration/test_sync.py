@@ -17,6 +17,17 @@ t.check(sa["gradients_applied"] + sa["dropped"] == sa["gradients_sent"],
         "sync accounting: %s applied + %s dropped == %s sent"
         % (sa["gradients_applied"], sa["dropped"], sa["gradients_sent"]))
 
+# Backup workers: with W=3 and b=1 each round closes on the first two
+# gradients; the late one is dropped and counted.
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.backup_workers=1",
+                                         "training.max_updates=200"], ranks=4)
+s = t.summary(d)
+t.check(s["dropped"] > 0, "backup_workers=1 drops late gradients: %s" % s["dropped"])
+t.check(s["gradients_applied"] == 2 * s["updates"], "each round applies W-b=2 gradients: %s == 2 x %s"
+        % (s["gradients_applied"], s["updates"]))
+t.check(s["gradients_applied"] + s["dropped"] == s["gradients_sent"],
+        "backup accounting: %s + %s == %s" % (s["gradients_applied"], s["dropped"], s["gradients_sent"]))
+
 # Sync W=2 with batch b on strided shards without shuffling equals serial
 # with batch 2b: the same examples in every step.
 same = ["training.max_updates=100", "data.shuffle=none", "data.shard=strided"]
