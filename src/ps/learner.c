@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "paramd/error.h"
+#include "paramd/optim.h"
 #include "train.h"
 
 int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards)
@@ -93,4 +94,31 @@ int pd_learner_grad(pd_learner *l, const float *point, bool *finite)
 double pd_learner_epoch(const pd_learner *l)
 {
     return (double)l->examples / (double)l->train->n;
+}
+
+double pd_learner_grad_norm(const pd_learner *l, const pd_optim_config *oc)
+{
+    if (oc->clip_norm <= 0)
+        return 0;
+    return l->sparse ? pd_optim_norm2(l->sgrad.val, l->sgrad.nnz)
+                     : pd_optim_norm2(l->grad, l->nparams);
+}
+
+int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
+                          float *theta, float *look, int64_t t, bool *applied)
+{
+    const float *at = theta;
+    if (look) {
+        pd_optim_lookahead(opt, theta, look, 0, l->nparams);
+        at = look;
+    }
+    PD_TRY(pd_learner_grad(l, at, applied));
+    if (!*applied)
+        return PD_OK;   /* never applied: the caller counts it */
+    pd_optim_step st = pd_optim_prepare(opt, t, 1.0, pd_learner_grad_norm(l, oc));
+    if (l->sparse)
+        pd_optim_apply_sparse(opt, &st, theta, l->sgrad.idx, l->sgrad.val, l->sgrad.nnz);
+    else
+        pd_optim_apply(opt, &st, theta, l->grad, 0, l->nparams);
+    return PD_OK;
 }

@@ -38,31 +38,17 @@ static int evaluate(serial_state *s, bool *stop)
 static int update(serial_state *s)
 {
     pd_learner *l = &s->learner;
-    const float *at = s->theta;
-    if (s->point) {
-        pd_optim_lookahead(s->opt, s->theta, s->point, 0, l->nparams);
-        at = s->point;
-    }
-    bool finite;
-    PD_TRY(pd_learner_grad(l, at, &finite));
-    if (!finite) {
+    bool applied;
+    PD_TRY(pd_learner_local_step(l, s->opt, &s->cfg->optimizer, s->theta, s->point,
+                                 s->prog.update + 1, &applied));
+    if (!applied) {
         if (++s->bad > s->cfg->training.max_bad_updates)
             return PD_FAIL(PD_ETRAIN, "training diverged at update %lld: the gradient is not "
                            "finite (lower optimizer.lr, or set optimizer.clip_norm)",
                            (long long)s->prog.update + 1);
         return PD_OK;   /* never applied; the next minibatch follows */
     }
-    int64_t t = ++s->prog.update;
-    const pd_optim_config *oc = &s->cfg->optimizer;
-    if (l->sparse) {
-        double norm = oc->clip_norm > 0 ? pd_optim_norm2(l->sgrad.val, l->sgrad.nnz) : 0;
-        pd_optim_step st = pd_optim_prepare(s->opt, t, 1.0, norm);
-        pd_optim_apply_sparse(s->opt, &st, s->theta, l->sgrad.idx, l->sgrad.val, l->sgrad.nnz);
-    } else {
-        double norm = oc->clip_norm > 0 ? pd_optim_norm2(l->grad, l->nparams) : 0;
-        pd_optim_step st = pd_optim_prepare(s->opt, t, 1.0, norm);
-        pd_optim_apply(s->opt, &st, s->theta, l->grad, 0, l->nparams);
-    }
+    s->prog.update++;
     s->loss_sum += l->loss;
     s->loss_n++;
     return PD_OK;

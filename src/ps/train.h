@@ -16,6 +16,7 @@
 #include "paramd/data.h"
 #include "paramd/metrics.h"
 #include "paramd/model.h"
+#include "paramd/optim.h"
 #include "paramd/ps.h"
 
 /* ---- learner ---------------------------------------------------------- */
@@ -46,6 +47,15 @@ bool pd_learner_next(pd_learner *l);
  * sparse) and its loss into l->loss. A non-finite loss or gradient is
  * reported through *finite, not as an error. No allocation. */
 int pd_learner_grad(pd_learner *l, const float *point, bool *finite);
+/* The gradient's global L2 norm when clipping by norm is on, else 0. */
+double pd_learner_grad_norm(const pd_learner *l, const pd_optim_config *oc);
+/* One optimizer step on theta[0, n) from the drawn minibatch: the gradient
+ * at the optimizer's lookahead point (computed into look, or NULL for rules
+ * without one), then update t. *applied is false when the gradient was not
+ * finite (then theta is untouched). Shared by the serial trainer and the
+ * local steps of local_sgd / easgd workers. No allocation. */
+int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
+                          float *theta, float *look, int64_t t, bool *applied);
 /* Fractional epochs consumed by this learner. */
 double pd_learner_epoch(const pd_learner *l);
 

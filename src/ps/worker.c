@@ -105,14 +105,6 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     return PD_OK;
 }
 
-static double grad_norm(const worker *wk)
-{
-    if (wk->cfg->optimizer.clip_norm <= 0)
-        return 0;
-    const pd_learner *l = &wk->l;
-    return l->sparse ? pd_optim_norm2(l->sgrad.val, l->sgrad.nnz) : pd_optim_norm2(l->grad, wk->n);
-}
-
 /* Next minibatch, crossing epochs; false when the worker's epochs are done. */
 static bool next_batch(worker *wk, int *epochs)
 {
@@ -133,7 +125,8 @@ static int run_gradients(worker *wk)
         /* A non-finite gradient still goes out, flagged by its loss, so the
          * server counts it (and never applies it). */
         double loss = finite ? wk->l.loss : NAN;
-        PD_TRY(exchange(wk, PD_MSG_GRAD, loss, finite ? grad_norm(wk) : NAN,
+        PD_TRY(exchange(wk, PD_MSG_GRAD, loss,
+                        finite ? pd_learner_grad_norm(&wk->l, &wk->cfg->optimizer) : NAN,
                         (int64_t)wk->l.batch));
     }
     return PD_OK;
@@ -151,24 +144,13 @@ static int run_local(worker *wk)
     while (!wk->stop && more) {
         more = next_batch(wk, &epochs);
         if (more) {
-            const float *at = wk->point;
-            if (wk->look) {
-                pd_optim_lookahead(wk->local, wk->point, wk->look, 0, wk->n);
-                at = wk->look;
-            }
-            bool finite;
-            PD_TRY(pd_learner_grad(l, at, &finite));
-            if (finite) {
-                pd_optim_step st = pd_optim_prepare(wk->local, ++t, 1.0, grad_norm(wk));
-                if (l->sparse)
-                    pd_optim_apply_sparse(wk->local, &st, wk->point, l->sgrad.idx, l->sgrad.val,
-                                          l->sgrad.nnz);
-                else
-                    pd_optim_apply(wk->local, &st, wk->point, l->grad, 0, wk->n);
-                loss += l->loss;
-            } else {
-                loss = NAN;   /* the server counts the exchange as bad */
-            }
+            bool applied;
+            PD_TRY(pd_learner_local_step(l, wk->local, &cfg->optimizer, wk->point, wk->look,
+                                         t + 1, &applied));
+            t += applied;
+            /* A non-finite gradient poisons the exchange's loss, so the
+             * server counts it as bad. */
+            loss = applied ? loss + l->loss : NAN;
             since++;
             examples += (int64_t)l->batch;
         }
