@@ -83,12 +83,18 @@ static int env_int(const char *const *names, int fallback)
     return fallback;
 }
 
+/* mpirun sets OMPI_COMM_WORLD_*; srun --mpi=pmix sets PMIX_RANK and, for
+ * the step, SLURM_STEP_NUM_TASKS (SLURM_NTASKS alone would also be seen by
+ * a plain process inside a batch script, so it is not used). */
 void pd_ps_launch_env(int *rank, int *size)
 {
     static const char *const ranks[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
     static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+    static const char *const steps[] = {"SLURM_STEP_NUM_TASKS", NULL};
     *rank = env_int(ranks, 0);
-    *size = env_int(sizes, 1);
+    *size = env_int(sizes, 0);
+    if (*size == 0)
+        *size = getenv("PMIX_RANK") ? env_int(steps, 1) : 1;
 }
 
 const char *pd_ps_mpi_version(void)
