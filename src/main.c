@@ -50,6 +50,11 @@ int main(int argc, char **argv)
         pd_cli_write_man(stdout);
         return 0;
     }
+    if (cli.replay_dir) {
+        pd_run_opts ropts = {.quiet = cli.quiet};
+        err = pd_ps_replay(cli.replay_dir, cli.out_dir, &ropts);
+        return err ? fail(rank, err) : 0;
+    }
     /* Checkpoints arrive with the checkpoint/resume work (DESIGN.md "ckpt");
      * until then asking for them is refused rather than ignored. */
     if (cli.resume)

@@ -141,6 +141,10 @@ size_t pd_optim_state_size(const pd_optim *o);
 int pd_optim_save(const pd_optim *o, void *buf, size_t size);
 int pd_optim_load(pd_optim *o, const void *buf, size_t size);
 
+/* Learning-rate scale for a gradient of staleness tau under
+ * optimizer.staleness_scaling: 1, or 1/tau for inverse (tau > 1). */
+double pd_optim_staleness_scale(const pd_optim_config *oc, int64_t tau);
+
 /* L2 norm of g[0, n), accumulated in double precision (for clipping). */
 double pd_optim_norm2(const float *g, size_t n);
 

@@ -20,6 +20,12 @@ typedef struct pd_run_opts {
  * status (pd_exit_status). */
 int pd_ps_run(const pd_config *cfg, const pd_run_opts *opts);
 
+/* --replay: re-execute the async run in run_dir (made with training.trace:
+ * true) in this process, writing a run directory to out_dir (NULL:
+ * run_dir/replay), and check that its params_sha256 equals the run's
+ * (PD_ETRAIN when it does not). Local. */
+int pd_ps_replay(const char *run_dir, const char *out_dir, const pd_run_opts *opts);
+
 /* --check: load and validate the data, build the model, print a short
  * resolved summary to out. Local; creates nothing on disk. */
 int pd_ps_check(const pd_config *cfg, int ranks, FILE *out);

@@ -27,6 +27,15 @@ static int drop_stopping(server *sv, int w)
     return server_reply(sv, w, false);
 }
 
+/* Async with training.trace: one record per gradient, in arrival order. */
+static int trace(server *sv, const pd_trace_rec *rec)
+{
+    if (!sv->trace)
+        return PD_OK;
+    sv->trace_n++;
+    return pd_trace_append(sv->trace, rec);
+}
+
 int server_post_recv(server *sv, int w)
 {
     peer *p = &sv->peers[w];
@@ -140,7 +149,10 @@ int server_on_grad_async(server *sv, int w)
     const pd_training_config *tc = &sv->cfg->training;
     atomic_fetch_add(&sv->examples, p->in.examples);
     p->clock++;
+    pd_trace_rec rec = {.worker = (uint32_t)w, .outcome = PD_TRACE_DROPPED, .seq = p->in.seq,
+                        .from = p->in.version, .made = -1};
     if (atomic_load(&sv->stopping)) {
+        PD_TRY(trace(sv, &rec));
         PD_TRY(drop_stopping(sv, w));
         return server_post_recv(sv, w);
     }
@@ -148,21 +160,24 @@ int server_on_grad_async(server *sv, int w)
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
         tau > tc->max_staleness) {
         atomic_fetch_add(&sv->dropped, 1);
-    } else if (grad_ok(sv, p)) {
+    } else if (!grad_ok(sv, p)) {
+        rec.outcome = PD_TRACE_BAD;
+    } else {
         /* Hogwild threads each take their own version number; the apply
          * itself runs concurrently with theirs, without a lock. */
         int64_t v = atomic_fetch_add(&sv->version, 1);
         applied_version(sv, v + 1);
         tau = v - p->in.version;
-        double scale = sv->cfg->optimizer.staleness_scaling == PD_SSCALE_INVERSE && tau > 1
-                           ? 1.0 / (double)tau : 1.0;
-        apply_one(sv, p, scale, v + 1);
+        apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
+        rec.outcome = PD_TRACE_APPLIED;
+        rec.made = v + 1;
         record_staleness(sv, tau);
         pthread_mutex_lock(&sv->mu);
         sv->loss_sum += p->in.loss;
         sv->loss_n++;
         pthread_mutex_unlock(&sv->mu);
     }
+    PD_TRY(trace(sv, &rec));
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_WAIT &&
         p->clock - min_clock(sv) > tc->max_staleness) {
         p->waiting = true;

@@ -38,6 +38,7 @@ struct pd_evaluator {
     int64_t last_update;           /* update it was made at, -1 before */
     pd_eval last_valid, last_test;
     pd_metrics_row last_row;
+    char sha[65];                  /* of the parameters finish wrote */
 };
 
 double pd_now(void)
@@ -137,6 +138,14 @@ void pd_evaluator_destroy(pd_evaluator **pev)
 }
 
 double pd_evaluator_wall(const pd_evaluator *ev) { return pd_now() - ev->t0; }
+
+int pd_evaluator_sha(const pd_evaluator *ev, char hex[65])
+{
+    if (!ev->sha[0])
+        return PD_FAIL(PD_EIO, "no parameters written yet");
+    memcpy(hex, ev->sha, 65);
+    return PD_OK;
+}
 
 static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
 {
@@ -290,6 +299,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
     }
     PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
+    memcpy(ev->sha, s.params_sha256, sizeof ev->sha);
     PD_TRY(pd_metrics_summary(ev->metrics, &s));
     PD_TRY(pd_metrics_status(ev->metrics, exit, &r));
     final_line(ev, &s);

@@ -364,12 +364,16 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     if (world->index == 0) {
         PD_TRY(pd_evaluator_create(cfg, opts, W, world->servers, &sv->ev));
         PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
+        if (cfg->training.trace)
+            PD_TRY(pd_trace_open(cfg->run.out_dir, W, &sv->trace));
     }
     return PD_OK;
 }
 
 static void teardown(server *sv)
 {
+    if (sv->trace)
+        fclose(sv->trace);   /* an unfinished trace: its header says 0 records */
     pd_eval_thread_stop(&sv->et);
     pd_evaluator_destroy(&sv->ev);
     if (sv->peers) {
@@ -405,6 +409,8 @@ static int finish(server *sv, double cpu0)
     if (!theta)
         return PD_ENOMEM;
     int err = gather(sv, theta, true);
+    if (err == PD_OK)
+        err = pd_trace_close(&sv->trace, sv->trace_n);
     pd_progress pg;
     progress(sv, &pg);
     int64_t hist[STALE_HIST];

@@ -11,6 +11,7 @@
 #include "paramd/model.h"
 #include "paramd/optim.h"
 #include "server.h"
+#include "trace.h"
 #include "train.h"
 
 #define STALE_HIST 64
@@ -56,6 +57,8 @@ typedef struct server {
     _Atomic bool stopping;         /* STOP goes out on the next replies */
     bool early_stopped;
     double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
+    FILE *trace;                   /* server 0, async with training.trace */
+    uint64_t trace_n;
     /* server 0 */
     pd_evaluator *ev;
     pd_eval_thread *et;

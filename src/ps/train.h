@@ -96,6 +96,8 @@ typedef struct pd_run_stats {
  * and summary.json. rs may be NULL (serial). */
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit);
+/* params_sha256 of the parameters the last pd_evaluator_finish wrote. */
+int pd_evaluator_sha(const pd_evaluator *ev, char hex[65]);
 /* Seconds since the evaluator was created. */
 double pd_evaluator_wall(const pd_evaluator *ev);
 /* Status-only refresh between evaluations (cheap; rate-limited inside). */

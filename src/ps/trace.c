@@ -1,0 +1,112 @@
+/* Reading and writing trace.bin (format in trace.h). Records go through
+ * stdio's buffer, one fwrite per gradient, so tracing costs no syscall per
+ * update. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paramd/error.h"
+#include "trace.h"
+
+static const char MAGIC[8] = {'P', 'D', 'T', 'R', 'A', 'C', 'E', '1'};
+
+typedef struct header {
+    char magic[8];
+    uint32_t version, workers;
+    uint64_t records;
+} header;
+
+static int path_of(const char *dir, char *buf, size_t size)
+{
+    if ((size_t)snprintf(buf, size, "%s/trace.bin", dir) >= size)
+        return PD_FAIL(PD_EINPUT, "%s: path too long", dir);
+    return PD_OK;
+}
+
+int pd_trace_open(const char *dir, int workers, FILE **out)
+{
+    char path[1100];
+    PD_TRY(path_of(dir, path, sizeof path));
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return PD_FAIL(PD_EIO, "%s: cannot create: %s", path, strerror(errno));
+    header h = {.version = 1, .workers = (uint32_t)workers};
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    if (fwrite(&h, sizeof h, 1, f) != 1) {
+        fclose(f);
+        return PD_FAIL(PD_EIO, "%s: write failed", path);
+    }
+    *out = f;
+    return PD_OK;
+}
+
+int pd_trace_append(FILE *f, const pd_trace_rec *r)
+{
+    if (fwrite(r, sizeof *r, 1, f) != 1)
+        return PD_FAIL(PD_EIO, "trace.bin: write failed: %s", strerror(errno));
+    return PD_OK;
+}
+
+int pd_trace_close(FILE **pf, uint64_t records)
+{
+    FILE *f = *pf;
+    if (!f)
+        return PD_OK;
+    *pf = NULL;
+    int bad = fseek(f, offsetof(header, records), SEEK_SET) != 0 ||
+              fwrite(&records, sizeof records, 1, f) != 1;
+    bad |= fclose(f) != 0;
+    return bad ? PD_FAIL(PD_EIO, "trace.bin: cannot finish: %s", strerror(errno)) : PD_OK;
+}
+
+int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n)
+{
+    char path[1100];
+    PD_TRY(path_of(dir, path, sizeof path));
+    *recs = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return PD_FAIL(PD_EINPUT, "%s: cannot open: %s (was the run made with "
+                       "training.trace: true?)", path, strerror(errno));
+    int err = PD_OK;
+    header h;
+    long size = 0;
+    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, MAGIC, sizeof MAGIC) != 0) {
+        err = PD_FAIL(PD_EINPUT, "%s: not a paramd trace (bad magic)", path);
+        goto out;
+    }
+    if (h.version != 1) {
+        err = PD_FAIL(PD_EINPUT, "%s: trace format version %u, this paramd reads 1", path,
+                      h.version);
+        goto out;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, sizeof h, SEEK_SET) != 0) {
+        err = PD_FAIL(PD_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    size_t count = ((size_t)size - sizeof h) / sizeof **recs;
+    if (((size_t)size - sizeof h) % sizeof **recs != 0 || count != h.records || h.workers == 0) {
+        err = PD_FAIL(PD_EINPUT, "%s: truncated or unfinished: the header says %llu records of "
+                      "%u workers, the file holds %zu bytes of records", path,
+                      (unsigned long long)h.records, h.workers, (size_t)size - sizeof h);
+        goto out;
+    }
+    *recs = pd_malloc(count * sizeof **recs + 1);
+    if (!*recs) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    if (count && fread(*recs, sizeof **recs, count, f) != count) {
+        free(*recs);
+        *recs = NULL;
+        err = PD_FAIL(PD_EIO, "%s: read failed", path);
+        goto out;
+    }
+    *n = count;
+    *workers = (int)h.workers;
+out:
+    fclose(f);
+    return err;
+}

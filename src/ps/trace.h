@@ -1,0 +1,37 @@
+/* Private to ps: the async trace (training.trace: true), which lets one
+ * process re-execute an async run exactly (paramd --replay RUN_DIR).
+ *
+ * trace.bin in the run directory, little-endian:
+ *   header  8 bytes "PDTRACE1", uint32 format version (1), uint32 workers,
+ *           uint64 records (filled in when the run ends; 0 if it died)
+ *   records of 32 bytes, one per gradient server 0 received, in arrival
+ *   order: uint32 worker, uint32 outcome (1 applied, 2 dropped, 3 not
+ *   finite), int64 seq (the worker's gradient number: its seq-th minibatch,
+ *   counted from 0 over all epochs), int64 version the gradient was computed
+ *   at, int64 version it made (-1 when not applied).
+ * The worker's minibatch sequence is a function of (run.seed, its shard),
+ * so (worker, seq) stands for the minibatch's example indices.
+ */
+#ifndef PARAMD_PS_TRACE_H
+#define PARAMD_PS_TRACE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum { PD_TRACE_APPLIED = 1, PD_TRACE_DROPPED = 2, PD_TRACE_BAD = 3 };
+
+typedef struct pd_trace_rec {
+    uint32_t worker, outcome;
+    int64_t seq, from, made;
+} pd_trace_rec;
+
+/* Create DIR/trace.bin for W workers. */
+int pd_trace_open(const char *dir, int workers, FILE **out);
+int pd_trace_append(FILE *f, const pd_trace_rec *r);
+/* Write the record count into the header and close. */
+int pd_trace_close(FILE **f, uint64_t records);
+/* Read DIR/trace.bin whole (*recs malloc'd). Bad magic, version, size or
+ * count: PD_EINPUT naming the file. */
+int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n);
+
+#endif
