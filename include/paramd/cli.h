@@ -15,6 +15,7 @@ typedef struct pd_cli {
     const char *out_dir;                      /* --out DIR, or NULL */
     bool resume;                              /* --resume given */
     const char *resume_dir;                   /* its optional DIR, or NULL */
+    const char *replay_dir;                   /* --replay RUN_DIR, or NULL */
     bool check, quiet, help, version;
     bool man;                                 /* --man: print paramd.1 and exit */
 } pd_cli;

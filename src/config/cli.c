@@ -18,8 +18,8 @@ typedef struct option {
     const char *doc;
 } option;
 
-enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_MAN,
-       OPT_COUNT };
+enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_REPLAY, OPT_QUIET, OPT_HELP, OPT_VERSION,
+       OPT_MAN, OPT_COUNT };
 
 static const option options[OPT_COUNT] = {
     [OPT_SET] = {"set", 0, ARG_REQUIRED, "KEY.PATH=VALUE",
@@ -35,6 +35,12 @@ static const option options[OPT_COUNT] = {
                     "non-option argument follows it; --resume=DIR always is."},
     [OPT_CHECK] = {"check", 0, ARG_NONE, NULL,
                    "Validate the config and the data, print a summary, and exit."},
+    [OPT_REPLAY] = {"replay", 0, ARG_REQUIRED, "RUN_DIR",
+                    "Re-execute the async run in RUN_DIR (made with training.trace: true) in "
+                    "one process, recomputing each gradient at its recorded version in the "
+                    "recorded order, and check that it reproduces the run's params_sha256 "
+                    "(exit 3 if not). Its run directory goes to --out, default RUN_DIR/replay. "
+                    "No CONFIG.yaml: the run's config.resolved.yaml is used."},
     [OPT_QUIET] = {"quiet", 0, ARG_NONE, NULL,
                    "No progress line on stderr; errors are still printed."},
     [OPT_HELP] = {"help", 'h', ARG_NONE, NULL, "Print this help and exit."},
@@ -143,6 +149,11 @@ static int take(pd_cli *cli, const option *o, const char *value)
         cli->resume_dir = value;
         break;
     case OPT_CHECK:   cli->check = true; break;
+    case OPT_REPLAY:
+        if (!value[0])
+            return PD_FAIL(PD_EINPUT, "--replay needs a RUN_DIR, got an empty one");
+        cli->replay_dir = value;
+        break;
     case OPT_QUIET:   cli->quiet = true; break;
     case OPT_HELP:    cli->help = true; break;
     case OPT_VERSION: cli->version = true; break;
@@ -205,7 +216,10 @@ int pd_cli_parse(int argc, char **argv, pd_cli *cli)
             value = argv[++i];
         PD_TRY(take(cli, o, value));
     }
-    if (!cli->config_path && !cli->help && !cli->version && !cli->man)
+    if (cli->replay_dir && cli->config_path)
+        return PD_FAIL(PD_EINPUT, "--replay takes the run's own config; drop %s",
+                       cli->config_path);
+    if (!cli->config_path && !cli->help && !cli->version && !cli->man && !cli->replay_dir)
         return PD_FAIL(PD_EINPUT, "missing CONFIG.yaml (usage: paramd [options] CONFIG.yaml; "
                        "see paramd --help)");
     return PD_OK;
