@@ -1,0 +1,48 @@
+"""What a watcher sees while a run goes: status.json always parses (it is
+replaced atomically), progress goes to stdout as one plain line per
+evaluation when stdout is not a terminal, --quiet silences it, and the
+contract keys are in every metrics row."""
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pdtest as t
+
+out = tempfile.mkdtemp(prefix="paramd-status-")
+cmd = ["mpirun", "-n", "3", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
+       t.EXE, os.path.join(t.SRC, "tests/conf/softmax.yaml"), "--out", out,
+       "--set", "training.mode=async", "--set", "training.epochs=3", "--set", "training.eval_every=500"]
+job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+reads, bad, phases = 0, [], set()
+status = os.path.join(out, "status.json")
+while job.poll() is None:
+    if os.path.exists(status):
+        try:
+            with open(status) as f:
+                phases.add(json.load(f)["phase"])
+            reads += 1
+        except (ValueError, KeyError) as e:
+            bad.append(repr(e))
+    time.sleep(0.005)
+stdout, stderr = job.communicate()
+t.check(job.returncode == 0, "the run finishes (%d): %s" % (job.returncode, stderr[-300:]))
+t.check(reads >= 20 and not bad, "status.json parsed %d times while running, %d failures %s"
+        % (reads, len(bad), bad[:3]))
+t.check("training" in phases, "status.json says the phase: %s" % sorted(phases))
+with open(status) as f:
+    t.check(json.load(f)["phase"] == "done", "the final status.json says done")
+rows = t.metrics(out)
+lines = [l for l in stdout.splitlines() if l.startswith("epoch ")]
+t.check(len(lines) == len(rows), "one plain progress line per evaluation: %d lines, %d rows"
+        % (len(lines), len(rows)))
+t.check("\r" not in stdout and "\033" not in stdout, "no terminal control codes in a log")
+t.check(stdout.splitlines()[-1].startswith("done (done)"), "a final line: " + stdout.splitlines()[-1])
+for k in ("wall_s", "update", "epoch", "examples", "lr", "train_loss", "test_loss", "test_acc",
+          "staleness_mean", "staleness_max", "dropped", "param_norm"):
+    t.check(all(k in r for r in rows), "every metrics row has " + k)
+
+d, p = t.run("tests/conf/softmax.yaml", ["training.max_updates=100"])
+t.check(p.stdout == "", "--quiet prints nothing: %r" % p.stdout[:200])
+t.done()
