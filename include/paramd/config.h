@@ -14,6 +14,7 @@
 
 #define PD_PATH_MAX 512
 #define PD_MAX_HIDDEN 8
+#define PD_MAX_SLOW 16
 
 typedef enum { PD_FMT_IDX, PD_FMT_CSV, PD_FMT_LIBSVM } pd_data_format;
 typedef enum { PD_NORM_NONE, PD_NORM_SCALE01, PD_NORM_STANDARDIZE } pd_normalize;
@@ -33,6 +34,8 @@ typedef enum { PD_OPT_SGD, PD_OPT_MOMENTUM, PD_OPT_NESTEROV, PD_OPT_ADAGRAD,
 typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
                PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
 typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
+typedef enum { PD_DELAY_NONE, PD_DELAY_CONSTANT, PD_DELAY_UNIFORM,
+               PD_DELAY_EXPONENTIAL } pd_delay_distribution;
 
 typedef struct pd_run_config {
     uint64_t seed;
@@ -113,6 +116,22 @@ typedef struct pd_checkpoint_config {
     int keep;
 } pd_checkpoint_config;
 
+/* A straggler: worker `rank` takes `factor` times its measured compute time
+ * per gradient. */
+typedef struct pd_slow_worker {
+    int rank;                      /* an MPI worker rank, >= 1 */
+    double factor;                 /* >= 1 */
+} pd_slow_worker;
+
+typedef struct pd_faults_config {
+    pd_slow_worker slow_workers[PD_MAX_SLOW];   /* distinct ranks */
+    int n_slow_workers;
+    /* A random delay before each gradient message a worker sends: constant,
+     * uniform on [0, 2 mean] or exponential, of mean delay_mean_ms. */
+    pd_delay_distribution delay_distribution;
+    double delay_mean_ms;          /* > 0 unless the distribution is none */
+} pd_faults_config;
+
 typedef struct pd_config {
     pd_run_config run;
     pd_data_config data;
@@ -120,6 +139,7 @@ typedef struct pd_config {
     pd_training_config training;
     pd_optim_config optimizer;
     pd_checkpoint_config checkpoint;
+    pd_faults_config faults;
     char source[PD_PATH_MAX];      /* the file it was loaded from */
 } pd_config;
 
@@ -141,6 +161,10 @@ int pd_config_load_string(const char *name, const char *yaml,
 
 /* Cross-key checks that need the job's size (ranks = 1 for serial). */
 int pd_config_check_world(const pd_config *cfg, int ranks);
+
+/* The slow-down factor of worker `rank`: its faults.slow_workers factor,
+ * 1.0 when it is not listed. Local. */
+double pd_faults_slow_factor(const pd_faults_config *f, int rank);
 
 /* Write every key with its effective value as YAML (config.resolved.yaml);
  * loading it back gives an identical pd_config (minus `source`). */

@@ -91,6 +91,106 @@ static pd_scalar scalar_of(const yaml_node_t *n)
     return (pd_scalar){t, len, null};
 }
 
+/* The key of `pair` in mapping `map`, appended to prefix as path
+ * ("training.epochs", "faults.slow_workers[0].rank"); fails unless it is a
+ * plain name not seen earlier in map. */
+static int pair_path(const loader *ld, yaml_document_t *doc, yaml_node_t *map,
+                     yaml_node_pair_t *pair, const char *prefix, char *path, size_t n)
+{
+    yaml_node_t *key = yaml_document_get_node(doc, pair->key);
+    if (key->type != YAML_SCALAR_NODE)
+        return fail_at(ld, &key->start_mark, prefix, "keys must be names, got %s", shape(key));
+    const char *name = (const char *)key->data.scalar.value;
+    size_t len = key->data.scalar.length;
+    int plen = snprintf(path, n, "%s%s%s", prefix, prefix[0] ? "." : "", name);
+    bool odd = plen < 0 || (size_t)plen >= n || strlen(name) != len;
+    for (size_t i = 0; i < len && !odd; i++)
+        odd = (unsigned char)name[i] < 0x20;
+    if (odd) {   /* no key is like this; quoted, so the message stays one line */
+        char got[96];
+        pd_quote(got, sizeof got, name, len, 40);
+        return fail_at(ld, &key->start_mark, prefix, "unknown key %s", got);
+    }
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
+        yaml_node_t *other = yaml_document_get_node(doc, p->key);
+        if (other->type == YAML_SCALAR_NODE && !strcmp((char *)other->data.scalar.value, name))
+            return fail_at(ld, &key->start_mark, path, "duplicate key (first at %zu:%zu)",
+                           other->start_mark.line + 1, other->start_mark.column + 1);
+    }
+    return PD_OK;
+}
+
+/* Entry i of map-list key k: a mapping with each of k's fields once. */
+static int apply_entry(loader *ld, const pd_key *k, size_t i, yaml_document_t *doc,
+                       yaml_node_t *e)
+{
+    char prefix[128], path[256], why[512], want[128];
+    snprintf(prefix, sizeof prefix, "%s[%zu]", k->path, i);
+    pd_key_entry_shape(k, want, sizeof want);
+    if (e->type != YAML_MAPPING_NODE) {
+        char got[96] = "a list";
+        if (e->type == YAML_SCALAR_NODE)
+            pd_quote(got, sizeof got, (char *)e->data.scalar.value, e->data.scalar.length, 40);
+        return fail_at(ld, &e->start_mark, prefix, "expected a mapping %s, got %s", want, got);
+    }
+    unsigned seen = 0;
+    for (yaml_node_pair_t *p = e->data.mapping.pairs.start; p < e->data.mapping.pairs.top; p++) {
+        PD_TRY(pair_path(ld, doc, e, p, prefix, path, sizeof path));
+        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+        yaml_node_t *val = yaml_document_get_node(doc, p->value);
+        const char *name = (const char *)key->data.scalar.value;
+        int fi = pd_key_field_find(k, name, key->data.scalar.length);
+        if (fi < 0) {
+            char hint[96];
+            pd_key_field_suggest(k, name, hint, sizeof hint);
+            return fail_at(ld, &key->start_mark, path, "unknown key%s", hint);
+        }
+        const pd_key *f = &k->fields[fi];
+        if (val->type != YAML_SCALAR_NODE) {
+            pd_key_mismatch(f, shape(val), why, sizeof why);
+            return fail_at(ld, &val->start_mark, path, "%s", why);
+        }
+        pd_scalar s = scalar_of(val);
+        if (!pd_key_set_entry(k, ld->cfg, i, f, &s, why, sizeof why))
+            return fail_at(ld, &val->start_mark, path, "%s", why);
+        seen |= 1u << fi;
+    }
+    for (int fi = 0; k->fields[fi].path; fi++)
+        if (!(seen & (1u << fi)))
+            return fail_at(ld, &e->start_mark, prefix, "missing %s (each entry is %s)",
+                           k->fields[fi].path, want);
+    return PD_OK;
+}
+
+/* A map list's entries; with K_UNIQUE each id once, refused at the repeat. */
+static int apply_entries(loader *ld, const pd_key *k, yaml_document_t *doc, yaml_node_t *n,
+                         size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+        PD_TRY(apply_entry(ld, k, i, doc, e));
+        if (!(k->flags & K_UNIQUE))
+            continue;
+        int id = pd_key_entry_id(k, ld->cfg, i);
+        for (size_t j = 0; j < i; j++) {
+            if (pd_key_entry_id(k, ld->cfg, j) != id)
+                continue;
+            char prefix[128], first[64];
+            yaml_node_t *other = yaml_document_get_node(doc, n->data.sequence.items.start[j]);
+            snprintf(prefix, sizeof prefix, "%s[%zu]", k->path, i);
+            if (ld->set)   /* marks in a --set value are not worth giving */
+                snprintf(first, sizeof first, "[%zu]", j);
+            else
+                snprintf(first, sizeof first, "%zu:%zu", other->start_mark.line + 1,
+                         other->start_mark.column + 1);
+            return fail_at(ld, &e->start_mark, prefix, "duplicate %s %d (first at %s)",
+                           k->fields[0].path, id, first);
+        }
+    }
+    pd_key_set_count(k, ld->cfg, count);
+    return PD_OK;
+}
+
 /* Store one node into key ki (a scalar, or a list for list keys). */
 static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
 {
@@ -102,7 +202,7 @@ static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
             return fail_at(ld, &n->start_mark, k->path, "%s", why);
         return PD_OK;
     }
-    if (n->type != YAML_SEQUENCE_NODE || k->type != KT_INTLIST) {
+    if (n->type != YAML_SEQUENCE_NODE || (k->type != KT_INTLIST && k->type != KT_MAPLIST)) {
         pd_key_mismatch(k, shape(n), why, sizeof why);
         return fail_at(ld, &n->start_mark, k->path, "%s", why);
     }
@@ -110,6 +210,8 @@ static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
     if (count > k->size)
         return fail_at(ld, &n->start_mark, k->path, "at most %zu entries, got %zu",
                        k->size, count);
+    if (k->type == KT_MAPLIST)
+        return apply_entries(ld, k, doc, n, count);
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
         if (item->type != YAML_SCALAR_NODE) {
@@ -132,29 +234,12 @@ static int walk_mapping(loader *ld, yaml_document_t *doc, yaml_node_t *map,
 static int walk_pair(loader *ld, yaml_document_t *doc, yaml_node_t *map, yaml_node_pair_t *pair,
                      const char *prefix)
 {
+    char path[256];
+    PD_TRY(pair_path(ld, doc, map, pair, prefix, path, sizeof path));
     yaml_node_t *key = yaml_document_get_node(doc, pair->key);
     yaml_node_t *val = yaml_document_get_node(doc, pair->value);
-    if (key->type != YAML_SCALAR_NODE)
-        return fail_at(ld, &key->start_mark, prefix, "keys must be names, got %s", shape(key));
-    const char *name = (const char *)key->data.scalar.value;
-    size_t len = key->data.scalar.length;
-    char path[256];
-    int plen = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", name);
-    bool odd = plen < 0 || (size_t)plen >= sizeof path || strlen(name) != len;
-    for (size_t i = 0; i < len && !odd; i++)
-        odd = (unsigned char)name[i] < 0x20;
-    if (odd) {   /* no key is like this; quoted, so the message stays one line */
-        char got[96];
-        pd_quote(got, sizeof got, name, len, 40);
-        return fail_at(ld, &key->start_mark, prefix, "unknown key %s", got);
-    }
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
-        yaml_node_t *other = yaml_document_get_node(doc, p->key);
-        if (other->type == YAML_SCALAR_NODE && !strcmp((char *)other->data.scalar.value, name))
-            return fail_at(ld, &key->start_mark, path, "duplicate key (first at %zu:%zu)",
-                           other->start_mark.line + 1, other->start_mark.column + 1);
-    }
-    int ki = pd_key_find(path, (size_t)plen);
+    size_t plen = strlen(path);
+    int ki = pd_key_find(path, plen);
     if (ki >= 0) {
         origin *o = &ld->at[ki];
         if (o->line)   /* the same key nested and dotted */
@@ -165,7 +250,7 @@ static int walk_pair(loader *ld, yaml_document_t *doc, yaml_node_t *map, yaml_no
                       (int)key->start_mark.line + 1, (int)key->start_mark.column + 1, NULL};
         return PD_OK;
     }
-    if (pd_key_is_section(path, (size_t)plen)) {
+    if (pd_key_is_section(path, plen)) {
         if (val->type == YAML_MAPPING_NODE)
             return walk_mapping(ld, doc, val, path);
         if (val->type == YAML_SCALAR_NODE && scalar_of(val).null)
@@ -222,9 +307,14 @@ static int walk_root(loader *ld, yaml_document_t *doc)
         return walk_mapping(ld, doc, root, "");
     if (root->type == YAML_SCALAR_NODE && scalar_of(root).null)
         return PD_OK;
-    return fail_at(ld, &root->start_mark, NULL,
-                   "expected a mapping of sections (run, data, model, training, optimizer, "
-                   "checkpoint), got %s", root->type == YAML_SCALAR_NODE ? "a scalar" : "a list");
+    char names[256];
+    size_t o = 0;
+    names[0] = '\0';
+    for (const pd_section *s = pd_sections; s->path && o < sizeof names; s++)
+        if (!strchr(s->path, '.'))
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", o ? ", " : "", s->path);
+    return fail_at(ld, &root->start_mark, NULL, "expected a mapping of sections (%s), got %s",
+                   names, root->type == YAML_SCALAR_NODE ? "a scalar" : "a list");
 }
 
 static int parse_file_text(loader *ld, const char *text, size_t len)
@@ -374,6 +464,18 @@ static int optimizer_rules(loader *ld)
     return PD_OK;
 }
 
+static int faults_rules(loader *ld)
+{
+    const pd_faults_config *f = &ld->cfg->faults;
+    int dist = KEY("faults.delay.distribution"), mean = KEY("faults.delay.mean_ms");
+    if (f->delay_distribution == PD_DELAY_NONE || f->delay_mean_ms > 0)
+        return PD_OK;
+    const char *name = pd_keys[dist].names[f->delay_distribution];
+    if (is_set(ld, mean))
+        return fail_key(ld, mean, "must be > 0 for the %s delay, got 0", name);
+    return fail_key(ld, dist, "%s needs faults.delay.mean_ms > 0 (the default is 0)", name);
+}
+
 static int load_text(const char *name, const char *text, size_t len,
                      const char *const *overrides, int n_overrides, pd_config *cfg)
 {
@@ -390,6 +492,7 @@ static int load_text(const char *name, const char *text, size_t len,
         PD_TRY_GOTO(err, apply_override(ld, overrides[i]), out);
     PD_TRY_GOTO(err, data_rules(ld), out);
     PD_TRY_GOTO(err, model_rules(ld), out);
+    PD_TRY_GOTO(err, faults_rules(ld), out);
     pd_optim_defaults(&cfg->optimizer);
     PD_TRY_GOTO(err, optimizer_rules(ld), out);
 out:
@@ -453,10 +556,17 @@ int pd_config_check_world(const pd_config *cfg, int ranks)
 {
     const char *src = cfg->source[0] ? cfg->source : "<config>";
     const pd_training_config *t = &cfg->training;
+    const pd_faults_config *f = &cfg->faults;
     if (t->mode == PD_MODE_SERIAL) {
         if (ranks != 1)
             return PD_FAIL(PD_EINPUT, "%s: training.mode: serial trains in one process "
                            "(no mpirun, or mpirun -n 1), got %d ranks", src, ranks);
+        if (f->n_slow_workers > 0)
+            return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: faults apply to the "
+                           "distributed modes (training.mode is serial)", src);
+        if (f->delay_distribution != PD_DELAY_NONE)
+            return PD_FAIL(PD_EINPUT, "%s: faults.delay.distribution: faults apply to the "
+                           "distributed modes (training.mode is serial)", src);
         return PD_OK;
     }
     if (ranks == 1)
@@ -475,5 +585,23 @@ int pd_config_check_world(const pd_config *cfg, int ranks)
     if (t->backup_workers >= workers)
         return PD_FAIL(PD_EINPUT, "%s: training.backup_workers: must be < the number of "
                        "workers (%d), got %d", src, workers, t->backup_workers);
+    for (int i = 0; i < f->n_slow_workers; i++) {
+        int r = f->slow_workers[i].rank;
+        if (r < t->servers || r >= ranks) {
+            if (workers == 1)
+                return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: rank %d is not a worker "
+                               "rank (the only worker is rank %d)", src, r, t->servers);
+            return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: rank %d is not a worker rank "
+                           "(workers are ranks %d..%d)", src, r, t->servers, ranks - 1);
+        }
+    }
     return PD_OK;
+}
+
+double pd_faults_slow_factor(const pd_faults_config *f, int rank)
+{
+    for (int i = 0; i < f->n_slow_workers; i++)
+        if (f->slow_workers[i].rank == rank)
+            return f->slow_workers[i].factor;
+    return 1.0;
 }

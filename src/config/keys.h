@@ -14,6 +14,8 @@
 typedef enum {
     KT_INT, KT_INT64, KT_UINT64, KT_DOUBLE, KT_BOOL, KT_STRING, KT_ENUM,
     KT_INTLIST,   /* int array of `size` entries, its count at `aux` */
+    KT_MAPLIST,   /* array of `size` records of `stride` bytes, each a YAML
+                   * mapping of every one of `fields`; its count at `aux` */
 } key_type;
 
 enum {
@@ -23,6 +25,8 @@ enum {
     K_MAX_OPEN = 1u << 3,
     K_RULE_DEFAULT = 1u << 4,   /* double: "default" (NAN) = the rule's value */
     K_NONEMPTY = 1u << 5,       /* string: "" is not allowed */
+    K_UNIQUE = 1u << 6,         /* map list: no two entries share the first
+                                 * field (an int, the entry's id) */
 };
 
 typedef struct pd_key {
@@ -36,10 +40,14 @@ typedef struct pd_key {
     double min, max;            /* list: bounds of each entry */
     const char *def;            /* default, as YAML text */
     const char *doc;            /* one line */
+    /* Map list: the fields of an entry, terminated by a NULL path; their
+     * offsets are within the entry, all required, no defaults. */
+    const struct pd_key *fields;
+    size_t stride;              /* map list: bytes per entry */
 } pd_key;
 
 /* Number of keys; config.c keeps one origin per key. */
-#define PD_KEY_COUNT 59
+#define PD_KEY_COUNT 62
 
 extern const pd_key pd_keys[PD_KEY_COUNT];
 
@@ -57,6 +65,10 @@ bool pd_key_is_section(const char *path, size_t len);
 /* For an unknown path: writes " (did you mean X?)" into buf when a known
  * name at the level where path first goes wrong is close, else "". */
 void pd_key_suggest(const char *path, char *buf, size_t n);
+/* Index of map-list key k's field with this exact name, or -1. */
+int pd_key_field_find(const pd_key *k, const char *name, size_t len);
+/* For an unknown field name: " (did you mean X?)" or "". */
+void pd_key_field_suggest(const pd_key *k, const char *name, char *buf, size_t n);
 /* Levenshtein distance, capped: returns cap + 1 when it exceeds cap. */
 int pd_edit_distance(const char *a, const char *b, int cap);
 /* How close a mistyped name is to a known one, lower is closer: 0 same,
@@ -80,7 +92,16 @@ bool pd_key_set(const pd_key *k, pd_config *cfg, const pd_scalar *s,
 /* Store entry i of a list key (the count is set by pd_key_set_count). */
 bool pd_key_set_item(const pd_key *k, pd_config *cfg, size_t i,
                      const pd_scalar *s, char *why, size_t n);
+/* Store field f (one of k->fields) of entry i of map-list key k. */
+bool pd_key_set_entry(const pd_key *k, pd_config *cfg, size_t i, const pd_key *f,
+                      const pd_scalar *s, char *why, size_t n);
+/* A map-list entry's id: its first field, an int (keys with K_UNIQUE). */
+int pd_key_entry_id(const pd_key *k, const pd_config *cfg, size_t i);
+/* Set a list's count and zero the entries past it, so that equal lists
+ * are equal bytes whatever was stored before (configs compare by memcmp). */
 void pd_key_set_count(const pd_key *k, pd_config *cfg, size_t count);
+/* A map list's entry shape, "{rank, factor}". */
+void pd_key_entry_shape(const pd_key *k, char *buf, size_t n);
 /* The message for a value of the wrong shape (a mapping, a list, or a
  * scalar for a list key): "expected an integer, got <got>", "must be one
  * of: a, b; got <got>". */

@@ -29,6 +29,7 @@ static const char *const optimizer_names[] = {"sgd", "momentum", "nesterov", "ad
 static const char *const schedule_names[] = {"constant", "step", "exponential",
                                              "inverse_time", "cosine", NULL};
 static const char *const sscale_names[] = {"none", "inverse", NULL};
+static const char *const delay_names[] = {"none", "constant", "uniform", "exponential", NULL};
 _Static_assert(sizeof optimizer_names / sizeof *optimizer_names == PD_OPT_COUNT + 1,
                "one name per optimizer");
 
@@ -36,13 +37,16 @@ _Static_assert(sizeof optimizer_names / sizeof *optimizer_names == PD_OPT_COUNT 
 #define F(field) offsetof(pd_config, field), sizeof(((pd_config *)0)->field)
 
 /* Initializers by type; B is the bounds triple (flags, min, max). */
-#define INT(p, f, B, d, doc)    {p, KT_INT, F(f), 0, NULL, B, d, doc}
-#define I64(p, f, B, d, doc)    {p, KT_INT64, F(f), 0, NULL, B, d, doc}
-#define U64(p, f, d, doc)       {p, KT_UINT64, F(f), 0, NULL, 0, 0, 0, d, doc}
-#define DBL(p, f, B, d, doc)    {p, KT_DOUBLE, F(f), 0, NULL, B, d, doc}
-#define BOOL(p, f, d, doc)      {p, KT_BOOL, F(f), 0, NULL, 0, 0, 0, d, doc}
-#define STR(p, f, fl, d, doc)   {p, KT_STRING, F(f), 0, NULL, fl, 0, 0, d, doc}
-#define ENUM(p, f, nm, d, doc)  {p, KT_ENUM, F(f), 0, nm, 0, 0, 0, d, doc}
+#define INT(p, f, B, d, doc)    {p, KT_INT, F(f), 0, NULL, B, d, doc, NULL, 0}
+#define I64(p, f, B, d, doc)    {p, KT_INT64, F(f), 0, NULL, B, d, doc, NULL, 0}
+#define U64(p, f, d, doc)       {p, KT_UINT64, F(f), 0, NULL, 0, 0, 0, d, doc, NULL, 0}
+#define DBL(p, f, B, d, doc)    {p, KT_DOUBLE, F(f), 0, NULL, B, d, doc, NULL, 0}
+#define BOOL(p, f, d, doc)      {p, KT_BOOL, F(f), 0, NULL, 0, 0, 0, d, doc, NULL, 0}
+#define STR(p, f, fl, d, doc)   {p, KT_STRING, F(f), 0, NULL, fl, 0, 0, d, doc, NULL, 0}
+#define ENUM(p, f, nm, d, doc)  {p, KT_ENUM, F(f), 0, nm, 0, 0, 0, d, doc, NULL, 0}
+/* A field of a map-list entry (type struct T): required, so no default. */
+#define FIELD(p, T, f, type, B, doc) \
+    {p, type, offsetof(T, f), sizeof(((T *)0)->f), 0, NULL, B, NULL, doc, NULL, 0}
 
 #define GE(lo)           K_MIN, lo, 0
 #define IN(lo, hi)       K_MIN | K_MAX, lo, hi                  /* [lo, hi] */
@@ -51,6 +55,15 @@ _Static_assert(sizeof optimizer_names / sizeof *optimizer_names == PD_OPT_COUNT 
 #define RULE_GT(lo)      K_RULE_DEFAULT | K_MIN | K_MIN_OPEN, lo, 0
 #define RULE_GE(lo)      K_RULE_DEFAULT | K_MIN, lo, 0
 #define RULE_UNIT        K_RULE_DEFAULT | K_MIN | K_MAX | K_MAX_OPEN, 0, 1   /* [0, 1) */
+
+/* faults.slow_workers entries; rank first: it identifies the entry. */
+static const pd_key slow_worker_fields[] = {
+    FIELD("rank", pd_slow_worker, rank, KT_INT, GE(1),
+          "a worker's MPI rank, each listed once"),
+    FIELD("factor", pd_slow_worker, factor, KT_DOUBLE, GE(1),
+          "multiplies its compute time per gradient"),
+    {0},
+};
 
 const pd_key pd_keys[PD_KEY_COUNT] = {
     U64("run.seed", run.seed, "1",
@@ -89,7 +102,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "Classes (softmax, mlp); 0 = from the data."),
     {"model.hidden", KT_INTLIST, offsetof(pd_config, model.hidden), PD_MAX_HIDDEN,
      offsetof(pd_config, model.n_hidden), NULL, K_MIN | K_MAX, 1, 1000000, "[]",
-     "MLP hidden layer widths, input side first, e.g. [256, 128] (mlp only)."},
+     "MLP hidden layer widths, input side first, e.g. [256, 128] (mlp only).", NULL, 0},
     ENUM("model.activation", model.activation, activation_names, "relu",
          "MLP hidden activation."),
     ENUM("model.init", model.init, init_names, "auto",
@@ -171,7 +184,18 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     DBL("checkpoint.every_seconds", checkpoint.every_seconds, GE(0), "0",
         "Checkpoint every this many seconds of wall time; 0 = off."),
     INT("checkpoint.keep", checkpoint.keep, GE(1), "2", "Checkpoints kept on disk."),
+
+    {"faults.slow_workers", KT_MAPLIST, offsetof(pd_config, faults.slow_workers), PD_MAX_SLOW,
+     offsetof(pd_config, faults.n_slow_workers), NULL, K_UNIQUE, 0, 0, "[]",
+     "Stragglers: [{rank: 2, factor: 4}] makes worker 2 compute 4x slower.",
+     slow_worker_fields, sizeof(pd_slow_worker)},
+    ENUM("faults.delay.distribution", faults.delay_distribution, delay_names, "none",
+         "Its distribution: constant, uniform on [0, 2 mean], exponential, or none."),
+    DBL("faults.delay.mean_ms", faults.delay_mean_ms, GE(0), "0",
+        "Mean of that delay in milliseconds; > 0 unless the distribution is none."),
 };
+_Static_assert(sizeof(((pd_config *)0)->faults.slow_workers) ==
+               PD_MAX_SLOW * sizeof(pd_slow_worker), "slow_workers holds PD_MAX_SLOW entries");
 
 const pd_section pd_sections[] = {
     {"run", "Identity of the run: seed and where it writes."},
@@ -182,6 +206,8 @@ const pd_section pd_sections[] = {
     {"optimizer", "The update rule; `default` = that rule's value (listed per rule)."},
     {"optimizer.schedule", "Learning rate as a function of the update number."},
     {"checkpoint", "When to write checkpoints (atomic; the last good one survives)."},
+    {"faults", "Injected stragglers and message delays (distributed modes only)."},
+    {"faults.delay", "A random delay before each gradient message a worker sends."},
     {NULL, NULL},
 };
 
@@ -214,6 +240,31 @@ bool pd_key_is_section(const char *path, size_t len)
             pd_keys[i].path[len] == '.')
             return true;
     return false;
+}
+
+int pd_key_field_find(const pd_key *k, const char *name, size_t len)
+{
+    for (int i = 0; k->fields[i].path; i++)
+        if (strlen(k->fields[i].path) == len && memcmp(k->fields[i].path, name, len) == 0)
+            return i;
+    return -1;
+}
+
+void pd_key_field_suggest(const pd_key *k, const char *name, char *buf, size_t n)
+{
+    const char *best = NULL;
+    int best_score = PD_NOT_CLOSE;
+    for (const pd_key *f = k->fields; f->path; f++) {
+        int score = pd_closeness(name, f->path);
+        if (score < best_score) {
+            best_score = score;
+            best = f->path;
+        }
+    }
+    if (best && strcmp(best, name) != 0)
+        snprintf(buf, n, " (did you mean %s?)", best);
+    else if (n)
+        buf[0] = '\0';
 }
 
 int pd_edit_distance(const char *a, const char *b, int cap)
@@ -300,7 +351,7 @@ void pd_config_table_defaults(pd_config *cfg)
         const pd_key *k = &pd_keys[i];
         char why[256];
         bool ok;
-        if (k->type == KT_INTLIST) {
+        if (k->type == KT_INTLIST || k->type == KT_MAPLIST) {
             /* The only list default is the empty list. */
             ok = strcmp(k->def, "[]") == 0;
             pd_key_set_count(k, cfg, 0);

@@ -2,6 +2,7 @@
  * by a key's table entry: parse and bound-check on the way in, shortest
  * round-trip text on the way out. Messages say what is wrong, not where.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -71,6 +72,15 @@ static void names_list(const pd_key *k, char *buf, size_t n)
         o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", k->names[i]);
 }
 
+void pd_key_entry_shape(const pd_key *k, char *buf, size_t n)
+{
+    size_t o = (size_t)snprintf(buf, n, "{");
+    for (const pd_key *f = k->fields; f->path && o < n; f++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%s", f == k->fields ? "" : ", ", f->path);
+    if (o < n)
+        snprintf(buf + o, n - o, "}");
+}
+
 void pd_key_mismatch(const pd_key *k, const char *got, char *why, size_t n)
 {
     char names[256];
@@ -97,6 +107,10 @@ void pd_key_mismatch(const pd_key *k, const char *got, char *why, size_t n)
         break;
     case KT_INTLIST:
         snprintf(why, n, "expected a list of integers like [256, 128], got %s", got);
+        break;
+    case KT_MAPLIST:
+        pd_key_entry_shape(k, names, sizeof names);
+        snprintf(why, n, "expected a list of %s mappings, got %s", names, got);
         break;
     }
 }
@@ -260,9 +274,9 @@ static bool parse_enum(const pd_key *k, const pd_scalar *s, int *out, char *why,
     return false;
 }
 
-bool pd_key_set(const pd_key *k, pd_config *cfg, const pd_scalar *s, char *why, size_t n)
+/* Store scalar s into the field at f, of scalar key k's type and bounds. */
+static bool store(const pd_key *k, void *f, const pd_scalar *s, char *why, size_t n)
 {
-    void *f = field(k, cfg);
     long long v;
     char got[96];
     if (k->type != KT_STRING && strlen(s->text) != s->len) {
@@ -286,16 +300,21 @@ bool pd_key_set(const pd_key *k, pd_config *cfg, const pd_scalar *s, char *why, 
     case KT_BOOL:   return parse_bool(k, s, f, why, n);
     case KT_STRING: return parse_string(k, s, f, why, n);
     case KT_ENUM:   return parse_enum(k, s, f, why, n);
-    case KT_INTLIST:
-        if (s->null) {   /* `hidden:` or `hidden: ~` is the empty list */
-            pd_key_set_count(k, cfg, 0);
-            return true;
-        }
-        got_text(s, got, sizeof got);
-        pd_key_mismatch(k, got, why, n);
-        return false;
+    case KT_INTLIST: case KT_MAPLIST:
+        break;   /* lists are not scalars: pd_key_set */
     }
+    got_text(s, got, sizeof got);
+    pd_key_mismatch(k, got, why, n);
     return false;
+}
+
+bool pd_key_set(const pd_key *k, pd_config *cfg, const pd_scalar *s, char *why, size_t n)
+{
+    if ((k->type == KT_INTLIST || k->type == KT_MAPLIST) && s->null) {
+        pd_key_set_count(k, cfg, 0);   /* `hidden:` or `hidden: ~` is the empty list */
+        return true;
+    }
+    return store(k, field(k, cfg), s, why, n);
 }
 
 bool pd_key_set_item(const pd_key *k, pd_config *cfg, size_t i, const pd_scalar *s,
@@ -321,8 +340,30 @@ bool pd_key_set_item(const pd_key *k, pd_config *cfg, size_t i, const pd_scalar 
     return true;
 }
 
+bool pd_key_set_entry(const pd_key *k, pd_config *cfg, size_t i, const pd_key *f,
+                      const pd_scalar *s, char *why, size_t n)
+{
+    if (i >= k->size) {
+        snprintf(why, n, "at most %zu entries", k->size);
+        return false;
+    }
+    return store(f, (char *)field(k, cfg) + i * k->stride + f->offset, s, why, n);
+}
+
+int pd_key_entry_id(const pd_key *k, const pd_config *cfg, size_t i)
+{
+    assert(k->type == KT_MAPLIST && k->fields[0].type == KT_INT && i < k->size);
+    const char *entry = (const char *)cfield(k, cfg) + i * k->stride;
+    int id;
+    memcpy(&id, entry + k->fields[0].offset, sizeof id);
+    return id;
+}
+
 void pd_key_set_count(const pd_key *k, pd_config *cfg, size_t count)
 {
+    size_t entry = k->type == KT_MAPLIST ? k->stride : sizeof(int);
+    assert(count <= k->size);
+    memset((char *)field(k, cfg) + count * entry, 0, (k->size - count) * entry);
     *(int *)((char *)cfg + k->aux) = (int)count;
 }
 
@@ -338,9 +379,9 @@ static void write_double(double v, FILE *out)
     fputs(buf, out);
 }
 
-void pd_key_write_value(const pd_key *k, const pd_config *cfg, FILE *out)
+/* The value of scalar key k stored at f. */
+static void write_scalar(const pd_key *k, const void *f, FILE *out)
 {
-    const void *f = cfield(k, cfg);
     char buf[4 * PD_PATH_MAX + 16];
     switch (k->type) {
     case KT_INT:    fprintf(out, "%d", *(const int *)f); break;
@@ -367,13 +408,37 @@ void pd_key_write_value(const pd_key *k, const pd_config *cfg, FILE *out)
             fprintf(out, "%d", v);   /* not a valid name: fails on reload */
         break;
     }
-    case KT_INTLIST: {
-        int count = *(const int *)((const char *)cfg + k->aux);
+    case KT_INTLIST: case KT_MAPLIST:
+        break;   /* pd_key_write_value */
+    }
+}
+
+void pd_key_write_value(const pd_key *k, const pd_config *cfg, FILE *out)
+{
+    const char *f = cfield(k, cfg);
+    int count = k->type == KT_INTLIST || k->type == KT_MAPLIST
+              ? *(const int *)((const char *)cfg + k->aux) : 0;
+    switch (k->type) {
+    case KT_INTLIST:
         fputc('[', out);
         for (int i = 0; i < count; i++)
             fprintf(out, "%s%d", i ? ", " : "", ((const int *)f)[i]);
         fputc(']', out);
         break;
-    }
+    case KT_MAPLIST:   /* flow style: [{rank: 2, factor: 4}] */
+        fputc('[', out);
+        for (int i = 0; i < count; i++) {
+            fputs(i ? ", {" : "{", out);
+            for (const pd_key *fl = k->fields; fl->path; fl++) {
+                fprintf(out, "%s%s: ", fl == k->fields ? "" : ", ", fl->path);
+                write_scalar(fl, f + (size_t)i * k->stride + fl->offset, out);
+            }
+            fputc('}', out);
+        }
+        fputc(']', out);
+        break;
+    default:
+        write_scalar(k, f, out);
+        break;
     }
 }

@@ -90,6 +90,9 @@ static void key_comment(const pd_key *k, const char *indent, FILE *out)
     if (bounds[0] && o < (int)sizeof note)
         o += snprintf(note + o, sizeof note - (size_t)o, "; %s%s",
                       k->type == KT_INTLIST ? "each " : "", bounds);
+    if (k->type == KT_MAPLIST && o < (int)sizeof note)
+        o += snprintf(note + o, sizeof note - (size_t)o, "; at most %zu entries, each with:",
+                      k->size);
     if (o < (int)sizeof note)
         snprintf(note + o, sizeof note - (size_t)o, ")");
     if (strlen(indent) + 3 + strlen(k->doc) + strlen(note) <= 79) {
@@ -101,6 +104,13 @@ static void key_comment(const pd_key *k, const char *indent, FILE *out)
     }
     if (k->flags & K_RULE_DEFAULT) {
         rule_defaults(k, line, sizeof line);
+        comment(out, indent, line, 2);
+    }
+    /* A map list's fields: "- rank: doc (required; >= 1)". */
+    for (const pd_key *f = k->type == KT_MAPLIST ? k->fields : NULL; f && f->path; f++) {
+        pd_key_bounds(f, bounds, sizeof bounds);
+        snprintf(line, sizeof line, "- %s: %s (required%s%s)", f->path, f->doc,
+                 bounds[0] ? "; " : "", bounds);
         comment(out, indent, line, 2);
     }
 }

@@ -62,6 +62,19 @@ static const char *err_of(const char *yaml, const char *const *sets, int n)
         assert_str(err_of((yaml), sets_, (int)(sizeof sets_ / sizeof *sets_)), (want)); \
     } while (0)
 
+/* The message of a pd_config_check_world that must fail with PD_EINPUT. */
+static const char *world_err(const pd_config *c, int ranks)
+{
+    static char buf[1200];
+    pd_err_clear();
+    int e = pd_config_check_world(c, ranks);
+    if (e == PD_OK)
+        return "<passed without error>";
+    snprintf(buf, sizeof buf, e == PD_EINPUT ? "%s" : "<other code> %s", pd_err_msg());
+    return buf;
+}
+#define WORLD_ERR(c, ranks, want) assert_str(world_err(&(c), (ranks)), (want))
+
 static void load_ok(const char *yaml, const char *const *sets, int n, pd_config *c)
 {
     int e = pd_config_load_string(NAME, yaml, sets, n, c);
@@ -94,6 +107,7 @@ static size_t field_size(const pd_key *k)
     switch (k->type) {
     case KT_STRING:  return k->size;
     case KT_INTLIST: return k->size * sizeof(int);
+    case KT_MAPLIST: return k->size * k->stride;
     case KT_DOUBLE:  return sizeof(double);
     case KT_INT64:   return sizeof(int64_t);
     case KT_UINT64:  return sizeof(uint64_t);
@@ -188,6 +202,11 @@ static void test_defaults_documented(void **state)
     assert_int_equal(c.checkpoint.every_updates, 0);
     assert_dbl(c.checkpoint.every_seconds, 0);
     assert_int_equal(c.checkpoint.keep, 2);
+    assert_int_equal(c.faults.n_slow_workers, 0);
+    for (int i = 0; i < PD_MAX_SLOW; i++)
+        assert_true(c.faults.slow_workers[i].rank == 0 && c.faults.slow_workers[i].factor == 0);
+    assert_int_equal(c.faults.delay_distribution, PD_DELAY_NONE);
+    assert_dbl(c.faults.delay_mean_ms, 0);
 
     /* The rule-default keys are "default" (NAN) in the table itself. */
     pd_config raw;
@@ -272,7 +291,12 @@ static const char every_key[] =
     "checkpoint:\n"
     "  every_updates: 1000\n"
     "  every_seconds: 90.5\n"
-    "  keep: 5\n";
+    "  keep: 5\n"
+    "faults:\n"
+    "  slow_workers: [{rank: 2, factor: 4}, {factor: 1.0000000000000002, rank: 5}]\n"
+    "  delay:\n"
+    "    distribution: exponential\n"
+    "    mean_ms: 2.5\n";
 
 static void test_every_type_parses(void **state)
 {
@@ -342,6 +366,13 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.checkpoint.every_updates, 1000);
     assert_dbl(c.checkpoint.every_seconds, 90.5);
     assert_int_equal(c.checkpoint.keep, 5);
+    assert_int_equal(c.faults.n_slow_workers, 2);
+    assert_int_equal(c.faults.slow_workers[0].rank, 2);
+    assert_dbl(c.faults.slow_workers[0].factor, 4);
+    assert_int_equal(c.faults.slow_workers[1].rank, 5);
+    assert_dbl(c.faults.slow_workers[1].factor, 1.0000000000000002);
+    assert_int_equal(c.faults.delay_distribution, PD_DELAY_EXPONENTIAL);
+    assert_dbl(c.faults.delay_mean_ms, 2.5);
 
     /* The fixture really changes every key: no field keeps its default. */
     pd_config_defaults(&d);
@@ -374,6 +405,26 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(text, "  noise_gamma: 0.55\n"));
     assert_non_null(strstr(text, "  seed: 1\n"));
     assert_non_null(strstr(text, "  hidden: []\n"));
+    assert_non_null(strstr(text, "\nfaults:\n  slow_workers: []\n  delay:\n"
+                                 "    distribution: none\n    mean_ms: 0\n"));
+    load_ok(text, NULL, 0, &b);
+    assert_same_config(a, b);
+    free(text);
+    /* Lists are written flow style, doubles in full. */
+    load_ok(every_key, NULL, 0, &a);
+    text = written(&a);
+    assert_non_null(strstr(text, "\nfaults:\n  slow_workers: [{rank: 2, factor: 4}, "
+                                 "{rank: 5, factor: 1.0000000000000002}]\n"));
+    free(text);
+    /* A shorter list from --set leaves no trace of the file's longer one, so
+     * the written config reads back as the same bytes. */
+    const char *shorter[] = {"model.hidden=[4]", "faults.slow_workers=[{rank: 3, factor: 2}]"};
+    load_ok("model: {type: mlp, hidden: [1, 2, 3]}\nfaults:\n  slow_workers: "
+            "[{rank: 1, factor: 9}, {rank: 2, factor: 8}]\n", shorter, 2, &a);
+    assert_int_equal(a.model.hidden[1], 0);
+    assert_int_equal(a.faults.slow_workers[1].rank, 0);
+    assert_dbl(a.faults.slow_workers[1].factor, 0);
+    text = written(&a);
     load_ok(text, NULL, 0, &b);
     assert_same_config(a, b);
     free(text);
@@ -402,7 +453,8 @@ static void test_unknown_keys(void **state)
     /* Dotted keys resolve like nested ones, suggestions included. */
     ERR("training.epochz: 3\n",
         NAME ":1:1: training.epochz: unknown key (did you mean epochs?)");
-    ERR("faults: {}\n", NAME ":1:1: faults: unknown key");
+    ERR("faultz: {}\n", NAME ":1:1: faultz: unknown key (did you mean faults?)");
+    ERR("faults:\n  dealy: {}\n", NAME ":2:3: faults.dealy: unknown key (did you mean delay?)");
     ERR("run:\n  \"se\\ned\": 1\n", NAME ":2:3: run: unknown key \"se\\ned\"");
     /* The name is optional: messages then say <string>. */
     pd_config c;
@@ -519,9 +571,9 @@ static void test_shape_errors(void **state)
     ERR("training: 5\n", NAME ":1:11: training: expected a mapping of keys, got \"5\"");
     ERR("training: [1]\n", NAME ":1:11: training: expected a mapping of keys, got a list");
     ERR("- a\n", NAME ":1:1: expected a mapping of sections (run, data, model, training, "
-        "optimizer, checkpoint), got a list");
+        "optimizer, checkpoint, faults), got a list");
     ERR("just text\n", NAME ":1:1: expected a mapping of sections (run, data, model, "
-        "training, optimizer, checkpoint), got a scalar");
+        "training, optimizer, checkpoint, faults), got a scalar");
     ERR("model:\n  type: mlp\n  hidden: 64\n", NAME ":3:11: model.hidden: expected a list "
         "of integers like [256, 128], got \"64\"");
     ERR("model:\n  type: mlp\n  hidden: [[1]]\n", NAME ":3:12: model.hidden: expected a list "
@@ -594,6 +646,14 @@ static void test_files(void **state)
     pd_optim_defaults(&rule);
     assert_dbl(c.optimizer.lr, rule.lr);
     assert_dbl(c.optimizer.momentum, rule.momentum);
+    assert_int_equal(c.faults.n_slow_workers, 2);
+    assert_int_equal(c.faults.slow_workers[0].rank, 2);
+    assert_dbl(c.faults.slow_workers[0].factor, 3);
+    assert_int_equal(c.faults.slow_workers[1].rank, 1);
+    assert_dbl(c.faults.slow_workers[1].factor, 1.5);
+    assert_int_equal(c.faults.delay_distribution, PD_DELAY_UNIFORM);
+    assert_dbl(c.faults.delay_mean_ms, 0.25);
+    assert_int_equal(pd_config_check_world(&c, 3), PD_OK);
 }
 
 static void test_overrides(void **state)
@@ -743,31 +803,248 @@ static void test_check_world(void **state)
     pd_config c;
     load_ok("", NULL, 0, &c);
     assert_int_equal(pd_config_check_world(&c, 1), PD_OK);
-    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
-    assert_str(pd_err_msg(), NAME ": training.mode: serial trains in one process (no mpirun, "
-               "or mpirun -n 1), got 3 ranks");
+    WORLD_ERR(c, 3, NAME ": training.mode: serial trains in one process (no mpirun, "
+                    "or mpirun -n 1), got 3 ranks");
     const char *sync3[] = {"training.mode=sync", "training.servers=3"};
     load_ok("", sync3, 2, &c);
-    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
-    assert_str(pd_err_msg(), NAME ": training.servers: 3 servers need at least 4 ranks "
-               "(3 servers + 1 worker), got 3");
+    WORLD_ERR(c, 3, NAME ": training.servers: 3 servers need at least 4 ranks "
+                    "(3 servers + 1 worker), got 3");
     assert_int_equal(pd_config_check_world(&c, 4), PD_OK);
     const char *async1[] = {"training.mode=async"};
     load_ok("", async1, 1, &c);
-    assert_int_equal(pd_config_check_world(&c, 1), PD_EINPUT);
-    assert_str(pd_err_msg(), NAME ": training.mode: async runs under mpirun with at least 2 "
-               "ranks (1 server + workers), got 1 process");
+    WORLD_ERR(c, 1, NAME ": training.mode: async runs under mpirun with at least 2 "
+                    "ranks (1 server + workers), got 1 process");
     assert_int_equal(pd_config_check_world(&c, 2), PD_OK);
     const char *backup[] = {"training.mode=sync", "training.backup_workers=2"};
     load_ok("", backup, 2, &c);
-    assert_int_equal(pd_config_check_world(&c, 3), PD_EINPUT);
-    assert_str(pd_err_msg(), NAME ": training.backup_workers: must be < the number of "
-               "workers (2), got 2");
+    WORLD_ERR(c, 3, NAME ": training.backup_workers: must be < the number of "
+                    "workers (2), got 2");
     assert_int_equal(pd_config_check_world(&c, 4), PD_OK);
     pd_config_defaults(&c);   /* no source: a placeholder names it */
-    assert_int_equal(pd_config_check_world(&c, 2), PD_EINPUT);
-    assert_str(pd_err_msg(), "<config>: training.mode: serial trains in one process "
-               "(no mpirun, or mpirun -n 1), got 2 ranks");
+    WORLD_ERR(c, 2, "<config>: training.mode: serial trains in one process "
+                    "(no mpirun, or mpirun -n 1), got 2 ranks");
+}
+
+static void test_faults_parse(void **state)
+{
+    (void)state;
+    pd_config c;
+    /* Flow and block style, fields in any order, dotted. */
+    load_ok("faults:\n  slow_workers: [{rank: 2, factor: 4}, {factor: 1.5, rank: 3}]\n",
+            NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, 2);
+    assert_int_equal(c.faults.slow_workers[0].rank, 2);
+    assert_dbl(c.faults.slow_workers[0].factor, 4);
+    assert_int_equal(c.faults.slow_workers[1].rank, 3);
+    assert_dbl(c.faults.slow_workers[1].factor, 1.5);
+    load_ok("faults:\n  slow_workers:\n    - rank: 4\n      factor: 2\n"
+            "    - {rank: 1, factor: 1}\n  delay:\n    distribution: uniform\n"
+            "    mean_ms: 0.5\n", NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, 2);
+    assert_int_equal(c.faults.slow_workers[0].rank, 4);
+    assert_dbl(c.faults.slow_workers[0].factor, 2);
+    assert_int_equal(c.faults.slow_workers[1].rank, 1);
+    assert_dbl(c.faults.slow_workers[1].factor, 1);
+    assert_int_equal(c.faults.delay_distribution, PD_DELAY_UNIFORM);
+    assert_dbl(c.faults.delay_mean_ms, 0.5);
+    load_ok("faults.slow_workers:\n- rank: 9\n  factor: 3.25\n", NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, 1);
+    assert_int_equal(c.faults.slow_workers[0].rank, 9);
+    assert_dbl(c.faults.slow_workers[0].factor, 3.25);
+    /* Empty and null lists; all 16 entries. */
+    load_ok("faults:\n  slow_workers: []\n", NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, 0);
+    load_ok("faults:\n  slow_workers:\n", NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, 0);
+    char yaml[1024] = "faults:\n  slow_workers: [";
+    for (int i = 1; i <= PD_MAX_SLOW; i++)
+        snprintf(yaml + strlen(yaml), sizeof yaml - strlen(yaml), "%s{rank: %d, factor: %d}",
+                 i > 1 ? ", " : "", i, i + 1);
+    load_ok(strcat(yaml, "]\n"), NULL, 0, &c);
+    assert_int_equal(c.faults.n_slow_workers, PD_MAX_SLOW);
+    assert_int_equal(c.faults.slow_workers[15].rank, 16);
+    assert_dbl(c.faults.slow_workers[15].factor, 17);
+    const char *dists[] = {"none", "constant", "uniform", "exponential"};
+    for (int d = 0; d < 4; d++) {
+        char set[64];
+        snprintf(set, sizeof set, "faults.delay.distribution=%s", dists[d]);
+        const char *sets[] = {set, "faults.delay.mean_ms=3"};
+        load_ok("", sets, 2, &c);
+        assert_int_equal(c.faults.delay_distribution, d);
+        assert_dbl(c.faults.delay_mean_ms, 3);
+    }
+    /* none ignores the mean; the others need one. */
+    load_ok("faults: {delay: {distribution: none, mean_ms: 0}}\n", NULL, 0, &c);
+
+    /* --set takes the list as YAML, replacing the file's. */
+    const char *sets[] = {"faults.slow_workers=[{rank: 2, factor: 4}]",
+                          "faults.delay.distribution=constant", "faults.delay.mean_ms=12.5"};
+    load_ok("faults:\n  slow_workers: [{rank: 1, factor: 2}, {rank: 3, factor: 2}]\n",
+            sets, 3, &c);
+    assert_int_equal(c.faults.n_slow_workers, 1);
+    assert_int_equal(c.faults.slow_workers[0].rank, 2);
+    assert_dbl(c.faults.slow_workers[0].factor, 4);
+    assert_int_equal(c.faults.delay_distribution, PD_DELAY_CONSTANT);
+    assert_dbl(c.faults.delay_mean_ms, 12.5);
+    const char *clear[] = {"faults.slow_workers="};
+    load_ok("faults:\n  slow_workers: [{rank: 1, factor: 2}]\n", clear, 1, &c);
+    assert_int_equal(c.faults.n_slow_workers, 0);
+    assert_int_equal(c.faults.slow_workers[0].rank, 0);
+}
+
+static void test_faults_errors(void **state)
+{
+    (void)state;
+    /* Inside an entry: unknown, duplicate and odd field names. */
+    ERR("faults:\n  slow_workers: [{rank: 2, speed: 4}]\n",
+        NAME ":2:28: faults.slow_workers[0].speed: unknown key");
+    ERR("faults:\n  slow_workers: [{rank: 2, fator: 4}]\n",
+        NAME ":2:28: faults.slow_workers[0].fator: unknown key (did you mean factor?)");
+    ERR("faults:\n  slow_workers:\n    - rank: 2\n      factor: 4\n    - rnak: 3\n",
+        NAME ":5:7: faults.slow_workers[1].rnak: unknown key (did you mean rank?)");
+    ERR("faults:\n  slow_workers: [{rank: 2, rank: 3}]\n",
+        NAME ":2:28: faults.slow_workers[0].rank: duplicate key (first at 2:19)");
+    ERR("faults:\n  slow_workers: [{\"ra\\nk\": 2}]\n",
+        NAME ":2:19: faults.slow_workers[0]: unknown key \"ra\\nk\"");
+    ERR("faults:\n  slow_workers: [{[a]: 2}]\n",
+        NAME ":2:19: faults.slow_workers[0]: keys must be names, got a list");
+    /* Missing fields: at the entry. */
+    ERR("faults:\n  slow_workers: [{rank: 2}]\n",
+        NAME ":2:18: faults.slow_workers[0]: missing factor (each entry is {rank, factor})");
+    ERR("faults:\n  slow_workers:\n    - rank: 2\n      factor: 4\n    - factor: 2\n",
+        NAME ":5:7: faults.slow_workers[1]: missing rank (each entry is {rank, factor})");
+    ERR("faults:\n  slow_workers: [{}]\n",
+        NAME ":2:18: faults.slow_workers[0]: missing rank (each entry is {rank, factor})");
+    /* Types and bounds, worded as for other keys, at the value. */
+    ERR("faults:\n  slow_workers: [{rank: x, factor: 2}]\n",
+        NAME ":2:25: faults.slow_workers[0].rank: expected an integer, got \"x\"");
+    ERR("faults:\n  slow_workers: [{rank: 1.5, factor: 2}]\n",
+        NAME ":2:25: faults.slow_workers[0].rank: expected an integer, got \"1.5\"");
+    ERR("faults:\n  slow_workers: [{rank: 0, factor: 2}]\n",
+        NAME ":2:25: faults.slow_workers[0].rank: must be >= 1, got 0");
+    ERR("faults:\n  slow_workers: [{rank: 3000000000, factor: 2}]\n",
+        NAME ":2:25: faults.slow_workers[0].rank: must be <= 2147483647, got 3000000000");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: 0.5}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: must be >= 1, got 0.5");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: fast}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a number, got \"fast\"");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: .inf}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a number, got \".inf\"");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: 1e999}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a finite number, got \"1e999\"");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: }]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a number, got nothing");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: [4]}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a number, got a list");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: \"4\\0\"}]\n",
+        NAME ":2:36: faults.slow_workers[0].factor: expected a number, got \"4\\x00\"");
+    /* The list's shape, and each entry's. */
+    ERR("faults:\n  slow_workers: 3\n",
+        NAME ":2:17: faults.slow_workers: expected a list of {rank, factor} mappings, got \"3\"");
+    ERR("faults:\n  slow_workers: {rank: 2, factor: 4}\n",
+        NAME ":2:17: faults.slow_workers: expected a list of {rank, factor} mappings, "
+        "got a mapping");
+    ERR("faults:\n  slow_workers: [3]\n",
+        NAME ":2:18: faults.slow_workers[0]: expected a mapping {rank, factor}, got \"3\"");
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: 4}, [1]]\n",
+        NAME ":2:40: faults.slow_workers[1]: expected a mapping {rank, factor}, got a list");
+    /* Each rank once: refused at the repeat. */
+    ERR("faults:\n  slow_workers: [{rank: 2, factor: 4}, {rank: 2, factor: 3}]\n",
+        NAME ":2:40: faults.slow_workers[1]: duplicate rank 2 (first at 2:18)");
+    ERR("faults:\n  slow_workers:\n    - rank: 2\n      factor: 4\n    - rank: 3\n"
+        "      factor: 4\n    - factor: 1\n      rank: 2\n",
+        NAME ":7:7: faults.slow_workers[2]: duplicate rank 2 (first at 3:7)");
+    char yaml[1024] = "faults:\n  slow_workers: [";
+    for (int i = 1; i <= PD_MAX_SLOW + 1; i++)
+        snprintf(yaml + strlen(yaml), sizeof yaml - strlen(yaml), "%s{rank: %d, factor: 2}",
+                 i > 1 ? ", " : "", i);
+    ERR(strcat(yaml, "]\n"), NAME ":2:17: faults.slow_workers: at most 16 entries, got 17");
+    /* The delay. */
+    ERR("faults:\n  delay:\n    distribution: uniform\n    mean_ms: 0\n",
+        NAME ":4:14: faults.delay.mean_ms: must be > 0 for the uniform delay, got 0");
+    ERR("faults:\n  delay: {distribution: exponential}\n",
+        NAME ":2:25: faults.delay.distribution: exponential needs faults.delay.mean_ms > 0 "
+        "(the default is 0)");
+    ERR("faults:\n  delay: {mean_ms: -1}\n",
+        NAME ":2:20: faults.delay.mean_ms: must be >= 0, got -1");
+    ERR("faults:\n  delay: {distribution: normal}\n",
+        NAME ":2:25: faults.delay.distribution: must be one of: none, constant, uniform, "
+        "exponential; got \"normal\"");
+    ERR("faults:\n  delay: 5\n",
+        NAME ":2:10: faults.delay: expected a mapping of keys, got \"5\"");
+    /* The same through --set, which has no positions. */
+    ERR_SET("", "--set faults.slow_workers=[{rank: 2, factor: 4}, {rank: 2, factor: 1}]: "
+            "faults.slow_workers[1]: duplicate rank 2 (first at [0])",
+            "faults.slow_workers=[{rank: 2, factor: 4}, {rank: 2, factor: 1}]");
+    ERR_SET("", "--set faults.slow_workers=[{rank: 2}]: faults.slow_workers[0]: missing "
+            "factor (each entry is {rank, factor})", "faults.slow_workers=[{rank: 2}]");
+    ERR_SET("", "--set faults.slow_workers={rank: 2, speed: 1}: faults.slow_workers: "
+            "expected a list of {rank, factor} mappings, got a mapping",
+            "faults.slow_workers={rank: 2, speed: 1}");
+    ERR_SET("", "--set faults.slow_workers=[{rank: 2, factor: 0}]: "
+            "faults.slow_workers[0].factor: must be >= 1, got 0",
+            "faults.slow_workers=[{rank: 2, factor: 0}]");
+    ERR_SET("faults:\n  delay:\n    distribution: constant\n    mean_ms: 4\n",
+            "--set faults.delay.mean_ms=0: faults.delay.mean_ms: must be > 0 for the "
+            "constant delay, got 0", "faults.delay.mean_ms=0");
+    ERR_SET("", "--set faults.slow_workers[0].factor=2: faults.slow_workers[0].factor: "
+            "unknown key (did you mean slow_workers?)", "faults.slow_workers[0].factor=2");
+}
+
+static void test_faults_world(void **state)
+{
+    (void)state;
+    pd_config c;
+    const char *slow = "faults:\n  slow_workers: [{rank: 2, factor: 4}, {rank: 7, factor: 2}]\n";
+    const char *sync[] = {"training.mode=sync"};
+    load_ok(slow, sync, 1, &c);
+    WORLD_ERR(c, 3, NAME ": faults.slow_workers: rank 7 is not a worker rank "
+                    "(workers are ranks 1..2)");
+    assert_int_equal(pd_config_check_world(&c, 8), PD_OK);
+    /* The last rank is a worker; the one past it is not. */
+    WORLD_ERR(c, 7, NAME ": faults.slow_workers: rank 7 is not a worker rank "
+                    "(workers are ranks 1..6)");
+    /* Servers are not workers. */
+    const char *two[] = {"training.mode=async", "training.servers=2",
+                         "faults.slow_workers=[{rank: 1, factor: 2}]"};
+    load_ok("", two, 3, &c);
+    WORLD_ERR(c, 4, NAME ": faults.slow_workers: rank 1 is not a worker rank "
+                    "(workers are ranks 2..3)");
+    const char *one[] = {"training.mode=hogwild", "faults.slow_workers=[{rank: 2, factor: 2}]"};
+    load_ok("", one, 2, &c);
+    WORLD_ERR(c, 2, NAME ": faults.slow_workers: rank 2 is not a worker rank "
+                    "(the only worker is rank 1)");
+    assert_int_equal(pd_config_check_world(&c, 3), PD_OK);
+    /* Serial: no faults at all. */
+    load_ok("faults:\n  slow_workers: [{rank: 1, factor: 2}]\n", NULL, 0, &c);
+    WORLD_ERR(c, 1, NAME ": faults.slow_workers: faults apply to the distributed "
+                    "modes (training.mode is serial)");
+    load_ok("faults:\n  delay: {distribution: exponential, mean_ms: 1}\n", NULL, 0, &c);
+    WORLD_ERR(c, 1, NAME ": faults.delay.distribution: faults apply to the "
+                    "distributed modes (training.mode is serial)");
+    const char *dist[] = {"training.mode=local_sgd"};
+    load_ok("faults:\n  delay: {distribution: exponential, mean_ms: 1}\n", dist, 1, &c);
+    assert_int_equal(pd_config_check_world(&c, 2), PD_OK);
+    /* The world's size is checked before the faults. */
+    load_ok("faults:\n  slow_workers: [{rank: 1, factor: 2}]\n", NULL, 0, &c);
+    WORLD_ERR(c, 2, NAME ": training.mode: serial trains in one process (no mpirun, "
+                    "or mpirun -n 1), got 2 ranks");
+}
+
+static void test_faults_slow_factor(void **state)
+{
+    (void)state;
+    pd_config c;
+    load_ok("faults:\n  slow_workers: [{rank: 2, factor: 4}, {rank: 5, factor: 1.25}]\n",
+            NULL, 0, &c);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 2), 4);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 5), 1.25);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 1), 1);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 3), 1);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 0), 1);
+    pd_config_defaults(&c);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 0), 1);
+    assert_dbl(pd_faults_slow_factor(&c.faults, 1), 1);
 }
 
 static void test_reference(void **state)
@@ -801,6 +1078,11 @@ static void test_reference(void **state)
     assert_non_null(strstr(ref, "  # (default serial; allowed: serial, sync, async, hogwild, "
                                 "local_sgd, easgd)\n  mode: serial\n"));
     assert_non_null(strstr(ref, "  lr: default\n"));
+    /* A map list documents its fields, with their bounds, above it. */
+    assert_non_null(strstr(ref, "  # (default []; at most 16 entries, each with:)\n"
+                                "  # - rank: a worker's MPI rank, each listed once (required; "
+                                ">= 1)\n  # - factor: multiplies its compute time per gradient "
+                                "(required; >= 1)\n  slow_workers: []\n"));
     free(ref);
 }
 
@@ -847,6 +1129,10 @@ int main(void)
         cmocka_unit_test(test_enums_and_lists),
         cmocka_unit_test(test_cross_key_rules),
         cmocka_unit_test(test_check_world),
+        cmocka_unit_test(test_faults_parse),
+        cmocka_unit_test(test_faults_errors),
+        cmocka_unit_test(test_faults_world),
+        cmocka_unit_test(test_faults_slow_factor),
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_quote_and_helpers),
     };
