@@ -62,9 +62,6 @@ int main(int argc, char **argv)
                                   "write checkpoints yet, so there is nothing to resume"));
     pd_config cfg;
     err = pd_config_load(cli.config_path, cli.overrides, cli.n_overrides, &cfg);
-    if (!err && (cfg.checkpoint.every_updates > 0 || cfg.checkpoint.every_seconds > 0))
-        err = PD_FAIL(PD_EINPUT, "%s: checkpoint.every_updates / every_seconds: this version "
-                      "of paramd does not write checkpoints yet; leave them at 0", cfg.source);
     if (!err && cli.out_dir) {
         if (strlen(cli.out_dir) >= sizeof cfg.run.out_dir)
             err = PD_FAIL(PD_EINPUT, "--out %s: path too long", cli.out_dir);

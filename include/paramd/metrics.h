@@ -48,6 +48,14 @@ typedef struct pd_metrics_row {
     const double *grad_norms;
 } pd_metrics_row;
 
+/* One worker's gradients as server 0 saw them. */
+typedef struct pd_worker_stats {
+    int rank;
+    int64_t applied, dropped;
+    double staleness_mean;
+} pd_worker_stats;
+#define PD_MAX_WORKER_STATS 256
+
 typedef struct pd_summary {
     const char *mode, *optimizer, *exit;   /* exit: "done", "early_stopped", ... */
     int workers, servers;
@@ -64,6 +72,8 @@ typedef struct pd_summary {
     int64_t applied, sent, bad;            /* gradients; -1 where not counted */
     double server_cpu_s;                   /* NAN where it does not apply */
     double server_loop_cpu_s;              /* serving threads only; NAN likewise */
+    const pd_worker_stats *workers_stats;  /* per worker (n_workers_stats), or NULL */
+    int n_workers_stats;
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

@@ -464,6 +464,40 @@ static int optimizer_rules(loader *ld)
     return PD_OK;
 }
 
+/* Training settings that contradict each other, or features that arrive
+ * with later work (checkpoints), are refused at the key rather than
+ * silently ignored. */
+static int training_rules(loader *ld)
+{
+    const pd_config *c = ld->cfg;
+    const pd_training_config *t = &c->training;
+    if (t->epochs == 0 && t->max_updates == 0)
+        return fail_key(ld, KEY("training.epochs"), "0 epochs needs training.max_updates > 0, "
+                        "or the run never ends");
+    if (t->early_stopping_patience > 0 && !(c->data.validation_fraction > 0))
+        return fail_key(ld, KEY("training.early_stopping.patience"), "early stopping watches "
+                        "the validation loss: set data.validation_fraction > 0");
+    if (t->trace && (t->mode != PD_MODE_ASYNC || t->servers != 1))
+        return fail_key(ld, KEY("training.trace"), "traces are for async runs with one server "
+                        "(training.mode is %s with %d server%s; sync and serial runs are "
+                        "reproducible from their seed)", pd_mode_name(t->mode), t->servers,
+                        t->servers == 1 ? "" : "s");
+    if (t->backup_workers > 0 && t->servers > 1)
+        return fail_key(ld, KEY("training.backup_workers"), "backup workers need one server "
+                        "(each server would close its rounds on different workers), got %d "
+                        "servers", t->servers);
+    if (t->mode == PD_MODE_HOGWILD && t->max_staleness >= 0 &&
+        t->staleness_policy == PD_STALE_WAIT)
+        return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "
+                        "mode; hogwild threads can only drop (staleness_policy: drop)");
+    const pd_checkpoint_config *k = &c->checkpoint;
+    if (k->every_updates > 0 || k->every_seconds > 0)
+        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
+                                                     : "checkpoint.every_seconds"),
+                        "this version of paramd does not write checkpoints yet; leave it at 0");
+    return PD_OK;
+}
+
 static int faults_rules(loader *ld)
 {
     const pd_faults_config *f = &ld->cfg->faults;
@@ -492,6 +526,7 @@ static int load_text(const char *name, const char *text, size_t len,
         PD_TRY_GOTO(err, apply_override(ld, overrides[i]), out);
     PD_TRY_GOTO(err, data_rules(ld), out);
     PD_TRY_GOTO(err, model_rules(ld), out);
+    PD_TRY_GOTO(err, training_rules(ld), out);
     PD_TRY_GOTO(err, faults_rules(ld), out);
     pd_optim_defaults(&cfg->optimizer);
     PD_TRY_GOTO(err, optimizer_rules(ld), out);
@@ -550,58 +585,4 @@ void pd_config_defaults(pd_config *cfg)
 {
     pd_config_table_defaults(cfg);
     pd_optim_defaults(&cfg->optimizer);
-}
-
-int pd_config_check_world(const pd_config *cfg, int ranks)
-{
-    const char *src = cfg->source[0] ? cfg->source : "<config>";
-    const pd_training_config *t = &cfg->training;
-    const pd_faults_config *f = &cfg->faults;
-    if (t->mode == PD_MODE_SERIAL) {
-        if (ranks != 1)
-            return PD_FAIL(PD_EINPUT, "%s: training.mode: serial trains in one process "
-                           "(no mpirun, or mpirun -n 1), got %d ranks", src, ranks);
-        if (f->n_slow_workers > 0)
-            return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: faults apply to the "
-                           "distributed modes (training.mode is serial)", src);
-        if (f->delay_distribution != PD_DELAY_NONE)
-            return PD_FAIL(PD_EINPUT, "%s: faults.delay.distribution: faults apply to the "
-                           "distributed modes (training.mode is serial)", src);
-        return PD_OK;
-    }
-    if (ranks == 1)
-        return PD_FAIL(PD_EINPUT, "%s: training.mode: %s runs under mpirun with at least %d "
-                       "ranks (%d server%s + workers), got 1 process", src,
-                       pd_mode_name(t->mode), t->servers + 1, t->servers,
-                       t->servers == 1 ? "" : "s");
-    if (t->servers >= ranks) {
-        bool one = t->servers == 1;
-        return PD_FAIL(PD_EINPUT, "%s: training.servers: %d server%s need%s at least %d "
-                       "ranks (%d server%s + 1 worker), got %d", src, t->servers,
-                       one ? "" : "s", one ? "s" : "", t->servers + 1, t->servers,
-                       one ? "" : "s", ranks);
-    }
-    int workers = ranks - t->servers;
-    if (t->backup_workers >= workers)
-        return PD_FAIL(PD_EINPUT, "%s: training.backup_workers: must be < the number of "
-                       "workers (%d), got %d", src, workers, t->backup_workers);
-    for (int i = 0; i < f->n_slow_workers; i++) {
-        int r = f->slow_workers[i].rank;
-        if (r < t->servers || r >= ranks) {
-            if (workers == 1)
-                return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: rank %d is not a worker "
-                               "rank (the only worker is rank %d)", src, r, t->servers);
-            return PD_FAIL(PD_EINPUT, "%s: faults.slow_workers: rank %d is not a worker rank "
-                           "(workers are ranks %d..%d)", src, r, t->servers, ranks - 1);
-        }
-    }
-    return PD_OK;
-}
-
-double pd_faults_slow_factor(const pd_faults_config *f, int rank)
-{
-    for (int i = 0; i < f->n_slow_workers; i++)
-        if (f->slow_workers[i].rank == rank)
-            return f->slow_workers[i].factor;
-    return 1.0;
 }

@@ -267,6 +267,17 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     fputs(",\n  ", f); jint(f, "gradients_bad", s->bad);
     fputs(",\n  ", f); jnum(f, "server_cpu_s", s->server_cpu_s);
     fputs(",\n  ", f); jnum(f, "server_loop_cpu_s", s->server_loop_cpu_s);
+    fputs(",\n  \"per_worker\":[", f);
+    for (int i = 0; i < s->n_workers_stats; i++) {
+        const pd_worker_stats *w = &s->workers_stats[i];
+        fprintf(f, "%s{", i ? "," : "");
+        jint(f, "rank", w->rank);
+        fputc(',', f); jint(f, "applied", w->applied);
+        fputc(',', f); jint(f, "dropped", w->dropped);
+        fputc(',', f); jnum(f, "staleness_mean", w->staleness_mean);
+        fputc('}', f);
+    }
+    fputs("]", f);
     fputs(",\n  ", f); jint(f, "best_update", s->best_update);
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);

@@ -21,9 +21,15 @@ static void applied_version(server *sv, int64_t t)
 
 /* Once stopping, gradients still in flight are not applied: dropped and
  * counted, answered with STOP. */
+static void count_drop(server *sv, peer *p)
+{
+    p->dropped++;
+    atomic_fetch_add(&sv->dropped, 1);
+}
+
 static int drop_stopping(server *sv, int w)
 {
-    atomic_fetch_add(&sv->dropped, 1);
+    count_drop(sv, &sv->peers[w]);
     return server_reply(sv, w, false);
 }
 
@@ -86,8 +92,10 @@ int server_reply(server *sv, int w, bool elastic)
 
 /* ---- applying ----------------------------------------------------------- */
 
-static void record_staleness(server *sv, int64_t tau)
+static void record_staleness(server *sv, peer *p, int64_t tau)
 {
+    p->applied++;   /* a peer is served by one thread: no atomics */
+    p->stale_sum += tau;
     atomic_fetch_add(&sv->applied, 1);
     atomic_fetch_add(&sv->stale_sum, tau);
     atomic_fetch_add(&sv->stale_hist[tau < STALE_HIST ? tau : STALE_HIST - 1], 1);
@@ -159,7 +167,7 @@ int server_on_grad_async(server *sv, int w)
     int64_t tau = atomic_load(&sv->version) - p->in.version;
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
         tau > tc->max_staleness) {
-        atomic_fetch_add(&sv->dropped, 1);
+        count_drop(sv, p);
     } else if (!grad_ok(sv, p)) {
         rec.outcome = PD_TRACE_BAD;
     } else {
@@ -171,7 +179,7 @@ int server_on_grad_async(server *sv, int w)
         apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
         rec.outcome = PD_TRACE_APPLIED;
         rec.made = v + 1;
-        record_staleness(sv, tau);
+        record_staleness(sv, p, tau);
         pthread_mutex_lock(&sv->mu);
         sv->loss_sum += p->in.loss;
         sv->loss_n++;
@@ -249,7 +257,7 @@ int server_maybe_close_round(server *sv)
         applied_version(sv, t);
         for (int w = 0; w < sv->world->workers; w++)
             if (sv->peers[w].waiting)
-                record_staleness(sv, 0);
+                record_staleness(sv, &sv->peers[w], 0);
         sv->loss_sum += loss;
         sv->loss_n++;
     }
@@ -272,7 +280,7 @@ int server_on_grad_sync(server *sv, int w)
     p->clock++;
     if (p->in.version < atomic_load(&sv->version)) {
         /* Late: the round closed without it (backup workers). */
-        atomic_fetch_add(&sv->dropped, 1);
+        count_drop(sv, p);
         PD_TRY(server_reply(sv, w, false));
         return server_post_recv(sv, w);
     }
@@ -296,7 +304,7 @@ int server_on_model_easgd(server *sv, int w)
     }
     atomic_fetch_add(&sv->examples, p->in.examples);
     applied_version(sv, atomic_fetch_add(&sv->version, 1) + 1);
-    record_staleness(sv, 0);
+    record_staleness(sv, p, 0);
     sv->loss_sum += p->in.loss;
     sv->loss_n++;
     PD_TRY(server_reply(sv, w, true));

@@ -297,6 +297,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.bad = rs->bad;
         s.server_cpu_s = rs->server_cpu_s;
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
+        s.workers_stats = rs->workers;
+        s.n_workers_stats = rs->n_workers;
     }
     PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
     memcpy(ev->sha, s.params_sha256, sizeof ev->sha);

@@ -425,6 +425,17 @@ static int finish(server *sv, double cpu0)
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)
             rs.stale_hist_n = i + 1;
+    pd_worker_stats ws[PD_MAX_WORKER_STATS];
+    rs.n_workers = sv->world->workers < PD_MAX_WORKER_STATS ? sv->world->workers
+                                                           : PD_MAX_WORKER_STATS;
+    rs.workers = ws;
+    for (int w = 0; w < rs.n_workers; w++) {
+        const peer *p = &sv->peers[w];
+        ws[w] = (pd_worker_stats){.rank = pd_worker_rank(sv->world, w), .applied = p->applied,
+                                  .dropped = p->dropped,
+                                  .staleness_mean = p->applied ? (double)p->stale_sum /
+                                                                     (double)p->applied : NAN};
+    }
     const char *exit = sv->early_stopped ? "early_stopped"
                        : sv->cfg->training.max_updates > 0 &&
                          pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";

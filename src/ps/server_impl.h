@@ -27,6 +27,7 @@ typedef struct peer {
                                       async wait: reply held back (SSP) */
     int64_t clock;                 /* requests processed */
     int64_t batches;               /* per epoch (HELLO) */
+    int64_t applied, dropped, stale_sum;   /* this worker's gradients */
     double epoch;
 } peer;
 

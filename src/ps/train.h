@@ -89,6 +89,8 @@ typedef struct pd_run_stats {
     int64_t applied, sent, bad;   /* gradients applied, sent by workers, non-finite */
     double server_cpu_s;          /* server 0's CPU time (user + system), all threads */
     double server_loop_cpu_s;     /* of which its serving threads (no evaluation) */
+    const pd_worker_stats *workers; /* per worker, n_workers of them */
+    int n_workers;
 } pd_run_stats;
 
 /* Final summary from the latest evaluation: restores the best parameters

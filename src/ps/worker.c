@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "paramd/optim.h"
 #include "server.h"
@@ -29,7 +30,40 @@ typedef struct worker {
     MPI_Datatype ptype;      /* payload type the servers expect */
     int64_t seq;
     bool stop;
+    /* faults: straggler factor and message delays, seeded per rank */
+    double slow;
+    pd_rng frng;
 } worker;
+
+static void sleep_s(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* A straggler takes `slow` times its measured compute time. */
+static void straggle(const worker *wk, double compute_s)
+{
+    if (wk->slow > 1)
+        sleep_s((wk->slow - 1) * compute_s);
+}
+
+/* faults.delay before a message leaves: constant, uniform on [0, 2 mean]
+ * or exponential with the configured mean. */
+static void delay(worker *wk)
+{
+    const pd_faults_config *f = &wk->cfg->faults;
+    double mean = f->delay_mean_ms * 1e-3;
+    switch (f->delay_distribution) {
+    case PD_DELAY_NONE:        return;
+    case PD_DELAY_CONSTANT:    sleep_s(mean); return;
+    case PD_DELAY_UNIFORM:     sleep_s(2 * mean * pd_rng_uniform(&wk->frng)); return;
+    case PD_DELAY_EXPONENTIAL: sleep_s(-mean * log(1 - pd_rng_uniform(&wk->frng))); return;
+    }
+}
 
 static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t *buf)
 {
@@ -121,7 +155,10 @@ static int run_gradients(worker *wk)
     int epochs = 0;
     while (!wk->stop && next_batch(wk, &epochs)) {
         bool finite;
+        double t0 = pd_now();
         PD_TRY(pd_learner_grad(&wk->l, wk->point, &finite));
+        straggle(wk, pd_now() - t0);
+        delay(wk);
         /* A non-finite gradient still goes out, flagged by its loss, so the
          * server counts it (and never applies it). */
         double loss = finite ? wk->l.loss : NAN;
@@ -145,8 +182,10 @@ static int run_local(worker *wk)
         more = next_batch(wk, &epochs);
         if (more) {
             bool applied;
+            double t0 = pd_now();
             PD_TRY(pd_learner_local_step(l, wk->local, &cfg->optimizer, wk->point, wk->look,
                                          t + 1, &applied));
+            straggle(wk, pd_now() - t0);
             t += applied;
             /* A non-finite gradient poisons the exchange's loss, so the
              * server counts it as bad. */
@@ -157,6 +196,7 @@ static int run_local(worker *wk)
         if (since == tau || (!more && since > 0)) {
             /* Weighted by the examples behind this model since the last
              * exchange (a final partial round has fewer). */
+            delay(wk);
             PD_TRY(exchange(wk, PD_MSG_MODEL, loss / (double)since, 0, examples));
             if (cfg->training.mode == PD_MODE_EASGD && !wk->stop)
                 for (size_t i = 0; i < wk->n; i++)
@@ -173,6 +213,8 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
 {
     wk->cfg = cfg;
     wk->world = world;
+    wk->slow = pd_faults_slow_factor(&cfg->faults, world->rank);
+    wk->frng = pd_rng_make(cfg->run.seed, PD_STREAM_FAULTS, (uint64_t)world->rank);
     int S = world->servers;
     PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
     wk->n = wk->l.nparams;

@@ -250,8 +250,8 @@ static const char every_key[] =
     "  init: glorot\n"
     "  l2: 1e-4\n"
     "training:\n"
-    "  mode: hogwild\n"
-    "  servers: 2\n"
+    "  mode: async\n"
+    "  servers: 1\n"
     "  epochs: 7\n"
     "  max_updates: 9000000000\n"
     "  batch_size: 17\n"
@@ -289,8 +289,8 @@ static const char every_key[] =
     "  noise_gamma: 0.6\n"
     "  staleness_scaling: inverse\n"
     "checkpoint:\n"
-    "  every_updates: 1000\n"
-    "  every_seconds: 90.5\n"
+    "  every_updates: 0\n"
+    "  every_seconds: 0\n"
     "  keep: 5\n"
     "faults:\n"
     "  slow_workers: [{rank: 2, factor: 4}, {factor: 1.0000000000000002, rank: 5}]\n"
@@ -327,8 +327,7 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.model.activation, PD_ACT_TANH);
     assert_int_equal(c.model.init, PD_INIT_GLOROT);
     assert_dbl(c.model.l2, 1e-4);
-    assert_int_equal(c.training.mode, PD_MODE_HOGWILD);
-    assert_int_equal(c.training.servers, 2);
+    assert_int_equal(c.training.mode, PD_MODE_ASYNC);   /* trace needs async, one server */
     assert_int_equal(c.training.epochs, 7);
     assert_true(c.training.max_updates == INT64_C(9000000000));
     assert_int_equal(c.training.batch_size, 17);
@@ -363,8 +362,8 @@ static void test_every_type_parses(void **state)
     assert_dbl(o->noise, 0.3);
     assert_dbl(o->noise_gamma, 0.6);
     assert_int_equal(o->staleness_scaling, PD_SSCALE_INVERSE);
-    assert_int_equal(c.checkpoint.every_updates, 1000);
-    assert_dbl(c.checkpoint.every_seconds, 90.5);
+    /* checkpoint.every_* must stay 0 until checkpoints exist (see
+     * test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
     assert_int_equal(c.faults.n_slow_workers, 2);
     assert_int_equal(c.faults.slow_workers[0].rank, 2);
@@ -374,13 +373,22 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.faults.delay_distribution, PD_DELAY_EXPONENTIAL);
     assert_dbl(c.faults.delay_mean_ms, 2.5);
 
-    /* The fixture really changes every key: no field keeps its default. */
+    /* The fixture really changes every key: no field keeps its default,
+     * but for the ones cross-key rules pin (trace needs one server;
+     * checkpoints are refused until they exist), parsed here instead. */
+    static const char *const pinned[] = {"training.servers", "checkpoint.every_updates",
+                                         "checkpoint.every_seconds"};
     pd_config_defaults(&d);
     for (int i = 0; i < PD_KEY_COUNT; i++) {
         const pd_key *k = &pd_keys[i];
-        if (!memcmp((char *)&c + k->offset, (char *)&d + k->offset, field_size(k)))
+        bool pin = false;
+        for (size_t j = 0; j < sizeof pinned / sizeof *pinned; j++)
+            pin = pin || !strcmp(k->path, pinned[j]);
+        if (!pin && !memcmp((char *)&c + k->offset, (char *)&d + k->offset, field_size(k)))
             fail_msg("%s keeps its default in the fixture", k->path);
     }
+    load_ok("training: {mode: sync, servers: 3}\n", NULL, 0, &c);
+    assert_int_equal(c.training.servers, 3);
 }
 
 static void test_round_trip(void **state)
@@ -398,7 +406,7 @@ static void test_round_trip(void **state)
     }
     /* Doubles that need all 17 digits survive; short ones stay short. */
     const char *sets[] = {"optimizer.lr=0.30000000000000004", "optimizer.noise=1e-300",
-                          "checkpoint.every_seconds=123456789.123456789"};
+                          "optimizer.clip_norm=123456789.123456789"};
     load_ok("", sets, 3, &a);
     char *text = written(&a);
     assert_non_null(strstr(text, "  lr: 0.30000000000000004\n"));
@@ -663,8 +671,8 @@ static void test_overrides(void **state)
     const char *sets[] = {"training.epochs=5", "model.type=mlp", "model.hidden=[64,32]",
                           "run.out_dir=runs/a b", "data.test=", "optimizer.name=adam",
                           "optimizer.lr=0.5", "optimizer.lr=default", "training.trace=yes",
-                          "training.epochs=6", "run.seed='9'"};
-    load_ok("training:\n  epochs: 2\n  batch_size: 8\n", sets, 11, &c);
+                          "training.epochs=6", "run.seed='9'", "training.mode=async"};
+    load_ok("training:\n  epochs: 2\n  batch_size: 8\n", sets, 12, &c);
     assert_int_equal(c.training.epochs, 6);          /* in order: the last one wins */
     assert_int_equal(c.training.batch_size, 8);      /* the file's value stays */
     assert_int_equal(c.model.type, PD_MODEL_MLP);
@@ -760,6 +768,24 @@ static void test_cross_key_rules(void **state)
     pd_config c;
     ERR("model:\n  type: mlp\n", NAME ":2:9: model.type: mlp needs model.hidden, the hidden "
         "layer widths (e.g. [256, 128])");
+    ERR("training:\n  epochs: 0\n", NAME ":2:11: training.epochs: 0 epochs needs "
+        "training.max_updates > 0, or the run never ends");
+    load_ok("training:\n  epochs: 0\n  max_updates: 10\n", NULL, 0, &c);
+    ERR("training:\n  early_stopping: {patience: 3}\n", NAME ":2:30: "
+        "training.early_stopping.patience: early stopping watches the validation loss: set "
+        "data.validation_fraction > 0");
+    ERR("training:\n  mode: sync\n  trace: true\n", NAME ":3:10: training.trace: traces are "
+        "for async runs with one server (training.mode is sync with 1 server; sync and serial "
+        "runs are reproducible from their seed)");
+    load_ok("training:\n  mode: async\n  trace: true\n", NULL, 0, &c);
+    ERR("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n", NAME ":4:19: "
+        "training.backup_workers: backup workers need one server (each server would close its "
+        "rounds on different workers), got 2 servers");
+    ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
+        NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
+        "threads can only drop (staleness_policy: drop)");
+    ERR("checkpoint:\n  every_updates: 100\n", NAME ":2:18: checkpoint.every_updates: this "
+        "version of paramd does not write checkpoints yet; leave it at 0");
     ERR("model:\n  type: mlp\n  hidden: []\n",
         NAME ":3:11: model.hidden: mlp needs at least one hidden layer, got []");
     ERR("model:\n  hidden: [10]\n",

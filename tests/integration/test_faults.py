@@ -1,0 +1,38 @@
+"""Straggler and delay injection: a 6x slow worker's gradients grow stale
+in async mode; in sync mode with a backup worker, its gradients are the
+ones dropped; a message delay slows the run down by at least itself."""
+import pdtest as t
+
+mlp = ["training.mode=async", "optimizer.lr=0.02", "model.hidden=[128]", "training.max_updates=300"]
+base, _ = t.run("conf/fmnist-mlp-serial.yaml", mlp, ranks=3)
+slow, _ = t.run("conf/fmnist-mlp-serial.yaml", mlp + ["faults.slow_workers=[{rank: 2, factor: 6}]"],
+                ranks=3)
+b, s = t.summary(base), t.summary(slow)
+sb = [w for w in b["per_worker"] if w["rank"] == 2][0]
+ss = [w for w in s["per_worker"] if w["rank"] == 2][0]
+t.check(ss["staleness_mean"] > 2 and ss["staleness_mean"] > 1.5 * sb["staleness_mean"],
+        "async: the 6x slow worker's staleness grows: %.2f vs %.2f without the fault"
+        % (ss["staleness_mean"], sb["staleness_mean"]))
+t.check(ss["applied"] < sb["applied"], "the slow worker sends fewer gradients: %d < %d"
+        % (ss["applied"], sb["applied"]))
+
+d, _ = t.run("conf/fmnist-mlp-serial.yaml",
+             ["training.mode=sync", "training.backup_workers=1", "model.hidden=[128]",
+              "training.max_updates=150", "faults.slow_workers=[{rank: 3, factor: 4}]"], ranks=4)
+s = t.summary(d)
+late = [w for w in s["per_worker"] if w["rank"] == 3][0]
+fast = [w for w in s["per_worker"] if w["rank"] != 3]
+t.check(late["dropped"] > late["applied"], "sync + backup: the slow worker's gradients are dropped: "
+        "%d dropped, %d applied" % (late["dropped"], late["applied"]))
+t.check(all(w["dropped"] < late["dropped"] for w in fast), "the fast workers lose fewer: %s"
+        % [(w["rank"], w["dropped"]) for w in fast])
+
+plain, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_updates=100"], ranks=3)
+delayed, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_updates=100",
+                                               "faults.delay.distribution=constant",
+                                               "faults.delay.mean_ms=5"],
+                   ranks=3)
+wp, wd = t.summary(plain)["wall_s"], t.summary(delayed)["wall_s"]
+t.check(wd >= 0.25 and wd > wp, "a 5 ms delay on each of 100 gradients from 2 workers costs >= 0.25 s: "
+        "%.2f s vs %.2f s" % (wd, wp))
+t.done()
