@@ -195,6 +195,29 @@ int server_on_grad_async(server *sv, int w)
     return server_post_recv(sv, w);
 }
 
+#define SUM_BLOCK 4096   /* floats: 16 KiB per stream, L1/L2-resident */
+
+/* acc[i0, i1) = sum of weight[w] g_w over the round's workers, in
+ * ascending worker order: the same bits every run. */
+static void sum_block(server *sv, size_t i0, size_t i1)
+{
+    float *restrict acc = sv->acc;
+    bool first = true;
+    for (int w = 0; w < sv->world->workers; w++) {
+        if (!sv->peers[w].waiting)
+            continue;
+        const float a = sv->weight[w];
+        const float *restrict g = sv->peers[w].g;
+        if (first)
+            for (size_t i = i0; i < i1; i++)
+                acc[i] = a * g[i];
+        else
+            for (size_t i = i0; i < i1; i++)
+                acc[i] += a * g[i];
+        first = false;
+    }
+}
+
 /* Sync and local_sgd: close the round when enough workers have sent. */
 int server_maybe_close_round(server *sv)
 {
@@ -208,49 +231,46 @@ int server_maybe_close_round(server *sv)
         return PD_OK;
     bool local = tc->mode == PD_MODE_LOCAL_SGD;
     double total = 0, loss = 0;
+    bool finite = true;
     for (int w = 0; w < sv->world->workers; w++)
         if (sv->peers[w].waiting)
             total += (double)sv->peers[w].in.examples;
-    /* Sum in ascending worker order, weighted by batch size: deterministic. */
-    float *restrict acc = sv->acc;
-    memset(acc + sv->lo, 0, (sv->hi - sv->lo) * sizeof *acc);
-    bool first = true, finite = true;
     for (int w = 0; w < sv->world->workers; w++) {
         peer *p = &sv->peers[w];
-        if (!p->waiting)
-            continue;
-        finite = finite && grad_ok(sv, p);
-        float a = (float)((double)p->in.examples / total);
-        const float *restrict g = p->g;
-        if (first)
-            for (size_t i = sv->lo; i < sv->hi; i++)
-                acc[i] = a * g[i];
-        else
-            for (size_t i = sv->lo; i < sv->hi; i++)
-                acc[i] += a * g[i];
-        first = false;
-        loss += (double)p->in.examples / total * p->in.loss;
+        sv->weight[w] = p->waiting ? (float)((double)p->in.examples / total) : 0.0f;
+        if (p->waiting) {
+            finite = finite && grad_ok(sv, p);
+            loss += (double)p->in.examples / total * p->in.loss;
+        }
     }
     int64_t t = atomic_load(&sv->version) + 1;
     for (int w = 0; w < sv->world->workers; w++)   /* replies read theta / point */
         PD_TRY(pd_comm_waitall(2, sv->peers[w].rout));
     if (local) {
-        memcpy(sv->theta + sv->lo, acc + sv->lo, (sv->hi - sv->lo) * sizeof *acc);
-    } else if (finite) {
-        double norm = 0;
-        if (sv->cfg->optimizer.clip_norm > 0) {
-            double sq = pd_optim_norm2(acc + sv->lo, sv->hi - sv->lo);
-            sq *= sq;
-            if (sv->world->servers > 1) {
-                MPI_Request r;
-                PD_MPI(MPI_Iallreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM,
-                                      sv->world->servers_comm, &r));
-                PD_TRY(server_wait_collective(sv, &r));
-            }
-            norm = sqrt(sq);
+        sum_block(sv, sv->lo, sv->hi);
+        memcpy(sv->theta + sv->lo, sv->acc + sv->lo, (sv->hi - sv->lo) * sizeof *sv->acc);
+    } else if (finite && sv->cfg->optimizer.clip_norm > 0) {
+        /* Clipping needs the whole sum's norm (over every server) first. */
+        sum_block(sv, sv->lo, sv->hi);
+        double sq = pd_optim_norm2(sv->acc + sv->lo, sv->hi - sv->lo);
+        sq *= sq;
+        if (sv->world->servers > 1) {
+            MPI_Request r;
+            PD_MPI(MPI_Iallreduce(MPI_IN_PLACE, &sq, 1, MPI_DOUBLE, MPI_SUM,
+                                  sv->world->servers_comm, &r));
+            PD_TRY(server_wait_collective(sv, &r));
         }
-        pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, norm);
-        pd_optim_apply(sv->opt, &st, sv->theta, acc, sv->lo, sv->hi);
+        pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, sqrt(sq));
+        pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, sv->lo, sv->hi);
+    } else if (finite) {
+        /* Sum and step block by block while the block is in cache: the
+         * optimizer gives the same bits for any split of the range. */
+        pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, 0.0);
+        for (size_t i = sv->lo; i < sv->hi; i += SUM_BLOCK) {
+            size_t j = i + SUM_BLOCK < sv->hi ? i + SUM_BLOCK : sv->hi;
+            sum_block(sv, i, j);
+            pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, i, j);
+        }
     }
     if (finite || local) {
         atomic_store(&sv->version, t);

@@ -335,8 +335,9 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->theta = pd_malloc(sv->n * sizeof *sv->theta);
     sv->acc = pd_malloc(sv->n * sizeof *sv->acc);
     sv->peers = pd_calloc((size_t)W, sizeof *sv->peers);
+    sv->weight = pd_calloc((size_t)W, sizeof *sv->weight);
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
-    if (!sv->theta || !sv->acc || !sv->peers || !sv->hreq)
+    if (!sv->theta || !sv->acc || !sv->peers || !sv->weight || !sv->hreq)
         return PD_ENOMEM;
     pd_model_init(sv->model, sv->theta, cfg->run.seed);
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
@@ -386,6 +387,7 @@ static void teardown(server *sv)
     free(sv->peers);
     free(sv->hreq);
     free(sv->acc);
+    free(sv->weight);
     free(sv->point);
     free(sv->theta);
     pd_optim_destroy(&sv->opt);

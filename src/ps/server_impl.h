@@ -39,6 +39,7 @@ typedef struct server {
     bool sparse;
     float *theta;                  /* [n], range [lo, hi) owned */
     float *acc;                    /* [n] sync/local_sgd round sum */
+    float *weight;                 /* [W] each worker's share of the round's examples */
     bool rounds;                   /* sync, local_sgd: one version per round */
     float *point;                  /* [n] rounds with lookahead: the point sent */
     int64_t point_version;
