@@ -24,14 +24,20 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi)
     *hi = n * (size_t)(s + 1) / (size_t)servers;
 }
 
-/* Back-off from 4 us up to 64 us: a reply that is a few microseconds
- * away is caught quickly, and a long wait costs one MPI_Test (about a
- * microsecond) per 64 us, a percent or two of a core. (The thread's timer
- * slack is lowered to 1 us in pd_ps_run so short sleeps stay short.) */
+/* Sleep an eighth of the time waited so far, between 4 us and 1 ms: a
+ * reply that is microseconds away is caught within microseconds, a wait
+ * overshoots by at most about 12%, and a long wait costs one MPI_Test per
+ * millisecond (a few percent of a core at most). */
 void pd_backoff_sleep(pd_backoff *b)
 {
-    b->us = b->us ? (b->us * 2 > 64 ? 64 : b->us * 2) : 4;
-    struct timespec ts = {0, (long)b->us * 1000L};
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+    if (b->since == 0)
+        b->since = t;
+    double us = (t - b->since) * 1e6 / 8;
+    us = us < 4 ? 4 : us > 1000 ? 1000 : us;
+    struct timespec ts = {0, (long)(us * 1000)};
     nanosleep(&ts, NULL);
 }
 

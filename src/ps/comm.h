@@ -98,8 +98,8 @@ int pd_comm_waitall(int n, MPI_Request *reqs);
 int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st);
 
 /* Back-off sleeper for poll loops: reset after progress. */
-typedef struct pd_backoff { unsigned us; } pd_backoff;
+typedef struct pd_backoff { double since; } pd_backoff;   /* 0: not waiting yet */
 void pd_backoff_sleep(pd_backoff *b);
-static inline void pd_backoff_reset(pd_backoff *b) { b->us = 0; }
+static inline void pd_backoff_reset(pd_backoff *b) { b->since = 0; }
 
 #endif
