@@ -12,18 +12,9 @@
 #include <yaml.h>
 
 #include "paramd/cli.h"
+#include "check.h"
 #include "paramd/error.h"
 
-/* String equality that prints both strings on mismatch. */
-static void check_str(const char *got, const char *want, const char *file, int line)
-{
-    if (got && want && strcmp(got, want) == 0)
-        return;
-    print_error("string mismatch\n  got:  %s\n  want: %s\n", got ? got : "(null)",
-                want ? want : "(null)");
-    _fail(file, line);
-}
-#define assert_str(got, want) check_str((got), (want), __FILE__, __LINE__)
 
 /* pd_cli_parse on "paramd" followed by the NULL-terminated arguments. */
 static char *args_v[128];

@@ -14,21 +14,12 @@
 
 #include "../../src/config/keys.h"
 #include "paramd/config.h"
+#include "check.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
 
 #define NAME "conf/x.yaml"
 
-/* String equality that prints both strings on mismatch. */
-static void check_str(const char *got, const char *want, const char *file, int line)
-{
-    if (got && want && strcmp(got, want) == 0)
-        return;
-    print_error("string mismatch\n  got:  %s\n  want: %s\n", got ? got : "(null)",
-                want ? want : "(null)");
-    _fail(file, line);
-}
-#define assert_str(got, want) check_str((got), (want), __FILE__, __LINE__)
 
 /* Exact double equality that prints both values. */
 static void check_dbl(double got, double want, const char *file, int line)
