@@ -30,9 +30,11 @@ static const option options[OPT_COUNT] = {
                  "Write the run directory to DIR instead of run.out_dir."},
     [OPT_RESUME] = {"resume", 0, ARG_OPTIONAL, "DIR",
                     "Resume from the last good checkpoint in DIR (default: the run "
-                    "directory). The argument after --resume is taken as DIR only if it "
-                    "does not start with - and CONFIG.yaml came before it or another "
-                    "non-option argument follows it; --resume=DIR always is."},
+                    "directory). Not in this version: paramd writes no checkpoints yet "
+                    "and refuses --resume with exit 2. The argument after --resume is "
+                    "taken as DIR only if it does not start with - and CONFIG.yaml came "
+                    "before it or another non-option argument follows it; --resume=DIR "
+                    "always is."},
     [OPT_CHECK] = {"check", 0, ARG_NONE, NULL,
                    "Validate the config and the data, print a summary, and exit."},
     [OPT_REPLAY] = {"replay", 0, ARG_REQUIRED, "RUN_DIR",
@@ -42,7 +44,7 @@ static const option options[OPT_COUNT] = {
                     "(exit 3 if not). Its run directory goes to --out, default RUN_DIR/replay. "
                     "No CONFIG.yaml: the run's config.resolved.yaml is used."},
     [OPT_QUIET] = {"quiet", 0, ARG_NONE, NULL,
-                   "No progress line on stderr; errors are still printed."},
+                   "No progress output on stdout; errors are still printed on stderr."},
     [OPT_HELP] = {"help", 'h', ARG_NONE, NULL, "Print this help and exit."},
     [OPT_VERSION] = {"version", 'V', ARG_NONE, NULL,
                      "Print the versions of paramd, MPI, OpenBLAS and libyaml, and exit."},
@@ -344,8 +346,10 @@ void pd_cli_write_man(FILE *out)
           "One server and two workers in sync mode, overriding two keys:\n.PP\n.nf\n.RS\n"
           "mpirun \\-n 3 paramd \\-\\-set training.mode=sync \\-\\-set optimizer.lr=0.05 "
           "conf/demo.yaml\n.RE\n.fi\n.PP\n"
-          "Resume an interrupted run from its checkpoints:\n.PP\n.nf\n.RS\n"
-          "mpirun \\-n 3 paramd \\-\\-resume runs/demo conf/demo.yaml\n.RE\n.fi\n"
+          "Trace an async run, then re-execute it exactly in one process:\n.PP\n.nf\n.RS\n"
+          "mpirun \\-n 3 paramd \\-\\-set training.mode=async \\-\\-set training.trace=true "
+          "\\-\\-out runs/a conf/demo.yaml\n"
+          "paramd \\-\\-replay runs/a\n.RE\n.fi\n"
           ".SH SEE ALSO\n.BR mpirun (1)\n", out);
 }
 
