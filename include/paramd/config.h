@@ -20,6 +20,7 @@ typedef enum { PD_FMT_IDX, PD_FMT_CSV, PD_FMT_LIBSVM } pd_data_format;
 typedef enum { PD_NORM_NONE, PD_NORM_SCALE01, PD_NORM_STANDARDIZE } pd_normalize;
 typedef enum { PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH } pd_shuffle;
 typedef enum { PD_SHARD_STRIDED, PD_SHARD_CONTIGUOUS } pd_shard;
+typedef enum { PD_CURRICULUM_NONE, PD_CURRICULUM_LOSS } pd_curriculum_type;
 typedef enum { PD_MODEL_SOFTMAX, PD_MODEL_MLP, PD_MODEL_LINREG, PD_MODEL_LOGREG,
                PD_MODEL_SVM } pd_model_type;
 typedef enum { PD_ACT_RELU, PD_ACT_TANH, PD_ACT_SIGMOID } pd_activation;
@@ -43,6 +44,17 @@ typedef struct pd_run_config {
     int blas_threads;              /* OPENBLAS_NUM_THREADS per rank */
 } pd_run_config;
 
+/* Curriculum learning (Bengio et al. 2009): examples scored easy to hard,
+ * the easiest share admitted first, growing to all of them; the schedule
+ * and the stochastic ("mixed") rule are in paramd/data.h. */
+typedef struct pd_curriculum_config {
+    pd_curriculum_type type;       /* none, or loss: scored by a warmed-up model */
+    int64_t warmup_updates;        /* loss: plain SGD steps of the scoring model */
+    double start;                  /* fraction admitted in epoch 0, (0, 1] */
+    int epochs;                    /* epochs until all are admitted, >= 1 */
+    bool stochastic;               /* mix random hard examples in (Zaremba & Sutskever) */
+} pd_curriculum_config;
+
 typedef struct pd_data_config {
     pd_data_format format;
     char train[PD_PATH_MAX];
@@ -55,6 +67,7 @@ typedef struct pd_data_config {
     pd_normalize normalize;
     pd_shuffle shuffle;
     pd_shard shard;
+    pd_curriculum_config curriculum;
 } pd_data_config;
 
 typedef struct pd_model_config {

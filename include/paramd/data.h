@@ -1,6 +1,7 @@
 /* Data: readers (IDX, gzip'd or raw; CSV; LIBSVM sparse), the validation
  * hold-out, normalization, sharding over workers, and the minibatch
- * iterator with its shuffle policy. A worker holds only its shard.
+ * iterator with its shuffle policy and curriculum. A worker holds only its
+ * shard.
  *
  * Example numbering: the training file's records are 0..N-1. The validation
  * hold-out takes round(validation_fraction * N) of them, chosen by a
@@ -95,8 +96,31 @@ void pd_iter_destroy(pd_iter **it);
  * next call). Returns false at the end of an epoch (then *n == 0); the next
  * call starts the following epoch. */
 bool pd_iter_next(pd_iter *it, const size_t **rows, size_t *n);
-/* Completed epochs, and batches per epoch. */
+/* Completed epochs, and batches in the current epoch (with a curriculum
+ * it follows the admitted count, so it may grow from epoch to epoch). */
 int64_t pd_iter_epoch(const pd_iter *it);
 size_t pd_iter_batches_per_epoch(const pd_iter *it);
+
+/* Curriculum (data.curriculum): from now on, epoch e (pd_iter_epoch, the
+ * current one included) yields only its admitted rows. With n rows and
+ * score[i] the difficulty of row i (lower = easier; ties by row index):
+ *   f(e) = min(1, start + (1 - start) e / epochs)   admitted fraction
+ *   m(e) = ceil(f(e) n)     (at least 1; n once e >= epochs)
+ *   deterministic: the m easiest rows.
+ *   stochastic (Zaremba & Sutskever's mix): h(e) = (f(e) - start) /
+ *     (1 - start) (1 when start == 1), r = floor(h(e) m); the m - r easiest
+ *     rows plus r rows drawn uniformly without replacement from the other
+ *     n - (m - r), a fresh draw each epoch from the stream
+ *     (seed, PD_STREAM_CURRICULUM, stream_index).
+ * The admitted rows are then ordered by the shuffle policy: none = row
+ * order; once = the order of the permutation drawn at creation; every_epoch
+ * = a fresh permutation of them each epoch. A type none config removes the
+ * curriculum. The iterator copies what it needs (score may be freed);
+ * everything is allocated here, never in pd_iter_next. Restarts the
+ * current epoch. NaN scores are PD_EINPUT. Local. */
+int pd_iter_set_curriculum(pd_iter *it, const float *score, const pd_curriculum_config *cc,
+                           uint64_t seed);
+/* Examples admitted in the current epoch (n without a curriculum). */
+size_t pd_iter_admitted(const pd_iter *it);
 
 #endif

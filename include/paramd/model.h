@@ -93,6 +93,12 @@ void pd_sparse_grad_free(pd_sparse_grad *g);
  * logreg/svm. An empty ds gives n = 0 and NAN for the numbers. */
 int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval *out);
 
+/* Per-example loss (without the l2 term) of rows[0..b) of ds at theta:
+ * loss[i] for row rows[i]; their mean is pd_model_eval's loss over the same
+ * rows. b <= max_batch. PD_EINPUT for a bad target. Local, no allocation. */
+int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
+                    const size_t *rows, size_t b, float *loss);
+
 /* Per-tensor L2 norms of v (parameters or a gradient): norms[ntensors]. */
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
 

@@ -20,6 +20,7 @@ enum {
     PD_STREAM_SHUFFLE = 3,  /* per-worker minibatch order (+ worker) */
     PD_STREAM_NOISE = 4,    /* annealed gradient noise */
     PD_STREAM_FAULTS = 5,   /* injected delays (+ rank) */
+    PD_STREAM_CURRICULUM = 6, /* curriculum warm-up order and random draws (+ worker) */
 };
 
 /* A stream for (seed, stream, index): independent for distinct triples. */

@@ -17,6 +17,7 @@ static const char *const format_names[] = {"idx", "csv", "libsvm", NULL};
 static const char *const normalize_names[] = {"none", "scale01", "standardize", NULL};
 static const char *const shuffle_names[] = {"none", "once", "every_epoch", NULL};
 static const char *const shard_names[] = {"strided", "contiguous", NULL};
+static const char *const curriculum_names[] = {"none", "loss", NULL};
 static const char *const model_names[] = {"softmax", "mlp", "linreg", "logreg", "svm", NULL};
 static const char *const activation_names[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const init_names[] = {"auto", "he", "glorot", "zero", NULL};
@@ -94,6 +95,16 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
          "Example order: file order, one permutation, or a new one every epoch."),
     ENUM("data.shard", data.shard, shard_names, "strided",
          "How training examples are split over workers."),
+    ENUM("data.curriculum.type", data.curriculum.type, curriculum_names, "none",
+         "none, or loss: examples scored by a warmed-up model's loss."),
+    I64("data.curriculum.warmup_updates", data.curriculum.warmup_updates, GE(0), "200",
+        "loss: plain SGD updates (optimizer.lr) of the scoring model."),
+    DBL("data.curriculum.start", data.curriculum.start, IN_LO_OPEN(0, 1), "0.25",
+        "Fraction of the easiest examples admitted in epoch 0."),
+    INT("data.curriculum.epochs", data.curriculum.epochs, GE(1), "3",
+        "Epochs over which the admitted fraction grows linearly to 1."),
+    BOOL("data.curriculum.stochastic", data.curriculum.stochastic, "false",
+         "Replace a growing share of the admitted examples by random harder ones."),
 
     ENUM("model.type", model.type, model_names, "softmax",
          "Model: softmax regression, MLP, or a linear model (linreg, logreg, svm)."),
@@ -200,6 +211,12 @@ _Static_assert(sizeof(((pd_config *)0)->faults.slow_workers) ==
 const pd_section pd_sections[] = {
     {"run", "Identity of the run: seed and where it writes."},
     {"data", "Where examples come from and how they are fed."},
+    {"data.curriculum", "Easy examples first (curriculum learning). Each worker scores "
+     "its shard; epoch e admits m = ceil(f(e) n) of its n examples, "
+     "f(e) = min(1, start + (1 - start) e / epochs), ordered by data.shuffle, so "
+     "batches per epoch grow. Deterministic: the m easiest. Stochastic: the m - r "
+     "easiest plus r drawn at random (seeded, anew each epoch) from the rest, "
+     "r = floor(h(e) m), h(e) = (f(e) - start) / (1 - start), 1 when start = 1."},
     {"model", "What is trained."},
     {"training", "How ranks train together and when to stop."},
     {"training.early_stopping", "Stop when the held-out loss stops improving."},

@@ -136,8 +136,8 @@ static int write_keys(const pd_config *cfg, bool reference, FILE *out)
             const char *doc = section_doc(k->path, (size_t)(comp[d] + len[d] - k->path));
             if (reference && d == 0 && i > 0)
                 fputc('\n', out);
-            if (reference && doc)
-                fprintf(out, "%.*s# %s\n", 2 * d, spaces, doc);
+            if (reference && doc)   /* wrapped at 79 columns like key docs */
+                comment(out, spaces + sizeof spaces - 1 - 2 * d, doc, 0);
             fprintf(out, "%.*s%.*s:\n", 2 * d, spaces, (int)len[d], comp[d]);
         }
         const char *indent = spaces + sizeof spaces - 1 - 2 * (n - 1);

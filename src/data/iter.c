@@ -2,19 +2,33 @@
  * one dataset. The order is the identity (shuffle none), one permutation
  * drawn at creation (once), or a fresh permutation of the identity at each
  * epoch start (every_epoch), so an epoch's order depends only on the rng
- * state at its start. Nothing is allocated after creation. */
+ * state at its start. With a curriculum, each epoch start first picks the
+ * admitted rows (easiest first, see data.h), then orders only those.
+ * Nothing is allocated after creation and pd_iter_set_curriculum. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "paramd/data.h"
 #include "paramd/error.h"
 
 struct pd_iter {
     size_t n, batch, cursor;
+    size_t m;               /* rows of the current epoch: order[0..m) */
     pd_shuffle shuffle;
     bool drop_last;
     int64_t epoch;          /* completed epochs */
+    uint64_t stream_index;
     pd_rng rng;             /* (seed, PD_STREAM_SHUFFLE, stream_index) */
     size_t *order;          /* [n] row indices */
+    /* curriculum, when cur is true */
+    bool cur;
+    pd_curriculum_config cc;
+    pd_rng crng;            /* (seed, PD_STREAM_CURRICULUM, stream_index) */
+    size_t *easy;           /* [n] rows by increasing score, ties by row */
+    size_t *perm;           /* [n] once: the permutation drawn at creation */
+    size_t *pool;           /* [n] stochastic: scratch for the random draw */
+    unsigned char *in;      /* [n] 1 when the row is admitted this epoch */
 };
 
 static void draw(pd_iter *it)
@@ -34,10 +48,11 @@ int pd_iter_create(const pd_dataset *ds, size_t batch, pd_shuffle shuffle,
     pd_iter *it = pd_calloc(1, sizeof *it);
     if (!it)
         return PD_ENOMEM;
-    it->n = ds->n;
+    it->n = it->m = ds->n;
     it->batch = batch;
     it->shuffle = shuffle;
     it->drop_last = drop_last;
+    it->stream_index = stream_index;
     it->rng = pd_rng_make(seed, PD_STREAM_SHUFFLE, stream_index);
     it->order = pd_malloc(it->n * sizeof *it->order);
     if (!it->order) {
@@ -53,23 +68,163 @@ int pd_iter_create(const pd_dataset *ds, size_t batch, pd_shuffle shuffle,
     return PD_OK;
 }
 
+static void free_curriculum(pd_iter *it)
+{
+    free(it->easy);
+    free(it->pool);
+    free(it->in);
+    it->easy = it->pool = NULL;
+    it->in = NULL;
+    it->cur = false;
+}
+
 void pd_iter_destroy(pd_iter **pit)
 {
     pd_iter *it = pit ? *pit : NULL;
     if (!it)
         return;
+    free_curriculum(it);
+    free(it->perm);
     free(it->order);
     free(it);
     *pit = NULL;
 }
 
+/* m(e) and the random share h(e) of data.h; 1e-9 absorbs the rounding of
+ * f n (0.1 * 30 is 3.0000000000000004, and admits 3). */
+static size_t admitted_count(const pd_iter *it, int64_t e, double *h)
+{
+    const pd_curriculum_config *c = &it->cc;
+    *h = 1.0;
+    if (!it->cur || e >= c->epochs || it->n == 0)
+        return it->n;
+    double f = c->start + (1.0 - c->start) * (double)e / (double)c->epochs;
+    f = f < 1.0 ? f : 1.0;
+    *h = c->start < 1.0 ? (f - c->start) / (1.0 - c->start) : 1.0;
+    double x = ceil(f * (double)it->n - 1e-9);
+    return x < 1.0 ? 1 : x >= (double)it->n ? it->n : (size_t)x;
+}
+
+/* Epoch start with a curriculum: mark the admitted rows, then order them
+ * by the shuffle policy into order[0..m). */
+static void admit(pd_iter *it)
+{
+    double h;
+    size_t n = it->n, m = admitted_count(it, it->epoch, &h);
+    size_t r = it->cc.stochastic ? (size_t)floor(h * (double)m + 1e-9) : 0;
+    r = r < m ? r : m;
+    size_t easy = m - r, rest = n - easy;
+    memset(it->in, 0, n);
+    for (size_t k = 0; k < easy; k++)
+        it->in[it->easy[k]] = 1;
+    if (r > 0) {
+        /* r distinct rows of the rest, uniformly: a partial Fisher-Yates. */
+        memcpy(it->pool, it->easy + easy, rest * sizeof *it->pool);
+        for (size_t k = 0; k < r; k++) {
+            size_t j = k + (size_t)pd_rng_below(&it->crng, rest - k);
+            size_t t = it->pool[k];
+            it->pool[k] = it->pool[j];
+            it->pool[j] = t;
+            it->in[it->pool[k]] = 1;
+        }
+    }
+    size_t o = 0;
+    const size_t *src = it->shuffle == PD_SHUFFLE_ONCE ? it->perm : NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = src ? src[k] : k;
+        if (it->in[i])
+            it->order[o++] = i;
+    }
+    if (it->shuffle == PD_SHUFFLE_EVERY_EPOCH)
+        pd_rng_shuffle(&it->rng, it->order, m);
+    it->m = m;
+}
+
+typedef struct scored {
+    float score;
+    size_t row;
+} scored;
+
+static int by_score(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+int pd_iter_set_curriculum(pd_iter *it, const float *score, const pd_curriculum_config *cc,
+                           uint64_t seed)
+{
+    size_t n = it->n;
+    it->cursor = 0;
+    if (cc->type == PD_CURRICULUM_NONE) {
+        bool was = it->cur;
+        free_curriculum(it);
+        it->m = n;
+        if (was && it->shuffle == PD_SHUFFLE_ONCE) {
+            memcpy(it->order, it->perm, n * sizeof *it->order);
+        } else if (was && it->shuffle == PD_SHUFFLE_EVERY_EPOCH) {
+            draw(it);
+        } else if (was) {
+            for (size_t i = 0; i < n; i++)
+                it->order[i] = i;
+        }
+        return PD_OK;
+    }
+    if (!(cc->start > 0.0 && cc->start <= 1.0) || cc->epochs < 1)
+        return PD_FAIL(PD_EINPUT, "data.curriculum: start must be in (0, 1] and epochs "
+                       ">= 1, got %g and %d", cc->start, cc->epochs);
+    for (size_t i = 0; i < n; i++)
+        if (isnan(score[i]))
+            return PD_FAIL(PD_EINPUT, "data.curriculum: example %zu has a NaN score", i);
+    free_curriculum(it);
+    int err = PD_OK;
+    scored *tmp = pd_malloc((n ? n : 1) * sizeof *tmp);
+    it->easy = pd_malloc((n ? n : 1) * sizeof *it->easy);
+    it->pool = pd_malloc((n ? n : 1) * sizeof *it->pool);
+    it->in = pd_malloc(n ? n : 1);
+    if (!it->perm && it->shuffle == PD_SHUFFLE_ONCE) {
+        /* order still holds the creation permutation: nothing has
+         * overwritten it before the first curriculum. */
+        it->perm = pd_malloc((n ? n : 1) * sizeof *it->perm);
+        if (it->perm)
+            memcpy(it->perm, it->order, n * sizeof *it->perm);
+    }
+    if (!tmp || !it->easy || !it->pool || !it->in ||
+        (it->shuffle == PD_SHUFFLE_ONCE && !it->perm)) {
+        err = PD_ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = (scored){score[i], i};
+    qsort(tmp, n, sizeof *tmp, by_score);
+    for (size_t k = 0; k < n; k++)
+        it->easy[k] = tmp[k].row;
+    free(tmp);
+    it->cc = *cc;
+    it->crng = pd_rng_make(seed, PD_STREAM_CURRICULUM, it->stream_index);
+    it->cur = true;
+    admit(it);
+    return PD_OK;
+fail:
+    free(tmp);
+    free_curriculum(it);
+    it->m = n;
+    return err;
+}
+
+size_t pd_iter_admitted(const pd_iter *it) { return it->m; }
+
 bool pd_iter_next(pd_iter *it, const size_t **rows, size_t *n)
 {
-    size_t left = it->n - it->cursor;
+    size_t left = it->m - it->cursor;
     if (left == 0 || (it->drop_last && left < it->batch)) {
         it->cursor = 0;
         it->epoch++;
-        if (it->shuffle == PD_SHUFFLE_EVERY_EPOCH)
+        if (it->cur)
+            admit(it);
+        else if (it->shuffle == PD_SHUFFLE_EVERY_EPOCH)
             draw(it);
         *rows = NULL;
         *n = 0;
@@ -85,5 +240,5 @@ int64_t pd_iter_epoch(const pd_iter *it) { return it->epoch; }
 
 size_t pd_iter_batches_per_epoch(const pd_iter *it)
 {
-    return it->drop_last ? it->n / it->batch : (it->n + it->batch - 1) / it->batch;
+    return it->drop_last ? it->m / it->batch : (it->m + it->batch - 1) / it->batch;
 }

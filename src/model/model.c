@@ -352,6 +352,26 @@ int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval
     return PD_OK;
 }
 
+int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
+                    const size_t *rows, size_t b, float *loss)
+{
+    assert(b <= m->max_batch);
+    PD_TRY(check_data(m, ds));
+    if (b == 0)
+        return PD_OK;
+    if (on_linear_path(m))
+        pd_model_linear_forward(m, theta, ds, rows, b);
+    else
+        pd_model_dense_forward(m, theta, ds, rows, b);
+    const float *z = m->A[m->nlayers - 1];   /* [b][K] outputs (K = 1 on the linear path) */
+    for (size_t i = 0; i < b; i++) {
+        head_sums s = {0};
+        PD_TRY(pd_model_head(m, z + i * m->K, ds, rows + i, 1, NULL, 0.0f, &s));
+        loss[i] = (float)s.loss;
+    }
+    return PD_OK;
+}
+
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms)
 {
     for (size_t i = 0; i < m->ntensors; i++) {

@@ -1,6 +1,7 @@
 /* A worker's half of training, shared by the serial trainer and the MPI
- * worker ranks: its shard, its minibatch stream and the gradient at a
- * point. Buffers are sized once; pd_learner_step never allocates. */
+ * worker ranks: its shard, its minibatch stream (with its curriculum) and
+ * the gradient at a point. Buffers are sized once; pd_learner_step never
+ * allocates. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,73 @@
 #include "paramd/error.h"
 #include "paramd/optim.h"
 #include "train.h"
+
+/* data.curriculum.type loss: score every shard example by its loss at a
+ * private model trained from the run's initialization for warmup_updates
+ * plain SGD steps (lr = optimizer.lr; no schedule, clipping, noise or
+ * decay) on the shard, its batches drawn by a separate every_epoch iterator
+ * (stream PD_STREAM_CURRICULUM << 32 | shard), then hand the scores to the
+ * learner's iterator. Uses the learner's model workspaces; resets what the
+ * warm-up counted. */
+static int curriculum_init(pd_learner *l, int shard, size_t batch)
+{
+    const pd_config *cfg = l->cfg;
+    const pd_curriculum_config *cc = &cfg->data.curriculum;
+    size_t n = l->train->n;
+    int err = PD_OK;
+    pd_iter *warm = NULL;
+    pd_optim *opt = NULL;
+    float *theta = pd_malloc(l->nparams * sizeof *theta);
+    float *score = pd_malloc(n * sizeof *score);
+    size_t *rows = pd_malloc(batch * sizeof *rows);
+    if (!theta || !score || !rows) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    pd_model_init(l->model, theta, cfg->run.seed);
+    pd_optim_config oc = cfg->optimizer;
+    oc.name = PD_OPT_SGD;
+    oc.schedule = (pd_schedule_config){.type = PD_SCHED_CONSTANT, .step_size = 1, .gamma = 1};
+    oc.weight_decay = oc.clip_norm = oc.clip_value = oc.noise = 0;
+    oc.staleness_scaling = PD_SSCALE_NONE;
+    PD_TRY_GOTO(err, pd_optim_create(&oc, 0, l->nparams, cfg->run.seed, &opt), out);
+    PD_TRY_GOTO(err, pd_iter_create(l->train, batch, PD_SHUFFLE_EVERY_EPOCH, false,
+                                    cfg->run.seed,
+                                    (uint64_t)PD_STREAM_CURRICULUM << 32 | (uint64_t)shard,
+                                    &warm), out);
+    for (int64_t t = 1; t <= cc->warmup_updates;) {
+        if (!pd_iter_next(warm, &l->rows, &l->batch))
+            continue;   /* epoch boundary; the shard is not empty */
+        bool applied;
+        PD_TRY_GOTO(err, pd_learner_local_step(l, opt, &oc, theta, NULL, t, &applied), out);
+        if (!applied) {
+            err = PD_FAIL(PD_ETRAIN, "data.curriculum: the scoring model diverged at "
+                          "warm-up update %lld of shard %d (lower optimizer.lr or "
+                          "data.curriculum.warmup_updates)", (long long)t, shard);
+            goto out;
+        }
+        t++;
+    }
+    for (size_t start = 0; start < n; start += batch) {
+        size_t k = n - start < batch ? n - start : batch;
+        for (size_t i = 0; i < k; i++)
+            rows[i] = start + i;
+        PD_TRY_GOTO(err, pd_model_losses(l->model, theta, l->train, rows, k, score + start),
+                    out);
+    }
+    PD_TRY_GOTO(err, pd_iter_set_curriculum(l->iter, score, cc, cfg->run.seed), out);
+out:
+    l->examples = 0;
+    l->rows = NULL;
+    l->batch = 0;
+    l->loss = 0;
+    pd_iter_destroy(&warm);
+    pd_optim_destroy(&opt);
+    free(rows);
+    free(score);
+    free(theta);
+    return err;
+}
 
 int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards)
 {
@@ -39,10 +107,13 @@ int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards)
     PD_TRY_GOTO(err, pd_iter_create(l->train, batch, cfg->data.shuffle,
                                     cfg->training.drop_last, cfg->run.seed,
                                     (uint64_t)shard, &l->iter), fail);
+    if (cfg->data.curriculum.type == PD_CURRICULUM_LOSS)
+        PD_TRY_GOTO(err, curriculum_init(l, shard, batch), fail);
     if (pd_iter_batches_per_epoch(l->iter) == 0) {
         err = PD_FAIL(PD_EINPUT, "%s: training.batch_size: %d is larger than the %zu "
-                      "examples of shard %d with drop_last", cfg->source,
-                      cfg->training.batch_size, l->train->n, shard);
+                      "examples of shard %d%s with drop_last", cfg->source,
+                      cfg->training.batch_size, pd_iter_admitted(l->iter), shard,
+                      pd_iter_admitted(l->iter) < l->train->n ? " admitted in epoch 0" : "");
         goto fail;
     }
     return PD_OK;

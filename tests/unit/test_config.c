@@ -232,6 +232,12 @@ static const char every_key[] =
     "  normalize: standardize\n"
     "  shuffle: once\n"
     "  shard: contiguous\n"
+    "  curriculum:\n"
+    "    type: loss\n"
+    "    warmup_updates: 0\n"
+    "    start: 0.1\n"
+    "    epochs: 5\n"
+    "    stochastic: true\n"
     "model:\n"
     "  type: mlp\n"
     "  features: 784\n"
@@ -1064,6 +1070,44 @@ static void test_faults_slow_factor(void **state)
     assert_dbl(pd_faults_slow_factor(&c.faults, 1), 1);
 }
 
+/* data.curriculum: its defaults, values, and one bad value per key. */
+static void test_curriculum_keys(void **state)
+{
+    (void)state;
+    pd_config c;
+    pd_config_defaults(&c);
+    assert_int_equal(c.data.curriculum.type, PD_CURRICULUM_NONE);
+    assert_int_equal(c.data.curriculum.warmup_updates, 200);
+    assert_dbl(c.data.curriculum.start, 0.25);
+    assert_int_equal(c.data.curriculum.epochs, 3);
+    assert_false(c.data.curriculum.stochastic);
+    load_ok(every_key, NULL, 0, &c);
+    assert_int_equal(c.data.curriculum.type, PD_CURRICULUM_LOSS);
+    assert_int_equal(c.data.curriculum.warmup_updates, 0);
+    assert_dbl(c.data.curriculum.start, 0.1);
+    assert_int_equal(c.data.curriculum.epochs, 5);
+    assert_true(c.data.curriculum.stochastic);
+    const char *set[] = {"data.curriculum.type=loss", "data.curriculum.start=1"};
+    load_ok("", set, 2, &c);
+    assert_int_equal(c.data.curriculum.type, PD_CURRICULUM_LOSS);
+    assert_dbl(c.data.curriculum.start, 1);
+
+    ERR("data:\n  curriculum:\n    type: easy\n",
+        NAME ":3:11: data.curriculum.type: must be one of: none, loss; got \"easy\"");
+    ERR("data:\n  curriculum:\n    warmup_updates: -1\n",
+        NAME ":3:21: data.curriculum.warmup_updates: must be >= 0, got -1");
+    ERR("data:\n  curriculum:\n    start: 0\n",
+        NAME ":3:12: data.curriculum.start: must be in (0, 1], got 0");
+    ERR("data:\n  curriculum:\n    start: 1.5\n",
+        NAME ":3:12: data.curriculum.start: must be in (0, 1], got 1.5");
+    ERR("data:\n  curriculum:\n    epochs: 0\n",
+        NAME ":3:13: data.curriculum.epochs: must be >= 1, got 0");
+    ERR("data:\n  curriculum:\n    stochastic: sometimes\n",
+        NAME ":3:17: data.curriculum.stochastic: expected true or false, got \"sometimes\"");
+    ERR("data:\n  curriculum:\n    typ: loss\n",
+        NAME ":3:5: data.curriculum.typ: unknown key (did you mean type?)");
+}
+
 static void test_reference(void **state)
 {
     (void)state;
@@ -1150,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_faults_errors),
         cmocka_unit_test(test_faults_world),
         cmocka_unit_test(test_faults_slow_factor),
+        cmocka_unit_test(test_curriculum_keys),
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_quote_and_helpers),
     };

@@ -1050,6 +1050,182 @@ static void test_iter_orders(void **state)
     pd_iter_destroy(&z);
 }
 
+/* ---- curriculum ---- */
+
+enum { CN = 200 };
+
+/* Rows by increasing score, ties by row (insertion sort: the reference). */
+static void easiest_first(const float *score, size_t n, size_t *rank)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i;
+        while (j > 0 && score[rank[j - 1]] > score[i])
+            j--;
+        memmove(rank + j + 1, rank + j, (i - j) * sizeof *rank);
+        rank[j] = i;
+    }
+}
+
+/* One curriculum epoch: its rows into out, each at most once (seen[row]
+ * = 1 for the rows of the epoch), with the batch count and admitted count
+ * announced at its start. Returns the rows seen. */
+static size_t curriculum_epoch(pd_iter *it, size_t n, size_t batch, unsigned char *seen,
+                               size_t *out)
+{
+    size_t m = pd_iter_admitted(it), bpe = pd_iter_batches_per_epoch(it);
+    const size_t *rows;
+    size_t k, got = 0, batches = 0;
+    memset(seen, 0, n);
+    while (pd_iter_next(it, &rows, &k)) {
+        assert_true(k >= 1 && k <= batch);
+        for (size_t i = 0; i < k; i++) {
+            assert_true(rows[i] < n);
+            if (seen[rows[i]]++)
+                fail_msg("row %zu twice in one epoch", rows[i]);
+            out[got + i] = rows[i];
+        }
+        got += k;
+        batches++;
+    }
+    assert_int_equal(got, m);
+    assert_int_equal(batches, bpe);
+    return got;
+}
+
+/* Scores with ties: 100 distinct values, each on two rows. */
+static void curriculum_scores(float *score, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        score[i] = (float)(((i * 37) % n) / 2);
+}
+
+static void test_curriculum_schedule(void **state)
+{
+    (void)state;
+    pd_dataset ds = {.n = CN};
+    float *score = malloc(CN * sizeof *score);
+    assert_non_null(score);
+    curriculum_scores(score, CN);
+    size_t rank[CN], out[CN], first[CN];
+    unsigned char seen[CN];
+    easiest_first(score, CN, rank);
+    /* start 0.3 over 3 epochs: f = 0.3, 0.5333, 0.7667, then 1; m = ceil(f 200) */
+    const size_t want_m[] = {60, 107, 154, 200, 200};
+    pd_curriculum_config cc = {.type = PD_CURRICULUM_LOSS, .start = 0.3, .epochs = 3};
+    const pd_shuffle policies[] = {PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH};
+    for (int p = 0; p < 3; p++) {
+        pd_iter *it = NULL;
+        assert_int_equal(pd_iter_create(&ds, 16, policies[p], false, 5, 1, &it), PD_OK);
+        float *copy = malloc(CN * sizeof *copy);   /* the iterator keeps no pointer */
+        assert_non_null(copy);
+        memcpy(copy, score, CN * sizeof *copy);
+        assert_int_equal(pd_iter_set_curriculum(it, copy, &cc, 5), PD_OK);
+        free(copy);
+        for (int e = 0; e < 5; e++) {
+            assert_int_equal(pd_iter_epoch(it), e);
+            assert_int_equal(pd_iter_admitted(it), want_m[e]);
+            assert_int_equal(pd_iter_batches_per_epoch(it), (want_m[e] + 15) / 16);
+            size_t got = curriculum_epoch(it, CN, 16, seen, out);
+            assert_int_equal(got, want_m[e]);
+            for (size_t k = 0; k < CN; k++)   /* exactly the easiest m */
+                if (seen[rank[k]] != (k < want_m[e]))
+                    fail_msg("policy %d epoch %d: rank %zu (row %zu) %s", p, e, k, rank[k],
+                             seen[rank[k]] ? "admitted" : "missing");
+            if (policies[p] == PD_SHUFFLE_NONE)
+                for (size_t i = 1; i < got; i++)
+                    assert_true(out[i - 1] < out[i]);
+            if (e == 3)
+                memcpy(first, out, sizeof first);
+        }
+        /* All admitted: the order is the policy's own, as without a curriculum
+         * (once: the creation permutation). */
+        pd_iter *plain = NULL;
+        assert_int_equal(pd_iter_create(&ds, 16, policies[p], false, 5, 1, &plain), PD_OK);
+        size_t ref[CN];
+        curriculum_epoch(plain, CN, 16, seen, ref);
+        if (policies[p] != PD_SHUFFLE_EVERY_EPOCH)
+            assert_memory_equal(first, ref, sizeof ref);
+        pd_iter_destroy(&plain);
+        /* Removing the curriculum gives every row again, from this epoch on. */
+        cc.type = PD_CURRICULUM_NONE;
+        assert_int_equal(pd_iter_set_curriculum(it, score, &cc, 5), PD_OK);
+        cc.type = PD_CURRICULUM_LOSS;
+        assert_int_equal(curriculum_epoch(it, CN, 16, seen, out), CN);
+        if (policies[p] == PD_SHUFFLE_ONCE)
+            assert_memory_equal(out, ref, sizeof ref);
+        pd_iter_destroy(&it);
+    }
+
+    /* Rounding: 0.1 * 30 admits 3, not 4; drop_last counts full batches of
+     * the admitted rows; start 1 admits everything from epoch 0. */
+    pd_dataset small = {.n = 30};
+    pd_iter *it = NULL;
+    assert_int_equal(pd_iter_create(&small, 2, PD_SHUFFLE_NONE, true, 1, 0, &it), PD_OK);
+    pd_curriculum_config c1 = {.type = PD_CURRICULUM_LOSS, .start = 0.1, .epochs = 9};
+    assert_int_equal(pd_iter_set_curriculum(it, score, &c1, 1), PD_OK);
+    assert_int_equal(pd_iter_admitted(it), 3);
+    assert_int_equal(pd_iter_batches_per_epoch(it), 1);
+    c1.start = 1;
+    assert_int_equal(pd_iter_set_curriculum(it, score, &c1, 1), PD_OK);
+    assert_int_equal(pd_iter_admitted(it), 30);
+    /* A NaN score is refused. */
+    score[7] = NAN;
+    assert_int_equal(pd_iter_set_curriculum(it, score, &c1, 1), PD_EINPUT);
+    pd_iter_destroy(&it);
+    free(score);
+}
+
+/* stochastic: m(e) rows as above; the m - r easiest and r more drawn from
+ * the rest, r = floor(h m), h = 0, 1/3, 2/3, 1: r = 0, 35, 102, 200. */
+static void stochastic_sets(uint64_t seed, unsigned char sets[4][CN])
+{
+    pd_dataset ds = {.n = CN};
+    float score[CN];
+    size_t out[CN];
+    curriculum_scores(score, CN);
+    pd_curriculum_config cc = {.type = PD_CURRICULUM_LOSS, .start = 0.3, .epochs = 3,
+                               .stochastic = true};
+    pd_iter *it = NULL;
+    assert_int_equal(pd_iter_create(&ds, 7, PD_SHUFFLE_EVERY_EPOCH, false, seed, 0, &it),
+                     PD_OK);
+    assert_int_equal(pd_iter_set_curriculum(it, score, &cc, seed), PD_OK);
+    for (int e = 0; e < 4; e++)
+        curriculum_epoch(it, CN, 7, sets[e], out);
+    pd_iter_destroy(&it);
+}
+
+static void test_curriculum_stochastic(void **state)
+{
+    (void)state;
+    float score[CN];
+    size_t rank[CN];
+    curriculum_scores(score, CN);
+    easiest_first(score, CN, rank);
+    const size_t want_m[] = {60, 107, 154, 200}, want_r[] = {0, 35, 102, 200};
+    unsigned char a[4][CN], b[4][CN], c[4][CN];
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        stochastic_sets(seed, a);
+        stochastic_sets(seed, b);
+        assert_memory_equal(a, b, sizeof a);   /* reproducible for a seed */
+        for (int e = 0; e < 4; e++) {
+            size_t easy = want_m[e] - want_r[e], drawn = 0, beyond = 0;
+            for (size_t k = 0; k < CN; k++) {
+                if (k < easy && !a[e][rank[k]])
+                    fail_msg("seed %d epoch %d: easy rank %zu missing", (int)seed, e, k);
+                drawn += k >= easy && a[e][rank[k]];
+                beyond += k >= want_m[e] && a[e][rank[k]];
+            }
+            assert_int_equal(drawn, want_r[e]);           /* the random share */
+            assert_true(e == 0 || e == 3 || beyond > 0);  /* harder rows come in */
+            assert_true(e != 0 || beyond == 0);           /* epoch 0: the easiest only */
+        }
+    }
+    stochastic_sets(1, a);
+    stochastic_sets(2, c);
+    assert_memory_equal(a[0], c[0], CN);       /* no draw in epoch 0 */
+    assert_memory_not_equal(a[1], c[1], CN);   /* another seed, another draw */
+}
+
 static void test_iter_drop_last(void **state)
 {
     (void)state;
@@ -1169,6 +1345,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_normalize_idx, make_dir, remove_dir),
         cmocka_unit_test(test_iter_orders),
         cmocka_unit_test(test_iter_drop_last),
+        cmocka_unit_test(test_curriculum_schedule),
+        cmocka_unit_test(test_curriculum_stochastic),
         cmocka_unit_test_setup_teardown(test_shape_only, make_dir, remove_dir),
         cmocka_unit_test(test_fashion_mnist),
     };

@@ -1052,6 +1052,97 @@ static void test_eval_sparse_linear(void **state)
     pd_model_destroy(&m);
 }
 
+/* pd_model_losses: exact per-example values on hand-made cases, in the
+ * order of the rows asked for. */
+static void test_losses_exact(void **state)
+{
+    (void)state;
+    /* linreg w = 2, b = 1 (test_eval_linreg): residuals -1, 1, 0, 0 */
+    float x[] = {0, 1, 2, 3}, y[] = {2, 2, 5, 7};
+    pd_dataset ds = {.n = 4, .d = 1, .x = x, .y = y};
+    pd_model_config mc = config(PD_MODEL_LINREG, 1, 0);
+    mc.l2 = 1.0;   /* left out */
+    pd_model *m = create(&mc, 3);
+    float theta[] = {2, 1}, loss[3] = {-1, -1, -1};
+    size_t rows[] = {3, 0, 1};
+    assert_int_equal(pd_model_losses(m, theta, &ds, rows, 3, loss), PD_OK);
+    assert_true(loss[0] == 0.0f && loss[1] == 0.5f && loss[2] == 0.5f);
+    pd_model_destroy(&m);
+
+    /* svm on sparse rows (test_eval_sparse_linear): hinge 0, 3, 1, 0 */
+    size_t row_ptr[] = {0, 1, 2, 2, 4};
+    uint32_t col[] = {0, 1, 0, 1};
+    float val[] = {1, 2, 1, 3}, ys[] = {1, 1, -1, -1};
+    pd_dataset sp = {.n = 4, .d = 3, .sparse = true, .row_ptr = row_ptr, .col = col,
+                     .val = val, .y = ys};
+    float th[] = {1, -1, 0, 0}, l4[4];
+    size_t all[] = {0, 1, 2, 3};
+    mc = config(PD_MODEL_SVM, 3, 0);
+    m = create(&mc, 4);
+    assert_int_equal(pd_model_losses(m, th, &sp, all, 4, l4), PD_OK);
+    assert_true(l4[0] == 0.0f && l4[1] == 3.0f && l4[2] == 1.0f && l4[3] == 0.0f);
+    pd_model_destroy(&m);
+
+    /* softmax (test_eval_softmax): -log softmax(z)_y per example */
+    float xs[] = {2, 0, 0, 2, -1, -1, 1, 0.5f, 0, 0}, yc[] = {0, 1, 2, 1, 2};
+    pd_dataset dc = {.n = 5, .d = 2, .x = xs, .y = yc};
+    float ths[] = {1, 0, 0, 1, -1, -1, 0, 0, 0}, l5[5];
+    size_t r5[] = {4, 3, 2, 1, 0};
+    mc = config(PD_MODEL_SOFTMAX, 2, 3);
+    m = create(&mc, 5);
+    assert_int_equal(pd_model_losses(m, ths, &dc, r5, 5, l5), PD_OK);
+    for (int k = 0; k < 5; k++) {
+        size_t i = r5[k];
+        double z[3] = {xs[2 * i], xs[2 * i + 1], -xs[2 * i] - xs[2 * i + 1]};
+        double want = log(exp(z[0]) + exp(z[1]) + exp(z[2])) - z[(int)yc[i]];
+        if (!rel_close(l5[k], want, 1e-6))
+            fail_msg("softmax row %zu: loss %.9g, want %.9g", i, (double)l5[k], want);
+    }
+    /* A bad label is an input error, as in training. */
+    yc[2] = 3;
+    assert_int_equal(pd_model_losses(m, ths, &dc, r5, 5, l5), PD_EINPUT);
+    pd_model_destroy(&m);
+}
+
+/* Their mean is pd_model_eval's loss on the same rows, for every model and
+ * both storage forms. */
+static void test_losses_mean_is_eval(void **state)
+{
+    gdata *g = *state;
+    int h[] = {4, 3};
+    pd_model_config mcs[] = {config(PD_MODEL_SOFTMAX, GD, GC),
+                             mlp_config(GD, h, 2, GC, PD_ACT_TANH),
+                             config(PD_MODEL_LINREG, GD, 0), config(PD_MODEL_LOGREG, GD, 0),
+                             config(PD_MODEL_SVM, GD, 0)};
+    size_t rows[GN];
+    for (size_t i = 0; i < GN; i++)
+        rows[i] = i;
+    for (size_t k = 0; k < sizeof mcs / sizeof *mcs; k++) {
+        mcs[k].l2 = 0.3;
+        pd_model *m = create(&mcs[k], GN);
+        size_t n = pd_model_nparams(m);
+        float *theta = malloc(n * sizeof *theta), loss[GN];
+        assert_non_null(theta);
+        fill_uniform(theta, n, -1, 1, 40 + k);
+        for (int form = 0; form < 2; form++) {
+            pd_dataset ds = form ? g->sparse : g->dense;
+            ds.y = labels_for(g, mcs[k].type);
+            pd_eval ev;
+            assert_int_equal(pd_model_eval(m, theta, &ds, &ev), PD_OK);
+            assert_int_equal(pd_model_losses(m, theta, &ds, rows, GN, loss), PD_OK);
+            double mean = 0;
+            for (size_t i = 0; i < GN; i++)
+                mean += loss[i];
+            mean /= GN;
+            if (!rel_close(mean, ev.loss, 1e-6))
+                fail_msg("model %zu (%s rows): mean of losses %.9g, eval %.9g", k,
+                         form ? "sparse" : "dense", mean, ev.loss);
+        }
+        free(theta);
+        pd_model_destroy(&m);
+    }
+}
+
 static void test_tensor_norms(void **state)
 {
     (void)state;
@@ -1112,6 +1203,8 @@ int main(void)
         cmocka_unit_test(test_eval_mlp),
         cmocka_unit_test(test_eval_linreg),
         cmocka_unit_test(test_eval_sparse_linear),
+        cmocka_unit_test(test_losses_exact),
+        cmocka_unit_test_setup_teardown(test_losses_mean_is_eval, setup_gdata, teardown_gdata),
         cmocka_unit_test(test_tensor_norms),
         cmocka_unit_test(test_blas_version),
     };
