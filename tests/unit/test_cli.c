@@ -172,15 +172,7 @@ static char *capture(void (*write)(FILE *))
     FILE *f = tmpfile();
     assert_non_null(f);
     write(f);
-    long len = ftell(f);
-    assert_true(len > 0);
-    char *text = malloc((size_t)len + 1);
-    assert_non_null(text);
-    rewind(f);
-    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
-    text[len] = '\0';
-    fclose(f);
-    return text;
+    return read_back(f);
 }
 
 static const char *const every_option[] = {"--set KEY.PATH=VALUE", "--out DIR",

@@ -81,15 +81,7 @@ static char *written(const pd_config *cfg)
     FILE *f = tmpfile();
     assert_non_null(f);
     assert_int_equal(cfg ? pd_config_write(cfg, f) : pd_config_write_reference(f), PD_OK);
-    long len = ftell(f);
-    assert_true(len > 0);
-    char *text = malloc((size_t)len + 1);
-    assert_non_null(text);
-    rewind(f);
-    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
-    text[len] = '\0';
-    fclose(f);
-    return text;
+    return read_back(f);
 }
 
 /* Bytes of a key's field in pd_config. */
