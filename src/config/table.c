@@ -145,6 +145,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "easgd: elastic pull strength alpha."),
     I64("training.eval_every", training.eval_every, GE(0), "0",
         "Evaluate every this many updates; 0 = once per epoch."),
+    DBL("training.eval_every_seconds", training.eval_every_seconds, GE(0), "0",
+        "Also evaluate this many seconds after the last evaluation; 0 = off."),
     BOOL("training.trace", training.trace, "false",
          "async: record the order updates were applied, for exact replay."),
     INT("training.early_stopping.patience", training.early_stopping_patience, GE(0), "0",

@@ -19,6 +19,7 @@ typedef struct serial_state {
     pd_progress prog;
     double loss_sum;
     int64_t loss_n, bad;
+    double last_eval_t;            /* pd_now() at the last evaluation */
 } serial_state;
 
 static int evaluate(serial_state *s, bool *stop)
@@ -31,6 +32,7 @@ static int evaluate(serial_state *s, bool *stop)
     p->grad = s->learner.sparse || p->update == 0 ? NULL : s->learner.grad;
     s->loss_sum = 0;
     s->loss_n = 0;
+    s->last_eval_t = pd_now();
     return pd_evaluator_eval(s->ev, s->theta, p, stop);
 }
 
@@ -74,8 +76,10 @@ static int train(serial_state *s, const char **exit)
             continue;
         }
         PD_TRY(update(s));
-        if (tc->eval_every > 0 && s->prog.update % tc->eval_every == 0 &&
-            last_eval != s->prog.update) {
+        bool due = (tc->eval_every > 0 && s->prog.update % tc->eval_every == 0) ||
+                   (tc->eval_every_seconds > 0 &&
+                    pd_now() - s->last_eval_t >= tc->eval_every_seconds);
+        if (due && last_eval != s->prog.update) {
             PD_TRY(evaluate(s, &stop));
             last_eval = s->prog.update;
         }

@@ -69,7 +69,10 @@ static int maybe_eval(server *sv, bool force)
     pd_progress pg;
     progress(sv, &pg);
     PD_TRY(pd_eval_thread_error(sv->et));
-    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 || pg.update < sv->next_eval)) {
+    double secs = sv->cfg->training.eval_every_seconds;
+    bool timed = secs > 0 && pd_now() - sv->last_eval_t >= secs && pg.update > sv->last_eval_update;
+    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 ||
+                   (pg.update < sv->next_eval && !timed))) {
         pd_eval_thread_progress(sv->et, &pg);
         return PD_OK;
     }
@@ -79,6 +82,8 @@ static int maybe_eval(server *sv, bool force)
     float *snap = pd_eval_thread_acquire(sv->et);
     PD_TRY(gather(sv, snap, false));
     pd_eval_thread_submit(sv->et, &pg);
+    sv->last_eval_t = pd_now();
+    sv->last_eval_update = pg.update;
     sv->loss_sum = 0;
     sv->loss_n = 0;
     return PD_OK;

@@ -65,6 +65,8 @@ typedef struct server {
     pd_evaluator *ev;
     pd_eval_thread *et;
     int64_t next_eval;
+    double last_eval_t;            /* pd_now() at the last evaluation */
+    int64_t last_eval_update;
     /* control: SNAP requests (servers > 0) */
     pd_msg_hdr ctrl_in;
     int64_t snap_pending;          /* sync: version a SNAP waits for, -1 none */

@@ -43,6 +43,17 @@ for k in ("wall_s", "update", "epoch", "examples", "lr", "train_loss", "test_los
           "staleness_mean", "staleness_max", "dropped", "param_norm"):
     t.check(all(k in r for r in rows), "every metrics row has " + k)
 
+# Evaluation on a wall-clock cadence, serial and distributed: rows come
+# about every 0.2 s (the last one is the final evaluation).
+for ranks, mode in ((1, "serial"), (3, "async")):
+    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.epochs=3",
+                                             "training.eval_every=1000000",
+                                             "training.eval_every_seconds=0.2"], ranks=ranks)
+    w = [r["wall_s"] for r in t.metrics(d)]
+    gaps = [b - a for a, b in zip(w, w[1:])][:-1]
+    t.check(len(gaps) >= 2 and all(g >= 0.15 for g in gaps),
+            "%s: evaluations every 0.2 s: gaps %s" % (mode, [round(g, 3) for g in gaps]))
+
 d, p = t.run("tests/conf/softmax.yaml", ["training.max_updates=100"])
 t.check(p.stdout == "", "--quiet prints nothing: %r" % p.stdout[:200])
 t.done()

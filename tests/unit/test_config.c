@@ -154,6 +154,7 @@ static void test_defaults_documented(void **state)
     assert_int_equal(t->local_steps, 4);
     assert_dbl(t->elastic_alpha, 0.1);
     assert_int_equal(t->eval_every, 0);
+    assert_dbl(t->eval_every_seconds, 0);
     assert_false(t->trace);
     assert_int_equal(t->early_stopping_patience, 0);
     assert_int_equal(t->max_bad_updates, 0);
@@ -252,6 +253,7 @@ static const char every_key[] =
     "  local_steps: 8\n"
     "  elastic_alpha: 0.3333333333333333\n"
     "  eval_every: 250\n"
+    "  eval_every_seconds: 2.5\n"
     "  trace: on\n"
     "  early_stopping:\n"
     "    patience: 4\n"
@@ -328,6 +330,7 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.training.local_steps, 8);
     assert_dbl(c.training.elastic_alpha, 1.0 / 3);
     assert_int_equal(c.training.eval_every, 250);
+    assert_dbl(c.training.eval_every_seconds, 2.5);
     assert_true(c.training.trace);
     assert_int_equal(c.training.early_stopping_patience, 4);
     assert_int_equal(c.training.max_bad_updates, 12);
