@@ -177,6 +177,9 @@ int server_on_grad_async(server *sv, int w)
         applied_version(sv, v + 1);
         tau = v - p->in.version;
         apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
+        /* Hogwild threads would race on the norms; async has one thread. */
+        if (tc->mode == PD_MODE_ASYNC && !(p->in.flags & PD_FLAG_SPARSE))
+            server_note_grad(sv, p->g);
         rec.outcome = PD_TRACE_APPLIED;
         rec.made = v + 1;
         record_staleness(sv, p, tau);
@@ -274,6 +277,8 @@ int server_maybe_close_round(server *sv)
     }
     if (finite || local) {
         atomic_store(&sv->version, t);
+        if (!local)
+            server_note_grad(sv, sv->acc);   /* the round's mean gradient */
         applied_version(sv, t);
         for (int w = 0; w < sv->world->workers; w++)
             if (sv->peers[w].waiting)

@@ -16,6 +16,7 @@ struct pd_eval_thread {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     float *snap;                  /* [n] parameters being evaluated */
+    double gnorm[2 * PD_MAX_HIDDEN + 4];   /* the job's gradient norms */
     pd_progress job, latest;      /* what to evaluate; latest progress */
     bool pending, busy, quit, stop;
     int err;                      /* first error of the thread */
@@ -102,6 +103,10 @@ void pd_eval_thread_submit(pd_eval_thread *et, const pd_progress *p)
     pthread_mutex_lock(&et->mu);
     et->job = *p;
     et->job.grad = NULL;
+    if (p->grad_norms) {   /* the caller's array changes after this returns */
+        memcpy(et->gnorm, p->grad_norms, sizeof et->gnorm);
+        et->job.grad_norms = et->gnorm;
+    }
     et->latest = et->job;
     et->pending = true;
     pthread_cond_broadcast(&et->cv);
@@ -113,6 +118,7 @@ void pd_eval_thread_progress(pd_eval_thread *et, const pd_progress *p)
     pthread_mutex_lock(&et->mu);
     et->latest = *p;
     et->latest.grad = NULL;
+    et->latest.grad_norms = NULL;
     pthread_mutex_unlock(&et->mu);
 }
 

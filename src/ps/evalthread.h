@@ -15,7 +15,8 @@ int pd_eval_thread_start(pd_evaluator *ev, size_t n, pd_eval_thread **out);
 /* Wait until the thread is idle and return the snapshot buffer [n] for the
  * caller to fill. */
 float *pd_eval_thread_acquire(pd_eval_thread *et);
-/* Evaluate the filled snapshot as progress p (p->grad is ignored). */
+/* Evaluate the filled snapshot as progress p (p->grad is ignored;
+ * p->grad_norms, at most 2 PD_MAX_HIDDEN + 4 of them, is copied). */
 void pd_eval_thread_submit(pd_eval_thread *et, const pd_progress *p);
 /* Latest progress, for the status heartbeat. */
 void pd_eval_thread_progress(pd_eval_thread *et, const pd_progress *p);

@@ -218,7 +218,10 @@ int pd_evaluator_eval(pd_evaluator *ev, const float *theta, const pd_progress *p
     r->ntensors = ev->ntensors;
     r->tensor_names = ev->names;
     r->param_norms = ev->pnorm;
-    if (p->grad) {
+    if (p->grad_norms) {
+        memcpy(ev->gnorm, p->grad_norms, ev->ntensors * sizeof *ev->gnorm);
+        r->grad_norms = ev->gnorm;
+    } else if (p->grad) {
         pd_model_tensor_norms(ev->model, p->grad, ev->gnorm);
         r->grad_norms = ev->gnorm;
     }

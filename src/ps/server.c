@@ -62,6 +62,22 @@ static int gather(server *sv, float *buf, bool final)
     return PD_OK;
 }
 
+static bool eval_due(const server *sv, int64_t update)
+{
+    double secs = sv->cfg->training.eval_every_seconds;
+    return update >= sv->next_eval ||
+           (secs > 0 && pd_now() - sv->last_eval_t >= secs && update > sv->last_eval_update);
+}
+
+void server_note_grad(server *sv, const float *g)
+{
+    if (sv->world->servers != 1 || atomic_load(&sv->updates_per_epoch) == 0 ||
+        !eval_due(sv, atomic_load(&sv->version)))
+        return;
+    pd_model_tensor_norms(sv->model, g, sv->gnorm);
+    sv->gnorm_ok = true;
+}
+
 static int maybe_eval(server *sv, bool force)
 {
     if (sv->world->index != 0)
@@ -69,10 +85,7 @@ static int maybe_eval(server *sv, bool force)
     pd_progress pg;
     progress(sv, &pg);
     PD_TRY(pd_eval_thread_error(sv->et));
-    double secs = sv->cfg->training.eval_every_seconds;
-    bool timed = secs > 0 && pd_now() - sv->last_eval_t >= secs && pg.update > sv->last_eval_update;
-    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 ||
-                   (pg.update < sv->next_eval && !timed))) {
+    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 || !eval_due(sv, pg.update))) {
         pd_eval_thread_progress(sv->et, &pg);
         return PD_OK;
     }
@@ -81,6 +94,8 @@ static int maybe_eval(server *sv, bool force)
     sv->next_eval = (pg.update / every + 1) * every;
     float *snap = pd_eval_thread_acquire(sv->et);
     PD_TRY(gather(sv, snap, false));
+    pg.grad_norms = sv->gnorm_ok ? sv->gnorm : NULL;
+    sv->gnorm_ok = false;
     pd_eval_thread_submit(sv->et, &pg);
     sv->last_eval_t = pd_now();
     sv->last_eval_update = pg.update;

@@ -65,6 +65,8 @@ typedef struct server {
     pd_evaluator *ev;
     pd_eval_thread *et;
     int64_t next_eval;
+    double gnorm[2 * PD_MAX_HIDDEN + 4];   /* per-tensor norms of the last noted gradient */
+    bool gnorm_ok;
     double last_eval_t;            /* pd_now() at the last evaluation */
     int64_t last_eval_update;
     /* control: SNAP requests (servers > 0) */
@@ -83,6 +85,9 @@ int server_maybe_close_round(server *sv);
 int server_on_model_easgd(server *sv, int w);
 /* server.c */
 int server_answer_snap(server *sv);
+/* Server 0 of one: keep the per-tensor norms of gradient g (the whole
+ * parameter vector) when the next evaluation is due, for metrics.jsonl. */
+void server_note_grad(server *sv, const float *g);
 /* Wait for a collective among servers while still answering server 0's
  * SNAP requests (server 0 may be waiting on one to evaluate). */
 int server_wait_collective(server *sv, MPI_Request *r);

@@ -70,6 +70,7 @@ typedef struct pd_progress {
     int64_t staleness_max;    /* -1 where it does not apply */
     int64_t dropped;          /* -1 where it does not apply */
     const float *grad;        /* latest gradient for per-tensor norms, or NULL */
+    const double *grad_norms; /* or its per-tensor norms already computed, or NULL */
 } pd_progress;
 
 typedef struct pd_evaluator pd_evaluator;

@@ -42,6 +42,11 @@ t.check(stdout.splitlines()[-1].startswith("done (done)"), "a final line: " + st
 for k in ("wall_s", "update", "epoch", "examples", "lr", "train_loss", "test_loss", "test_acc",
           "staleness_mean", "staleness_max", "dropped", "param_norm"):
     t.check(all(k in r for r in rows), "every metrics row has " + k)
+# Per-layer gradient norms (exploding / vanishing gradients as they happen):
+# the gradient server 0 applied just before each evaluation.
+with_g = [r for r in rows if "grad_norm" in r]
+t.check(len(with_g) >= len(rows) - 2 and all(set(r["grad_norm"]) == {"W", "b"} for r in with_g),
+        "async: gradient norms per tensor in %d of %d rows" % (len(with_g), len(rows)))
 
 # Evaluation on a wall-clock cadence, serial and distributed: rows come
 # about every 0.2 s (the last one is the final evaluation).
