@@ -38,7 +38,9 @@ t.check(s["dropped"] <= 2, "wait policy drops at most the 2 in flight at the end
 t.check(s["staleness_max"] <= 3 * (2 * 1 + 1), "wait policy bounds staleness: %s" % s["staleness_max"])
 
 # Two servers in async mode.
-d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.servers=2"], ranks=4)
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.servers=2",
+                                         "optimizer.schedule.type=cosine",
+                                         "optimizer.schedule.step_size=1876"], ranks=4)
 s = t.summary(d)
 t.check(s["test_acc"] >= 0.80, "async S=2 W=2: test_acc %.4f >= 0.80" % s["test_acc"])
 
