@@ -20,7 +20,7 @@ typedef enum { PD_FMT_IDX, PD_FMT_CSV, PD_FMT_LIBSVM } pd_data_format;
 typedef enum { PD_NORM_NONE, PD_NORM_SCALE01, PD_NORM_STANDARDIZE } pd_normalize;
 typedef enum { PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH } pd_shuffle;
 typedef enum { PD_SHARD_STRIDED, PD_SHARD_CONTIGUOUS } pd_shard;
-typedef enum { PD_CURRICULUM_NONE, PD_CURRICULUM_LOSS } pd_curriculum_type;
+typedef enum { PD_CURRICULUM_NONE, PD_CURRICULUM_LOSS, PD_CURRICULUM_COLUMN } pd_curriculum_type;
 typedef enum { PD_MODEL_SOFTMAX, PD_MODEL_MLP, PD_MODEL_LINREG, PD_MODEL_LOGREG,
                PD_MODEL_SVM } pd_model_type;
 typedef enum { PD_ACT_RELU, PD_ACT_TANH, PD_ACT_SIGMOID } pd_activation;
@@ -48,7 +48,9 @@ typedef struct pd_run_config {
  * the easiest share admitted first, growing to all of them; the schedule
  * and the stochastic ("mixed") rule are in paramd/data.h. */
 typedef struct pd_curriculum_config {
-    pd_curriculum_type type;       /* none, or loss: scored by a warmed-up model */
+    pd_curriculum_type type;       /* none; loss: scored by a warmed-up model;
+                                      column: scores read from a CSV column */
+    char column[64];               /* column: header name or 0-based index */
     int64_t warmup_updates;        /* loss: plain SGD steps of the scoring model */
     double start;                  /* fraction admitted in epoch 0, (0, 1] */
     int epochs;                    /* epochs until all are admitted, >= 1 */

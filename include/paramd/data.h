@@ -47,6 +47,8 @@
  * y[i] is the target: a class id 0..classes-1 (softmax, mlp), +1/-1 (logreg,
  * svm) or a real value (linreg). id[i] is the example's number in the
  * training part (or the record number for validation/test parts).
+ * score[i] is the example's curriculum score from the CSV column
+ * data.curriculum.column (data.curriculum.type column only; lower = easier).
  * Owned by the pd_data it came from. */
 typedef struct pd_dataset {
     size_t n, d;
@@ -57,6 +59,7 @@ typedef struct pd_dataset {
     float *val;              /* [nnz] */
     float *y;                /* [n] */
     size_t *id;              /* [n] */
+    float *score;            /* [n] curriculum score per example, or NULL */
 } pd_dataset;
 
 typedef enum { PD_PART_TRAIN = 1, PD_PART_VALID = 2, PD_PART_TEST = 4 } pd_part;

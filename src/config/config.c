@@ -414,6 +414,17 @@ static int data_rules(loader *ld)
 {
     pd_data_config *d = &ld->cfg->data;
     const char *fmt = pd_keys[KEY("data.format")].names[d->format];
+    if (d->curriculum.type == PD_CURRICULUM_COLUMN) {
+        if (d->format != PD_FMT_CSV)
+            return fail_key(ld, KEY("data.curriculum.type"), "column needs data.format csv "
+                            "(data.format is %s)", fmt);
+        if (!d->curriculum.column[0])
+            return fail_key(ld, KEY("data.curriculum.type"), "column needs "
+                            "data.curriculum.column, the score column");
+        if (!strcmp(d->curriculum.column, d->label_column))
+            return fail_key(ld, KEY("data.curriculum.column"), "\"%s\" is the label "
+                            "column (data.label_column)", d->curriculum.column);
+    }
     if (d->format != PD_FMT_IDX) {
         if (!is_set(ld, KEY("data.train")))
             return fail_key(ld, KEY("data.format"), "%s needs data.train (the default is "

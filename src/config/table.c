@@ -17,7 +17,7 @@ static const char *const format_names[] = {"idx", "csv", "libsvm", NULL};
 static const char *const normalize_names[] = {"none", "scale01", "standardize", NULL};
 static const char *const shuffle_names[] = {"none", "once", "every_epoch", NULL};
 static const char *const shard_names[] = {"strided", "contiguous", NULL};
-static const char *const curriculum_names[] = {"none", "loss", NULL};
+static const char *const curriculum_names[] = {"none", "loss", "column", NULL};
 static const char *const model_names[] = {"softmax", "mlp", "linreg", "logreg", "svm", NULL};
 static const char *const activation_names[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const init_names[] = {"auto", "he", "glorot", "zero", NULL};
@@ -96,7 +96,9 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     ENUM("data.shard", data.shard, shard_names, "strided",
          "How training examples are split over workers."),
     ENUM("data.curriculum.type", data.curriculum.type, curriculum_names, "none",
-         "none, or loss: examples scored by a warmed-up model's loss."),
+         "Scores: none, loss of a warmed-up model, or a CSV column."),
+    STR("data.curriculum.column", data.curriculum.column, 0, "",
+        "column: the CSV score column (lower = easier), name or index."),
     I64("data.curriculum.warmup_updates", data.curriculum.warmup_updates, GE(0), "200",
         "loss: plain SGD updates (optimizer.lr) of the scoring model."),
     DBL("data.curriculum.start", data.curriculum.start, IN_LO_OPEN(0, 1), "0.25",
@@ -214,7 +216,8 @@ const pd_section pd_sections[] = {
     {"run", "Identity of the run: seed and where it writes."},
     {"data", "Where examples come from and how they are fed."},
     {"data.curriculum", "Easy examples first (curriculum learning). Each worker scores "
-     "its shard; epoch e admits m = ceil(f(e) n) of its n examples, "
+     "its shard (type loss), or reads the scores from data.curriculum.column of the "
+     "CSV file (type column, not a feature; data.format csv only); epoch e admits m = ceil(f(e) n) of its n examples, "
      "f(e) = min(1, start + (1 - start) e / epochs), ordered by data.shuffle, so "
      "batches per epoch grow. Deterministic: the m easiest. Stochastic: the m - r "
      "easiest plus r drawn at random (seeded, anew each epoch) from the rest, "

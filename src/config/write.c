@@ -81,7 +81,8 @@ static void key_comment(const pd_key *k, const char *indent, FILE *out)
 {
     char note[512], line[1024], bounds[64];
     int o = snprintf(note, sizeof note, "(default %s",
-                     k->flags & K_RULE_DEFAULT ? "the rule's value" : k->def);
+                     k->flags & K_RULE_DEFAULT ? "the rule's value"
+                     : k->def[0] ? k->def : "\"\"");
     if (k->type == KT_ENUM)
         for (int i = 0; k->names[i] && o < (int)sizeof note; i++)
             o += snprintf(note + o, sizeof note - (size_t)o, "%s %s",

@@ -1,7 +1,9 @@
 /* CSV reader: comma-separated numeric fields, an optional header line
  * (data.header), the label in data.label_column (a header name, else a
  * 0-based index; "" means column 0), every other column a feature in file
- * order. Blank lines are skipped but counted: messages give the 1-based
+ * order. With data.curriculum.type column, the column data.curriculum.column
+ * (named the same way) holds each record's curriculum score and is not a
+ * feature either. Blank lines are skipped but counted: messages give the 1-based
  * line and the 0-based column, as data.label_column counts columns.
  * Two passes: count the records, then parse only what the loader needs. */
 #include <stdlib.h>
@@ -37,12 +39,11 @@ static bool all_digits(const char *s)
     return *s && strspn(s, "0123456789") == strlen(s);
 }
 
-/* The label's column, given the header (NULL without one) and the field
- * count nf of the first line. */
-static int find_label(const pd_loader *L, const char *header, long line, size_t nf,
-                      size_t *col)
+/* The column `key` names (want; "" means 0), given the header (NULL
+ * without one) and the field count nf of the first line. */
+static int find_column(const pd_loader *L, const char *header, long line, size_t nf,
+                       const char *key, const char *want, size_t *col)
 {
-    const char *want = L->cfg->data.label_column;
     if (header && want[0]) {
         /* A name wins over an index: a column may be called "3". */
         const char *b = header;
@@ -57,22 +58,24 @@ static int find_label(const pd_loader *L, const char *header, long line, size_t 
             b = e + 1;
         }
         if (!all_digits(want))
-            return PD_FAIL(PD_EINPUT, "%s:%ld: data.label_column: no column named \"%s\"",
-                           L->path, line, want);
+            return PD_FAIL(PD_EINPUT, "%s:%ld: %s: no column named \"%s\"",
+                           L->path, line, key, want);
     } else if (want[0] && !all_digits(want)) {
-        return PD_FAIL(PD_EINPUT, "%s: data.label_column: \"%s\" is a column name, but "
-                       "data.header is false", L->path, want);
+        return PD_FAIL(PD_EINPUT, "%s: %s: \"%s\" is a column name, but "
+                       "data.header is false", L->path, key, want);
     }
     size_t k = want[0] ? strtoul(want, NULL, 10) : 0;
     if (strlen(want) > 9 || k >= nf)
-        return PD_FAIL(PD_EINPUT, "%s:%ld: data.label_column: column %s, but the line has "
-                       "%zu fields", L->path, line, want, nf);
+        return PD_FAIL(PD_EINPUT, "%s:%ld: %s: column %s, but the line has "
+                       "%zu fields", L->path, line, key, want, nf);
     *col = k;
     return PD_OK;
 }
 
+/* Parse a record: label column lc into *y, score column sc (nf: none) into
+ * *score, the other columns into row. */
 static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, size_t lc,
-                      float *row, float *y)
+                      size_t sc, float *row, float *y, float *score)
 {
     size_t got = count_fields(s);
     if (got != nf)
@@ -92,6 +95,8 @@ static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, s
                            k, (int)(e - b), b);
         if (k == lc)
             *y = v;
+        else if (k == sc)
+            *score = v;
         else
             row[j++] = v;
         b = next ? next + 1 : e;
@@ -99,17 +104,30 @@ static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, s
     return PD_OK;
 }
 
-/* First line of the file: fields, label column, feature count; then room. */
+/* First line of the file: fields, label and score columns (*sc = nf
+ * without scores), feature count; then room. */
 static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf,
-                 size_t *lc, float **row)
+                 size_t *lc, size_t *sc, float **row)
 {
     *nf = count_fields(s);
-    PD_TRY(find_label(L, L->cfg->data.header ? s : NULL, line, *nf, lc));
-    if (*nf < 2)
-        return PD_FAIL(PD_EINPUT, "%s:%ld: 1 field: need a label and at least one feature",
-                       L->path, line);
+    const char *header = L->cfg->data.header ? s : NULL;
+    PD_TRY(find_column(L, header, line, *nf, "data.label_column",
+                       L->cfg->data.label_column, lc));
+    *sc = *nf;
+    if (L->scores) {
+        PD_TRY(find_column(L, header, line, *nf, "data.curriculum.column",
+                           L->cfg->data.curriculum.column, sc));
+        if (*sc == *lc)
+            return PD_FAIL(PD_EINPUT, "%s:%ld: data.curriculum.column: column %zu is the "
+                           "label column (data.label_column)", L->path, line, *sc);
+    }
+    size_t extra = L->scores ? 2 : 1;
+    if (*nf < extra + 1)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: %zu field%s: need a label%s and at least one "
+                       "feature", L->path, line, *nf, *nf == 1 ? "" : "s",
+                       L->scores ? ", a score" : "");
     const char *who;
-    size_t d = *nf - 1, want = pd_data_expect_d(L, &who);
+    size_t d = *nf - extra, want = pd_data_expect_d(L, &who);
     if (want && d != want)
         return PD_FAIL(PD_EINPUT, "%s:%ld: %zu feature columns, expected %zu (%s)", L->path,
                        line, d, want, who);
@@ -120,7 +138,7 @@ static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf
 
 int pd_data_read_csv(pd_loader *L, const char *path)
 {
-    size_t nrec, nf = 0, lc = 0;
+    size_t nrec, nf = 0, lc = 0, sc = 0;
     bool header = L->cfg->data.header, started = false;
     L->path = path;
     PD_TRY(pd_data_count_records(path, 0, &nrec));
@@ -141,7 +159,7 @@ int pd_data_read_csv(pd_loader *L, const char *path)
             continue;
         if (!started) {
             started = true;
-            PD_TRY_GOTO(err, start(L, s, in.lineno, nrec, &nf, &lc, &row), done);
+            PD_TRY_GOTO(err, start(L, s, in.lineno, nrec, &nf, &lc, &sc, &row), done);
             if (header)
                 continue;
         }
@@ -150,8 +168,10 @@ int pd_data_read_csv(pd_loader *L, const char *path)
         if (!parse)
             continue;
         float y = 0;
-        PD_TRY_GOTO(err, parse_line(L, in.lineno, s, nf, lc, row, &y), done);
-        PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, row, NULL, nf - 1), done);
+        L->score = 0;
+        PD_TRY_GOTO(err, parse_line(L, in.lineno, s, nf, lc, sc, row, &y, &L->score), done);
+        PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, row, NULL, nf - (L->scores ? 2 : 1)),
+                    done);
     }
     err = pd_data_end(L);
 done:

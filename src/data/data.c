@@ -88,6 +88,11 @@ static int alloc_part(pd_loader *L, int p, size_t n, size_t d)
     ds->id = pd_malloc(n * sizeof *ds->id);
     if (!ds->y || !ds->id)
         return PD_ENOMEM;
+    if (L->scores) {
+        ds->score = pd_malloc((n ? n : 1) * sizeof *ds->score);
+        if (!ds->score)
+            return PD_ENOMEM;
+    }
     if (!ds->sparse) {
         if (n > SIZE_MAX / sizeof(float) / d)
             return PD_FAIL(PD_ENOMEM, "%s: %zu x %zu features do not fit in memory",
@@ -219,6 +224,8 @@ static int store(pd_loader *L, float y, const float *x, const uint32_t *col, siz
     }
     ds->y[i] = y;
     ds->id[i] = L->id;
+    if (ds->score)
+        ds->score[i] = L->score;
     ds->n = i + 1;
     return PD_OK;
 }
@@ -337,6 +344,7 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
     bool svm = dc->format == PD_FMT_LIBSVM;
     bool sparse_out = svm && is_binary(mc->type);
     pd_loader L = {.cfg = cfg, .shard = shard, .nshards = nshards, .max_label = -1};
+    L.scores = dc->format == PD_FMT_CSV && dc->curriculum.type == PD_CURRICULUM_COLUMN;
     L.parse_all = (svm && mc->features <= 0) || (is_classifier(mc->type) && mc->classes <= 0);
     /* A shape-only load (no parts) needs no statistics. */
     pd_normalize norm = parts ? dc->normalize : PD_NORM_NONE;
@@ -397,6 +405,7 @@ void pd_data_destroy(pd_data **pd)
         free(ds->val);
         free(ds->y);
         free(ds->id);
+        free(ds->score);
     }
     free(d);
     *pd = NULL;

@@ -62,6 +62,8 @@ typedef struct pd_loader {
     int dst;                /* the part it goes to (index into part), or -1 */
     size_t id;
     bool in_train;
+    float score;            /* its curriculum score, when scores is set */
+    bool scores;            /* parts keep a score per example (CSV column) */
     /* findings */
     size_t d;               /* features: fixed by a dense file, else max index */
     int classes;            /* softmax/mlp: set or inferred after the training file */

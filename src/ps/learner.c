@@ -109,6 +109,15 @@ int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards)
                                     (uint64_t)shard, &l->iter), fail);
     if (cfg->data.curriculum.type == PD_CURRICULUM_LOSS)
         PD_TRY_GOTO(err, curriculum_init(l, shard, batch), fail);
+    if (cfg->data.curriculum.type == PD_CURRICULUM_COLUMN) {
+        /* data.curriculum.type column: the scores came with the CSV records. */
+        if (!l->train->score) {
+            err = PD_FAIL(PD_EINPUT, "data.curriculum.type: column needs data.format csv");
+            goto fail;
+        }
+        PD_TRY_GOTO(err, pd_iter_set_curriculum(l->iter, l->train->score,
+                                                &cfg->data.curriculum, cfg->run.seed), fail);
+    }
     if (pd_iter_batches_per_epoch(l->iter) == 0) {
         err = PD_FAIL(PD_EINPUT, "%s: training.batch_size: %d is larger than the %zu "
                       "examples of shard %d%s with drop_last", cfg->source,

@@ -1,8 +1,12 @@
 """Curriculum learning end to end (data.curriculum): each worker scores its
 shard by a warmed-up model's loss, then epoch e trains on the easiest
 ceil(f(e) n) examples, f(e) = min(1, start + (1 - start) e / epochs); the
-examples and updates per epoch follow that schedule, serial and sync."""
+examples and updates per epoch follow that schedule, serial and sync.
+With type column the scores come from a column of the CSV training file."""
 import math
+import os
+import random
+import tempfile
 
 import pdtest as t
 
@@ -58,4 +62,27 @@ d, _ = t.run("tests/conf/softmax.yaml", SETS + ["data.curriculum.stochastic=true
 m = t.metrics(d)
 t.check(diffs([r["examples"] for r in m]) == want_ex,
         "stochastic examples per epoch %s == %s" % (diffs([r["examples"] for r in m]), want_ex))
+
+# Scores from a CSV column: a 2-class problem (class = sign of x0 + x1), its
+# score column "hard" (distance to the boundary, negated) not a feature.
+tmp = tempfile.mkdtemp(prefix="paramd-it-csv-")
+csv = os.path.join(tmp, "train.csv")
+rng = random.Random(7)
+NC = 400
+with open(csv, "w") as f:
+    f.write("y,x0,hard,x1\n")
+    for _ in range(NC):
+        a, b = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        f.write("%d,%.6f,%.6f,%.6f\n" % (int(a + b > 0), a, -abs(a + b), b))
+d, _ = t.run("tests/conf/softmax.yaml",
+             ["data.format=csv", "data.train=" + csv, "data.header=true",
+              "data.label_column=y", "data.normalize=none", "model.type=softmax",
+              "data.curriculum.type=column", "data.curriculum.column=hard",
+              "data.curriculum.start=0.5", "data.curriculum.epochs=1",
+              "training.epochs=2", "training.eval_every=0"])
+s, m = t.summary(d), t.metrics(d)
+ex = diffs([r["examples"] for r in m])
+t.check(s["exit"] == "done", "csv column curriculum runs all epochs: exit %s" % s["exit"])
+t.check(ex == [NC // 2, NC], "csv column curriculum examples per epoch %s == %s"
+        % (ex, [NC // 2, NC]))
 t.done()

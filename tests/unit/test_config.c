@@ -227,6 +227,7 @@ static const char every_key[] =
     "  shard: contiguous\n"
     "  curriculum:\n"
     "    type: loss\n"
+    "    column: score\n"
     "    warmup_updates: 0\n"
     "    start: 0.1\n"
     "    epochs: 5\n"
@@ -1076,8 +1077,10 @@ static void test_curriculum_keys(void **state)
     assert_dbl(c.data.curriculum.start, 0.25);
     assert_int_equal(c.data.curriculum.epochs, 3);
     assert_false(c.data.curriculum.stochastic);
+    assert_str(c.data.curriculum.column, "");
     load_ok(every_key, NULL, 0, &c);
     assert_int_equal(c.data.curriculum.type, PD_CURRICULUM_LOSS);
+    assert_str(c.data.curriculum.column, "score");
     assert_int_equal(c.data.curriculum.warmup_updates, 0);
     assert_dbl(c.data.curriculum.start, 0.1);
     assert_int_equal(c.data.curriculum.epochs, 5);
@@ -1088,7 +1091,27 @@ static void test_curriculum_keys(void **state)
     assert_dbl(c.data.curriculum.start, 1);
 
     ERR("data:\n  curriculum:\n    type: easy\n",
-        NAME ":3:11: data.curriculum.type: must be one of: none, loss; got \"easy\"");
+        NAME ":3:11: data.curriculum.type: must be one of: none, loss, column; got \"easy\"");
+    const char *col[] = {"data.format=csv", "data.train=t.csv", "data.curriculum.type=column",
+                         "data.curriculum.column=s"};
+    load_ok("", col, 4, &c);
+    assert_int_equal(c.data.curriculum.type, PD_CURRICULUM_COLUMN);
+    assert_str(c.data.curriculum.column, "s");
+    ERR("data:\n  curriculum:\n    type: column\n    column: s\n",
+        NAME ":3:11: data.curriculum.type: column needs data.format csv (data.format is idx)");
+    ERR("data:\n  format: libsvm\n  train: t.svm\n  curriculum:\n    type: column\n"
+        "    column: s\n",
+        NAME ":5:11: data.curriculum.type: column needs data.format csv "
+        "(data.format is libsvm)");
+    ERR("data:\n  format: csv\n  train: t.csv\n  curriculum:\n    type: column\n",
+        NAME ":5:11: data.curriculum.type: column needs data.curriculum.column, the score "
+        "column");
+    ERR("data:\n  format: csv\n  train: t.csv\n  label_column: y\n  curriculum:\n"
+        "    type: column\n    column: y\n",
+        NAME ":7:13: data.curriculum.column: \"y\" is the label column (data.label_column)");
+    ERR("data:\n  format: csv\n  train: t.csv\n  curriculum:\n    type: column\n"
+        "    column: 0\n",
+        NAME ":6:13: data.curriculum.column: \"0\" is the label column (data.label_column)");
     ERR("data:\n  curriculum:\n    warmup_updates: -1\n",
         NAME ":3:21: data.curriculum.warmup_updates: must be >= 0, got -1");
     ERR("data:\n  curriculum:\n    start: 0\n",

@@ -433,6 +433,92 @@ static void test_csv_variants(void **state)
     pd_data_destroy(&d);
 }
 
+/* data.curriculum.type column: the score column is read per record and is
+ * not a feature; shards and parts keep each example's score. */
+static void test_csv_score_column(void **state)
+{
+    (void)state;
+    /* Record r: label r % 2, a = 10 r, s = 100 - r, b = 10 r + 1. */
+    char text[4096];
+    int o = snprintf(text, sizeof text, "label,a,s,b\n");
+    for (int r = 0; r < 20; r++)
+        o += snprintf(text + o, sizeof text - (size_t)o, "%d,%d,%d,%d\n", r % 2, 10 * r,
+                      100 - r, 10 * r + 1);
+    put("s.csv", text);
+    pd_config c = mkcfg(PD_FMT_CSV, PD_MODEL_SOFTMAX, "s.csv");
+    c.data.header = true;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "label");
+    c.data.curriculum.type = PD_CURRICULUM_COLUMN;
+    snprintf(c.data.curriculum.column, sizeof c.data.curriculum.column, "s");
+
+    pd_data *d = load(&c, 0, 1, PD_PART_TRAIN);
+    const pd_dataset *t = pd_data_part(d, PD_PART_TRAIN);
+    assert_int_equal(pd_data_features(d), 2);
+    assert_int_equal(t->d, 2);
+    assert_int_equal(t->n, 20);
+    assert_non_null(t->score);
+    for (size_t i = 0; i < t->n; i++) {
+        assert_close(t->score[i], 100.0 - (double)i, 0);
+        assert_close(t->x[i * 2], 10.0 * (double)i, 0);
+        assert_close(t->x[i * 2 + 1], 10.0 * (double)i + 1, 0);
+        assert_close(t->y[i], (double)(i % 2), 0);
+    }
+    pd_data_destroy(&d);
+
+    /* By index too (s is column 2); a held-out part keeps its scores. */
+    snprintf(c.data.curriculum.column, sizeof c.data.curriculum.column, "2");
+    c.data.validation_fraction = 0.25;
+    d = load(&c, 0, 1, PD_PART_TRAIN | PD_PART_VALID);
+    const pd_dataset *v = pd_data_part(d, PD_PART_VALID);
+    assert_int_equal(v->n, 5);
+    for (size_t i = 0; i < v->n; i++)
+        assert_close(v->score[i], 100.0 - (double)v->id[i], 0);
+    pd_data_destroy(&d);
+    c.data.validation_fraction = 0;
+
+    /* Sharding: kept records keep their scores. */
+    for (int policy = 0; policy < 2; policy++) {
+        c.data.shard = policy ? PD_SHARD_CONTIGUOUS : PD_SHARD_STRIDED;
+        size_t total = 0;
+        for (int w = 0; w < 3; w++) {
+            d = load(&c, w, 3, PD_PART_TRAIN);
+            t = pd_data_part(d, PD_PART_TRAIN);
+            for (size_t i = 0; i < t->n; i++) {
+                assert_close(t->score[i], 100.0 - (double)t->id[i], 0);
+                assert_close(t->x[i * 2], 10.0 * (double)t->id[i], 0);
+            }
+            total += t->n;
+            pd_data_destroy(&d);
+        }
+        assert_int_equal(total, 20);
+    }
+    c.data.shard = PD_SHARD_STRIDED;
+
+    /* Without a column curriculum, s is a feature and there are no scores. */
+    c.data.curriculum.type = PD_CURRICULUM_LOSS;
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_int_equal(pd_data_features(d), 3);
+    assert_null(pd_data_part(d, PD_PART_TRAIN)->score);
+    pd_data_destroy(&d);
+    c.data.curriculum.type = PD_CURRICULUM_COLUMN;
+
+    /* Errors. */
+    snprintf(c.data.curriculum.column, sizeof c.data.curriculum.column, "s");
+    put("s.csv", "label,a,s,b\n0,1,2,3\n1,1,easy,3\n");
+    expect_error(&c, ALL, "%s:3: column 2: not a number: \"easy\"", P("s.csv"));
+    put("s.csv", "label,a,s,b\n0,1,inf,3\n");
+    expect_error(&c, ALL, "%s:2: column 2: not finite: inf", P("s.csv"));
+    put("s.csv", "label,a,b\n0,1,3\n");
+    expect_error(&c, ALL, "%s:1: data.curriculum.column: no column named \"s\"", P("s.csv"));
+    put("s.csv", "label,s\n0,1\n");
+    expect_error(&c, ALL, "%s:1: 2 fields: need a label, a score and at least one feature",
+                 P("s.csv"));
+    put("s.csv", "label,a,s,b\n0,1,2,3\n");
+    snprintf(c.data.curriculum.column, sizeof c.data.curriculum.column, "0");
+    expect_error(&c, ALL, "%s:1: data.curriculum.column: column 0 is the label column "
+                 "(data.label_column)", P("s.csv"));
+}
+
 static void test_csv_errors(void **state)
 {
     (void)state;
@@ -1334,6 +1420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idx_binary_labels, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_idx_errors, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_variants, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_csv_score_column, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_errors, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_variants, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_errors, make_dir, remove_dir),
