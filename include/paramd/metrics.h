@@ -72,6 +72,7 @@ typedef struct pd_summary {
     int64_t applied, sent, bad;            /* gradients; -1 where not counted */
     double server_cpu_s;                   /* NAN where it does not apply */
     double server_loop_cpu_s;              /* serving threads only; NAN likewise */
+    int64_t params_sent_floats;            /* server 0's replies; -1 where not counted */
     const pd_worker_stats *workers_stats;  /* per worker (n_workers_stats), or NULL */
     int n_workers_stats;
 } pd_summary;

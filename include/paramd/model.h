@@ -82,6 +82,12 @@ int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
 int pd_model_grad_sparse(pd_model *m, const float *theta, const pd_dataset *ds,
                          const size_t *rows, size_t b, pd_sparse_grad *g,
                          double *loss);
+/* The coordinates pd_model_grad_sparse of rows[0..b) reads and writes:
+ * the batch's features, increasing, then the bias, into idx[0..*n); a
+ * dense ds touches all nparams. This is what a worker pulls before its
+ * next minibatch. PD_ENOMEM if more than cap. Local, no allocation. */
+int pd_model_touched(pd_model *m, const pd_dataset *ds, const size_t *rows, size_t b,
+                     uint32_t *idx, size_t cap, size_t *n);
 /* Allocate / free a sparse gradient able to hold a batch of max_batch rows
  * of ds (cap = min(nparams, nnz bound)). */
 int pd_sparse_grad_init(pd_sparse_grad *g, size_t cap);

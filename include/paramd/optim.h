@@ -126,6 +126,10 @@ bool pd_optim_has_lookahead(const pd_optim *o);
  * rules without lookahead); point must not overlap theta. Local. */
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point,
                         size_t lo, size_t hi);
+/* The same at the coordinates idx[0..n) (each in the optimizer's range):
+ * out[j] = the lookahead point at idx[j]. A sparse pull. Local. */
+void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint32_t *idx,
+                               size_t n, float *out);
 
 /* Serializable state (for checkpoints): bytes needed, save, load. The
  * format is a 32-byte header (magic "PDOS", version 1, rule, number of

@@ -330,6 +330,14 @@ int pd_model_grad_sparse(pd_model *m, const float *theta, const pd_dataset *ds,
     return PD_OK;
 }
 
+int pd_model_touched(pd_model *m, const pd_dataset *ds, const size_t *rows, size_t b,
+                     uint32_t *idx, size_t cap, size_t *n)
+{
+    assert(on_linear_path(m));
+    PD_TRY(check_data(m, ds));
+    return pd_model_linear_touched(m, ds, rows, b, idx, cap, n);
+}
+
 int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval *out)
 {
     PD_TRY(check_data(m, ds));

@@ -86,6 +86,8 @@ int pd_model_linear_grad(pd_model *m, const float *theta, const pd_dataset *ds,
 int pd_model_linear_grad_sparse(pd_model *m, const float *theta, const pd_dataset *ds,
                                 const size_t *rows, size_t b, pd_sparse_grad *g,
                                 double *loss);
+int pd_model_linear_touched(pd_model *m, const pd_dataset *ds, const size_t *rows, size_t b,
+                            uint32_t *idx, size_t cap, size_t *n);
 
 /* l2/2 |W|^2 over every weight tensor; adds l2 W to grad when grad != NULL. */
 double pd_model_l2_dense(const pd_model *m, const float *theta, float *grad);

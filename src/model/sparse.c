@@ -118,6 +118,57 @@ static void sort_u32(uint32_t *a, size_t n)
     }
 }
 
+/* The features rows[0..b) of a sparse ds touch, increasing, into
+ * idx[0..*k). m->mark is all zero before and after. PD_ENOMEM (no message)
+ * when there are more than room. */
+static int collect_touched(pd_model *m, const pd_dataset *ds, const size_t *rows, size_t b,
+                           uint32_t *idx, size_t room, size_t *k_out)
+{
+    uint32_t *restrict mark = m->mark;
+    size_t k = 0;
+    for (size_t i = 0; i < b; i++) {
+        size_t r = rows[i];
+        for (size_t p = ds->row_ptr[r]; p < ds->row_ptr[r + 1]; p++) {
+            uint32_t c = ds->col[p];
+            if (mark[c])
+                continue;
+            if (k >= room) {
+                for (size_t j = 0; j < k; j++)
+                    mark[idx[j]] = 0;
+                return PD_ENOMEM;
+            }
+            mark[c] = 1;
+            idx[k++] = c;
+        }
+    }
+    for (size_t j = 0; j < k; j++)
+        mark[idx[j]] = 0;
+    sort_u32(idx, k);
+    *k_out = k;
+    return PD_OK;
+}
+
+int pd_model_linear_touched(pd_model *m, const pd_dataset *ds, const size_t *rows, size_t b,
+                            uint32_t *idx, size_t cap, size_t *n)
+{
+    size_t D = m->D, k = D;
+    if (cap == 0)
+        return PD_FAIL(PD_ENOMEM, "touched set has no room for the bias");
+    if (!ds->sparse) {
+        if (cap < D + 1)
+            return PD_FAIL(PD_ENOMEM, "touched set holds %zu entries, a dense batch "
+                           "touches %zu", cap, D + 1);
+        for (size_t j = 0; j < D; j++)
+            idx[j] = (uint32_t)j;
+    } else if (collect_touched(m, ds, rows, b, idx, cap - 1, &k) != PD_OK) {
+        return PD_FAIL(PD_ENOMEM, "touched set holds %zu entries, the batch touches more",
+                       cap);
+    }
+    idx[k] = (uint32_t)D;
+    *n = k + 1;
+    return PD_OK;
+}
+
 /* Dense rows touch every feature: the sparse gradient is the dense one. */
 static int sparse_from_dense(pd_model *m, const float *theta, const pd_dataset *ds,
                              const size_t *rows, size_t b, pd_sparse_grad *g, double *loss)
@@ -153,27 +204,14 @@ int pd_model_linear_grad_sparse(pd_model *m, const float *theta, const pd_datase
 
     /* The touched features, k of them, in g->idx[0..k); one slot kept for
      * the bias. */
+    size_t k;
+    if (collect_touched(m, ds, rows, b, g->idx, g->cap - 1, &k) != PD_OK) {
+        g->nnz = 0;
+        return PD_FAIL(PD_ENOMEM, "sparse gradient holds %zu entries, the batch "
+                       "touches more", g->cap);
+    }
     uint32_t *restrict mark = m->mark;   /* [D], all zero between calls */
     uint32_t *restrict idx = g->idx;
-    size_t k = 0;
-    for (size_t i = 0; i < b; i++) {
-        size_t r = rows[i];
-        for (size_t p = ds->row_ptr[r]; p < ds->row_ptr[r + 1]; p++) {
-            uint32_t c = ds->col[p];
-            if (mark[c])
-                continue;
-            if (k + 1 >= g->cap) {
-                for (size_t j = 0; j < k; j++)
-                    mark[idx[j]] = 0;
-                g->nnz = 0;
-                return PD_FAIL(PD_ENOMEM, "sparse gradient holds %zu entries, the batch "
-                               "touches more", g->cap);
-            }
-            mark[c] = 1;
-            idx[k++] = c;
-        }
-    }
-    sort_u32(idx, k);
 
     /* mark[c] = slot + 1, then accumulate dz_i x_ij into slot of j. */
     float *restrict val = g->val;

@@ -436,6 +436,21 @@ void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, siz
         p[j] = th[j] + alpha * v[j];
 }
 
+void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint32_t *idx,
+                               size_t n, float *out)
+{
+    if (!pd_optim_has_lookahead(o)) {
+        for (size_t j = 0; j < n; j++)
+            out[j] = theta[idx[j]];
+        return;
+    }
+    const float alpha = (float)o->oc.momentum;
+    for (size_t j = 0; j < n; j++) {
+        assert(idx[j] >= o->lo && idx[j] < o->hi);
+        out[j] = theta[idx[j]] + alpha * o->v[idx[j] - o->lo];
+    }
+}
+
 size_t pd_optim_state_size(const pd_optim *o)
 {
     return sizeof(state_header) + o->nvec * (o->hi - o->lo) * sizeof(float);

@@ -50,7 +50,7 @@ int server_post_recv(server *sv, int w)
                      &sv->hreq[w]));
     if (sv->sparse && sv->cfg->training.mode != PD_MODE_LOCAL_SGD &&
         sv->cfg->training.mode != PD_MODE_EASGD)
-        PD_MPI(MPI_Irecv(p->sp, (int)(8 * (sv->hi - sv->lo) + 8), MPI_BYTE, src, PD_TAG_DATA,
+        PD_MPI(MPI_Irecv(p->sp, (int)(12 * (sv->hi - sv->lo) + 8), MPI_BYTE, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     else
         PD_MPI(MPI_Irecv(p->g + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
@@ -69,7 +69,16 @@ int server_reply(server *sv, int w, bool elastic)
                           .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi};
     size_t count = stop ? 0 : sv->hi - sv->lo;
     const float *src = p->reply;       /* easgd: holds the elastic difference */
-    if (!stop && !elastic && sv->rounds) {
+    const float *buf = NULL;           /* set when not src + lo */
+    if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
+        /* Sparse pull (async, hogwild): the lookahead point at the indices
+         * the worker's next minibatch touches, packed. */
+        const uint32_t *idx = (const uint32_t *)(p->sp + 8 * p->in.nnz);
+        count = (size_t)p->in.npull;
+        pd_optim_lookahead_gather(sv->opt, sv->theta, idx, count, p->reply);
+        p->out.npull = p->in.npull;
+        buf = p->reply;
+    } else if (!stop && !elastic && sv->rounds) {
         /* Rounds: every worker gets the same point, sent from one buffer
          * (theta itself when there is no lookahead); the next step waits
          * for these sends before it writes (wait_replies). */
@@ -83,10 +92,11 @@ int server_reply(server *sv, int w, bool elastic)
         /* Async: theta moves on while this reply is in flight: a copy. */
         pd_optim_lookahead(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
     }
+    atomic_fetch_add(&sv->sent_floats, (int64_t)count);
     int dst = pd_worker_rank(sv->world, w);
     PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
-    PD_MPI(MPI_Isend(src + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA, MPI_COMM_WORLD,
-                     &p->rout[1]));
+    PD_MPI(MPI_Isend(buf ? buf : src + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA,
+                     MPI_COMM_WORLD, &p->rout[1]));
     return PD_OK;
 }
 
@@ -308,6 +318,15 @@ int server_on_grad_sync(server *sv, int w)
         count_drop(sv, p);
         PD_TRY(server_reply(sv, w, false));
         return server_post_recv(sv, w);
+    }
+    if (p->in.flags & PD_FLAG_SPARSE) {
+        /* A sparse model's pairs: the round sums dense ranges. */
+        size_t nnz = (size_t)p->in.nnz;
+        const uint32_t *idx = (const uint32_t *)p->sp;
+        const float *val = (const float *)(p->sp + 4 * nnz);
+        memset(p->g + sv->lo, 0, (sv->hi - sv->lo) * sizeof *p->g);
+        for (size_t j = 0; j < nnz; j++)
+            p->g[idx[j]] = val[j];
     }
     p->waiting = true;   /* its buffer is kept until the round closes */
     return server_maybe_close_round(sv);

@@ -9,14 +9,17 @@
  * servers). Kinds:
  *   HELLO   worker -> each server: shard size and batches per epoch
  *   GRAD    worker -> each server: gradient over the server's range (dense
- *           floats [lo, hi)), or sparse pairs (nnz uint32 indices, nnz
- *           floats) followed by npull uint32 indices to pull; carries the
- *           version it was computed from, the batch size, loss and the
- *           full gradient's norm (clip by global norm)
+ *           floats [lo, hi)), or sparse pairs (flag SPARSE: nnz uint32
+ *           indices, nnz floats) followed, with flag PULL, by npull uint32
+ *           indices to pull (the coordinates of the worker's next
+ *           minibatch in the range, increasing); carries the version it was
+ *           computed from, the batch size, loss and the full gradient's
+ *           norm (clip by global norm)
  *   MODEL   worker -> each server (local_sgd, easgd): its local parameters
  *   PARAMS  server -> worker: reply to HELLO/GRAD/MODEL; dense floats of the
- *           range at the lookahead point, or npull floats (sparse pull), or
- *           the elastic difference (easgd)
+ *           range at the lookahead point, or for a PULL request npull floats,
+ *           the lookahead point at the pulled indices (hdr.npull echoes the
+ *           count), or the elastic difference (easgd)
  *   STOP    server -> worker: reply meaning "finish now"
  *   FINAL   worker -> each server: the worker is done; hdr.seq = gradients
  *           it sent in all
@@ -42,7 +45,7 @@ enum pd_msg_kind {
     PD_MSG_FINAL, PD_MSG_SNAP,
 };
 
-enum { PD_FLAG_SPARSE = 1 };
+enum { PD_FLAG_SPARSE = 1, PD_FLAG_PULL = 2 };
 
 typedef struct pd_msg_hdr {
     int32_t kind;

@@ -290,7 +290,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .staleness_max = p->staleness_max,
         .best_update = ev->best ? ev->best_update : -1,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
-        .server_loop_cpu_s = NAN,
+        .server_loop_cpu_s = NAN, .params_sent_floats = -1,
     };
     if (rs) {
         s.staleness_hist = rs->stale_hist;
@@ -300,6 +300,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.bad = rs->bad;
         s.server_cpu_s = rs->server_cpu_s;
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
+        s.params_sent_floats = rs->params_sent_floats;
         s.workers_stats = rs->workers;
         s.n_workers_stats = rs->n_workers;
     }

@@ -373,7 +373,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         p->active = true;
         p->g = pd_calloc(sv->n, sizeof *p->g);
         p->reply = pd_calloc(sv->n, sizeof *p->reply);
-        p->sp = sv->sparse ? pd_malloc(8 * (sv->hi - sv->lo) + 8) : NULL;
+        p->sp = sv->sparse ? pd_malloc(12 * (sv->hi - sv->lo) + 8) : NULL;
         if (!p->g || !p->reply || (sv->sparse && !p->sp))
             return PD_ENOMEM;
         PD_TRY(server_post_recv(sv, w));
@@ -443,6 +443,7 @@ static int finish(server *sv, double cpu0)
         .bad = atomic_load(&sv->bad),
         .server_cpu_s = cpu_seconds() - cpu0,
         .server_loop_cpu_s = sv->loop_cpu_s,
+        .params_sent_floats = atomic_load(&sv->sent_floats),
     };
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)

@@ -54,6 +54,7 @@ typedef struct server {
     _Atomic int64_t applied, dropped, bad, examples, stale_sum, stale_max;
     _Atomic int64_t stale_hist[STALE_HIST];
     int64_t sent_total;            /* from FINAL messages */
+    _Atomic int64_t sent_floats;   /* parameter floats in replies */
     double loss_sum;
     int64_t loss_n;
     _Atomic bool stopping;         /* STOP goes out on the next replies */

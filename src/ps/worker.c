@@ -25,7 +25,12 @@ typedef struct worker {
     pd_optim *local;         /* local_sgd, easgd */
     pd_msg_hdr *out, *in;    /* [S] */
     int64_t *ver;            /* [S] version of each server's range we hold */
-    uint8_t **sp;            /* [S] sparse payloads */
+    uint8_t **sp;            /* [S] sparse payloads: gradient pairs, then pull indices */
+    bool pull;               /* sparse pulls: async/hogwild, sparse model and data */
+    uint32_t *touch;         /* [n] coordinates the next minibatch touches */
+    size_t ntouch;
+    bool more;               /* there is a next minibatch (touch holds it) */
+    float *pulled;           /* [n] pulled values, server s's at [lo, ...) */
     MPI_Request *req;        /* [S][4]: send header, send payload, recv header, recv payload */
     MPI_Datatype ptype;      /* payload type the servers expect */
     int64_t seq;
@@ -65,6 +70,7 @@ static void delay(worker *wk)
     }
 }
 
+/* buf = the pairs of g within [lo, hi): k indices, then k values. */
 static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t *buf)
 {
     size_t k = 0;
@@ -80,6 +86,26 @@ static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t
         }
     }
     return k;
+}
+
+/* The pull indices within [lo, hi), written at out; their count. */
+static size_t pack_pull(const worker *wk, size_t lo, size_t hi, uint32_t *out)
+{
+    size_t m = 0;
+    for (size_t j = 0; wk->more && j < wk->ntouch; j++)
+        if (wk->touch[j] >= lo && wk->touch[j] < hi)
+            out[m++] = wk->touch[j];
+    return m;
+}
+
+/* A sparse pull's reply: the values of server s's pull indices. */
+static void unpack_pull(worker *wk, int s, size_t lo)
+{
+    const pd_msg_hdr *h = &wk->out[s];
+    const uint32_t *idx = (const uint32_t *)(wk->sp[s] + 8 * h->nnz);
+    const float *val = wk->pulled + lo;
+    for (int64_t j = 0; j < h->npull; j++)
+        wk->point[idx[j]] = val[j];
 }
 
 /* One request of `kind` to every server and their replies. Payload: the
@@ -104,8 +130,12 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
         if (kind == PD_MSG_GRAD && l->sparse) {
             h->flags = PD_FLAG_SPARSE;
             h->nnz = (int64_t)pack_sparse(&l->sgrad, lo, hi, wk->sp[s]);
+            if (wk->pull) {
+                h->flags |= PD_FLAG_PULL;
+                h->npull = (int64_t)pack_pull(wk, lo, hi, (uint32_t *)(wk->sp[s] + 8 * h->nnz));
+            }
             payload = wk->sp[s];
-            count = (int)(8 * h->nnz);
+            count = (int)(8 * h->nnz + 4 * h->npull);
         } else if (kind == PD_MSG_GRAD) {
             payload = l->grad + lo;
             count = (int)(hi - lo);
@@ -121,6 +151,8 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
         if (reply) {
             float *into = wk->cfg->training.mode == PD_MODE_EASGD && kind == PD_MSG_MODEL
                               ? wk->diff : wk->point;
+            if (h->flags & PD_FLAG_PULL)
+                into = wk->pulled;
             PD_MPI(MPI_Irecv(&wk->in[s], sizeof wk->in[s], MPI_BYTE, dst, PD_TAG_DATA,
                              MPI_COMM_WORLD, &r[2]));
             PD_MPI(MPI_Irecv(into + lo, (int)(hi - lo), MPI_FLOAT, dst, PD_TAG_DATA,
@@ -131,10 +163,18 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL)
         wk->seq++;
     for (int s = 0; reply && s < S; s++) {
-        if (wk->in[s].kind == PD_MSG_STOP)
+        if (wk->in[s].kind == PD_MSG_STOP) {
             wk->stop = true;
-        else
-            wk->ver[s] = wk->in[s].version;
+            continue;
+        }
+        wk->ver[s] = wk->in[s].version;
+        if (wk->out[s].flags & PD_FLAG_PULL) {
+            if (wk->in[s].npull != wk->out[s].npull)
+                return PD_FAIL(PD_EMPI, "worker %d: server %d answered a pull of %lld "
+                               "coordinates with %lld", wk->world->index, s,
+                               (long long)wk->out[s].npull, (long long)wk->in[s].npull);
+            unpack_pull(wk, s, (size_t)wk->out[s].lo);
+        }
     }
     return PD_OK;
 }
@@ -150,10 +190,22 @@ static bool next_batch(worker *wk, int *epochs)
     return true;
 }
 
+/* Draw the next minibatch; with sparse pulls, note the coordinates it
+ * touches, which go out with the current gradient. */
+static int advance(worker *wk, int *epochs)
+{
+    wk->more = next_batch(wk, epochs);
+    if (wk->more && wk->pull)
+        PD_TRY(pd_model_touched(wk->l.model, wk->l.train, wk->l.rows, wk->l.batch,
+                                wk->touch, wk->n, &wk->ntouch));
+    return PD_OK;
+}
+
 static int run_gradients(worker *wk)
 {
     int epochs = 0;
-    while (!wk->stop && next_batch(wk, &epochs)) {
+    PD_TRY(advance(wk, &epochs));
+    while (!wk->stop && wk->more) {
         bool finite;
         double t0 = pd_now();
         PD_TRY(pd_learner_grad(&wk->l, wk->point, &finite));
@@ -162,9 +214,10 @@ static int run_gradients(worker *wk)
         /* A non-finite gradient still goes out, flagged by its loss, so the
          * server counts it (and never applies it). */
         double loss = finite ? wk->l.loss : NAN;
-        PD_TRY(exchange(wk, PD_MSG_GRAD, loss,
-                        finite ? pd_learner_grad_norm(&wk->l, &wk->cfg->optimizer) : NAN,
-                        (int64_t)wk->l.batch));
+        double norm = finite ? pd_learner_grad_norm(&wk->l, &wk->cfg->optimizer) : NAN;
+        int64_t examples = (int64_t)wk->l.batch;
+        PD_TRY(advance(wk, &epochs));   /* its pull rides on this gradient */
+        PD_TRY(exchange(wk, PD_MSG_GRAD, loss, norm, examples));
     }
     return PD_OK;
 }
@@ -220,6 +273,10 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     wk->n = wk->l.nparams;
     bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
     wk->ptype = wk->l.sparse && !local ? MPI_BYTE : MPI_FLOAT;
+    /* Sparse pulls where each reply is the worker's own (not sync's shared
+     * point) and the data is sparse (a dense row touches everything). */
+    wk->pull = wk->l.sparse && wk->l.train->sparse &&
+               (cfg->training.mode == PD_MODE_ASYNC || cfg->training.mode == PD_MODE_HOGWILD);
     wk->point = pd_calloc(wk->n, sizeof *wk->point);
     wk->out = pd_calloc((size_t)S, sizeof *wk->out);
     wk->in = pd_calloc((size_t)S, sizeof *wk->in);
@@ -231,9 +288,12 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     for (int s = 0; wk->l.sparse && s < S; s++) {
         size_t lo, hi;
         pd_server_range(wk->n, S, s, &lo, &hi);
-        if (!(wk->sp[s] = pd_malloc(8 * (hi - lo) + 8)))
+        if (!(wk->sp[s] = pd_malloc(12 * (hi - lo) + 8)))
             return PD_ENOMEM;
     }
+    if (wk->pull && (!(wk->touch = pd_malloc(wk->n * sizeof *wk->touch)) ||
+                     !(wk->pulled = pd_malloc(wk->n * sizeof *wk->pulled))))
+        return PD_ENOMEM;
     if (local) {
         /* Each worker's local optimizer draws its own noise stream. */
         PD_TRY(pd_optim_create(&cfg->optimizer, 0, wk->n,
@@ -251,6 +311,8 @@ static void teardown(worker *wk)
     for (int s = 0; wk->sp && s < wk->world->servers; s++)
         free(wk->sp[s]);
     free(wk->sp);
+    free(wk->touch);
+    free(wk->pulled);
     free(wk->req);
     free(wk->ver);
     free(wk->in);

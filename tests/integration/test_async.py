@@ -52,11 +52,29 @@ for mode in ("local_sgd", "easgd"):
         d2, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
         t.check(t.summary(d2)["params_sha256"] == s["params_sha256"], "local_sgd is bit-reproducible")
 
-# Sparse models push (index, value) pairs in async and hogwild modes.
+# Sparse models push (index, value) pairs. In async and hogwild modes each
+# reply carries only the coordinates the worker's next minibatch touches
+# (about 160 of the 1001 here: batch 16, ~10 features a row); sync replies
+# carry the whole vector, one per gradient plus the first (HELLO).
 import os
 os.chdir(t.SRC)
-for mode in ("async", "hogwild"):
-    d, _ = t.run("tests/conf/sparse.yaml", ["training.mode=" + mode], ranks=3)
+N = 1001
+for mode, servers in (("sync", 1), ("async", 1), ("hogwild", 1), ("async", 2)):
+    d, _ = t.run("tests/conf/sparse.yaml", ["training.mode=" + mode, "training.servers=%d" % servers],
+                 ranks=2 + servers)
     s = t.summary(d)
-    t.check(s["test_acc"] >= 0.85, "%s logreg on sparse data: test_acc %.4f >= 0.85" % (mode, s["test_acc"]))
+    name = "%s S=%d" % (mode, servers)
+    t.check(s["test_acc"] >= 0.85, "%s logreg on sparse data: test_acc %.4f >= 0.85" % (name, s["test_acc"]))
+    replies = s["gradients_sent"] + 2
+    per = s["params_sent_floats"] / replies
+    if mode == "sync":
+        t.check(s["params_sent_floats"] == replies * N,
+                "%s sends whole vectors: %d == %d * %d" % (name, s["params_sent_floats"], replies, N))
+    else:
+        # server 0 holds [0, 500) when S = 2 (the bias is on server 1)
+        own = N if servers == 1 else N // 2
+        t.check(per < 0.25 * own, "%s pulls sparse: %.1f floats per reply < 0.25 * %d"
+                % (name, per, own))
+        t.check(per > 0.10 * own, "%s pulls what the batch touches: %.1f floats per reply > 0.10 * %d"
+                % (name, per, own))
 t.done()

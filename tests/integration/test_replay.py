@@ -28,6 +28,9 @@ cases = [
     ("MLP W=2 momentum", "conf/fmnist-mlp-serial.yaml",
      ["training.mode=async", "optimizer.lr=0.02", "model.hidden=[64]", "training.max_updates=600"], 3),
     ("sparse logreg W=2 adagrad", "tests/conf/sparse.yaml", ["training.mode=async", "training.epochs=2"], 3),
+    # sparse pulls at Nesterov's lookahead point
+    ("sparse logreg W=2 nesterov", "tests/conf/sparse.yaml",
+     ["training.mode=async", "optimizer.name=nesterov", "optimizer.lr=0.5", "training.epochs=2"], 3),
 ]
 os.chdir(t.SRC)
 for name, conf, sets, ranks in cases:

@@ -114,7 +114,7 @@ static void test_run_directory(void **state)
                     .dropped = 0, .staleness_mean = 0, .staleness_max = 0,
                     .staleness_hist = (int64_t[]){5}, .staleness_hist_n = 1, .best_update = -1,
                     .applied = 10, .sent = 10, .bad = 0, .server_cpu_s = 0.5,
-                    .server_loop_cpu_s = NAN,
+                    .server_loop_cpu_s = NAN, .params_sent_floats = 1234,
                     .workers_stats = (pd_worker_stats[]){{1, 7, 2, 0.5}, {2, 3, 0, NAN}},
                     .n_workers_stats = 2};
     memcpy(s.params_sha256, hex, 65);
@@ -125,6 +125,7 @@ static void test_run_directory(void **state)
     assert_non_null(strstr(text, "\"staleness_hist\":[5]"));
     assert_non_null(strstr(text, "\"best_update\":null"));
     assert_non_null(strstr(text, "\"server_loop_cpu_s\":null"));
+    assert_non_null(strstr(text, "\"params_sent_floats\":1234"));
     assert_non_null(strstr(text, "\"per_worker\":[{\"rank\":1,\"applied\":7,\"dropped\":2,"
                                  "\"staleness_mean\":0.5},{\"rank\":2,\"applied\":3,"
                                  "\"dropped\":0,\"staleness_mean\":null}]"));

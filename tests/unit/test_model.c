@@ -863,6 +863,63 @@ static void test_sparse_grad_repeated(void **state)
     pd_model_destroy(&m);
 }
 
+/* pd_model_touched gives what the sparse gradient of the same batch
+ * touches, found independently here by scanning the rows; dense data
+ * touches everything; too small an array fails cleanly. */
+static void test_touched(void **state)
+{
+    gdata *gd = *state;
+    gd->sparse.y = gd->dense.y = gd->y_sign;
+    pd_model_config mc = config(PD_MODEL_LOGREG, GD, 0);
+    pd_model *m = create(&mc, 8);
+    size_t n = pd_model_nparams(m);
+    float theta[GD + 1];
+    fill_uniform(theta, n, -0.5, 0.5, 11);
+    const size_t b1[] = {0, 1, 2, 3, 4, 5, 6, 8}, b2[] = {9, 2}, b3[] = {7};
+    const size_t *batches[] = {b1, b2, b3};
+    size_t sizes[] = {8, 2, 1};
+    pd_sparse_grad g;
+    assert_int_equal(pd_sparse_grad_init(&g, n), PD_OK);
+    uint32_t idx[GD + 1];
+    size_t k;
+    for (int q = 0; q < 3; q++) {
+        const pd_dataset *ds = &gd->sparse;
+        size_t want = 0;
+        uint32_t expect[GD + 1];
+        for (size_t j = 0; j < GD; j++) {
+            bool hit = false;
+            for (size_t i = 0; i < sizes[q]; i++)
+                for (size_t p = ds->row_ptr[batches[q][i]]; p < ds->row_ptr[batches[q][i] + 1]; p++)
+                    hit = hit || ds->col[p] == j;
+            if (hit)
+                expect[want++] = (uint32_t)j;
+        }
+        expect[want++] = GD;   /* the bias */
+        assert_int_equal(pd_model_touched(m, ds, batches[q], sizes[q], idx, n, &k), PD_OK);
+        assert_int_equal(k, want);
+        assert_memory_equal(idx, expect, k * sizeof *idx);
+        double loss;
+        assert_int_equal(pd_model_grad_sparse(m, theta, ds, batches[q], sizes[q], &g, &loss),
+                         PD_OK);
+        assert_int_equal(g.nnz, k);
+        assert_memory_equal(g.idx, idx, k * sizeof *idx);
+    }
+    assert_int_equal(pd_model_touched(m, &gd->dense, b2, 2, idx, n, &k), PD_OK);
+    assert_int_equal(k, n);
+    for (size_t j = 0; j < n; j++)
+        assert_int_equal(idx[j], j);
+    pd_err_clear();
+    assert_int_equal(pd_model_touched(m, &gd->sparse, b1, 8, idx, 2, &k), PD_ENOMEM);
+    assert_non_null(strstr(pd_err_msg(), "touched set holds 2 entries"));
+    /* the failed call left the mark array clean */
+    assert_int_equal(pd_model_touched(m, &gd->sparse, b2, 2, idx, n, &k), PD_OK);
+    assert_int_equal(pd_model_grad_sparse(m, theta, &gd->sparse, b2, 2, &g, &(double){0}), PD_OK);
+    assert_int_equal(g.nnz, k);
+    assert_memory_equal(g.idx, idx, k * sizeof *idx);
+    pd_sparse_grad_free(&g);
+    pd_model_destroy(&m);
+}
+
 static void test_bad_labels(void **state)
 {
     gdata *gd = *state;
@@ -1196,6 +1253,7 @@ int main(void)
                                         teardown_gdata),
         cmocka_unit_test_setup_teardown(test_sparse_capacity, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_sparse_grad_repeated, setup_gdata, teardown_gdata),
+        cmocka_unit_test_setup_teardown(test_touched, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_bad_labels, setup_gdata, teardown_gdata),
         cmocka_unit_test(test_logreg_huge_margins),
         cmocka_unit_test(test_softmax_huge_logits),

@@ -1215,6 +1215,39 @@ static void logistic_make(logistic *p)
     }
 }
 
+/* A sparse pull: the lookahead point gathered at some coordinates equals
+ * the dense lookahead point there, on an optimizer owning [lo, hi) = [3, 11),
+ * for a rule with a lookahead (after steps that make v nonzero) and one
+ * without. */
+static void test_lookahead_gather(void **state)
+{
+    (void)state;
+    enum { LO = 3, HI = 11 };
+    const pd_optimizer_name rules[] = {PD_OPT_NESTEROV, PD_OPT_RMSPROP_NESTEROV, PD_OPT_ADAM};
+    for (int q = 0; q < 3; q++) {
+        pd_optim_config oc = cfg_of(rules[q]);
+        pd_optim *o = make(&oc, LO, HI, 1);
+        float th[HI], g[HI], pt[HI];
+        for (int i = 0; i < HI; i++)
+            th[i] = 0.1f * (float)i - 0.4f;
+        for (int t = 1; t <= 3; t++) {
+            for (int i = 0; i < HI; i++)
+                g[i] = (float)((i * 7 + t * 3) % 5) - 2.0f;
+            pd_optim_step st = pd_optim_prepare(o, t, 1, 0);
+            pd_optim_apply(o, &st, th, g, LO, HI);
+        }
+        pd_optim_lookahead(o, th, pt, LO, HI);
+        const uint32_t idx[] = {3, 4, 7, 10};
+        float out[4];
+        pd_optim_lookahead_gather(o, th, idx, 4, out);
+        for (int j = 0; j < 4; j++)
+            assert_true(out[j] == pt[idx[j]]);
+        if (rules[q] != PD_OPT_ADAM)
+            assert_true(pt[7] != th[7]);   /* the lookahead moved it */
+        pd_optim_destroy(&o);
+    }
+}
+
 static void test_defaults_converge(void **state)
 {
     (void)state;
@@ -1276,6 +1309,7 @@ int main(void)
         cmocka_unit_test(test_sparse_same_set_equals_dense),
         cmocka_unit_test(test_sparse_touched_and_untouched),
         cmocka_unit_test(test_sparse_lazy),
+        cmocka_unit_test(test_lookahead_gather),
         cmocka_unit_test(test_defaults_converge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
