@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "paramd/cli.h"
 #include "paramd/config.h"
@@ -22,16 +23,31 @@ static int fail(int rank, int err)
     return pd_exit_status(err);
 }
 
+/* OpenBLAS settled for its slowest kernels on a CPU it does not know
+ * (src/model/blas.c): name the right ones and start again, before MPI or
+ * anything else. Setting OPENBLAS_CORETYPE yourself (even to Prescott)
+ * keeps your choice. If exec fails, paramd carries on as it is. */
+static void reexec_with_better_blas(char **argv)
+{
+    const char *core = pd_model_blas_better_core();
+    if (!core || getenv("OPENBLAS_CORETYPE") || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 static void print_version(void)
 {
     printf("paramd %s\n", PARAMD_VERSION);
     printf("MPI: %s\n", pd_ps_mpi_version());
-    printf("OpenBLAS: %s\n", pd_model_blas_version());
+    printf("OpenBLAS: %s (kernels: %s%s)\n", pd_model_blas_version(), pd_model_blas_core(),
+           getenv("OPENBLAS_CORETYPE") ? ", from OPENBLAS_CORETYPE" : "");
     printf("libyaml: %s\n", pd_config_yaml_version());
 }
 
 int main(int argc, char **argv)
 {
+    reexec_with_better_blas(argv);
     int rank, size;
     pd_ps_launch_env(&rank, &size);
     pd_cli cli;

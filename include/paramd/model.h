@@ -107,6 +107,13 @@ int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
 
 /* Per-tensor L2 norms of v (parameters or a gradient): norms[ntensors]. */
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
+/* Per-tensor sums of squares of v over the coordinates [lo, hi) only (a
+ * server's range; the parts add up to the whole), and of sparse pairs
+ * (idx increasing, each < nparams): sq[ntensors]. */
+void pd_model_tensor_sumsq_range(const pd_model *m, const float *v, size_t lo, size_t hi,
+                                 double *sq);
+void pd_model_tensor_sumsq_sparse(const pd_model *m, const uint32_t *idx, const float *val,
+                                  size_t nnz, double *sq);
 
 /* OpenBLAS build configuration (openblas_get_config()), for --version.
  * Static storage owned by OpenBLAS. Local. */
@@ -114,5 +121,11 @@ const char *pd_model_blas_version(void);
 /* Set the number of OpenBLAS threads for this process (run.blas_threads);
  * n <= 0 leaves OpenBLAS's own choice (OPENBLAS_NUM_THREADS). Local. */
 void pd_model_blas_threads(int n);
+/* The kernel set OpenBLAS chose ("Haswell", "SkylakeX", "Prescott", ...). */
+const char *pd_model_blas_core(void);
+/* When OpenBLAS fell back to its Prescott kernels on a CPU that can run a
+ * better set (an x86 model too new for the library to know), that set's
+ * OPENBLAS_CORETYPE name; otherwise NULL. See src/model/blas.c. Local. */
+const char *pd_model_blas_better_core(void);
 
 #endif

@@ -234,17 +234,6 @@ const pd_tensor_info *pd_model_tensor(const pd_model *m, size_t i)
     return i < m->ntensors ? &m->t[i] : NULL;
 }
 
-const char *pd_model_blas_version(void)
-{
-    return openblas_get_config();
-}
-
-void pd_model_blas_threads(int n)
-{
-    if (n > 0)
-        openblas_set_num_threads(n);
-}
-
 static pd_init resolve_init(const pd_model *m)
 {
     if (m->init != PD_INIT_AUTO)
@@ -378,6 +367,34 @@ int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
         loss[i] = (float)s.loss;
     }
     return PD_OK;
+}
+
+void pd_model_tensor_sumsq_range(const pd_model *m, const float *v, size_t lo, size_t hi,
+                                 double *sq)
+{
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const pd_tensor_info *t = &m->t[i];
+        size_t a = t->offset > lo ? t->offset : lo;
+        size_t b = t->offset + t->rows * t->cols < hi ? t->offset + t->rows * t->cols : hi;
+        double sum = 0.0;
+        for (size_t j = a; j < b; j++)
+            sum += (double)v[j] * v[j];
+        sq[i] = sum;
+    }
+}
+
+void pd_model_tensor_sumsq_sparse(const pd_model *m, const uint32_t *idx, const float *val,
+                                  size_t nnz, double *sq)
+{
+    size_t i = 0;
+    for (size_t t = 0; t < m->ntensors; t++)
+        sq[t] = 0.0;
+    for (size_t j = 0; j < nnz; j++) {
+        /* idx increases: the tensor index only moves forward */
+        while (idx[j] >= m->t[i].offset + m->t[i].rows * m->t[i].cols)
+            i++;
+        sq[i] += (double)val[j] * val[j];
+    }
 }
 
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms)

@@ -27,6 +27,30 @@ t.check(p.returncode == 0, "--version exits 0")
 for word in ("paramd", "Open MPI", "OpenBLAS", "libyaml"):
     t.check(word in p.stdout, "--version names " + word + ": " + p.stdout.replace("\n", " | "))
 
+# OpenBLAS kernels: a CPU with AVX2 and FMA never runs the Prescott (SSE3)
+# set, even where the library does not know the CPU model and falls back
+# to it (paramd then starts again with OPENBLAS_CORETYPE set); a
+# user's own OPENBLAS_CORETYPE is kept.
+def kernels(env_core):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if env_core:
+        env["OPENBLAS_CORETYPE"] = env_core
+    out = subprocess.run([t.EXE, "--version"], capture_output=True, text=True, env=env).stdout
+    line = [x for x in out.splitlines() if x.startswith("OpenBLAS")][0]
+    return line.split("(kernels: ")[1].split(",")[0].rstrip(")")
+
+
+flags = set()
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("flags"):
+            flags = set(line.split(":")[1].split())
+            break
+if {"avx2", "fma"} <= flags:
+    k = kernels(None)
+    t.check(k != "Prescott", "an AVX2 CPU gets better kernels than Prescott: %s" % k)
+t.check(kernels("Prescott") == "Prescott", "OPENBLAS_CORETYPE=Prescott is kept")
+
 p = paramd("--frobnicate", "x.yaml")
 t.check(p.returncode == 2, "unknown option exits 2 (got %d)" % p.returncode)
 t.check("--frobnicate" in p.stderr, "unknown option is named: " + p.stderr.strip())

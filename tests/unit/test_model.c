@@ -1222,6 +1222,30 @@ static void test_tensor_norms(void **state)
         assert_true(rel_close(norms[t], (double)(t + 1) * sqrt((double)(ti->rows * ti->cols)),
                               1e-12));
     }
+    /* A server's range: the parts add up to the whole, exactly here. */
+    double a[6], b[6];
+    size_t cuts[] = {0, 3, 35, 38, 40, n - 1, n};
+    for (size_t c = 0; c < sizeof cuts / sizeof *cuts; c++) {
+        pd_model_tensor_sumsq_range(m, v, 0, cuts[c], a);
+        pd_model_tensor_sumsq_range(m, v, cuts[c], n, b);
+        for (size_t t = 0; t < T; t++) {
+            const pd_tensor_info *ti = pd_model_tensor(m, t);
+            assert_true(a[t] + b[t] == (double)((t + 1) * (t + 1) * ti->rows * ti->cols));
+        }
+    }
+    /* [2, 9) lies in W1 (5 x 7, all +-1): 7; nothing of the other tensors */
+    pd_model_tensor_sumsq_range(m, v, 2, 9, a);
+    assert_true(a[0] == 7.0);
+    for (size_t t = 1; t < T; t++)
+        assert_true(a[t] == 0.0);
+    /* Sparse pairs: W1[0] (1), b1[0] at 35 (2), b1[4] at 39 (3), the last
+     * coordinate, in b3 (4): 1 in W1, 4 + 9 in b1, 16 in b3. */
+    const uint32_t idx[] = {0, 35, 39, (uint32_t)n - 1};
+    const float val[] = {1, 2, 3, 4};
+    pd_model_tensor_sumsq_sparse(m, idx, val, 4, a);
+    assert_true(a[0] == 1.0 && a[1] == 13.0 && a[T - 1] == 16.0);
+    for (size_t t = 2; t + 1 < T; t++)
+        assert_true(a[t] == 0.0);
     free(v);
     pd_model_destroy(&m);
 }
