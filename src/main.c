@@ -25,15 +25,29 @@ static int fail(int rank, int err)
 
 /* OpenBLAS settled for its slowest kernels on a CPU it does not know
  * (src/model/blas.c): name the right ones and start again, before MPI or
- * anything else. Setting OPENBLAS_CORETYPE yourself (even to Prescott)
- * keeps your choice. If exec fails, paramd carries on as it is. */
+ * anything else; PARAMD_BLAS_AUTO marks the second start, which checks
+ * that the kernels compute right and otherwise goes back to Prescott.
+ * Setting OPENBLAS_CORETYPE yourself (even to Prescott) keeps your choice.
+ * If exec fails, paramd carries on as it is. */
 static void reexec_with_better_blas(char **argv)
 {
+    if (getenv("PARAMD_BLAS_AUTO")) {
+        if (pd_model_blas_selfcheck())
+            return;
+        fprintf(stderr, "paramd: OpenBLAS's %s kernels fail a check of sgemm; using its "
+                "Prescott kernels\n", pd_model_blas_core());
+        if (setenv("OPENBLAS_CORETYPE", "Prescott", 1) == 0 &&
+            unsetenv("PARAMD_BLAS_AUTO") == 0)
+            execv("/proc/self/exe", argv);
+        return;
+    }
     const char *core = pd_model_blas_better_core();
-    if (!core || getenv("OPENBLAS_CORETYPE") || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+    if (!core || getenv("OPENBLAS_CORETYPE") || setenv("OPENBLAS_CORETYPE", core, 1) != 0 ||
+        setenv("PARAMD_BLAS_AUTO", core, 1) != 0)
         return;
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("PARAMD_BLAS_AUTO");
 }
 
 static void print_version(void)
@@ -41,7 +55,8 @@ static void print_version(void)
     printf("paramd %s\n", PARAMD_VERSION);
     printf("MPI: %s\n", pd_ps_mpi_version());
     printf("OpenBLAS: %s (kernels: %s%s)\n", pd_model_blas_version(), pd_model_blas_core(),
-           getenv("OPENBLAS_CORETYPE") ? ", from OPENBLAS_CORETYPE" : "");
+           getenv("PARAMD_BLAS_AUTO")    ? ", chosen by paramd for this CPU"
+           : getenv("OPENBLAS_CORETYPE") ? ", from OPENBLAS_CORETYPE" : "");
     printf("libyaml: %s\n", pd_config_yaml_version());
 }
 

@@ -127,5 +127,8 @@ const char *pd_model_blas_core(void);
  * better set (an x86 model too new for the library to know), that set's
  * OPENBLAS_CORETYPE name; otherwise NULL. See src/model/blas.c. Local. */
 const char *pd_model_blas_better_core(void);
+/* cblas_sgemm, as the models call it, agrees with a double-precision loop
+ * on a few shapes: the kernels in use compute right. */
+bool pd_model_blas_selfcheck(void);
 
 #endif

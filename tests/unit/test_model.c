@@ -1257,6 +1257,9 @@ static void test_blas_version(void **state)
     assert_non_null(v);
     assert_true(strlen(v) > 0);
     print_message("  OpenBLAS: %s\n", v);
+    /* the kernels this test runs with compute sgemm right */
+    assert_true(pd_model_blas_selfcheck());
+    assert_non_null(pd_model_blas_core());
 }
 
 int main(void)
