@@ -187,8 +187,10 @@ int server_on_grad_async(server *sv, int w)
         applied_version(sv, v + 1);
         tau = v - p->in.version;
         apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
-        /* Hogwild threads would race on the norms; async has one thread. */
-        if (tc->mode == PD_MODE_ASYNC && !(p->in.flags & PD_FLAG_SPARSE))
+        if (p->in.flags & PD_FLAG_SPARSE)
+            server_note_sparse(sv, (const uint32_t *)p->sp,
+                               (const float *)(p->sp + 4 * p->in.nnz), (size_t)p->in.nnz);
+        else
             server_note_grad(sv, p->g);
         rec.outcome = PD_TRACE_APPLIED;
         rec.made = v + 1;

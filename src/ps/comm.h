@@ -23,8 +23,11 @@
  *   STOP    server -> worker: reply meaning "finish now"
  *   FINAL   worker -> each server: the worker is done; hdr.seq = gradients
  *           it sent in all
- *   SNAP    server 0 <-> server s (async, hogwild with S > 1): request and
- *           reply carrying server s's range for evaluation
+ *   SNAP    server 0 <-> server s (S > 1): request (hdr.version wanted,
+ *           flags 1 on the final one) and reply carrying server s's range
+ *           for evaluation, then ntensors doubles: its part of the last
+ *           sync round's per-tensor gradient sums of squares (zeros in
+ *           other modes)
  * Every GRAD/MODEL/HELLO gets exactly one reply (PARAMS or STOP), so a
  * worker has at most one request outstanding per server.
  */

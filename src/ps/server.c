@@ -25,6 +25,9 @@
 static void progress(server *sv, pd_progress *pg)
 {
     int64_t applied = atomic_load(&sv->applied);
+    pthread_mutex_lock(&sv->mu);   /* hogwild threads add to the loss */
+    double train_loss = sv->loss_n ? sv->loss_sum / (double)sv->loss_n : NAN;
+    pthread_mutex_unlock(&sv->mu);
     double epoch = 0;
     for (int w = 0; w < sv->world->workers; w++)
         epoch += sv->peers[w].epoch;
@@ -33,7 +36,7 @@ static void progress(server *sv, pd_progress *pg)
         .examples = atomic_load(&sv->examples),
         .epoch = epoch / sv->world->workers,
         .lr = pd_optim_lr(&sv->cfg->optimizer, atomic_load(&sv->version) + 1),
-        .train_loss = sv->loss_n ? sv->loss_sum / (double)sv->loss_n : NAN,
+        .train_loss = train_loss,
         .staleness_mean = applied ? (double)atomic_load(&sv->stale_sum) / (double)applied : 0,
         .staleness_max = atomic_load(&sv->stale_max),
         .dropped = atomic_load(&sv->dropped),
@@ -41,23 +44,33 @@ static void progress(server *sv, pd_progress *pg)
 }
 
 /* Fill buf[n] with every server's range: ours from theta, the others by SNAP
- * requests (sync: at our version, so the snapshot is one consistent step). */
-static int gather(server *sv, float *buf, bool final)
+ * requests (sync: at our version, so the snapshot is one consistent step).
+ * gsq[ntensors] gets the sum of the other servers' parts of the round's
+ * gradient sums of squares (sync; zeros otherwise). */
+static int gather(server *sv, float *buf, bool final, double *gsq)
 {
+    size_t T = pd_model_ntensors(sv->model);
+    for (size_t t = 0; t < T; t++)
+        gsq[t] = 0;
     memcpy(buf + sv->lo, sv->theta + sv->lo, (sv->hi - sv->lo) * sizeof *buf);
     for (int s = 1; s < sv->world->servers; s++) {
         size_t lo, hi;
         pd_server_range(sv->n, sv->world->servers, s, &lo, &hi);
         pd_msg_hdr req = {.kind = PD_MSG_SNAP, .version = atomic_load(&sv->version),
                           .flags = final}, rep;
-        MPI_Request r[3];
+        double part[PD_MAX_TENSORS];
+        MPI_Request r[4];
         PD_MPI(MPI_Isend(&req, sizeof req, MPI_BYTE, pd_server_rank(s), PD_TAG_CTRL,
                          MPI_COMM_WORLD, &r[0]));
         PD_MPI(MPI_Irecv(&rep, sizeof rep, MPI_BYTE, pd_server_rank(s), PD_TAG_CTRL + 1,
                          MPI_COMM_WORLD, &r[1]));
         PD_MPI(MPI_Irecv(buf + lo, (int)(hi - lo), MPI_FLOAT, pd_server_rank(s), PD_TAG_CTRL + 1,
                          MPI_COMM_WORLD, &r[2]));
-        PD_TRY(pd_comm_waitall(3, r));
+        PD_MPI(MPI_Irecv(part, (int)T, MPI_DOUBLE, pd_server_rank(s), PD_TAG_CTRL + 1,
+                         MPI_COMM_WORLD, &r[3]));
+        PD_TRY(pd_comm_waitall(4, r));
+        for (size_t t = 0; t < T; t++)
+            gsq[t] += part[t];
     }
     return PD_OK;
 }
@@ -69,13 +82,32 @@ static bool eval_due(const server *sv, int64_t update)
            (secs > 0 && pd_now() - sv->last_eval_t >= secs && update > sv->last_eval_update);
 }
 
+/* Under sv->mu: is a gradient note wanted now? */
+static bool note_wanted(server *sv)
+{
+    return sv->world->index == 0 &&
+           (sv->world->servers == 1 || sv->cfg->training.mode == PD_MODE_SYNC) &&
+           atomic_load(&sv->updates_per_epoch) != 0 && eval_due(sv, atomic_load(&sv->version));
+}
+
 void server_note_grad(server *sv, const float *g)
 {
-    if (sv->world->servers != 1 || atomic_load(&sv->updates_per_epoch) == 0 ||
-        !eval_due(sv, atomic_load(&sv->version)))
-        return;
-    pd_model_tensor_norms(sv->model, g, sv->gnorm);
-    sv->gnorm_ok = true;
+    pthread_mutex_lock(&sv->mu);
+    if (note_wanted(sv)) {
+        pd_model_tensor_sumsq_range(sv->model, g, sv->lo, sv->hi, sv->gsq);
+        sv->gnorm_ok = true;
+    }
+    pthread_mutex_unlock(&sv->mu);
+}
+
+void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_t nnz)
+{
+    pthread_mutex_lock(&sv->mu);
+    if (note_wanted(sv)) {
+        pd_model_tensor_sumsq_sparse(sv->model, idx, val, nnz, sv->gsq);
+        sv->gnorm_ok = true;
+    }
+    pthread_mutex_unlock(&sv->mu);
 }
 
 static int maybe_eval(server *sv, bool force)
@@ -91,28 +123,42 @@ static int maybe_eval(server *sv, bool force)
     }
     int64_t every = sv->cfg->training.eval_every > 0 ? sv->cfg->training.eval_every
                                                      : sv->updates_per_epoch;
-    sv->next_eval = (pg.update / every + 1) * every;
     float *snap = pd_eval_thread_acquire(sv->et);
-    PD_TRY(gather(sv, snap, false));
-    pg.grad_norms = sv->gnorm_ok ? sv->gnorm : NULL;
+    double others[PD_MAX_TENSORS];
+    PD_TRY(gather(sv, snap, false, others));
+    pthread_mutex_lock(&sv->mu);
+    sv->next_eval = (pg.update / every + 1) * every;
+    pg.grad_norms = NULL;
+    if (sv->gnorm_ok) {
+        for (size_t t = 0; t < pd_model_ntensors(sv->model); t++)
+            sv->gnorm[t] = sqrt(sv->gsq[t] + others[t]);
+        pg.grad_norms = sv->gnorm;
+    }
     sv->gnorm_ok = false;
-    pd_eval_thread_submit(sv->et, &pg);
     sv->last_eval_t = pd_now();
     sv->last_eval_update = pg.update;
     sv->loss_sum = 0;
     sv->loss_n = 0;
+    pthread_mutex_unlock(&sv->mu);
+    pd_eval_thread_submit(sv->et, &pg);
     return PD_OK;
 }
 
-/* Servers > 0 answer SNAP requests from server 0 with their range. */
+/* Servers > 0 answer SNAP requests from server 0 with their range and, in
+ * sync mode, their part of the last round's gradient sums of squares. */
 int server_answer_snap(server *sv)
 {
     static const pd_msg_hdr rep = {.kind = PD_MSG_SNAP};
-    MPI_Request r[2];
+    size_t T = pd_model_ntensors(sv->model);
+    double part[PD_MAX_TENSORS] = {0};
+    if (sv->cfg->training.mode == PD_MODE_SYNC && atomic_load(&sv->version) > 0)
+        pd_model_tensor_sumsq_range(sv->model, sv->acc, sv->lo, sv->hi, part);
+    MPI_Request r[3];
     PD_MPI(MPI_Isend(&rep, sizeof rep, MPI_BYTE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[0]));
     PD_MPI(MPI_Isend(sv->theta + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, 0, PD_TAG_CTRL + 1,
                      MPI_COMM_WORLD, &r[1]));
-    PD_TRY(pd_comm_waitall(2, r));
+    PD_MPI(MPI_Isend(part, (int)T, MPI_DOUBLE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[2]));
+    PD_TRY(pd_comm_waitall(3, r));
     sv->snap_pending = -1;
     if (sv->ctrl_in.flags)
         sv->final_snap = true;
@@ -430,7 +476,8 @@ static int finish(server *sv, double cpu0)
     float *theta = pd_malloc(sv->n * sizeof *theta);
     if (!theta)
         return PD_ENOMEM;
-    int err = gather(sv, theta, true);
+    double others[PD_MAX_TENSORS];
+    int err = gather(sv, theta, true, others);
     if (err == PD_OK)
         err = pd_trace_close(&sv->trace, sv->trace_n);
     pd_progress pg;

@@ -15,6 +15,7 @@
 #include "train.h"
 
 #define STALE_HIST 64
+#define PD_MAX_TENSORS (2 * PD_MAX_HIDDEN + 4)
 
 typedef struct peer {
     pd_msg_hdr in, out;
@@ -66,7 +67,11 @@ typedef struct server {
     pd_evaluator *ev;
     pd_eval_thread *et;
     int64_t next_eval;
-    double gnorm[2 * PD_MAX_HIDDEN + 4];   /* per-tensor norms of the last noted gradient */
+    /* The gradient noted before an evaluation: per-tensor sums of squares
+     * over [lo, hi) (sync with S > 1 adds the other servers' parts from
+     * their SNAP replies), then the norms. Under mu (hogwild threads). */
+    double gsq[PD_MAX_TENSORS];
+    double gnorm[PD_MAX_TENSORS];
     bool gnorm_ok;
     double last_eval_t;            /* pd_now() at the last evaluation */
     int64_t last_eval_update;
@@ -86,9 +91,13 @@ int server_maybe_close_round(server *sv);
 int server_on_model_easgd(server *sv, int w);
 /* server.c */
 int server_answer_snap(server *sv);
-/* Server 0 of one: keep the per-tensor norms of gradient g (the whole
- * parameter vector) when the next evaluation is due, for metrics.jsonl. */
+/* Server 0: keep the per-tensor norms of the gradient just applied, dense
+ * g over [lo, hi) or sparse pairs, when the next evaluation is due, for
+ * metrics.jsonl. Where the servers apply gradients in different orders
+ * (async and hogwild with S > 1) there is no one such gradient: nothing is
+ * kept. Safe from concurrent hogwild threads. */
 void server_note_grad(server *sv, const float *g);
+void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_t nnz);
 /* Wait for a collective among servers while still answering server 0's
  * SNAP requests (server 0 may be waiting on one to evaluate). */
 int server_wait_collective(server *sv, MPI_Request *r);

@@ -48,10 +48,38 @@ with_g = [r for r in rows if "grad_norm" in r]
 t.check(len(with_g) >= len(rows) - 2 and all(set(r["grad_norm"]) == {"W", "b"} for r in with_g),
         "async: gradient norms per tensor in %d of %d rows" % (len(with_g), len(rows)))
 
+# Sync with two servers: each adds its part of the round's sums of squares,
+# so the norms are those of one server (softmax's W is split between them).
+norms = {}
+for servers in (1, 2):
+    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.servers=%d" % servers,
+                                             "training.max_updates=300", "training.eval_every=100"],
+                 ranks=2 + servers)
+    norms[servers] = [r.get("grad_norm") for r in t.metrics(d)]
+t.check(len(norms[1]) == 4 and all(g for g in norms[1][1:]),
+        "sync S=1: gradient norms after every round-closing evaluation: %s" % norms[1])
+t.check(len(norms[2]) == len(norms[1]) and all(
+    (a is None and b is None) or all(abs(a[k] - b[k]) <= 1e-5 * a[k] for k in a)
+    for a, b in zip(norms[1], norms[2])),
+    "sync S=2 gradient norms equal S=1's: %s vs %s" % (norms[2], norms[1]))
+# Hogwild threads and sparse gradients note them too.
+os.chdir(t.SRC)   # tests/conf/sparse.yaml names its data relative to the source tree
+for conf, mode, names in (("tests/conf/softmax.yaml", "hogwild", {"W", "b"}),
+                          ("tests/conf/sparse.yaml", "async", {"w", "b"})):
+    d, _ = t.run(conf, ["training.mode=" + mode, "training.eval_every=100", "training.max_updates=400"],
+                 ranks=3)
+    m = t.metrics(d)
+    with_g = [r for r in m if "grad_norm" in r]
+    t.check(len(with_g) >= len(m) - 2 and all(set(r["grad_norm"]) == names and
+                                               all(v > 0 for v in r["grad_norm"].values())
+                                               for r in with_g),
+            "%s %s: gradient norms in %d of %d rows" % (os.path.basename(conf), mode, len(with_g), len(m)))
+
 # Evaluation on a wall-clock cadence, serial and distributed: rows come
-# about every 0.2 s (the last one is the final evaluation).
-for ranks, mode in ((1, "serial"), (3, "async")):
-    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.epochs=3",
+# about every 0.2 s (the last one is the final evaluation). Serial softmax
+# takes about 0.1 s an epoch, async W=2 about 0.4 s.
+for ranks, mode, epochs in ((1, "serial", 12), (3, "async", 3)):
+    d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.epochs=%d" % epochs,
                                              "training.eval_every=1000000",
                                              "training.eval_every_seconds=0.2"], ranks=ranks)
     w = [r["wall_s"] for r in t.metrics(d)]
