@@ -1,0 +1,202 @@
+/* The parts of ps that need no running MPI job: the async trace file
+ * (format, round trip, every way a damaged one is refused) and how
+ * parameters are split over servers. The roles themselves are tested as
+ * processes under mpirun (tests/integration). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "comm.h"
+#include "paramd/error.h"
+#include "trace.h"
+
+static const pd_trace_rec RECS[] = {
+    {0, PD_TRACE_APPLIED, 0, 0, 1},
+    {1, PD_TRACE_APPLIED, 0, 0, 2},
+    {0, PD_TRACE_DROPPED, 1, 1, -1},
+    {1, PD_TRACE_BAD, 1, 2, -1},
+};
+enum { NRECS = sizeof RECS / sizeof *RECS };
+
+static int setup_dir(void **state)
+{
+    static char dir[64];
+    strcpy(dir, "/tmp/paramd-test-ps-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    *state = dir;
+    return 0;
+}
+
+static int teardown_dir(void **state)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/trace.bin", (char *)*state);
+    unlink(path);
+    return rmdir(*state);
+}
+
+static void write_trace(const char *dir, uint64_t count)
+{
+    FILE *f;
+    assert_int_equal(pd_trace_open(dir, 2, &f), PD_OK);
+    for (int i = 0; i < NRECS; i++)
+        assert_int_equal(pd_trace_append(f, &RECS[i]), PD_OK);
+    assert_int_equal(pd_trace_close(&f, count), PD_OK);
+    assert_null(f);
+}
+
+/* Read the file's bytes, let edit change them, write them back. */
+static void patch(const char *dir, void (*edit)(unsigned char *buf, size_t *n))
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/trace.bin", dir);
+    unsigned char buf[1024];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    edit(buf, &n);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+}
+
+static void expect_refused(const char *dir, const char *words)
+{
+    int workers = -1;
+    pd_trace_rec *recs = (pd_trace_rec *)1;
+    size_t n = 99;
+    pd_err_clear();
+    assert_int_equal(pd_trace_read(dir, &workers, &recs, &n), PD_EINPUT);
+    assert_null(recs);
+    assert_int_equal(n, 0);
+    if (!strstr(pd_err_msg(), words) || !strstr(pd_err_msg(), dir))
+        fail_msg("message %s lacks \"%s\" or the path", pd_err_msg(), words);
+}
+
+/* The documented layout, byte for byte: 24-byte header, 32-byte records,
+ * little-endian (this test runs on x86-64). */
+static void test_trace_layout(void **state)
+{
+    const char *dir = *state;
+    write_trace(dir, NRECS);
+    char path[128];
+    snprintf(path, sizeof path, "%s/trace.bin", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char b[24 + 32 * NRECS + 1];
+    assert_int_equal(fread(b, 1, sizeof b, f), 24 + 32 * NRECS);
+    fclose(f);
+    assert_memory_equal(b, "PDTRACE1", 8);
+    assert_int_equal(b[8], 1);      /* format version */
+    assert_int_equal(b[12], 2);     /* workers */
+    assert_int_equal(b[16], NRECS); /* records */
+    const unsigned char *r = b + 24 + 32 * 2;   /* the dropped record */
+    assert_int_equal(r[0], 0);      /* worker */
+    assert_int_equal(r[4], PD_TRACE_DROPPED);
+    assert_int_equal(r[8], 1);      /* seq */
+    assert_int_equal(r[16], 1);     /* computed at */
+    for (int i = 24; i < 32; i++)
+        assert_int_equal(r[i], 0xff);   /* made -1 */
+}
+
+static void test_trace_round_trip(void **state)
+{
+    const char *dir = *state;
+    write_trace(dir, NRECS);
+    int workers;
+    pd_trace_rec *recs;
+    size_t n;
+    assert_int_equal(pd_trace_read(dir, &workers, &recs, &n), PD_OK);
+    assert_int_equal(workers, 2);
+    assert_int_equal(n, NRECS);
+    assert_memory_equal(recs, RECS, sizeof RECS);
+    free(recs);
+}
+
+static void chop(unsigned char *buf, size_t *n)
+{
+    (void)buf;
+    *n -= 10;
+}
+
+static void bad_magic(unsigned char *buf, size_t *n)
+{
+    (void)n;
+    buf[2] = 'X';
+}
+
+static void version_2(unsigned char *buf, size_t *n)
+{
+    (void)n;
+    buf[8] = 2;
+}
+
+static void test_trace_refused(void **state)
+{
+    const char *dir = *state;
+    /* a run that died: the header still says 0 records */
+    write_trace(dir, 0);
+    expect_refused(dir, "truncated or unfinished: the header says 0 records");
+    write_trace(dir, NRECS);
+    patch(dir, chop);
+    expect_refused(dir, "truncated or unfinished");
+    write_trace(dir, NRECS);
+    patch(dir, bad_magic);
+    expect_refused(dir, "not a paramd trace (bad magic)");
+    write_trace(dir, NRECS);
+    patch(dir, version_2);
+    expect_refused(dir, "trace format version 2, this paramd reads 1");
+    char path[128];
+    snprintf(path, sizeof path, "%s/trace.bin", dir);
+    unlink(path);
+    expect_refused(dir, "was the run made with training.trace: true?");
+}
+
+/* Server ranges: contiguous, covering [0, n) in order, sizes within one. */
+static void test_server_ranges(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 2, 7, 1001, 7850, 247434};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        for (int S = 1; S <= 5; S++) {
+            size_t next = 0, smallest = n, largest = 0;
+            for (int s = 0; s < S; s++) {
+                size_t lo, hi;
+                pd_server_range(n, S, s, &lo, &hi);
+                assert_int_equal(lo, next);
+                assert_true(hi >= lo);
+                smallest = hi - lo < smallest ? hi - lo : smallest;
+                largest = hi - lo > largest ? hi - lo : largest;
+                next = hi;
+            }
+            assert_int_equal(next, n);
+            assert_true(largest - smallest <= 1);
+        }
+    }
+    size_t lo, hi;
+    pd_server_range(1001, 2, 1, &lo, &hi);   /* README: the bias is on server 1 */
+    assert_int_equal(lo, 500);
+    assert_int_equal(hi, 1001);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_trace_layout, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_trace_round_trip, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_trace_refused, setup_dir, teardown_dir),
+        cmocka_unit_test(test_server_ranges),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
