@@ -297,6 +297,7 @@ int server_maybe_close_round(server *sv)
                 record_staleness(sv, &sv->peers[w], 0);
         sv->loss_sum += loss;
         sv->loss_n++;
+        PD_TRY(server_round_closed(sv));
     }
     for (int w = 0; w < sv->world->workers; w++) {
         if (!sv->peers[w].waiting)

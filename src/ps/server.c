@@ -144,6 +144,11 @@ static int maybe_eval(server *sv, bool force)
     return PD_OK;
 }
 
+int server_round_closed(server *sv)
+{
+    return maybe_eval(sv, false);
+}
+
 /* Servers > 0 answer SNAP requests from server 0 with their range and, in
  * sync mode, their part of the last round's gradient sums of squares. */
 int server_answer_snap(server *sv)
@@ -234,6 +239,10 @@ static int on_hello(server *sv, int w)
         if (sv->cfg->training.mode == PD_MODE_LOCAL_SGD || sv->cfg->training.mode == PD_MODE_EASGD)
             per = (per + sv->cfg->training.local_steps - 1) / sv->cfg->training.local_steps;
         atomic_store(&sv->updates_per_epoch, per > 0 ? per : 1);
+        /* The first evaluation, like every one in rounds, before the reply
+         * that lets the first round start. */
+        if (sv->rounds)
+            PD_TRY(server_round_closed(sv));
     }
     PD_TRY(server_reply(sv, w, false));
     return server_post_recv(sv, w);

@@ -91,6 +91,12 @@ int server_maybe_close_round(server *sv);
 int server_on_model_easgd(server *sv, int w);
 /* server.c */
 int server_answer_snap(server *sv);
+/* Rounds (sync, local_sgd): after a step, before its replies go out. Server
+ * 0 takes a due evaluation snapshot here: no worker can compute the next
+ * round yet, so no other server can step past this version meanwhile, and
+ * the ranges it gathers (and their parts of the gradient norms) are all of
+ * this round. */
+int server_round_closed(server *sv);
 /* Server 0: keep the per-tensor norms of the gradient just applied, dense
  * g over [lo, hi) or sparse pairs, when the next evaluation is due, for
  * metrics.jsonl. Where the servers apply gradients in different orders
