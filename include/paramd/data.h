@@ -87,8 +87,7 @@ int pd_data_classes(const pd_data *d);
  * epoch; once: one permutation drawn at creation, reused every epoch;
  * every_epoch: a fresh permutation at the start of each epoch. The stream
  * is (seed, PD_STREAM_SHUFFLE, stream_index). drop_last drops a final
- * partial batch. Its state is a plain value (cursor, epoch, rng) for
- * checkpoints. */
+ * partial batch. pd_iter_save/load carry its position for checkpoints. */
 typedef struct pd_iter pd_iter;
 
 int pd_iter_create(const pd_dataset *ds, size_t batch, pd_shuffle shuffle,
@@ -125,5 +124,17 @@ int pd_iter_set_curriculum(pd_iter *it, const float *score, const pd_curriculum_
                            uint64_t seed);
 /* Examples admitted in the current epoch (n without a curriculum). */
 size_t pd_iter_admitted(const pd_iter *it);
+
+/* The iterator's position, for checkpoints: epoch, cursor, both random
+ * streams and the current epoch's order (8 bytes a row), after a header
+ * (magic "PDIT", version 1, host byte order). Load into an iterator made
+ * the same way (dataset, batch, shuffle, drop_last, seed, stream, and the
+ * same curriculum scores): it then yields exactly what the saved one would
+ * have. A state that does not fit (other sizes or settings, truncated,
+ * rows out of range) is PD_EINPUT, and the iterator is left unchanged.
+ * Local. */
+size_t pd_iter_state_size(const pd_iter *it);
+int pd_iter_save(const pd_iter *it, void *buf, size_t size);
+int pd_iter_load(pd_iter *it, const void *buf, size_t size);
 
 #endif

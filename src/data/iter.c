@@ -238,6 +238,101 @@ bool pd_iter_next(pd_iter *it, const size_t **rows, size_t *n)
 
 int64_t pd_iter_epoch(const pd_iter *it) { return it->epoch; }
 
+/* ---- state (checkpoints) -------------------------------------------------- */
+
+#define ITER_MAGIC 0x54494450u   /* "PDIT" */
+#define ITER_VERSION 1u
+
+typedef struct iter_header {
+    uint32_t magic, version;
+    uint64_t n, batch;
+    uint32_t shuffle, drop_last, cur, pad;
+    int64_t epoch;
+    uint64_t cursor, m;
+    pd_rng rng, crng;
+} iter_header;
+
+size_t pd_iter_state_size(const pd_iter *it)
+{
+    return sizeof(iter_header) + it->m * sizeof(uint64_t);
+}
+
+int pd_iter_save(const pd_iter *it, void *buf, size_t size)
+{
+    size_t need = pd_iter_state_size(it);
+    if (size < need)
+        return PD_FAIL(PD_EINPUT, "iterator state: buffer of %zu bytes, need %zu", size, need);
+    iter_header h = {
+        .magic = ITER_MAGIC, .version = ITER_VERSION, .n = it->n, .batch = it->batch,
+        .shuffle = (uint32_t)it->shuffle, .drop_last = it->drop_last, .cur = it->cur,
+        .epoch = it->epoch, .cursor = it->cursor, .m = it->m, .rng = it->rng,
+        .crng = it->cur ? it->crng : (pd_rng){{0}},
+    };
+    memcpy(buf, &h, sizeof h);
+    unsigned char *p = (unsigned char *)buf + sizeof h;
+    for (size_t k = 0; k < it->m; k++) {
+        uint64_t r = it->order[k];
+        memcpy(p + 8 * k, &r, sizeof r);
+    }
+    return PD_OK;
+}
+
+int pd_iter_load(pd_iter *it, const void *buf, size_t size)
+{
+    iter_header h;
+    if (size < sizeof h)
+        return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, too short for the %zu-byte header",
+                       size, sizeof h);
+    memcpy(&h, buf, sizeof h);
+    if (h.magic != ITER_MAGIC)
+        return PD_FAIL(PD_EINPUT, "iterator state: bad magic 0x%08x (not an iterator state)",
+                       (unsigned)h.magic);
+    if (h.version != ITER_VERSION)
+        return PD_FAIL(PD_EINPUT, "iterator state: version %u, this build reads version %u",
+                       (unsigned)h.version, ITER_VERSION);
+    if (h.n != it->n || h.batch != it->batch || h.shuffle != (uint32_t)it->shuffle ||
+        h.drop_last != (uint32_t)it->drop_last || h.cur != (uint32_t)it->cur)
+        return PD_FAIL(PD_EINPUT, "iterator state: saved for %llu rows, batch %llu, shuffle %u, "
+                       "drop_last %u, curriculum %u; this iterator has %zu, %zu, %u, %u, %u",
+                       (unsigned long long)h.n, (unsigned long long)h.batch, (unsigned)h.shuffle,
+                       (unsigned)h.drop_last, (unsigned)h.cur, it->n, it->batch,
+                       (unsigned)it->shuffle, (unsigned)it->drop_last, (unsigned)it->cur);
+    if (h.m > h.n || h.cursor > h.m || h.epoch < 0)
+        return PD_FAIL(PD_EINPUT, "iterator state: cursor %llu of %llu admitted rows of %llu, "
+                       "epoch %lld (corrupt)", (unsigned long long)h.cursor,
+                       (unsigned long long)h.m, (unsigned long long)h.n, (long long)h.epoch);
+    size_t need = sizeof h + (size_t)h.m * sizeof(uint64_t);
+    if (size != need)
+        return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, expected %zu (%s)", size, need,
+                       size < need ? "truncated" : "trailing bytes");
+    /* Validate every row (and, the rows being distinct, mark them in `in`)
+     * before anything changes. */
+    const unsigned char *p = (const unsigned char *)buf + sizeof h;
+    for (size_t k = 0; k < h.m; k++) {
+        uint64_t r;
+        memcpy(&r, p + 8 * k, sizeof r);
+        if (r >= h.n)
+            return PD_FAIL(PD_EINPUT, "iterator state: row %llu at position %zu of %llu rows "
+                           "(corrupt)", (unsigned long long)r, k, (unsigned long long)h.n);
+    }
+    it->epoch = h.epoch;
+    it->cursor = h.cursor;
+    it->m = h.m;
+    it->rng = h.rng;
+    if (it->cur) {
+        it->crng = h.crng;
+        memset(it->in, 0, it->n);
+    }
+    for (size_t k = 0; k < h.m; k++) {
+        uint64_t r;
+        memcpy(&r, p + 8 * k, sizeof r);
+        it->order[k] = (size_t)r;
+        if (it->cur)
+            it->in[r] = 1;
+    }
+    return PD_OK;
+}
+
 size_t pd_iter_batches_per_epoch(const pd_iter *it)
 {
     return it->drop_last ? it->m / it->batch : (it->m + it->batch - 1) / it->batch;

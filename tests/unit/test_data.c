@@ -1312,6 +1312,128 @@ static void test_curriculum_stochastic(void **state)
     assert_memory_not_equal(a[1], c[1], CN);   /* another seed, another draw */
 }
 
+/* Record the next `count` batches of it (rows, a -1 between epochs). */
+static size_t record(pd_iter *it, size_t count, long *out)
+{
+    size_t k = 0;
+    for (size_t b = 0; b < count; b++) {
+        const size_t *rows;
+        size_t n;
+        if (!pd_iter_next(it, &rows, &n)) {
+            out[k++] = -1;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            out[k++] = (long)rows[i];
+    }
+    return k;
+}
+
+/* Save an iterator part-way through an epoch, load the state into one made
+ * the same way: both then yield the same batches, across epoch boundaries
+ * (fresh shuffles, curriculum admissions and stochastic draws included). */
+static void test_iter_state_resume(void **state)
+{
+    (void)state;
+    pd_dataset ds = {.n = CN};
+    float score[CN];
+    curriculum_scores(score, CN);
+    pd_curriculum_config cc = {.type = PD_CURRICULUM_LOSS, .start = 0.3, .epochs = 3,
+                               .stochastic = true};
+    const pd_shuffle policies[] = {PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH};
+    static long want[4000], got[4000];
+    for (int p = 0; p < 3; p++) {
+        for (int withcur = 0; withcur < 2; withcur++) {
+            pd_iter *a, *b;
+            assert_int_equal(pd_iter_create(&ds, 7, policies[p], false, 3, 1, &a), PD_OK);
+            assert_int_equal(pd_iter_create(&ds, 7, policies[p], false, 3, 1, &b), PD_OK);
+            if (withcur) {
+                assert_int_equal(pd_iter_set_curriculum(a, score, &cc, 3), PD_OK);
+                assert_int_equal(pd_iter_set_curriculum(b, score, &cc, 3), PD_OK);
+            }
+            long skip[400];
+            record(a, 40, skip);   /* into epoch 1 (or 2 with the curriculum) */
+            size_t size = pd_iter_state_size(a);
+            void *buf = malloc(size);
+            assert_non_null(buf);
+            assert_int_equal(pd_iter_save(a, buf, size), PD_OK);
+            assert_int_equal(pd_iter_load(b, buf, size), PD_OK);
+            assert_int_equal(pd_iter_epoch(b), pd_iter_epoch(a));
+            assert_int_equal(pd_iter_admitted(b), pd_iter_admitted(a));
+            size_t n1 = record(a, 150, want), n2 = record(b, 150, got);
+            assert_int_equal(n1, n2);
+            assert_memory_equal(want, got, n1 * sizeof *want);
+            free(buf);
+            pd_iter_destroy(&a);
+            pd_iter_destroy(&b);
+        }
+    }
+}
+
+/* A state that does not fit is refused, naming what differs, and leaves
+ * the iterator as it was. */
+static void test_iter_state_refused(void **state)
+{
+    (void)state;
+    pd_dataset ds = {.n = 10}, other = {.n = 11};
+    pd_iter *a, *b, *c;
+    assert_int_equal(pd_iter_create(&ds, 3, PD_SHUFFLE_EVERY_EPOCH, false, 1, 0, &a), PD_OK);
+    assert_int_equal(pd_iter_create(&other, 3, PD_SHUFFLE_EVERY_EPOCH, false, 1, 0, &b), PD_OK);
+    assert_int_equal(pd_iter_create(&ds, 3, PD_SHUFFLE_EVERY_EPOCH, false, 2, 0, &c), PD_OK);
+    const size_t *rows;
+    size_t n;
+    assert_true(pd_iter_next(a, &rows, &n));
+    size_t size = pd_iter_state_size(a);
+    unsigned char buf[512], copy[512];
+    assert_true(size <= sizeof buf);
+    pd_err_clear();
+    assert_int_equal(pd_iter_save(a, buf, size - 1), PD_EINPUT);
+    assert_non_null(strstr(pd_err_msg(), "need"));
+    assert_int_equal(pd_iter_save(a, buf, size), PD_OK);
+    memcpy(copy, buf, size);
+    /* c yields its own first batch before and after the refusals */
+    long before[3], after[3];
+    struct { const char *what; size_t len; size_t at; unsigned char byte; } cases[] = {
+        {"too short for the", 10, 0, 0},
+        {"bad magic", 0, 0, 'X'},
+        {"version 9", 0, 4, 9},
+        {"truncated", 0, 0, 0},
+        {"trailing bytes", 0, 0, 0},
+        {"row 77 at position 0", 0, 0, 0},
+    };
+    pd_iter *fresh;
+    assert_int_equal(pd_iter_create(&ds, 3, PD_SHUFFLE_EVERY_EPOCH, false, 2, 0, &fresh), PD_OK);
+    record(fresh, 1, before);
+    pd_iter_destroy(&fresh);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memcpy(buf, copy, size);
+        size_t len = cases[k].len ? cases[k].len : size;
+        if (cases[k].byte)
+            buf[cases[k].at] = cases[k].byte;
+        if (!strcmp(cases[k].what, "truncated"))
+            len = size - 8;
+        if (!strcmp(cases[k].what, "trailing bytes"))
+            len = size + 8;
+        if (cases[k].what[0] == 'r') {
+            uint64_t bad = 77;
+            memcpy(buf + size - 10 * 8, &bad, sizeof bad);   /* order[0] */
+        }
+        pd_err_clear();
+        assert_int_equal(pd_iter_load(c, buf, len), PD_EINPUT);
+        if (!strstr(pd_err_msg(), cases[k].what))
+            fail_msg("case %zu: %s lacks \"%s\"", k, pd_err_msg(), cases[k].what);
+    }
+    record(c, 1, after);
+    assert_memory_equal(before, after, sizeof before);
+    /* another dataset size */
+    pd_err_clear();
+    assert_int_equal(pd_iter_load(b, copy, size), PD_EINPUT);
+    assert_non_null(strstr(pd_err_msg(), "saved for 10 rows, batch 3"));
+    pd_iter_destroy(&a);
+    pd_iter_destroy(&b);
+    pd_iter_destroy(&c);
+}
+
 static void test_iter_drop_last(void **state)
 {
     (void)state;
@@ -1431,6 +1553,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_normalize_sparse, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_normalize_idx, make_dir, remove_dir),
         cmocka_unit_test(test_iter_orders),
+        cmocka_unit_test(test_iter_state_resume),
+        cmocka_unit_test(test_iter_state_refused),
         cmocka_unit_test(test_iter_drop_last),
         cmocka_unit_test(test_curriculum_schedule),
         cmocka_unit_test(test_curriculum_stochastic),
