@@ -305,8 +305,7 @@ int pd_iter_load(pd_iter *it, const void *buf, size_t size)
     if (size != need)
         return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, expected %zu (%s)", size, need,
                        size < need ? "truncated" : "trailing bytes");
-    /* Validate every row (and, the rows being distinct, mark them in `in`)
-     * before anything changes. */
+    /* Validate every row before anything changes. */
     const unsigned char *p = (const unsigned char *)buf + sizeof h;
     for (size_t k = 0; k < h.m; k++) {
         uint64_t r;
@@ -319,16 +318,12 @@ int pd_iter_load(pd_iter *it, const void *buf, size_t size)
     it->cursor = h.cursor;
     it->m = h.m;
     it->rng = h.rng;
-    if (it->cur) {
-        it->crng = h.crng;
-        memset(it->in, 0, it->n);
-    }
+    if (it->cur)
+        it->crng = h.crng;   /* `in` is admit()'s scratch: nothing to restore */
     for (size_t k = 0; k < h.m; k++) {
         uint64_t r;
         memcpy(&r, p + 8 * k, sizeof r);
         it->order[k] = (size_t)r;
-        if (it->cur)
-            it->in[r] = 1;
     }
     return PD_OK;
 }

@@ -399,12 +399,7 @@ void pd_model_tensor_sumsq_sparse(const pd_model *m, const uint32_t *idx, const 
 
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms)
 {
-    for (size_t i = 0; i < m->ntensors; i++) {
-        const pd_tensor_info *t = &m->t[i];
-        const float *restrict x = v + t->offset;
-        double sum = 0.0;
-        for (size_t j = 0; j < t->rows * t->cols; j++)
-            sum += (double)x[j] * x[j];
-        norms[i] = sqrt(sum);
-    }
+    pd_model_tensor_sumsq_range(m, v, 0, m->nparams, norms);
+    for (size_t i = 0; i < m->ntensors; i++)
+        norms[i] = sqrt(norms[i]);
 }

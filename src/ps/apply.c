@@ -50,7 +50,7 @@ int server_post_recv(server *sv, int w)
                      &sv->hreq[w]));
     if (sv->sparse && sv->cfg->training.mode != PD_MODE_LOCAL_SGD &&
         sv->cfg->training.mode != PD_MODE_EASGD)
-        PD_MPI(MPI_Irecv(p->sp, (int)(12 * (sv->hi - sv->lo) + 8), MPI_BYTE, src, PD_TAG_DATA,
+        PD_MPI(MPI_Irecv(p->sp, (int)pd_sparse_payload_max(sv->hi - sv->lo), MPI_BYTE, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     else
         PD_MPI(MPI_Irecv(p->g + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
@@ -73,7 +73,7 @@ int server_reply(server *sv, int w, bool elastic)
     if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
         /* Sparse pull (async, hogwild): the lookahead point at the indices
          * the worker's next minibatch touches, packed. */
-        const uint32_t *idx = (const uint32_t *)(p->sp + 8 * p->in.nnz);
+        const uint32_t *idx = pd_sparse_pull(p->sp, p->in.nnz);
         count = (size_t)p->in.npull;
         pd_optim_lookahead_gather(sv->opt, sv->theta, idx, count, p->reply);
         p->out.npull = p->in.npull;
@@ -127,10 +127,8 @@ static void apply_one(server *sv, peer *p, double scale, int64_t t)
 {
     pd_optim_step st = pd_optim_prepare(sv->opt, t, scale, p->in.norm);
     if (p->in.flags & PD_FLAG_SPARSE) {
-        size_t nnz = (size_t)p->in.nnz;
-        const uint32_t *idx = (const uint32_t *)p->sp;
-        const float *val = (const float *)(p->sp + 4 * nnz);
-        pd_optim_apply_sparse(sv->opt, &st, sv->theta, idx, val, nnz);
+        pd_optim_apply_sparse(sv->opt, &st, sv->theta, pd_sparse_idx(p->sp),
+                              pd_sparse_val(p->sp, p->in.nnz), (size_t)p->in.nnz);
     } else {
         pd_optim_apply(sv->opt, &st, sv->theta, p->g, sv->lo, sv->hi);
     }
@@ -188,8 +186,8 @@ int server_on_grad_async(server *sv, int w)
         tau = v - p->in.version;
         apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
         if (p->in.flags & PD_FLAG_SPARSE)
-            server_note_sparse(sv, (const uint32_t *)p->sp,
-                               (const float *)(p->sp + 4 * p->in.nnz), (size_t)p->in.nnz);
+            server_note_sparse(sv, pd_sparse_idx(p->sp), pd_sparse_val(p->sp, p->in.nnz),
+                               (size_t)p->in.nnz);
         else
             server_note_grad(sv, p->g);
         rec.outcome = PD_TRACE_APPLIED;
@@ -325,8 +323,8 @@ int server_on_grad_sync(server *sv, int w)
     if (p->in.flags & PD_FLAG_SPARSE) {
         /* A sparse model's pairs: the round sums dense ranges. */
         size_t nnz = (size_t)p->in.nnz;
-        const uint32_t *idx = (const uint32_t *)p->sp;
-        const float *val = (const float *)(p->sp + 4 * nnz);
+        const uint32_t *idx = pd_sparse_idx(p->sp);
+        const float *val = pd_sparse_val(p->sp, p->in.nnz);
         memset(p->g + sv->lo, 0, (sv->hi - sv->lo) * sizeof *p->g);
         for (size_t j = 0; j < nnz; j++)
             p->g[idx[j]] = val[j];

@@ -75,6 +75,17 @@ int pd_mpi_fail(int rc, const char *call, const char *file, int line, const char
             return pd_mpi_fail(pd_mpi_rc_, #call, __FILE__, __LINE__, __func__); \
     } while (0)
 
+/* A sparse GRAD payload over a range of `range` coordinates: nnz uint32
+ * indices, nnz floats, then npull uint32 indices. Room for the most it can
+ * hold (every coordinate pushed and pulled), and where each part starts. */
+static inline size_t pd_sparse_payload_max(size_t range) { return 12 * range + 8; }
+static inline uint32_t *pd_sparse_idx(uint8_t *buf) { return (uint32_t *)buf; }
+static inline float *pd_sparse_val(uint8_t *buf, int64_t nnz) { return (float *)(buf + 4 * nnz); }
+static inline uint32_t *pd_sparse_pull(uint8_t *buf, int64_t nnz)
+{
+    return (uint32_t *)(buf + 8 * nnz);
+}
+
 /* The job's layout. */
 typedef struct pd_world {
     int rank, size;

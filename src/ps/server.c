@@ -428,7 +428,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         p->active = true;
         p->g = pd_calloc(sv->n, sizeof *p->g);
         p->reply = pd_calloc(sv->n, sizeof *p->reply);
-        p->sp = sv->sparse ? pd_malloc(12 * (sv->hi - sv->lo) + 8) : NULL;
+        p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(sv->hi - sv->lo)) : NULL;
         if (!p->g || !p->reply || (sv->sparse && !p->sp))
             return PD_ENOMEM;
         PD_TRY(server_post_recv(sv, w));

@@ -76,8 +76,8 @@ static size_t pack_sparse(const pd_sparse_grad *g, size_t lo, size_t hi, uint8_t
     size_t k = 0;
     for (size_t j = 0; j < g->nnz; j++)
         k += g->idx[j] >= lo && g->idx[j] < hi;
-    uint32_t *idx = (uint32_t *)buf;
-    float *val = (float *)(buf + 4 * k);
+    uint32_t *idx = pd_sparse_idx(buf);
+    float *val = pd_sparse_val(buf, (int64_t)k);
     size_t m = 0;
     for (size_t j = 0; j < g->nnz; j++) {
         if (g->idx[j] >= lo && g->idx[j] < hi) {
@@ -102,7 +102,7 @@ static size_t pack_pull(const worker *wk, size_t lo, size_t hi, uint32_t *out)
 static void unpack_pull(worker *wk, int s, size_t lo)
 {
     const pd_msg_hdr *h = &wk->out[s];
-    const uint32_t *idx = (const uint32_t *)(wk->sp[s] + 8 * h->nnz);
+    const uint32_t *idx = pd_sparse_pull(wk->sp[s], h->nnz);
     const float *val = wk->pulled + lo;
     for (int64_t j = 0; j < h->npull; j++)
         wk->point[idx[j]] = val[j];
@@ -132,7 +132,7 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
             h->nnz = (int64_t)pack_sparse(&l->sgrad, lo, hi, wk->sp[s]);
             if (wk->pull) {
                 h->flags |= PD_FLAG_PULL;
-                h->npull = (int64_t)pack_pull(wk, lo, hi, (uint32_t *)(wk->sp[s] + 8 * h->nnz));
+                h->npull = (int64_t)pack_pull(wk, lo, hi, pd_sparse_pull(wk->sp[s], h->nnz));
             }
             payload = wk->sp[s];
             count = (int)(8 * h->nnz + 4 * h->npull);
@@ -288,7 +288,7 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     for (int s = 0; wk->l.sparse && s < S; s++) {
         size_t lo, hi;
         pd_server_range(wk->n, S, s, &lo, &hi);
-        if (!(wk->sp[s] = pd_malloc(12 * (hi - lo) + 8)))
+        if (!(wk->sp[s] = pd_malloc(pd_sparse_payload_max(hi - lo))))
             return PD_ENOMEM;
     }
     if (wk->pull && (!(wk->touch = pd_malloc(wk->n * sizeof *wk->touch)) ||
