@@ -25,8 +25,14 @@ void pd_sha256_hex(const void *data, size_t n, char hex[65]);
 
 /* mkdir -p. Local. */
 int pd_mkdir_p(const char *path);
-/* Write buf to path atomically (path.tmp, fsync, rename). Local. */
+/* Write buf to path atomically: path.tmp.PID, fsync, rename, fsync of the
+ * directory. On failure the temporary file is removed and the message
+ * names path and errno. Local. */
 int pd_write_atomic(const char *path, const void *buf, size_t n);
+/* fsync the directory that holds path (after a rename into it). Local. */
+int pd_fsync_dir(const char *path);
+/* write() all n bytes, retrying on EINTR and short writes: 0 or an errno. */
+int pd_write_all(int fd, const void *buf, size_t n);
 
 /* One evaluation: a line of metrics.jsonl. NAN doubles and negative
  * counts are written as null. */
@@ -84,7 +90,9 @@ typedef struct pd_metrics pd_metrics;
 int pd_metrics_open(const char *dir, pd_metrics **out);
 void pd_metrics_close(pd_metrics **m);
 const char *pd_metrics_dir(const pd_metrics *m);
-/* Append one row to metrics.jsonl and flush it. */
+/* Append one row to metrics.jsonl (one write(2), no stdio buffer). A row
+ * that cannot be written is tried again a few times; if it still fails, the
+ * file is cut back to its last whole row and PD_EIO names it and errno. */
 int pd_metrics_append(pd_metrics *m, const pd_metrics_row *row);
 /* Rewrite status.json atomically: {"phase":..,"update":..,...latest row}. */
 int pd_metrics_status(pd_metrics *m, const char *phase, const pd_metrics_row *row);

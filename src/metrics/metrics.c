@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "paramd/error.h"
@@ -16,8 +17,13 @@
 
 struct pd_metrics {
     char dir[1024];
-    FILE *jsonl;
+    int jsonl;                     /* metrics.jsonl, O_APPEND; -1 when closed */
 };
+
+/* A row that cannot be written is tried this many times, this far apart:
+ * an NFS hiccup passes, a full disk does not. */
+#define APPEND_TRIES 3
+#define APPEND_PAUSE_NS 100000000L
 
 int pd_mkdir_p(const char *path)
 {
@@ -41,40 +47,71 @@ int pd_mkdir_p(const char *path)
     return PD_OK;
 }
 
+int pd_fsync_dir(const char *path)
+{
+    char dir[1100];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path) >=
+             (int)sizeof dir)
+        return PD_FAIL(PD_EINPUT, "%s: path too long", path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return PD_FAIL(PD_EIO, "%s: cannot open its directory %s: %s", path, dir, strerror(errno));
+    int rc = fsync(fd), e = errno;
+    close(fd);
+    /* Some filesystems cannot fsync a directory (EINVAL): nothing to flush. */
+    if (rc != 0 && e != EINVAL)
+        return PD_FAIL(PD_EIO, "%s: cannot flush its directory %s: %s", path, dir, strerror(e));
+    return PD_OK;
+}
+
+int pd_write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        if (w == 0)
+            return EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int pd_write_atomic(const char *path, const void *buf, size_t n)
 {
     char tmp[1100];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return PD_FAIL(PD_EINPUT, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return PD_FAIL(PD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    const char *p = buf;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return PD_FAIL(PD_EIO, "%s: write failed: %s", tmp, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
+        return PD_FAIL(PD_EIO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    int e = pd_write_all(fd, buf, n);
+    const char *what = "write failed";
+    if (!e && fsync(fd) != 0) {
+        e = errno;
+        what = "cannot flush";
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    /* close() even when the write or fsync failed: the descriptor is ours. */
+    if (close(fd) != 0 && !e) {
+        e = errno;
+        what = "cannot flush";
+    }
+    if (!e && rename(tmp, path) != 0) {
+        e = errno;
+        what = "cannot rename the temporary file into place";
+    }
+    if (e) {
         unlink(tmp);
-        return PD_FAIL(PD_EIO, "%s: cannot flush: %s", tmp, strerror(e));
+        return PD_FAIL(PD_EIO, "%s: %s: %s", path, what, strerror(e));
     }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return PD_FAIL(PD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(e));
-    }
-    return PD_OK;
+    return pd_fsync_dir(path);
 }
 
 int pd_metrics_path(const pd_metrics *m, const char *name, char *buf, size_t size)
@@ -91,6 +128,7 @@ int pd_metrics_open(const char *dir, pd_metrics **out)
     pd_metrics *m = pd_calloc(1, sizeof *m);
     if (!m)
         return PD_ENOMEM;
+    m->jsonl = -1;
     int err = PD_OK;
     if (snprintf(m->dir, sizeof m->dir, "%s", dir) >= (int)sizeof m->dir) {
         err = PD_FAIL(PD_EINPUT, "%s: path too long", dir);
@@ -98,8 +136,8 @@ int pd_metrics_open(const char *dir, pd_metrics **out)
     }
     PD_TRY_GOTO(err, pd_mkdir_p(dir), fail);
     PD_TRY_GOTO(err, pd_metrics_path(m, "metrics.jsonl", path, sizeof path), fail);
-    m->jsonl = fopen(path, "w");
-    if (!m->jsonl) {
+    m->jsonl = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (m->jsonl < 0) {
         err = PD_FAIL(PD_EIO, "%s: cannot create: %s", path, strerror(errno));
         goto fail;
     }
@@ -114,8 +152,10 @@ void pd_metrics_close(pd_metrics **m)
 {
     if (!m || !*m)
         return;
-    if ((*m)->jsonl)
-        fclose((*m)->jsonl);
+    if ((*m)->jsonl >= 0) {
+        fsync((*m)->jsonl);   /* best effort: each row was written when it was made */
+        close((*m)->jsonl);
+    }
     free(*m);
     *m = NULL;
 }
@@ -185,13 +225,42 @@ static void row_fields(FILE *f, const pd_metrics_row *r)
         norms_object(f, "grad_norm", r, r->grad_norms);
 }
 
+static void pause_ns(long ns)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 int pd_metrics_append(pd_metrics *m, const pd_metrics_row *row)
 {
-    fputc('{', m->jsonl);
-    row_fields(m->jsonl, row);
-    fputs("}\n", m->jsonl);
-    if (fflush(m->jsonl) != 0 || ferror(m->jsonl))
-        return PD_FAIL(PD_EIO, "%s/metrics.jsonl: write failed: %s", m->dir, strerror(errno));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return PD_FAIL(PD_ENOMEM, "%s/metrics.jsonl: cannot allocate a row", m->dir);
+    fputc('{', f);
+    row_fields(f, row);
+    fputs("}\n", f);
+    if (fclose(f) != 0) {
+        free(text);
+        return PD_FAIL(PD_ENOMEM, "%s/metrics.jsonl: cannot allocate a row", m->dir);
+    }
+    /* Whole rows only: a row that fails part-way is cut off again before
+     * the next try, and before giving up. */
+    off_t start = lseek(m->jsonl, 0, SEEK_END);
+    int e = 0;
+    for (int t = 0; t < APPEND_TRIES; t++) {
+        if (t > 0)
+            pause_ns(APPEND_PAUSE_NS);
+        if ((e = pd_write_all(m->jsonl, text, len)) == 0)
+            break;
+        if (start >= 0 && ftruncate(m->jsonl, start) != 0)
+            break;
+    }
+    free(text);
+    if (e)
+        return PD_FAIL(PD_EIO, "%s/metrics.jsonl: write failed: %s", m->dir, strerror(e));
     return PD_OK;
 }
 

@@ -39,6 +39,11 @@ struct pd_evaluator {
     pd_eval last_valid, last_test;
     pd_metrics_row last_row;
     char sha[65];                  /* of the parameters finish wrote */
+    /* result files: a metrics row that could not be written stops the run
+     * (its message kept for the end); status.json failures only warn */
+    int io_err;
+    char io_msg[1024];
+    bool status_warned;
 };
 
 double pd_now(void)
@@ -147,6 +152,18 @@ int pd_evaluator_sha(const pd_evaluator *ev, char hex[65])
     return PD_OK;
 }
 
+/* status.json is a heartbeat for people and schedulers: a failed rewrite
+ * (a full disk, an NFS hiccup) is reported once and training goes on. */
+static void write_status(pd_evaluator *ev, const char *phase, const pd_metrics_row *r)
+{
+    if (pd_metrics_status(ev->metrics, phase, r) == PD_OK || ev->status_warned)
+        return;
+    ev->status_warned = true;
+    fprintf(stderr, "paramd: warning: %s; training goes on (later failures of status.json "
+            "are not reported)\n", pd_err_msg());
+    pd_err_clear();
+}
+
 static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
 {
     memset(r, 0, sizeof *r);
@@ -225,8 +242,16 @@ int pd_evaluator_eval(pd_evaluator *ev, const float *theta, const pd_progress *p
         pd_model_tensor_norms(ev->model, p->grad, ev->gnorm);
         r->grad_norms = ev->gnorm;
     }
-    PD_TRY(pd_metrics_append(ev->metrics, r));
-    PD_TRY(pd_metrics_status(ev->metrics, "training", r));
+    /* A row that cannot be written (after the retries inside) stops the
+     * run as early stopping would, so the results are still written. */
+    if (!ev->io_err && pd_metrics_append(ev->metrics, r) != PD_OK) {
+        ev->io_err = PD_EIO;
+        snprintf(ev->io_msg, sizeof ev->io_msg, "%s", pd_err_msg());
+        pd_err_clear();
+    }
+    if (ev->io_err)
+        *stop = true;
+    write_status(ev, "training", r);
     ev->last_update = p->update;
     ev->last_status = pd_now();
     progress(ev, p, r);
@@ -252,7 +277,8 @@ int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p)
     ev->last_status = now;
     pd_metrics_row r;
     fill_row(ev, p, &r);
-    return pd_metrics_status(ev->metrics, "training", &r);
+    write_status(ev, "training", &r);
+    return PD_OK;
 }
 
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
@@ -269,6 +295,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         if (ev->test)
             PD_TRY(pd_model_eval(ev->model, theta, ev->test, &ev->last_test));
     }
+    if (ev->io_err)
+        exit = "io_error";
     pd_metrics_row r;
     fill_row(ev, p, &r);
     pd_summary s = {
@@ -304,10 +332,24 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.workers_stats = rs->workers;
         s.n_workers_stats = rs->n_workers;
     }
-    PD_TRY(pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256));
-    memcpy(ev->sha, s.params_sha256, sizeof ev->sha);
-    PD_TRY(pd_metrics_summary(ev->metrics, &s));
-    PD_TRY(pd_metrics_status(ev->metrics, exit, &r));
+    int err = pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256);
+    if (err == PD_OK) {
+        memcpy(ev->sha, s.params_sha256, sizeof ev->sha);
+        err = pd_metrics_summary(ev->metrics, &s);
+    }
+    if (ev->io_err) {
+        /* One line: the first failure, and whether the results made it. */
+        char then[1024];
+        snprintf(then, sizeof then, "%s", err == PD_OK ? "" : pd_err_msg());
+        if (err == PD_OK)
+            return PD_FAIL(ev->io_err, "%s; the run stopped at update %lld with params.bin and "
+                           "summary.json written", ev->io_msg, (long long)p->update);
+        return PD_FAIL(ev->io_err, "%s; the run stopped at update %lld, and its results could "
+                       "not be written either (%s)", ev->io_msg, (long long)p->update, then);
+    }
+    if (err != PD_OK)
+        return err;
+    write_status(ev, exit, &r);
     final_line(ev, &s);
     return PD_OK;
 }

@@ -448,8 +448,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
 
 static void teardown(server *sv)
 {
-    if (sv->trace)
-        fclose(sv->trace);   /* an unfinished trace: its header says 0 records */
+    pd_trace_abort(&sv->trace, sv->cfg->run.out_dir);   /* an unfinished trace */
     pd_eval_thread_stop(&sv->et);
     pd_evaluator_destroy(&sv->ev);
     if (sv->peers) {
@@ -488,7 +487,7 @@ static int finish(server *sv, double cpu0)
     double others[PD_MAX_TENSORS];
     int err = gather(sv, theta, true, others);
     if (err == PD_OK)
-        err = pd_trace_close(&sv->trace, sv->trace_n);
+        err = pd_trace_close(&sv->trace, sv->cfg->run.out_dir, sv->trace_n);
     pd_progress pg;
     progress(sv, &pg);
     int64_t hist[STALE_HIST];

@@ -1,12 +1,15 @@
 /* Reading and writing trace.bin (format in trace.h). Records go through
  * stdio's buffer, one fwrite per gradient, so tracing costs no syscall per
- * update. */
+ * update. The file is written under a temporary name and renamed into
+ * place when the run ends (after fsync), so a trace.bin is always whole. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "paramd/error.h"
+#include "paramd/metrics.h"
 #include "trace.h"
 
 static const char MAGIC[8] = {'P', 'D', 'T', 'R', 'A', 'C', 'E', '1'};
@@ -24,18 +27,27 @@ static int path_of(const char *dir, char *buf, size_t size)
     return PD_OK;
 }
 
+static int tmp_of(const char *dir, char *buf, size_t size)
+{
+    if ((size_t)snprintf(buf, size, "%s/trace.bin.tmp.%ld", dir, (long)getpid()) >= size)
+        return PD_FAIL(PD_EINPUT, "%s: path too long", dir);
+    return PD_OK;
+}
+
 int pd_trace_open(const char *dir, int workers, FILE **out)
 {
     char path[1100];
-    PD_TRY(path_of(dir, path, sizeof path));
+    PD_TRY(tmp_of(dir, path, sizeof path));
     FILE *f = fopen(path, "wb");
     if (!f)
         return PD_FAIL(PD_EIO, "%s: cannot create: %s", path, strerror(errno));
     header h = {.version = 1, .workers = (uint32_t)workers};
     memcpy(h.magic, MAGIC, sizeof MAGIC);
     if (fwrite(&h, sizeof h, 1, f) != 1) {
+        int e = errno;
         fclose(f);
-        return PD_FAIL(PD_EIO, "%s: write failed", path);
+        unlink(path);
+        return PD_FAIL(PD_EIO, "%s: write failed: %s", path, strerror(e));
     }
     *out = f;
     return PD_OK;
@@ -48,16 +60,39 @@ int pd_trace_append(FILE *f, const pd_trace_rec *r)
     return PD_OK;
 }
 
-int pd_trace_close(FILE **pf, uint64_t records)
+int pd_trace_close(FILE **pf, const char *dir, uint64_t records)
 {
     FILE *f = *pf;
     if (!f)
         return PD_OK;
     *pf = NULL;
-    int bad = fseek(f, offsetof(header, records), SEEK_SET) != 0 ||
-              fwrite(&records, sizeof records, 1, f) != 1;
-    bad |= fclose(f) != 0;
-    return bad ? PD_FAIL(PD_EIO, "trace.bin: cannot finish: %s", strerror(errno)) : PD_OK;
+    char tmp[1100], path[1100];
+    PD_TRY(tmp_of(dir, tmp, sizeof tmp));
+    PD_TRY(path_of(dir, path, sizeof path));
+    int e = 0;
+    if (fseek(f, offsetof(header, records), SEEK_SET) != 0 ||
+        fwrite(&records, sizeof records, 1, f) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        e = errno ? errno : EIO;
+    if (fclose(f) != 0 && !e)
+        e = errno;
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    if (e) {
+        unlink(tmp);
+        return PD_FAIL(PD_EIO, "%s: cannot finish: %s", path, strerror(e));
+    }
+    return pd_fsync_dir(path);
+}
+
+void pd_trace_abort(FILE **pf, const char *dir)
+{
+    char tmp[1100];
+    if (!*pf)
+        return;
+    fclose(*pf);
+    *pf = NULL;
+    if (tmp_of(dir, tmp, sizeof tmp) == PD_OK)
+        unlink(tmp);
 }
 
 int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n)

@@ -3,7 +3,8 @@
  *
  * trace.bin in the run directory, little-endian:
  *   header  8 bytes "PDTRACE1", uint32 format version (1), uint32 workers,
- *           uint64 records (filled in when the run ends; 0 if it died)
+ *           uint64 records (filled in when the run ends; a run that dies
+ *           leaves no trace.bin)
  *   records of 32 bytes, one per gradient server 0 received, in arrival
  *   order: uint32 worker, uint32 outcome (1 applied, 2 dropped, 3 not
  *   finite), int64 seq (the worker's gradient number: its seq-th minibatch,
@@ -25,11 +26,15 @@ typedef struct pd_trace_rec {
     int64_t seq, from, made;
 } pd_trace_rec;
 
-/* Create DIR/trace.bin for W workers. */
+/* Start DIR/trace.bin for W workers: written as DIR/trace.bin.tmp.PID
+ * until pd_trace_close. */
 int pd_trace_open(const char *dir, int workers, FILE **out);
 int pd_trace_append(FILE *f, const pd_trace_rec *r);
-/* Write the record count into the header and close. */
-int pd_trace_close(FILE **f, uint64_t records);
+/* Write the record count into the header, fsync, close, rename to
+ * DIR/trace.bin and fsync DIR. */
+int pd_trace_close(FILE **f, const char *dir, uint64_t records);
+/* A run that failed: close and remove the unfinished temporary file. */
+void pd_trace_abort(FILE **f, const char *dir);
 /* Read DIR/trace.bin whole (*recs malloc'd). Bad magic, version, size or
  * count: PD_EINPUT naming the file. */
 int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n);

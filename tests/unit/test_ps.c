@@ -49,7 +49,7 @@ static void write_trace(const char *dir, uint64_t count)
     assert_int_equal(pd_trace_open(dir, 2, &f), PD_OK);
     for (int i = 0; i < NRECS; i++)
         assert_int_equal(pd_trace_append(f, &RECS[i]), PD_OK);
-    assert_int_equal(pd_trace_close(&f, count), PD_OK);
+    assert_int_equal(pd_trace_close(&f, dir, count), PD_OK);
     assert_null(f);
 }
 
@@ -141,6 +141,28 @@ static void version_2(unsigned char *buf, size_t *n)
     buf[8] = 2;
 }
 
+/* trace.bin appears only whole: under a temporary name until closed, and
+ * an aborted trace leaves nothing behind. */
+static void test_trace_atomic(void **state)
+{
+    const char *dir = *state;
+    char path[128], tmp[128];
+    snprintf(path, sizeof path, "%s/trace.bin", dir);
+    snprintf(tmp, sizeof tmp, "%s/trace.bin.tmp.%ld", dir, (long)getpid());
+    FILE *f;
+    assert_int_equal(pd_trace_open(dir, 2, &f), PD_OK);
+    assert_int_equal(pd_trace_append(f, &RECS[0]), PD_OK);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(tmp, F_OK), 0);
+    pd_trace_abort(&f, dir);
+    assert_null(f);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(path, F_OK), -1);
+    write_trace(dir, NRECS);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
 static void test_trace_refused(void **state)
 {
     const char *dir = *state;
@@ -196,6 +218,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_layout, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_trace_round_trip, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_trace_refused, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_trace_atomic, setup_dir, teardown_dir),
         cmocka_unit_test(test_server_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,143 @@
+"""The run directory under disk trouble: a status.json that cannot be
+rewritten only warns; a metrics.jsonl row that cannot be written stops the
+run cleanly (exit 3, one line naming the file and errno) with params.bin
+and summary.json written when there is room for them; a full disk (a small
+tmpfs this test mounts, as root) stops the run with exit 3 and leaves only
+whole files behind. Checks that need a mount print SKIP when mount fails
+and are counted as skipped, never as passed."""
+import json
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+
+import pdtest as t
+
+CONF = os.path.join(t.SRC, "tests/conf/softmax.yaml")
+SKIPPED = []
+
+
+def paramd(out, sets=(), ranks=1, fsize=None):
+    """Run paramd; fsize limits the size of any file it writes (bytes)."""
+    cmd = [t.EXE, CONF, "--out", out, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    if ranks > 1:
+        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
+               "-x", "OPENBLAS_NUM_THREADS=1"] + cmd
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+    def limit():
+        # write(2) past the limit then fails with EFBIG instead of a signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
+                          preexec_fn=limit if fsize else None, restore_signals=not fsize)
+
+
+def error_lines(p):
+    """paramd's error lines (its warnings left out)."""
+    return [l for l in p.stderr.splitlines()
+            if l.startswith("paramd:") and not l.startswith("paramd: warning:")]
+
+
+def whole_rows(out):
+    """metrics.jsonl holds only whole JSON rows (None if one is torn)."""
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        text = f.read()
+    if text and not text.endswith("\n"):
+        return None
+    try:
+        return [json.loads(l) for l in text.splitlines()]
+    except ValueError:
+        return None
+
+
+def leftovers(out):
+    return sorted(n for n in os.listdir(out) if ".tmp." in n)
+
+
+def mount_tmpfs(opts):
+    d = tempfile.mkdtemp(prefix="paramd-tmpfs-")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", d],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        print("SKIP: cannot mount a tmpfs (%s): %s" % (opts, p.stderr.strip()))
+        os.rmdir(d)
+        return None
+    return d
+
+
+def umount(d):
+    subprocess.run(["umount", d], check=False)
+    os.rmdir(d)
+
+
+# -- status.json cannot be replaced (a non-empty directory in its place):
+# one warning, the run goes on and finishes with its results.
+out = tempfile.mkdtemp(prefix="paramd-disk-")
+os.makedirs(os.path.join(out, "status.json", "blocked"))
+p = paramd(out, ["training.max_updates=200", "training.eval_every=50"])
+warn = [l for l in p.stderr.splitlines() if "warning" in l]
+t.check(p.returncode == 0, "a status.json that cannot be written does not stop the run (%d): %s"
+        % (p.returncode, p.stderr[-300:]))
+t.check(len(warn) == 1 and "status.json" in warn[0], "one warning naming status.json: %r" % warn)
+t.check(os.path.exists(os.path.join(out, "summary.json")) and
+        t.summary(out)["exit"] == "max_updates", "summary.json written, exit max_updates")
+t.check(len(t.metrics(out)) == 5, "every evaluation has its metrics row")
+
+# -- metrics.jsonl cannot grow (RLIMIT_FSIZE: EFBIG on its write), while
+# params.bin (31400 bytes) still fits: exit 3, one line, results written.
+# (Serial only: mpirun gives its ranks SIGXFSZ back, which kills them.)
+for ranks, mode in ((1, "serial"),):
+    out = tempfile.mkdtemp(prefix="paramd-disk-")
+    p = paramd(out, ["training.mode=" + mode, "training.max_updates=400", "training.eval_every=1"],
+               ranks=ranks, fsize=40000)
+    lines = error_lines(p)
+    t.check(p.returncode == 3, "%s: a metrics row that cannot be written: exit 3 (%d)"
+            % (mode, p.returncode))
+    t.check(len(lines) == 1 and "metrics.jsonl" in lines[0] and "File too large" in lines[0] and
+            "params.bin and summary.json written" in lines[0],
+            "%s: one line naming the file, errno and the results: %r" % (mode, lines))
+    rows = whole_rows(out)
+    t.check(rows is not None and 0 < len(rows) < 400, "%s: metrics.jsonl holds whole rows only (%s)"
+            % (mode, None if rows is None else len(rows)))
+    s = t.summary(out) if os.path.exists(os.path.join(out, "summary.json")) else {}
+    t.check(s.get("exit") == "io_error" and os.path.getsize(os.path.join(out, "params.bin")) == 31400,
+            "%s: params.bin and summary.json (exit io_error) written: %s" % (mode, s.get("exit")))
+    t.check(rows is not None and s.get("updates", -1) >= rows[-1]["update"],
+            "%s: the run stopped after its last row" % mode)
+    t.check(leftovers(out) == [], "%s: no temporary files left: %s" % (mode, leftovers(out)))
+
+# -- a full disk: a 64 KiB tmpfs fills with metrics rows; params.bin does
+# not fit either. Exit 3, one line naming metrics.jsonl and ENOSPC.
+d = mount_tmpfs("size=64k")
+if d is None:
+    SKIPPED.append("full disk")
+else:
+    try:
+        for ranks, mode in ((1, "serial"), (3, "async")):
+            out = os.path.join(d, mode)
+            p = paramd(out, ["training.mode=" + mode, "training.max_updates=1000",
+                             "training.eval_every=1"], ranks=ranks)
+            lines = error_lines(p)
+            t.check(p.returncode == 3, "%s, a full disk: exit 3 (%d)" % (mode, p.returncode))
+            t.check(len(lines) == 1 and "metrics.jsonl" in lines[0] and
+                    "No space left on device" in lines[0],
+                    "%s: one line naming the file and errno: %r" % (mode, lines))
+            rows = whole_rows(out)
+            t.check(rows is not None and len(rows) > 10, "%s: metrics.jsonl holds whole rows only "
+                    "(%s)" % (mode, None if rows is None else len(rows)))
+            t.check(leftovers(out) == [], "%s: no temporary files left: %s" % (mode, leftovers(out)))
+            t.check(not os.path.exists(os.path.join(out, "summary.json")),
+                    "%s: no summary.json that does not fit" % mode)
+            subprocess.run(["rm", "-rf", out], check=True)
+    finally:
+        umount(d)
+
+if SKIPPED:
+    print("skipped: %s" % ", ".join(SKIPPED))
+t.done()
