@@ -3,6 +3,8 @@
  * update. The file is written under a temporary name and renamed into
  * place when the run ends (after fsync), so a trace.bin is always whole. */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,23 @@ void pd_trace_abort(FILE **pf, const char *dir)
         unlink(tmp);
 }
 
+/* What every writer guarantees of a record, and replay relies on: staleness
+ * is computed from `from`, so a negative one would overflow it. */
+static int check_rec(const char *path, size_t i, const pd_trace_rec *r, uint32_t workers)
+{
+    if (r->worker >= workers)
+        return PD_FAIL(PD_EINPUT, "%s: record %zu: worker %u of %u", path, i, r->worker, workers);
+    if (r->outcome < PD_TRACE_APPLIED || r->outcome > PD_TRACE_BAD)
+        return PD_FAIL(PD_EINPUT, "%s: record %zu: outcome %u is not 1, 2 or 3", path, i,
+                       r->outcome);
+    bool applied = r->outcome == PD_TRACE_APPLIED;
+    if (r->seq < 0 || r->from < 0 || (applied ? r->made < 1 : r->made != -1))
+        return PD_FAIL(PD_EINPUT, "%s: record %zu: gradient %lld, version %lld -> %lld is not "
+                       "a possible record", path, i, (long long)r->seq, (long long)r->from,
+                       (long long)r->made);
+    return PD_OK;
+}
+
 int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n)
 {
     char path[1100];
@@ -128,6 +147,11 @@ int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n)
                       (unsigned long long)h.records, h.workers, (size_t)size - sizeof h);
         goto out;
     }
+    if (h.workers > INT_MAX) {
+        err = PD_FAIL(PD_EINPUT, "%s: %u workers is more than an MPI job can have", path,
+                      h.workers);
+        goto out;
+    }
     *recs = pd_malloc(count * sizeof **recs + 1);
     if (!*recs) {
         err = PD_ENOMEM;
@@ -137,6 +161,14 @@ int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n)
         free(*recs);
         *recs = NULL;
         err = PD_FAIL(PD_EIO, "%s: read failed", path);
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++)
+        if ((err = check_rec(path, i, &(*recs)[i], h.workers)) != PD_OK)
+            break;
+    if (err != PD_OK) {
+        free(*recs);
+        *recs = NULL;
         goto out;
     }
     *n = count;

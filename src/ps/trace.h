@@ -35,8 +35,10 @@ int pd_trace_append(FILE *f, const pd_trace_rec *r);
 int pd_trace_close(FILE **f, const char *dir, uint64_t records);
 /* A run that failed: close and remove the unfinished temporary file. */
 void pd_trace_abort(FILE **f, const char *dir);
-/* Read DIR/trace.bin whole (*recs malloc'd). Bad magic, version, size or
- * count: PD_EINPUT naming the file. */
+/* Read DIR/trace.bin whole (*recs malloc'd). Bad magic, version, size,
+ * count or worker count (1..INT_MAX), or a record that no run writes (worker
+ * out of range, outcome not 1-3, negative seq or from, made not -1 exactly
+ * when not applied): PD_EINPUT naming the file (and the record). */
 int pd_trace_read(const char *dir, int *workers, pd_trace_rec **recs, size_t *n);
 
 #endif

@@ -184,6 +184,44 @@ static void test_trace_refused(void **state)
     expect_refused(dir, "was the run made with training.trace: true?");
 }
 
+/* RECS with record i replaced by r. */
+static void write_with(const char *dir, int i, pd_trace_rec r)
+{
+    FILE *f;
+    assert_int_equal(pd_trace_open(dir, 2, &f), PD_OK);
+    for (int k = 0; k < NRECS; k++)
+        assert_int_equal(pd_trace_append(f, k == i ? &r : &RECS[k]), PD_OK);
+    assert_int_equal(pd_trace_close(&f, dir, NRECS), PD_OK);
+}
+
+static void huge_workers(unsigned char *buf, size_t *n)
+{
+    (void)n;
+    memset(buf + 12, 0xff, 4);   /* 4294967295 workers: negative as an int */
+}
+
+/* Records no run writes are refused by the reader, so replay never sees
+ * them (a `from` of INT64_MIN overflowed replay's staleness arithmetic;
+ * found by tests/fuzz, fuzz_trace). */
+static void test_trace_impossible_records(void **state)
+{
+    const char *dir = *state;
+    write_with(dir, 1, (pd_trace_rec){2, PD_TRACE_APPLIED, 0, 0, 2});
+    expect_refused(dir, "record 1: worker 2 of 2");
+    write_with(dir, 3, (pd_trace_rec){1, 0, 1, 2, -1});
+    expect_refused(dir, "record 3: outcome 0 is not 1, 2 or 3");
+    write_with(dir, 1, (pd_trace_rec){1, PD_TRACE_APPLIED, 0, INT64_MIN, 2});
+    expect_refused(dir, "record 1: gradient 0, version -9223372036854775808 -> 2 is not a "
+                        "possible record");
+    write_with(dir, 2, (pd_trace_rec){0, PD_TRACE_DROPPED, 1, 1, 3});
+    expect_refused(dir, "record 2: gradient 1, version 1 -> 3 is not a possible record");
+    write_with(dir, 0, (pd_trace_rec){0, PD_TRACE_APPLIED, -5, 0, 1});
+    expect_refused(dir, "record 0: gradient -5");
+    write_trace(dir, NRECS);
+    patch(dir, huge_workers);
+    expect_refused(dir, "4294967295 workers is more than an MPI job can have");
+}
+
 /* Server ranges: contiguous, covering [0, n) in order, sizes within one. */
 static void test_server_ranges(void **state)
 {
@@ -219,6 +257,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_round_trip, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_trace_refused, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_trace_atomic, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_trace_impossible_records, setup_dir, teardown_dir),
         cmocka_unit_test(test_server_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
