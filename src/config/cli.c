@@ -55,9 +55,10 @@ static const char *const exit_statuses[][2] = {
     {"0", "Training finished (or --check, --help, --version succeeded)."},
     {"2", "Bad usage, config, data or checkpoint; the message names the file, the "
           "line or record, and the key."},
-    {"3", "Training failed: divergence, too many bad gradients, a rank lost, an I/O "
-          "error."},
-    {"143", "Stopped by SIGTERM after writing a final checkpoint."},
+    {"3", "Training failed: divergence, too many bad gradients, a rank lost, a full disk "
+          "or another I/O error (one line names the file and errno)."},
+    {"143", "Killed by SIGTERM (128 + 15): this version writes no checkpoint first, so "
+            "the run's params.bin and summary.json are not written."},
 };
 
 /* The run directory of DESIGN.md. */

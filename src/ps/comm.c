@@ -1,6 +1,7 @@
 /* MPI plumbing for ps: checked calls, the job's layout, and waits that
  * sleep instead of spinning (Open MPI's blocking calls busy-poll, which
  * steals a core from a computing rank when the job is oversubscribed). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,23 @@ void pd_backoff_sleep(pd_backoff *b)
     us = us < 4 ? 4 : us > 1000 ? 1000 : us;
     struct timespec ts = {0, (long)(us * 1000)};
     nanosleep(&ts, NULL);
+}
+
+int pd_sleep_s(double s)
+{
+    if (!(s > 0))   /* NaN too */
+        return 0;
+    if (s >= 1e9)
+        return EINVAL;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    if (ts.tv_nsec > 999999999L)
+        ts.tv_nsec = 999999999L;
+    /* Resume after a signal; any other failure (EINVAL) ends the sleep
+     * instead of retrying it forever. */
+    while (nanosleep(&ts, &ts) != 0)
+        if (errno != EINTR)
+            return errno;
+    return 0;
 }
 
 int pd_comm_wait(MPI_Request *req, MPI_Status *st)

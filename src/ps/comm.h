@@ -114,6 +114,11 @@ int pd_comm_waitall(int n, MPI_Request *reqs);
 /* Wait until at least one of reqs completes; *index gets it. */
 int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st);
 
+/* Sleep s seconds (resumed after signals). Not positive or NaN: no
+ * sleep. Returns 0, or the errno that ended it early (EINVAL for s that
+ * nanosleep cannot take). Local. */
+int pd_sleep_s(double s);
+
 /* Back-off sleeper for poll loops: reset after progress. */
 typedef struct pd_backoff { double since; } pd_backoff;   /* 0: not waiting yet */
 void pd_backoff_sleep(pd_backoff *b);

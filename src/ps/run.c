@@ -78,11 +78,13 @@ static int init_world(const pd_config *cfg, pd_world *w)
     if (MPI_Init_thread(NULL, NULL, want, &provided) != MPI_SUCCESS)
         return PD_FAIL(PD_EMPI, "MPI_Init_thread failed");
     PD_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    /* The rank first: pd_comm_agree lets only the lowest failing rank
+     * print, and every rank fails this check alike. */
+    PD_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
+    PD_MPI(MPI_Comm_size(MPI_COMM_WORLD, &w->size));
     if (provided < want)
         return PD_FAIL(PD_EMPI, "training.mode hogwild needs MPI_THREAD_MULTIPLE; this MPI "
                        "library provides level %d", provided);
-    PD_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
-    PD_MPI(MPI_Comm_size(MPI_COMM_WORLD, &w->size));
     w->servers = cfg->training.servers;
     w->workers = w->size - w->servers;
     w->is_server = w->rank < w->servers;

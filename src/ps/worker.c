@@ -40,13 +40,10 @@ typedef struct worker {
     pd_rng frng;
 } worker;
 
+/* A sleep nanosleep refuses is skipped (pd_sleep_s returns its errno). */
 static void sleep_s(double s)
 {
-    if (s <= 0)
-        return;
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
+    (void)pd_sleep_s(s);
 }
 
 /* A straggler takes `slow` times its measured compute time. */

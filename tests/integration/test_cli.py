@@ -8,10 +8,10 @@ import tempfile
 import pdtest as t
 
 
-def paramd(*args, ranks=1):
+def paramd(*args, ranks=1, mpi=()):
     cmd = [t.EXE, *args]
     if ranks > 1:
-        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root"] + cmd
+        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root", *mpi] + cmd
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
                                    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"))
@@ -85,6 +85,27 @@ t.check("--set training.epochs=abc" in p.stderr, "bad --set is named: " + p.stde
 p = paramd(os.path.join(t.SRC, "conf/demo.yaml"), "--check")
 t.check(p.returncode == 0, "--check on the demo config exits 0 (got %d: %s)" % (p.returncode, p.stderr))
 t.check("60000 train" in p.stdout and "10000 test" in p.stdout, "--check summarizes data: " + p.stdout)
+
+# An MPI without MPI_THREAD_MULTIPLE refuses hogwild, and says so once
+# (not once per rank): a PMPI shim lowers the level Open MPI offers.
+shim = os.environ.get("PARAMD_THREAD_SHIM")
+if not shim or not os.path.exists(shim):
+    t.fail("PARAMD_THREAD_SHIM is not built: %r" % shim)
+else:
+    out = tempfile.mkdtemp(prefix="paramd-cli-")
+    p = paramd(os.path.join(t.SRC, "tests/conf/softmax.yaml"), "--out", out, "--quiet",
+               "--set", "training.mode=hogwild", ranks=3, mpi=["-x", "LD_PRELOAD=" + shim])
+    t.check(p.returncode == 3, "hogwild without MPI_THREAD_MULTIPLE exits 3 (got %d)"
+            % p.returncode)
+    t.check(p.stderr.count("needs MPI_THREAD_MULTIPLE") == 1,
+            "the thread-level error printed once: %r" % p.stderr[-600:])
+
+# What --help and the man page say about SIGTERM is what happens (no
+# checkpoint is written in this version).
+for flag in ("--help", "--man"):
+    p = paramd(flag)
+    t.check("after writing a final checkpoint" not in p.stdout and
+            "writes no checkpoint" in p.stdout, flag + " says what SIGTERM does")
 
 # A sync config without mpirun is a clear error naming the key.
 p = paramd(os.path.join(t.SRC, "conf/demo.yaml"))

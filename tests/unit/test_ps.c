@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +165,17 @@ static void test_trace_atomic(void **state)
     assert_int_equal(access(path, F_OK), 0);
 }
 
+/* Sleeps nanosleep refuses end at once instead of being retried forever
+ * (a NaN delay used to spin: the old loop retried on every error). */
+static void test_sleep_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(pd_sleep_s(NAN), 0);
+    assert_int_equal(pd_sleep_s(-1), 0);
+    assert_int_equal(pd_sleep_s(1e300), EINVAL);
+    assert_int_equal(pd_sleep_s(0.001), 0);
+}
+
 static void test_trace_refused(void **state)
 {
     const char *dir = *state;
@@ -259,6 +272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_atomic, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_trace_impossible_records, setup_dir, teardown_dir),
         cmocka_unit_test(test_server_ranges),
+        cmocka_unit_test(test_sleep_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
