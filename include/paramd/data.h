@@ -127,7 +127,7 @@ size_t pd_iter_admitted(const pd_iter *it);
 
 /* The iterator's position, for checkpoints: epoch, cursor, both random
  * streams and the current epoch's order (8 bytes a row), after a header
- * (magic "PDIT", version 1, host byte order). Load into an iterator made
+ * (magic "PDIT", version 1, 128 bytes; little-endian on every host). Load into an iterator made
  * the same way (dataset, batch, shuffle, drop_last, seed, stream, and the
  * same curriculum scores): it then yields exactly what the saved one would
  * have. A state that does not fit (other sizes or settings, truncated,

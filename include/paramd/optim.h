@@ -133,8 +133,8 @@ void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint
 
 /* Serializable state (for checkpoints): bytes needed, save, load. The
  * format is a 32-byte header (magic "PDOS", version 1, rule, number of
- * vectors, lo, hi; host byte order) followed by the state vectors over
- * [lo, hi) as floats: v (momentum, nesterov), r (adagrad, rmsprop), v, r
+ * vectors, lo, hi; every field little-endian on every host, paramd/le.h)
+ * followed by the state vectors over [lo, hi) as float32: v (momentum, nesterov), r (adagrad, rmsprop), v, r
  * (rmsprop_nesterov), r, s (adadelta), m, v (adam, adamw); sgd has none.
  * The noise needs no state (counter-based). Load refuses, with PD_EINPUT
  * and a message saying which, a buffer of another rule, range, version or

@@ -11,6 +11,7 @@
 
 #include "paramd/data.h"
 #include "paramd/error.h"
+#include "paramd/le.h"
 
 struct pd_iter {
     size_t n, batch, cursor;
@@ -243,18 +244,40 @@ int64_t pd_iter_epoch(const pd_iter *it) { return it->epoch; }
 #define ITER_MAGIC 0x54494450u   /* "PDIT" */
 #define ITER_VERSION 1u
 
+/* The saved header, every field little-endian (paramd/le.h) on every host:
+ *   0 magic u32  4 version u32  8 n u64  16 batch u64  24 shuffle u32
+ *   28 drop_last u32  32 cur u32  36 zero u32  40 epoch i64  48 cursor u64
+ *   56 m u64  64 rng s[0..3] u64  96 crng s[0..3] u64 (zero without a
+ *   curriculum)
+ * then order[0..m) as u64. */
+enum { ITER_HEADER = 128 };
+
 typedef struct iter_header {
     uint32_t magic, version;
     uint64_t n, batch;
-    uint32_t shuffle, drop_last, cur, pad;
+    uint32_t shuffle, drop_last, cur;
     int64_t epoch;
     uint64_t cursor, m;
     pd_rng rng, crng;
 } iter_header;
 
+static void put_rng(unsigned char *p, const pd_rng *r)
+{
+    for (int k = 0; k < 4; k++)
+        pd_le_put64(p + 8 * k, r->s[k]);
+}
+
+static pd_rng get_rng(const unsigned char *p)
+{
+    pd_rng r;
+    for (int k = 0; k < 4; k++)
+        r.s[k] = pd_le_get64(p + 8 * k);
+    return r;
+}
+
 size_t pd_iter_state_size(const pd_iter *it)
 {
-    return sizeof(iter_header) + it->m * sizeof(uint64_t);
+    return ITER_HEADER + it->m * 8;
 }
 
 int pd_iter_save(const pd_iter *it, void *buf, size_t size)
@@ -262,28 +285,39 @@ int pd_iter_save(const pd_iter *it, void *buf, size_t size)
     size_t need = pd_iter_state_size(it);
     if (size < need)
         return PD_FAIL(PD_EINPUT, "iterator state: buffer of %zu bytes, need %zu", size, need);
-    iter_header h = {
-        .magic = ITER_MAGIC, .version = ITER_VERSION, .n = it->n, .batch = it->batch,
-        .shuffle = (uint32_t)it->shuffle, .drop_last = it->drop_last, .cur = it->cur,
-        .epoch = it->epoch, .cursor = it->cursor, .m = it->m, .rng = it->rng,
-        .crng = it->cur ? it->crng : (pd_rng){{0}},
-    };
-    memcpy(buf, &h, sizeof h);
-    unsigned char *p = (unsigned char *)buf + sizeof h;
-    for (size_t k = 0; k < it->m; k++) {
-        uint64_t r = it->order[k];
-        memcpy(p + 8 * k, &r, sizeof r);
-    }
+    unsigned char *p = buf;
+    memset(p, 0, ITER_HEADER);
+    pd_le_put32(p, ITER_MAGIC);
+    pd_le_put32(p + 4, ITER_VERSION);
+    pd_le_put64(p + 8, it->n);
+    pd_le_put64(p + 16, it->batch);
+    pd_le_put32(p + 24, (uint32_t)it->shuffle);
+    pd_le_put32(p + 28, it->drop_last);
+    pd_le_put32(p + 32, it->cur);
+    pd_le_put64(p + 40, (uint64_t)it->epoch);
+    pd_le_put64(p + 48, it->cursor);
+    pd_le_put64(p + 56, it->m);
+    put_rng(p + 64, &it->rng);
+    if (it->cur)
+        put_rng(p + 96, &it->crng);
+    for (size_t k = 0; k < it->m; k++)
+        pd_le_put64(p + ITER_HEADER + 8 * k, it->order[k]);
     return PD_OK;
 }
 
 int pd_iter_load(pd_iter *it, const void *buf, size_t size)
 {
-    iter_header h;
-    if (size < sizeof h)
-        return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, too short for the %zu-byte header",
-                       size, sizeof h);
-    memcpy(&h, buf, sizeof h);
+    if (size < ITER_HEADER)
+        return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, too short for the %d-byte header",
+                       size, ITER_HEADER);
+    const unsigned char *p = buf;
+    iter_header h = {
+        .magic = pd_le_get32(p), .version = pd_le_get32(p + 4), .n = pd_le_get64(p + 8),
+        .batch = pd_le_get64(p + 16), .shuffle = pd_le_get32(p + 24),
+        .drop_last = pd_le_get32(p + 28), .cur = pd_le_get32(p + 32),
+        .epoch = (int64_t)pd_le_get64(p + 40), .cursor = pd_le_get64(p + 48),
+        .m = pd_le_get64(p + 56), .rng = get_rng(p + 64), .crng = get_rng(p + 96),
+    };
     if (h.magic != ITER_MAGIC)
         return PD_FAIL(PD_EINPUT, "iterator state: bad magic 0x%08x (not an iterator state)",
                        (unsigned)h.magic);
@@ -301,15 +335,14 @@ int pd_iter_load(pd_iter *it, const void *buf, size_t size)
         return PD_FAIL(PD_EINPUT, "iterator state: cursor %llu of %llu admitted rows of %llu, "
                        "epoch %lld (corrupt)", (unsigned long long)h.cursor,
                        (unsigned long long)h.m, (unsigned long long)h.n, (long long)h.epoch);
-    size_t need = sizeof h + (size_t)h.m * sizeof(uint64_t);
+    size_t need = ITER_HEADER + (size_t)h.m * 8;
     if (size != need)
         return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, expected %zu (%s)", size, need,
                        size < need ? "truncated" : "trailing bytes");
     /* Validate every row before anything changes. */
-    const unsigned char *p = (const unsigned char *)buf + sizeof h;
+    const unsigned char *q = p + ITER_HEADER;
     for (size_t k = 0; k < h.m; k++) {
-        uint64_t r;
-        memcpy(&r, p + 8 * k, sizeof r);
+        uint64_t r = pd_le_get64(q + 8 * k);
         if (r >= h.n)
             return PD_FAIL(PD_EINPUT, "iterator state: row %llu at position %zu of %llu rows "
                            "(corrupt)", (unsigned long long)r, k, (unsigned long long)h.n);
@@ -320,11 +353,8 @@ int pd_iter_load(pd_iter *it, const void *buf, size_t size)
     it->rng = h.rng;
     if (it->cur)
         it->crng = h.crng;   /* `in` is admit()'s scratch: nothing to restore */
-    for (size_t k = 0; k < h.m; k++) {
-        uint64_t r;
-        memcpy(&r, p + 8 * k, sizeof r);
-        it->order[k] = (size_t)r;
-    }
+    for (size_t k = 0; k < h.m; k++)
+        it->order[k] = (size_t)pd_le_get64(q + 8 * k);
     return PD_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "paramd/error.h"
+#include "paramd/le.h"
 #include "paramd/optim.h"
 #include "paramd/rng.h"
 
@@ -42,15 +43,17 @@ struct pd_optim {
     float *v, *r, *s, *m; /* into state, NULL when the rule has none */
 };
 
-/* Saved state: this header, then the state vectors in rules[].vecs order
- * (host byte order, like the rest of a checkpoint). */
-#define STATE_MAGIC 0x534f4450u   /* "PDOS" in little-endian memory */
+/* Saved state: this header, then the state vectors in rules[].vecs order,
+ * every field little-endian (paramd/le.h) whatever the host:
+ *   0 magic "PDOS" (u32 0x534f4450)  4 version u32  8 rule u32  12 nvec u32
+ *   16 lo u64  24 hi u64  32 nvec * (hi - lo) float32 */
+#define STATE_MAGIC 0x534f4450u   /* "PDOS" */
 #define STATE_VERSION 1u
 typedef struct state_header {
     uint32_t magic, version, rule, nvec;
     uint64_t lo, hi;
 } state_header;
-_Static_assert(sizeof(state_header) == 32, "the saved header is 32 bytes, no padding");
+enum { STATE_HEADER = 32 };   /* bytes on disk */
 
 /* A step's float constants, computed once per apply call. */
 typedef struct consts {
@@ -453,7 +456,7 @@ void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint
 
 size_t pd_optim_state_size(const pd_optim *o)
 {
-    return sizeof(state_header) + o->nvec * (o->hi - o->lo) * sizeof(float);
+    return STATE_HEADER + o->nvec * (o->hi - o->lo) * 4;
 }
 
 int pd_optim_save(const pd_optim *o, void *buf, size_t size)
@@ -461,13 +464,14 @@ int pd_optim_save(const pd_optim *o, void *buf, size_t size)
     size_t need = pd_optim_state_size(o);
     if (size < need)
         return PD_FAIL(PD_EINPUT, "optimizer state: buffer of %zu bytes, need %zu", size, need);
-    state_header h = {
-        .magic = STATE_MAGIC, .version = STATE_VERSION, .rule = (uint32_t)o->oc.name,
-        .nvec = (uint32_t)o->nvec, .lo = o->lo, .hi = o->hi,
-    };
-    memcpy(buf, &h, sizeof h);
-    if (need > sizeof h)
-        memcpy((char *)buf + sizeof h, o->state, need - sizeof h);
+    unsigned char *p = buf;
+    pd_le_put32(p, STATE_MAGIC);
+    pd_le_put32(p + 4, STATE_VERSION);
+    pd_le_put32(p + 8, (uint32_t)o->oc.name);
+    pd_le_put32(p + 12, (uint32_t)o->nvec);
+    pd_le_put64(p + 16, o->lo);
+    pd_le_put64(p + 24, o->hi);
+    pd_le_put_floats(p + STATE_HEADER, o->state, o->nvec * (o->hi - o->lo));
     return PD_OK;
 }
 
@@ -475,10 +479,16 @@ int pd_optim_load(pd_optim *o, const void *buf, size_t size)
 {
     state_header h;
     const char *rn = rules[o->oc.name].name;
-    if (size < sizeof h)
-        return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, too short for the %zu-byte header",
-                       size, sizeof h);
-    memcpy(&h, buf, sizeof h);
+    if (size < STATE_HEADER)
+        return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, too short for the %d-byte header",
+                       size, STATE_HEADER);
+    const unsigned char *p = buf;
+    h.magic = pd_le_get32(p);
+    h.version = pd_le_get32(p + 4);
+    h.rule = pd_le_get32(p + 8);
+    h.nvec = pd_le_get32(p + 12);
+    h.lo = pd_le_get64(p + 16);
+    h.hi = pd_le_get64(p + 24);
     if (h.magic != STATE_MAGIC)
         return PD_FAIL(PD_EINPUT, "optimizer state: bad magic 0x%08x (not an optimizer state)",
                        (unsigned)h.magic);
@@ -500,8 +510,7 @@ int pd_optim_load(pd_optim *o, const void *buf, size_t size)
         return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, expected %zu for '%s' over "
                        "[%zu, %zu) (%s)", size, need, rn, o->lo, o->hi,
                        size < need ? "truncated" : "trailing bytes");
-    if (need > sizeof h)
-        memcpy(o->state, (const char *)buf + sizeof h, need - sizeof h);
+    pd_le_get_floats(o->state, p + STATE_HEADER, o->nvec * (o->hi - o->lo));
     return PD_OK;
 }
 
