@@ -1,0 +1,180 @@
+/* Checkpoints: the state of a run in a checksummed binary format, written
+ * atomically, read back whole or not at all. This module encodes, writes,
+ * prunes, finds and decodes checkpoint files; what goes into a checkpoint
+ * (and when) is the caller's (ps) business. It sees flat arrays and the
+ * byte strings of pd_optim_save and pd_iter_save, never MPI.
+ *
+ * Files of one checkpoint, the state after `t` applied updates, in a
+ * checkpoint directory (t printed as 12 decimal digits, s = part index):
+ *   ckpt-<t>.<s>.pdck     part s of S: server s's state (S = 1 serially)
+ *   ckpt-<t>.manifest     written last; names every part's size and crc32.
+ * A set is valid when its manifest is valid and every part it names has
+ * that size, that crc32 and decodes (below). Every file is written to a
+ * temporary ".<name>.tmp" in the same directory, fsync'ed, renamed over its
+ * name, and the directory fsync'ed, so a crash leaves either the old file,
+ * or the new one complete, never a torn file under the real name.
+ *
+ * Every integer is little-endian on every host (paramd/le.h); floats are
+ * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the
+ * CRC-32 of ISO 3309 / ITU-T V.42, as in gzip and PNG).
+ *
+ * Part file, format version 1:
+ *   header, 40 bytes
+ *     0  magic, 8 bytes "PDCKPT\r\n"
+ *     8  u32 format version (PD_CKPT_VERSION)
+ *     12 u32 number of sections (5)
+ *     16 u64 layout hash (pd_ckpt_layout_hash)
+ *     24 u64 config hash (pd_ckpt_config_hash)
+ *     32 u32 crc32 of bytes 0..32
+ *     36 u32 zero
+ *   then 5 sections in this order, each a 16-byte section header
+ *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
+ *   followed by its payload:
+ *     "META" 48 bytes: u32 part s, u32 parts S, u32 optimizer kind
+ *            (pd_optimizer_name), u32 zero, u64 updates t (the update
+ *            counter), u64 parameter version, u64 lo, u64 hi (this part's
+ *            global parameter range [lo, hi))
+ *     "PARM" (hi - lo) float32: the parameters theta[lo..hi)
+ *     "OPTM" the bytes of pd_optim_save over [lo, hi) (paramd/optim.h)
+ *     "ITER" u32 number of iterator states W, u32 zero, then W times:
+ *            u64 length, the bytes of pd_iter_save (paramd/data.h);
+ *            state w belongs to worker w (W = 0 in parts that carry none)
+ *     "CNTR" i64 sent, applied, dropped, bad gradients; u64 H, then H i64
+ *            (staleness histogram, counts of staleness 0..H-1); u64 W, then
+ *            W times i64 sent, applied, dropped, bad (per worker)
+ *   and nothing after the last section.
+ *
+ * Manifest file, format version 1:
+ *     0  magic, 8 bytes "PDCKMAN\n"
+ *     8  u32 format version (PD_CKPT_VERSION)
+ *     12 u32 parts S
+ *     16 u64 updates t
+ *     24 S times 16 bytes: u64 size of part s in bytes, u32 crc32 of the
+ *        whole part file, u32 zero
+ *     24 + 16 S: u32 crc32 of every byte before it, u32 zero
+ *
+ * The layout hash is FNV-1a 64 of "name rows cols offset\n" for each model
+ * tensor in order. The config hash is FNV-1a 64 of the text
+ * "workers=W\n" followed by "key=value\n" for each of these keys, in this
+ * order (integers and enums in decimal, doubles "%.17g", booleans 0/1,
+ * strings verbatim, model.hidden as its widths joined by ','):
+ *   run.seed
+ *   data.format data.train data.train_labels data.label_column data.header
+ *   data.validation_fraction data.normalize data.shuffle data.shard
+ *   data.curriculum.type data.curriculum.column
+ *   data.curriculum.warmup_updates data.curriculum.start
+ *   data.curriculum.epochs data.curriculum.stochastic
+ *   model.type model.features model.classes model.hidden model.activation
+ *   model.init model.l2
+ *   optimizer.name optimizer.lr optimizer.momentum optimizer.rho
+ *   optimizer.eps optimizer.beta1 optimizer.beta2 optimizer.weight_decay
+ *   optimizer.clip_norm optimizer.clip_value optimizer.schedule.type
+ *   optimizer.schedule.step_size optimizer.schedule.gamma
+ *   optimizer.schedule.decay optimizer.schedule.min_lr
+ *   optimizer.schedule.warmup optimizer.noise optimizer.noise_gamma
+ *   optimizer.staleness_scaling
+ *   training.mode training.servers training.batch_size training.drop_last
+ *   training.backup_workers training.max_staleness
+ *   training.staleness_policy training.local_steps training.elastic_alpha
+ * Every other key (run.out_dir, run.blas_threads, data.test*,
+ * training.epochs, max_updates, eval_every*, trace, early_stopping,
+ * max_bad_updates, server_threads, checkpoint.*, faults.*) may differ
+ * between the run that wrote a checkpoint and the one that reads it.
+ */
+#ifndef PARAMD_CKPT_H
+#define PARAMD_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "paramd/config.h"
+#include "paramd/model.h"
+
+#define PD_CKPT_VERSION 1u
+enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 48 };
+
+/* Gradient accounting of one worker. */
+typedef struct pd_ckpt_worker {
+    int64_t sent, applied, dropped, bad;
+} pd_ckpt_worker;
+
+/* One part of a checkpoint. For pd_ckpt_encode/write the pointers are the
+ * caller's (borrowed, read only); pd_ckpt_decode/read/find fill one whose
+ * arrays it allocates, freed by pd_ckpt_part_free. */
+typedef struct pd_ckpt_part {
+    uint32_t part, nparts;          /* server s of S */
+    uint64_t layout_hash, config_hash;
+    uint32_t optim_kind;            /* pd_optimizer_name */
+    uint64_t updates;               /* update counter t */
+    uint64_t version;               /* parameter version */
+    uint64_t lo, hi;                /* global range [lo, hi) of this part */
+    float *params;                  /* [hi - lo] */
+    unsigned char *optim;           /* [optim_size] pd_optim_save bytes */
+    size_t optim_size;
+    size_t niters;                  /* iterator states, worker w at w */
+    unsigned char **iter;           /* [niters] pd_iter_save bytes */
+    size_t *iter_size;              /* [niters] */
+    int64_t sent, applied, dropped, bad;
+    size_t nstale;                  /* staleness histogram */
+    int64_t *stale;                 /* [nstale] */
+    size_t nworkers;
+    pd_ckpt_worker *worker;         /* [nworkers] */
+} pd_ckpt_part;
+
+/* A written part as its manifest names it. */
+typedef struct pd_ckpt_id {
+    uint64_t size;                  /* bytes of a part file */
+    uint32_t crc;                   /* crc32 of the whole part file */
+} pd_ckpt_id;
+
+/* Hashes of the header comment. Local. */
+uint64_t pd_ckpt_layout_hash(const pd_tensor_info *t, size_t n);
+uint64_t pd_ckpt_config_hash(const pd_config *cfg, int workers);
+
+/* Encode p into a buffer it allocates (*buf, *size; caller frees). Local. */
+int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size);
+
+/* Decode and check buf (size bytes; `file` names it in messages) against
+ * the expected layout and config hashes. Refusals are PD_EINPUT with
+ * "FILE: SECTION: reason" (SECTION is "header" or a tag); *out is written
+ * only on PD_OK. Local. */
+int pd_ckpt_decode(const char *file, const unsigned char *buf, size_t size,
+                   uint64_t layout_hash, uint64_t config_hash, pd_ckpt_part *out);
+void pd_ckpt_part_free(pd_ckpt_part *p);
+
+/* Write part p->part of the checkpoint at p->updates into dir atomically
+ * (header comment); *id (may be NULL) receives its size and crc32 for the
+ * manifest. Errors are PD_EIO naming the file and errno. Local. */
+int pd_ckpt_write_part(const char *dir, const pd_ckpt_part *p, pd_ckpt_id *id);
+/* Write the manifest of the checkpoint at `updates` with its S parts'
+ * ids, atomically; written last, it makes the set valid. Local. */
+int pd_ckpt_write_manifest(const char *dir, uint64_t updates, uint32_t nparts,
+                           const pd_ckpt_id *ids);
+/* Keep the `keep` newest checkpoints that have a manifest and remove every
+ * older set (its manifest first, then its parts). Sets newer than the
+ * oldest kept one are left alone, valid or not (another part may still be
+ * being written). Call it after a manifest is written, so an older set is
+ * only removed once a newer one is valid. Local. */
+int pd_ckpt_prune(const char *dir, int keep);
+/* A one-part checkpoint (serial): write_part, write_manifest, prune.
+ * Creates dir if needed. Local. */
+int pd_ckpt_save(const char *dir, const pd_ckpt_part *p, int keep);
+
+/* Read part `part` of the checkpoint at `updates` in dir after checking
+ * the whole set (manifest, every part's size, crc32 and content). On
+ * refusal PD_EINPUT with a located message, and *damaged (may be NULL) says
+ * whether the set is damaged (missing or torn file, bad magic, version or
+ * checksum) rather than of another model, config or world size. Local. */
+int pd_ckpt_read(const char *dir, uint64_t updates, uint32_t part, uint64_t layout_hash,
+                 uint64_t config_hash, pd_ckpt_part *out, bool *damaged);
+/* The newest valid checkpoint of dir, its part `part` into *out. A damaged
+ * newer set is skipped with one line "paramd: warning: skipping damaged
+ * checkpoint: <reason>" to warn (NULL: stderr). A set of another model or
+ * config, or no valid set (or none at all), is PD_EINPUT naming dir and the
+ * reason; *out is written only on PD_OK. Local. */
+int pd_ckpt_find(const char *dir, uint32_t part, uint64_t layout_hash, uint64_t config_hash,
+                 FILE *warn, pd_ckpt_part *out);
+
+#endif

@@ -1,0 +1,395 @@
+/* The checkpoint part format of paramd/ckpt.h: the two hashes, encoding a
+ * part into bytes and decoding bytes back after checking every one of them
+ * (magic, version, checksums, lengths, hashes) before anything is kept. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "ckpt_impl.h"
+#include "paramd/error.h"
+#include "paramd/le.h"
+
+static const char part_magic[8] = {'P', 'D', 'C', 'K', 'P', 'T', '\r', '\n'};
+static const char *const tags[NSECTIONS] = {"META", "PARM", "OPTM", "ITER", "CNTR"};
+enum { META, PARM, OPTM, ITER, CNTR };
+
+uint32_t ckpt_crc(const unsigned char *p, size_t n)
+{
+    return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), p, n);
+}
+
+/* ---- hashes --------------------------------------------------------------- */
+
+typedef struct fnv { uint64_t h; } fnv;
+
+static void fnv_bytes(fnv *f, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        f->h ^= b[i];
+        f->h *= 0x100000001b3ull;
+    }
+}
+
+static void fnv_printf(fnv *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fnv_printf(fnv *f, const char *fmt, ...)
+{
+    char line[PD_PATH_MAX + 96];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fnv_bytes(f, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+uint64_t pd_ckpt_layout_hash(const pd_tensor_info *t, size_t n)
+{
+    fnv f = {0xcbf29ce484222325ull};
+    for (size_t i = 0; i < n; i++)
+        fnv_printf(&f, "%s %zu %zu %zu\n", t[i].name, t[i].rows, t[i].cols, t[i].offset);
+    return f.h;
+}
+
+uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
+{
+    fnv f = {0xcbf29ce484222325ull};
+    const pd_data_config *d = &c->data;
+    const pd_curriculum_config *cu = &d->curriculum;
+    const pd_model_config *m = &c->model;
+    const pd_optim_config *o = &c->optimizer;
+    const pd_schedule_config *s = &o->schedule;
+    const pd_training_config *t = &c->training;
+    char hidden[PD_MAX_HIDDEN * 12 + 1] = "";
+    for (int k = 0, at = 0; k < m->n_hidden && k < PD_MAX_HIDDEN; k++)
+        at += snprintf(hidden + at, sizeof hidden - (size_t)at, "%s%d", k ? "," : "",
+                       m->hidden[k]);
+    fnv_printf(&f, "workers=%d\n", workers);
+    fnv_printf(&f, "run.seed=%" PRIu64 "\n", c->run.seed);
+    fnv_printf(&f, "data.format=%d\n", (int)d->format);
+    fnv_printf(&f, "data.train=%s\n", d->train);
+    fnv_printf(&f, "data.train_labels=%s\n", d->train_labels);
+    fnv_printf(&f, "data.label_column=%s\n", d->label_column);
+    fnv_printf(&f, "data.header=%d\n", d->header);
+    fnv_printf(&f, "data.validation_fraction=%.17g\n", d->validation_fraction);
+    fnv_printf(&f, "data.normalize=%d\n", (int)d->normalize);
+    fnv_printf(&f, "data.shuffle=%d\n", (int)d->shuffle);
+    fnv_printf(&f, "data.shard=%d\n", (int)d->shard);
+    fnv_printf(&f, "data.curriculum.type=%d\n", (int)cu->type);
+    fnv_printf(&f, "data.curriculum.column=%s\n", cu->column);
+    fnv_printf(&f, "data.curriculum.warmup_updates=%" PRId64 "\n", cu->warmup_updates);
+    fnv_printf(&f, "data.curriculum.start=%.17g\n", cu->start);
+    fnv_printf(&f, "data.curriculum.epochs=%d\n", cu->epochs);
+    fnv_printf(&f, "data.curriculum.stochastic=%d\n", cu->stochastic);
+    fnv_printf(&f, "model.type=%d\n", (int)m->type);
+    fnv_printf(&f, "model.features=%d\n", m->features);
+    fnv_printf(&f, "model.classes=%d\n", m->classes);
+    fnv_printf(&f, "model.hidden=%s\n", hidden);
+    fnv_printf(&f, "model.activation=%d\n", (int)m->activation);
+    fnv_printf(&f, "model.init=%d\n", (int)m->init);
+    fnv_printf(&f, "model.l2=%.17g\n", m->l2);
+    fnv_printf(&f, "optimizer.name=%d\n", (int)o->name);
+    fnv_printf(&f, "optimizer.lr=%.17g\n", o->lr);
+    fnv_printf(&f, "optimizer.momentum=%.17g\n", o->momentum);
+    fnv_printf(&f, "optimizer.rho=%.17g\n", o->rho);
+    fnv_printf(&f, "optimizer.eps=%.17g\n", o->eps);
+    fnv_printf(&f, "optimizer.beta1=%.17g\n", o->beta1);
+    fnv_printf(&f, "optimizer.beta2=%.17g\n", o->beta2);
+    fnv_printf(&f, "optimizer.weight_decay=%.17g\n", o->weight_decay);
+    fnv_printf(&f, "optimizer.clip_norm=%.17g\n", o->clip_norm);
+    fnv_printf(&f, "optimizer.clip_value=%.17g\n", o->clip_value);
+    fnv_printf(&f, "optimizer.schedule.type=%d\n", (int)s->type);
+    fnv_printf(&f, "optimizer.schedule.step_size=%" PRId64 "\n", s->step_size);
+    fnv_printf(&f, "optimizer.schedule.gamma=%.17g\n", s->gamma);
+    fnv_printf(&f, "optimizer.schedule.decay=%.17g\n", s->decay);
+    fnv_printf(&f, "optimizer.schedule.min_lr=%.17g\n", s->min_lr);
+    fnv_printf(&f, "optimizer.schedule.warmup=%" PRId64 "\n", s->warmup);
+    fnv_printf(&f, "optimizer.noise=%.17g\n", o->noise);
+    fnv_printf(&f, "optimizer.noise_gamma=%.17g\n", o->noise_gamma);
+    fnv_printf(&f, "optimizer.staleness_scaling=%d\n", (int)o->staleness_scaling);
+    fnv_printf(&f, "training.mode=%d\n", (int)t->mode);
+    fnv_printf(&f, "training.servers=%d\n", t->servers);
+    fnv_printf(&f, "training.batch_size=%d\n", t->batch_size);
+    fnv_printf(&f, "training.drop_last=%d\n", t->drop_last);
+    fnv_printf(&f, "training.backup_workers=%d\n", t->backup_workers);
+    fnv_printf(&f, "training.max_staleness=%d\n", t->max_staleness);
+    fnv_printf(&f, "training.staleness_policy=%d\n", (int)t->staleness_policy);
+    fnv_printf(&f, "training.local_steps=%d\n", t->local_steps);
+    fnv_printf(&f, "training.elastic_alpha=%.17g\n", t->elastic_alpha);
+    return f.h;
+}
+
+/* ---- encode --------------------------------------------------------------- */
+
+/* Payload lengths of p's sections. */
+static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS])
+{
+    len[META] = PD_CKPT_META;
+    len[PARM] = 4 * (p->hi - p->lo);
+    len[OPTM] = p->optim_size;
+    len[ITER] = 8;
+    for (size_t w = 0; w < p->niters; w++)
+        len[ITER] += 8 + p->iter_size[w];
+    len[CNTR] = 32 + 8 + 8 * p->nstale + 8 + 32 * p->nworkers;
+}
+
+static unsigned char *put_i64s(unsigned char *q, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    pd_le_put64(q, (uint64_t)a);
+    pd_le_put64(q + 8, (uint64_t)b);
+    pd_le_put64(q + 16, (uint64_t)c);
+    pd_le_put64(q + 24, (uint64_t)d);
+    return q + 32;
+}
+
+int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
+{
+    uint64_t len[NSECTIONS];
+    lengths(p, len);
+    size_t total = PD_CKPT_HEADER;
+    for (int k = 0; k < NSECTIONS; k++)
+        total += PD_CKPT_SECTION + len[k];
+    unsigned char *b = pd_calloc(total, 1);
+    if (!b)
+        return PD_ENOMEM;
+
+    memcpy(b, part_magic, 8);
+    pd_le_put32(b + 8, PD_CKPT_VERSION);
+    pd_le_put32(b + 12, NSECTIONS);
+    pd_le_put64(b + 16, p->layout_hash);
+    pd_le_put64(b + 24, p->config_hash);
+    pd_le_put32(b + 32, ckpt_crc(b, 32));
+
+    unsigned char *q = b + PD_CKPT_HEADER;
+    for (int k = 0; k < NSECTIONS; k++) {
+        unsigned char *s = q + PD_CKPT_SECTION, *e = s;
+        switch (k) {
+        case META:
+            pd_le_put32(e, p->part);
+            pd_le_put32(e + 4, p->nparts);
+            pd_le_put32(e + 8, p->optim_kind);
+            pd_le_put64(e + 16, p->updates);
+            pd_le_put64(e + 24, p->version);
+            pd_le_put64(e + 32, p->lo);
+            pd_le_put64(e + 40, p->hi);
+            break;
+        case PARM:
+            pd_le_put_floats(e, p->params, p->hi - p->lo);
+            break;
+        case OPTM:
+            if (p->optim_size)
+                memcpy(e, p->optim, p->optim_size);
+            break;
+        case ITER:
+            pd_le_put32(e, (uint32_t)p->niters);
+            e += 8;
+            for (size_t w = 0; w < p->niters; w++) {
+                pd_le_put64(e, p->iter_size[w]);
+                if (p->iter_size[w])
+                    memcpy(e + 8, p->iter[w], p->iter_size[w]);
+                e += 8 + p->iter_size[w];
+            }
+            break;
+        case CNTR:
+            e = put_i64s(e, p->sent, p->applied, p->dropped, p->bad);
+            pd_le_put64(e, p->nstale);
+            e += 8;
+            for (size_t h = 0; h < p->nstale; h++, e += 8)
+                pd_le_put64(e, (uint64_t)p->stale[h]);
+            pd_le_put64(e, p->nworkers);
+            e += 8;
+            for (size_t w = 0; w < p->nworkers; w++) {
+                const pd_ckpt_worker *c = &p->worker[w];
+                e = put_i64s(e, c->sent, c->applied, c->dropped, c->bad);
+            }
+            break;
+        }
+        memcpy(q, tags[k], 4);
+        pd_le_put32(q + 4, ckpt_crc(s, len[k]));
+        pd_le_put64(q + 8, len[k]);
+        q = s + len[k];
+    }
+    *buf = b;
+    *size = total;
+    return PD_OK;
+}
+
+/* ---- decode --------------------------------------------------------------- */
+
+void pd_ckpt_part_free(pd_ckpt_part *p)
+{
+    if (!p)
+        return;
+    for (size_t w = 0; w < p->niters; w++)
+        free(p->iter[w]);
+    free(p->iter);
+    free(p->iter_size);
+    free(p->params);
+    free(p->optim);
+    free(p->stale);
+    free(p->worker);
+    memset(p, 0, sizeof *p);
+}
+
+/* A refusal of `file` at `where`: damage (set *dmg) or a mismatch. */
+#define REFUSE(dmg, ...) (*damaged = (dmg), PD_FAIL(PD_EINPUT, __VA_ARGS__))
+
+/* Parse the checked payloads into *p (allocating); refuses payloads whose
+ * inner lengths do not add up (those passed their crc, so it is a writer
+ * bug or a forged file: reported as damage). */
+static int parse(const char *file, const unsigned char *pl[NSECTIONS],
+                 const uint64_t len[NSECTIONS], pd_ckpt_part *p, bool *damaged)
+{
+    const unsigned char *e = pl[META];
+    if (len[META] != PD_CKPT_META)
+        return REFUSE(true, "%s: META: %" PRIu64 " bytes, expected %d (damaged)", file,
+                      len[META], PD_CKPT_META);
+    p->part = pd_le_get32(e);
+    p->nparts = pd_le_get32(e + 4);
+    p->optim_kind = pd_le_get32(e + 8);
+    p->updates = pd_le_get64(e + 16);
+    p->version = pd_le_get64(e + 24);
+    p->lo = pd_le_get64(e + 32);
+    p->hi = pd_le_get64(e + 40);
+    if (p->part >= p->nparts || p->hi < p->lo || p->optim_kind >= PD_OPT_COUNT)
+        return REFUSE(true, "%s: META: part %u of %u, range [%" PRIu64 ", %" PRIu64 "), "
+                      "optimizer %u (damaged)", file, p->part, p->nparts, p->lo, p->hi,
+                      p->optim_kind);
+    if (len[PARM] != 4 * (p->hi - p->lo))
+        return REFUSE(true, "%s: PARM: %" PRIu64 " bytes, expected %" PRIu64 " for [%" PRIu64
+                      ", %" PRIu64 ") (damaged)", file, len[PARM], 4 * (p->hi - p->lo), p->lo,
+                      p->hi);
+    /* ITER: walk the lengths first. */
+    if (len[ITER] < 8)
+        return REFUSE(true, "%s: ITER: %" PRIu64 " bytes, too short (damaged)", file, len[ITER]);
+    size_t niters = pd_le_get32(pl[ITER]);
+    uint64_t at = 8;
+    for (size_t w = 0; w < niters; w++) {
+        uint64_t n = len[ITER] - at >= 8 ? pd_le_get64(pl[ITER] + at) : UINT64_MAX;
+        if (n == UINT64_MAX || n > len[ITER] - at - 8)
+            return REFUSE(true, "%s: ITER: state %zu of %zu runs past the section (damaged)",
+                          file, w, niters);
+        at += 8 + n;
+    }
+    if (at != len[ITER])
+        return REFUSE(true, "%s: ITER: %" PRIu64 " bytes after the last state (damaged)", file,
+                      len[ITER] - at);
+    /* CNTR: 32 + 8 + 8H + 8 + 32W bytes. */
+    const unsigned char *c = pl[CNTR];
+    uint64_t nstale = len[CNTR] >= 40 ? pd_le_get64(c + 32) : 0;
+    uint64_t nworkers = len[CNTR] >= 48 && nstale <= (len[CNTR] - 48) / 8
+                            ? pd_le_get64(c + 40 + 8 * nstale) : UINT64_MAX;
+    if (len[CNTR] < 48 || nstale > (len[CNTR] - 48) / 8 || nworkers > len[CNTR] / 32 ||
+        len[CNTR] != 48 + 8 * nstale + 32 * nworkers)
+        return REFUSE(true, "%s: CNTR: %" PRIu64 " bytes do not hold the counts they "
+                      "announce (damaged)", file, len[CNTR]);
+
+    p->params = pd_malloc(4 * (p->hi - p->lo) + 1);
+    p->optim = pd_malloc(len[OPTM] + 1);
+    p->iter = pd_calloc(niters + 1, sizeof *p->iter);
+    p->iter_size = pd_calloc(niters + 1, sizeof *p->iter_size);
+    p->stale = pd_calloc(nstale + 1, sizeof *p->stale);
+    p->worker = pd_calloc(nworkers + 1, sizeof *p->worker);
+    if (!p->params || !p->optim || !p->iter || !p->iter_size || !p->stale || !p->worker)
+        return PD_ENOMEM;
+    pd_le_get_floats(p->params, pl[PARM], p->hi - p->lo);
+    memcpy(p->optim, pl[OPTM], len[OPTM]);
+    p->optim_size = len[OPTM];
+    at = 8;
+    for (size_t w = 0; w < niters; w++) {
+        size_t n = pd_le_get64(pl[ITER] + at);
+        p->iter[w] = pd_malloc(n + 1);
+        if (!p->iter[w])
+            return PD_ENOMEM;
+        p->niters = w + 1;
+        memcpy(p->iter[w], pl[ITER] + at + 8, n);
+        p->iter_size[w] = n;
+        at += 8 + n;
+    }
+    p->sent = (int64_t)pd_le_get64(c);
+    p->applied = (int64_t)pd_le_get64(c + 8);
+    p->dropped = (int64_t)pd_le_get64(c + 16);
+    p->bad = (int64_t)pd_le_get64(c + 24);
+    p->nstale = nstale;
+    for (size_t h = 0; h < nstale; h++)
+        p->stale[h] = (int64_t)pd_le_get64(c + 40 + 8 * h);
+    p->nworkers = nworkers;
+    const unsigned char *wp = c + 48 + 8 * nstale;
+    for (size_t w = 0; w < nworkers; w++, wp += 32)
+        p->worker[w] = (pd_ckpt_worker){
+            (int64_t)pd_le_get64(wp), (int64_t)pd_le_get64(wp + 8),
+            (int64_t)pd_le_get64(wp + 16), (int64_t)pd_le_get64(wp + 24)};
+    return PD_OK;
+}
+
+int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_t layout_hash,
+                uint64_t config_hash, pd_ckpt_part *out, bool *damaged)
+{
+    if (size < PD_CKPT_HEADER)
+        return REFUSE(true, "%s: header: %zu bytes, shorter than the %d-byte header (truncated)",
+                      file, size, PD_CKPT_HEADER);
+    if (memcmp(buf, part_magic, 8) != 0)
+        return REFUSE(true, "%s: header: bad magic (not a paramd checkpoint part)", file);
+    uint32_t crc = ckpt_crc(buf, 32), stored = pd_le_get32(buf + 32);
+    if (crc != stored)
+        return REFUSE(true, "%s: header: crc32 0x%08x, stored 0x%08x (damaged)", file,
+                      (unsigned)crc, (unsigned)stored);
+    uint32_t version = pd_le_get32(buf + 8), nsec = pd_le_get32(buf + 12);
+    if (version != PD_CKPT_VERSION)
+        return REFUSE(true, "%s: header: format version %u, this build reads version %u", file,
+                      (unsigned)version, PD_CKPT_VERSION);
+    if (nsec != NSECTIONS)
+        return REFUSE(true, "%s: header: %u sections, version %u has %d (damaged)", file,
+                      (unsigned)nsec, PD_CKPT_VERSION, NSECTIONS);
+    uint64_t lh = pd_le_get64(buf + 16), ch = pd_le_get64(buf + 24);
+    if (lh != layout_hash)
+        return REFUSE(false, "%s: header: model layout hash 0x%016" PRIx64 ", this run's is "
+                      "0x%016" PRIx64 " (a different model)", file, lh, layout_hash);
+    if (ch != config_hash)
+        return REFUSE(false, "%s: header: config hash 0x%016" PRIx64 ", this run's is 0x%016"
+                      PRIx64 " (a key listed in paramd/ckpt.h or the number of workers "
+                      "changed)", file, ch, config_hash);
+
+    const unsigned char *pl[NSECTIONS];
+    uint64_t len[NSECTIONS];
+    size_t at = PD_CKPT_HEADER;
+    for (int k = 0; k < NSECTIONS; k++) {
+        if (size - at < PD_CKPT_SECTION)
+            return REFUSE(true, "%s: %s: file ends at byte %zu, inside the section header "
+                          "(truncated)", file, tags[k], size);
+        if (memcmp(buf + at, tags[k], 4) != 0)
+            return REFUSE(true, "%s: %s: section %d at byte %zu has another tag (damaged)",
+                          file, tags[k], k, at);
+        len[k] = pd_le_get64(buf + at + 8);
+        if (len[k] > size - at - PD_CKPT_SECTION)
+            return REFUSE(true, "%s: %s: %" PRIu64 " bytes announced, %zu left in the file "
+                          "(truncated)", file, tags[k], len[k], size - at - PD_CKPT_SECTION);
+        pl[k] = buf + at + PD_CKPT_SECTION;
+        crc = ckpt_crc(pl[k], len[k]);
+        stored = pd_le_get32(buf + at + 4);
+        if (crc != stored)
+            return REFUSE(true, "%s: %s: crc32 0x%08x, stored 0x%08x (damaged)", file, tags[k],
+                          (unsigned)crc, (unsigned)stored);
+        at += PD_CKPT_SECTION + len[k];
+    }
+    if (at != size)
+        return REFUSE(true, "%s: CNTR: %zu bytes after the last section (damaged)", file,
+                      size - at);
+
+    pd_ckpt_part p = {.layout_hash = lh, .config_hash = ch};
+    int e = parse(file, pl, len, &p, damaged);
+    if (e != PD_OK) {
+        pd_ckpt_part_free(&p);
+        return e;
+    }
+    *out = p;
+    return PD_OK;
+}
+
+int pd_ckpt_decode(const char *file, const unsigned char *buf, size_t size,
+                   uint64_t layout_hash, uint64_t config_hash, pd_ckpt_part *out)
+{
+    bool damaged;
+    return ckpt_decode(file, buf, size, layout_hash, config_hash, out, &damaged);
+}
