@@ -9,10 +9,11 @@
  *   ckpt-<t>.<s>.pdck     part s of S: server s's state (S = 1 serially)
  *   ckpt-<t>.manifest     written last; names every part's size and crc32.
  * A set is valid when its manifest is valid and every part it names has
- * that size, that crc32 and decodes (below). Every file is written to a
- * temporary ".<name>.tmp" in the same directory, fsync'ed, renamed over its
- * name, and the directory fsync'ed, so a crash leaves either the old file,
- * or the new one complete, never a torn file under the real name.
+ * that size, that crc32 and decodes (below). Every file is written with
+ * pd_write_atomic (paramd/metrics.h): a temporary "<name>.tmp.<pid>" in the
+ * same directory, fsync'ed, renamed over its name, and the directory
+ * fsync'ed, so a crash leaves either the old file or the new one complete,
+ * never a torn file under the real name (a stray temporary is ignored).
  *
  * Every integer is little-endian on every host (paramd/le.h); floats are
  * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the

@@ -1,9 +1,8 @@
-/* Checkpoint files on disk (paramd/ckpt.h): atomic writes (temporary file,
- * fsync, rename, fsync of the directory), the manifest that makes a set of
+/* Checkpoint files on disk (paramd/ckpt.h): atomic writes (pd_write_atomic:
+ * temporary file, fsync, rename, fsync of the directory), the manifest that makes a set of
  * parts valid, pruning to the K newest, and finding the newest valid set. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,93 +12,29 @@
 #include "ckpt_impl.h"
 #include "paramd/error.h"
 #include "paramd/le.h"
+#include "paramd/metrics.h"
 
 static const char man_magic[8] = {'P', 'D', 'C', 'K', 'M', 'A', 'N', '\n'};
 enum { PATH_LEN = PD_PATH_MAX + 64, MAN_HEAD = 24, MAN_ENTRY = 16 };
 
 /* dir/ckpt-<t>.manifest (part < 0) or dir/ckpt-<t>.<part>.pdck */
-static int set_path(char *out, const char *dir, uint64_t t, long part, const char *prefix)
+static int set_path(char *out, const char *dir, uint64_t t, long part)
 {
-    int n = part < 0 ? snprintf(out, PATH_LEN, "%s/%sckpt-%012" PRIu64 ".manifest", dir, prefix, t)
-                     : snprintf(out, PATH_LEN, "%s/%sckpt-%012" PRIu64 ".%ld.pdck", dir, prefix,
-                                t, part);
+    int n = part < 0 ? snprintf(out, PATH_LEN, "%s/ckpt-%012" PRIu64 ".manifest", dir, t)
+                     : snprintf(out, PATH_LEN, "%s/ckpt-%012" PRIu64 ".%ld.pdck", dir, t, part);
     if (n < 0 || n >= PATH_LEN)
         return PD_FAIL(PD_EINPUT, "%s: checkpoint directory path too long", dir);
     return PD_OK;
 }
 
-/* The real name and its temporary ".<name>.tmp" beside it. */
-static int both_paths(char *path, char *tmp, const char *dir, uint64_t t, long part)
-{
-    PD_TRY(set_path(path, dir, t, part, ""));
-    PD_TRY(set_path(tmp, dir, t, part, "."));
-    if (strlen(tmp) + 5 > PATH_LEN)
-        return PD_FAIL(PD_EINPUT, "%s: checkpoint directory path too long", dir);
-    strcat(tmp, ".tmp");
-    return PD_OK;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return PD_FAIL(PD_EIO, "%s: open: %s", dir, strerror(errno));
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return PD_FAIL(PD_EIO, "%s: fsync: %s", dir, strerror(e));
-    }
-    close(fd);
-    return PD_OK;
-}
-
-/* Write buf to `path` through the temporary `tmp` in dir. */
-static int write_atomic(const char *dir, const char *path, const char *tmp,
-                        const unsigned char *buf, size_t size)
-{
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return PD_FAIL(PD_EIO, "%s: open: %s", tmp, strerror(errno));
-    const char *what = "write";
-    size_t done = 0;
-    while (done < size) {
-        ssize_t w = write(fd, buf + done, size - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            goto fail;
-        done += (size_t)w;
-    }
-    what = "fsync";
-    if (fsync(fd) != 0)
-        goto fail;
-    what = "close";
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return PD_FAIL(PD_EIO, "%s: rename to %s: %s", tmp, path, strerror(e));
-    }
-    return fsync_dir(dir);
-fail:;
-    int e = errno ? errno : EIO;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    return PD_FAIL(PD_EIO, "%s: %s: %s", tmp, what, strerror(e));
-}
-
 int pd_ckpt_write_part(const char *dir, const pd_ckpt_part *p, pd_ckpt_id *id)
 {
-    char path[PATH_LEN], tmp[PATH_LEN];
-    PD_TRY(both_paths(path, tmp, dir, p->updates, p->part));
+    char path[PATH_LEN];
+    PD_TRY(set_path(path, dir, p->updates, p->part));
     unsigned char *buf;
     size_t size;
     PD_TRY(pd_ckpt_encode(p, &buf, &size));
-    int e = write_atomic(dir, path, tmp, buf, size);
+    int e = pd_write_atomic(path, buf, size);
     if (e == PD_OK && id)
         *id = (pd_ckpt_id){size, ckpt_crc(buf, size)};
     free(buf);
@@ -110,8 +45,8 @@ int pd_ckpt_write_part(const char *dir, const pd_ckpt_part *p, pd_ckpt_id *id)
 int pd_ckpt_write_manifest(const char *dir, uint64_t updates, uint32_t nparts,
                            const pd_ckpt_id *ids)
 {
-    char path[PATH_LEN], tmp[PATH_LEN];
-    PD_TRY(both_paths(path, tmp, dir, updates, -1));
+    char path[PATH_LEN];
+    PD_TRY(set_path(path, dir, updates, -1));
     size_t size = MAN_HEAD + MAN_ENTRY * (size_t)nparts + 8;
     unsigned char *b = pd_calloc(size, 1);
     if (!b)
@@ -125,7 +60,7 @@ int pd_ckpt_write_manifest(const char *dir, uint64_t updates, uint32_t nparts,
         pd_le_put32(b + MAN_HEAD + MAN_ENTRY * s + 8, ids[s].crc);
     }
     pd_le_put32(b + size - 8, ckpt_crc(b, size - 8));
-    int e = write_atomic(dir, path, tmp, b, size);
+    int e = pd_write_atomic(path, b, size);
     free(b);
     PD_TRY(e);
     return PD_OK;
@@ -223,11 +158,11 @@ static void set_list_free(set_list *l)
 static int remove_set(const char *dir, uint64_t t)
 {
     char path[PATH_LEN];
-    PD_TRY(set_path(path, dir, t, -1, ""));
+    PD_TRY(set_path(path, dir, t, -1));
     if (unlink(path) != 0 && errno != ENOENT)
         return PD_FAIL(PD_EIO, "%s: unlink: %s", path, strerror(errno));
     for (long s = 0;; s++) {
-        PD_TRY(set_path(path, dir, t, s, ""));
+        PD_TRY(set_path(path, dir, t, s));
         if (unlink(path) != 0) {
             if (errno == ENOENT)
                 break;
@@ -248,8 +183,9 @@ int pd_ckpt_prune(const char *dir, int keep)
     if (kept == keep)
         for (; i < l.n && err == PD_OK; i++)
             err = remove_set(dir, l.t[i]);
-    if (err == PD_OK && kept == keep && i == l.n)
-        err = fsync_dir(dir);
+    char any[PATH_LEN];
+    if (err == PD_OK && kept == keep && (err = set_path(any, dir, 0, -1)) == PD_OK)
+        err = pd_fsync_dir(any);   /* flushes the directory of `any` */
     set_list_free(&l);
     PD_TRY(err);
     return PD_OK;
@@ -320,7 +256,7 @@ int pd_ckpt_read(const char *dir, uint64_t updates, uint32_t part, uint64_t layo
     size_t msize = 0, size;
     int err;
     pd_ckpt_part keep = {0};
-    PD_TRY(set_path(path, dir, updates, -1, ""));
+    PD_TRY(set_path(path, dir, updates, -1));
     PD_TRY_GOTO(err, slurp(path, &m, &msize, damaged), out);
     if (msize < MAN_HEAD + 8 || memcmp(m, man_magic, 8) != 0) {
         err = REFUSE(true, "%s: manifest: %s", path,
@@ -353,7 +289,7 @@ int pd_ckpt_read(const char *dir, uint64_t updates, uint32_t part, uint64_t layo
     }
     /* Every part: present, size and crc as the manifest says, decodes. */
     for (uint32_t s = 0; s < nparts; s++) {
-        PD_TRY_GOTO(err, set_path(path, dir, updates, s, ""), out);
+        PD_TRY_GOTO(err, set_path(path, dir, updates, s), out);
         PD_TRY_GOTO(err, slurp(path, &b, &size, damaged), out);
         uint64_t want = pd_le_get64(m + MAN_HEAD + MAN_ENTRY * s);
         uint32_t wcrc = pd_le_get32(m + MAN_HEAD + MAN_ENTRY * s + 8);
