@@ -31,10 +31,11 @@
  *   then 5 sections in this order, each a 16-byte section header
  *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
  *   followed by its payload:
- *     "META" 48 bytes: u32 part s, u32 parts S, u32 optimizer kind
+ *     "META" 56 bytes: u32 part s, u32 parts S, u32 optimizer kind
  *            (pd_optimizer_name), u32 zero, u64 updates t (the update
  *            counter), u64 parameter version, u64 lo, u64 hi (this part's
- *            global parameter range [lo, hi))
+ *            global parameter range [lo, hi)), u64 training examples
+ *            consumed by all workers (their fractional epochs)
  *     "PARM" (hi - lo) float32: the parameters theta[lo..hi)
  *     "OPTM" the bytes of pd_optim_save over [lo, hi) (paramd/optim.h)
  *     "ITER" u32 number of iterator states W, u32 zero, then W times:
@@ -94,7 +95,7 @@
 #include "paramd/model.h"
 
 #define PD_CKPT_VERSION 1u
-enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 48 };
+enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56 };
 
 /* Gradient accounting of one worker. */
 typedef struct pd_ckpt_worker {
@@ -111,6 +112,7 @@ typedef struct pd_ckpt_part {
     uint64_t updates;               /* update counter t */
     uint64_t version;               /* parameter version */
     uint64_t lo, hi;                /* global range [lo, hi) of this part */
+    uint64_t examples;              /* training examples consumed */
     float *params;                  /* [hi - lo] */
     unsigned char *optim;           /* [optim_size] pd_optim_save bytes */
     size_t optim_size;

@@ -173,6 +173,7 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
             pd_le_put64(e + 24, p->version);
             pd_le_put64(e + 32, p->lo);
             pd_le_put64(e + 40, p->hi);
+            pd_le_put64(e + 48, p->examples);
             break;
         case PARM:
             pd_le_put_floats(e, p->params, p->hi - p->lo);
@@ -252,6 +253,7 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS],
     p->version = pd_le_get64(e + 24);
     p->lo = pd_le_get64(e + 32);
     p->hi = pd_le_get64(e + 40);
+    p->examples = pd_le_get64(e + 48);
     if (p->part >= p->nparts || p->hi < p->lo || p->optim_kind >= PD_OPT_COUNT)
         return REFUSE(true, "%s: META: part %u of %u, range [%" PRIu64 ", %" PRIu64 "), "
                       "optimizer %u (damaged)", file, p->part, p->nparts, p->lo, p->hi,

@@ -44,7 +44,7 @@ static pd_ckpt_part tiny(void)
     return (pd_ckpt_part){
         .part = 0, .nparts = 1, .layout_hash = 0x0102030405060708ull,
         .config_hash = 0x1112131415161718ull, .optim_kind = PD_OPT_MOMENTUM, .updates = 7,
-        .version = 9, .lo = 2, .hi = 4, .params = params, .optim = optim_bytes,
+        .version = 9, .lo = 2, .hi = 4, .examples = 0x0a0b, .params = params, .optim = optim_bytes,
         .optim_size = 3, .niters = 1, .iter = iters, .iter_size = iter_sizes, .sent = 5,
         .applied = 4, .dropped = 1, .bad = 0, .nstale = 2, .stale = stale, .nworkers = 1,
         .worker = workers,
@@ -168,7 +168,7 @@ static void test_layout_bytes(void **state)
 
     s.n = 0;                              /* META */
     u32(&s, 0); u32(&s, 1); u32(&s, 1 /* momentum */); u32(&s, 0);
-    u64(&s, 7); u64(&s, 9); u64(&s, 2); u64(&s, 4);
+    u64(&s, 7); u64(&s, 9); u64(&s, 2); u64(&s, 4); u8s(&s, 8, 0x0b, 0x0a, 0, 0, 0, 0, 0, 0);
     section(&want, "META", &s);
     s.n = 0;                              /* PARM: 1.0f, -2.0f */
     u8s(&s, 8, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0);
@@ -184,7 +184,7 @@ static void test_layout_bytes(void **state)
     u64(&s, 2); u64(&s, 3); u64(&s, 1);
     u64(&s, 1); u64(&s, 5); u64(&s, 4); u64(&s, 1); u64(&s, 0);
     section(&want, "CNTR", &s);
-    assert_int_equal(want.n, 40 + 16 + 48 + 16 + 8 + 16 + 3 + 16 + 18 + 16 + 96);
+    assert_int_equal(want.n, 40 + 16 + 56 + 16 + 8 + 16 + 3 + 16 + 18 + 16 + 96);
 
     pd_ckpt_part p = tiny();
     unsigned char *got;
@@ -269,6 +269,7 @@ static void assert_same(const pd_ckpt_part *a, const pd_ckpt_part *b)
     assert_int_equal(a->version, b->version);
     assert_int_equal(a->lo, b->lo);
     assert_int_equal(a->hi, b->hi);
+    assert_int_equal(a->examples, b->examples);
     assert_memory_equal(a->params, b->params, 4 * (a->hi - a->lo));
     assert_int_equal(a->optim_size, b->optim_size);
     assert_memory_equal(a->optim, b->optim, a->optim_size);
@@ -366,8 +367,8 @@ static void test_refusals(void **state)
 
     expect_refused(good, size - 1, lh, ch,
                    "f.pdck: CNTR: 96 bytes announced, 95 left in the file (truncated)");
-    expect_refused(good, 40 + 16 + 48 + 10, lh, ch,
-                   "f.pdck: PARM: file ends at byte 114, inside the section header (truncated)");
+    expect_refused(good, 40 + 16 + 56 + 10, lh, ch,
+                   "f.pdck: PARM: file ends at byte 122, inside the section header (truncated)");
     expect_refused(good, 39, lh, ch,
                    "f.pdck: header: 39 bytes, shorter than the 40-byte header (truncated)");
     memcpy(b, good, size);
@@ -505,7 +506,7 @@ static void test_newest_valid(void **state)
     unsigned char *b = read_all(path, &size);
     unsigned char good[1024];
     memcpy(good, b, size);
-    b[40 + 16 + 48 + 16] ^= 0x01;   /* first PARM byte */
+    b[40 + 16 + 56 + 16] ^= 0x01;   /* first PARM byte */
     write_all(path, b, size);
     char *text = NULL;
     size_t len = 0;
@@ -514,8 +515,8 @@ static void test_newest_valid(void **state)
     assert_int_equal(find_updates(warn), 2);
     fclose(warn);
     snprintf(want, sizeof want, "paramd: warning: skipping damaged checkpoint: %s: PARM: "
-             "crc32 0x%08x, stored 0x%08x (damaged)\n", path, (unsigned)crc(b + 120, 8),
-             (unsigned)crc(good + 120, 8));
+             "crc32 0x%08x, stored 0x%08x (damaged)\n", path, (unsigned)crc(b + 128, 8),
+             (unsigned)crc(good + 128, 8));
     assert_string_equal(text, want);
     free(text);
 
