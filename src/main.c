@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     if (!err && !cli.check)
         err = pd_config_check_world(&cfg, size);
     if (!err && cli.check) {
-        err = pd_ps_check(&cfg, size, rank == 0 ? stdout : NULL);
+        err = pd_ps_check(&cfg, size, cli.json, rank == 0 ? stdout : NULL);
         return err ? fail(rank, err) : 0;
     }
     if (err)

@@ -17,6 +17,7 @@ typedef struct pd_cli {
     const char *resume_dir;                   /* its optional DIR, or NULL */
     const char *replay_dir;                   /* --replay RUN_DIR, or NULL */
     bool check, quiet, help, version;
+    bool json;                                /* --json: --check prints JSON */
     bool man;                                 /* --man: print paramd.1 and exit */
 } pd_cli;
 
@@ -25,7 +26,8 @@ typedef struct pd_cli {
  * CONFIG.yaml", ...). --help / --version / --man need no config path.
  * `--resume DIR`: the next argument is DIR only if it does not start with
  * '-' and CONFIG.yaml came before it or another non-option argument
- * follows it (`--resume=DIR` always); later --out/--resume win. Local. */
+ * follows it (`--resume=DIR` always); later --out/--resume win. --json
+ * without --check is refused. Local. */
 int pd_cli_parse(int argc, char **argv, pd_cli *cli);
 /* Usage text listing every option, from the table. */
 void pd_cli_print_help(FILE *out);

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* SHA-256 (FIPS 180-4), incremental. */
 typedef struct pd_sha256 {
@@ -33,6 +34,9 @@ int pd_write_atomic(const char *path, const void *buf, size_t n);
 int pd_fsync_dir(const char *path);
 /* write() all n bytes, retrying on EINTR and short writes: 0 or an errno. */
 int pd_write_all(int fd, const void *buf, size_t n);
+
+/* s as a JSON string, quoted and escaped (NULL as ""). Local. */
+void pd_metrics_json_string(FILE *f, const char *s);
 
 /* One evaluation: a line of metrics.jsonl. NAN doubles and negative
  * counts are written as null. */

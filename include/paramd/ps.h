@@ -27,8 +27,11 @@ int pd_ps_run(const pd_config *cfg, const pd_run_opts *opts);
 int pd_ps_replay(const char *run_dir, const char *out_dir, const pd_run_opts *opts);
 
 /* --check: load and validate the data, build the model, print a short
- * resolved summary to out. Local; creates nothing on disk. */
-int pd_ps_check(const pd_config *cfg, int ranks, FILE *out);
+ * resolved summary to out (NULL: print nothing): lines for people, or with
+ * json one JSON object on one line (--check --json; its keys are listed in
+ * README "Running"). ranks is the job's size (1 outside mpirun). Local; creates
+ * nothing on disk. */
+int pd_ps_check(const pd_config *cfg, int ranks, bool json, FILE *out);
 
 /* This process's rank and the job's size as the launcher announces them in
  * the environment (Open MPI, PMIx, Slurm), before MPI is initialized:

@@ -18,8 +18,8 @@ typedef struct option {
     const char *doc;
 } option;
 
-enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_REPLAY, OPT_QUIET, OPT_HELP, OPT_VERSION,
-       OPT_MAN, OPT_COUNT };
+enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_JSON, OPT_REPLAY, OPT_QUIET, OPT_HELP,
+       OPT_VERSION, OPT_MAN, OPT_COUNT };
 
 static const option options[OPT_COUNT] = {
     [OPT_SET] = {"set", 0, ARG_REQUIRED, "KEY.PATH=VALUE",
@@ -37,6 +37,9 @@ static const option options[OPT_COUNT] = {
                     "always is."},
     [OPT_CHECK] = {"check", 0, ARG_NONE, NULL,
                    "Validate the config and the data, print a summary, and exit."},
+    [OPT_JSON] = {"json", 0, ARG_NONE, NULL,
+                  "With --check: print the summary as one JSON object on one line, for "
+                  "scripts (mode, ranks, servers, workers, model shape, data sizes, ...)."},
     [OPT_REPLAY] = {"replay", 0, ARG_REQUIRED, "RUN_DIR",
                     "Re-execute the async run in RUN_DIR (made with training.trace: true) in "
                     "one process, recomputing each gradient at its recorded version in the "
@@ -152,6 +155,7 @@ static int take(pd_cli *cli, const option *o, const char *value)
         cli->resume_dir = value;
         break;
     case OPT_CHECK:   cli->check = true; break;
+    case OPT_JSON:    cli->json = true; break;
     case OPT_REPLAY:
         if (!value[0])
             return PD_FAIL(PD_EINPUT, "--replay needs a RUN_DIR, got an empty one");
@@ -219,6 +223,9 @@ int pd_cli_parse(int argc, char **argv, pd_cli *cli)
             value = argv[++i];
         PD_TRY(take(cli, o, value));
     }
+    if (cli->json && !cli->check)
+        return PD_FAIL(PD_EINPUT, "--json goes with --check (paramd --check --json "
+                       "CONFIG.yaml)");
     if (cli->replay_dir && cli->config_path)
         return PD_FAIL(PD_EINPUT, "--replay takes the run's own config; drop %s",
                        cli->config_path);

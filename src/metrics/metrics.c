@@ -179,10 +179,10 @@ static void jint(FILE *f, const char *key, int64_t v)
         fprintf(f, "\"%s\":null", key);
 }
 
-static void jstr(FILE *f, const char *key, const char *v)
+void pd_metrics_json_string(FILE *f, const char *s)
 {
-    fprintf(f, "\"%s\":\"", key);
-    for (const char *p = v ? v : ""; *p; p++) {
+    fputc('"', f);
+    for (const char *p = s ? s : ""; *p; p++) {
         if (*p == '"' || *p == '\\')
             fprintf(f, "\\%c", *p);
         else if ((unsigned char)*p < 0x20)
@@ -191,6 +191,12 @@ static void jstr(FILE *f, const char *key, const char *v)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+static void jstr(FILE *f, const char *key, const char *v)
+{
+    fprintf(f, "\"%s\":", key);
+    pd_metrics_json_string(f, v);
 }
 
 static void norms_object(FILE *f, const char *key, const pd_metrics_row *r, const double *v)

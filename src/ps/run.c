@@ -3,6 +3,7 @@
  * Errors found while ranks set up are agreed on collectively, so one rank
  * reports them and every rank exits with the same status; errors while
  * training abort the job with the error's exit status. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "comm.h"
 #include "paramd/data.h"
+#include "paramd/metrics.h"
 #include "paramd/model.h"
 #include "paramd/ps.h"
 #include "serial.h"
@@ -33,7 +35,61 @@ static int resolve_shape(pd_config *cfg)
     return PD_OK;
 }
 
-int pd_ps_check(const pd_config *in, int ranks, FILE *out)
+/* What --check reports, gathered once and printed as text or JSON. */
+typedef struct check_facts {
+    int ranks, servers, workers;   /* workers 0: not known until launched */
+    int min_ranks;                 /* the job needs at least this many */
+    size_t params, n_train, n_valid, n_test;
+    bool sparse;
+} check_facts;
+
+static void check_text(FILE *out, const pd_config *cfg, const check_facts *k)
+{
+    fprintf(out, "config:     %s (valid)\n", cfg->source);
+    fprintf(out, "mode:       %s", pd_mode_name(cfg->training.mode));
+    if (cfg->training.mode != PD_MODE_SERIAL && k->workers > 0)
+        fprintf(out, ", %d server%s + %d worker%s", k->servers, k->servers == 1 ? "" : "s",
+                k->workers, k->workers == 1 ? "" : "s");
+    else if (cfg->training.mode != PD_MODE_SERIAL)
+        fprintf(out, ", needs mpirun -n N with N >= %d (%d server%s + workers)", k->min_ranks,
+                k->servers, k->servers == 1 ? "" : "s");
+    fprintf(out, "\nmodel:      %s, %d features, %d classes, %zu parameters\n",
+            pd_model_type_name(cfg->model.type), cfg->model.features, cfg->model.classes,
+            k->params);
+    fprintf(out, "optimizer:  %s, lr %g\n", pd_optimizer_name_str(cfg->optimizer.name),
+            cfg->optimizer.lr);
+    fprintf(out, "data:       %zu train, %zu validation, %zu test examples%s\n", k->n_train,
+            k->n_valid, k->n_test, k->sparse ? " (sparse)" : "");
+    fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
+            cfg->training.epochs, cfg->training.batch_size, cfg->run.out_dir);
+}
+
+/* One line, one object; "workers" is null until the job's size says. */
+static void check_json(FILE *out, const pd_config *cfg, const check_facts *k)
+{
+    fputs("{\"config\":", out);
+    pd_metrics_json_string(out, cfg->source);
+    fputs(",\"mode\":", out);
+    pd_metrics_json_string(out, pd_mode_name(cfg->training.mode));
+    fprintf(out, ",\"ranks\":%d,\"servers\":%d,\"workers\":", k->ranks, k->servers);
+    if (k->workers > 0)
+        fprintf(out, "%d", k->workers);
+    else
+        fputs("null", out);
+    fprintf(out, ",\"min_ranks\":%d,\"model\":{\"type\":", k->min_ranks);
+    pd_metrics_json_string(out, pd_model_type_name(cfg->model.type));
+    fprintf(out, ",\"features\":%d,\"classes\":%d,\"parameters\":%zu},\"optimizer\":{\"name\":",
+            cfg->model.features, cfg->model.classes, k->params);
+    pd_metrics_json_string(out, pd_optimizer_name_str(cfg->optimizer.name));
+    fprintf(out, ",\"lr\":%.9g},\"data\":{\"train\":%zu,\"validation\":%zu,\"test\":%zu,"
+            "\"sparse\":%s},\"training\":{\"epochs\":%d,\"batch_size\":%d},\"out_dir\":",
+            cfg->optimizer.lr, k->n_train, k->n_valid, k->n_test, k->sparse ? "true" : "false",
+            cfg->training.epochs, cfg->training.batch_size);
+    pd_metrics_json_string(out, cfg->run.out_dir);
+    fputs("}\n", out);
+}
+
+int pd_ps_check(const pd_config *in, int ranks, bool json, FILE *out)
 {
     pd_config cfg = *in;
     PD_TRY(resolve_shape(&cfg));
@@ -45,26 +101,16 @@ int pd_ps_check(const pd_config *in, int ranks, FILE *out)
         const pd_dataset *tr = pd_data_part(d, PD_PART_TRAIN);
         const pd_dataset *va = pd_data_part(d, PD_PART_VALID);
         const pd_dataset *te = pd_data_part(d, PD_PART_TEST);
-        fprintf(out, "config:     %s (valid)\n", cfg.source);
-        fprintf(out, "mode:       %s", pd_mode_name(cfg.training.mode));
-        if (cfg.training.mode != PD_MODE_SERIAL && ranks > cfg.training.servers)
-            fprintf(out, ", %d server%s + %d worker%s", cfg.training.servers,
-                    cfg.training.servers == 1 ? "" : "s", ranks - cfg.training.servers,
-                    ranks - cfg.training.servers == 1 ? "" : "s");
-        else if (cfg.training.mode != PD_MODE_SERIAL)
-            fprintf(out, ", needs mpirun -n N with N >= %d (%d server%s + workers)",
-                    cfg.training.servers + 1, cfg.training.servers,
-                    cfg.training.servers == 1 ? "" : "s");
-        fprintf(out, "\nmodel:      %s, %d features, %d classes, %zu parameters\n",
-                pd_model_type_name(cfg.model.type), cfg.model.features, cfg.model.classes,
-                pd_model_nparams(m));
-        fprintf(out, "optimizer:  %s, lr %g\n", pd_optimizer_name_str(cfg.optimizer.name),
-                cfg.optimizer.lr);
-        fprintf(out, "data:       %zu train, %zu validation, %zu test examples%s\n",
-                tr ? tr->n : 0, va ? va->n : 0, te ? te->n : 0,
-                tr && tr->sparse ? " (sparse)" : "");
-        fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
-                cfg.training.epochs, cfg.training.batch_size, cfg.run.out_dir);
+        bool serial = cfg.training.mode == PD_MODE_SERIAL;
+        int servers = serial ? 0 : cfg.training.servers;
+        check_facts k = {
+            .ranks = ranks, .servers = servers,
+            .workers = serial ? 1 : ranks > servers ? ranks - servers : 0,
+            .min_ranks = servers + 1, .params = pd_model_nparams(m),
+            .n_train = tr ? tr->n : 0, .n_valid = va ? va->n : 0, .n_test = te ? te->n : 0,
+            .sparse = tr && tr->sparse,
+        };
+        (json ? check_json : check_text)(out, &cfg, &k);
     }
     pd_model_destroy(&m);
     pd_data_destroy(&d);

@@ -1,6 +1,7 @@
 """The command line as a user meets it: exit statuses and messages for bad
 usage, bad config, --help, --version, --check, and nothing created in the
 run directory when the config is refused."""
+import json
 import os
 import subprocess
 import tempfile
@@ -106,6 +107,58 @@ for flag in ("--help", "--man"):
     p = paramd(flag)
     t.check("after writing a final checkpoint" not in p.stdout and
             "writes no checkpoint" in p.stdout, flag + " says what SIGTERM does")
+
+# --check --json: the same facts as one JSON object on one line, every key
+# and value exact for tests/conf/softmax.yaml (784 x 10 + 10 parameters,
+# Fashion-MNIST's 60000/10000 examples); workers is null until the job's
+# size is known. The text form is pinned line by line beside it.
+softmax = os.path.join(t.SRC, "tests", "conf", "softmax.yaml")
+
+
+def check_json(*args, ranks=1):
+    p = paramd(softmax, "--check", "--json", *args, ranks=ranks)
+    lines = p.stdout.splitlines()
+    t.check(p.returncode == 0 and len(lines) == 1,
+            "--check --json %s (%d ranks): exit 0 and one line (got %d, %d lines: %s)"
+            % (" ".join(args), ranks, p.returncode, len(lines), p.stdout + p.stderr))
+    try:
+        return json.loads(p.stdout)
+    except ValueError as e:
+        t.check(False, "--check --json prints JSON: %s: %r" % (e, p.stdout))
+        return {}
+
+
+common = {"config": softmax,
+          "model": {"type": "softmax", "features": 784, "classes": 10, "parameters": 7850},
+          "optimizer": {"name": "sgd", "lr": 0.1},
+          "data": {"train": 60000, "validation": 0, "test": 10000, "sparse": False},
+          "training": {"epochs": 1, "batch_size": 32}, "out_dir": "runs/latest"}
+want = dict(common, mode="serial", ranks=1, servers=0, workers=1, min_ranks=1)
+got = check_json()
+t.check(got == want, "--check --json, serial: %s == %s" % (got, want))
+want = dict(common, mode="async", ranks=1, servers=1, workers=None, min_ranks=2,
+            optimizer={"name": "sgd", "lr": 0.05}, out_dir='d "q"\\x')
+got = check_json("--set", "training.mode=async", "--set", "optimizer.lr=0.05",
+                 "--out", 'd "q"\\x')
+t.check(got == want, "--check --json, async without mpirun (quotes escaped): %s == %s"
+        % (got, want))
+want = dict(common, mode="sync", ranks=4, servers=2, workers=2, min_ranks=3)
+got = check_json("--set", "training.mode=sync", "--set", "training.servers=2", ranks=4)
+t.check(got == want, "--check --json, sync under mpirun -n 4 with 2 servers: %s == %s"
+        % (got, want))
+p = paramd(softmax, "--check", "--set", "training.mode=sync", "--set", "training.servers=2",
+           ranks=4)
+t.check(p.stdout.splitlines() == [
+    "config:     %s (valid)" % softmax,
+    "mode:       sync, 2 servers + 2 workers",
+    "model:      softmax, 784 features, 10 classes, 7850 parameters",
+    "optimizer:  sgd, lr 0.1",
+    "data:       60000 train, 0 validation, 10000 test examples",
+    "training:   1 epochs, batch 32 per worker, out_dir runs/latest"],
+    "--check text form, line by line: %r" % p.stdout)
+p = paramd(softmax, "--json")
+t.check(p.returncode == 2 and "--json goes with --check" in p.stderr,
+        "--json without --check exits 2 (got %d: %s)" % (p.returncode, p.stderr.strip()))
 
 # A sync config without mpirun is a clear error naming the key.
 p = paramd(os.path.join(t.SRC, "conf/demo.yaml"))

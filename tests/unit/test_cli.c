@@ -47,7 +47,7 @@ static void test_every_option(void **state)
     assert_str(c.config_path, "run.yaml");
     assert_int_equal(c.n_overrides, 0);
     assert_null(c.out_dir);
-    assert_false(c.resume || c.check || c.quiet || c.help || c.version || c.man);
+    assert_false(c.resume || c.check || c.json || c.quiet || c.help || c.version || c.man);
 
     assert_int_equal(PARSE(&c, "--set", "a.b=1", "--set=c.d=x=y", "--out", "runs/o", "--check",
                            "--quiet", "run.yaml", "--set", "model.hidden=[64,32]"), PD_OK);
@@ -58,7 +58,9 @@ static void test_every_option(void **state)
     assert_str(c.overrides[2], "model.hidden=[64,32]");
     assert_str(c.out_dir, "runs/o");
     assert_true(c.check && c.quiet);
-    assert_false(c.resume);
+    assert_false(c.resume || c.json);
+    assert_int_equal(PARSE(&c, "--json", "run.yaml", "--check"), PD_OK);
+    assert_true(c.check && c.json);
 
     assert_int_equal(PARSE(&c, "--out=first", "--out=second", "x.yaml"), PD_OK);
     assert_str(c.out_dir, "second");   /* the last one wins */
@@ -139,6 +141,8 @@ static void test_usage_errors(void **state)
     BAD("--set needs KEY.PATH=VALUE, got \"abc\"", "--set", "abc", "x.yaml");
     BAD("--set needs KEY.PATH=VALUE, got \"=3\"", "--set==3", "x.yaml");
     BAD("--check takes no argument, got \"--check=1\"", "--check=1", "x.yaml");
+    BAD("--json takes no argument, got \"--json=1\"", "--check", "--json=1", "x.yaml");
+    BAD("--json goes with --check (paramd --check --json CONFIG.yaml)", "--json", "x.yaml");
     pd_cli none;
     char *argv0[] = {"paramd", NULL};
     assert_int_equal(pd_cli_parse(1, argv0, &none), PD_EINPUT);
@@ -176,7 +180,7 @@ static char *capture(void (*write)(FILE *))
 }
 
 static const char *const every_option[] = {"--set KEY.PATH=VALUE", "--out DIR",
-                                           "--resume [DIR]", "--check", "--quiet",
+                                           "--resume [DIR]", "--check", "--json", "--quiet",
                                            "-h, --help", "-V, --version", "--man"};
 
 static void test_help(void **state)
@@ -214,11 +218,12 @@ static void test_man(void **state)
             fail_msg("man page lacks %s", sections[i]);
     const char *opts[] = {"\\fB\\-\\-set\\fR \\fIKEY.PATH=VALUE\\fR\n",
                           "\\fB\\-\\-out\\fR \\fIDIR\\fR\n", "\\fB\\-\\-resume\\fR [\\fIDIR\\fR]\n",
-                          "\\fB\\-\\-check\\fR\n", "\\fB\\-\\-quiet\\fR\n",
+                          "\\fB\\-\\-check\\fR\n", "\\fB\\-\\-json\\fR\n",
+                          "\\fB\\-\\-quiet\\fR\n",
                           "\\fB\\-h\\fR, \\fB\\-\\-help\\fR\n",
                           "\\fB\\-V\\fR, \\fB\\-\\-version\\fR\n", "\\fB\\-\\-man\\fR\n"};
     const char *opt_section = strstr(man, ".SH OPTIONS\n");
-    for (int i = 0; i < 8; i++)
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (!strstr(opt_section, opts[i]))
             fail_msg("man page lacks option %s", opts[i]);
     const char *statuses[] = {".TP\n.B 0\n", ".TP\n.B 2\n", ".TP\n.B 3\n", ".TP\n.B 143\n"};
