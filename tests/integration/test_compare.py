@@ -1,7 +1,10 @@
 """scripts/compare: a 2-cell study (tests/conf/study-small.yaml) runs and
 leaves a report with both cells and valid PNG plots; a failing cell is
 reported while the study goes on (exit 1); a grid key paramd does not know
-is refused up front (exit 2, the study file's line and the key named)."""
+is refused up front (exit 2, the study file's line and the key named); a
+study directory that is not empty is refused, not overwritten (exit 2); a
+plot that cannot be written fails the run (exit 3); without PyYAML or
+matplotlib it names the Debian package to install and stops (exit 2)."""
 import json
 import os
 import shutil
@@ -15,12 +18,15 @@ COMPARE = os.path.join(t.SRC, "scripts", "compare")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def compare(study, out, *extra):
-    """Run scripts/compare from a directory outside the tree (so the study's
-    base config is found through the repository root)."""
-    cmd = [sys.executable, COMPARE, study, "--out", out, "--paramd", t.EXE] + list(extra)
+def compare(study, out, *extra, pythonpath=None):
+    """Run scripts/compare (through its #! line, so with the Python whose
+    Debian packages it needs) from a directory outside the tree (so the
+    study's base config is found through the repository root)."""
+    cmd = [COMPARE, study, "--out", out, "--paramd", t.EXE] + list(extra)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
                        cwd=tempfile.gettempdir())
     print("command:", " ".join(cmd), "-> exit", p.returncode)
@@ -70,6 +76,44 @@ os.remove(report_path)
 p = compare(os.path.join(t.SRC, "tests", "conf", "study-small.yaml"), out, "--report-only")
 t.check(p.returncode == 0 and os.path.isfile(report_path) and len(table_rows(open(report_path).read())) == 2,
         "--report-only rewrites report.md with both rows (exit %d)" % p.returncode)
+
+# The study directory holds results now: running again into it is refused
+# before anything runs, and the results are left as they were.
+before = sorted(os.listdir(os.path.join(out, "cells")))
+mtime = os.path.getmtime(os.path.join(out, "results.json"))
+p = compare(os.path.join(t.SRC, "tests", "conf", "study-small.yaml"), out)
+t.check(p.returncode == 2 and "exists and is not empty" in p.stderr and out in p.stderr,
+        "a study directory that is not empty is refused (exit %d: %s)" % (p.returncode, p.stderr.strip()))
+t.check(sorted(os.listdir(os.path.join(out, "cells"))) == before
+        and os.path.getmtime(os.path.join(out, "results.json")) == mtime,
+        "the refused study left the cells and results.json untouched")
+
+# A plot that cannot be written (a directory where the PNG goes) fails the
+# run with exit 3, naming the plot; the report is still written.
+os.remove(os.path.join(out, "test_loss_vs_time.png"))
+os.mkdir(os.path.join(out, "test_loss_vs_time.png"))
+p = compare(os.path.join(t.SRC, "tests", "conf", "study-small.yaml"), out, "--report-only")
+t.check(p.returncode == 3 and "plot %s failed" % os.path.join(out, "test_loss_vs_time.png") in p.stderr,
+        "an unwritable plot: exit 3 and the plot named (exit %d: %s)" % (p.returncode, p.stderr.strip()))
+report = open(report_path).read() if os.path.isfile(report_path) else ""
+t.check("**test_loss_vs_time.png failed**" in report and "](test_loss_vs_examples.png)" in report,
+        "report.md names the failed plot and shows the others")
+
+# Without PyYAML or matplotlib: a module of that name that fails to import,
+# put first on PYTHONPATH. compare names the Debian package and the apt-get
+# line, installs nothing and runs nothing (exit 2).
+for module, package in (("yaml", "python3-yaml"), ("matplotlib", "python3-matplotlib")):
+    fake = os.path.join(tmp, "no-" + module)
+    os.makedirs(fake)
+    with open(os.path.join(fake, module + ".py"), "w") as f:
+        f.write("raise ImportError('no %s here (test)')\n" % module)
+    nowhere = os.path.join(tmp, "not-run-" + module)
+    p = compare(os.path.join(t.SRC, "tests", "conf", "study-small.yaml"), nowhere, pythonpath=fake)
+    t.check(p.returncode == 2 and "apt-get install -y %s\n" % package in p.stderr
+            and "no %s here (test)" % module in p.stderr,
+            "without %s: exit 2 and the apt-get line for %s (exit %d: %s)"
+            % (module, package, p.returncode, p.stderr.strip()))
+    t.check(not os.path.exists(nowhere), "without %s: nothing ran" % module)
 
 
 def study(name, text):
