@@ -82,7 +82,7 @@ t.check(p.returncode == 0 and os.path.isfile(report_path) and len(table_rows(ope
 before = sorted(os.listdir(os.path.join(out, "cells")))
 mtime = os.path.getmtime(os.path.join(out, "results.json"))
 p = compare(os.path.join(t.SRC, "tests", "conf", "study-small.yaml"), out)
-t.check(p.returncode == 2 and "exists and is not empty" in p.stderr and out in p.stderr,
+t.check(p.returncode == 2 and "exists and is not an empty directory" in p.stderr and out in p.stderr,
         "a study directory that is not empty is refused (exit %d: %s)" % (p.returncode, p.stderr.strip()))
 t.check(sorted(os.listdir(os.path.join(out, "cells"))) == before
         and os.path.getmtime(os.path.join(out, "results.json")) == mtime,
