@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -1482,13 +1481,6 @@ static void test_shape_only(void **state)
     pd_data_destroy(&d);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void test_fashion_mnist(void **state)
 {
     (void)state;
@@ -1502,9 +1494,8 @@ static void test_fashion_mnist(void **state)
     snprintf(c.data.test_labels, sizeof c.data.test_labels, FMNIST "t10k-labels-idx1-ubyte.gz");
     c.data.normalize = PD_NORM_SCALE01;
     c.model.type = PD_MODEL_SOFTMAX;
-    double t0 = now();
+    /* How long this takes is scripts/bench's business, not a test's. */
     pd_data *d = load(&c, 0, 1, PD_PART_TRAIN | PD_PART_TEST);
-    double t1 = now();
     const pd_dataset *tr = pd_data_part(d, PD_PART_TRAIN), *te = pd_data_part(d, PD_PART_TEST);
     assert_int_equal(tr->n, 60000);
     assert_int_equal(te->n, 10000);
@@ -1520,10 +1511,6 @@ static void test_fashion_mnist(void **state)
     }
     assert_true(mn == 0.0f);
     assert_true(mx == 1.0f);
-    print_message("Fashion-MNIST train + test (scale01) loaded in %.3f s\n", t1 - t0);
-#if !defined(__SANITIZE_ADDRESS__)
-    assert_true(t1 - t0 < 2.0);
-#endif
     pd_data_destroy(&d);
 
     /* One worker of 4 with a 1/6 hold-out: 50000 to train, 12500 here. */
