@@ -90,16 +90,20 @@ for ranks, mode, epochs in ((1, "serial", 12), (3, "async", 3)):
                                              "training.eval_every_seconds=0.2"], ranks=ranks)
     w = [r["wall_s"] for r in t.metrics(d)]
     gaps = [b - a for a, b in zip(w, w[1:])][:-1]
-    t.check(len(gaps) >= 2 and all(g >= 0.15 for g in gaps),
-            "%s: no evaluation comes sooner than 0.2 s after the last (less a margin): gaps %s"
-            % (mode, [round(g, 3) for g in gaps]))
-    # And none is skipped: over the span the rows record, one row per 0.2 s
-    # is due; a gap may grow by an update's and an evaluation's time, or a
-    # stall of this shared machine, so the check is on the count, within a
-    # factor 3 (mean gap <= 0.6 s), not on any one gap's length.
+    # An evaluation is due 0.2 s after the previous one was started; its row
+    # records when it ran, which on a loaded machine (and on the server's
+    # evaluation thread) comes late by a varying amount, so one gap can be
+    # shorter or longer than 0.2 s without anything wrong. The cadence shows
+    # in the count over the span the rows record: no more than one row per
+    # 0.2 s (plus one for a late first row), and no fewer than one per 0.6 s
+    # (an update's and an evaluation's time, or a stall, may stretch a gap).
     span = sum(gaps)
-    t.check(len(gaps) >= 2 and len(gaps) >= span / (3 * 0.2),
-            "%s: evaluations keep coming: %d gaps over %.2f s of rows, at least %.1f (span / 0.6 s)"
+    t.check(len(gaps) >= 2, "%s: evaluations on the clock: %d gaps between rows >= 2" % (mode, len(gaps)))
+    t.check(len(gaps) <= span / 0.2 + 1,
+            "%s: no faster than every 0.2 s: %d gaps over %.2f s of rows <= %.1f (span / 0.2 s + 1); gaps %s"
+            % (mode, len(gaps), span, span / 0.2 + 1, [round(g, 3) for g in gaps]))
+    t.check(len(gaps) >= span / 0.6,
+            "%s: none skipped: %d gaps over %.2f s of rows >= %.1f (span / 0.6 s)"
             % (mode, len(gaps), span, span / 0.6))
 
 d, p = t.run("tests/conf/softmax.yaml", ["training.max_updates=100"])
