@@ -155,6 +155,19 @@ path = study("badstudy.yaml", "base: tests/conf/softmax.yaml\ngrdi:\n  training.
 p = compare(path, os.path.join(tmp, "badstudy"))
 t.check(p.returncode == 2 and "badstudy.yaml:2:" in p.stderr and "did you mean grid" in p.stderr,
         "unknown study key: exit 2 and a suggestion: %s" % p.stderr.strip())
+
+# YAML errors come from PyYAML with the line: a list never closed (and where
+# it opened), a key given twice (which PyYAML alone would let pass).
+path = study("unclosed.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training.mode: [serial, async\n")
+p = compare(path, os.path.join(tmp, "unclosed"))
+t.check(p.returncode == 2 and "unclosed.yaml:4:1: expected ',' or ']'" in p.stderr
+        and "flow sequence at line 3" in p.stderr,
+        "unclosed [: exit 2, the line and where it opened: %s" % p.stderr.strip())
+path = study("twice.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training.mode: [serial]\n"
+                           "  training.mode: [async]\n")
+p = compare(path, os.path.join(tmp, "twice"))
+t.check(p.returncode == 2 and "twice.yaml:4: duplicate key training.mode (first on line 3)" in p.stderr,
+        "a key given twice: exit 2 and both lines: %s" % p.stderr.strip())
 if not t.FAILURES:
     shutil.rmtree(tmp, ignore_errors=True)
 t.done()
