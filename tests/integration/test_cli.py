@@ -20,7 +20,7 @@ def paramd(*args, ranks=1, mpi=()):
 
 p = paramd("--help")
 t.check(p.returncode == 0, "--help exits 0")
-for opt in ("--set", "--out", "--resume", "--check", "--quiet", "--help", "--version"):
+for opt in ("--set", "--out", "--resume", "--check", "--json", "--quiet", "--help", "--version"):
     t.check(opt in p.stdout, "--help lists " + opt)
 
 p = paramd("--version")
