@@ -1,6 +1,7 @@
 """Straggler and delay injection: a 6x slow worker's gradients grow stale
 in async mode; in sync mode with a backup worker, its gradients are the
-ones dropped; a message delay slows the run down by at least itself."""
+ones dropped; a message delay bounds the
+rate at which each worker's gradients arrive."""
 import pdtest as t
 
 mlp = ["training.mode=async", "optimizer.lr=0.02", "model.hidden=[128]", "training.max_updates=300"]
@@ -27,12 +28,20 @@ t.check(late["dropped"] > late["applied"], "sync + backup: the slow worker's gra
 t.check(all(w["dropped"] < late["dropped"] for w in fast), "the fast workers lose fewer: %s"
         % [(w["rank"], w["dropped"]) for w in fast])
 
-plain, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_updates=100"], ranks=3)
+# Each worker sleeps 5 ms before every gradient it sends, so each sends at
+# most one gradient per 5 ms: between two evaluations du updates apart the
+# two workers need at least ((du - 2) / 2 - 1) * 5 ms (up to one gradient
+# each may already be on its way). A lower bound that load cannot break;
+# without the delay these 100 updates take about 0.1 s.
 delayed, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_updates=100",
+                                               "training.eval_every=20",
                                                "faults.delay.distribution=constant",
                                                "faults.delay.mean_ms=5"],
                    ranks=3)
-wp, wd = t.summary(plain)["wall_s"], t.summary(delayed)["wall_s"]
-t.check(wd >= 0.25 and wd > wp, "a 5 ms delay on each of 100 gradients from 2 workers costs >= 0.25 s: "
-        "%.2f s vs %.2f s" % (wd, wp))
+rows = t.metrics(delayed)
+du = rows[-1]["update"] - rows[0]["update"]
+span = rows[-1]["wall_s"] - rows[0]["wall_s"]
+need = ((du - 2) / 2 - 1) * 0.005
+t.check(du >= 98 and span >= need, "a 5 ms delay before each gradient of 2 workers: %d updates "
+        "took %.3f s >= %.3f s" % (du, span, need))
 t.done()
