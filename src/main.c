@@ -86,8 +86,8 @@ int main(int argc, char **argv)
         err = pd_ps_replay(cli.replay_dir, cli.out_dir, &ropts);
         return err ? fail(rank, err) : 0;
     }
-    /* Checkpoints arrive with the checkpoint/resume work (DESIGN.md "ckpt");
-     * until then asking for them is refused rather than ignored. */
+    /* ps writes no checkpoints yet (src/ckpt has the format; docs/design.md,
+     * Modules): asking to resume is refused rather than ignored. */
     if (cli.resume)
         return fail(rank, PD_FAIL(PD_EINPUT, "--resume: this version of paramd does not "
                                   "write checkpoints yet, so there is nothing to resume"));

@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-/* Error codes. pd_exit_status() maps them to the exit statuses of DESIGN.md. */
+/* Error codes. pd_exit_status() maps them to the exit statuses (paramd --help,
+ * EXIT STATUS). */
 enum {
     PD_OK = 0,
     PD_EINPUT,    /* bad usage, config, data or checkpoint: exit 2 */
@@ -38,8 +39,8 @@ void pd_err_trace(const char *file, int line, const char *func);
         }                                                              \
     } while (0)
 
-/* As PD_TRY, but stores the code in `err` and jumps to `label` (one
- * cleanup label per function, STYLE rule 5). */
+/* As PD_TRY, but stores the code in `err` and jumps to `label` (at most one
+ * cleanup label per function; docs/design.md, Style). */
 #define PD_TRY_GOTO(err, call, label)                                  \
     do {                                                               \
         (err) = (call);                                                \

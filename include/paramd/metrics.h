@@ -1,4 +1,4 @@
-/* The run directory (DESIGN.md "The run directory"): metrics.jsonl,
+/* The run directory (docs/design.md, "The run directory"): metrics.jsonl,
  * status.json, summary.json, params.bin, written by server 0 (or the
  * serial trainer). Files that readers may see mid-run (status.json,
  * summary.json, params.bin) are replaced atomically: temp file, fsync,

@@ -1,6 +1,7 @@
 /* Roles and training drivers: the serial trainer (one process, the
  * baseline) and, under mpirun, server and worker ranks in every mode of
- * DESIGN.md. The only module that talks MPI (in src/ps/comm.c). */
+ * docs/design.md. The only module that calls MPI: run.c, comm.c, server.c,
+ * apply.c and worker.c, every call checked through PD_MPI (src/ps/comm.h). */
 #ifndef PARAMD_PS_H
 #define PARAMD_PS_H
 

@@ -64,7 +64,7 @@ static const char *const exit_statuses[][2] = {
             "the run's params.bin and summary.json are not written."},
 };
 
-/* The run directory of DESIGN.md. */
+/* The run directory (docs/design.md, "The run directory"). */
 static const char *const run_files[][2] = {
     {"config.resolved.yaml", "The full config after defaults and overrides."},
     {"metrics.jsonl", "One JSON object per evaluation (loss, accuracy, staleness, ...)."},

@@ -123,7 +123,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     DBL("model.l2", model.l2, GE(0), "0", "L2 penalty on the weights, part of the loss."),
 
     ENUM("training.mode", training.mode, mode_names, "serial",
-         "How workers and servers combine gradients (see DESIGN.md, Modes)."),
+         "How workers and servers combine gradients (see docs/design.md, Modes)."),
     INT("training.servers", training.servers, GE(1), "1",
         "Parameter server ranks (0..S-1); the other ranks are workers."),
     INT("training.epochs", training.epochs, GE(0), "1",

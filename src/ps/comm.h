@@ -1,12 +1,17 @@
-/* Private to ps: MPI wrapped, confined and checked. Every call goes through
- * PD_MPI, which turns a failing return (MPI_ERRORS_RETURN is set at start)
- * into PD_EMPI with MPI_Error_string and the call's place. Waiting never
- * spins: pd_comm_wait* poll with MPI_Test and sleep with exponential
- * back-off, so an oversubscribed job keeps its cores for computing.
+/* Private to ps: the wire protocol and MPI wrapped and checked. Every call
+ * goes through PD_MPI, which turns a failing return (MPI_ERRORS_RETURN is
+ * set at start) into PD_EMPI with MPI_Error_string and the call's place.
+ * Waiting never spins: pd_comm_wait* poll with MPI_Test and sleep with
+ * exponential back-off, so an oversubscribed job keeps its cores for
+ * computing. docs/design.md, "Wire protocol", says who waits for what.
  *
- * Wire protocol: every message is one MPI_BYTE buffer, a pd_msg_hdr then a
- * payload, on tag PD_TAG_DATA (worker <-> server) or PD_TAG_CTRL (between
- * servers). Kinds:
+ * Wire protocol: every message is a header and a payload, sent as separate
+ * MPI messages on one tag, back to back: a pd_msg_hdr (MPI_BYTE), then the
+ * payload (MPI_FLOAT floats, or MPI_BYTE for sparse pairs; empty for HELLO,
+ * STOP, FINAL and a SNAP request; a SNAP reply's payload is two messages,
+ * floats then doubles); MPI keeps their order. Tags: PD_TAG_DATA between a worker and
+ * a server, PD_TAG_CTRL for server 0's requests to server s, PD_TAG_CTRL + 1
+ * for their replies. Kinds:
  *   HELLO   worker -> each server: shard size and batches per epoch
  *   GRAD    worker -> each server: gradient over the server's range (dense
  *           floats [lo, hi)), or sparse pairs (flag SPARSE: nnz uint32
@@ -20,14 +25,14 @@
  *           range at the lookahead point, or for a PULL request npull floats,
  *           the lookahead point at the pulled indices (hdr.npull echoes the
  *           count), or the elastic difference (easgd)
- *   STOP    server -> worker: reply meaning "finish now"
+ *   STOP    server -> worker: reply meaning "finish now" (empty payload)
  *   FINAL   worker -> each server: the worker is done; hdr.seq = gradients
- *           it sent in all
- *   SNAP    server 0 <-> server s (S > 1): request (hdr.version wanted,
- *           flags 1 on the final one) and reply carrying server s's range
- *           for evaluation, then ntensors doubles: its part of the last
- *           sync round's per-tensor gradient sums of squares (zeros in
- *           other modes)
+ *           it sent in all; no reply
+ *   SNAP    server 0 -> server s (S > 1): request (hdr.version wanted,
+ *           flags 1 on the final one); server s -> 0: reply header, server
+ *           s's range for evaluation (floats), then ntensors doubles: its
+ *           part of the last sync round's per-tensor gradient sums of
+ *           squares (zeros in other modes), three messages on CTRL + 1
  * Every GRAD/MODEL/HELLO gets exactly one reply (PARAMS or STOP), so a
  * worker has at most one request outstanding per server.
  */
