@@ -10,10 +10,17 @@
 #include "paramd/error.h"
 #include "trace.h"
 
+static char dir[64] = "";
+static char file[96];
+
+static void cleanup(void)
+{
+    unlink(file);
+    rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char dir[64] = "";
-    static char file[96];
     if (!dir[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/pd-fuzz-trace-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -22,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         snprintf(file, sizeof file, "%s/trace.bin", dir);
+        atexit(cleanup);
     }
     int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) {
