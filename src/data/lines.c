@@ -10,7 +10,11 @@
 #include "data_impl.h"
 #include "paramd/error.h"
 
-#define BLOCK (1u << 20)
+/* The buffer's first size. The fuzz build (meson -Dfuzz=true) makes it a
+ * few bytes, so that short inputs cross block boundaries and grow it. */
+#ifndef PD_LINES_BLOCK
+#define PD_LINES_BLOCK (1u << 20)
+#endif
 
 int pd_data_gz_fail(gzFile f, const char *path)
 {
@@ -41,7 +45,7 @@ int pd_data_lines_open(pd_lines *L, const char *path)
     memset(L, 0, sizeof *L);
     L->path = path;
     PD_TRY(pd_data_gzopen(path, &L->f));
-    L->cap = BLOCK;
+    L->cap = PD_LINES_BLOCK;
     L->buf = pd_malloc(L->cap);
     if (!L->buf) {
         gzclose(L->f);
