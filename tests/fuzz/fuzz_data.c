@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,36 @@ static bool huge_index(const uint8_t *p, size_t n)
             run = 0;
     }
     return false;
+}
+
+/* What pd_data_load promises of a part (paramd/data.h); abort otherwise. */
+static void check_part(const pd_dataset *ds, int classes, pd_model_type type)
+{
+    if (!ds)
+        return;
+    for (size_t i = 0; i < ds->n; i++) {
+        float y = ds->y[i];
+        if (!isfinite(y))
+            abort();
+        if (classes > 0 && (y < 0 || y >= (float)classes || y != floorf(y)))
+            abort();
+        if ((type == PD_MODEL_LOGREG || type == PD_MODEL_SVM) && y != 1 && y != -1)
+            abort();
+        if (!ds->sparse)
+            continue;
+        if (ds->row_ptr[i] > ds->row_ptr[i + 1])
+            abort();
+        for (size_t k = ds->row_ptr[i]; k < ds->row_ptr[i + 1]; k++)
+            if (ds->col[k] >= ds->d || (k > ds->row_ptr[i] && ds->col[k] <= ds->col[k - 1]) ||
+                !isfinite(ds->val[k]))
+                abort();
+    }
+    if (ds->sparse && ds->row_ptr[0] != 0)
+        abort();
+    if (!ds->sparse)
+        for (size_t k = 0; k < ds->n * ds->d; k++)
+            if (!isfinite(ds->x[k]))
+                abort();
 }
 
 int pd_fuzz_data(pd_data_format format, const uint8_t *data, size_t size)
@@ -83,6 +114,8 @@ int pd_fuzz_data(pd_data_format format, const uint8_t *data, size_t size)
     pd_data *d = NULL;
     if (pd_data_load(&cfg, nshards - 1, nshards, PD_PART_TRAIN | PD_PART_VALID | PD_PART_TEST,
                      &d) == PD_OK) {
+        for (unsigned p = PD_PART_TRAIN; p <= PD_PART_TEST; p *= 2)
+            check_part(pd_data_part(d, (pd_part)p), pd_data_classes(d), cfg.model.type);
         /* Walk one epoch of the training part, as a worker would. */
         const pd_dataset *tr = pd_data_part(d, PD_PART_TRAIN);
         pd_iter *it = NULL;
