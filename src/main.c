@@ -86,11 +86,6 @@ int main(int argc, char **argv)
         err = pd_ps_replay(cli.replay_dir, cli.out_dir, &ropts);
         return err ? fail(rank, err) : 0;
     }
-    /* ps writes no checkpoints yet (src/ckpt has the format; docs/design.md,
-     * Modules): asking to resume is refused rather than ignored. */
-    if (cli.resume)
-        return fail(rank, PD_FAIL(PD_EINPUT, "--resume: this version of paramd does not "
-                                  "write checkpoints yet, so there is nothing to resume"));
     pd_config cfg;
     err = pd_config_load(cli.config_path, cli.overrides, cli.n_overrides, &cfg);
     if (!err && cli.out_dir) {
@@ -99,6 +94,14 @@ int main(int argc, char **argv)
         else
             strcpy(cfg.run.out_dir, cli.out_dir);
     }
+    /* Only serial runs write and read checkpoints in this version. */
+    if (!err && cli.resume && cfg.training.mode != PD_MODE_SERIAL)
+        err = PD_FAIL(PD_EINPUT, "--resume: only serial runs resume in this version "
+                      "(training.mode is %s)", pd_mode_name(cfg.training.mode));
+    if (!err && cli.resume && cfg.training.early_stopping_patience > 0)
+        err = PD_FAIL(PD_EINPUT, "--resume: checkpoints do not hold the early-stopping state "
+                      "in this version (training.early_stopping.patience is %d)",
+                      cfg.training.early_stopping_patience);
     /* --check validates config and data without needing the job's ranks. */
     if (!err && !cli.check)
         err = pd_config_check_world(&cfg, size);
@@ -108,7 +111,8 @@ int main(int argc, char **argv)
     }
     if (err)
         return fail(rank, err);
-    pd_run_opts opts = {.quiet = cli.quiet};
+    pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,
+                        .resume_dir = cli.resume_dir ? cli.resume_dir : cfg.run.out_dir};
     err = pd_ps_run(&cfg, &opts);
     /* pd_ps_run has reported errors found after MPI started itself. */
     return err ? (size == 1 ? fail(rank, err) : pd_exit_status(err)) : 0;

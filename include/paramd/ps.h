@@ -12,6 +12,8 @@
 
 typedef struct pd_run_opts {
     bool quiet;          /* no progress output */
+    bool resume;         /* --resume: continue from a checkpoint (serial only) */
+    const char *resume_dir; /* the run directory whose checkpoints/ to read */
 } pd_run_opts;
 
 /* Train as cfg says: in-process for mode serial, otherwise as one rank of

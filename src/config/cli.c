@@ -29,9 +29,9 @@ static const option options[OPT_COUNT] = {
     [OPT_OUT] = {"out", 0, ARG_REQUIRED, "DIR",
                  "Write the run directory to DIR instead of run.out_dir."},
     [OPT_RESUME] = {"resume", 0, ARG_OPTIONAL, "DIR",
-                    "Resume from the last good checkpoint in DIR (default: the run "
-                    "directory). Not in this version: paramd writes no checkpoints yet "
-                    "and refuses --resume with exit 2. The argument after --resume is "
+                    "Resume from the newest valid checkpoint in DIR/checkpoints (DIR "
+                    "defaults to the run directory). Serial runs only in this version; "
+                    "other modes are refused with exit 2. The argument after --resume is "
                     "taken as DIR only if it does not start with - and CONFIG.yaml came "
                     "before it or another non-option argument follows it; --resume=DIR "
                     "always is."},

@@ -476,8 +476,8 @@ static int optimizer_rules(loader *ld)
 }
 
 /* Training settings that contradict each other, or features that arrive
- * with later work (checkpoints), are refused at the key rather than
- * silently ignored. */
+ * with later work (checkpoints outside serial mode), are refused at the key
+ * rather than silently ignored. */
 static int training_rules(loader *ld)
 {
     const pd_config *c = ld->cfg;
@@ -502,10 +502,11 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "
                         "mode; hogwild threads can only drop (staleness_policy: drop)");
     const pd_checkpoint_config *k = &c->checkpoint;
-    if (k->every_updates > 0 || k->every_seconds > 0)
+    if ((k->every_updates > 0 || k->every_seconds > 0) && t->mode != PD_MODE_SERIAL)
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "this version of paramd does not write checkpoints yet; leave it at 0");
+                        "only serial runs write checkpoints in this version (training.mode "
+                        "is %s); leave it at 0", pd_mode_name(t->mode));
     return PD_OK;
 }
 

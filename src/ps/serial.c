@@ -1,10 +1,15 @@
 /* training.mode serial: one process, the same learner, model, optimizer
  * and evaluator as the distributed modes; the baseline every distributed
- * run is compared to. */
+ * run is compared to. Writes checkpoints (checkpoint.*, and one at the end)
+ * to run.out_dir/checkpoints and resumes from them (--resume). */
+#include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "paramd/ckpt.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
 #include "serial.h"
@@ -20,7 +25,156 @@ typedef struct serial_state {
     double loss_sum;
     int64_t loss_n, bad;
     double last_eval_t;            /* pd_now() at the last evaluation */
+    /* checkpoints */
+    char ckpt_dir[PD_PATH_MAX + 16];   /* run.out_dir/checkpoints */
+    uint64_t layout_hash, config_hash;
+    int64_t ckpt_update;           /* update of the last one written, -1: none */
+    double ckpt_t;                 /* pd_now() at the last one written */
+    bool resumed;
 } serial_state;
+
+/* The two hashes that tie a checkpoint to this model and config. */
+static int hashes(serial_state *s)
+{
+    size_t nt = pd_model_ntensors(s->learner.model);
+    pd_tensor_info *t = pd_calloc(nt + 1, sizeof *t);
+    if (!t)
+        return PD_ENOMEM;
+    for (size_t i = 0; i < nt; i++)
+        t[i] = *pd_model_tensor(s->learner.model, i);
+    s->layout_hash = pd_ckpt_layout_hash(t, nt);
+    free(t);
+    s->config_hash = pd_ckpt_config_hash(s->cfg, 1);
+    return PD_OK;
+}
+
+/* Write the checkpoint of update s->prog.update (once per update). */
+static int checkpoint(serial_state *s)
+{
+    if (s->ckpt_update == s->prog.update)
+        return PD_OK;
+    pd_learner *l = &s->learner;
+    size_t osz = pd_optim_state_size(s->opt), isz = pd_iter_state_size(l->iter);
+    unsigned char *ob = pd_malloc(osz), *ib = pd_malloc(isz);
+    int err = PD_OK;
+    if (!ob || !ib) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    PD_TRY_GOTO(err, pd_optim_save(s->opt, ob, osz), out);
+    PD_TRY_GOTO(err, pd_iter_save(l->iter, ib, isz), out);
+    int64_t t = s->prog.update;
+    pd_ckpt_worker w = {t + s->bad, t, 0, s->bad};
+    pd_ckpt_part p = {
+        .part = 0, .nparts = 1, .layout_hash = s->layout_hash, .config_hash = s->config_hash,
+        .optim_kind = (uint32_t)s->cfg->optimizer.name, .updates = (uint64_t)t,
+        .version = (uint64_t)t, .lo = 0, .hi = l->nparams, .examples = (uint64_t)l->examples,
+        .params = s->theta, .optim = ob, .optim_size = osz, .niters = 1, .iter = &ib,
+        .iter_size = &isz, .sent = w.sent, .applied = w.applied, .dropped = 0, .bad = s->bad,
+        .nworkers = 1, .worker = &w,
+    };
+    PD_TRY_GOTO(err, pd_ckpt_save(s->ckpt_dir, &p, s->cfg->checkpoint.keep), out);
+    s->ckpt_update = t;
+    s->ckpt_t = pd_now();
+out:
+    free(ib);
+    free(ob);
+    return err;
+}
+
+/* The rows of out_dir/metrics.jsonl up to update t ("update":N <= t), the
+ * part of the run a resume continues; opening the run directory again
+ * starts the file afresh, so they are written back (append_rows) before
+ * the first new row. No file: no rows. */
+static int rows_upto(const char *out_dir, int64_t t, char **out, size_t *len)
+{
+    char path[PD_PATH_MAX + 16];
+    if (snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir) >= (int)sizeof path)
+        return PD_FAIL(PD_EINPUT, "run.out_dir: %s: path too long", out_dir);
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return PD_OK;
+    char *line = NULL, *buf = NULL;
+    size_t cap = 0, n = 0;
+    ssize_t got;
+    int err = PD_OK;
+    while ((got = getline(&line, &cap, f)) > 0) {
+        const char *u = strstr(line, "\"update\":");
+        if (!u || line[got - 1] != '\n' || strtoll(u + 9, NULL, 10) > t)
+            continue;
+        char *g = realloc(buf, n + (size_t)got);
+        if (!g) {
+            err = PD_FAIL(PD_ENOMEM, "%s: cannot hold its rows", path);
+            break;
+        }
+        buf = g;
+        memcpy(buf + n, line, (size_t)got);
+        n += (size_t)got;
+    }
+    free(line);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    *len = n;
+    return PD_OK;
+}
+
+static int append_rows(const char *out_dir, const char *rows, size_t n)
+{
+    char path[PD_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return PD_FAIL(PD_EIO, "%s: cannot append: %s", path, strerror(errno));
+    bool ok = fwrite(rows, 1, n, f) == n;
+    if (fclose(f) != 0 || !ok)
+        return PD_FAIL(PD_EIO, "%s: write failed: %s", path, strerror(errno));
+    return PD_OK;
+}
+
+static bool checkpoint_due(const serial_state *s)
+{
+    const pd_checkpoint_config *k = &s->cfg->checkpoint;
+    return (k->every_updates > 0 && s->prog.update % k->every_updates == 0) ||
+           (k->every_seconds > 0 && pd_now() - s->ckpt_t >= k->every_seconds);
+}
+
+/* --resume: the newest valid checkpoint of dir/checkpoints into theta, the
+ * optimizer, the iterator and the counters. Every part is checked before
+ * the run starts; a refusal ends the run (exit 2) before any training. */
+static int resume(serial_state *s, const char *dir)
+{
+    char cdir[PD_PATH_MAX + 16];
+    if (snprintf(cdir, sizeof cdir, "%s/checkpoints", dir) >= (int)sizeof cdir)
+        return PD_FAIL(PD_EINPUT, "--resume %s: path too long", dir);
+    pd_ckpt_part p;
+    PD_TRY(pd_ckpt_find(cdir, 0, s->layout_hash, s->config_hash, NULL, &p));
+    pd_learner *l = &s->learner;
+    int err = PD_OK;
+    if (p.nparts != 1 || p.lo != 0 || p.hi != l->nparams || p.niters != 1) {
+        err = PD_FAIL(PD_EINPUT, "%s/ckpt-%012" PRIu64 ".0.pdck: META: %u parts over [%" PRIu64
+                      ", %" PRIu64 ") with %zu iterators; a serial run of %zu parameters "
+                      "needs 1 part over [0, %zu) with 1", cdir, p.updates, p.nparts, p.lo,
+                      p.hi, p.niters, l->nparams, l->nparams);
+        goto out;
+    }
+    PD_TRY_GOTO(err, pd_optim_load(s->opt, p.optim, p.optim_size), out);
+    PD_TRY_GOTO(err, pd_iter_load(l->iter, p.iter[0], p.iter_size[0]), out);
+    memcpy(s->theta, p.params, l->nparams * sizeof *s->theta);
+    s->prog.update = (int64_t)p.updates;
+    s->bad = p.bad;
+    l->examples = (int64_t)p.examples;
+    s->ckpt_update = s->prog.update;
+    s->resumed = true;
+out:
+    pd_ckpt_part_free(&p);
+    return err;
+}
 
 static int evaluate(serial_state *s, bool *stop)
 {
@@ -60,9 +214,10 @@ static int train(serial_state *s, const char **exit)
 {
     const pd_training_config *tc = &s->cfg->training;
     bool stop = false;
-    int epochs = 0;
-    int64_t last_eval = 0;
-    PD_TRY(evaluate(s, &stop));
+    int epochs = (int)pd_iter_epoch(s->learner.iter);
+    int64_t last_eval = s->prog.update;
+    if (!s->resumed)
+        PD_TRY(evaluate(s, &stop));
     *exit = "done";
     while (!stop) {
         if (!pd_learner_next(&s->learner)) {
@@ -83,6 +238,8 @@ static int train(serial_state *s, const char **exit)
             PD_TRY(evaluate(s, &stop));
             last_eval = s->prog.update;
         }
+        if (checkpoint_due(s))
+            PD_TRY(checkpoint(s));
         if (tc->max_updates > 0 && s->prog.update >= tc->max_updates) {
             *exit = "max_updates";
             break;
@@ -103,8 +260,9 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
     s.prog.dropped = -1;
     int err = PD_OK;
     const char *exit = "failed";
+    char *rows = NULL;
+    size_t nrows = 0;
     PD_TRY_GOTO(err, pd_learner_init(&s.learner, cfg, 0, 1), out);
-    PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &s.ev), out);
     size_t n = s.learner.nparams;
     s.theta = pd_malloc(n * sizeof *s.theta);
     if (!s.theta) {
@@ -120,11 +278,31 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
             goto out;
         }
     }
+    s.ckpt_update = -1;
+    s.ckpt_t = pd_now();
+    if (snprintf(s.ckpt_dir, sizeof s.ckpt_dir, "%s/checkpoints", cfg->run.out_dir) >=
+        (int)sizeof s.ckpt_dir) {
+        err = PD_FAIL(PD_EINPUT, "run.out_dir: %s: path too long", cfg->run.out_dir);
+        goto out;
+    }
+    PD_TRY_GOTO(err, hashes(&s), out);
+    /* Resume before the run directory is opened, so that a refused
+     * checkpoint leaves it as it was. */
+    if (opts->resume) {
+        PD_TRY_GOTO(err, resume(&s, opts->resume_dir), out);
+        PD_TRY_GOTO(err, rows_upto(cfg->run.out_dir, s.prog.update, &rows, &nrows), out);
+    }
+    PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &s.ev), out);
+    if (nrows)
+        PD_TRY_GOTO(err, append_rows(cfg->run.out_dir, rows, nrows), out);
     PD_TRY_GOTO(err, train(&s, &exit), out);
+    if (cfg->checkpoint.every_updates > 0 || cfg->checkpoint.every_seconds > 0 || opts->resume)
+        PD_TRY_GOTO(err, checkpoint(&s), out);   /* one at the end */
     s.prog.examples = s.learner.examples;
     s.prog.epoch = pd_learner_epoch(&s.learner);
     PD_TRY_GOTO(err, pd_evaluator_finish(s.ev, s.theta, &s.prog, NULL, exit), out);
 out:
+    free(rows);
     free(s.point);
     free(s.theta);
     pd_optim_destroy(&s.opt);

@@ -15,12 +15,13 @@ FAILURES = []
 SKIPPED = []
 
 
-def run(conf, sets=(), ranks=1, out=None, expect=0, timeout=600):
-    """Run paramd; return (run_dir, completed_process)."""
+def run(conf, sets=(), ranks=1, out=None, expect=0, timeout=600, args=()):
+    """Run paramd (with extra command-line args); return (run_dir, completed_process)."""
     out = out or tempfile.mkdtemp(prefix="paramd-it-")
     cmd = [EXE, os.path.join(SRC, conf) if not os.path.isabs(conf) else conf, "--out", out, "--quiet"]
     for s in sets:
         cmd += ["--set", s]
+    cmd += list(args)
     if ranks > 1:
         mpi = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
                "-x", "OPENBLAS_NUM_THREADS=1"]

@@ -353,8 +353,8 @@ static void test_every_type_parses(void **state)
     assert_dbl(o->noise, 0.3);
     assert_dbl(o->noise_gamma, 0.6);
     assert_int_equal(o->staleness_scaling, PD_SSCALE_INVERSE);
-    /* checkpoint.every_* must stay 0 until checkpoints exist (see
-     * test_cross_key_rules); keep changes. */
+    /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
+     * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
     assert_int_equal(c.faults.n_slow_workers, 2);
     assert_int_equal(c.faults.slow_workers[0].rank, 2);
@@ -366,7 +366,8 @@ static void test_every_type_parses(void **state)
 
     /* The fixture really changes every key: no field keeps its default,
      * but for the ones cross-key rules pin (trace needs one server;
-     * checkpoints are refused until they exist), parsed here instead. */
+     * checkpoints are refused outside serial mode), parsed here or in
+     * test_cross_key_rules instead. */
     static const char *const pinned[] = {"training.servers", "checkpoint.every_updates",
                                          "checkpoint.every_seconds"};
     pd_config_defaults(&d);
@@ -775,8 +776,14 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
         NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
         "threads can only drop (staleness_policy: drop)");
-    ERR("checkpoint:\n  every_updates: 100\n", NAME ":2:18: checkpoint.every_updates: this "
-        "version of paramd does not write checkpoints yet; leave it at 0");
+    ERR("training:\n  mode: sync\ncheckpoint:\n  every_updates: 100\n", NAME ":4:18: "
+        "checkpoint.every_updates: only serial runs write checkpoints in this version "
+        "(training.mode is sync); leave it at 0");
+    ERR("training:\n  mode: async\ncheckpoint:\n  every_seconds: 60\n", NAME ":4:18: "
+        "checkpoint.every_seconds: only serial runs write checkpoints in this version "
+        "(training.mode is async); leave it at 0");
+    load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
+    assert_int_equal(c.checkpoint.every_updates, 100);
     ERR("model:\n  type: mlp\n  hidden: []\n",
         NAME ":3:11: model.hidden: mlp needs at least one hidden layer, got []");
     ERR("model:\n  hidden: [10]\n",

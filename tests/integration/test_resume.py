@@ -1,0 +1,75 @@
+"""Serial checkpoints and --resume: a run stopped after a checkpoint and
+resumed ends with the same params_sha256 as an uninterrupted one, keeps
+checkpoint.keep sets, skips a damaged newest checkpoint with a warning, and
+refuses what it cannot resume (exit 2, run directory untouched)."""
+import os
+import tempfile
+
+import pdtest as t
+
+CONF = "tests/conf/softmax.yaml"
+BASE = ["training.eval_every=40", "checkpoint.every_updates=40", "checkpoint.keep=2"]
+
+
+def ckpts(d):
+    return sorted(os.listdir(os.path.join(d, "checkpoints")))
+
+
+# Uninterrupted: 120 updates, checkpoints at 40, 80, 120; keep 2.
+a, _ = t.run(CONF, BASE + ["training.max_updates=120"])
+sa = t.summary(a)
+t.check(sa["updates"] == 120, "the reference run makes 120 updates: %s" % sa["updates"])
+t.check(ckpts(a) == ["ckpt-000000000080.0.pdck", "ckpt-000000000080.manifest",
+                     "ckpt-000000000120.0.pdck", "ckpt-000000000120.manifest"],
+        "keep 2: the two newest checkpoints remain: %s" % ckpts(a))
+ua = [r["update"] for r in t.metrics(a)]
+
+# Stopped at 60 (a checkpoint at 40 and one at the end, 60), then resumed.
+b, _ = t.run(CONF, BASE + ["training.max_updates=60"])
+t.check(ckpts(b)[-1] == "ckpt-000000000060.manifest", "a checkpoint at the end: %s" % ckpts(b))
+b, _ = t.run(CONF, BASE + ["training.max_updates=120"], out=b, args=["--resume"])
+sb = t.summary(b)
+t.check(sb["params_sha256"] == sa["params_sha256"],
+        "resumed at 60: params_sha256 %s == uninterrupted %s" % (sb["params_sha256"], sa["params_sha256"]))
+t.check(sb["updates"] == 120, "the resumed run counts every update: %s" % sb["updates"])
+ub = [r["update"] for r in t.metrics(b)]
+t.check(ub == sorted(ua + [60]), "metrics.jsonl continues without duplicated or missing rows "
+        "(plus the stopped run's final row at 60): %s vs %s" % (ub, ua))
+
+# A damaged newest checkpoint (a flipped parameter byte) is skipped with a
+# one-line warning; the one at 40 is used and the result is the same.
+c, _ = t.run(CONF, BASE + ["training.max_updates=60"])
+part = os.path.join(c, "checkpoints", "ckpt-000000000060.0.pdck")
+with open(part, "r+b") as f:
+    f.seek(40 + 16 + 56 + 16)
+    byte = f.read(1)
+    f.seek(40 + 16 + 56 + 16)
+    f.write(bytes([byte[0] ^ 1]))
+c, p = t.run(CONF, BASE + ["training.max_updates=120"], out=c, args=["--resume"])
+warn = [l for l in p.stderr.splitlines() if "warning" in l]
+t.check(len(warn) == 1 and warn[0].startswith("paramd: warning: skipping damaged checkpoint: ")
+        and "ckpt-000000000060.0.pdck: PARM: crc32" in warn[0],
+        "one warning line names the file and section: %r" % p.stderr)
+t.check(t.summary(c)["params_sha256"] == sa["params_sha256"], "resumed from 40: same params_sha256")
+
+# Refusals: exit 2, one line naming the file and reason, the run directory
+# untouched.
+with open(os.path.join(b, "metrics.jsonl")) as f:
+    before = f.read()
+_, p = t.run(CONF, BASE + ["training.max_updates=200", "optimizer.lr=0.2"], out=b,
+             args=["--resume"], expect=2)
+t.check("ckpt-000000000120.0.pdck: header: config hash" in p.stderr,
+        "a changed key that matters is refused naming the file: %r" % p.stderr)
+with open(os.path.join(b, "metrics.jsonl")) as f:
+    t.check(f.read() == before, "a refused resume leaves metrics.jsonl as it was")
+empty = tempfile.mkdtemp(prefix="paramd-it-")
+os.mkdir(os.path.join(empty, "checkpoints"))
+_, p = t.run(CONF, BASE, out=empty, args=["--resume"], expect=2)
+t.check("checkpoints: no checkpoint to resume from" in p.stderr, "nothing to resume: %r" % p.stderr)
+_, p = t.run(CONF, ["training.mode=sync"], args=["--resume"], expect=2)
+t.check("--resume: only serial runs resume in this version (training.mode is sync)" in p.stderr,
+        "distributed resume refused: %r" % p.stderr)
+_, p = t.run(CONF, ["training.mode=sync", "checkpoint.every_updates=10"], expect=2)
+t.check("checkpoint.every_updates: only serial runs write checkpoints in this version "
+        "(training.mode is sync)" in p.stderr, "distributed checkpoints refused: %r" % p.stderr)
+t.done()
