@@ -73,13 +73,15 @@ typedef struct pd_summary {
     double epochs, wall_s, examples_per_s;
     double test_loss, test_acc, valid_loss, valid_acc;
     char params_sha256[65];
-    int64_t dropped;
+    int64_t dropped;                       /* = the three below; -1 where not counted */
+    int64_t dropped_stale, dropped_late, dropped_at_stop;
     double staleness_mean;
     int64_t staleness_max;
     const int64_t *staleness_hist;         /* counts of staleness 0..n-1 */
     size_t staleness_hist_n;
     int64_t best_update;                   /* early stopping: -1 if unused */
-    int64_t applied, sent, bad;            /* gradients; -1 where not counted */
+    int64_t applied, sent, bad;            /* gradients; -1 where not counted:
+                                              sent = applied + dropped + bad */
     double server_cpu_s;                   /* NAN where it does not apply */
     double server_loop_cpu_s;              /* serving threads only; NAN likewise */
     int64_t params_sent_floats;            /* server 0's replies; -1 where not counted */

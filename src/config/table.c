@@ -154,7 +154,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     INT("training.early_stopping.patience", training.early_stopping_patience, GE(0), "0",
         "Stop after this many evaluations without improvement; 0 = off."),
     I64("training.max_bad_updates", training.max_bad_updates, GE(0), "0",
-        "NaN/Inf gradients skipped before the run fails."),
+        "NaN/Inf gradients (models) skipped before the run fails, every mode."),
 
     ENUM("optimizer.name", optimizer.name, optimizer_names, "sgd", "The update rule."),
     DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",

@@ -331,6 +331,9 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     fputs(",\n  ", f); jnum(f, "valid_acc", s->valid_acc);
     fputs(",\n  ", f); jstr(f, "params_sha256", s->params_sha256);
     fputs(",\n  ", f); jint(f, "dropped", s->dropped);
+    fputs(",\n  ", f); jint(f, "dropped_stale", s->dropped_stale);
+    fputs(",\n  ", f); jint(f, "dropped_late", s->dropped_late);
+    fputs(",\n  ", f); jint(f, "dropped_at_stop", s->dropped_at_stop);
     fputs(",\n  ", f); jnum(f, "staleness_mean", s->staleness_mean);
     fputs(",\n  ", f); jint(f, "staleness_max", s->staleness_max);
     fputs(",\n  \"staleness_hist\":[", f);

@@ -19,17 +19,32 @@ static void applied_version(server *sv, int64_t t)
         atomic_store(&sv->stopping, true);
 }
 
-/* Once stopping, gradients still in flight are not applied: dropped and
- * counted, answered with STOP. */
-static void count_drop(server *sv, peer *p)
+/* A new version for one gradient, or false once max_updates versions are
+ * taken (hogwild threads race here: no thread takes one past the cap). */
+static bool take_version(server *sv, int64_t *v)
 {
-    p->dropped++;
-    atomic_fetch_add(&sv->dropped, 1);
+    int64_t max = sv->cfg->training.max_updates;
+    int64_t cur = atomic_load(&sv->version);
+    do {
+        if (max > 0 && cur >= max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&sv->version, &cur, cur + 1));
+    *v = cur;
+    applied_version(sv, cur + 1);
+    return true;
 }
 
+static void count_drop(server *sv, peer *p, enum pd_drop_kind kind)
+{
+    p->dropped++;
+    atomic_fetch_add(&sv->dropped[kind], 1);
+}
+
+/* Once stopping, gradients still in flight are not applied: dropped and
+ * counted, answered with STOP. */
 static int drop_stopping(server *sv, int w)
 {
-    count_drop(sv, &sv->peers[w]);
+    count_drop(sv, &sv->peers[w], PD_DROP_AT_STOP);
     return server_reply(sv, w, false);
 }
 
@@ -48,8 +63,7 @@ int server_post_recv(server *sv, int w)
     int src = pd_worker_rank(sv->world, w);
     PD_MPI(MPI_Irecv(&p->in, sizeof p->in, MPI_BYTE, src, PD_TAG_DATA, MPI_COMM_WORLD,
                      &sv->hreq[w]));
-    if (sv->sparse && sv->cfg->training.mode != PD_MODE_LOCAL_SGD &&
-        sv->cfg->training.mode != PD_MODE_EASGD)
+    if (sv->sparse && !mode_of(sv)->local_steps)
         PD_MPI(MPI_Irecv(p->sp, (int)pd_sparse_payload_max(sv->hi - sv->lo), MPI_BYTE, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     else
@@ -66,7 +80,9 @@ int server_reply(server *sv, int w, bool elastic)
     bool stop = sv->stopping;
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
-                          .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi};
+                          .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi,
+                          .flags = p->reset ? PD_FLAG_RESET : 0};
+    p->reset = false;
     size_t count = stop ? 0 : sv->hi - sv->lo;
     const float *src = p->reply;       /* easgd: holds the elastic difference */
     const float *buf = NULL;           /* set when not src + lo */
@@ -78,7 +94,7 @@ int server_reply(server *sv, int w, bool elastic)
         pd_optim_lookahead_gather(sv->opt, sv->theta, idx, count, p->reply);
         p->out.npull = p->in.npull;
         buf = p->reply;
-    } else if (!stop && !elastic && sv->rounds) {
+    } else if (!stop && !elastic && mode_of(sv)->rounds) {
         /* Rounds: every worker gets the same point, sent from one buffer
          * (theta itself when there is no lookahead); the next step waits
          * for these sends before it writes (wait_replies). */
@@ -89,7 +105,8 @@ int server_reply(server *sv, int w, bool elastic)
         }
         src = sv->point ? sv->point : sv->theta;
     } else if (!stop && !elastic) {
-        /* Async: theta moves on while this reply is in flight: a copy. */
+        /* Async (and easgd's RESET): theta moves on while this reply is in
+         * flight: a copy. */
         pd_optim_lookahead(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
     }
     atomic_fetch_add(&sv->sent_floats, (int64_t)count);
@@ -114,12 +131,23 @@ static void record_staleness(server *sv, peer *p, int64_t tau)
         ;
 }
 
+/* A gradient (or local model) is finite when its loss and norm are: the
+ * worker flags a non-finite one with NaN there, so every server decides
+ * alike from the header alone. Counted once, per gradient, in every mode. */
 static bool grad_ok(server *sv, const peer *p)
 {
     if (isfinite(p->in.loss) && isfinite(p->in.norm))
         return true;
     atomic_fetch_add(&sv->bad, 1);
     return false;
+}
+
+static void add_loss(server *sv, double loss)
+{
+    pthread_mutex_lock(&sv->mu);
+    sv->loss_sum += loss;
+    sv->loss_n++;
+    pthread_mutex_unlock(&sv->mu);
 }
 
 /* Apply one worker's gradient alone (async, hogwild). */
@@ -163,26 +191,26 @@ int server_on_grad_async(server *sv, int w)
 {
     peer *p = &sv->peers[w];
     const pd_training_config *tc = &sv->cfg->training;
-    atomic_fetch_add(&sv->examples, p->in.examples);
     p->clock++;
     pd_trace_rec rec = {.worker = (uint32_t)w, .outcome = PD_TRACE_DROPPED, .seq = p->in.seq,
                         .from = p->in.version, .made = -1};
+    int64_t tau = atomic_load(&sv->version) - p->in.version, v;
     if (atomic_load(&sv->stopping)) {
         PD_TRY(trace(sv, &rec));
         PD_TRY(drop_stopping(sv, w));
         return server_post_recv(sv, w);
     }
-    int64_t tau = atomic_load(&sv->version) - p->in.version;
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
         tau > tc->max_staleness) {
-        count_drop(sv, p);
+        count_drop(sv, p, PD_DROP_STALE);
     } else if (!grad_ok(sv, p)) {
         rec.outcome = PD_TRACE_BAD;
+    } else if (!take_version(sv, &v)) {
+        /* Another hogwild thread took the last version meanwhile. */
+        count_drop(sv, p, PD_DROP_AT_STOP);
     } else {
         /* Hogwild threads each take their own version number; the apply
          * itself runs concurrently with theirs, without a lock. */
-        int64_t v = atomic_fetch_add(&sv->version, 1);
-        applied_version(sv, v + 1);
         tau = v - p->in.version;
         apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
         if (p->in.flags & PD_FLAG_SPARSE)
@@ -193,10 +221,8 @@ int server_on_grad_async(server *sv, int w)
         rec.outcome = PD_TRACE_APPLIED;
         rec.made = v + 1;
         record_staleness(sv, p, tau);
-        pthread_mutex_lock(&sv->mu);
-        sv->loss_sum += p->in.loss;
-        sv->loss_n++;
-        pthread_mutex_unlock(&sv->mu);
+        atomic_fetch_add(&sv->examples, p->in.examples);
+        add_loss(sv, p->in.loss);
     }
     PD_TRY(trace(sv, &rec));
     if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_WAIT &&
@@ -210,14 +236,14 @@ int server_on_grad_async(server *sv, int w)
 
 #define SUM_BLOCK 4096   /* floats: 16 KiB per stream, L1/L2-resident */
 
-/* acc[i0, i1) = sum of weight[w] g_w over the round's workers, in
- * ascending worker order: the same bits every run. */
+/* acc[i0, i1) = sum of weight[w] g_w over the round's finite gradients,
+ * in ascending worker order: the same bits every run. */
 static void sum_block(server *sv, size_t i0, size_t i1)
 {
     float *restrict acc = sv->acc;
     bool first = true;
     for (int w = 0; w < sv->world->workers; w++) {
-        if (!sv->peers[w].waiting)
+        if (!sv->peers[w].waiting || !sv->peers[w].good)
             continue;
         const float a = sv->weight[w];
         const float *restrict g = sv->peers[w].g;
@@ -231,38 +257,47 @@ static void sum_block(server *sv, size_t i0, size_t i1)
     }
 }
 
-/* Sync and local_sgd: close the round when enough workers have sent. */
-int server_maybe_close_round(server *sv)
+/* Enough gradients for the round: every active worker's but the backups'. */
+static bool round_complete(const server *sv)
 {
-    const pd_training_config *tc = &sv->cfg->training;
-    int have = 0, need = sv->active - tc->backup_workers;
+    int have = 0, need = sv->active - sv->cfg->training.backup_workers;
     if (need < 1)
         need = 1;
     for (int w = 0; w < sv->world->workers; w++)
         have += sv->peers[w].waiting;
-    if (have < need || have == 0)
-        return PD_OK;
-    bool local = tc->mode == PD_MODE_LOCAL_SGD;
-    double total = 0, loss = 0;
-    bool finite = true;
-    for (int w = 0; w < sv->world->workers; w++)
-        if (sv->peers[w].waiting)
-            total += (double)sv->peers[w].in.examples;
+    return have >= need && have > 0;
+}
+
+/* Judge each of the round's gradients on its own: a non-finite one is
+ * counted bad and left out; the finite ones are weighted by their share
+ * of the finite examples, and their mean loss goes to *loss. Returns how
+ * many are finite (0: no step this round). */
+static int weigh_round(server *sv, double *loss)
+{
+    double total = 0;
+    int good = 0;
     for (int w = 0; w < sv->world->workers; w++) {
         peer *p = &sv->peers[w];
-        sv->weight[w] = p->waiting ? (float)((double)p->in.examples / total) : 0.0f;
-        if (p->waiting) {
-            finite = finite && grad_ok(sv, p);
-            loss += (double)p->in.examples / total * p->in.loss;
+        p->good = p->waiting && grad_ok(sv, p);
+        if (p->good) {
+            total += (double)p->in.examples;
+            good++;
         }
     }
-    int64_t t = atomic_load(&sv->version) + 1;
-    for (int w = 0; w < sv->world->workers; w++)   /* replies read theta / point */
-        PD_TRY(pd_comm_waitall(2, sv->peers[w].rout));
-    if (local) {
-        sum_block(sv, sv->lo, sv->hi);
-        memcpy(sv->theta + sv->lo, sv->acc + sv->lo, (sv->hi - sv->lo) * sizeof *sv->acc);
-    } else if (finite && sv->cfg->optimizer.clip_norm > 0) {
+    *loss = 0;
+    for (int w = 0; w < sv->world->workers; w++) {
+        peer *p = &sv->peers[w];
+        sv->weight[w] = p->good ? (float)((double)p->in.examples / total) : 0.0f;
+        if (p->good)
+            *loss += (double)p->in.examples / total * p->in.loss;
+    }
+    return good;
+}
+
+/* Sync: one optimizer step t on the weighted mean of the finite gradients. */
+static int step_round(server *sv, int64_t t)
+{
+    if (sv->cfg->optimizer.clip_norm > 0) {
         /* Clipping needs the whole sum's norm (over every server) first. */
         sum_block(sv, sv->lo, sv->hi);
         double sq = pd_optim_norm2(sv->acc + sv->lo, sv->hi - sv->lo);
@@ -275,32 +310,46 @@ int server_maybe_close_round(server *sv)
         }
         pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, sqrt(sq));
         pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, sv->lo, sv->hi);
-    } else if (finite) {
-        /* Sum and step block by block while the block is in cache: the
-         * optimizer gives the same bits for any split of the range. */
-        pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, 0.0);
-        for (size_t i = sv->lo; i < sv->hi; i += SUM_BLOCK) {
-            size_t j = i + SUM_BLOCK < sv->hi ? i + SUM_BLOCK : sv->hi;
-            sum_block(sv, i, j);
-            pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, i, j);
+        return PD_OK;
+    }
+    /* Sum and step block by block while the block is in cache: the
+     * optimizer gives the same bits for any split of the range. */
+    pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, 0.0);
+    for (size_t i = sv->lo; i < sv->hi; i += SUM_BLOCK) {
+        size_t j = i + SUM_BLOCK < sv->hi ? i + SUM_BLOCK : sv->hi;
+        sum_block(sv, i, j);
+        pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, i, j);
+    }
+    return PD_OK;
+}
+
+/* Version t is made: count the round's finite gradients applied. */
+static int account_round(server *sv, int64_t t, double loss)
+{
+    atomic_store(&sv->version, t);
+    if (!mode_of(sv)->local_steps)
+        server_note_grad(sv, sv->acc);   /* the round's mean gradient */
+    applied_version(sv, t);
+    for (int w = 0; w < sv->world->workers; w++) {
+        peer *p = &sv->peers[w];
+        if (p->good) {
+            record_staleness(sv, p, 0);
+            atomic_fetch_add(&sv->examples, p->in.examples);
         }
     }
-    if (finite || local) {
-        atomic_store(&sv->version, t);
-        if (!local)
-            server_note_grad(sv, sv->acc);   /* the round's mean gradient */
-        applied_version(sv, t);
-        for (int w = 0; w < sv->world->workers; w++)
-            if (sv->peers[w].waiting)
-                record_staleness(sv, &sv->peers[w], 0);
-        sv->loss_sum += loss;
-        sv->loss_n++;
-        PD_TRY(server_round_closed(sv));
-    }
+    add_loss(sv, loss);
+    return server_round_closed(sv);
+}
+
+/* Every worker of the round gets the new point (or STOP). */
+static int reply_round(server *sv)
+{
     for (int w = 0; w < sv->world->workers; w++) {
-        if (!sv->peers[w].waiting)
+        peer *p = &sv->peers[w];
+        if (!p->waiting)
             continue;
-        sv->peers[w].waiting = false;
+        p->waiting = false;
+        p->good = false;
         PD_TRY(server_reply(sv, w, false));
         PD_TRY(server_post_recv(sv, w));
     }
@@ -309,14 +358,38 @@ int server_maybe_close_round(server *sv)
     return PD_OK;
 }
 
+/* Sync and local_sgd: close the round once enough workers have sent. A
+ * round steps with its finite gradients (models) and leaves the others
+ * out, counted bad; a round with none finite makes no step. */
+int server_maybe_close_round(server *sv)
+{
+    if (!round_complete(sv))
+        return PD_OK;
+    double loss;
+    int good = weigh_round(sv, &loss);
+    int64_t t = atomic_load(&sv->version) + 1;
+    for (int w = 0; w < sv->world->workers; w++)   /* replies read theta / point */
+        PD_TRY(pd_comm_waitall(2, sv->peers[w].rout));
+    if (good > 0) {
+        if (mode_of(sv)->local_steps) {   /* local_sgd: the models' weighted mean */
+            sum_block(sv, sv->lo, sv->hi);
+            memcpy(sv->theta + sv->lo, sv->acc + sv->lo, (sv->hi - sv->lo) * sizeof *sv->acc);
+        } else {
+            PD_TRY(step_round(sv, t));
+        }
+        PD_TRY(account_round(sv, t, loss));
+    }
+    return reply_round(sv);
+}
+
 int server_on_grad_sync(server *sv, int w)
 {
     peer *p = &sv->peers[w];
-    atomic_fetch_add(&sv->examples, p->in.examples);
     p->clock++;
     if (p->in.version < atomic_load(&sv->version)) {
-        /* Late: the round closed without it (backup workers). */
-        count_drop(sv, p);
+        /* Late: the round closed without it (backup workers), or the run
+         * stopped meanwhile. */
+        count_drop(sv, p, atomic_load(&sv->stopping) ? PD_DROP_AT_STOP : PD_DROP_LATE);
         PD_TRY(server_reply(sv, w, false));
         return server_post_recv(sv, w);
     }
@@ -333,10 +406,23 @@ int server_on_grad_sync(server *sv, int w)
     return server_maybe_close_round(sv);
 }
 
+/* easgd: centre += alpha (x_w - centre); the difference goes back. A model
+ * that is not finite is counted bad and answered with the centre itself
+ * (flag RESET), from which the worker starts again. */
 int server_on_model_easgd(server *sv, int w)
 {
     peer *p = &sv->peers[w];
     if (atomic_load(&sv->stopping)) {
+        PD_TRY(drop_stopping(sv, w));
+        return server_post_recv(sv, w);
+    }
+    int64_t v;
+    if (!grad_ok(sv, p)) {
+        p->reset = true;
+        PD_TRY(server_reply(sv, w, false));
+        return server_post_recv(sv, w);
+    }
+    if (!take_version(sv, &v)) {
         PD_TRY(drop_stopping(sv, w));
         return server_post_recv(sv, w);
     }
@@ -348,10 +434,8 @@ int server_on_model_easgd(server *sv, int w)
         c[i] += d[i];
     }
     atomic_fetch_add(&sv->examples, p->in.examples);
-    applied_version(sv, atomic_fetch_add(&sv->version, 1) + 1);
     record_staleness(sv, p, 0);
-    sv->loss_sum += p->in.loss;
-    sv->loss_n++;
+    add_loss(sv, p->in.loss);
     PD_TRY(server_reply(sv, w, true));
     return server_post_recv(sv, w);
 }

@@ -20,11 +20,14 @@
  *           minibatch in the range, increasing); carries the version it was
  *           computed from, the batch size, loss and the full gradient's
  *           norm (clip by global norm)
- *   MODEL   worker -> each server (local_sgd, easgd): its local parameters
+ *   MODEL   worker -> each server (local_sgd, easgd): its local parameters;
+ *           loss NaN when none of its local steps was finite, norm NaN when
+ *           the model itself is not
  *   PARAMS  server -> worker: reply to HELLO/GRAD/MODEL; dense floats of the
  *           range at the lookahead point, or for a PULL request npull floats,
  *           the lookahead point at the pulled indices (hdr.npull echoes the
- *           count), or the elastic difference (easgd)
+ *           count), or the elastic difference (easgd), or with flag RESET
+ *           (easgd, the worker's model was not finite) the centre itself
  *   STOP    server -> worker: reply meaning "finish now" (empty payload)
  *   FINAL   worker -> each server: the worker is done; hdr.seq = gradients
  *           it sent in all; no reply
@@ -53,7 +56,7 @@ enum pd_msg_kind {
     PD_MSG_FINAL, PD_MSG_SNAP,
 };
 
-enum { PD_FLAG_SPARSE = 1, PD_FLAG_PULL = 2 };
+enum { PD_FLAG_SPARSE = 1, PD_FLAG_PULL = 2, PD_FLAG_RESET = 4 };
 
 typedef struct pd_msg_hdr {
     int32_t kind;

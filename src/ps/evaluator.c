@@ -317,6 +317,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .staleness_mean = p->staleness_mean,
         .staleness_max = p->staleness_max,
         .best_update = ev->best ? ev->best_update : -1,
+        .dropped_stale = -1, .dropped_late = -1, .dropped_at_stop = -1,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
         .server_loop_cpu_s = NAN, .params_sent_floats = -1,
     };
@@ -326,6 +327,9 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.applied = rs->applied;
         s.sent = rs->sent;
         s.bad = rs->bad;
+        s.dropped_stale = rs->dropped_stale;
+        s.dropped_late = rs->dropped_late;
+        s.dropped_at_stop = rs->dropped_at_stop;
         s.server_cpu_s = rs->server_cpu_s;
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
         s.params_sent_floats = rs->params_sent_floats;

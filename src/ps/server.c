@@ -22,6 +22,14 @@
 
 /* ---- evaluation (server 0) ---------------------------------------------- */
 
+static int64_t dropped_total(server *sv)
+{
+    int64_t n = 0;
+    for (int k = 0; k < PD_DROP_KINDS; k++)
+        n += atomic_load(&sv->dropped[k]);
+    return n;
+}
+
 static void progress(server *sv, pd_progress *pg)
 {
     int64_t applied = atomic_load(&sv->applied);
@@ -39,7 +47,7 @@ static void progress(server *sv, pd_progress *pg)
         .train_loss = train_loss,
         .staleness_mean = applied ? (double)atomic_load(&sv->stale_sum) / (double)applied : 0,
         .staleness_max = atomic_load(&sv->stale_max),
-        .dropped = atomic_load(&sv->dropped),
+        .dropped = dropped_total(sv),
     };
 }
 
@@ -86,7 +94,7 @@ static bool eval_due(const server *sv, int64_t update)
 static bool note_wanted(server *sv)
 {
     return sv->world->index == 0 &&
-           (sv->world->servers == 1 || sv->cfg->training.mode == PD_MODE_SYNC) &&
+           (sv->world->servers == 1 || mode_of(sv)->grad_norms) &&
            atomic_load(&sv->updates_per_epoch) != 0 && eval_due(sv, atomic_load(&sv->version));
 }
 
@@ -156,7 +164,7 @@ int server_answer_snap(server *sv)
     static const pd_msg_hdr rep = {.kind = PD_MSG_SNAP};
     size_t T = pd_model_ntensors(sv->model);
     double part[PD_MAX_TENSORS] = {0};
-    if (sv->cfg->training.mode == PD_MODE_SYNC && atomic_load(&sv->version) > 0)
+    if (mode_of(sv)->grad_norms && atomic_load(&sv->version) > 0)
         pd_model_tensor_sumsq_range(sv->model, sv->acc, sv->lo, sv->hi, part);
     MPI_Request r[3];
     PD_MPI(MPI_Isend(&rep, sizeof rep, MPI_BYTE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[0]));
@@ -175,9 +183,7 @@ int server_answer_snap(server *sv)
 
 static int on_snap_request(server *sv)
 {
-    bool in_step = sv->cfg->training.mode == PD_MODE_SYNC ||
-                   sv->cfg->training.mode == PD_MODE_LOCAL_SGD;
-    if (in_step && !sv->ctrl_in.flags && sv->ctrl_in.version > atomic_load(&sv->version)) {
+    if (mode_of(sv)->rounds && !sv->ctrl_in.flags && sv->ctrl_in.version > atomic_load(&sv->version)) {
         sv->snap_pending = sv->ctrl_in.version;   /* answered after that step */
         return PD_OK;
     }
@@ -229,19 +235,18 @@ static int on_hello(server *sv, int w)
     peer *p = &sv->peers[w];
     p->batches = p->in.batches;
     if (atomic_fetch_add(&sv->hellos, 1) + 1 == sv->world->workers) {
+        const pd_mode_props *m = mode_of(sv);
         int64_t per = 0;
         for (int i = 0; i < sv->world->workers; i++) {
             int64_t b = sv->peers[i].batches;
-            bool rounds = sv->cfg->training.mode == PD_MODE_SYNC ||
-                          sv->cfg->training.mode == PD_MODE_LOCAL_SGD;
-            per = rounds ? (b > per ? b : per) : per + b;
+            per = m->rounds ? (b > per ? b : per) : per + b;
         }
-        if (sv->cfg->training.mode == PD_MODE_LOCAL_SGD || sv->cfg->training.mode == PD_MODE_EASGD)
+        if (m->local_steps)
             per = (per + sv->cfg->training.local_steps - 1) / sv->cfg->training.local_steps;
         atomic_store(&sv->updates_per_epoch, per > 0 ? per : 1);
         /* The first evaluation, like every one in rounds, before the reply
          * that lets the first round start. */
-        if (sv->rounds)
+        if (m->rounds)
             PD_TRY(server_round_closed(sv));
     }
     PD_TRY(server_reply(sv, w, false));
@@ -263,25 +268,21 @@ static int on_message(server *sv, int w)
         pthread_mutex_lock(&sv->mu);
         sv->sent_total += p->in.seq;
         pthread_mutex_unlock(&sv->mu);
-        if (sv->cfg->training.mode == PD_MODE_SYNC || sv->cfg->training.mode == PD_MODE_LOCAL_SGD)
+        if (mode_of(sv)->rounds)
             return server_maybe_close_round(sv);
-        if (sv->cfg->training.mode == PD_MODE_ASYNC && sv->cfg->training.max_staleness >= 0)
+        if (mode_of(sv)->ssp && sv->cfg->training.max_staleness >= 0)
             return server_release_waiting(sv);
         return PD_OK;
     case PD_MSG_GRAD:
     case PD_MSG_MODEL:
-        switch (sv->cfg->training.mode) {
-        case PD_MODE_SYNC:
-        case PD_MODE_LOCAL_SGD:
+        if (mode_of(sv)->rounds)
             return server_on_grad_sync(sv, w);
-        case PD_MODE_EASGD:
+        if (mode_of(sv)->elastic)
             return server_on_model_easgd(sv, w);
-        default:
-            PD_TRY(server_on_grad_async(sv, w));
-            if (sv->cfg->training.mode == PD_MODE_ASYNC && sv->cfg->training.max_staleness >= 0)
-                PD_TRY(server_release_waiting(sv));
-            return PD_OK;
-        }
+        PD_TRY(server_on_grad_async(sv, w));
+        if (mode_of(sv)->ssp && sv->cfg->training.max_staleness >= 0)
+            PD_TRY(server_release_waiting(sv));
+        return PD_OK;
     default:
         return PD_FAIL(PD_EMPI, "server %d: unexpected message kind %d from worker %d",
                        sv->world->index, p->in.kind, w);
@@ -296,6 +297,26 @@ typedef struct loop_arg {
     char msg[1024];
     double cpu_s;                  /* CPU time of this serving thread */
 } loop_arg;
+
+/* pd_comm_waitany that also gives up (*index -1) once another serving
+ * thread has failed. */
+static int wait_any(server *sv, int n, MPI_Request *reqs, int *index, MPI_Status *st)
+{
+    pd_backoff b = {0};
+    for (;;) {
+        int done = 0;
+        PD_MPI(MPI_Testany(n, reqs, index, &done, st));
+        if (done && *index != MPI_UNDEFINED)
+            return PD_OK;
+        if (done)
+            return PD_FAIL(PD_EMPI, "server %d: waiting on no active request", sv->world->index);
+        if (atomic_load(&sv->failed)) {
+            *index = -1;
+            return PD_OK;
+        }
+        pd_backoff_sleep(&b);
+    }
+}
 
 static int serve(loop_arg *a)
 {
@@ -327,7 +348,9 @@ static int serve(loop_arg *a)
             break;
         int idx;
         MPI_Status st;
-        PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st), out);
+        PD_TRY_GOTO(err, wait_any(sv, k, reqs, &idx, &st), out);
+        if (idx < 0)
+            break;   /* another thread failed */
         int w = map[idx];
         sv->hreq[w] = MPI_REQUEST_NULL;
         if (w == W) {
@@ -344,6 +367,8 @@ static int serve(loop_arg *a)
     }
     (void)mine;
 out:
+    if (err != PD_OK)
+        atomic_store(&sv->failed, true);
     free(reqs);
     free(map);
     return err;
@@ -370,27 +395,41 @@ static void *serve_thread(void *arg)
 /* Hogwild: server_threads threads, each serving every T-th worker. */
 static int serve_all(server *sv)
 {
-    int T = sv->cfg->training.mode == PD_MODE_HOGWILD ? sv->cfg->training.server_threads : 1;
+    int T = mode_of(sv)->threads ? sv->cfg->training.server_threads : 1;
     if (T > sv->world->workers)
         T = sv->world->workers;
-    loop_arg args[64];
-    pthread_t th[64];
-    if (T > 64)
-        T = 64;
+    loop_arg *args = pd_calloc((size_t)T, sizeof *args);
+    pthread_t *th = pd_calloc((size_t)T, sizeof *th);
+    if (!args || !th) {
+        free(args);
+        free(th);
+        return PD_ENOMEM;
+    }
     for (int i = 0; i < T; i++)
         args[i] = (loop_arg){.sv = sv, .first = i, .stride = T, .control = i == 0};
-    for (int i = 1; i < T; i++)
-        if (pthread_create(&th[i], NULL, serve_thread, &args[i]) != 0)
-            return PD_FAIL(PD_ENOMEM, "cannot start server thread %d", i);
-    double c0 = thread_cpu();
-    int err = serve(&args[0]);
-    sv->loop_cpu_s = thread_cpu() - c0;
-    for (int i = 1; i < T; i++) {
+    int err = PD_OK, started = 1;
+    for (; started < T; started++)
+        if (pthread_create(&th[started], NULL, serve_thread, &args[started]) != 0) {
+            err = PD_FAIL(PD_ENOMEM, "cannot start server thread %d of %d", started, T);
+            break;
+        }
+    if (err == PD_OK) {
+        double c0 = thread_cpu();
+        err = serve(&args[0]);
+        sv->loop_cpu_s = thread_cpu() - c0;
+    }
+    /* An error in any thread (or a failed start) sets sv->failed, which
+     * ends the others' waits: every started thread is joined. */
+    if (err != PD_OK)
+        atomic_store(&sv->failed, true);
+    for (int i = 1; i < started; i++) {
         pthread_join(th[i], NULL);
         sv->loop_cpu_s += args[i].cpu_s;
         if (!err && args[i].err)
             err = PD_FAIL(args[i].err, "%s", args[i].msg);
     }
+    free(args);
+    free(th);
     return err;
 }
 
@@ -416,9 +455,8 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         return PD_ENOMEM;
     pd_model_init(sv->model, sv->theta, cfg->run.seed);
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
-    sv->rounds = cfg->training.mode == PD_MODE_SYNC || cfg->training.mode == PD_MODE_LOCAL_SGD;
     sv->point_version = -1;
-    if (sv->rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(sv->n * sizeof *sv->point)))
+    if (mode_of(sv)->rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(sv->n * sizeof *sv->point)))
         return PD_ENOMEM;
     for (int w = 0; w <= W; w++)
         sv->hreq[w] = MPI_REQUEST_NULL;
@@ -496,6 +534,9 @@ static int finish(server *sv, double cpu0)
         .applied = atomic_load(&sv->applied),
         .sent = sv->sent_total,
         .bad = atomic_load(&sv->bad),
+        .dropped_stale = atomic_load(&sv->dropped[PD_DROP_STALE]),
+        .dropped_late = atomic_load(&sv->dropped[PD_DROP_LATE]),
+        .dropped_at_stop = atomic_load(&sv->dropped[PD_DROP_AT_STOP]),
         .server_cpu_s = cpu_seconds() - cpu0,
         .server_loop_cpu_s = sv->loop_cpu_s,
         .params_sent_floats = atomic_load(&sv->sent_floats),

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "evalthread.h"
+#include "modes.h"
 #include "paramd/model.h"
 #include "paramd/optim.h"
 #include "server.h"
@@ -15,6 +16,8 @@
 #include "train.h"
 
 #define STALE_HIST 64
+
+enum pd_drop_kind { PD_DROP_STALE, PD_DROP_LATE, PD_DROP_AT_STOP, PD_DROP_KINDS };
 #define PD_MAX_TENSORS (2 * PD_MAX_HIDDEN + 4)
 
 typedef struct peer {
@@ -29,6 +32,8 @@ typedef struct peer {
     int64_t clock;                 /* requests processed */
     int64_t batches;               /* per epoch (HELLO) */
     int64_t applied, dropped, stale_sum;   /* this worker's gradients */
+    bool good;                     /* rounds: its gradient/model is finite */
+    bool reset;                    /* easgd: reply with the centre (bad model) */
     double epoch;
 } peer;
 
@@ -41,7 +46,6 @@ typedef struct server {
     float *theta;                  /* [n], range [lo, hi) owned */
     float *acc;                    /* [n] sync/local_sgd round sum */
     float *weight;                 /* [W] each worker's share of the round's examples */
-    bool rounds;                   /* sync, local_sgd: one version per round */
     float *point;                  /* [n] rounds with lookahead: the point sent */
     int64_t point_version;
     pd_optim *opt;
@@ -51,14 +55,19 @@ typedef struct server {
     pthread_mutex_t mu;            /* hogwild: loss statistics */
     _Atomic int64_t version;
     _Atomic int64_t updates_per_epoch;   /* set once every HELLO is in */
-    /* accounting (hogwild threads update them atomically) */
-    _Atomic int64_t applied, dropped, bad, examples, stale_sum, stale_max;
+    /* Accounting (hogwild threads update them atomically). Every gradient
+     * (or model) a worker sends ends in exactly one of applied, bad or one
+     * of the drops: stale (async drop policy), late (sync backup workers),
+     * at_stop (in flight when the run stopped). examples: of applied ones. */
+    _Atomic int64_t applied, bad, examples, stale_sum, stale_max;
+    _Atomic int64_t dropped[PD_DROP_KINDS];
     _Atomic int64_t stale_hist[STALE_HIST];
     int64_t sent_total;            /* from FINAL messages */
     _Atomic int64_t sent_floats;   /* parameter floats in replies */
     double loss_sum;
     int64_t loss_n;
     _Atomic bool stopping;         /* STOP goes out on the next replies */
+    _Atomic bool failed;           /* a serving thread failed: the others end */
     bool early_stopped;
     double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
     FILE *trace;                   /* server 0, async with training.trace */
@@ -80,6 +89,11 @@ typedef struct server {
     int64_t snap_pending;          /* sync: version a SNAP waits for, -1 none */
     bool final_snap;
 } server;
+
+static inline const pd_mode_props *mode_of(const server *sv)
+{
+    return pd_mode_props_of(sv->cfg->training.mode);
+}
 
 /* apply.c */
 int server_post_recv(server *sv, int w);

@@ -88,6 +88,7 @@ typedef struct pd_run_stats {
     const int64_t *stale_hist;    /* counts of staleness 0..n-1 (last: n-1 or more) */
     size_t stale_hist_n;
     int64_t applied, sent, bad;   /* gradients applied, sent by workers, non-finite */
+    int64_t dropped_stale, dropped_late, dropped_at_stop;   /* their sum: p->dropped */
     double server_cpu_s;          /* server 0's CPU time (user + system), all threads */
     double server_loop_cpu_s;     /* of which its serving threads (no evaluation) */
     int64_t params_sent_floats;   /* parameter floats in server 0's replies */

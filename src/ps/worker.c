@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "modes.h"
 #include "paramd/optim.h"
 #include "server.h"
 #include "train.h"
@@ -146,8 +147,8 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
                          PD_TAG_DATA, MPI_COMM_WORLD, &r[1]));
         r[2] = r[3] = MPI_REQUEST_NULL;
         if (reply) {
-            float *into = wk->cfg->training.mode == PD_MODE_EASGD && kind == PD_MSG_MODEL
-                              ? wk->diff : wk->point;
+            float *into = pd_mode_props_of(wk->cfg->training.mode)->elastic &&
+                                  kind == PD_MSG_MODEL ? wk->diff : wk->point;
             if (h->flags & PD_FLAG_PULL)
                 into = wk->pulled;
             PD_MPI(MPI_Irecv(&wk->in[s], sizeof wk->in[s], MPI_BYTE, dst, PD_TAG_DATA,
@@ -165,6 +166,12 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
             continue;
         }
         wk->ver[s] = wk->in[s].version;
+        if (wk->in[s].flags & PD_FLAG_RESET) {
+            /* easgd: our model was not finite; the centre came back. */
+            size_t lo = (size_t)wk->in[s].lo, hi = (size_t)wk->in[s].hi;
+            memcpy(wk->point + lo, wk->diff + lo, (hi - lo) * sizeof *wk->point);
+            memset(wk->diff + lo, 0, (hi - lo) * sizeof *wk->diff);
+        }
         if (wk->out[s].flags & PD_FLAG_PULL) {
             if (wk->in[s].npull != wk->out[s].npull)
                 return PD_FAIL(PD_EMPI, "worker %d: server %d answered a pull of %lld "
@@ -219,13 +226,26 @@ static int run_gradients(worker *wk)
     return PD_OK;
 }
 
-/* local_sgd / easgd: local steps on wk->point, exchanges every tau steps. */
+static bool all_finite(const float *x, size_t n)
+{
+    float acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc *= x[i];   /* stays 0 unless some x[i] is Inf or NaN */
+    return acc == 0;
+}
+
+/* local_sgd / easgd: local steps on wk->point, exchanges every tau steps.
+ * A local step whose gradient is not finite is skipped (theta untouched);
+ * the exchange's loss is the mean over the applied ones (NaN if none),
+ * its norm NaN when the model itself is not finite: the servers count
+ * either as bad and leave the model out. */
 static int run_local(worker *wk)
 {
     const pd_config *cfg = wk->cfg;
+    const pd_mode_props *m = pd_mode_props_of(cfg->training.mode);
     pd_learner *l = &wk->l;
     int epochs = 0, tau = cfg->training.local_steps;
-    int64_t t = 0, since = 0, examples = 0;
+    int64_t t = 0, since = 0, examples = 0, ok = 0;
     double loss = 0;
     bool more = true;
     while (!wk->stop && more) {
@@ -237,9 +257,8 @@ static int run_local(worker *wk)
                                          t + 1, &applied));
             straggle(wk, pd_now() - t0);
             t += applied;
-            /* A non-finite gradient poisons the exchange's loss, so the
-             * server counts it as bad. */
-            loss = applied ? loss + l->loss : NAN;
+            ok += applied;
+            loss += applied ? l->loss : 0;
             since++;
             examples += (int64_t)l->batch;
         }
@@ -247,12 +266,14 @@ static int run_local(worker *wk)
             /* Weighted by the examples behind this model since the last
              * exchange (a final partial round has fewer). */
             delay(wk);
-            PD_TRY(exchange(wk, PD_MSG_MODEL, loss / (double)since, 0, examples));
-            if (cfg->training.mode == PD_MODE_EASGD && !wk->stop)
+            double norm = all_finite(wk->point, wk->n) ? 0 : NAN;
+            PD_TRY(exchange(wk, PD_MSG_MODEL, ok ? loss / (double)ok : NAN, norm, examples));
+            if (m->elastic && !wk->stop)
                 for (size_t i = 0; i < wk->n; i++)
                     wk->point[i] -= wk->diff[i];
             since = 0;
             examples = 0;
+            ok = 0;
             loss = 0;
         }
     }
@@ -268,12 +289,12 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     int S = world->servers;
     PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
     wk->n = wk->l.nparams;
-    bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
+    const pd_mode_props *m = pd_mode_props_of(cfg->training.mode);
+    bool local = m->local_steps;
     wk->ptype = wk->l.sparse && !local ? MPI_BYTE : MPI_FLOAT;
     /* Sparse pulls where each reply is the worker's own (not sync's shared
      * point) and the data is sparse (a dense row touches everything). */
-    wk->pull = wk->l.sparse && wk->l.train->sparse &&
-               (cfg->training.mode == PD_MODE_ASYNC || cfg->training.mode == PD_MODE_HOGWILD);
+    wk->pull = wk->l.sparse && wk->l.train->sparse && m->sparse_pull;
     wk->point = pd_calloc(wk->n, sizeof *wk->point);
     wk->out = pd_calloc((size_t)S, sizeof *wk->out);
     wk->in = pd_calloc((size_t)S, sizeof *wk->in);
@@ -297,7 +318,7 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
                                cfg->run.seed + 7919u * (uint64_t)(world->index + 1), &wk->local));
         if (pd_optim_has_lookahead(wk->local) && !(wk->look = pd_malloc(wk->n * sizeof *wk->look)))
             return PD_ENOMEM;
-        if (cfg->training.mode == PD_MODE_EASGD && !(wk->diff = pd_malloc(wk->n * sizeof *wk->diff)))
+        if (m->elastic && !(wk->diff = pd_malloc(wk->n * sizeof *wk->diff)))
             return PD_ENOMEM;
     }
     return PD_OK;
@@ -328,7 +349,7 @@ int pd_worker_run(const pd_config *cfg, pd_world *world)
     if (err == PD_OK)
         err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
     if (err == PD_OK) {
-        bool local = cfg->training.mode == PD_MODE_LOCAL_SGD || cfg->training.mode == PD_MODE_EASGD;
+        bool local = pd_mode_props_of(cfg->training.mode)->local_steps;
         err = local ? run_local(&wk) : run_gradients(&wk);
     }
     if (err == PD_OK)

@@ -67,6 +67,17 @@ def max_rel_diff(a, b):
     return max(abs(x - y) for x, y in zip(a, b)) / scale
 
 
+def check_accounting(s, name):
+    """Every gradient a worker sent is applied, dropped (stale, late or at
+    the stop) or bad, exactly once; dropped is the sum of its kinds."""
+    kinds = s["dropped_stale"] + s["dropped_late"] + s["dropped_at_stop"]
+    check(s["dropped"] == kinds, "%s: dropped %s == stale %s + late %s + at_stop %s"
+          % (name, s["dropped"], s["dropped_stale"], s["dropped_late"], s["dropped_at_stop"]))
+    check(s["gradients_sent"] == s["gradients_applied"] + s["dropped"] + s["gradients_bad"],
+          "%s accounting: %s sent == %s applied + %s dropped + %s bad"
+          % (name, s["gradients_sent"], s["gradients_applied"], s["dropped"], s["gradients_bad"]))
+
+
 def fail(msg):
     print("FAIL:", msg)
     FAILURES.append(msg)

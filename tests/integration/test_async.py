@@ -10,9 +10,7 @@ for mode in ("async", "hogwild"):
                                              "optimizer.schedule.step_size=1876"], ranks=3)
     s = t.summary(d)
     t.check(s["test_acc"] >= 0.80, "%s W=2 one epoch: test_acc %.4f >= 0.80" % (mode, s["test_acc"]))
-    t.check(s["gradients_applied"] + s["dropped"] == s["gradients_sent"],
-            "%s accounting: %s applied + %s dropped == %s sent"
-            % (mode, s["gradients_applied"], s["dropped"], s["gradients_sent"]))
+    t.check_accounting(s, mode)
     t.check(s["staleness_max"] >= 1, "%s records staleness: max %s >= 1" % (mode, s["staleness_max"]))
     m = t.metrics(d)
     t.check(all("staleness_mean" in r for r in m), "%s: staleness in every metrics row" % mode)
@@ -25,8 +23,8 @@ d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_st
 s = t.summary(d)
 t.check(s["dropped"] > 0, "drop policy drops: %s > 0" % s["dropped"])
 t.check(s["staleness_max"] == 0, "drop policy keeps applied staleness <= 0: %s" % s["staleness_max"])
-t.check(s["gradients_applied"] + s["dropped"] == s["gradients_sent"],
-        "drop accounting: %s + %s == %s" % (s["gradients_applied"], s["dropped"], s["gradients_sent"]))
+t.check_accounting(s, "async drop")
+t.check(s["dropped_stale"] > 0, "the drop policy's drops are stale ones: %s" % s["dropped_stale"])
 
 # Wait policy (stale synchronous parallel): nothing dropped, staleness bounded.
 d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.max_staleness=1",
@@ -51,6 +49,9 @@ t.check(s["dropped"] <= W - 1, "wait policy drops at most the %d in flight at th
 bound = (W - 1) * (2 * k + 1)
 t.check(s["staleness_max"] <= bound, "wait policy (SSP, k=%d, W=%d) keeps staleness <= (W-1)(2k+1) = %d: %s"
         % (k, W, bound, s["staleness_max"]))
+t.check_accounting(s, "async wait")
+t.check(s["dropped_stale"] == 0 and s["dropped"] == s["dropped_at_stop"],
+        "wait policy drops only at the stop: %s of %s" % (s["dropped_at_stop"], s["dropped"]))
 
 # Two servers in async mode.
 d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.servers=2",
@@ -58,11 +59,13 @@ d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=async", "training.server
                                          "optimizer.schedule.step_size=1876"], ranks=4)
 s = t.summary(d)
 t.check(s["test_acc"] >= 0.80, "async S=2 W=2: test_acc %.4f >= 0.80" % s["test_acc"])
+t.check_accounting(s, "async S=2")
 
 for mode in ("local_sgd", "easgd"):
     d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
     s = t.summary(d)
     t.check(s["test_acc"] >= 0.80, "%s W=2 one epoch: test_acc %.4f >= 0.80" % (mode, s["test_acc"]))
+    t.check_accounting(s, mode)
     if mode == "local_sgd":
         d2, _ = t.run("tests/conf/softmax.yaml", ["training.mode=" + mode, "training.local_steps=4"], ranks=3)
         t.check(t.summary(d2)["params_sha256"] == s["params_sha256"], "local_sgd is bit-reproducible")
@@ -79,6 +82,7 @@ for mode, servers in (("sync", 1), ("async", 1), ("hogwild", 1), ("async", 2)):
                  ranks=2 + servers)
     s = t.summary(d)
     name = "%s S=%d" % (mode, servers)
+    t.check_accounting(s, "sparse " + name)
     t.check(s["test_acc"] >= 0.85, "%s logreg on sparse data: test_acc %.4f >= 0.85" % (name, s["test_acc"]))
     replies = s["gradients_sent"] + 2
     per = s["params_sent_floats"] / replies
