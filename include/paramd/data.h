@@ -34,7 +34,9 @@
  * - Normalization: std is the population std. Sparse parts are never
  *   shifted, so zeros stay zeros: standardize divides by std, scale01 by
  *   max |x| (equal to (x-min)/(max-min) for non-negative features with
- *   zeros). Missing entries count as zeros in every statistic.
+ *   zeros). Missing entries count as zeros in every statistic. A
+ *   held-out or test value that normalization would take beyond the float
+ *   range is clamped to +-FLT_MAX.
  * - Messages: "FILE:LINE: ..." (1-based lines, blank and comment lines
  *   counted; CSV columns 0-based like data.label_column) and
  *   "FILE: record N: ..." (0-based) for IDX.

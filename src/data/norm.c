@@ -9,6 +9,7 @@
  * std and scale01 divides by max |x| (the same as (x-min)/(max-min) for a
  * non-negative feature with zeros). Missing entries count as zeros in
  * min, max, mean and std. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,14 @@ int pd_data_norm_make(const pd_norm_stats *st, size_t d, pd_normalize how, bool 
     return PD_OK;
 }
 
+/* Training values land within sqrt(rows) of 0, but a held-out or test value
+ * far outside a narrow training range could leave the float range: it is
+ * clamped to +-FLT_MAX rather than becoming infinite. */
+static float to_float(double v)
+{
+    return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : (float)v;
+}
+
 void pd_data_norm_apply(const pd_norm *nm, pd_dataset *ds)
 {
     if (!nm->d || !ds)
@@ -152,12 +161,12 @@ void pd_data_norm_apply(const pd_norm *nm, pd_dataset *ds)
     const double *restrict shift = nm->shift, *restrict inv = nm->inv;
     if (ds->sparse) {
         for (size_t p = 0; p < ds->row_ptr[ds->n]; p++)
-            ds->val[p] = (float)((double)ds->val[p] * inv[ds->col[p]]);
+            ds->val[p] = to_float((double)ds->val[p] * inv[ds->col[p]]);
         return;
     }
     for (size_t i = 0; i < ds->n; i++) {
         float *restrict x = ds->x + i * ds->d;   /* [d] */
         for (size_t j = 0; j < ds->d; j++)
-            x[j] = (float)(((double)x[j] - shift[j]) * inv[j]);
+            x[j] = to_float(((double)x[j] - shift[j]) * inv[j]);
     }
 }

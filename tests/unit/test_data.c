@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -978,6 +979,39 @@ static void test_normalize_train_only(void **state)
     pd_data_destroy(&raw);
 }
 
+/* A test value far outside a narrow training range would normalize past
+ * the float range; it is clamped to +-FLT_MAX instead of becoming infinite
+ * (found with the tests/fuzz data targets' finiteness check). */
+static void test_normalize_out_of_range(void **state)
+{
+    (void)state;
+    put("narrow.csv", "1,0\n1,1e-30\n1,0\n1,1e-30\n");
+    put("wide.csv", "1,3e38\n1,-3e38\n1,5e-31\n");
+    pd_config c = mkcfg(PD_FMT_CSV, PD_MODEL_LINREG, "narrow.csv");
+    set(c.data.test, "wide.csv");
+    c.data.normalize = PD_NORM_STANDARDIZE;
+    pd_data *d = load(&c, 0, 1, ALL);
+    const pd_dataset *t = pd_data_part(d, PD_PART_TEST);
+    assert_int_equal(t->n, 3);
+    assert_true(t->x[0] == FLT_MAX);
+    assert_true(t->x[1] == -FLT_MAX);
+    assert_true(t->x[2] == 0.0f);   /* the mean, 5e-31 */
+    pd_data_destroy(&d);
+
+    put("narrow.svm", "+1 1:1e-30\n-1 2:1\n");
+    put("wide.svm", "+1 1:3e38\n-1 1:-3e38 2:2\n");
+    c = mkcfg(PD_FMT_LIBSVM, PD_MODEL_LOGREG, "narrow.svm");
+    set(c.data.test, "wide.svm");
+    c.data.normalize = PD_NORM_SCALE01;   /* sparse: divided by max |x| */
+    d = load(&c, 0, 1, ALL);
+    t = pd_data_part(d, PD_PART_TEST);
+    assert_true(t->sparse);
+    assert_true(t->val[0] == FLT_MAX);
+    assert_true(t->val[1] == -FLT_MAX);
+    assert_true(t->val[2] == 2.0f);
+    pd_data_destroy(&d);
+}
+
 static void test_normalize_sparse(void **state)
 {
     (void)state;
@@ -1537,6 +1571,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shards, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_normalize_dense, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_normalize_train_only, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_normalize_out_of_range, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_normalize_sparse, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_normalize_idx, make_dir, remove_dir),
         cmocka_unit_test(test_iter_orders),
