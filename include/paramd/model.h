@@ -55,6 +55,10 @@ typedef struct pd_model pd_model;
 int pd_model_create(const pd_model_config *mc, size_t max_batch, pd_model **out);
 void pd_model_destroy(pd_model **m);
 
+/* The most tensors a model has: W and b of each of an mlp's PD_MAX_HIDDEN + 1
+ * layers. pd_model_ntensors() never exceeds it. */
+#define PD_MAX_TENSORS (2 * (PD_MAX_HIDDEN + 1))
+
 size_t pd_model_nparams(const pd_model *m);
 size_t pd_model_ntensors(const pd_model *m);
 const pd_tensor_info *pd_model_tensor(const pd_model *m, size_t i);

@@ -60,6 +60,11 @@ typedef struct pd_optim_step {
     float noise_sigma;  /* stddev of annealed gradient noise (0 = off) */
 } pd_optim_step;
 
+/* Each rule's name as the config spells it, indexed by pd_optimizer_name
+ * and NULL-terminated: the one list of names (defaults.c), read by the
+ * config table, the optimizer's messages and saved states. */
+extern const char *const pd_optimizer_names[PD_OPT_COUNT + 1];
+
 /* Replace every NAN hyperparameter of oc by the rule's default
  * (documented in conf/reference.yaml). Local. */
 void pd_optim_defaults(pd_optim_config *oc);

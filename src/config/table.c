@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "keys.h"
+#include "paramd/optim.h"
 
 /* Enum fields are stored and read as int (value.c); gcc gives these enums
  * the size of int, and the names below are indexed by enum value. */
@@ -24,15 +25,10 @@ static const char *const init_names[] = {"auto", "he", "glorot", "zero", NULL};
 static const char *const mode_names[] = {"serial", "sync", "async", "hogwild",
                                          "local_sgd", "easgd", NULL};
 static const char *const policy_names[] = {"wait", "drop", NULL};
-static const char *const optimizer_names[] = {"sgd", "momentum", "nesterov", "adagrad",
-                                              "rmsprop", "rmsprop_nesterov", "adadelta",
-                                              "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "exponential",
                                              "inverse_time", "cosine", NULL};
 static const char *const sscale_names[] = {"none", "inverse", NULL};
 static const char *const delay_names[] = {"none", "constant", "uniform", "exponential", NULL};
-_Static_assert(sizeof optimizer_names / sizeof *optimizer_names == PD_OPT_COUNT + 1,
-               "one name per optimizer");
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
 #define F(field) offsetof(pd_config, field), sizeof(((pd_config *)0)->field)
@@ -156,7 +152,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     I64("training.max_bad_updates", training.max_bad_updates, GE(0), "0",
         "NaN/Inf gradients (models) skipped before the run fails, every mode."),
 
-    ENUM("optimizer.name", optimizer.name, optimizer_names, "sgd", "The update rule."),
+    ENUM("optimizer.name", optimizer.name, pd_optimizer_names, "sgd", "The update rule."),
     DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",
         "Learning rate (before the schedule)."),
     DBL("optimizer.momentum", optimizer.momentum, RULE_UNIT, "default",
@@ -244,7 +240,7 @@ const char *pd_mode_name(pd_mode m) { return enum_name(mode_names, 6, (int)m); }
 
 const char *pd_optimizer_name_str(pd_optimizer_name n)
 {
-    return enum_name(optimizer_names, PD_OPT_COUNT, (int)n);
+    return enum_name(pd_optimizer_names, PD_OPT_COUNT, (int)n);
 }
 
 const char *pd_model_type_name(pd_model_type t) { return enum_name(model_names, 5, (int)t); }

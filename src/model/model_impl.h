@@ -27,7 +27,7 @@ struct pd_model {
     size_t nlayers;              /* affine layers: 1, or n_hidden + 1 (mlp) */
     size_t width[PD_MAX_LAYERS + 1];  /* width[0] = D, ..., width[nlayers] = K */
     size_t nparams, ntensors;
-    pd_tensor_info t[2 * PD_MAX_LAYERS];  /* W_l at t[2l], b_l at t[2l+1] */
+    pd_tensor_info t[PD_MAX_TENSORS];  /* W_l at t[2l], b_l at t[2l+1] */
     size_t max_batch;
 
     /* Workspaces, carved from one allocation (ws) sized at create. */

@@ -14,6 +14,19 @@
 
 #include "paramd/optim.h"
 
+const char *const pd_optimizer_names[PD_OPT_COUNT + 1] = {
+    [PD_OPT_SGD] = "sgd",
+    [PD_OPT_MOMENTUM] = "momentum",
+    [PD_OPT_NESTEROV] = "nesterov",
+    [PD_OPT_ADAGRAD] = "adagrad",
+    [PD_OPT_RMSPROP] = "rmsprop",
+    [PD_OPT_RMSPROP_NESTEROV] = "rmsprop_nesterov",
+    [PD_OPT_ADADELTA] = "adadelta",
+    [PD_OPT_ADAM] = "adam",
+    [PD_OPT_ADAMW] = "adamw",
+    [PD_OPT_COUNT] = NULL,
+};
+
 typedef struct {
     double lr, momentum, rho, eps, beta1, beta2;
 } rule_defaults;

@@ -17,21 +17,18 @@
 /* Gradient values preprocessed per pass: 1 KiB of stack. */
 enum { CHUNK = 256 };
 
-/* Each rule's name (as in the config) and its state vectors, in the order
- * they sit in the state allocation and in a saved state. */
-static const struct {
-    const char *name;
-    const char *vecs;   /* letters among v, r, s, m */
-} rules[PD_OPT_COUNT] = {
-    [PD_OPT_SGD]              = {"sgd", ""},
-    [PD_OPT_MOMENTUM]         = {"momentum", "v"},
-    [PD_OPT_NESTEROV]         = {"nesterov", "v"},
-    [PD_OPT_ADAGRAD]          = {"adagrad", "r"},
-    [PD_OPT_RMSPROP]          = {"rmsprop", "r"},
-    [PD_OPT_RMSPROP_NESTEROV] = {"rmsprop_nesterov", "vr"},
-    [PD_OPT_ADADELTA]         = {"adadelta", "rs"},
-    [PD_OPT_ADAM]             = {"adam", "mv"},
-    [PD_OPT_ADAMW]            = {"adamw", "mv"},
+/* Each rule's state vectors, in the order they sit in the state allocation
+ * and in a saved state (names: pd_optimizer_names). */
+static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s, m */
+    [PD_OPT_SGD]              = "",
+    [PD_OPT_MOMENTUM]         = "v",
+    [PD_OPT_NESTEROV]         = "v",
+    [PD_OPT_ADAGRAD]          = "r",
+    [PD_OPT_RMSPROP]          = "r",
+    [PD_OPT_RMSPROP_NESTEROV] = "vr",
+    [PD_OPT_ADADELTA]         = "rs",
+    [PD_OPT_ADAM]             = "mv",
+    [PD_OPT_ADAMW]            = "mv",
 };
 
 struct pd_optim {
@@ -43,7 +40,7 @@ struct pd_optim {
     float *v, *r, *s, *m; /* into state, NULL when the rule has none */
 };
 
-/* Saved state: this header, then the state vectors in rules[].vecs order,
+/* Saved state: this header, then the state vectors in rule_vecs order,
  * every field little-endian (paramd/le.h) whatever the host:
  *   0 magic "PDOS" (u32 0x534f4450)  4 version u32  8 rule u32  12 nvec u32
  *   16 lo u64  24 hi u64  32 nvec * (hi - lo) float32 */
@@ -66,7 +63,7 @@ typedef struct consts {
 
 static const char *rule_name(uint32_t rule)
 {
-    return rule < PD_OPT_COUNT ? rules[rule].name : "?";
+    return rule < PD_OPT_COUNT ? pd_optimizer_names[rule] : "?";
 }
 
 int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t seed,
@@ -76,7 +73,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     *out = NULL;
     if ((unsigned)oc->name >= PD_OPT_COUNT)
         return PD_FAIL(PD_EINPUT, "optimizer.name: unknown rule %d", (int)oc->name);
-    const char *rn = rules[oc->name].name;
+    const char *rn = pd_optimizer_names[oc->name];
     if (lo > hi)
         return PD_FAIL(PD_EINPUT, "optimizer %s: range [%zu, %zu) is reversed", rn, lo, hi);
     const double hp[] = {oc->lr, oc->momentum, oc->rho, oc->eps, oc->beta1, oc->beta2};
@@ -92,7 +89,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     o->lo = lo;
     o->hi = hi;
     o->noise_key = pd_hash64(pd_hash64(seed) ^ pd_hash64(PD_STREAM_NOISE));
-    o->nvec = strlen(rules[oc->name].vecs);
+    o->nvec = strlen(rule_vecs[oc->name]);
     size_t n = hi - lo;
     if (o->nvec) {
         if (n > SIZE_MAX / sizeof(float) / o->nvec) {
@@ -107,7 +104,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     }
     for (size_t k = 0; k < o->nvec; k++) {
         float *p = o->state + k * n;
-        switch (rules[oc->name].vecs[k]) {
+        switch (rule_vecs[oc->name][k]) {
         case 'v': o->v = p; break;
         case 'r': o->r = p; break;
         case 's': o->s = p; break;
@@ -478,7 +475,7 @@ int pd_optim_save(const pd_optim *o, void *buf, size_t size)
 int pd_optim_load(pd_optim *o, const void *buf, size_t size)
 {
     state_header h;
-    const char *rn = rules[o->oc.name].name;
+    const char *rn = pd_optimizer_names[o->oc.name];
     if (size < STATE_HEADER)
         return PD_FAIL(PD_EINPUT, "optimizer state: %zu bytes, too short for the %d-byte header",
                        size, STATE_HEADER);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "comm.h"
+#include "train.h"
 #include "paramd/ps.h"
 
 int pd_mpi_fail(int rc, const char *call, const char *file, int line, const char *func)
@@ -25,15 +26,20 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi)
     *hi = n * (size_t)(s + 1) / (size_t)servers;
 }
 
+double pd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Sleep an eighth of the time waited so far, between 4 us and 1 ms: a
  * reply that is microseconds away is caught within microseconds, a wait
  * overshoots by at most about 12%, and a long wait costs one MPI_Test per
  * millisecond (a few percent of a core at most). */
 void pd_backoff_sleep(pd_backoff *b)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double t = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+    double t = pd_now();
     if (b->since == 0)
         b->since = t;
     double us = (t - b->since) * 1e6 / 8;

@@ -16,7 +16,7 @@ struct pd_eval_thread {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     float *snap;                  /* [n] parameters being evaluated */
-    double gnorm[2 * PD_MAX_HIDDEN + 4];   /* the job's gradient norms */
+    double gnorm[PD_MAX_TENSORS];   /* the job's gradient norms */
     pd_progress job, latest;      /* what to evaluate; latest progress */
     bool pending, busy, quit, stop;
     int err;                      /* first error of the thread */

@@ -24,7 +24,7 @@ struct pd_evaluator {
     const pd_dataset *valid, *test;
     pd_model *model;
     size_t nparams, ntensors;
-    const char *names[2 * PD_MAX_HIDDEN + 4];
+    const char *names[PD_MAX_TENSORS];
     double *pnorm, *gnorm;         /* [ntensors] */
     pd_metrics *metrics;
     double t0, last_status;
@@ -45,13 +45,6 @@ struct pd_evaluator {
     char io_msg[1024];
     bool status_warned;
 };
-
-double pd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int write_resolved_config(pd_evaluator *ev)
 {

@@ -18,7 +18,6 @@
 #define STALE_HIST 64
 
 enum pd_drop_kind { PD_DROP_STALE, PD_DROP_LATE, PD_DROP_AT_STOP, PD_DROP_KINDS };
-#define PD_MAX_TENSORS (2 * PD_MAX_HIDDEN + 4)
 
 typedef struct peer {
     pd_msg_hdr in, out;

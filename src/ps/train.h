@@ -108,7 +108,7 @@ double pd_evaluator_wall(const pd_evaluator *ev);
 /* Status-only refresh between evaluations (cheap; rate-limited inside). */
 int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p);
 
-/* Seconds on a monotonic clock. */
+/* Seconds on a monotonic clock (comm.c; the one clock of ps). */
 double pd_now(void);
 
 #endif

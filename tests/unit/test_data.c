@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "check.h"
 #include "paramd/data.h"
 #include "paramd/error.h"
 
@@ -127,15 +128,6 @@ static pd_data *load(const pd_config *c, int shard, int nshards, unsigned parts)
     return d;
 }
 
-/* Strings compared with both printed on failure. */
-#define assert_str(got, want) str_eq((got), (want), __FILE__, __LINE__)
-static void str_eq(const char *got, const char *want, const char *file, int line)
-{
-    if (strcmp(got, want) != 0) {
-        print_error("got:  \"%s\"\nwant: \"%s\"\n", got, want);
-        _fail(file, line);
-    }
-}
 
 #define assert_close(got, want, tol) \
     close_to((double)(got), (double)(want), (tol), #got, __FILE__, __LINE__)
@@ -167,7 +159,7 @@ static void expect_error_at(const pd_config *c, unsigned parts, const char *want
         pd_data_destroy(&d);
         _fail(file, line);
     }
-    str_eq(pd_err_msg(), want, file, line);
+    check_str(pd_err_msg(), want, file, line);
 }
 
 static int make_dir(void **state)
