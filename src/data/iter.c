@@ -154,65 +154,93 @@ static int by_score(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-int pd_iter_set_curriculum(pd_iter *it, const float *score, const pd_curriculum_config *cc,
-                           uint64_t seed)
+/* Type none: drop the curriculum and give the epoch every row again, in
+ * the shuffle policy's order. */
+static void remove_curriculum(pd_iter *it)
 {
-    size_t n = it->n;
-    it->cursor = 0;
-    if (cc->type == PD_CURRICULUM_NONE) {
-        bool was = it->cur;
-        free_curriculum(it);
-        it->m = n;
-        if (was && it->shuffle == PD_SHUFFLE_ONCE) {
-            memcpy(it->order, it->perm, n * sizeof *it->order);
-        } else if (was && it->shuffle == PD_SHUFFLE_EVERY_EPOCH) {
-            draw(it);
-        } else if (was) {
-            for (size_t i = 0; i < n; i++)
-                it->order[i] = i;
-        }
-        return PD_OK;
+    bool was = it->cur;
+    free_curriculum(it);
+    it->m = it->n;
+    if (!was)
+        return;
+    if (it->shuffle == PD_SHUFFLE_ONCE) {
+        memcpy(it->order, it->perm, it->n * sizeof *it->order);
+    } else if (it->shuffle == PD_SHUFFLE_EVERY_EPOCH) {
+        draw(it);
+    } else {
+        for (size_t i = 0; i < it->n; i++)
+            it->order[i] = i;
     }
+}
+
+static int check_curriculum(const float *score, size_t n, const pd_curriculum_config *cc)
+{
     if (!(cc->start > 0.0 && cc->start <= 1.0) || cc->epochs < 1)
         return PD_FAIL(PD_EINPUT, "data.curriculum: start must be in (0, 1] and epochs "
                        ">= 1, got %g and %d", cc->start, cc->epochs);
     for (size_t i = 0; i < n; i++)
         if (isnan(score[i]))
             return PD_FAIL(PD_EINPUT, "data.curriculum: example %zu has a NaN score", i);
-    free_curriculum(it);
-    int err = PD_OK;
-    scored *tmp = pd_malloc((n ? n : 1) * sizeof *tmp);
-    it->easy = pd_malloc((n ? n : 1) * sizeof *it->easy);
-    it->pool = pd_malloc((n ? n : 1) * sizeof *it->pool);
-    it->in = pd_malloc(n ? n : 1);
+    return PD_OK;
+}
+
+/* The curriculum's arrays (easy, pool, in) and, under shuffle once, the
+ * creation permutation kept aside before admit() first overwrites order. */
+static int alloc_curriculum(pd_iter *it)
+{
+    size_t n = it->n ? it->n : 1;
+    it->easy = pd_malloc(n * sizeof *it->easy);
+    it->pool = pd_malloc(n * sizeof *it->pool);
+    it->in = pd_malloc(n);
     if (!it->perm && it->shuffle == PD_SHUFFLE_ONCE) {
-        /* order still holds the creation permutation: nothing has
-         * overwritten it before the first curriculum. */
-        it->perm = pd_malloc((n ? n : 1) * sizeof *it->perm);
+        it->perm = pd_malloc(n * sizeof *it->perm);
         if (it->perm)
-            memcpy(it->perm, it->order, n * sizeof *it->perm);
+            memcpy(it->perm, it->order, it->n * sizeof *it->perm);
     }
-    if (!tmp || !it->easy || !it->pool || !it->in ||
-        (it->shuffle == PD_SHUFFLE_ONCE && !it->perm)) {
-        err = PD_ENOMEM;
-        goto fail;
-    }
+    if (!it->easy || !it->pool || !it->in || (it->shuffle == PD_SHUFFLE_ONCE && !it->perm))
+        return PD_ENOMEM;
+    return PD_OK;
+}
+
+/* easy[k] = the row of the k-th lowest score (ties by row index). */
+static int rank_by_score(pd_iter *it, const float *score)
+{
+    size_t n = it->n;
+    scored *tmp = pd_malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp)
+        return PD_ENOMEM;
     for (size_t i = 0; i < n; i++)
         tmp[i] = (scored){score[i], i};
     qsort(tmp, n, sizeof *tmp, by_score);
     for (size_t k = 0; k < n; k++)
         it->easy[k] = tmp[k].row;
     free(tmp);
+    return PD_OK;
+}
+
+int pd_iter_set_curriculum(pd_iter *it, const float *score, const pd_curriculum_config *cc,
+                           uint64_t seed)
+{
+    it->cursor = 0;
+    if (cc->type == PD_CURRICULUM_NONE) {
+        remove_curriculum(it);
+        return PD_OK;
+    }
+    PD_TRY(check_curriculum(score, it->n, cc));
+    free_curriculum(it);
+    int err = alloc_curriculum(it);
+    if (err == PD_OK)
+        err = rank_by_score(it, score);
+    if (err != PD_OK) {
+        free_curriculum(it);
+        it->m = it->n;
+        return err;
+    }
     it->cc = *cc;
     it->crng = pd_rng_make(seed, PD_STREAM_CURRICULUM, it->stream_index);
     it->cur = true;
     admit(it);
     return PD_OK;
-fail:
-    free(tmp);
-    free_curriculum(it);
-    it->m = n;
-    return err;
 }
 
 size_t pd_iter_admitted(const pd_iter *it) { return it->m; }
