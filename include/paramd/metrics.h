@@ -7,6 +7,7 @@
 #ifndef PARAMD_METRICS_H
 #define PARAMD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,9 +92,13 @@ typedef struct pd_summary {
 
 typedef struct pd_metrics pd_metrics;
 
-/* Open (creating) the run directory: creates dir, truncates
- * metrics.jsonl. Local (server 0). */
-int pd_metrics_open(const char *dir, pd_metrics **out);
+/* Open (creating) the run directory and create metrics.jsonl. A directory
+ * that cannot be created or written is refused with PD_EINPUT; so is one
+ * that already holds a run's results (summary.json, metrics.jsonl or
+ * params.bin), with a message saying what to do, unless continuing (a
+ * resume into the same directory, which starts metrics.jsonl afresh): a new
+ * run never overwrites an earlier one. Local (server 0). */
+int pd_metrics_open(const char *dir, bool continuing, pd_metrics **out);
 void pd_metrics_close(pd_metrics **m);
 const char *pd_metrics_dir(const pd_metrics *m);
 /* Append one row to metrics.jsonl (one write(2), no stdio buffer). A row

@@ -57,7 +57,8 @@ static const option options[OPT_COUNT] = {
 static const char *const exit_statuses[][2] = {
     {"0", "Training finished (or --check, --help, --version succeeded)."},
     {"2", "Bad usage, config, data or checkpoint; the message names the file, the "
-          "line or record, and the key."},
+          "line or record, and the key. Also a run directory that cannot be created or "
+          "written, or that already holds a run's results (nothing is overwritten)."},
     {"3", "Training failed: divergence, too many bad gradients, a rank lost, a full disk "
           "or another I/O error (one line names the file and errno)."},
     {"143", "Killed by SIGTERM (128 + 15): this version writes no checkpoint first, so "

@@ -121,9 +121,12 @@ int pd_metrics_path(const pd_metrics *m, const char *name, char *buf, size_t siz
     return PD_OK;
 }
 
-int pd_metrics_open(const char *dir, pd_metrics **out)
+/* The files that make a directory hold a finished or running run. */
+static const char *const RESULT_FILES[] = {"summary.json", "metrics.jsonl", "params.bin"};
+
+int pd_metrics_open(const char *dir, bool continuing, pd_metrics **out)
 {
-    char path[1100];
+    char path[1100], why[1024];
     *out = NULL;
     pd_metrics *m = pd_calloc(1, sizeof *m);
     if (!m)
@@ -134,11 +137,30 @@ int pd_metrics_open(const char *dir, pd_metrics **out)
         err = PD_FAIL(PD_EINPUT, "%s: path too long", dir);
         goto fail;
     }
-    PD_TRY_GOTO(err, pd_mkdir_p(dir), fail);
+    /* A run directory paramd cannot use is a mistake in the run's setup:
+     * exit 2 now, before any training, rather than an I/O error later. */
+    if (pd_mkdir_p(dir) != PD_OK) {
+        snprintf(why, sizeof why, "%s", pd_err_msg());
+        err = PD_FAIL(PD_EINPUT, "%s (the run directory, run.out_dir or --out: choose one paramd "
+                      "can create)", why);
+        goto fail;
+    }
+    for (size_t i = 0; !continuing && i < sizeof RESULT_FILES / sizeof *RESULT_FILES; i++) {
+        struct stat st;
+        PD_TRY_GOTO(err, pd_metrics_path(m, RESULT_FILES[i], path, sizeof path), fail);
+        if (lstat(path, &st) == 0) {
+            err = PD_FAIL(PD_EINPUT, "%s: the run directory already holds a run's results (%s); "
+                          "give another --out (or run.out_dir), or remove %s first", dir,
+                          RESULT_FILES[i], dir);
+            goto fail;
+        }
+    }
     PD_TRY_GOTO(err, pd_metrics_path(m, "metrics.jsonl", path, sizeof path), fail);
-    m->jsonl = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    m->jsonl = open(path, O_WRONLY | O_CREAT | (continuing ? O_TRUNC : O_EXCL) | O_APPEND |
+                              O_CLOEXEC, 0644);
     if (m->jsonl < 0) {
-        err = PD_FAIL(PD_EIO, "%s: cannot create: %s", path, strerror(errno));
+        err = PD_FAIL(PD_EINPUT, "%s: cannot write in the run directory: %s (run.out_dir or "
+                      "--out: choose one paramd can write)", path, strerror(errno));
         goto fail;
     }
     *out = m;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,15 @@ static int write_resolved_config(pd_evaluator *ev)
     return err;
 }
 
+/* A resume whose checkpoints are in run.out_dir itself continues that run
+ * there; any other run must not find an earlier run's results in it. */
+static bool continues_in_place(const pd_config *cfg, const pd_run_opts *opts)
+{
+    struct stat a, b;
+    return opts->resume && opts->resume_dir && stat(opts->resume_dir, &a) == 0 &&
+           stat(cfg->run.out_dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int workers,
                         int servers, pd_evaluator **out)
 {
@@ -111,7 +121,8 @@ int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int worke
             goto fail;
         }
     }
-    PD_TRY_GOTO(err, pd_metrics_open(cfg->run.out_dir, &ev->metrics), fail);
+    PD_TRY_GOTO(err, pd_metrics_open(cfg->run.out_dir, continues_in_place(cfg, opts),
+                                     &ev->metrics), fail);
     PD_TRY_GOTO(err, write_resolved_config(ev), fail);
     *out = ev;
     return PD_OK;

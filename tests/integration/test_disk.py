@@ -3,7 +3,9 @@ rewritten only warns; a metrics.jsonl row that cannot be written stops the
 run cleanly (exit 3, one line naming the file and errno) with params.bin
 and summary.json written when there is room for them; a full disk (a small
 tmpfs this test mounts, as root) stops the run with exit 3 and leaves only
-whole files behind. Checks that need a mount print SKIP when mount fails
+whole files behind. A run directory that cannot be created or written, or
+that holds an earlier run's results, is refused at start with exit 2.
+Checks that need a mount print SKIP when mount fails
 and are counted as skipped, never as passed."""
 import json
 import os
@@ -137,6 +139,49 @@ else:
             subprocess.run(["rm", "-rf", out], check=True)
     finally:
         umount(d)
+
+# -- a run directory paramd cannot create or write is refused at start
+# with exit 2 (every rank under mpirun, one message), before any training.
+f = tempfile.mkstemp(prefix="paramd-file-")[1]
+for ranks, mode in ((1, "serial"), (3, "sync")):
+    p = paramd(os.path.join(f, "run"), ["training.mode=" + mode], ranks=ranks)
+    lines = error_lines(p)
+    t.check(p.returncode == 2, "%s: an out_dir under a regular file exits 2 (%d)"
+            % (mode, p.returncode))
+    t.check(len(lines) == 1 and f in lines[0] and "Not a directory" in lines[0] and
+            "--out" in lines[0], "%s: one line naming the path and errno: %r" % (mode, lines))
+os.unlink(f)
+d = mount_tmpfs("size=1m,ro")
+if d is None:
+    SKIPPED.append("read-only out_dir")
+else:
+    try:
+        for out in (d, os.path.join(d, "sub")):
+            p = paramd(out)
+            lines = error_lines(p)
+            t.check(p.returncode == 2, "a read-only out_dir %s exits 2 (%d)" % (out, p.returncode))
+            t.check(len(lines) == 1 and "Read-only file system" in lines[0] and out in lines[0],
+                    "one line naming the path and errno: %r" % lines)
+            t.check(p.stdout == "" and "epoch" not in p.stderr, "nothing trained")
+    finally:
+        umount(d)
+
+# -- a directory that holds a run's results is never overwritten: a second
+# run into it is refused (exit 2, saying how to go on) and leaves it as it was.
+out = tempfile.mkdtemp(prefix="paramd-disk-")
+p = paramd(out, ["training.max_updates=20"])
+t.check(p.returncode == 0, "a first run (%d): %s" % (p.returncode, p.stderr[-300:]))
+before = {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out))}
+for ranks, mode in ((1, "serial"), (3, "async")):
+    p = paramd(out, ["training.mode=" + mode, "training.max_updates=30"], ranks=ranks)
+    lines = error_lines(p)
+    t.check(p.returncode == 2, "%s: a second run into the same out_dir exits 2 (%d)"
+            % (mode, p.returncode))
+    t.check(len(lines) == 1 and "already holds a run's results" in lines[0] and
+            "another --out" in lines[0] and "remove" in lines[0],
+            "%s: one line saying how to proceed: %r" % (mode, lines))
+    after = {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out))}
+    t.check(after == before, "%s: the first run's files are untouched" % mode)
 
 if SKIPPED:
     print("skipped: %s" % ", ".join(SKIPPED))

@@ -73,7 +73,7 @@ static void test_run_directory(void **state)
     char sub[256], path[512];
     snprintf(sub, sizeof sub, "%s/a/b", dir);
     pd_metrics *m = NULL;
-    assert_int_equal(pd_metrics_open(sub, &m), PD_OK);
+    assert_int_equal(pd_metrics_open(sub, false, &m), PD_OK);
 
     const char *names[] = {"W", "b"};
     double pn[] = {1.5, 0.25};
@@ -137,6 +137,15 @@ static void test_run_directory(void **state)
     assert_null(m);
     pd_metrics_close(&m);   /* accepts NULL */
 
+    /* A second run in the same directory is refused, not overwritten. */
+    pd_metrics *again = (pd_metrics *)1;
+    assert_int_equal(pd_metrics_open(sub, false, &again), PD_EINPUT);
+    assert_null(again);
+    char refused[700];
+    snprintf(refused, sizeof refused, "%s: the run directory already holds a run's results "
+             "(summary.json); give another --out (or run.out_dir), or remove %s first", sub, sub);
+    assert_string_equal(pd_err_msg(), refused);
+
     /* The directory holds exactly the four files written: no temporary
      * (NAME.tmp.PID) is left behind by the atomic replacements. A directory
      * that cannot be read fails here rather than looking empty. */
@@ -178,9 +187,10 @@ static void test_open_fails_on_file(void **state)
     assert_true(fd >= 0);
     close(fd);
     pd_metrics *m = NULL;
-    assert_int_equal(pd_metrics_open(path, &m), PD_EIO);
+    assert_int_equal(pd_metrics_open(path, false, &m), PD_EINPUT);
     char want[512];
-    snprintf(want, sizeof want, "%s: not a directory", path);
+    snprintf(want, sizeof want, "%s: not a directory (the run directory, run.out_dir or --out: "
+             "choose one paramd can create)", path);
     assert_string_equal(pd_err_msg(), want);
     assert_null(m);
     unlink(path);
