@@ -715,6 +715,22 @@ static void test_enums_and_lists(void **state)
     }
     const char *opts[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                           "rmsprop_nesterov", "adadelta", "adam", "adamw"};
+    /* lr, momentum, rho, eps, beta1, beta2 of each rule. From the papers:
+     * momentum 0.9 (Sutskever et al. 2013), RMSprop rho 0.9 (Hinton's
+     * lecture 6e), AdaDelta rho 0.95 and eps 1e-6 with lr 1 (Zeiler 2012),
+     * Adam and AdamW alpha 0.001, beta1 0.9, beta2 0.999, eps 1e-8 (Kingma &
+     * Ba 2015; Loshchilov & Hutter 2019). The step sizes of sgd (0.1),
+     * momentum and nesterov (0.01: steady step lr / (1 - 0.9) = 0.1),
+     * adagrad (0.05, eps 1e-7), rmsprop (0.001, eps 1e-6) and
+     * rmsprop_nesterov (1e-4) are paramd's own choice for the demo problem
+     * (src/optim/defaults.c says how they were checked). */
+    static const double rule_defaults[PD_OPT_COUNT][6] = {
+        {0.1, 0, 0, 0, 0, 0},             {0.01, 0.9, 0, 0, 0, 0},
+        {0.01, 0.9, 0, 0, 0, 0},          {0.05, 0, 0, 1e-7, 0, 0},
+        {0.001, 0, 0.9, 1e-6, 0, 0},      {1e-4, 0.9, 0.9, 1e-6, 0, 0},
+        {1.0, 0, 0.95, 1e-6, 0, 0},       {0.001, 0, 0, 1e-8, 0.9, 0.999},
+        {0.001, 0, 0, 1e-8, 0.9, 0.999},
+    };
     for (int o = 0; o < PD_OPT_COUNT; o++) {
         char set[64];
         snprintf(set, sizeof set, "optimizer.name=%s", opts[o]);
@@ -722,8 +738,14 @@ static void test_enums_and_lists(void **state)
         load_ok("", sets, 1, &c);
         assert_int_equal(c.optimizer.name, o);
         assert_str(pd_optimizer_name_str((pd_optimizer_name)o), opts[o]);
-        /* Every rule's defaults are within the table's bounds. */
-        assert_true(c.optimizer.lr > 0 && c.optimizer.momentum < 1 && c.optimizer.beta2 < 1);
+        /* Every rule's defaults, written out (not asked of pd_optim_defaults). */
+        const double *d = rule_defaults[o];
+        assert_dbl(c.optimizer.lr, d[0]);
+        assert_dbl(c.optimizer.momentum, d[1]);
+        assert_dbl(c.optimizer.rho, d[2]);
+        assert_dbl(c.optimizer.eps, d[3]);
+        assert_dbl(c.optimizer.beta1, d[4]);
+        assert_dbl(c.optimizer.beta2, d[5]);
     }
     const char *models[] = {"softmax", "mlp", "linreg", "logreg", "svm"};
     for (int t = 0; t < 5; t++)
