@@ -258,10 +258,11 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS],
         return REFUSE(true, "%s: META: part %u of %u, range [%" PRIu64 ", %" PRIu64 "), "
                       "optimizer %u (damaged)", file, p->part, p->nparts, p->lo, p->hi,
                       p->optim_kind);
-    if (len[PARM] != 4 * (p->hi - p->lo))
-        return REFUSE(true, "%s: PARM: %" PRIu64 " bytes, expected %" PRIu64 " for [%" PRIu64
-                      ", %" PRIu64 ") (damaged)", file, len[PARM], 4 * (p->hi - p->lo), p->lo,
-                      p->hi);
+    /* Divide rather than multiply: 4 (hi - lo) may wrap around. */
+    if (len[PARM] % 4 != 0 || len[PARM] / 4 != p->hi - p->lo)
+        return REFUSE(true, "%s: PARM: %" PRIu64 " bytes, [%" PRIu64 ", %" PRIu64 ") holds %"
+                      PRIu64 " parameters (damaged)", file, len[PARM], p->lo, p->hi,
+                      p->hi - p->lo);
     /* ITER: walk the lengths first. */
     if (len[ITER] < 8)
         return REFUSE(true, "%s: ITER: %" PRIu64 " bytes, too short (damaged)", file, len[ITER]);

@@ -365,6 +365,18 @@ static void test_refusals(void **state)
     }
     assert_int_equal(at, size);
 
+    /* A META range whose 4 (hi - lo) wraps around to the PARM length (a
+     * forged file with valid crcs; found by fuzzing): refused, not read. */
+    memcpy(b, good, size);
+    uint64_t hi = 2 + (1ull << 62) + 2;   /* 4 (hi - lo) = 8 mod 2^64 */
+    for (int k = 0; k < 8; k++)
+        b[40 + 16 + 40 + k] = (unsigned char)(hi >> 8 * k);
+    c = crc(b + 56, 56);
+    for (int k = 0; k < 4; k++)
+        b[40 + 4 + k] = (unsigned char)(c >> 8 * k);
+    expect_refused(b, size, lh, ch, "f.pdck: PARM: 8 bytes, [2, 4611686018427387908) holds "
+                   "4611686018427387906 parameters (damaged)");
+
     expect_refused(good, size - 1, lh, ch,
                    "f.pdck: CNTR: 96 bytes announced, 95 left in the file (truncated)");
     expect_refused(good, 40 + 16 + 56 + 10, lh, ch,
