@@ -30,7 +30,6 @@ typedef struct serial_state {
     uint64_t layout_hash, config_hash;
     int64_t ckpt_update;           /* update of the last one written, -1: none */
     double ckpt_t;                 /* pd_now() at the last one written */
-    bool resumed;
 } serial_state;
 
 /* The two hashes that tie a checkpoint to this model and config. */
@@ -82,10 +81,10 @@ out:
     return err;
 }
 
-/* The rows of out_dir/metrics.jsonl up to update t ("update":N <= t), the
- * part of the run a resume continues; opening the run directory again
- * starts the file afresh, so they are written back (append_rows) before
- * the first new row. No file: no rows. */
+/* The rows of out_dir/metrics.jsonl before update t ("update":N < t), the
+ * part of the run a resume continues (it evaluates at t itself); opening
+ * the run directory again starts the file afresh, so they are written back
+ * (append_rows) before the first new row. No file: no rows. */
 static int rows_upto(const char *out_dir, int64_t t, char **out, size_t *len)
 {
     char path[PD_PATH_MAX + 16];
@@ -102,7 +101,7 @@ static int rows_upto(const char *out_dir, int64_t t, char **out, size_t *len)
     int err = PD_OK;
     while ((got = getline(&line, &cap, f)) > 0) {
         const char *u = strstr(line, "\"update\":");
-        if (!u || line[got - 1] != '\n' || strtoll(u + 9, NULL, 10) > t)
+        if (!u || line[got - 1] != '\n' || strtoll(u + 9, NULL, 10) >= t)
             continue;
         char *g = realloc(buf, n + (size_t)got);
         if (!g) {
@@ -170,7 +169,6 @@ static int resume(serial_state *s, const char *dir)
     s->bad = p.bad;
     l->examples = (int64_t)p.examples;
     s->ckpt_update = s->prog.update;
-    s->resumed = true;
 out:
     pd_ckpt_part_free(&p);
     return err;
@@ -216,10 +214,15 @@ static int train(serial_state *s, const char **exit)
     bool stop = false;
     int epochs = (int)pd_iter_epoch(s->learner.iter);
     int64_t last_eval = s->prog.update;
-    if (!s->resumed)
-        PD_TRY(evaluate(s, &stop));
+    PD_TRY(evaluate(s, &stop));   /* at 0, or where a resumed run starts */
     *exit = "done";
-    while (!stop) {
+    /* A resumed run may already be at its limits: train no further. */
+    bool finished = tc->epochs > 0 && epochs >= tc->epochs;
+    if (!finished && tc->max_updates > 0 && s->prog.update >= tc->max_updates) {
+        *exit = "max_updates";
+        finished = true;
+    }
+    while (!stop && !finished) {
         if (!pd_learner_next(&s->learner)) {
             epochs++;
             if (tc->eval_every == 0 && last_eval != s->prog.update) {

@@ -34,7 +34,17 @@ t.check(sb["params_sha256"] == sa["params_sha256"],
 t.check(sb["updates"] == 120, "the resumed run counts every update: %s" % sb["updates"])
 ub = [r["update"] for r in t.metrics(b)]
 t.check(ub == sorted(ua + [60]), "metrics.jsonl continues without duplicated or missing rows "
-        "(plus the stopped run's final row at 60): %s vs %s" % (ub, ua))
+        "(one row at 60, where it resumed): %s vs %s" % (ub, ua))
+
+# Resuming a run that already reached its limit trains no further.
+b, _ = t.run(CONF, BASE + ["training.max_updates=120"], out=b, args=["--resume"])
+t.check(t.summary(b)["updates"] == 120 and t.summary(b)["params_sha256"] == sa["params_sha256"],
+        "resumed at max_updates: no update more (%s)" % t.summary(b)["updates"])
+e, _ = t.run(CONF, ["training.epochs=1", "checkpoint.every_updates=1000"])
+se = t.summary(e)
+e, _ = t.run(CONF, ["training.epochs=1", "checkpoint.every_updates=1000"], out=e, args=["--resume"])
+t.check(t.summary(e)["updates"] == se["updates"] and t.summary(e)["params_sha256"] == se["params_sha256"],
+        "resumed after its last epoch: no update more (%s, %s)" % (t.summary(e)["updates"], se["updates"]))
 
 # A damaged newest checkpoint (a flipped parameter byte) is skipped with a
 # one-line warning; the one at 40 is used and the result is the same.
