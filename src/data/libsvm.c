@@ -3,6 +3,7 @@
  * lines are skipped, line numbers in messages count every line. Rows go to
  * the loader as CSR with 0-based columns. Two passes: count the records,
  * then parse only what the loader needs. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,12 @@ static int parse_entry(const pd_loader *L, long line, const char *p, const char 
     if (!colon || q == p || q != colon || idx > UINT32_MAX)
         return PD_FAIL(PD_EINPUT, "%s:%ld: cannot parse \"%.*s\" (expected index:value)",
                        path, line, (int)(e - p), p);
+    /* Feature counts are int (model.features): a larger index would be
+     * truncated on its way into the model. */
+    if (idx > INT_MAX)
+        return PD_FAIL(PD_EINPUT, "%s:%ld: index %llu in \"%.*s\": paramd handles feature "
+                       "indices up to %d", path, line, (unsigned long long)idx, (int)(e - p), p,
+                       INT_MAX);
     uint32_t i = (uint32_t)idx;
     if (i == 0)
         return PD_FAIL(PD_EINPUT, "%s:%ld: index 0 in \"%.*s\": indices start at 1", path,

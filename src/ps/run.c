@@ -3,6 +3,7 @@
  * Errors found while ranks set up are agreed on collectively, so one rank
  * reports them and every rank exits with the same status; errors while
  * training abort the job with the error's exit status. */
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,37 @@ static int resolve_shape(pd_config *cfg)
         cfg->model.classes = pd_data_classes(d);
     pd_data_destroy(&d);
     return PD_OK;
+}
+
+/* MPI counts are int: a server's range goes out as (hi - lo) floats, and a
+ * sparse model's payload as 12 (hi - lo) + 8 bytes (comm.h). A model whose
+ * largest server range does not fit is refused here, before anything is
+ * sent, rather than overflowing a count. */
+static int check_counts(const pd_config *cfg)
+{
+    if (cfg->training.mode == PD_MODE_SERIAL)
+        return PD_OK;
+    pd_model *m = NULL;
+    PD_TRY(pd_model_create(&cfg->model, 1, &m));
+    size_t n = pd_model_nparams(m);
+    bool sparse = pd_model_is_sparse(m);
+    pd_model_destroy(&m);
+    int S = cfg->training.servers;
+    size_t range = 0;
+    for (int s = 0; s < S; s++) {
+        size_t lo, hi;
+        pd_server_range(n, S, s, &lo, &hi);
+        range = hi - lo > range ? hi - lo : range;
+    }
+    size_t limit = sparse ? ((size_t)INT_MAX - 8) / 12 : (size_t)INT_MAX;
+    if (range <= limit)
+        return PD_OK;
+    size_t need = (n + limit - 1) / limit;
+    return PD_FAIL(PD_EINPUT, "%s: model.features: %zu parameters over %d server%s is %zu per "
+                   "server; MPI counts are int, so one server holds at most %zu parameters of "
+                   "a %s model (set training.servers to at least %zu)",
+                   cfg->source[0] ? cfg->source : "<config>", n, S, S == 1 ? "" : "s", range,
+                   limit, sparse ? "sparse" : "dense", need);
 }
 
 /* What --check reports, gathered once and printed as text or JSON. */
@@ -93,6 +125,7 @@ int pd_ps_check(const pd_config *in, int ranks, bool json, FILE *out)
 {
     pd_config cfg = *in;
     PD_TRY(resolve_shape(&cfg));
+    PD_TRY(check_counts(&cfg));
     pd_data *d = NULL;
     PD_TRY(pd_data_load(&cfg, 0, 1, PD_PART_TRAIN | PD_PART_VALID | PD_PART_TEST, &d));
     pd_model *m = NULL;
@@ -169,6 +202,8 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
     /* Every rank resolves the same shape from the same files. */
     if (err == PD_OK)
         err = resolve_shape(&cfg);
+    if (err == PD_OK)
+        err = check_counts(&cfg);
     err = pd_comm_agree(&w, err);
     if (err == PD_OK)
         err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, &w);

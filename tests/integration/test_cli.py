@@ -149,6 +149,42 @@ p = paramd(softmax, "--json")
 t.check(p.returncode == 2 and "--json goes with --check" in p.stderr,
         "--json without --check exits 2 (got %d: %s)" % (p.returncode, p.stderr.strip()))
 
+# Large models: MPI counts are int. A sparse model whose payload per server
+# (12 bytes a parameter + 8) would pass INT_MAX is refused before anything is
+# allocated or sent, naming the limit and the fix; a LIBSVM index past
+# INT_MAX is a located data error, not a truncated feature count.
+tmp = tempfile.mkdtemp(prefix="paramd-cli-")
+tiny = os.path.join(tmp, "tiny.svm")
+with open(tiny, "w") as f:
+    f.write("+1 1:0.5 3:1\n-1 2:0.25\n")
+sparse = os.path.join(t.SRC, "tests/conf/sparse.yaml")
+big = ["--set", "data.train=" + tiny, "--set", "data.test=" + tiny, "--set", "training.mode=async"]
+limit = (2**31 - 1 - 8) // 12          # parameters one server may hold: 178956969
+p = paramd(sparse, "--check", *big, "--set", "model.features=%d" % (limit - 1), ranks=3)
+t.check(p.returncode == 0, "a sparse model of %d parameters on one server passes --check (%d): %s"
+        % (limit, p.returncode, p.stderr[-300:]))
+p = paramd(sparse, "--out", os.path.join(tmp, "big"), "--quiet", *big,
+           "--set", "model.features=%d" % limit, ranks=3)
+t.check(p.returncode == 2, "one parameter more (%d) is refused with exit 2 (got %d)"
+        % (limit + 1, p.returncode))
+t.check(p.stderr.count("MPI counts are int") == 1 and "model.features: %d parameters over 1 server"
+        % (limit + 1) in p.stderr and "at most %d" % limit in p.stderr and
+        "set training.servers to at least 2" in p.stderr,
+        "named once with the limit and the fix: %r" % p.stderr[-700:])
+t.check(not os.path.exists(os.path.join(tmp, "big")), "nothing created for the refused model")
+p = paramd(sparse, "--check", *big, "--set", "model.features=%d" % limit,
+           "--set", "training.servers=2", ranks=3)
+t.check(p.returncode == 0, "the same model on two servers passes --check (%d): %s"
+        % (p.returncode, p.stderr[-300:]))
+wide = os.path.join(tmp, "wide.svm")
+with open(wide, "w") as f:
+    f.write("+1 1:0.5\n-1 3:1 2147483648:0.25\n")
+p = paramd(sparse, "--check", "--set", "data.train=" + wide, "--set", "data.test=" + tiny,
+           "--set", "model.features=0")
+t.check(p.returncode == 2 and wide + ":2: index 2147483648" in p.stderr and
+        "up to 2147483647" in p.stderr, "a LIBSVM index past INT_MAX is located (%d): %s"
+        % (p.returncode, p.stderr.strip()))
+
 # A sync config without mpirun is a clear error naming the key.
 p = paramd(os.path.join(t.SRC, "conf/demo.yaml"))
 t.check(p.returncode == 2, "sync without mpirun exits 2 (got %d)" % p.returncode)
