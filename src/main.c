@@ -12,14 +12,18 @@
 #include "paramd/ps.h"
 
 /* Errors found before MPI starts are the same on every rank: rank 0 alone
- * prints them; the others exit quietly with the same status. */
-static int fail(int rank, int err)
+ * prints them; the others exit quietly with the same status, after rank 0
+ * has printed when a launcher started several ranks. */
+static int fail(int rank, int size, int err)
 {
     if (rank == 0) {
         fprintf(stderr, "paramd: %s\n", pd_err_msg());
         if (getenv("PARAMD_DEBUG"))
             fputs(pd_err_where(), stderr);
+        fflush(stderr);
     }
+    if (size > 1)
+        pd_ps_exit_together();
     return pd_exit_status(err);
 }
 
@@ -68,7 +72,7 @@ int main(int argc, char **argv)
     pd_cli cli;
     int err = pd_cli_parse(argc, argv, &cli);
     if (err)
-        return fail(rank, err);
+        return fail(rank, size, err);
     if (cli.help) {
         pd_cli_print_help(stdout);
         return 0;
@@ -84,7 +88,7 @@ int main(int argc, char **argv)
     if (cli.replay_dir) {
         pd_run_opts ropts = {.quiet = cli.quiet};
         err = pd_ps_replay(cli.replay_dir, cli.out_dir, &ropts);
-        return err ? fail(rank, err) : 0;
+        return err ? fail(rank, size, err) : 0;
     }
     pd_config cfg;
     err = pd_config_load(cli.config_path, cli.overrides, cli.n_overrides, &cfg);
@@ -107,13 +111,13 @@ int main(int argc, char **argv)
         err = pd_config_check_world(&cfg, size);
     if (!err && cli.check) {
         err = pd_ps_check(&cfg, size, cli.json, rank == 0 ? stdout : NULL);
-        return err ? fail(rank, err) : 0;
+        return err ? fail(rank, size, err) : 0;
     }
     if (err)
-        return fail(rank, err);
+        return fail(rank, size, err);
     pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,
                         .resume_dir = cli.resume_dir ? cli.resume_dir : cfg.run.out_dir};
     err = pd_ps_run(&cfg, &opts);
     /* pd_ps_run has reported errors found after MPI started itself. */
-    return err ? (size == 1 ? fail(rank, err) : pd_exit_status(err)) : 0;
+    return err ? (size == 1 ? fail(rank, size, err) : pd_exit_status(err)) : 0;
 }

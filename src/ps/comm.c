@@ -127,6 +127,18 @@ void pd_ps_launch_env(int *rank, int *size)
         *size = getenv("PMIX_RANK") ? env_int(steps, 1) : 1;
 }
 
+void pd_ps_exit_together(void)
+{
+    int up = 0;
+    if (MPI_Initialized(&up) != MPI_SUCCESS || (!up && MPI_Init(NULL, NULL) != MPI_SUCCESS))
+        return;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Request r;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &r) == MPI_SUCCESS)
+        (void)pd_comm_wait(&r, NULL);
+    MPI_Finalize();
+}
+
 const char *pd_ps_mpi_version(void)
 {
     static char buf[MPI_MAX_LIBRARY_VERSION_STRING];
