@@ -19,7 +19,7 @@ t.check(ss["applied"] < sb["applied"], "the slow worker sends fewer gradients: %
 
 d, _ = t.run("conf/fmnist-mlp-serial.yaml",
              ["training.mode=sync", "training.backup_workers=1", "model.hidden=[128]",
-              "training.max_updates=150", "faults.slow_workers=[{rank: 3, factor: 4}]"], ranks=4)
+              "training.max_updates=150", "faults.slow_workers=[{rank: 3, factor: 8}]"], ranks=4)
 s = t.summary(d)
 late = [w for w in s["per_worker"] if w["rank"] == 3][0]
 fast = [w for w in s["per_worker"] if w["rank"] != 3]
