@@ -36,6 +36,17 @@ ub = [r["update"] for r in t.metrics(b)]
 t.check(ub == sorted(ua + [60]), "metrics.jsonl continues without duplicated or missing rows "
         "(one row at 60, where it resumed): %s vs %s" % (ub, ua))
 
+# Optimizer state and the shuffle across epochs: adam, 60 updates an epoch
+# (batch 1000 of 60000), stopped in the second epoch at 90 and resumed.
+ADAM = ["optimizer.name=adam", "optimizer.lr=0.001", "training.batch_size=1000",
+        "training.epochs=3", "training.eval_every=50", "checkpoint.every_updates=50"]
+r, _ = t.run(CONF, ADAM)
+sr = t.summary(r)
+q, _ = t.run(CONF, ADAM + ["training.max_updates=90"])
+q, _ = t.run(CONF, ADAM, out=q, args=["--resume"])
+t.check(t.summary(q)["params_sha256"] == sr["params_sha256"] and t.summary(q)["updates"] == 180,
+        "adam resumed in epoch 2 of 3: same params_sha256 after %s updates" % t.summary(q)["updates"])
+
 # Resuming a run that already reached its limit trains no further.
 b, _ = t.run(CONF, BASE + ["training.max_updates=120"], out=b, args=["--resume"])
 t.check(t.summary(b)["updates"] == 120 and t.summary(b)["params_sha256"] == sa["params_sha256"],
