@@ -87,6 +87,10 @@ typedef struct pd_summary {
     double server_loop_cpu_s;              /* serving threads only; NAN likewise */
     int64_t params_sent_floats;            /* server 0's replies; -1 where not counted */
     const pd_worker_stats *workers_stats;  /* per worker (n_workers_stats), or NULL */
+    const int64_t *server_applied, *server_bad, *server_dropped;   /* per server */
+    const int64_t *server_applied_set;     /* per server: a fingerprint of which
+                                              gradients it applied (equal sets, equal) */
+    int n_servers_stats;                   /* 0: no per_server list */
     int n_workers_stats;
 } pd_summary;
 

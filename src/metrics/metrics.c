@@ -379,6 +379,17 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
         fputc('}', f);
     }
     fputs("]", f);
+    fputs(",\n  \"per_server\":[", f);
+    for (int i = 0; i < s->n_servers_stats; i++) {
+        fprintf(f, "%s{", i ? "," : "");
+        jint(f, "server", i);
+        fputc(',', f); jint(f, "applied", s->server_applied[i]);
+        fputc(',', f); jint(f, "bad", s->server_bad[i]);
+        fputc(',', f); jint(f, "dropped", s->server_dropped[i]);
+        fputc(',', f); jint(f, "applied_set", s->server_applied_set[i]);
+        fputc('}', f);
+    }
+    fputs("]", f);
     fputs(",\n  ", f); jint(f, "best_update", s->best_update);
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);

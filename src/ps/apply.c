@@ -40,14 +40,6 @@ static void count_drop(server *sv, peer *p, enum pd_drop_kind kind)
     atomic_fetch_add(&sv->dropped[kind], 1);
 }
 
-/* Once stopping, gradients still in flight are not applied: dropped and
- * counted, answered with STOP. */
-static int drop_stopping(server *sv, int w)
-{
-    count_drop(sv, &sv->peers[w], PD_DROP_AT_STOP);
-    return server_reply(sv, w, false);
-}
-
 /* Async with training.trace: one record per gradient, in arrival order. */
 static int trace(server *sv, const pd_trace_rec *rec)
 {
@@ -119,8 +111,19 @@ int server_reply(server *sv, int w, bool elastic)
 
 /* ---- applying ----------------------------------------------------------- */
 
+/* splitmix64 of (worker, request): summed over the applied gradients, a
+ * fingerprint of which ones a server applied, in any order. */
+static uint64_t mix(uint64_t w, uint64_t seq)
+{
+    uint64_t z = (w << 40 ^ seq) + 0x9e3779b97f4a7c15u;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
 static void record_staleness(server *sv, peer *p, int64_t tau)
 {
+    atomic_fetch_add(&sv->applied_mix, mix((uint64_t)(p - sv->peers), (uint64_t)p->in.seq));
     p->applied++;   /* a peer is served by one thread: no atomics */
     p->stale_sum += tau;
     atomic_fetch_add(&sv->applied, 1);
@@ -187,46 +190,125 @@ int server_release_waiting(server *sv)
     return PD_OK;
 }
 
-int server_on_grad_async(server *sv, int w)
+static bool finite_hdr(const peer *p)
+{
+    return isfinite(p->in.loss) && isfinite(p->in.norm);
+}
+
+/* Server 0 (or the only server): what becomes of worker p's gradient. A
+ * version is taken for an applied one. */
+static void decide(server *sv, const peer *p, pd_decision *d)
+{
+    const pd_training_config *tc = &sv->cfg->training;
+    int64_t tau = atomic_load(&sv->version) - p->in.version, v;
+    *d = (pd_decision){.seq = p->in.seq, .made = -1, .outcome = PD_OUT_APPLIED};
+    if (atomic_load(&sv->stopping))
+        d->outcome = PD_OUT_AT_STOP;
+    else if (!mode_of(sv)->elastic && tc->max_staleness >= 0 &&
+             tc->staleness_policy == PD_STALE_DROP && tau > tc->max_staleness)
+        d->outcome = PD_OUT_STALE;
+    else if (!finite_hdr(p))
+        d->outcome = PD_OUT_BAD;
+    else if (!take_version(sv, &v))
+        d->outcome = PD_OUT_AT_STOP;   /* another hogwild thread took the last */
+    else {
+        d->made = v + 1;
+        d->tau = mode_of(sv)->elastic ? 0 : v - p->in.version;
+    }
+    d->stop = atomic_load(&sv->stopping);
+}
+
+/* Server 0 with S > 1: tell every other server. */
+static int send_decision(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    int S = sv->world->servers;
+    PD_TRY(pd_comm_waitall(S - 1, p->dsend + 1));   /* the previous one has left */
+    for (int s = 1; s < S; s++)
+        PD_MPI(MPI_Isend(&p->dec, sizeof p->dec, MPI_BYTE, pd_server_rank(s), PD_TAG_DECIDE + w,
+                         MPI_COMM_WORLD, &p->dsend[s]));
+    return PD_OK;
+}
+
+int server_post_decision(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    PD_MPI(MPI_Irecv(&p->dec, sizeof p->dec, MPI_BYTE, 0, PD_TAG_DECIDE + w, MPI_COMM_WORLD,
+                     &p->dreq));
+    return PD_OK;
+}
+
+/* Servers > 0: wait for server 0's decision on the gradient just received
+ * (answering SNAP requests meanwhile, server 0 may be gathering), and take
+ * its version and stop. */
+static int follow(server *sv, int w, bool control)
+{
+    peer *p = &sv->peers[w];
+    PD_TRY(control ? server_wait_collective(sv, &p->dreq) : pd_comm_wait(&p->dreq, NULL));
+    if (p->dec.seq != p->in.seq)
+        return PD_FAIL(PD_EMPI, "server %d: server 0 decided on request %lld of worker %d, "
+                       "expected %lld", sv->world->index, (long long)p->dec.seq, w,
+                       (long long)p->in.seq);
+    int64_t cur = atomic_load(&sv->version);
+    while (p->dec.made > cur && !atomic_compare_exchange_weak(&sv->version, &cur, p->dec.made))
+        ;
+    if (p->dec.made > 0)
+        applied_version(sv, p->dec.made);
+    if (p->dec.stop)
+        atomic_store(&sv->stopping, true);
+    return server_post_decision(sv, w);
+}
+
+/* The decision on worker w's gradient: made here, or server 0's. */
+static int decision(server *sv, int w, bool control)
+{
+    peer *p = &sv->peers[w];
+    if (sv->follows)
+        return follow(sv, w, control);
+    decide(sv, p, &p->dec);
+    return sv->decides ? send_decision(sv, w) : PD_OK;
+}
+
+/* Count a gradient that is not applied; false if it is to be applied. */
+static bool count_unapplied(server *sv, peer *p)
+{
+    switch (p->dec.outcome) {
+    case PD_OUT_BAD:      atomic_fetch_add(&sv->bad, 1); return true;
+    case PD_OUT_STALE:    count_drop(sv, p, PD_DROP_STALE); return true;
+    case PD_OUT_AT_STOP:  count_drop(sv, p, PD_DROP_AT_STOP); return true;
+    default:              return false;
+    }
+}
+
+int server_on_grad_async(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
     const pd_training_config *tc = &sv->cfg->training;
     p->clock++;
-    pd_trace_rec rec = {.worker = (uint32_t)w, .outcome = PD_TRACE_DROPPED, .seq = p->in.seq,
-                        .from = p->in.version, .made = -1};
-    int64_t tau = atomic_load(&sv->version) - p->in.version, v;
-    if (atomic_load(&sv->stopping)) {
-        PD_TRY(trace(sv, &rec));
-        PD_TRY(drop_stopping(sv, w));
-        return server_post_recv(sv, w);
-    }
-    if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_DROP &&
-        tau > tc->max_staleness) {
-        count_drop(sv, p, PD_DROP_STALE);
-    } else if (!grad_ok(sv, p)) {
-        rec.outcome = PD_TRACE_BAD;
-    } else if (!take_version(sv, &v)) {
-        /* Another hogwild thread took the last version meanwhile. */
-        count_drop(sv, p, PD_DROP_AT_STOP);
-    } else {
-        /* Hogwild threads each take their own version number; the apply
+    PD_TRY(decision(sv, w, control));
+    static const int trace_outcome[] = {[PD_OUT_APPLIED] = PD_TRACE_APPLIED,
+                                        [PD_OUT_BAD] = PD_TRACE_BAD,
+                                        [PD_OUT_STALE] = PD_TRACE_DROPPED,
+                                        [PD_OUT_AT_STOP] = PD_TRACE_DROPPED};
+    pd_trace_rec rec = {.worker = (uint32_t)w, .outcome = trace_outcome[p->dec.outcome],
+                        .seq = p->in.seq, .from = p->in.version, .made = p->dec.made};
+    if (!count_unapplied(sv, p)) {
+        /* Hogwild threads each have their own version number; the apply
          * itself runs concurrently with theirs, without a lock. */
-        tau = v - p->in.version;
-        apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), v + 1);
+        int64_t tau = p->dec.tau;
+        apply_one(sv, p, pd_optim_staleness_scale(&sv->cfg->optimizer, tau), p->dec.made);
         if (p->in.flags & PD_FLAG_SPARSE)
             server_note_sparse(sv, pd_sparse_idx(p->sp), pd_sparse_val(p->sp, p->in.nnz),
                                (size_t)p->in.nnz);
         else
             server_note_grad(sv, p->g);
-        rec.outcome = PD_TRACE_APPLIED;
-        rec.made = v + 1;
         record_staleness(sv, p, tau);
         atomic_fetch_add(&sv->examples, p->in.examples);
         add_loss(sv, p->in.loss);
     }
     PD_TRY(trace(sv, &rec));
-    if (tc->max_staleness >= 0 && tc->staleness_policy == PD_STALE_WAIT &&
-        p->clock - min_clock(sv) > tc->max_staleness) {
+    if (p->dec.outcome != PD_OUT_AT_STOP && tc->max_staleness >= 0 &&
+        tc->staleness_policy == PD_STALE_WAIT && p->clock - min_clock(sv) > tc->max_staleness) {
         p->waiting = true;
         return PD_OK;
     }
@@ -409,21 +491,13 @@ int server_on_grad_sync(server *sv, int w)
 /* easgd: centre += alpha (x_w - centre); the difference goes back. A model
  * that is not finite is counted bad and answered with the centre itself
  * (flag RESET), from which the worker starts again. */
-int server_on_model_easgd(server *sv, int w)
+int server_on_model_easgd(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
-    if (atomic_load(&sv->stopping)) {
-        PD_TRY(drop_stopping(sv, w));
-        return server_post_recv(sv, w);
-    }
-    int64_t v;
-    if (!grad_ok(sv, p)) {
-        p->reset = true;
+    PD_TRY(decision(sv, w, control));
+    if (count_unapplied(sv, p)) {
+        p->reset = p->dec.outcome == PD_OUT_BAD;
         PD_TRY(server_reply(sv, w, false));
-        return server_post_recv(sv, w);
-    }
-    if (!take_version(sv, &v)) {
-        PD_TRY(drop_stopping(sv, w));
         return server_post_recv(sv, w);
     }
     float alpha = (float)sv->cfg->training.elastic_alpha;

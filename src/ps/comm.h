@@ -35,7 +35,12 @@
  *           flags 1 on the final one); server s -> 0: reply header, server
  *           s's range for evaluation (floats), then ntensors doubles: its
  *           part of the last sync round's per-tensor gradient sums of
- *           squares (zeros in other modes), three messages on CTRL + 1
+ *           squares (zeros in other modes), three messages on CTRL + 1;
+ *           the final reply's header carries server s's counts: seq =
+ *           applied, nnz = bad, npull = dropped
+ *   DECIDE  server 0 -> server s (async, hogwild, easgd with S > 1): a
+ *           pd_decision per gradient, on tag PD_TAG_DECIDE + worker; server
+ *           s holds the worker's gradient until it arrives
  * Every GRAD/MODEL/HELLO gets exactly one reply (PARAMS or STOP), so a
  * worker has at most one request outstanding per server.
  */
@@ -50,6 +55,21 @@
 #include "paramd/error.h"
 
 enum { PD_TAG_DATA = 11, PD_TAG_CTRL = 12 };
+/* Server 0's decision on worker w's gradient goes to each other server on
+ * tag PD_TAG_DECIDE + w (async, hogwild, easgd with S > 1). */
+enum { PD_TAG_DECIDE = 1000 };
+
+/* One decision per gradient, made by server 0 and followed by every
+ * server, so a gradient is applied on all shards with one scale (from
+ * tau) and one step number, or on none. */
+enum pd_outcome { PD_OUT_APPLIED, PD_OUT_BAD, PD_OUT_STALE, PD_OUT_AT_STOP };
+typedef struct pd_decision {
+    int64_t seq;          /* the worker's request it is about */
+    int64_t made;         /* applied: the version it made */
+    int64_t tau;          /* applied: its staleness at server 0 */
+    int32_t outcome;      /* enum pd_outcome */
+    int32_t stop;         /* server 0 is stopping: reply STOP */
+} pd_decision;
 
 enum pd_msg_kind {
     PD_MSG_HELLO = 1, PD_MSG_GRAD, PD_MSG_MODEL, PD_MSG_PARAMS, PD_MSG_STOP,

@@ -334,6 +334,11 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.dropped_stale = rs->dropped_stale;
         s.dropped_late = rs->dropped_late;
         s.dropped_at_stop = rs->dropped_at_stop;
+        s.server_applied = rs->server_applied;
+        s.server_bad = rs->server_bad;
+        s.server_dropped = rs->server_dropped;
+        s.server_applied_set = rs->server_applied_set;
+        s.n_servers_stats = rs->n_servers;
         s.server_cpu_s = rs->server_cpu_s;
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
         s.params_sent_floats = rs->params_sent_floats;

@@ -79,6 +79,12 @@ static int gather(server *sv, float *buf, bool final, double *gsq)
         PD_TRY(pd_comm_waitall(4, r));
         for (size_t t = 0; t < T; t++)
             gsq[t] += part[t];
+        if (final && s < PD_MAX_SERVERS_STATS) {
+            sv->others_applied[s] = rep.seq;
+            sv->others_bad[s] = rep.nnz;
+            sv->others_dropped[s] = rep.npull;
+            sv->others_mix[s] = rep.lo;
+        }
     }
     return PD_OK;
 }
@@ -161,7 +167,9 @@ int server_round_closed(server *sv)
  * sync mode, their part of the last round's gradient sums of squares. */
 int server_answer_snap(server *sv)
 {
-    static const pd_msg_hdr rep = {.kind = PD_MSG_SNAP};
+    pd_msg_hdr rep = {.kind = PD_MSG_SNAP, .seq = atomic_load(&sv->applied),
+                       .nnz = atomic_load(&sv->bad), .npull = dropped_total(sv),
+                       .lo = (int64_t)atomic_load(&sv->applied_mix)};
     size_t T = pd_model_ntensors(sv->model);
     double part[PD_MAX_TENSORS] = {0};
     if (mode_of(sv)->grad_norms && atomic_load(&sv->version) > 0)
@@ -253,7 +261,7 @@ static int on_hello(server *sv, int w)
     return server_post_recv(sv, w);
 }
 
-static int on_message(server *sv, int w)
+static int on_message(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
     PD_TRY(pd_comm_wait(&p->rpay, NULL));
@@ -278,8 +286,8 @@ static int on_message(server *sv, int w)
         if (mode_of(sv)->rounds)
             return server_on_grad_sync(sv, w);
         if (mode_of(sv)->elastic)
-            return server_on_model_easgd(sv, w);
-        PD_TRY(server_on_grad_async(sv, w));
+            return server_on_model_easgd(sv, w, control);
+        PD_TRY(server_on_grad_async(sv, w, control));
         if (mode_of(sv)->ssp && sv->cfg->training.max_staleness >= 0)
             PD_TRY(server_release_waiting(sv));
         return PD_OK;
@@ -357,7 +365,7 @@ static int serve(loop_arg *a)
             PD_TRY_GOTO(err, on_snap_request(sv), out);
             continue;
         }
-        PD_TRY_GOTO(err, on_message(sv, w), out);
+        PD_TRY_GOTO(err, on_message(sv, w, a->control), out);
         if (a->control) {
             PD_TRY_GOTO(err, check_stop(sv), out);
             PD_TRY_GOTO(err, maybe_eval(sv, false), out);
@@ -460,9 +468,29 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         return PD_ENOMEM;
     for (int w = 0; w <= W; w++)
         sv->hreq[w] = MPI_REQUEST_NULL;
+    bool shared = world->servers > 1 && mode_of(sv)->each;
+    sv->decides = shared && world->index == 0;
+    sv->follows = shared && world->index > 0;
+    if (shared) {
+        int *ub = NULL, flag = 0;
+        PD_MPI(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag));
+        if (flag && PD_TAG_DECIDE + (int64_t)W > *ub)
+            return PD_FAIL(PD_EINPUT, "training.servers: %d servers in %s mode need MPI tags up to "
+                           "%lld for %d workers; this MPI allows %d (use one server)",
+                           world->servers, pd_mode_name(cfg->training.mode),
+                           (long long)PD_TAG_DECIDE + W, W, *ub);
+    }
     for (int w = 0; w < W; w++) {
         peer *p = &sv->peers[w];
-        p->rout[0] = p->rout[1] = p->rpay = MPI_REQUEST_NULL;
+        p->rout[0] = p->rout[1] = p->rpay = p->dreq = MPI_REQUEST_NULL;
+        if (sv->decides) {
+            if (!(p->dsend = pd_malloc((size_t)world->servers * sizeof *p->dsend)))
+                return PD_ENOMEM;
+            for (int s = 0; s < world->servers; s++)
+                p->dsend[s] = MPI_REQUEST_NULL;
+        }
+        if (sv->follows)
+            PD_TRY(server_post_decision(sv, w));
         p->active = true;
         p->g = pd_calloc(sv->n, sizeof *p->g);
         p->reply = pd_calloc(sv->n, sizeof *p->reply);
@@ -494,6 +522,7 @@ static void teardown(server *sv)
             free(sv->peers[w].g);
             free(sv->peers[w].reply);
             free(sv->peers[w].sp);
+            free(sv->peers[w].dsend);
         }
     }
     free(sv->peers);
@@ -544,6 +573,23 @@ static int finish(server *sv, double cpu0)
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)
             rs.stale_hist_n = i + 1;
+    /* What each server did (S > 1: every server follows one decision per
+     * gradient, so the counts agree; server 0's own in entry 0). */
+    int64_t sa[PD_MAX_SERVERS_STATS], sb[PD_MAX_SERVERS_STATS], sd[PD_MAX_SERVERS_STATS],
+            sm[PD_MAX_SERVERS_STATS];
+    rs.n_servers = sv->world->servers < PD_MAX_SERVERS_STATS ? sv->world->servers
+                                                            : PD_MAX_SERVERS_STATS;
+    for (int s = 0; s < rs.n_servers; s++) {
+        sa[s] = s ? sv->others_applied[s] : rs.applied;
+        sb[s] = s ? sv->others_bad[s] : rs.bad;
+        sd[s] = s ? sv->others_dropped[s] : dropped_total(sv);
+        /* 53 bits: exact in every JSON reader */
+        sm[s] = (int64_t)((s ? (uint64_t)sv->others_mix[s] : atomic_load(&sv->applied_mix)) >> 11);
+    }
+    rs.server_applied = sa;
+    rs.server_bad = sb;
+    rs.server_dropped = sd;
+    rs.server_applied_set = sm;
     pd_worker_stats ws[PD_MAX_WORKER_STATS];
     rs.n_workers = sv->world->workers < PD_MAX_WORKER_STATS ? sv->world->workers
                                                            : PD_MAX_WORKER_STATS;
@@ -573,8 +619,17 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
         err = serve_all(&sv);
     if (err == PD_OK && world->index == 0)
         err = finish(&sv, cpu0);
-    for (int w = 0; err == PD_OK && w < world->workers; w++)
+    for (int w = 0; err == PD_OK && w < world->workers; w++) {
         err = pd_comm_waitall(2, sv.peers[w].rout);
+        if (err == PD_OK && sv.decides)
+            err = pd_comm_waitall(world->servers - 1, sv.peers[w].dsend + 1);
+        if (err == PD_OK && sv.peers[w].dreq != MPI_REQUEST_NULL) {
+            /* The receive of a decision that never comes. */
+            int rc = MPI_Cancel(&sv.peers[w].dreq);
+            err = rc == MPI_SUCCESS ? pd_comm_wait(&sv.peers[w].dreq, NULL)
+                                    : pd_mpi_fail(rc, "MPI_Cancel", __FILE__, __LINE__, __func__);
+        }
+    }
     teardown(&sv);
     return err;
 }

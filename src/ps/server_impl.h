@@ -16,6 +16,7 @@
 #include "train.h"
 
 #define STALE_HIST 64
+#define PD_MAX_SERVERS_STATS 64
 
 enum pd_drop_kind { PD_DROP_STALE, PD_DROP_LATE, PD_DROP_AT_STOP, PD_DROP_KINDS };
 
@@ -33,6 +34,9 @@ typedef struct peer {
     int64_t applied, dropped, stale_sum;   /* this worker's gradients */
     bool good;                     /* rounds: its gradient/model is finite */
     bool reset;                    /* easgd: reply with the centre (bad model) */
+    pd_decision dec;               /* S > 1: server 0's decision on its gradient */
+    MPI_Request dreq;              /* servers > 0: its receive; server 0: its sends */
+    MPI_Request *dsend;            /* server 0: [S] sends of dec (entry 0 unused) */
     double epoch;
 } peer;
 
@@ -60,6 +64,8 @@ typedef struct server {
      * at_stop (in flight when the run stopped). examples: of applied ones. */
     _Atomic int64_t applied, bad, examples, stale_sum, stale_max;
     _Atomic int64_t dropped[PD_DROP_KINDS];
+    _Atomic uint64_t applied_mix;  /* sum of a hash of (worker, seq) per applied
+                                      gradient: equal sets, equal sums */
     _Atomic int64_t stale_hist[STALE_HIST];
     int64_t sent_total;            /* from FINAL messages */
     _Atomic int64_t sent_floats;   /* parameter floats in replies */
@@ -67,6 +73,11 @@ typedef struct server {
     int64_t loss_n;
     _Atomic bool stopping;         /* STOP goes out on the next replies */
     _Atomic bool failed;           /* a serving thread failed: the others end */
+    bool decides, follows;         /* S > 1, each-message modes: server 0 decides
+                                      for every gradient, the others follow */
+    int64_t others_applied[PD_MAX_SERVERS_STATS], others_bad[PD_MAX_SERVERS_STATS],
+            others_dropped[PD_MAX_SERVERS_STATS],   /* server 0: from the final SNAP */
+            others_mix[PD_MAX_SERVERS_STATS];
     bool early_stopped;
     double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
     FILE *trace;                   /* server 0, async with training.trace */
@@ -97,11 +108,15 @@ static inline const pd_mode_props *mode_of(const server *sv)
 /* apply.c */
 int server_post_recv(server *sv, int w);
 int server_reply(server *sv, int w, bool elastic);
-int server_on_grad_async(server *sv, int w);
+/* Async/hogwild/easgd: `control` is the thread that answers SNAP requests
+ * (it keeps answering them while it waits for server 0's decision). */
+int server_on_grad_async(server *sv, int w, bool control);
+/* Servers > 0 with S > 1: post the receive of server 0's next decision. */
+int server_post_decision(server *sv, int w);
 int server_release_waiting(server *sv);
 int server_on_grad_sync(server *sv, int w);
 int server_maybe_close_round(server *sv);
-int server_on_model_easgd(server *sv, int w);
+int server_on_model_easgd(server *sv, int w, bool control);
 /* server.c */
 int server_answer_snap(server *sv);
 /* Rounds (sync, local_sgd): after a step, before its replies go out. Server

@@ -89,6 +89,9 @@ typedef struct pd_run_stats {
     size_t stale_hist_n;
     int64_t applied, sent, bad;   /* gradients applied, sent by workers, non-finite */
     int64_t dropped_stale, dropped_late, dropped_at_stop;   /* their sum: p->dropped */
+    const int64_t *server_applied, *server_bad, *server_dropped;   /* [n_servers] */
+    const int64_t *server_applied_set;   /* fingerprint of which gradients were applied */
+    int n_servers;
     double server_cpu_s;          /* server 0's CPU time (user + system), all threads */
     double server_loop_cpu_s;     /* of which its serving threads (no evaluation) */
     int64_t params_sent_floats;   /* parameter floats in server 0's replies */

@@ -91,4 +91,43 @@ for i in range(3):
             "hogwild T=4 stops at max_updates: updates %s, applied %s == 40"
             % (s["updates"], s["gradients_applied"]))
     t.check_accounting(s, "hogwild max_updates")
+# Two servers agree on each gradient: server 0 decides (apply with one
+# step number and staleness, drop, bad, stop) and server 1 follows, so
+# their counts are the same in the drop policy (where each server's own
+# staleness would differ), with inverse staleness scaling, at max_updates,
+# in hogwild and in easgd.
+def per_server_agree(s, name):
+    ps = s["per_server"]
+    t.check(len(ps) == 2 and ps[0]["applied"] == ps[1]["applied"] and ps[0]["bad"] == ps[1]["bad"]
+            and ps[0]["dropped"] == ps[1]["dropped"] and ps[0]["applied_set"] == ps[1]["applied_set"],
+            "%s: both servers did the same: %s" % (name, ps))
+    t.check(ps[0]["applied"] == s["gradients_applied"], "%s: server 0's applied %s in the summary"
+            % (name, ps[0]["applied"]))
+    t.check_accounting(s, name)
+
+
+for name, sets, ranks in (
+        ("async S=2 drop", ["training.mode=async", "training.max_staleness=0",
+                            "training.staleness_policy=drop", "training.max_updates=300",
+                            "optimizer.staleness_scaling=inverse"], 5),
+        ("async S=2 wait", ["training.mode=async", "training.max_staleness=1",
+                            "training.max_updates=200"], 5),
+        ("hogwild S=2", ["training.mode=hogwild", "training.server_threads=2",
+                         "training.max_staleness=1", "training.staleness_policy=drop",
+                         "training.max_updates=200"], 6),
+        ("easgd S=2", ["training.mode=easgd", "training.max_updates=50"], 5)):
+    d, _ = t.run("tests/conf/softmax.yaml", sets + ["training.servers=2"], ranks=ranks)
+    s = t.summary(d)
+    per_server_agree(s, name)
+    if "drop" in name:
+        t.check(s["dropped_stale"] > 0, "%s drops stale gradients: %s" % (name, s["dropped_stale"]))
+    t.check(s["updates"] == s["gradients_applied"] <= int([x for x in sets if "max_updates" in x][0]
+                                                           .split("=")[1]),
+            "%s: updates == applied <= max_updates: %s, %s" % (name, s["updates"], s["gradients_applied"]))
+
+# Bad gradients with two servers in async mode: both count the same 2.
+d, _ = t.run(conf, ["training.mode=async", "training.servers=2"], ranks=4)
+s = t.summary(d)
+per_server_agree(s, "async S=2 bad")
+t.check(s["gradients_bad"] == 2, "async S=2: 2 bad: %s" % s["gradients_bad"])
 t.done()
