@@ -124,14 +124,19 @@ void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_
     pthread_mutex_unlock(&sv->mu);
 }
 
-static int maybe_eval(server *sv, bool force)
+/* Evaluate when due. at_boundary: called where the parameters are one
+ * version on every server (rounds: after a step, before its replies; the
+ * modes without rounds: anywhere). Between the steps of rounds with S > 1
+ * another server may already have made the next version, so a due
+ * evaluation (the time trigger) waits for the next round's close. */
+static int maybe_eval(server *sv, bool at_boundary)
 {
     if (sv->world->index != 0)
         return PD_OK;
     pd_progress pg;
     progress(sv, &pg);
     PD_TRY(pd_eval_thread_error(sv->et));
-    if (!force && (atomic_load(&sv->updates_per_epoch) == 0 || !eval_due(sv, pg.update))) {
+    if (!at_boundary || atomic_load(&sv->updates_per_epoch) == 0 || !eval_due(sv, pg.update)) {
         pd_eval_thread_progress(sv->et, &pg);
         return PD_OK;
     }
@@ -160,7 +165,7 @@ static int maybe_eval(server *sv, bool force)
 
 int server_round_closed(server *sv)
 {
-    return maybe_eval(sv, false);
+    return maybe_eval(sv, true);
 }
 
 /* Servers > 0 answer SNAP requests from server 0 with their range and, in
@@ -368,7 +373,7 @@ static int serve(loop_arg *a)
         PD_TRY_GOTO(err, on_message(sv, w, a->control), out);
         if (a->control) {
             PD_TRY_GOTO(err, check_stop(sv), out);
-            PD_TRY_GOTO(err, maybe_eval(sv, false), out);
+            PD_TRY_GOTO(err, maybe_eval(sv, !mode_of(sv)->rounds), out);
         } else if (atomic_load(&sv->bad) > sv->cfg->training.max_bad_updates) {
             PD_TRY_GOTO(err, check_stop(sv), out);
         }

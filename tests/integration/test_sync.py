@@ -56,6 +56,21 @@ for mode in ("sync", "async"):
     t.check(t.summary(ser)["params_sha256"] == t.summary(dist)["params_sha256"],
             "nesterov %s W=1 equals serial bit for bit" % mode)
 
+# Time-triggered evaluations with S=2 are taken at round boundaries: each
+# row's test loss is the one an S=1 run evaluating every update has at that
+# update (a snapshot mixing versions t and t+1 would differ).
+ref, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
+                                           "training.eval_every=1"], ranks=3)
+by_update = {r["update"]: r["test_loss"] for r in t.metrics(ref)}
+two, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
+                                           "training.servers=2", "training.eval_every=1000000",
+                                           "training.eval_every_seconds=0.001"], ranks=4)
+rows = t.metrics(two)
+bad = [(r["update"], r["test_loss"], by_update[r["update"]]) for r in rows
+       if abs(r["test_loss"] - by_update[r["update"]]) > 1e-5 * abs(by_update[r["update"]])]
+t.check(len(rows) >= 5 and not bad, "sync S=2 time-triggered evaluations are of one version: "
+        "%d rows, mismatches %s" % (len(rows), bad[:3]))
+
 # Clipping by global norm stays correct with S=2.
 clip = base + ["training.mode=sync", "optimizer.clip_norm=0.5"]
 one, _ = t.run("tests/conf/softmax.yaml", clip, ranks=3)
