@@ -145,12 +145,23 @@ static bool grad_ok(server *sv, const peer *p)
     return false;
 }
 
+/* One writer per total (see server_impl.h): no lock, no read-modify-write. */
+static void add_loss_to(_Atomic double *sum, _Atomic int64_t *n, double loss)
+{
+    atomic_store_explicit(sum, atomic_load_explicit(sum, memory_order_relaxed) + loss,
+                          memory_order_relaxed);
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
 static void add_loss(server *sv, double loss)
 {
-    pthread_mutex_lock(&sv->mu);
-    sv->loss_sum += loss;
-    sv->loss_n++;
-    pthread_mutex_unlock(&sv->mu);
+    add_loss_to(&sv->loss_sum, &sv->loss_n, loss);
+}
+
+static void add_peer_loss(peer *p)
+{
+    add_loss_to(&p->loss_sum, &p->loss_n, p->in.loss);
 }
 
 /* Apply one worker's gradient alone (async, hogwild). */
@@ -304,7 +315,7 @@ int server_on_grad_async(server *sv, int w, bool control)
             server_note_grad(sv, p->g);
         record_staleness(sv, p, tau);
         atomic_fetch_add(&sv->examples, p->in.examples);
-        add_loss(sv, p->in.loss);
+        add_peer_loss(p);
     }
     PD_TRY(trace(sv, &rec));
     if (p->dec.outcome != PD_OUT_AT_STOP && tc->max_staleness >= 0 &&
@@ -509,7 +520,7 @@ int server_on_model_easgd(server *sv, int w, bool control)
     }
     atomic_fetch_add(&sv->examples, p->in.examples);
     record_staleness(sv, p, 0);
-    add_loss(sv, p->in.loss);
+    add_peer_loss(p);
     PD_TRY(server_reply(sv, w, true));
     return server_post_recv(sv, w);
 }

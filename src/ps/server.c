@@ -30,11 +30,27 @@ static int64_t dropped_total(server *sv)
     return n;
 }
 
+/* The loss totals of every thread, read lock-free. */
+static void loss_totals(server *sv, double *sum, int64_t *n)
+{
+    *n = atomic_load_explicit(&sv->loss_n, memory_order_acquire);
+    *sum = atomic_load_explicit(&sv->loss_sum, memory_order_relaxed);
+    for (int w = 0; w < sv->world->workers; w++) {
+        const peer *p = &sv->peers[w];
+        *n += atomic_load_explicit(&p->loss_n, memory_order_acquire);
+        *sum += atomic_load_explicit(&p->loss_sum, memory_order_relaxed);
+    }
+}
+
 static void progress(server *sv, pd_progress *pg)
 {
     int64_t applied = atomic_load(&sv->applied);
-    pthread_mutex_lock(&sv->mu);   /* hogwild threads add to the loss */
-    double train_loss = sv->loss_n ? sv->loss_sum / (double)sv->loss_n : NAN;
+    double sum, train_loss;
+    int64_t n;
+    loss_totals(sv, &sum, &n);
+    pthread_mutex_lock(&sv->mu);
+    train_loss = n > sv->loss_mark_n ? (sum - sv->loss_mark_sum) / (double)(n - sv->loss_mark_n)
+                                     : NAN;
     pthread_mutex_unlock(&sv->mu);
     double epoch = 0;
     for (int w = 0; w < sv->world->workers; w++)
@@ -96,7 +112,8 @@ static bool eval_due(const server *sv, int64_t update)
            (secs > 0 && pd_now() - sv->last_eval_t >= secs && update > sv->last_eval_update);
 }
 
-/* Under sv->mu: is a gradient note wanted now? */
+/* Is a gradient note wanted now? Lock-free (its inputs are atomics), so
+ * the hot path takes sv->mu only when an evaluation is due. */
 static bool note_wanted(server *sv)
 {
     return sv->world->index == 0 &&
@@ -106,6 +123,8 @@ static bool note_wanted(server *sv)
 
 void server_note_grad(server *sv, const float *g)
 {
+    if (!note_wanted(sv))
+        return;
     pthread_mutex_lock(&sv->mu);
     if (note_wanted(sv)) {
         pd_model_tensor_sumsq_range(sv->model, g, sv->lo, sv->hi, sv->gsq);
@@ -116,6 +135,8 @@ void server_note_grad(server *sv, const float *g)
 
 void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_t nnz)
 {
+    if (!note_wanted(sv))
+        return;
     pthread_mutex_lock(&sv->mu);
     if (note_wanted(sv)) {
         pd_model_tensor_sumsq_sparse(sv->model, idx, val, nnz, sv->gsq);
@@ -156,8 +177,7 @@ static int maybe_eval(server *sv, bool at_boundary)
     sv->gnorm_ok = false;
     sv->last_eval_t = pd_now();
     sv->last_eval_update = pg.update;
-    sv->loss_sum = 0;
-    sv->loss_n = 0;
+    loss_totals(sv, &sv->loss_mark_sum, &sv->loss_mark_n);
     pthread_mutex_unlock(&sv->mu);
     pd_eval_thread_submit(sv->et, &pg);
     return PD_OK;

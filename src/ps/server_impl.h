@@ -32,6 +32,8 @@ typedef struct peer {
     int64_t clock;                 /* requests processed */
     int64_t batches;               /* per epoch (HELLO) */
     int64_t applied, dropped, stale_sum;   /* this worker's gradients */
+    _Atomic double loss_sum;       /* its applied gradients' losses (one writer) */
+    _Atomic int64_t loss_n;
     bool good;                     /* rounds: its gradient/model is finite */
     bool reset;                    /* easgd: reply with the centre (bad model) */
     pd_decision dec;               /* S > 1: server 0's decision on its gradient */
@@ -69,8 +71,14 @@ typedef struct server {
     _Atomic int64_t stale_hist[STALE_HIST];
     int64_t sent_total;            /* from FINAL messages */
     _Atomic int64_t sent_floats;   /* parameter floats in replies */
-    double loss_sum;
-    int64_t loss_n;
+    /* Minibatch losses: monotone totals, each written by one thread only
+     * (a peer's by the thread serving it; the server's by the single
+     * thread of the round modes), read lock-free by the evaluation, which
+     * subtracts the totals it saw last time (loss_mark_*, under mu). */
+    _Atomic double loss_sum;
+    _Atomic int64_t loss_n;
+    double loss_mark_sum;
+    int64_t loss_mark_n;
     _Atomic bool stopping;         /* STOP goes out on the next replies */
     _Atomic bool failed;           /* a serving thread failed: the others end */
     bool decides, follows;         /* S > 1, each-message modes: server 0 decides
@@ -85,15 +93,15 @@ typedef struct server {
     /* server 0 */
     pd_evaluator *ev;
     pd_eval_thread *et;
-    int64_t next_eval;
+    _Atomic int64_t next_eval;
     /* The gradient noted before an evaluation: per-tensor sums of squares
      * over [lo, hi) (sync with S > 1 adds the other servers' parts from
      * their SNAP replies), then the norms. Under mu (hogwild threads). */
     double gsq[PD_MAX_TENSORS];
     double gnorm[PD_MAX_TENSORS];
     bool gnorm_ok;
-    double last_eval_t;            /* pd_now() at the last evaluation */
-    int64_t last_eval_update;
+    _Atomic double last_eval_t;    /* pd_now() at the last evaluation */
+    _Atomic int64_t last_eval_update;
     /* control: SNAP requests (servers > 0) */
     pd_msg_hdr ctrl_in;
     int64_t snap_pending;          /* sync: version a SNAP waits for, -1 none */
