@@ -325,11 +325,26 @@ static int on_message(server *sv, int w, bool control)
 typedef struct loop_arg {
     server *sv;
     int first, stride;             /* workers first, first+stride, ... */
-    bool control;                  /* handles SNAP and evaluation */
+    bool control;                  /* servers > 0: answers SNAP requests */
     int err;
     char msg[1024];
     double cpu_s;                  /* CPU time of this serving thread */
 } loop_arg;
+
+/* Stop checks, evaluation, progress and the evaluation thread's errors,
+ * after each message, by whichever serving thread is free to: hogwild
+ * threads take turns (trylock), so none of them leads and the cadence
+ * does not follow one thread's workers. */
+static int drive(server *sv)
+{
+    if (pthread_mutex_trylock(&sv->drive_mu) != 0)
+        return atomic_load(&sv->bad) > sv->cfg->training.max_bad_updates ? check_stop(sv) : PD_OK;
+    int err = check_stop(sv);
+    if (err == PD_OK)
+        err = maybe_eval(sv, !mode_of(sv)->rounds);
+    pthread_mutex_unlock(&sv->drive_mu);
+    return err;
+}
 
 /* pd_comm_waitany that also gives up (*index -1) once another serving
  * thread has failed. */
@@ -391,12 +406,7 @@ static int serve(loop_arg *a)
             continue;
         }
         PD_TRY_GOTO(err, on_message(sv, w, a->control), out);
-        if (a->control) {
-            PD_TRY_GOTO(err, check_stop(sv), out);
-            PD_TRY_GOTO(err, maybe_eval(sv, !mode_of(sv)->rounds), out);
-        } else if (atomic_load(&sv->bad) > sv->cfg->training.max_bad_updates) {
-            PD_TRY_GOTO(err, check_stop(sv), out);
-        }
+        PD_TRY_GOTO(err, drive(sv), out);
     }
     (void)mine;
 out:
@@ -474,6 +484,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->world = world;
     sv->snap_pending = -1;
     pthread_mutex_init(&sv->mu, NULL);
+    pthread_mutex_init(&sv->drive_mu, NULL);
     PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));
     sv->n = pd_model_nparams(sv->model);
     sv->sparse = pd_model_is_sparse(sv->model);
@@ -559,6 +570,7 @@ static void teardown(server *sv)
     pd_optim_destroy(&sv->opt);
     pd_model_destroy(&sv->model);
     pthread_mutex_destroy(&sv->mu);
+    pthread_mutex_destroy(&sv->drive_mu);
 }
 
 static double cpu_seconds(void)

@@ -57,7 +57,8 @@ typedef struct server {
     peer *peers;                   /* [W] */
     MPI_Request *hreq;             /* [W + 1]: workers' headers, then control */
     _Atomic int active, hellos;
-    pthread_mutex_t mu;            /* hogwild: loss statistics */
+    pthread_mutex_t mu;            /* hogwild: the noted gradient, loss marks */
+    pthread_mutex_t drive_mu;      /* the thread running stop checks and evaluation */
     _Atomic int64_t version;
     _Atomic int64_t updates_per_epoch;   /* set once every HELLO is in */
     /* Accounting (hogwild threads update them atomically). Every gradient
@@ -86,7 +87,7 @@ typedef struct server {
     int64_t others_applied[PD_MAX_SERVERS_STATS], others_bad[PD_MAX_SERVERS_STATS],
             others_dropped[PD_MAX_SERVERS_STATS],   /* server 0: from the final SNAP */
             others_mix[PD_MAX_SERVERS_STATS];
-    bool early_stopped;
+    _Atomic bool early_stopped;
     double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
     FILE *trace;                   /* server 0, async with training.trace */
     uint64_t trace_n;

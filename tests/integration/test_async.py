@@ -96,4 +96,13 @@ for mode, servers in (("sync", 1), ("async", 1), ("hogwild", 1), ("async", 2)):
                 % (name, per, own))
         t.check(per > 0.10 * own, "%s pulls what the batch touches: %.1f floats per reply > 0.10 * %d"
                 % (name, per, own))
+# Hogwild has no leader thread: with worker 0 (served by thread 0) 30x
+# slow, evaluations still come every 25 updates, driven by whichever
+# thread is free (before: only when thread 0 got a message, at 38, 53, ...).
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=hogwild", "training.server_threads=2",
+                                         "training.eval_every=25", "training.max_updates=300",
+                                         "faults.slow_workers=[{rank: 1, factor: 30}]"], ranks=3)
+ups = [r["update"] for r in t.metrics(d)]
+t.check(len(ups) == 13 and all(u % 25 <= 2 for u in ups),
+        "hogwild with thread 0's worker slow evaluates every 25 updates: %s" % ups)
 t.done()
