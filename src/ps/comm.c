@@ -89,7 +89,8 @@ int pd_comm_waitall(int n, MPI_Request *reqs)
     }
 }
 
-int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st)
+int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
+                    const _Atomic bool *give_up)
 {
     pd_backoff b = {0};
     for (;;) {
@@ -99,6 +100,10 @@ int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st)
             return PD_OK;
         if (done)   /* every request is inactive: nothing can arrive */
             return PD_FAIL(PD_EMPI, "waiting on no active request");
+        if (give_up && atomic_load(give_up)) {
+            *index = -1;
+            return PD_OK;
+        }
         pd_backoff_sleep(&b);
     }
 }

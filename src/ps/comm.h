@@ -48,6 +48,7 @@
 #define PARAMD_PS_COMM_H
 
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -139,8 +140,11 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi);
 /* Sleep-polling waits (never spin). */
 int pd_comm_wait(MPI_Request *req, MPI_Status *st);
 int pd_comm_waitall(int n, MPI_Request *reqs);
-/* Wait until at least one of reqs completes; *index gets it. */
-int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st);
+/* Wait until at least one of reqs completes; *index gets it. With give_up
+ * (may be NULL), also return PD_OK with *index -1 once *give_up is set
+ * (another serving thread failed). */
+int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
+                    const _Atomic bool *give_up);
 
 /* Sleep s seconds (resumed after signals). Not positive or NaN: no
  * sleep. Returns 0, or the errno that ended it early (EINVAL for s that

@@ -346,26 +346,6 @@ static int drive(server *sv)
     return err;
 }
 
-/* pd_comm_waitany that also gives up (*index -1) once another serving
- * thread has failed. */
-static int wait_any(server *sv, int n, MPI_Request *reqs, int *index, MPI_Status *st)
-{
-    pd_backoff b = {0};
-    for (;;) {
-        int done = 0;
-        PD_MPI(MPI_Testany(n, reqs, index, &done, st));
-        if (done && *index != MPI_UNDEFINED)
-            return PD_OK;
-        if (done)
-            return PD_FAIL(PD_EMPI, "server %d: waiting on no active request", sv->world->index);
-        if (atomic_load(&sv->failed)) {
-            *index = -1;
-            return PD_OK;
-        }
-        pd_backoff_sleep(&b);
-    }
-}
-
 static int serve(loop_arg *a)
 {
     server *sv = a->sv;
@@ -396,7 +376,7 @@ static int serve(loop_arg *a)
             break;
         int idx;
         MPI_Status st;
-        PD_TRY_GOTO(err, wait_any(sv, k, reqs, &idx, &st), out);
+        PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st, &sv->failed), out);
         if (idx < 0)
             break;   /* another thread failed */
         int w = map[idx];
