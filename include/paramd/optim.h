@@ -124,6 +124,26 @@ void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta,
 void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
                            const uint32_t *idx, const float *val, size_t nnz);
 
+/* A gradient as one step takes it: dense g[lo, hi) (globally indexed, as
+ * for pd_optim_apply), or, when idx is not NULL, the sparse pairs idx[k],
+ * val[k], k < nnz (as for pd_optim_apply_sparse). */
+typedef struct pd_optim_grad {
+    const float *g;
+    size_t lo, hi;
+    const uint32_t *idx;
+    const float *val;
+    size_t nnz;
+} pd_optim_grad;
+
+/* One whole update t from one gradient: prepare (scale, the gradient's
+ * global norm for clipping), then apply dense or sparse. The one step that
+ * the serial trainer, local steps, the async/hogwild server and replay all
+ * take, so that replay repeats a run's steps bit for bit. Local; hogwild
+ * threads may call it concurrently on disjoint or overlapping coordinates
+ * (see pd_optim_apply). */
+void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, float *theta,
+                        const pd_optim_grad *g);
+
 /* True for rules whose gradient is taken at a lookahead point (nesterov,
  * rmsprop_nesterov). */
 bool pd_optim_has_lookahead(const pd_optim *o);

@@ -419,6 +419,16 @@ bool pd_optim_has_lookahead(const pd_optim *o)
     return o->oc.name == PD_OPT_NESTEROV || o->oc.name == PD_OPT_RMSPROP_NESTEROV;
 }
 
+void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, float *theta,
+                        const pd_optim_grad *g)
+{
+    pd_optim_step st = pd_optim_prepare(o, t, scale, grad_norm);
+    if (g->idx)
+        pd_optim_apply_sparse(o, &st, theta, g->idx, g->val, g->nnz);
+    else
+        pd_optim_apply(o, &st, theta, g->g, g->lo, g->hi);
+}
+
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,
                         size_t hi)
 {

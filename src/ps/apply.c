@@ -167,13 +167,11 @@ static void add_peer_loss(peer *p)
 /* Apply one worker's gradient alone (async, hogwild). */
 static void apply_one(server *sv, peer *p, double scale, int64_t t)
 {
-    pd_optim_step st = pd_optim_prepare(sv->opt, t, scale, p->in.norm);
-    if (p->in.flags & PD_FLAG_SPARSE) {
-        pd_optim_apply_sparse(sv->opt, &st, sv->theta, pd_sparse_idx(p->sp),
-                              pd_sparse_val(p->sp, p->in.nnz), (size_t)p->in.nnz);
-    } else {
-        pd_optim_apply(sv->opt, &st, sv->theta, p->g, sv->lo, sv->hi);
-    }
+    pd_optim_grad g = {.g = p->g, .lo = sv->lo, .hi = sv->hi};
+    if (p->in.flags & PD_FLAG_SPARSE)
+        g = (pd_optim_grad){.idx = pd_sparse_idx(p->sp), .val = pd_sparse_val(p->sp, p->in.nnz),
+                            .nnz = (size_t)p->in.nnz};
+    pd_optim_take_step(sv->opt, t, scale, p->in.norm, sv->theta, &g);
 }
 
 static int64_t min_clock(const server *sv)

@@ -184,6 +184,15 @@ double pd_learner_grad_norm(const pd_learner *l, const pd_optim_config *oc)
                      : pd_optim_norm2(l->grad, l->nparams);
 }
 
+void pd_learner_apply(const pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
+                      float *theta, int64_t t, double scale)
+{
+    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams};
+    if (l->sparse)
+        g = (pd_optim_grad){.idx = l->sgrad.idx, .val = l->sgrad.val, .nnz = l->sgrad.nnz};
+    pd_optim_take_step(opt, t, scale, pd_learner_grad_norm(l, oc), theta, &g);
+}
+
 int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
                           float *theta, float *look, int64_t t, bool *applied)
 {
@@ -195,10 +204,6 @@ int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *o
     PD_TRY(pd_learner_grad(l, at, applied));
     if (!*applied)
         return PD_OK;   /* never applied: the caller counts it */
-    pd_optim_step st = pd_optim_prepare(opt, t, 1.0, pd_learner_grad_norm(l, oc));
-    if (l->sparse)
-        pd_optim_apply_sparse(opt, &st, theta, l->sgrad.idx, l->sgrad.val, l->sgrad.nnz);
-    else
-        pd_optim_apply(opt, &st, theta, l->grad, 0, l->nparams);
+    pd_learner_apply(l, opt, oc, theta, t, 1.0);
     return PD_OK;
 }

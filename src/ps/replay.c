@@ -120,12 +120,7 @@ static int run(replay *r, int64_t *version)
             return PD_FAIL(PD_ETRAIN, "replay: record %zu: the gradient is not finite here but "
                            "was applied in the run", i);
         double scale = pd_optim_staleness_scale(&r->cfg.optimizer, v - rec->from);
-        pd_optim_step st = pd_optim_prepare(r->opt, v + 1, scale,
-                                            pd_learner_grad_norm(l, &r->cfg.optimizer));
-        if (l->sparse)
-            pd_optim_apply_sparse(r->opt, &st, r->theta, l->sgrad.idx, l->sgrad.val, l->sgrad.nnz);
-        else
-            pd_optim_apply(r->opt, &st, r->theta, l->grad, 0, r->n);
+        pd_learner_apply(l, r->opt, &r->cfg.optimizer, r->theta, v + 1, scale);
         v++;
         pd_optim_lookahead(r->opt, r->theta, r->ring + (size_t)(v % (int64_t)r->K) * r->n, 0, r->n);
     }

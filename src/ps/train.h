@@ -49,6 +49,11 @@ bool pd_learner_next(pd_learner *l);
 int pd_learner_grad(pd_learner *l, const float *point, bool *finite);
 /* The gradient's global L2 norm when clipping by norm is on, else 0. */
 double pd_learner_grad_norm(const pd_learner *l, const pd_optim_config *oc);
+/* Take update t of opt on theta with the gradient pd_learner_grad left
+ * (dense over the whole model, or sparse), its step scaled by scale. Used
+ * by local steps and by replay. No allocation. Local. */
+void pd_learner_apply(const pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
+                      float *theta, int64_t t, double scale);
 /* One optimizer step on theta[0, n) from the drawn minibatch: the gradient
  * at the optimizer's lookahead point (computed into look, or NULL for rules
  * without one), then update t. *applied is false when the gradient was not

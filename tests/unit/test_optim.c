@@ -1284,6 +1284,33 @@ static void test_defaults_converge(void **state)
     free(p);
 }
 
+/* pd_optim_take_step, the one step every trainer takes: sgd lr 0.25,
+ * clip_norm 1. Dense over [1, 3) at scale 0.5 with a gradient of norm 2
+ * (clip factor 1/2): theta -= 0.25 * 0.5 * 0.5 * g inside the range only.
+ * Then sparse at coordinate 2 (scale 1, norm 0.5: no clipping):
+ * theta[2] -= 0.25 * 4; every other coordinate untouched. */
+static void test_take_step(void **state)
+{
+    (void)state;
+    pd_optim_config oc = cfg_of(PD_OPT_SGD);
+    oc.lr = 0.25;
+    oc.clip_norm = 1;
+    pd_optim *o = make(&oc, 1, 3, 1);
+    float theta[4] = {1, 2, 3, 4};
+    const float g[4] = {100, 1, -2, 100};
+    pd_optim_take_step(o, 1, 0.5, 2.0, theta, &(pd_optim_grad){.g = g, .lo = 1, .hi = 3});
+    const float dense[4] = {1, 1.9375f, 3.125f, 4};
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(theta[i], dense[i], 0);
+    const uint32_t idx[1] = {2};
+    const float val[1] = {4};
+    pd_optim_take_step(o, 2, 1.0, 0.5, theta, &(pd_optim_grad){.idx = idx, .val = val, .nnz = 1});
+    const float sparse[4] = {1, 1.9375f, 2.125f, 4};
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(theta[i], sparse[i], 0);
+    pd_optim_destroy(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1309,6 +1336,7 @@ int main(void)
         cmocka_unit_test(test_sparse_same_set_equals_dense),
         cmocka_unit_test(test_sparse_touched_and_untouched),
         cmocka_unit_test(test_sparse_lazy),
+        cmocka_unit_test(test_take_step),
         cmocka_unit_test(test_lookahead_gather),
         cmocka_unit_test(test_defaults_converge),
     };
