@@ -106,80 +106,106 @@ static void unpack_pull(worker *wk, int s, size_t lo)
         wk->point[idx[j]] = val[j];
 }
 
-/* One request of `kind` to every server and their replies. Payload: the
- * gradient (GRAD), the local model (MODEL) or nothing (HELLO, FINAL). */
+/* Server s's part of a request: its header, and the payload (sparse
+ * pairs and pulls, the dense gradient or the local model over [lo, hi));
+ * *count is in elements of the type the servers expect. */
+static const void *payload_of(worker *wk, int s, int kind, pd_msg_hdr *h, size_t lo, size_t hi,
+                              int *count)
+{
+    pd_learner *l = &wk->l;
+    *count = 0;
+    if (kind == PD_MSG_GRAD && l->sparse) {
+        h->flags = PD_FLAG_SPARSE;
+        h->nnz = (int64_t)pack_sparse(&l->sgrad, lo, hi, wk->sp[s]);
+        if (wk->pull) {
+            h->flags |= PD_FLAG_PULL;
+            h->npull = (int64_t)pack_pull(wk, lo, hi, pd_sparse_pull(wk->sp[s], h->nnz));
+        }
+        *count = (int)(8 * h->nnz + 4 * h->npull);
+        return wk->sp[s];
+    }
+    if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL) {
+        *count = (int)(hi - lo);
+        return (kind == PD_MSG_GRAD ? l->grad : wk->point) + lo;
+    }
+    return NULL;   /* HELLO, FINAL: the header says it all */
+}
+
+/* Post server s's request (header, payload) and, unless it is FINAL, the
+ * receives of its reply (header, floats of [lo, hi) into the point, the
+ * elastic difference or the pulled values). */
+static int post_request(worker *wk, int s, int kind, double loss, double norm, int64_t examples)
+{
+    pd_learner *l = &wk->l;
+    size_t lo, hi;
+    pd_server_range(wk->n, wk->world->servers, s, &lo, &hi);
+    MPI_Request *r = &wk->req[4 * s];
+    pd_msg_hdr *h = &wk->out[s];
+    *h = (pd_msg_hdr){.kind = kind, .worker = wk->world->index, .version = wk->ver[s],
+                      .seq = wk->seq, .lo = (int64_t)lo, .hi = (int64_t)hi,
+                      .examples = examples,
+                      .batches = (int64_t)pd_iter_batches_per_epoch(l->iter),
+                      .loss = loss, .norm = norm, .epoch = pd_learner_epoch(l)};
+    int count;
+    const void *payload = payload_of(wk, s, kind, h, lo, hi, &count);
+    int dst = pd_server_rank(s);
+    PD_MPI(MPI_Isend(h, sizeof *h, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &r[0]));
+    PD_MPI(MPI_Isend(payload, count, kind == PD_MSG_MODEL ? MPI_FLOAT : wk->ptype, dst,
+                     PD_TAG_DATA, MPI_COMM_WORLD, &r[1]));
+    r[2] = r[3] = MPI_REQUEST_NULL;
+    if (kind == PD_MSG_FINAL)
+        return PD_OK;
+    float *into = pd_mode_props_of(wk->cfg->training.mode)->elastic && kind == PD_MSG_MODEL
+                      ? wk->diff : wk->point;
+    if (h->flags & PD_FLAG_PULL)
+        into = wk->pulled;
+    PD_MPI(MPI_Irecv(&wk->in[s], sizeof wk->in[s], MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD,
+                     &r[2]));
+    PD_MPI(MPI_Irecv(into + lo, (int)(hi - lo), MPI_FLOAT, dst, PD_TAG_DATA, MPI_COMM_WORLD,
+                     &r[3]));
+    return PD_OK;
+}
+
+/* Take server s's reply: STOP, or a new version (with, in easgd, the
+ * centre in place of a model that was not finite; with a pull, the pulled
+ * values scattered into the point). */
+static int take_reply(worker *wk, int s)
+{
+    const pd_msg_hdr *in = &wk->in[s], *out = &wk->out[s];
+    if (in->kind == PD_MSG_STOP) {
+        wk->stop = true;
+        return PD_OK;
+    }
+    wk->ver[s] = in->version;
+    if (in->flags & PD_FLAG_RESET) {
+        /* easgd: our model was not finite; the centre came back. */
+        size_t lo = (size_t)in->lo, hi = (size_t)in->hi;
+        memcpy(wk->point + lo, wk->diff + lo, (hi - lo) * sizeof *wk->point);
+        memset(wk->diff + lo, 0, (hi - lo) * sizeof *wk->diff);
+    }
+    if (out->flags & PD_FLAG_PULL) {
+        if (in->npull != out->npull)
+            return PD_FAIL(PD_EMPI, "worker %d: server %d answered a pull of %lld "
+                           "coordinates with %lld", wk->world->index, s,
+                           (long long)out->npull, (long long)in->npull);
+        unpack_pull(wk, s, (size_t)out->lo);
+    }
+    return PD_OK;
+}
+
+/* One request of `kind` to every server, then every reply (none for
+ * FINAL). Payload: the gradient (GRAD), the local model (MODEL) or nothing
+ * (HELLO, FINAL). */
 static int exchange(worker *wk, int kind, double loss, double norm, int64_t examples)
 {
     int S = wk->world->servers;
-    pd_learner *l = &wk->l;
-    bool reply = kind != PD_MSG_FINAL;
-    for (int s = 0; s < S; s++) {
-        size_t lo, hi;
-        pd_server_range(wk->n, S, s, &lo, &hi);
-        MPI_Request *r = &wk->req[4 * s];
-        pd_msg_hdr *h = &wk->out[s];
-        *h = (pd_msg_hdr){.kind = kind, .worker = wk->world->index, .version = wk->ver[s],
-                          .seq = wk->seq, .lo = (int64_t)lo, .hi = (int64_t)hi,
-                          .examples = examples,
-                          .batches = (int64_t)pd_iter_batches_per_epoch(l->iter),
-                          .loss = loss, .norm = norm, .epoch = pd_learner_epoch(l)};
-        const void *payload = NULL;
-        int count = 0;
-        if (kind == PD_MSG_GRAD && l->sparse) {
-            h->flags = PD_FLAG_SPARSE;
-            h->nnz = (int64_t)pack_sparse(&l->sgrad, lo, hi, wk->sp[s]);
-            if (wk->pull) {
-                h->flags |= PD_FLAG_PULL;
-                h->npull = (int64_t)pack_pull(wk, lo, hi, pd_sparse_pull(wk->sp[s], h->nnz));
-            }
-            payload = wk->sp[s];
-            count = (int)(8 * h->nnz + 4 * h->npull);
-        } else if (kind == PD_MSG_GRAD) {
-            payload = l->grad + lo;
-            count = (int)(hi - lo);
-        } else if (kind == PD_MSG_MODEL) {
-            payload = wk->point + lo;
-            count = (int)(hi - lo);
-        }
-        int dst = pd_server_rank(s);
-        PD_MPI(MPI_Isend(h, sizeof *h, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &r[0]));
-        PD_MPI(MPI_Isend(payload, count, kind == PD_MSG_MODEL ? MPI_FLOAT : wk->ptype, dst,
-                         PD_TAG_DATA, MPI_COMM_WORLD, &r[1]));
-        r[2] = r[3] = MPI_REQUEST_NULL;
-        if (reply) {
-            float *into = pd_mode_props_of(wk->cfg->training.mode)->elastic &&
-                                  kind == PD_MSG_MODEL ? wk->diff : wk->point;
-            if (h->flags & PD_FLAG_PULL)
-                into = wk->pulled;
-            PD_MPI(MPI_Irecv(&wk->in[s], sizeof wk->in[s], MPI_BYTE, dst, PD_TAG_DATA,
-                             MPI_COMM_WORLD, &r[2]));
-            PD_MPI(MPI_Irecv(into + lo, (int)(hi - lo), MPI_FLOAT, dst, PD_TAG_DATA,
-                             MPI_COMM_WORLD, &r[3]));
-        }
-    }
+    for (int s = 0; s < S; s++)
+        PD_TRY(post_request(wk, s, kind, loss, norm, examples));
     PD_TRY(pd_comm_waitall(4 * S, wk->req));
     if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL)
         wk->seq++;
-    for (int s = 0; reply && s < S; s++) {
-        if (wk->in[s].kind == PD_MSG_STOP) {
-            wk->stop = true;
-            continue;
-        }
-        wk->ver[s] = wk->in[s].version;
-        if (wk->in[s].flags & PD_FLAG_RESET) {
-            /* easgd: our model was not finite; the centre came back. */
-            size_t lo = (size_t)wk->in[s].lo, hi = (size_t)wk->in[s].hi;
-            memcpy(wk->point + lo, wk->diff + lo, (hi - lo) * sizeof *wk->point);
-            memset(wk->diff + lo, 0, (hi - lo) * sizeof *wk->diff);
-        }
-        if (wk->out[s].flags & PD_FLAG_PULL) {
-            if (wk->in[s].npull != wk->out[s].npull)
-                return PD_FAIL(PD_EMPI, "worker %d: server %d answered a pull of %lld "
-                               "coordinates with %lld", wk->world->index, s,
-                               (long long)wk->out[s].npull, (long long)wk->in[s].npull);
-            unpack_pull(wk, s, (size_t)wk->out[s].lo);
-        }
-    }
+    for (int s = 0; kind != PD_MSG_FINAL && s < S; s++)
+        PD_TRY(take_reply(wk, s));
     return PD_OK;
 }
 
