@@ -20,6 +20,7 @@ typedef enum { PD_FMT_IDX, PD_FMT_CSV, PD_FMT_LIBSVM } pd_data_format;
 typedef enum { PD_NORM_NONE, PD_NORM_SCALE01, PD_NORM_STANDARDIZE } pd_normalize;
 typedef enum { PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH } pd_shuffle;
 typedef enum { PD_SHARD_STRIDED, PD_SHARD_CONTIGUOUS } pd_shard;
+typedef enum { PD_DELIM_COMMA, PD_DELIM_SEMICOLON, PD_DELIM_TAB } pd_delimiter;
 typedef enum { PD_CURRICULUM_NONE, PD_CURRICULUM_LOSS, PD_CURRICULUM_COLUMN } pd_curriculum_type;
 typedef enum { PD_MODEL_SOFTMAX, PD_MODEL_MLP, PD_MODEL_LINREG, PD_MODEL_LOGREG,
                PD_MODEL_SVM } pd_model_type;
@@ -65,6 +66,9 @@ typedef struct pd_data_config {
     char test_labels[PD_PATH_MAX];
     char label_column[64];           /* csv: header name or 0-based index */
     bool header;                     /* csv: first line is a header */
+    pd_delimiter delimiter;          /* csv: between fields */
+    char classes[PD_PATH_MAX];       /* class names in class order, comma-separated;
+                                        "" = from the labels (data.c) */
     double validation_fraction;
     pd_normalize normalize;
     pd_shuffle shuffle;

@@ -29,7 +29,12 @@
  *   classes = max label + 1, LIBSVM features = max index; the test file
  *   must fit both. The hold-out is round(fraction * N), half up.
  * - Labels: softmax/mlp class ids 0..C-1; logreg/svm 0/1 or -1/+1 (one
- *   encoding per run) become -1/+1; linreg any finite value.
+ *   encoding per run), or in CSV and LIBSVM any two numbers (the smaller
+ *   negative), become -1/+1; linreg any finite value. CSV labels may be
+ *   names (src/data/labels.c): data.classes in order, or when a training
+ *   label is not a number, the distinct labels in byte order.
+ * - CSV fields are split at data.delimiter; a UTF-8 byte-order mark at the
+ *   start of a text file is ignored.
  * - LIBSVM gives sparse parts for logreg/svm, dense ones otherwise.
  * - Normalization: std is the population std. Sparse parts are never
  *   shifted, so zeros stay zeros: standardize divides by std, scale01 by
@@ -84,6 +89,12 @@ size_t pd_data_train_total(const pd_data *d);
 /* Feature count and class count (0 for binary/regression models) found. */
 size_t pd_data_features(const pd_data *d);
 int pd_data_classes(const pd_data *d);
+/* The class names in class order (*n of them; owned by d): softmax/mlp
+ * "0".."C-1" for numeric labels, else the CSV label names (data.classes,
+ * or the training file's distinct labels in byte order); logreg/svm the
+ * negative then the positive label ("0","1", "-1","1", or the two numbers
+ * or names of the training file, smaller first). NULL, 0 for linreg. */
+const char *const *pd_data_class_names(const pd_data *d, size_t *n);
 
 /* Minibatch iterator over one dataset. shuffle none: record order every
  * epoch; once: one permutation drawn at creation, reused every epoch;

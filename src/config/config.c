@@ -425,6 +425,11 @@ static int data_rules(loader *ld)
             return fail_key(ld, KEY("data.curriculum.column"), "\"%s\" is the label "
                             "column (data.label_column)", d->curriculum.column);
     }
+    if (d->classes[0] && d->format != PD_FMT_CSV)
+        return fail_key(ld, KEY("data.classes"), "class names need data.format csv "
+                        "(data.format is %s)", fmt);
+    if (d->classes[0] && ld->cfg->model.type == PD_MODEL_LINREG)
+        return fail_key(ld, KEY("data.classes"), "linreg has no classes");
     if (d->format != PD_FMT_IDX) {
         if (!is_set(ld, KEY("data.train")))
             return fail_key(ld, KEY("data.format"), "%s needs data.train (the default is "

@@ -18,6 +18,7 @@ static const char *const format_names[] = {"idx", "csv", "libsvm", NULL};
 static const char *const normalize_names[] = {"none", "scale01", "standardize", NULL};
 static const char *const shuffle_names[] = {"none", "once", "every_epoch", NULL};
 static const char *const shard_names[] = {"strided", "contiguous", NULL};
+static const char *const delimiter_names[] = {"comma", "semicolon", "tab", NULL};
 static const char *const curriculum_names[] = {"none", "loss", "column", NULL};
 static const char *const model_names[] = {"softmax", "mlp", "linreg", "logreg", "svm", NULL};
 static const char *const activation_names[] = {"relu", "tanh", "sigmoid", NULL};
@@ -83,6 +84,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     STR("data.label_column", data.label_column, K_NONEMPTY, "0",
         "CSV: the label column, by header name or 0-based index."),
     BOOL("data.header", data.header, "false", "CSV: the first line is a header."),
+    ENUM("data.delimiter", data.delimiter, delimiter_names, "comma",
+         "CSV: the character between fields (comma, semicolon or tab)."),
+    STR("data.classes", data.classes, 0, "",
+        "CSV: class names in class order, e.g. cat,dog; empty = from the labels."),
     DBL("data.validation_fraction", data.validation_fraction, IN(0, 0.9), "0",
         "Share of the training file held out for validation (seeded split)."),
     ENUM("data.normalize", data.normalize, normalize_names, "scale01",

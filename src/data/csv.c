@@ -1,10 +1,13 @@
-/* CSV reader: comma-separated numeric fields, an optional header line
+/* CSV reader: numeric fields separated by data.delimiter (comma,
+ * semicolon or tab), an optional header line
  * (data.header), the label in data.label_column (a header name, else a
  * 0-based index; "" means column 0), every other column a feature in file
  * order. With data.curriculum.type column, the column data.curriculum.column
  * (named the same way) holds each record's curriculum score and is not a
  * feature either. Blank lines are skipped but counted: messages give the 1-based
  * line and the 0-based column, as data.label_column counts columns.
+ * Labels may be class names (src/data/labels.c): the first pass then hands
+ * every label to the loader. A UTF-8 byte-order mark is dropped (lines.c).
  * Two passes: count the records, then parse only what the loader needs. */
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +15,17 @@
 #include "data_impl.h"
 #include "paramd/error.h"
 
-static size_t count_fields(const char *s)
+static char delimiter(const pd_loader *L)
+{
+    const char d[] = {',', ';', '\t'};
+    return d[L->cfg->data.delimiter];
+}
+
+static size_t count_fields(const char *s, char delim)
 {
     size_t k = 1;
     for (; *s; s++)
-        k += *s == ',';
+        k += *s == delim;
     return k;
 }
 
@@ -48,7 +57,7 @@ static int find_column(const pd_loader *L, const char *header, long line, size_t
         /* A name wins over an index: a column may be called "3". */
         const char *b = header;
         for (size_t k = 0;; k++) {
-            const char *e = strchr(b, ',');
+            const char *e = strchr(b, delimiter(L));
             if (same_name(b, e ? e : b + strlen(b), want)) {
                 *col = k;
                 return PD_OK;
@@ -77,14 +86,20 @@ static int find_column(const pd_loader *L, const char *header, long line, size_t
 static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, size_t lc,
                       size_t sc, float *row, float *y, float *score)
 {
-    size_t got = count_fields(s);
+    char delim = delimiter(L);
+    size_t got = count_fields(s, delim);
     if (got != nf)
         return PD_FAIL(PD_EINPUT, "%s:%ld: expected %zu fields, got %zu", L->path, line, nf,
                        got);
     const char *b = s;
     for (size_t k = 0, j = 0; k < nf; k++) {
-        const char *next = strchr(b, ',');
+        const char *next = strchr(b, delim);
         const char *e = next ? next : b + strlen(b);
+        if (k == lc && L->named) {
+            PD_TRY(pd_labels_lookup(L, b, e, line, k, y));
+            b = next ? next + 1 : e;
+            continue;
+        }
         float v = 0;
         int bad = pd_data_parse_float(&b, &e, &v);
         if (bad == 1)
@@ -109,7 +124,7 @@ static int parse_line(const pd_loader *L, long line, const char *s, size_t nf, s
 static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf,
                  size_t *lc, size_t *sc, float **row)
 {
-    *nf = count_fields(s);
+    *nf = count_fields(s, delimiter(L));
     const char *header = L->cfg->data.header ? s : NULL;
     PD_TRY(find_column(L, header, line, *nf, "data.label_column",
                        L->cfg->data.label_column, lc));
@@ -136,12 +151,45 @@ static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf
     return *row ? PD_OK : PD_ENOMEM;
 }
 
+/* The first pass over a training file whose labels the loader surveys:
+ * the label column from the first line, then each record's label. */
+typedef struct survey {
+    pd_loader *L;
+    bool started;
+    size_t lc;
+} survey;
+
+static int survey_line(void *ctx, char *s, long line)
+{
+    survey *sv = ctx;
+    pd_loader *L = sv->L;
+    char delim = delimiter(L);
+    if (!sv->started) {
+        sv->started = true;
+        bool header = L->cfg->data.header;
+        PD_TRY(find_column(L, header ? s : NULL, line, count_fields(s, delim),
+                           "data.label_column", L->cfg->data.label_column, &sv->lc));
+        if (header)
+            return PD_OK;
+    }
+    const char *b = s;
+    for (size_t k = 0; k < sv->lc && b; k++)
+        if ((b = strchr(b, delim)))
+            b++;
+    if (!b)
+        return PD_OK;   /* too few fields: the parse says so */
+    const char *e = strchr(b, delim);
+    return pd_labels_seen(L, b, e ? e : b + strlen(b), line, true);
+}
+
 int pd_data_read_csv(pd_loader *L, const char *path)
 {
     size_t nrec, nf = 0, lc = 0, sc = 0;
     bool header = L->cfg->data.header, started = false;
     L->path = path;
-    PD_TRY(pd_data_count_records(path, 0, &nrec));
+    survey sv = {.L = L};
+    bool surveying = L->survey && !L->is_test;
+    PD_TRY(pd_data_count_records(path, 0, surveying ? survey_line : NULL, &sv, &nrec));
     if (nrec == 0 || (header && nrec == 1))
         return PD_FAIL(PD_EINPUT, "%s: no records", path);
     if (header)

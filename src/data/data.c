@@ -23,6 +23,8 @@ struct pd_data {
     bool have[3];
     size_t train_total, features;
     int classes;
+    char **class_names;     /* [nclass_names] in class order (labels.c) */
+    size_t nclass_names;
 };
 
 static bool is_classifier(pd_model_type t) { return t == PD_MODEL_SOFTMAX || t == PD_MODEL_MLP; }
@@ -119,6 +121,7 @@ int pd_data_begin(pd_loader *L, const char *path, size_t nrec, size_t d)
         L->d = d;
     if (L->is_test)
         return alloc_part(L, TEST, nrec, d);
+    PD_TRY(pd_labels_decide(L));
     PD_TRY(plan(L));
     if (L->part[TRAIN])
         PD_TRY(alloc_part(L, TRAIN, shard_size(L), d));
@@ -169,6 +172,8 @@ static int check_label(pd_loader *L, const char *file, long line, float *y)
         snprintf(w, sizeof w, "%s:%ld", file, line);
     else
         snprintf(w, sizeof w, "%s: record %zu", file, L->rec - 1);
+    if (is_binary(t) && (L->named || L->two))
+        return pd_labels_binary(L, w, y);
     if (is_binary(t)) {
         if (v != 0 && v != 1 && v != -1)
             return PD_FAIL(PD_EINPUT, "%s: label %g is not binary (expected 0/1 or -1/+1)",
@@ -305,7 +310,8 @@ static int finish_train(pd_loader *L)
     if (L->d == 0)
         return PD_FAIL(PD_EINPUT, "%s: no record has a feature; set model.features", L->path);
     if (is_classifier(mc->type))
-        L->classes = mc->classes > 0 ? mc->classes : (int)L->max_label + 1;
+        L->classes = L->named ? (int)L->nnames
+                     : mc->classes > 0 ? mc->classes : (int)L->max_label + 1;
     return PD_OK;
 }
 
@@ -345,6 +351,8 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
     bool sparse_out = svm && is_binary(mc->type);
     pd_loader L = {.cfg = cfg, .shard = shard, .nshards = nshards, .max_label = -1};
     L.scores = dc->format == PD_FMT_CSV && dc->curriculum.type == PD_CURRICULUM_COLUMN;
+    L.survey = dc->format != PD_FMT_IDX && !dc->classes[0] &&
+               (is_binary(mc->type) || (is_classifier(mc->type) && dc->format == PD_FMT_CSV));
     L.parse_all = (svm && mc->features <= 0) || (is_classifier(mc->type) && mc->classes <= 0);
     /* A shape-only load (no parts) needs no statistics. */
     pd_normalize norm = parts ? dc->normalize : PD_NORM_NONE;
@@ -360,6 +368,7 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
     int err = PD_OK;
     PD_TRY_GOTO(err, read_file(&L, dc->train, dc->train_labels), fail);
     PD_TRY_GOTO(err, finish_train(&L), fail);
+    PD_TRY_GOTO(err, pd_labels_names(&L, L.classes, &d->class_names, &d->nclass_names), fail);
     PD_TRY_GOTO(err, pd_data_norm_make(&L.stats, L.d, norm,
                                        dc->format == PD_FMT_IDX, sparse_out, &nm), fail);
     if (parts & PD_PART_TEST) {
@@ -386,6 +395,7 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
 fail:
     pd_data_norm_free(&nm);
     pd_data_stats_free(&L.stats);
+    pd_labels_free(&L);
     free(L.held);
     if (err != PD_OK)
         pd_data_destroy(&d);
@@ -407,6 +417,9 @@ void pd_data_destroy(pd_data **pd)
         free(ds->id);
         free(ds->score);
     }
+    for (size_t i = 0; i < d->nclass_names; i++)
+        free(d->class_names[i]);
+    free(d->class_names);
     free(d);
     *pd = NULL;
 }
@@ -420,3 +433,9 @@ const pd_dataset *pd_data_part(const pd_data *d, pd_part part)
 size_t pd_data_train_total(const pd_data *d) { return d->train_total; }
 size_t pd_data_features(const pd_data *d) { return d->features; }
 int pd_data_classes(const pd_data *d) { return d->classes; }
+
+const char *const *pd_data_class_names(const pd_data *d, size_t *n)
+{
+    *n = d->nclass_names;
+    return (const char *const *)d->class_names;
+}

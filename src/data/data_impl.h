@@ -70,6 +70,20 @@ typedef struct pd_loader {
     float max_label;
     bool seen_zero, seen_minus;  /* binary label encodings met */
     pd_norm_stats stats;
+    /* labels (labels.c), fixed by the training file's first pass */
+    bool survey;            /* that pass hands each label to pd_labels_seen */
+    char **seen;            /* [nseen] distinct label texts, sorted (strcmp) */
+    long *seen_line;        /* [nseen] the line each was first met on */
+    size_t nseen, seen_cap;
+    bool seen_word;         /* a label that is not a number */
+    bool seen_overflow;     /* too many distinct texts to keep */
+    char **names;           /* [nnames] class names in class order, when named */
+    size_t *by_name;        /* [nnames] indices into names, sorted by name */
+    size_t nnames;
+    bool named;             /* labels are class names: y = the name's index */
+    bool two;               /* logreg/svm: any two numbers, neg -> -1, pos -> +1 */
+    float neg, pos;
+    bool minus_one;         /* logreg/svm numbers: -1/+1 rather than 0/1 */
 } pd_loader;
 
 /* Start a file of nrec records with d features (0: sparse, from indices);
@@ -89,6 +103,28 @@ int pd_data_add(pd_loader *L, const char *file, long line, float y, const float 
 size_t pd_data_expect_d(const pd_loader *L, const char **who);
 /* LIBSVM index (1-based) against that count. */
 int pd_data_check_index(const pd_loader *L, long line, uint32_t index);
+
+/* ---- labels (labels.c) ---- */
+
+/* The training file's first pass: one record's label text [b, e) at line.
+ * words: names are allowed (CSV); otherwise a label that is not a number
+ * is left for the parse to report. */
+int pd_labels_seen(pd_loader *L, const char *b, const char *e, long line, bool words);
+/* After that pass: class names (data.classes, or the labels when one is
+ * not a number), a pair of binary labels, or numbers as they are. Checks
+ * the names against model.classes and the model. */
+int pd_labels_decide(pd_loader *L);
+/* A named label [b, e) (column col) -> its class index in *y. */
+int pd_labels_lookup(const pd_loader *L, const char *b, const char *e, long line, size_t col,
+                     float *y);
+/* logreg/svm with names or a pair of numbers: *y -> -1/+1; where = "FILE:LINE". */
+int pd_labels_binary(const pd_loader *L, const char *where, float *y);
+/* The class names in class order for the data (classes: the class count of
+ * softmax/mlp); none for linreg. The caller frees each and the array. */
+int pd_labels_names(const pd_loader *L, int classes, char ***names, size_t *n);
+void pd_labels_free(pd_loader *L);
+/* Narrow [*b, *e) to its text without blanks and double quotes around it. */
+void pd_labels_trim(const char **b, const char **e);
 
 /* ---- readers ---- */
 
@@ -119,13 +155,17 @@ int pd_data_gz_fail(gzFile f, const char *path);
 int pd_data_gzopen(const char *path, gzFile *f);
 int pd_data_lines_open(pd_lines *L, const char *path);
 /* Next line without its newline (or \r\n), NUL-terminated, writable until
- * the next call; *line = NULL at the end of the file. */
+ * the next call; *line = NULL at the end of the file. A UTF-8 byte-order
+ * mark at the start of the file is dropped. */
 int pd_data_lines_next(pd_lines *L, char **line);
 void pd_data_lines_close(pd_lines *L);
 /* A line holding nothing but blanks, or a comment starting at `comment`
  * (pass 0 for none). */
 bool pd_data_blank(const char *s, char comment);
-/* Non-blank lines in the file (the cheap first pass). */
-int pd_data_count_records(const char *path, char comment, size_t *n);
+/* Non-blank lines in the file (the cheap first pass); each is handed to
+ * each(ctx, line, lineno) when each is not NULL. */
+typedef int (*pd_line_fn)(void *ctx, char *line, long lineno);
+int pd_data_count_records(const char *path, char comment, pd_line_fn each, void *ctx,
+                          size_t *n);
 
 #endif

@@ -1,5 +1,6 @@
 /* LIBSVM / SVMlight reader: "label index:value ..." with 1-based, strictly
- * increasing indices; "#" starts a comment (whole line or trailing), blank
+ * increasing indices; logreg/svm labels may be any two numbers (liblinear's
+ * 1/2; the smaller is negative, src/data/labels.c); "#" starts a comment (whole line or trailing), blank
  * lines are skipped, line numbers in messages count every line. Rows go to
  * the loader as CSR with 0-based columns. Two passes: count the records,
  * then parse only what the loader needs. */
@@ -111,11 +112,20 @@ static int parse_line(const pd_loader *L, long line, char *s, float *y, row_buf 
     return PD_OK;
 }
 
+/* The first pass over a training file whose labels the loader surveys
+ * (logreg/svm: which two labels). */
+static int survey_line(void *ctx, char *s, long line)
+{
+    char *p = skip_blank(s), *e = token_end(p);
+    return pd_labels_seen(ctx, p, e, line, false);
+}
+
 int pd_data_read_libsvm(pd_loader *L, const char *path)
 {
     size_t nrec;
     L->path = path;
-    PD_TRY(pd_data_count_records(path, '#', &nrec));
+    bool surveying = L->survey && !L->is_test;
+    PD_TRY(pd_data_count_records(path, '#', surveying ? survey_line : NULL, L, &nrec));
     PD_TRY(pd_data_begin(L, path, nrec, 0));
     pd_lines in;
     PD_TRY(pd_data_lines_open(&in, path));

@@ -108,6 +108,9 @@ int pd_data_lines_next(pd_lines *L, char **line)
             if (e > s && e[-1] == '\r')
                 e--;
             *e = '\0';
+            /* A UTF-8 byte-order mark (Excel, many Windows tools) is not text. */
+            if (L->lineno == 0 && e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+                s += 3;
             L->lineno++;
             *line = s;
             return PD_OK;
@@ -129,7 +132,8 @@ bool pd_data_blank(const char *s, char comment)
     return true;
 }
 
-int pd_data_count_records(const char *path, char comment, size_t *n)
+int pd_data_count_records(const char *path, char comment, pd_line_fn each, void *ctx,
+                          size_t *n)
 {
     pd_lines L;
     *n = 0;
@@ -140,7 +144,11 @@ int pd_data_count_records(const char *path, char comment, size_t *n)
         PD_TRY_GOTO(err, pd_data_lines_next(&L, &line), done);
         if (!line)
             break;
-        *n += !pd_data_blank(line, comment);
+        if (pd_data_blank(line, comment))
+            continue;
+        ++*n;
+        if (each)
+            PD_TRY_GOTO(err, each(ctx, line, L.lineno), done);
     }
 done:
     pd_data_lines_close(&L);

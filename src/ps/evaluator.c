@@ -73,6 +73,20 @@ static bool continues_in_place(const pd_config *cfg, const pd_run_opts *opts)
            stat(cfg->run.out_dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* Binary labels other than 0/1 and -1/+1 (liblinear's 1/2, names): say
+ * which one the run takes as positive. */
+static void say_positive(const pd_evaluator *ev)
+{
+    size_t n;
+    const char *const *names = pd_data_class_names(ev->data, &n);
+    pd_model_type t = ev->cfg->model.type;
+    if (ev->opts.quiet || (t != PD_MODEL_LOGREG && t != PD_MODEL_SVM) || n != 2 ||
+        !strcmp(names[1], "1"))
+        return;
+    printf("labels: \"%s\" is the positive class (+1), \"%s\" the negative (-1)\n",
+           names[1], names[0]);
+}
+
 int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int workers,
                         int servers, pd_evaluator **out)
 {
@@ -99,6 +113,7 @@ int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int worke
         ev->valid = NULL;
     if (ev->test && ev->test->n == 0)
         ev->test = NULL;
+    say_positive(ev);
     pd_model_config mc = cfg->model;
     mc.features = (int)pd_data_features(ev->data);
     if (mc.classes == 0)

@@ -73,7 +73,33 @@ typedef struct check_facts {
     int min_ranks;                 /* the job needs at least this many */
     size_t params, n_train, n_valid, n_test;
     bool sparse;
+    const char *const *names;      /* class names (pd_data_class_names) */
+    size_t nnames;
 } check_facts;
+
+/* The labels, when they are not plain class ids: which binary label is
+ * positive, or the class names in order (the first ten). */
+static void check_labels(FILE *out, const pd_config *cfg, const check_facts *k)
+{
+    bool binary = cfg->model.type == PD_MODEL_LOGREG || cfg->model.type == PD_MODEL_SVM;
+    if (binary && k->nnames == 2) {
+        fprintf(out, "labels:     \"%s\" negative (-1), \"%s\" positive (+1)\n", k->names[0],
+                k->names[1]);
+        return;
+    }
+    bool ids = true;
+    for (size_t i = 0; i < k->nnames; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%zu", i);
+        ids &= !strcmp(id, k->names[i]);
+    }
+    if (ids)
+        return;
+    fputs("classes:   ", out);
+    for (size_t i = 0; i < k->nnames && i < 10; i++)
+        fprintf(out, " %zu \"%s\"%s", i, k->names[i], i + 1 < k->nnames ? "," : "");
+    fputs(k->nnames > 10 ? " ...\n" : "\n", out);
+}
 
 static void check_text(FILE *out, const pd_config *cfg, const check_facts *k)
 {
@@ -92,6 +118,7 @@ static void check_text(FILE *out, const pd_config *cfg, const check_facts *k)
             cfg->optimizer.lr);
     fprintf(out, "data:       %zu train, %zu validation, %zu test examples%s\n", k->n_train,
             k->n_valid, k->n_test, k->sparse ? " (sparse)" : "");
+    check_labels(out, cfg, k);
     fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
             cfg->training.epochs, cfg->training.batch_size, cfg->run.out_dir);
 }
@@ -143,6 +170,7 @@ int pd_ps_check(const pd_config *in, int ranks, bool json, FILE *out)
             .n_train = tr ? tr->n : 0, .n_valid = va ? va->n : 0, .n_test = te ? te->n : 0,
             .sparse = tr && tr->sparse,
         };
+        k.names = pd_data_class_names(d, &k.nnames);
         (json ? check_json : check_text)(out, &cfg, &k);
     }
     pd_model_destroy(&m);

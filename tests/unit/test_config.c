@@ -219,6 +219,8 @@ static const char every_key[] =
     "  test_labels: data/test-labels\n"
     "  label_column: label\n"
     "  header: yes\n"
+    "  delimiter: semicolon\n"
+    "  classes: \"cat, dog,bird\"\n"
     "  validation_fraction: 0.30000000000000004\n"
     "  normalize: standardize\n"
     "  shuffle: once\n"
@@ -303,6 +305,8 @@ static void test_every_type_parses(void **state)
     assert_str(c.data.test_labels, "data/test-labels");
     assert_str(c.data.label_column, "label");
     assert_true(c.data.header);
+    assert_int_equal(c.data.delimiter, PD_DELIM_SEMICOLON);
+    assert_str(c.data.classes, "cat, dog,bird");
     assert_dbl(c.data.validation_fraction, 0.1 + 0.2);
     assert_int_equal(c.data.normalize, PD_NORM_STANDARDIZE);
     assert_int_equal(c.data.shuffle, PD_SHUFFLE_ONCE);
@@ -827,6 +831,11 @@ static void test_cross_key_rules(void **state)
     load_ok("data:\n  format: libsvm\n  train: a.svm\n", test_set, 1, &c);
     assert_str(c.data.test, "b.svm");
     ERR("data:\n  format: csv\n  train: \"\"\n", NAME ":3:10: data.train: must not be empty");
+    /* Class names are CSV labels; linreg has none. */
+    ERR("data:\n  format: libsvm\n  train: a.svm\n  classes: a,b\n",
+        NAME ":4:12: data.classes: class names need data.format csv (data.format is libsvm)");
+    ERR("data:\n  format: csv\n  train: a.csv\n  classes: a,b\nmodel:\n  type: linreg\n",
+        NAME ":4:12: data.classes: linreg has no classes");
     /* idx needs labels for each image file it reads. */
     ERR("data:\n  train_labels: \"\"\n",
         NAME ":2:17: data.train_labels: idx needs the labels of data.train");

@@ -547,11 +547,15 @@ static void test_csv_errors(void **state)
     expect_error(&c, ALL, "%s:4: label 3 out of range [0, 3)", P("lab.csv"));
     c.model.classes = 0;
     c.model.type = PD_MODEL_LOGREG;
-    put("lab.csv", "y,a,b\n1,1,2\n2,1,2\n");
-    expect_error(&c, ALL, "%s:3: label 2 is not binary (expected 0/1 or -1/+1)", P("lab.csv"));
-    put("lab.csv", "y,a,b\n1,1,2\n0,1,2\n-1,1,2\n");
-    expect_error(&c, ALL, "%s:4: label -1 mixes the 0/1 and -1/+1 label encodings",
+    put("lab.csv", "y,a,b\n1,1,2\n2,1,2\n2,1,2\n3,1,2\n");
+    expect_error(&c, ALL, "%s:5: label 3 is a third label (after 1 and 2): logreg takes two",
                  P("lab.csv"));
+    put("lab.csv", "y,a,b\n1,1,2\n0,1,2\n-1,1,2\n");
+    expect_error(&c, ALL, "%s:4: label -1 is a third label (after 1 and 0): logreg takes two",
+                 P("lab.csv"));
+    put("lab.csv", "y,a,b\n3,1,2\n3,1,2\n");
+    expect_error(&c, ALL, "%s:2: every label is 3: logreg needs two (0/1, -1/+1 or any two "
+                 "numbers)", P("lab.csv"));
 
     /* The label column. */
     put("lc.csv", "a,b,c\n1,2,3\n");
@@ -593,6 +597,229 @@ static void test_csv_errors(void **state)
 }
 
 /* ---- LIBSVM ---- */
+
+/* The class names as a "|"-joined string, for exact comparisons. */
+static const char *names_of(const pd_data *d)
+{
+    static char buf[256];
+    size_t n, k = 0;
+    const char *const *names = pd_data_class_names(d, &n);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", i ? "|" : "", names[i]);
+    return buf;
+}
+
+static void assert_labels(const pd_dataset *ds, const float *want, size_t n)
+{
+    assert_int_equal(ds->n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_close(ds->y[i], want[i], 0);
+}
+
+/* CSV as spreadsheets export it: a byte-order mark, other delimiters. */
+static void test_csv_exports(void **state)
+{
+    (void)state;
+    /* Excel's "CSV UTF-8": a BOM before the header (was: no column named "label"). */
+    put("bom.csv", "\xEF\xBB\xBFlabel,a,b\n1,2,3\n0,4,5\n");
+    pd_config c = mkcfg(PD_FMT_CSV, PD_MODEL_SOFTMAX, "bom.csv");
+    c.data.header = true;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "label");
+    pd_data *d = load(&c, 0, 1, PD_PART_TRAIN);
+    const pd_dataset *ds = pd_data_part(d, PD_PART_TRAIN);
+    assert_labels(ds, (const float[]){1, 0}, 2);
+    const float x[4] = {2, 3, 4, 5};
+    for (size_t i = 0; i < 4; i++)
+        assert_close(ds->x[i], x[i], 0);
+    pd_data_destroy(&d);
+    /* Without a header the BOM does not become part of the first number. */
+    put("bom.csv", "\xEF\xBB\xBF" "1,2,3\n0,4,5\n");
+    c.data.header = false;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "0");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, 0}, 2);
+    pd_data_destroy(&d);
+    /* Only at the start of the file. */
+    put("bom.csv", "1,2,3\n0,\xEF\xBB\xBF" "4,5\n");
+    expect_error(&c, ALL, "%s:2: column 1: not a number: \"\xEF\xBB\xBF" "4\"", P("bom.csv"));
+
+    /* Semicolon (European Excel) and tab, with decimal points. */
+    put("semi.csv", "y;a;b\n2;1.5;-2\n0;3;4.25\n");
+    c = mkcfg(PD_FMT_CSV, PD_MODEL_SOFTMAX, "semi.csv");
+    c.data.header = true;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "y");
+    c.data.delimiter = PD_DELIM_SEMICOLON;
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    ds = pd_data_part(d, PD_PART_TRAIN);
+    assert_int_equal(pd_data_features(d), 2);
+    assert_labels(ds, (const float[]){2, 0}, 2);
+    const float xs[4] = {1.5f, -2, 3, 4.25f};
+    for (size_t i = 0; i < 4; i++)
+        assert_close(ds->x[i], xs[i], 0);
+    pd_data_destroy(&d);
+    put("tab.tsv", "a\ty\tb\n1\t1\t2\n3\t0\t4\n");
+    set(c.data.train, "tab.tsv");
+    c.data.delimiter = PD_DELIM_TAB;
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    ds = pd_data_part(d, PD_PART_TRAIN);
+    assert_labels(ds, (const float[]){1, 0}, 2);
+    const float xt[4] = {1, 2, 3, 4};
+    for (size_t i = 0; i < 4; i++)
+        assert_close(ds->x[i], xt[i], 0);
+    pd_data_destroy(&d);
+    /* A semicolon file read with commas: one field per line, so one column. */
+    set(c.data.train, "semi.csv");
+    c.data.delimiter = PD_DELIM_COMMA;
+    expect_error(&c, ALL, "%s:1: data.label_column: no column named \"y\"", P("semi.csv"));
+    c.data.header = false;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "0");
+    put("semi.csv", "2;1.5;-2\n");
+    expect_error(&c, ALL, "%s:1: 1 field: need a label and at least one feature",
+                 P("semi.csv"));
+}
+
+/* Class labels that are words, mapped in byte order or data.classes order. */
+static void test_csv_class_names(void **state)
+{
+    (void)state;
+    put("w.csv", "label,a\ncat,1\ndog,2\nbird,3\n\"cat\" ,4\n");
+    put("wt.csv", "label,a\ndog,5\nbird,6\n");
+    pd_config c = mkcfg(PD_FMT_CSV, PD_MODEL_SOFTMAX, "w.csv");
+    c.data.header = true;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "label");
+    set(c.data.test, "wt.csv");
+    pd_data *d = load(&c, 0, 1, ALL);
+    /* bird < cat < dog; quotes and blanks around a name are not part of it. */
+    assert_string_equal(names_of(d), "bird|cat|dog");
+    assert_int_equal(pd_data_classes(d), 3);
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, 2, 0, 1}, 4);
+    assert_labels(pd_data_part(d, PD_PART_TEST), (const float[]){2, 0}, 2);
+    pd_data_destroy(&d);
+    /* data.classes gives the order (and may name a class the file lacks). */
+    snprintf(c.data.classes, sizeof c.data.classes, "dog, cat,bird,cow");
+    d = load(&c, 0, 1, ALL);
+    assert_string_equal(names_of(d), "dog|cat|bird|cow");
+    assert_int_equal(pd_data_classes(d), 4);
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, 0, 2, 1}, 4);
+    assert_labels(pd_data_part(d, PD_PART_TEST), (const float[]){0, 2}, 2);
+    pd_data_destroy(&d);
+    /* With validation and two shards every rank maps alike. */
+    c.data.validation_fraction = 0.25;
+    for (int w = 0; w < 2; w++) {
+        d = load(&c, w, 2, PD_PART_TRAIN);
+        assert_string_equal(names_of(d), "dog|cat|bird|cow");
+        pd_data_destroy(&d);
+    }
+    c.data.validation_fraction = 0;
+    /* Errors. */
+    snprintf(c.data.classes, sizeof c.data.classes, "dog,cat");
+    expect_error(&c, ALL, "%s:4: column 0: label \"bird\" is not a class (\"dog\", \"cat\", "
+                 "from data.classes)", P("w.csv"));
+    snprintf(c.data.classes, sizeof c.data.classes, "dog,,cat");
+    expect_error(&c, ALL, "config: data.classes: name 2 is empty (\"dog,,cat\")");
+    snprintf(c.data.classes, sizeof c.data.classes, "dog,cat,dog");
+    expect_error(&c, ALL, "config: data.classes: \"dog\" is given twice");
+    c.data.classes[0] = '\0';
+    put("wt.csv", "label,a\ndog,5\ncow,6\n");
+    expect_error(&c, ALL, "%s:3: column 0: label \"cow\" is not a class (\"bird\", \"cat\", "
+                 "\"dog\", from the training file's labels)", P("wt.csv"));
+    c.model.classes = 2;
+    expect_error(&c, ALL, "%s: model.classes is 2, but the labels name 3 classes (\"bird\", "
+                 "\"cat\", \"dog\")", P("w.csv"));
+    c.model.classes = 0;
+    c.data.test[0] = '\0';
+
+    /* Numbers stay numbers: class ids, names "0".."C-1". */
+    put("n.csv", "label,a\n2,1\n0,2\n");
+    set(c.data.train, "n.csv");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "0|1|2");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){2, 0}, 2);
+    pd_data_destroy(&d);
+    /* One word makes every label a name: "10" < "9" < "x" in byte order. */
+    put("n.csv", "label,a\n9,1\n10,2\nx,3\n");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "10|9|x");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, 0, 2}, 3);
+    pd_data_destroy(&d);
+
+    /* Binary models: two names, the first in order is negative. */
+    c.model.type = PD_MODEL_LOGREG;
+    put("b.csv", "label,a\nyes,1\nno,2\nyes,3\n");
+    set(c.data.train, "b.csv");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "no|yes");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, -1, 1}, 3);
+    pd_data_destroy(&d);
+    snprintf(c.data.classes, sizeof c.data.classes, "yes,no");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "yes|no");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){-1, 1, -1}, 3);
+    pd_data_destroy(&d);
+    snprintf(c.data.classes, sizeof c.data.classes, "yes,no,maybe");
+    expect_error(&c, ALL, "%s: data.classes names 3 classes (\"yes\", \"no\", \"maybe\"): "
+                 "logreg takes two", P("b.csv"));
+    c.data.classes[0] = '\0';
+    put("b.csv", "label,a\nyes,1\nno,2\nmaybe,3\n");
+    expect_error(&c, ALL, "%s:4: label \"maybe\" is a third label: logreg takes two (the "
+                 "labels are \"maybe\", \"no\", \"yes\")", P("b.csv"));
+    put("b.csv", "label,a\nyes,1\nyes,2\n");
+    expect_error(&c, ALL, "%s:2: every label is \"yes\": logreg needs two", P("b.csv"));
+    /* 0/1 and -1/+1 as before; their names say which. */
+    put("b.csv", "label,a\n-1,1\n1,2\n");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "-1|1");
+    pd_data_destroy(&d);
+    put("b.csv", "label,a\n1,1\n0,2\n");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "0|1");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, -1}, 2);
+    pd_data_destroy(&d);
+    /* linreg: no names. */
+    c.model.type = PD_MODEL_LINREG;
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "");
+    pd_data_destroy(&d);
+}
+
+/* liblinear's binary labels: any two numbers, the smaller negative. */
+static void test_libsvm_two_labels(void **state)
+{
+    (void)state;
+    put("two.svm", "2 1:1\n1 2:1\n2 1:3\n");
+    put("two-test.svm", "1 1:1\n2 2:1\n");
+    pd_config c = mkcfg(PD_FMT_LIBSVM, PD_MODEL_LOGREG, "two.svm");
+    set(c.data.test, "two-test.svm");
+    pd_data *d = load(&c, 0, 1, ALL);
+    assert_string_equal(names_of(d), "1|2");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, -1, 1}, 3);
+    assert_labels(pd_data_part(d, PD_PART_TEST), (const float[]){-1, 1}, 2);
+    pd_data_destroy(&d);
+    /* Negative numbers and 0 with -1: still the smaller is negative. */
+    put("two.svm", "0 1:1\n-1 2:1\n");
+    c.data.test[0] = '\0';
+    d = load(&c, 0, 1, ALL);
+    assert_string_equal(names_of(d), "-1|0");
+    assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){1, -1}, 2);
+    pd_data_destroy(&d);
+    /* Every rank, whatever records it parses, maps alike (model.features set:
+     * a shard parses only its own records). */
+    put("two.svm", "5 1:1\n5 1:2\n7 1:3\n5 1:4\n");
+    c.model.features = 1;
+    for (int w = 0; w < 2; w++) {
+        d = load(&c, w, 2, PD_PART_TRAIN);
+        const pd_dataset *ds = pd_data_part(d, PD_PART_TRAIN);
+        assert_string_equal(names_of(d), "5|7");
+        assert_labels(ds, w == 0 ? (const float[]){-1, 1} : (const float[]){-1, -1}, 2);
+        pd_data_destroy(&d);
+    }
+    /* A test label that is neither. */
+    put("two-test.svm", "5 1:1\n6 1:1\n");
+    set(c.data.test, "two-test.svm");
+    expect_error(&c, ALL, "%s:2: label 6 is neither of the training file's two labels "
+                 "(5 negative, 7 positive)", P("two-test.svm"));
+}
 
 static void test_libsvm_variants(void **state)
 {
@@ -716,12 +943,20 @@ static void test_libsvm_errors(void **state)
     svm_error(PD_MODEL_LOGREG, 3, "1 1:1 4:1", "index 4 beyond 3 features (model.features)");
     svm_error(PD_MODEL_LOGREG, 0, "x 1:1", "label: not a number: \"x\"");
     svm_error(PD_MODEL_LINREG, 0, "inf 1:1", "label: not finite: inf");
-    svm_error(PD_MODEL_LOGREG, 0, "3 1:1", "label 3 is not binary (expected 0/1 or -1/+1)");
-    svm_error(PD_MODEL_LOGREG, 0, "-1 1:1", "label -1 mixes the 0/1 and -1/+1 label encodings");
     svm_error(PD_MODEL_SOFTMAX, 0, "5 1:1", "label 5 out of range [0, 2)");
 
-    put("e.svm", "# nothing\n\n   \n");
+    /* Binary labels: two numbers at most (0/1, -1/+1, or any two). */
+    put("e.svm", "# header comment\n0 1:1\n1 1:1\n3 1:1\n");
     pd_config c = mkcfg(PD_FMT_LIBSVM, PD_MODEL_LOGREG, "e.svm");
+    expect_error(&c, ALL, "%s:4: label 3 is a third label (after 0 and 1): logreg takes two",
+                 P("e.svm"));
+    put("e.svm", "1 1:1\n0 1:1 # zero\n1 1:2\n-1 1:1\n");
+    c.model.type = PD_MODEL_SVM;
+    expect_error(&c, ALL, "%s:4: label -1 is a third label (after 1 and 0): svm takes two",
+                 P("e.svm"));
+    c.model.type = PD_MODEL_LOGREG;
+
+    put("e.svm", "# nothing\n\n   \n");
     expect_error(&c, ALL, "%s: no records", P("e.svm"));
     put("e.svm", "1\n-1\n");
     expect_error(&c, ALL, "%s: no record has a feature; set model.features", P("e.svm"));
@@ -1557,6 +1792,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_variants, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_score_column, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_errors, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_csv_exports, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_csv_class_names, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_libsvm_two_labels, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_variants, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_errors, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_holdout, make_dir, remove_dir),
