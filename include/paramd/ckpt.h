@@ -79,7 +79,7 @@
  *   training.backup_workers training.max_staleness
  *   training.staleness_policy training.local_steps training.elastic_alpha
  * Every other key (run.out_dir, run.blas_threads, data.test*,
- * training.epochs, max_updates, eval_every*, trace, early_stopping,
+ * training.epochs, max_updates, eval_every*, eval_wait, trace, early_stopping,
  * max_bad_updates, server_threads, checkpoint.*, faults.*) may differ
  * between the run that wrote a checkpoint and the one that reads it.
  */

@@ -125,6 +125,8 @@ typedef struct pd_training_config {
     double elastic_alpha;
     int64_t eval_every;            /* updates; 0 = once per epoch */
     double eval_every_seconds;     /* also after this much wall time; 0 = off */
+    bool eval_wait;                /* a due evaluation waits for the running one
+                                      (else it is skipped and counted) */
     bool trace;
     int early_stopping_patience;   /* evaluations without improvement; 0 = off */
     int64_t max_bad_updates;       /* NaN/Inf gradients tolerated before failing */

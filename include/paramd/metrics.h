@@ -86,6 +86,8 @@ typedef struct pd_summary {
     double server_cpu_s;                   /* NAN where it does not apply */
     double server_loop_cpu_s;              /* serving threads only; NAN likewise */
     int64_t params_sent_floats;            /* server 0's replies; -1 where not counted */
+    int64_t evals_skipped;                 /* evaluations due while one still ran
+                                              (skipped, never waited for) */
     const pd_worker_stats *workers_stats;  /* per worker (n_workers_stats), or NULL */
     const int64_t *server_applied, *server_bad, *server_dropped;   /* per server */
     const int64_t *server_applied_set;     /* per server: a fingerprint of which

@@ -150,6 +150,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "Evaluate every this many updates; 0 = once per epoch."),
     DBL("training.eval_every_seconds", training.eval_every_seconds, GE(0), "0",
         "Also evaluate this many seconds after the last evaluation; 0 = off."),
+    BOOL("training.eval_wait", training.eval_wait, "false",
+         "An evaluation due while one runs waits for it; false = skip it."),
     BOOL("training.trace", training.trace, "false",
          "async: record the order updates were applied, for exact replay."),
     INT("training.early_stopping.patience", training.early_stopping_patience, GE(0), "0",

@@ -368,6 +368,7 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     fputs(",\n  ", f); jnum(f, "server_cpu_s", s->server_cpu_s);
     fputs(",\n  ", f); jnum(f, "server_loop_cpu_s", s->server_loop_cpu_s);
     fputs(",\n  ", f); jint(f, "params_sent_floats", s->params_sent_floats);
+    fputs(",\n  ", f); jint(f, "evals_skipped", s->evals_skipped);
     fputs(",\n  \"per_worker\":[", f);
     for (int i = 0; i < s->n_workers_stats; i++) {
         const pd_worker_stats *w = &s->workers_stats[i];

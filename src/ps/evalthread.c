@@ -58,7 +58,7 @@ static void *run(void *arg)
             et->err = err;
             snprintf(et->errmsg, sizeof et->errmsg, "%s", pd_err_msg());
         }
-        pthread_cond_broadcast(&et->cv);
+        pthread_cond_broadcast(&et->cv);   /* pd_eval_thread_acquire */
     }
     pthread_mutex_unlock(&et->mu);
     return NULL;
@@ -96,6 +96,14 @@ float *pd_eval_thread_acquire(pd_eval_thread *et)
         pthread_cond_wait(&et->cv, &et->mu);
     pthread_mutex_unlock(&et->mu);
     return et->snap;
+}
+
+float *pd_eval_thread_try_acquire(pd_eval_thread *et)
+{
+    pthread_mutex_lock(&et->mu);
+    bool idle = !et->pending && !et->busy;
+    pthread_mutex_unlock(&et->mu);
+    return idle ? et->snap : NULL;
 }
 
 void pd_eval_thread_submit(pd_eval_thread *et, const pd_progress *p)

@@ -12,8 +12,12 @@ typedef struct pd_eval_thread pd_eval_thread;
 /* Start the thread for parameters of n floats. ev stays owned by the caller
  * and must outlive the thread. */
 int pd_eval_thread_start(pd_evaluator *ev, size_t n, pd_eval_thread **out);
-/* Wait until the thread is idle and return the snapshot buffer [n] for the
- * caller to fill. */
+/* The snapshot buffer [n] for the caller to fill when the thread is idle;
+ * NULL, at once, while an evaluation is pending or running (the caller
+ * skips this one: serving threads never wait for an evaluation). Only
+ * the caller submits, so an idle thread stays idle until it does. */
+float *pd_eval_thread_try_acquire(pd_eval_thread *et);
+/* The same, waiting until the thread is idle (training.eval_wait). */
 float *pd_eval_thread_acquire(pd_eval_thread *et);
 /* Evaluate the filled snapshot as progress p (p->grad is ignored;
  * p->grad_norms, at most 2 PD_MAX_HIDDEN + 4 of them, is copied). */

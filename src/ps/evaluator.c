@@ -357,6 +357,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.server_cpu_s = rs->server_cpu_s;
         s.server_loop_cpu_s = rs->server_loop_cpu_s;
         s.params_sent_floats = rs->params_sent_floats;
+        s.evals_skipped = rs->evals_skipped;
         s.workers_stats = rs->workers;
         s.n_workers_stats = rs->n_workers;
     }

@@ -163,7 +163,22 @@ static int maybe_eval(server *sv, bool at_boundary)
     }
     int64_t every = sv->cfg->training.eval_every > 0 ? sv->cfg->training.eval_every
                                                      : sv->updates_per_epoch;
-    float *snap = pd_eval_thread_acquire(sv->et);
+    float *snap = sv->cfg->training.eval_wait ? pd_eval_thread_acquire(sv->et)
+                                              : pd_eval_thread_try_acquire(sv->et);
+    if (!snap) {
+        /* The previous evaluation still runs: this one is skipped and
+         * counted, not waited for (in rounds every worker would wait). */
+        pthread_mutex_lock(&sv->mu);
+        sv->next_eval = (pg.update / every + 1) * every;
+        sv->gnorm_ok = false;
+        sv->last_eval_t = pd_now();
+        sv->last_eval_update = pg.update;
+        pthread_mutex_unlock(&sv->mu);
+        atomic_fetch_add(&sv->evals_skipped, 1);
+        atomic_store(&sv->skipped_at, pg.update);
+        pd_eval_thread_progress(sv->et, &pg);
+        return PD_OK;
+    }
     double others[PD_MAX_TENSORS];
     PD_TRY(gather(sv, snap, false, others));
     pthread_mutex_lock(&sv->mu);
@@ -463,6 +478,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->cfg = cfg;
     sv->world = world;
     sv->snap_pending = -1;
+    sv->skipped_at = -1;
     pthread_mutex_init(&sv->mu, NULL);
     pthread_mutex_init(&sv->drive_mu, NULL);
     PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));
@@ -586,6 +602,10 @@ static int finish(server *sv, double cpu0)
         .server_cpu_s = cpu_seconds() - cpu0,
         .server_loop_cpu_s = sv->loop_cpu_s,
         .params_sent_floats = atomic_load(&sv->sent_floats),
+        /* The final evaluation makes up for one skipped at the last update:
+         * a skip is a due evaluation without a row. */
+        .evals_skipped = atomic_load(&sv->evals_skipped) -
+                         (atomic_load(&sv->skipped_at) == pg.update),
     };
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)

@@ -95,6 +95,8 @@ typedef struct server {
     pd_evaluator *ev;
     pd_eval_thread *et;
     _Atomic int64_t next_eval;
+    _Atomic int64_t evals_skipped; /* due while the previous one still ran */
+    _Atomic int64_t skipped_at;    /* update of the last skipped one, -1 none */
     /* The gradient noted before an evaluation: per-tensor sums of squares
      * over [lo, hi) (sync with S > 1 adds the other servers' parts from
      * their SNAP replies), then the norms. Under mu (hogwild threads). */

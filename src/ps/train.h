@@ -100,6 +100,7 @@ typedef struct pd_run_stats {
     double server_cpu_s;          /* server 0's CPU time (user + system), all threads */
     double server_loop_cpu_s;     /* of which its serving threads (no evaluation) */
     int64_t params_sent_floats;   /* parameter floats in server 0's replies */
+    int64_t evals_skipped;        /* due while the previous one still ran */
     const pd_worker_stats *workers; /* per worker, n_workers of them */
     int n_workers;
 } pd_run_stats;

@@ -101,6 +101,7 @@ for mode, servers in (("sync", 1), ("async", 1), ("hogwild", 1), ("async", 2)):
 # thread is free (before: only when thread 0 got a message, at 38, 53, ...).
 d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=hogwild", "training.server_threads=2",
                                          "training.eval_every=25", "training.max_updates=300",
+                                         "training.eval_wait=true",
                                          "faults.slow_workers=[{rank: 1, factor: 30}]"], ranks=3)
 ups = [r["update"] for r in t.metrics(d)]
 t.check(len(ups) == 13 and all(u % 25 <= 2 for u in ups),

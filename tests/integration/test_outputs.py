@@ -56,7 +56,8 @@ t.check(len(with_g) >= len(rows) - 2 and all(set(r["grad_norm"]) == {"W", "b"} f
 rows = {}
 for servers in (1, 2):
     d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.servers=%d" % servers,
-                                             "training.max_updates=300", "training.eval_every=10"],
+                                             "training.max_updates=300", "training.eval_every=10",
+                                             "training.eval_wait=true"],
                  ranks=2 + servers)
     rows[servers] = t.metrics(d)
 t.check(len(rows[1]) == 31 and all("grad_norm" in r for r in rows[1][1:]),
@@ -105,6 +106,33 @@ for ranks, mode, epochs in ((1, "serial", 12), (3, "async", 3)):
     t.check(len(gaps) >= span / 0.6,
             "%s: none skipped: %d gaps over %.2f s of rows >= %.1f (span / 0.6 s)"
             % (mode, len(gaps), span, span / 0.6))
+
+# Evaluation never stalls training: evaluating every update takes far
+# longer than an update (the 10000 test images against two minibatches of
+# 32), so evaluations come due while the previous one still runs; each is
+# skipped and counted, not waited for. Every due evaluation (each update
+# from the first one, when every HELLO is in: 0 in sync, maybe later in
+# async; to 100, the last also the final one) either has its row or is
+# counted in evals_skipped. With training.eval_wait each one has its row.
+for mode, servers in (("sync", 1), ("sync", 2), ("async", 1)):
+    sets = ["training.mode=" + mode, "training.servers=%d" % servers, "training.eval_every=1",
+            "training.max_updates=100"]
+    for wait in ("false", "true"):
+        d, _ = t.run("tests/conf/softmax.yaml", sets + ["training.eval_wait=" + wait],
+                     ranks=2 + servers)
+        s, ups = t.summary(d), [r["update"] for r in t.metrics(d)]
+        skipped = s.get("evals_skipped")
+        name = "%s S=%d eval_wait=%s" % (mode, servers, wait)
+        due = list(range(ups[0], 101))
+        t.check(mode == "async" or ups[0] == 0, "%s: the first evaluation at update 0: %d" % (name, ups[0]))
+        if wait == "true":
+            t.check(skipped == 0 and ups == due, "%s: none skipped (%s), a row at every update "
+                    "%d..100 (%d rows)" % (name, skipped, ups[0], len(ups)))
+        else:
+            t.check(skipped is not None and skipped > 0 and len(ups) + skipped == len(due) and
+                    sorted(set(ups)) == ups and set(ups) <= set(due),
+                    "%s: evaluations due while one runs are skipped, not waited for: %s skipped "
+                    "+ %d rows == %d due" % (name, skipped, len(ups), len(due)))
 
 d, p = t.run("tests/conf/softmax.yaml", ["training.max_updates=100"])
 t.check(p.stdout == "", "--quiet prints nothing: %r" % p.stdout[:200])

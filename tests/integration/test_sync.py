@@ -60,7 +60,8 @@ for mode in ("sync", "async"):
 # row's test loss is the one an S=1 run evaluating every update has at that
 # update (a snapshot mixing versions t and t+1 would differ).
 ref, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
-                                           "training.eval_every=1"], ranks=3)
+                                           "training.eval_every=1", "training.eval_wait=true"],
+               ranks=3)
 by_update = {r["update"]: r["test_loss"] for r in t.metrics(ref)}
 two, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
                                            "training.servers=2", "training.eval_every=1000000",

@@ -155,6 +155,7 @@ static void test_defaults_documented(void **state)
     assert_dbl(t->elastic_alpha, 0.1);
     assert_int_equal(t->eval_every, 0);
     assert_dbl(t->eval_every_seconds, 0);
+    assert_false(t->eval_wait);
     assert_false(t->trace);
     assert_int_equal(t->early_stopping_patience, 0);
     assert_int_equal(t->max_bad_updates, 0);
@@ -255,6 +256,7 @@ static const char every_key[] =
     "  elastic_alpha: 0.3333333333333333\n"
     "  eval_every: 250\n"
     "  eval_every_seconds: 2.5\n"
+    "  eval_wait: yes\n"
     "  trace: on\n"
     "  early_stopping:\n"
     "    patience: 4\n"
@@ -334,6 +336,7 @@ static void test_every_type_parses(void **state)
     assert_dbl(c.training.elastic_alpha, 1.0 / 3);
     assert_int_equal(c.training.eval_every, 250);
     assert_dbl(c.training.eval_every_seconds, 2.5);
+    assert_true(c.training.eval_wait);
     assert_true(c.training.trace);
     assert_int_equal(c.training.early_stopping_patience, 4);
     assert_int_equal(c.training.max_bad_updates, 12);
