@@ -10,6 +10,7 @@
 #include "paramd/error.h"
 #include "paramd/model.h"
 #include "paramd/ps.h"
+#include "paramd/signals.h"
 
 /* Errors found before MPI starts are the same on every rank: rank 0 alone
  * prints them; the others exit quietly with the same status, after rank 0
@@ -114,6 +115,10 @@ int main(int argc, char **argv)
         return err ? fail(rank, size, err) : 0;
     }
     if (err)
+        return fail(rank, size, err);
+    /* Serial runs obey signals (paramd/signals.h); without handlers the
+     * distributed ranks die of SIGTERM as before, without a checkpoint. */
+    if (cfg.training.mode == PD_MODE_SERIAL && (err = pd_signals_install()) != PD_OK)
         return fail(rank, size, err);
     pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,
                         .resume_dir = cli.resume_dir ? cli.resume_dir : cfg.run.out_dir};

@@ -16,7 +16,7 @@ enum {
     PD_EIO,       /* a system call on a file failed: exit 3 */
     PD_EMPI,      /* an MPI call failed or a rank was lost: exit 3 */
     PD_ETRAIN,    /* training failed (divergence, too many bad gradients): exit 3 */
-    PD_ESTOPPED,  /* stopped by SIGTERM: exit 143 (no checkpoint is written yet) */
+    PD_ESTOPPED,  /* stopped by a signal after its checkpoint: exit 143 */
 };
 
 /* Record an error: formats the message (printf-style) into this thread's

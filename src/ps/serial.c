@@ -12,6 +12,7 @@
 #include "paramd/ckpt.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
+#include "paramd/signals.h"
 #include "serial.h"
 #include "train.h"
 
@@ -223,6 +224,13 @@ static int train(serial_state *s, const char **exit)
         finished = true;
     }
     while (!stop && !finished) {
+        /* Signals are obeyed between steps, never inside one. */
+        if (pd_signals_take_checkpoint())
+            PD_TRY(checkpoint(s));
+        if (pd_signals_stop()) {
+            *exit = "signal";
+            return PD_OK;
+        }
         if (!pd_learner_next(&s->learner)) {
             epochs++;
             if (tc->eval_every == 0 && last_eval != s->prog.update) {
@@ -253,6 +261,21 @@ static int train(serial_state *s, const char **exit)
         *exit = "early_stopped";
     s->prog.train_loss = s->loss_n ? s->loss_sum / (double)s->loss_n : NAN;
     return PD_OK;
+}
+
+/* A stop signal: the checkpoint of the last whole step, status.json says
+ * so, and no params.bin or summary.json (the run is not finished; --resume
+ * finishes it). PD_ESTOPPED: exit 143. */
+static int stopped(serial_state *s)
+{
+    PD_TRY(checkpoint(s));
+    s->prog.examples = s->learner.examples;
+    s->prog.epoch = pd_learner_epoch(&s->learner);
+    pd_evaluator_stopped(s->ev, &s->prog);
+    return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld; checkpoint "
+                   "%s/ckpt-%012lld.manifest written (continue with --resume)",
+                   pd_signals_name(pd_signals_stop()), (long long)s->prog.update, s->ckpt_dir,
+                   (long long)s->prog.update);
 }
 
 int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
@@ -299,6 +322,10 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
     if (nrows)
         PD_TRY_GOTO(err, append_rows(cfg->run.out_dir, rows, nrows), out);
     PD_TRY_GOTO(err, train(&s, &exit), out);
+    if (!strcmp(exit, "signal")) {
+        err = stopped(&s);
+        goto out;
+    }
     if (cfg->checkpoint.every_updates > 0 || cfg->checkpoint.every_seconds > 0 || opts->resume)
         PD_TRY_GOTO(err, checkpoint(&s), out);   /* one at the end */
     s.prog.examples = s.learner.examples;

@@ -90,12 +90,12 @@ else:
     t.check(p.stderr.count("needs MPI_THREAD_MULTIPLE") == 1,
             "the thread-level error printed once: %r" % p.stderr[-600:])
 
-# What --help and the man page say about SIGTERM is what happens (no
-# checkpoint is written in this version).
+# What --help and the man page say about SIGTERM is what happens
+# (test_signals.py).
 for flag in ("--help", "--man"):
     p = paramd(flag)
-    t.check("after writing a final checkpoint" not in p.stdout and
-            "writes no checkpoint" in p.stdout, flag + " says what SIGTERM does")
+    t.check("writes a checkpoint and stops" in p.stdout and "writes no checkpoint" not in p.stdout,
+            flag + " says what SIGTERM does")
 
 # --check --json: the same facts as one JSON object on one line, every key
 # and value exact for tests/conf/softmax.yaml (784 x 10 + 10 parameters,
