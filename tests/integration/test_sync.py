@@ -65,7 +65,8 @@ ref, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_u
 by_update = {r["update"]: r["test_loss"] for r in t.metrics(ref)}
 two, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
                                            "training.servers=2", "training.eval_every=1000000",
-                                           "training.eval_every_seconds=0.001"], ranks=4)
+                                           "training.eval_every_seconds=0.001",
+                                           "training.eval_wait=true"], ranks=4)
 rows = t.metrics(two)
 bad = [(r["update"], r["test_loss"], by_update[r["update"]]) for r in rows
        if abs(r["test_loss"] - by_update[r["update"]]) > 1e-5 * abs(by_update[r["update"]])]
