@@ -11,6 +11,7 @@
 #include "paramd/model.h"
 #include "paramd/ps.h"
 #include "paramd/signals.h"
+#include "paramd/use.h"
 
 /* Errors found before MPI starts are the same on every rank: rank 0 alone
  * prints them; the others exit quietly with the same status, after rank 0
@@ -89,6 +90,13 @@ int main(int argc, char **argv)
     if (cli.replay_dir) {
         pd_run_opts ropts = {.quiet = cli.quiet};
         err = pd_ps_replay(cli.replay_dir, cli.out_dir, &ropts);
+        return err ? fail(rank, size, err) : 0;
+    }
+    if (cli.evaluate_dir || cli.predict_dir) {
+        pd_use_opts uo = {.run_dir = cli.evaluate_dir ? cli.evaluate_dir : cli.predict_dir,
+                          .overrides = cli.overrides, .n_overrides = cli.n_overrides,
+                          .out_path = cli.out_dir};
+        err = cli.evaluate_dir ? pd_use_evaluate(&uo, stdout) : pd_use_predict(&uo);
         return err ? fail(rank, size, err) : 0;
     }
     pd_config cfg;

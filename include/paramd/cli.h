@@ -16,6 +16,8 @@ typedef struct pd_cli {
     bool resume;                              /* --resume given */
     const char *resume_dir;                   /* its optional DIR, or NULL */
     const char *replay_dir;                   /* --replay RUN_DIR, or NULL */
+    const char *evaluate_dir;                 /* --evaluate RUN_DIR, or NULL */
+    const char *predict_dir;                  /* --predict RUN_DIR, or NULL */
     bool check, quiet, help, version;
     bool json;                                /* --json: --check prints JSON */
     bool man;                                 /* --man: print paramd.1 and exit */
@@ -27,7 +29,8 @@ typedef struct pd_cli {
  * `--resume DIR`: the next argument is DIR only if it does not start with
  * '-' and CONFIG.yaml came before it or another non-option argument
  * follows it (`--resume=DIR` always); later --out/--resume win. --json
- * without --check is refused. Local. */
+ * without --check is refused; --replay, --evaluate and --predict take a
+ * run directory instead of CONFIG.yaml, one of them at a time. Local. */
 int pd_cli_parse(int argc, char **argv, pd_cli *cli);
 /* Usage text listing every option, from the table. */
 void pd_cli_print_help(FILE *out);

@@ -95,6 +95,11 @@ int pd_data_classes(const pd_data *d);
  * negative then the positive label ("0","1", "-1","1", or the two numbers
  * or names of the training file, smaller first). NULL, 0 for linreg. */
 const char *const *pd_data_class_names(const pd_data *d, size_t *n);
+/* The normalization applied to every part: feature j became
+ * (x - shift[j]) * scale[j], computed in double and rounded to float
+ * (*n features; owned by d). False, with *n = 0, when there is none. */
+bool pd_data_normalization(const pd_data *d, size_t *n, const double **shift,
+                           const double **scale);
 
 /* Minibatch iterator over one dataset. shuffle none: record order every
  * epoch; once: one permutation drawn at creation, reused every epoch;

@@ -109,6 +109,15 @@ int pd_model_eval(pd_model *m, const float *theta, const pd_dataset *ds, pd_eval
 int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
                     const size_t *rows, size_t b, float *loss);
 
+/* Outputs per example: classes for softmax/mlp, else 1. */
+size_t pd_model_noutputs(const pd_model *m);
+/* The model's outputs for rows[0..b) of ds at theta: *z points at
+ * [b][noutputs] floats (softmax/mlp logits, linreg predictions, logreg/svm
+ * margins w.x + b), valid until the model's next call. b <= max_batch.
+ * Local, no allocation. */
+int pd_model_outputs(pd_model *m, const float *theta, const pd_dataset *ds, const size_t *rows,
+                     size_t b, const float **z);
+
 /* Per-tensor L2 norms of v (parameters or a gradient): norms[ntensors]. */
 void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
 /* Per-tensor sums of squares of v over the coordinates [lo, hi) only (a

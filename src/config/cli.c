@@ -18,8 +18,8 @@ typedef struct option {
     const char *doc;
 } option;
 
-enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_JSON, OPT_REPLAY, OPT_QUIET, OPT_HELP,
-       OPT_VERSION, OPT_MAN, OPT_COUNT };
+enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_JSON, OPT_REPLAY, OPT_EVALUATE,
+       OPT_PREDICT, OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_MAN, OPT_COUNT };
 
 static const option options[OPT_COUNT] = {
     [OPT_SET] = {"set", 0, ARG_REQUIRED, "KEY.PATH=VALUE",
@@ -27,7 +27,8 @@ static const option options[OPT_COUNT] = {
                  "order, checked like the file. VALUE is read as YAML, so lists work: "
                  "--set model.hidden=[64,32]."},
     [OPT_OUT] = {"out", 0, ARG_REQUIRED, "DIR",
-                 "Write the run directory to DIR instead of run.out_dir."},
+                 "Write the run directory to DIR instead of run.out_dir. With --predict: "
+                 "the CSV file of predictions (default: stdout)."},
     [OPT_RESUME] = {"resume", 0, ARG_OPTIONAL, "DIR",
                     "Resume from the newest valid checkpoint in DIR/checkpoints (DIR "
                     "defaults to the run directory). Serial runs only in this version; "
@@ -46,6 +47,19 @@ static const option options[OPT_COUNT] = {
                     "recorded order, and check that it reproduces the run's params_sha256 "
                     "(exit 3 if not). Its run directory goes to --out, default RUN_DIR/replay. "
                     "No CONFIG.yaml: the run's config.resolved.yaml is used."},
+    [OPT_EVALUATE] = {"evaluate", 0, ARG_REQUIRED, "RUN_DIR",
+                      "Evaluate the finished run in RUN_DIR (its config.resolved.yaml and "
+                      "params.bin) on its test file, or another one given with --set "
+                      "data.test=FILE: print loss, accuracy and the confusion matrix "
+                      "(logreg, svm: also precision, recall, AUC; linreg: RMSE) and write "
+                      "RUN_DIR/evaluation.json. A file that does not fit the model (features, "
+                      "classes) is exit 2 saying which and by how much. Only data.* keys may "
+                      "be set. No CONFIG.yaml."},
+    [OPT_PREDICT] = {"predict", 0, ARG_REQUIRED, "RUN_DIR",
+                     "Predict with the run in RUN_DIR on data.test (--set data.test=FILE; a "
+                     "file laid out as the training file): one CSV line per example, in "
+                     "file order, with the predicted class (linreg: value) and the class "
+                     "probabilities (svm: its score), to --out FILE.csv or stdout."},
     [OPT_QUIET] = {"quiet", 0, ARG_NONE, NULL,
                    "No progress output on stdout; errors are still printed on stderr."},
     [OPT_HELP] = {"help", 'h', ARG_NONE, NULL, "Print this help and exit."},
@@ -75,6 +89,9 @@ static const char *const run_files[][2] = {
     {"summary.json", "The result: mode, optimizer, updates, test loss and accuracy, "
                      "params_sha256, exit."},
     {"status.json", "Progress, rewritten atomically while the job runs."},
+    {"params.json", "The layout of params.bin: each tensor's name, shape, dtype, byte order "
+                    "and offset; model, activation, class names, input normalization."},
+    {"evaluation.json", "Written by --evaluate: loss, accuracy, confusion matrix, ..."},
     {"checkpoints/", "Checksummed checkpoints, written atomically; --resume reads them."},
 };
 
@@ -164,6 +181,12 @@ static int take(pd_cli *cli, const option *o, const char *value)
             return PD_FAIL(PD_EINPUT, "--replay needs a RUN_DIR, got an empty one");
         cli->replay_dir = value;
         break;
+    case OPT_EVALUATE:
+    case OPT_PREDICT:
+        if (!value[0])
+            return PD_FAIL(PD_EINPUT, "--%s needs a RUN_DIR, got an empty one", o->name);
+        *(o - options == OPT_EVALUATE ? &cli->evaluate_dir : &cli->predict_dir) = value;
+        break;
     case OPT_QUIET:   cli->quiet = true; break;
     case OPT_HELP:    cli->help = true; break;
     case OPT_VERSION: cli->version = true; break;
@@ -232,7 +255,16 @@ int pd_cli_parse(int argc, char **argv, pd_cli *cli)
     if (cli->replay_dir && cli->config_path)
         return PD_FAIL(PD_EINPUT, "--replay takes the run's own config; drop %s",
                        cli->config_path);
-    if (!cli->config_path && !cli->help && !cli->version && !cli->man && !cli->replay_dir)
+    const char *use = cli->evaluate_dir ? "--evaluate" : cli->predict_dir ? "--predict" : NULL;
+    if (cli->evaluate_dir && cli->predict_dir)
+        return PD_FAIL(PD_EINPUT, "--evaluate and --predict: one at a time");
+    if (use && cli->config_path)
+        return PD_FAIL(PD_EINPUT, "%s takes the run's own config; drop %s", use,
+                       cli->config_path);
+    if (use && cli->replay_dir)
+        return PD_FAIL(PD_EINPUT, "%s and --replay: one at a time", use);
+    if (!cli->config_path && !cli->help && !cli->version && !cli->man && !cli->replay_dir &&
+        !use)
         return PD_FAIL(PD_EINPUT, "missing CONFIG.yaml (usage: paramd [options] CONFIG.yaml; "
                        "see paramd --help)");
     return PD_OK;
@@ -273,7 +305,9 @@ static void wrap(FILE *out, const char *text, int indent, int col)
 void pd_cli_print_help(FILE *out)
 {
     fputs("Usage: paramd [options] CONFIG.yaml\n"
-          "       mpirun -n N paramd [options] CONFIG.yaml\n\n", out);
+          "       mpirun -n N paramd [options] CONFIG.yaml\n"
+          "       paramd --evaluate RUN_DIR [--set data.test=FILE]\n"
+          "       paramd --predict RUN_DIR --set data.test=FILE [--out FILE.csv]\n\n", out);
     wrap(out, "Data-parallel training: ranks 0..S-1 are parameter servers "
               "(training.servers), the other ranks workers; training.mode says how "
               "they combine gradients. Every config key, with its default, is in "
@@ -361,6 +395,10 @@ void pd_cli_write_man(FILE *out)
           "mpirun \\-n 3 paramd \\-\\-set training.mode=async \\-\\-set training.trace=true "
           "\\-\\-out runs/a conf/demo.yaml\n"
           "paramd \\-\\-replay runs/a\n.RE\n.fi\n"
+          ".PP\nEvaluate a finished run on another file, then write its predictions:\n"
+          ".PP\n.nf\n.RS\nparamd \\-\\-evaluate runs/a \\-\\-set data.test=new.csv\n"
+          "paramd \\-\\-predict runs/a \\-\\-set data.test=new.csv \\-\\-out pred.csv\n"
+          ".RE\n.fi\n"
           ".SH SEE ALSO\n.BR mpirun (1)\n", out);
 }
 

@@ -25,6 +25,7 @@ struct pd_data {
     int classes;
     char **class_names;     /* [nclass_names] in class order (labels.c) */
     size_t nclass_names;
+    pd_norm norm;           /* what was applied to every part */
 };
 
 static bool is_classifier(pd_model_type t) { return t == PD_MODEL_SOFTMAX || t == PD_MODEL_MLP; }
@@ -391,6 +392,8 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
     d->train_total = L.T;
     d->features = L.d;
     d->classes = L.classes;
+    d->norm = nm;
+    memset(&nm, 0, sizeof nm);
     *out = d;
 fail:
     pd_data_norm_free(&nm);
@@ -420,6 +423,7 @@ void pd_data_destroy(pd_data **pd)
     for (size_t i = 0; i < d->nclass_names; i++)
         free(d->class_names[i]);
     free(d->class_names);
+    pd_data_norm_free(&d->norm);
     free(d);
     *pd = NULL;
 }
@@ -438,4 +442,13 @@ const char *const *pd_data_class_names(const pd_data *d, size_t *n)
 {
     *n = d->nclass_names;
     return (const char *const *)d->class_names;
+}
+
+bool pd_data_normalization(const pd_data *d, size_t *n, const double **shift,
+                           const double **scale)
+{
+    *n = d->norm.d;
+    *shift = d->norm.shift;
+    *scale = d->norm.inv;
+    return d->norm.d > 0;
 }

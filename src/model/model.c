@@ -369,6 +369,21 @@ int pd_model_losses(pd_model *m, const float *theta, const pd_dataset *ds,
     return PD_OK;
 }
 
+size_t pd_model_noutputs(const pd_model *m) { return m->K; }
+
+int pd_model_outputs(pd_model *m, const float *theta, const pd_dataset *ds, const size_t *rows,
+                     size_t b, const float **z)
+{
+    assert(b <= m->max_batch);
+    PD_TRY(check_data(m, ds));
+    if (on_linear_path(m))
+        pd_model_linear_forward(m, theta, ds, rows, b);
+    else if (b > 0)
+        pd_model_dense_forward(m, theta, ds, rows, b);
+    *z = m->A[m->nlayers - 1];
+    return PD_OK;
+}
+
 void pd_model_tensor_sumsq_range(const pd_model *m, const float *v, size_t lo, size_t hi,
                                  double *sq)
 {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "paramd/error.h"
+#include "paramd/use.h"
 #include "train.h"
 
 #define EVAL_BATCH 1000
@@ -58,6 +59,24 @@ static int write_resolved_config(pd_evaluator *ev)
     fclose(f);
     if (err == PD_OK)
         err = pd_metrics_path(ev->metrics, "config.resolved.yaml", path, sizeof path);
+    if (err == PD_OK)
+        err = pd_write_atomic(path, text, len);
+    free(text);
+    return err;
+}
+
+/* params.json: the layout of params.bin (paramd/use.h). */
+static int write_layout(pd_evaluator *ev)
+{
+    char *text = NULL, path[1100];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return PD_FAIL(PD_ENOMEM, "params.json: cannot allocate");
+    int err = pd_use_write_layout(ev->cfg, ev->model, ev->data, f);
+    fclose(f);
+    if (err == PD_OK)
+        err = pd_metrics_path(ev->metrics, "params.json", path, sizeof path);
     if (err == PD_OK)
         err = pd_write_atomic(path, text, len);
     free(text);
@@ -369,6 +388,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.n_workers_stats = rs->n_workers;
     }
     int err = pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256);
+    if (err == PD_OK)
+        err = write_layout(ev);
     if (err == PD_OK) {
         memcpy(ev->sha, s.params_sha256, sizeof ev->sha);
         err = pd_metrics_summary(ev->metrics, &s);

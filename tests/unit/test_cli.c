@@ -148,6 +148,32 @@ static void test_replay(void **state)
     BAD("unknown option --replya (did you mean --replay?)", "--replya", "runs/a");
 }
 
+/* --evaluate / --predict RUN_DIR also stand in for CONFIG.yaml; --out is
+ * --predict's CSV file. */
+static void test_evaluate_predict(void **state)
+{
+    (void)state;
+    pd_cli c;
+    assert_int_equal(PARSE(&c, "--evaluate", "runs/a", "--set", "data.test=t.csv"), PD_OK);
+    assert_str(c.evaluate_dir, "runs/a");
+    assert_null(c.predict_dir);
+    assert_null(c.config_path);
+    assert_int_equal(c.n_overrides, 1);
+    assert_str(c.overrides[0], "data.test=t.csv");
+    assert_int_equal(PARSE(&c, "--predict=runs/b", "--out", "p.csv"), PD_OK);
+    assert_str(c.predict_dir, "runs/b");
+    assert_str(c.out_dir, "p.csv");
+    assert_null(c.evaluate_dir);
+    BAD("--evaluate needs a RUN_DIR", "--evaluate");
+    BAD("--predict needs a RUN_DIR, got an empty one", "--predict=");
+    BAD("--evaluate takes the run's own config; drop run.yaml", "--evaluate", "runs/a",
+        "run.yaml");
+    BAD("--predict takes the run's own config; drop run.yaml", "run.yaml", "--predict=runs/a");
+    BAD("--evaluate and --predict: one at a time", "--evaluate=a", "--predict=b");
+    BAD("--evaluate and --replay: one at a time", "--evaluate=a", "--replay=b");
+    BAD("unknown option --evalute (did you mean --evaluate?)", "--evalute", "runs/a");
+}
+
 static void test_usage_errors(void **state)
 {
     (void)state;
@@ -206,7 +232,8 @@ static char *capture(void (*write)(FILE *))
 
 static const char *const every_option[] = {"--set KEY.PATH=VALUE", "--out DIR",
                                            "--resume [DIR]", "--check", "--json",
-                                           "--replay RUN_DIR", "--quiet", "-h, --help",
+                                           "--replay RUN_DIR", "--evaluate RUN_DIR",
+                                           "--predict RUN_DIR", "--quiet", "-h, --help",
                                            "-V, --version", "--man"};
 
 static void test_help(void **state)
@@ -245,7 +272,9 @@ static void test_man(void **state)
     const char *opts[] = {"\\fB\\-\\-set\\fR \\fIKEY.PATH=VALUE\\fR\n",
                           "\\fB\\-\\-out\\fR \\fIDIR\\fR\n", "\\fB\\-\\-resume\\fR [\\fIDIR\\fR]\n",
                           "\\fB\\-\\-check\\fR\n", "\\fB\\-\\-json\\fR\n",
-                          "\\fB\\-\\-replay\\fR \\fIRUN_DIR\\fR\n", "\\fB\\-\\-quiet\\fR\n",
+                          "\\fB\\-\\-replay\\fR \\fIRUN_DIR\\fR\n",
+                          "\\fB\\-\\-evaluate\\fR \\fIRUN_DIR\\fR\n",
+                          "\\fB\\-\\-predict\\fR \\fIRUN_DIR\\fR\n", "\\fB\\-\\-quiet\\fR\n",
                           "\\fB\\-h\\fR, \\fB\\-\\-help\\fR\n",
                           "\\fB\\-V\\fR, \\fB\\-\\-version\\fR\n", "\\fB\\-\\-man\\fR\n"};
     const char *opt_section = strstr(man, ".SH OPTIONS\n");
@@ -256,8 +285,9 @@ static void test_man(void **state)
     for (int i = 0; i < 4; i++)
         assert_non_null(strstr(man, statuses[i]));
     const char *files[] = {"config.resolved.yaml", "metrics.jsonl", "params.bin",
-                           "summary.json", "status.json", "checkpoints/"};
-    for (int i = 0; i < 6; i++)
+                           "summary.json", "status.json", "checkpoints/", "params.json",
+                           "evaluation.json"};
+    for (int i = 0; i < 8; i++)
         assert_non_null(strstr(strstr(man, ".SH FILES\n"), files[i]));
     assert_non_null(strstr(strstr(man, ".SH EXAMPLES\n"), "mpirun \\-n 3 paramd"));
     /* Every hyphen is escaped: no raw "--" that troff would turn into a dash. */
@@ -274,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_man),
         cmocka_unit_test(test_replay),
+        cmocka_unit_test(test_evaluate_predict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
