@@ -32,7 +32,12 @@ typedef enum { PD_MODE_SERIAL, PD_MODE_SYNC, PD_MODE_ASYNC, PD_MODE_HOGWILD,
 typedef enum { PD_STALE_WAIT, PD_STALE_DROP } pd_staleness_policy;
 typedef enum { PD_OPT_SGD, PD_OPT_MOMENTUM, PD_OPT_NESTEROV, PD_OPT_ADAGRAD,
                PD_OPT_RMSPROP, PD_OPT_RMSPROP_NESTEROV, PD_OPT_ADADELTA,
-               PD_OPT_ADAM, PD_OPT_ADAMW, PD_OPT_COUNT } pd_optimizer_name;
+               PD_OPT_ADAM, PD_OPT_ADAMW,
+               /* batch methods (src/batch/): full-batch gradients, line search */
+               PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS, PD_OPT_COUNT } pd_optimizer_name;
+/* Nonlinear conjugate gradient's beta: Polak-Ribiere with the PR+ restart
+ * (beta = max(0, beta_PR)), or Fletcher-Reeves. */
+typedef enum { PD_CG_PR_PLUS, PD_CG_FR } pd_cg_variant;
 typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
                PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
 typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
@@ -108,6 +113,13 @@ typedef struct pd_optim_config {
     double noise;                  /* annealed noise eta: sigma_t^2 = noise/(1+t)^noise_gamma */
     double noise_gamma;
     pd_staleness_scaling staleness_scaling;
+    /* batch methods (cg, bfgs, lbfgs; lr is the first trial step) */
+    int64_t batch_examples;        /* the first N training examples; 0 = all */
+    int bfgs_max_params;           /* bfgs refuses larger models */
+    int history;                   /* lbfgs memory m */
+    pd_cg_variant cg_variant;
+    double grad_tol;               /* stop when |grad| <= grad_tol */
+    double loss_tol;               /* stop when the relative loss decrease <= loss_tol */
 } pd_optim_config;
 
 typedef struct pd_training_config {
@@ -130,6 +142,7 @@ typedef struct pd_training_config {
     bool trace;
     int early_stopping_patience;   /* evaluations without improvement; 0 = off */
     int64_t max_bad_updates;       /* NaN/Inf gradients tolerated before failing */
+    int64_t max_iterations;        /* batch methods: iterations (line searches) */
 } pd_training_config;
 
 typedef struct pd_checkpoint_config {

@@ -53,6 +53,9 @@ typedef struct pd_metrics_row {
     double staleness_mean;
     int64_t staleness_max;
     int64_t dropped;
+    /* batch methods (written only when evaluations > 0): function and
+     * gradient evaluations so far, and those of this row's line search */
+    int64_t evaluations, line_search_steps;
     size_t ntensors;           /* per-tensor norms (0 = none) */
     const char *const *tensor_names;
     const double *param_norms;
@@ -94,6 +97,10 @@ typedef struct pd_summary {
                                               gradients it applied (equal sets, equal) */
     int n_servers_stats;                   /* 0: no per_server list */
     int n_workers_stats;
+    /* batch methods (written only when stop_reason is set): iterations,
+     * function and gradient evaluations, and why they stopped */
+    int64_t iterations, evaluations;
+    const char *stop_reason;
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

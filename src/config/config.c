@@ -515,6 +515,42 @@ static int training_rules(loader *ld)
     return PD_OK;
 }
 
+/* The batch methods (cg, bfgs, lbfgs) take full-batch gradients in serial
+ * or sync mode with one server; the stochastic rules' knobs mean nothing to
+ * them and are refused rather than ignored. */
+static int batch_rules(loader *ld)
+{
+    const pd_config *c = ld->cfg;
+    const pd_optim_config *o = &c->optimizer;
+    if (!pd_optim_is_batch(o->name))
+        return PD_OK;
+    const char *name = pd_optimizer_name_str(o->name);
+    pd_mode m = c->training.mode;
+    if (m != PD_MODE_SERIAL && m != PD_MODE_SYNC)
+        return fail_key(ld, KEY("optimizer.name"), "%s is a batch method: it runs in serial or "
+                        "sync mode, not %s (each step needs the full gradient and a line "
+                        "search)", name, pd_mode_name(m));
+    if (c->training.servers != 1)
+        return fail_key(ld, KEY("training.servers"), "%s keeps its vectors on one server in "
+                        "this version, got %d servers", name, c->training.servers);
+    const char *unused[] = {"training.backup_workers", "optimizer.clip_norm",
+                            "optimizer.clip_value", "optimizer.noise", "optimizer.weight_decay"};
+    double v[] = {c->training.backup_workers, o->clip_norm, o->clip_value, o->noise,
+                  o->weight_decay};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i] != 0)
+            return fail_key(ld, KEY(unused[i]), "must be 0 for the batch method %s%s", name,
+                            i == 4 ? " (use model.l2)" : "");
+    if (c->checkpoint.every_updates > 0 || c->checkpoint.every_seconds > 0)
+        return fail_key(ld, KEY(c->checkpoint.every_updates > 0 ? "checkpoint.every_updates"
+                                                                : "checkpoint.every_seconds"),
+                        "the batch method %s writes no checkpoints in this version", name);
+    if (c->data.curriculum.type != PD_CURRICULUM_NONE)
+        return fail_key(ld, KEY("data.curriculum.type"), "the batch method %s uses every "
+                        "example at each step: no curriculum", name);
+    return PD_OK;
+}
+
 static int faults_rules(loader *ld)
 {
     const pd_faults_config *f = &ld->cfg->faults;
@@ -543,6 +579,7 @@ static int load_text(const char *name, const char *text, size_t len,
         PD_TRY_GOTO(err, apply_override(ld, overrides[i]), out);
     PD_TRY_GOTO(err, data_rules(ld), out);
     PD_TRY_GOTO(err, model_rules(ld), out);
+    PD_TRY_GOTO(err, batch_rules(ld), out);
     PD_TRY_GOTO(err, training_rules(ld), out);
     PD_TRY_GOTO(err, faults_rules(ld), out);
     pd_optim_defaults(&cfg->optimizer);

@@ -29,6 +29,7 @@ static const char *const policy_names[] = {"wait", "drop", NULL};
 static const char *const schedule_names[] = {"constant", "step", "exponential",
                                              "inverse_time", "cosine", NULL};
 static const char *const sscale_names[] = {"none", "inverse", NULL};
+static const char *const cg_names[] = {"pr_plus", "fr", NULL};
 static const char *const delay_names[] = {"none", "constant", "uniform", "exponential", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -158,6 +159,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "Stop after this many evaluations without improvement; 0 = off."),
     I64("training.max_bad_updates", training.max_bad_updates, GE(0), "0",
         "NaN/Inf gradients (models) skipped before the run fails, every mode."),
+    I64("training.max_iterations", training.max_iterations, GE(1), "100",
+        "cg, bfgs, lbfgs: stop after this many iterations (line searches)."),
 
     ENUM("optimizer.name", optimizer.name, pd_optimizer_names, "sgd", "The update rule."),
     DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",
@@ -196,6 +199,18 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "Annealing exponent of the gradient noise."),
     ENUM("optimizer.staleness_scaling", optimizer.staleness_scaling, sscale_names, "none",
          "async: scale the learning rate by 1 / staleness (inverse) or not."),
+    I64("optimizer.batch_examples", optimizer.batch_examples, GE(0), "0",
+        "cg, bfgs, lbfgs: the first N training examples make the objective; 0 = all."),
+    INT("optimizer.bfgs_max_params", optimizer.bfgs_max_params, GE(1), "20000",
+        "bfgs keeps an n x n matrix: larger models are refused (use lbfgs)."),
+    INT("optimizer.history", optimizer.history, IN(1, 1000), "10",
+        "lbfgs: correction pairs kept (memory m)."),
+    ENUM("optimizer.cg_variant", optimizer.cg_variant, cg_names, "pr_plus",
+         "cg: Polak-Ribiere with the PR+ restart, or Fletcher-Reeves (fr)."),
+    DBL("optimizer.grad_tol", optimizer.grad_tol, GE(0), "1e-6",
+        "cg, bfgs, lbfgs: stop when the gradient's L2 norm is at most this."),
+    DBL("optimizer.loss_tol", optimizer.loss_tol, GE(0), "1e-9",
+        "cg, bfgs, lbfgs: stop when the loss falls by at most this fraction."),
 
     I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
         "Checkpoint every this many updates; 0 = off."),

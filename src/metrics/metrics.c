@@ -247,6 +247,10 @@ static void row_fields(FILE *f, const pd_metrics_row *r)
     fputc(',', f); jnum(f, "staleness_mean", r->staleness_mean);
     fputc(',', f); jint(f, "staleness_max", r->staleness_max);
     fputc(',', f); jint(f, "dropped", r->dropped);
+    if (r->evaluations > 0) {
+        fputc(',', f); jint(f, "evaluations", r->evaluations);
+        fputc(',', f); jint(f, "line_search_steps", r->line_search_steps);
+    }
     if (r->ntensors && r->param_norms)
         norms_object(f, "param_norm", r, r->param_norms);
     if (r->ntensors && r->grad_norms)
@@ -392,6 +396,11 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     }
     fputs("]", f);
     fputs(",\n  ", f); jint(f, "best_update", s->best_update);
+    if (s->stop_reason) {
+        fputs(",\n  ", f); jint(f, "iterations", s->iterations);
+        fputs(",\n  ", f); jint(f, "evaluations", s->evaluations);
+        fputs(",\n  ", f); jstr(f, "stop_reason", s->stop_reason);
+    }
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);
     fclose(f);

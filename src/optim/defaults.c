@@ -24,6 +24,9 @@ const char *const pd_optimizer_names[PD_OPT_COUNT + 1] = {
     [PD_OPT_ADADELTA] = "adadelta",
     [PD_OPT_ADAM] = "adam",
     [PD_OPT_ADAMW] = "adamw",
+    [PD_OPT_CG] = "cg",
+    [PD_OPT_BFGS] = "bfgs",
+    [PD_OPT_LBFGS] = "lbfgs",
     [PD_OPT_COUNT] = NULL,
 };
 
@@ -42,6 +45,10 @@ static const rule_defaults defaults[PD_OPT_COUNT] = {
     [PD_OPT_ADADELTA]         = {1.0,  0.0,  0.95, 1e-6,  0.0,  0.0},
     [PD_OPT_ADAM]             = {0.001, 0.0, 0.0,  1e-8,  0.9,  0.999},
     [PD_OPT_ADAMW]            = {0.001, 0.0, 0.0,  1e-8,  0.9,  0.999},
+    /* batch methods: lr is the first trial step of the first line search */
+    [PD_OPT_CG]               = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
+    [PD_OPT_BFGS]             = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
+    [PD_OPT_LBFGS]            = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
 };
 
 void pd_optim_defaults(pd_optim_config *oc)

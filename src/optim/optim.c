@@ -29,6 +29,9 @@ static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s,
     [PD_OPT_ADADELTA]         = "rs",
     [PD_OPT_ADAM]             = "mv",
     [PD_OPT_ADAMW]            = "mv",
+    [PD_OPT_CG]               = "",   /* batch methods: no element rule */
+    [PD_OPT_BFGS]             = "",
+    [PD_OPT_LBFGS]            = "",
 };
 
 struct pd_optim {
@@ -74,6 +77,9 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     if ((unsigned)oc->name >= PD_OPT_COUNT)
         return PD_FAIL(PD_EINPUT, "optimizer.name: unknown rule %d", (int)oc->name);
     const char *rn = pd_optimizer_names[oc->name];
+    if (pd_optim_is_batch(oc->name))
+        return PD_FAIL(PD_EINPUT, "optimizer.name: %s is a batch method (src/batch/), not "
+                       "an element-wise rule", rn);
     if (lo > hi)
         return PD_FAIL(PD_EINPUT, "optimizer %s: range [%zu, %zu) is reversed", rn, lo, hi);
     const double hp[] = {oc->lr, oc->momentum, oc->rho, oc->eps, oc->beta1, oc->beta2};
@@ -327,6 +333,9 @@ static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th
             el_adam(&th[j], &m[j], &v[j], g[j], &c);
         break;
     }
+    case PD_OPT_CG:   /* refused by pd_optim_create */
+    case PD_OPT_BFGS:
+    case PD_OPT_LBFGS:
     case PD_OPT_COUNT:
         break;
     }
@@ -372,6 +381,9 @@ static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict t
         for (size_t j = 0; j < n; j++)
             el_adam(&theta[idx[j]], &m[idx[j] - lo], &v[idx[j] - lo], g[j], &c);
         break;
+    case PD_OPT_CG:   /* refused by pd_optim_create */
+    case PD_OPT_BFGS:
+    case PD_OPT_LBFGS:
     case PD_OPT_COUNT:
         break;
     }

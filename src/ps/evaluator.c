@@ -222,6 +222,8 @@ static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
     r->staleness_mean = p->staleness_mean;
     r->staleness_max = p->staleness_max;
     r->dropped = p->dropped;
+    r->evaluations = p->evaluations;
+    r->line_search_steps = p->line_search_steps;
 }
 
 static double eta_seconds(const pd_evaluator *ev, const pd_progress *p, double wall)
@@ -365,6 +367,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .dropped_stale = -1, .dropped_late = -1, .dropped_at_stop = -1,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
         .server_loop_cpu_s = NAN, .params_sent_floats = -1,
+        .iterations = p->update, .evaluations = p->evaluations, .stop_reason = p->stop_reason,
     };
     if (rs) {
         s.staleness_hist = rs->stale_hist;

@@ -11,9 +11,11 @@
 #include <sys/prctl.h>
 
 #include "comm.h"
+#include "driver.h"
 #include "paramd/data.h"
 #include "paramd/metrics.h"
 #include "paramd/model.h"
+#include "paramd/optim.h"
 #include "paramd/ps.h"
 #include "serial.h"
 #include "server.h"
@@ -218,9 +220,10 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
 {
     pd_config cfg = *in;
     pd_model_blas_threads(cfg.run.blas_threads);
+    bool batch = pd_optim_is_batch(cfg.optimizer.name);   /* src/batch/ drives it */
     if (cfg.training.mode == PD_MODE_SERIAL) {
         PD_TRY(resolve_shape(&cfg));
-        return pd_serial_run(&cfg, opts);
+        return batch ? pd_batch_serial(&cfg, opts) : pd_serial_run(&cfg, opts);
     }
     /* Linux rounds sleeps up to the timer slack (50 us by default); the
      * sleep-polling waits want microseconds. Failure only costs latency. */
@@ -233,7 +236,9 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
     if (err == PD_OK)
         err = check_counts(&cfg);
     err = pd_comm_agree(&w, err);
-    if (err == PD_OK)
+    if (err == PD_OK && batch)
+        err = pd_batch_sync(&cfg, opts, &w);
+    else if (err == PD_OK)
         err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, &w);
     if (err != PD_OK && w.setup_failed) {
         /* Agreed by every rank: the lowest failing one explains, all exit. */

@@ -76,6 +76,10 @@ typedef struct pd_progress {
     int64_t dropped;          /* -1 where it does not apply */
     const float *grad;        /* latest gradient for per-tensor norms, or NULL */
     const double *grad_norms; /* or its per-tensor norms already computed, or NULL */
+    /* batch methods (src/batch/): evaluations so far (0 elsewhere), this
+     * iteration's line-search steps, and why they stopped (finish) */
+    int64_t evaluations, line_search_steps;
+    const char *stop_reason;
 } pd_progress;
 
 typedef struct pd_evaluator pd_evaluator;

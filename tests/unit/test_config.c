@@ -261,6 +261,7 @@ static const char every_key[] =
     "  early_stopping:\n"
     "    patience: 4\n"
     "  max_bad_updates: 12\n"
+    "  max_iterations: 250\n"
     "optimizer:\n"
     "  name: adam\n"
     "  lr: 0.0025\n"
@@ -282,6 +283,12 @@ static const char every_key[] =
     "  noise: 0.3\n"
     "  noise_gamma: 0.6\n"
     "  staleness_scaling: inverse\n"
+    "  batch_examples: 5000\n"
+    "  bfgs_max_params: 3000\n"
+    "  history: 7\n"
+    "  cg_variant: fr\n"
+    "  grad_tol: 1e-8\n"
+    "  loss_tol: 1e-12\n"
     "checkpoint:\n"
     "  every_updates: 0\n"
     "  every_seconds: 0\n"
@@ -340,6 +347,7 @@ static void test_every_type_parses(void **state)
     assert_true(c.training.trace);
     assert_int_equal(c.training.early_stopping_patience, 4);
     assert_int_equal(c.training.max_bad_updates, 12);
+    assert_int_equal(c.training.max_iterations, 250);
     const pd_optim_config *o = &c.optimizer;
     assert_int_equal(o->name, PD_OPT_ADAM);
     assert_dbl(o->lr, 0.0025);
@@ -360,6 +368,12 @@ static void test_every_type_parses(void **state)
     assert_dbl(o->noise, 0.3);
     assert_dbl(o->noise_gamma, 0.6);
     assert_int_equal(o->staleness_scaling, PD_SSCALE_INVERSE);
+    assert_int_equal(o->batch_examples, 5000);
+    assert_int_equal(o->bfgs_max_params, 3000);
+    assert_int_equal(o->history, 7);
+    assert_int_equal(o->cg_variant, PD_CG_FR);
+    assert_dbl(o->grad_tol, 1e-8);
+    assert_dbl(o->loss_tol, 1e-12);
     /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
      * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
@@ -544,8 +558,8 @@ static void test_bad_enum(void **state)
     ERR("training:\n  mode: foo\n", NAME ":2:9: training.mode: must be one of: serial, sync, "
         "async, hogwild, local_sgd, easgd; got \"foo\"");
     ERR("optimizer:\n  name: Adam\n", NAME ":2:9: optimizer.name: must be one of: sgd, "
-        "momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw; "
-        "got \"Adam\"");
+        "momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, cg, "
+        "bfgs, lbfgs; got \"Adam\"");
     ERR("optimizer:\n  schedule:\n    type: linear\n", NAME ":3:11: optimizer.schedule.type: "
         "must be one of: constant, step, exponential, inverse_time, cosine; got \"linear\"");
 }
@@ -721,7 +735,8 @@ static void test_enums_and_lists(void **state)
         assert_str(pd_mode_name((pd_mode)m), modes[m]);
     }
     const char *opts[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
-                          "rmsprop_nesterov", "adadelta", "adam", "adamw"};
+                          "rmsprop_nesterov", "adadelta", "adam", "adamw", "cg", "bfgs",
+                          "lbfgs"};
     /* lr, momentum, rho, eps, beta1, beta2 of each rule. From the papers:
      * momentum 0.9 (Sutskever et al. 2013), RMSprop rho 0.9 (Hinton's
      * lecture 6e), AdaDelta rho 0.95 and eps 1e-6 with lr 1 (Zeiler 2012),
@@ -737,6 +752,9 @@ static void test_enums_and_lists(void **state)
         {0.001, 0, 0.9, 1e-6, 0, 0},      {1e-4, 0.9, 0.9, 1e-6, 0, 0},
         {1.0, 0, 0.95, 1e-6, 0, 0},       {0.001, 0, 0, 1e-8, 0.9, 0.999},
         {0.001, 0, 0, 1e-8, 0.9, 0.999},
+        /* cg, bfgs, lbfgs: lr is the first trial step (Nocedal & Wright's 1) */
+        {1.0, 0, 0, 0, 0, 0},             {1.0, 0, 0, 0, 0, 0},
+        {1.0, 0, 0, 0, 0, 0},
     };
     for (int o = 0; o < PD_OPT_COUNT; o++) {
         char set[64];
@@ -813,6 +831,32 @@ static void test_cross_key_rules(void **state)
         "(training.mode is async); leave it at 0");
     load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
     assert_int_equal(c.checkpoint.every_updates, 100);
+    /* Batch methods: serial or sync with one server, none of the stochastic
+     * rules' knobs; each refusal at the key that breaks it. */
+    const char *stochastic[] = {"async", "hogwild", "local_sgd", "easgd"};
+    for (int i = 0; i < 4; i++) {
+        char yaml[128], want[512];
+        snprintf(yaml, sizeof yaml, "training:\n  mode: %s\noptimizer:\n  name: lbfgs\n",
+                 stochastic[i]);
+        snprintf(want, sizeof want, NAME ":4:9: optimizer.name: lbfgs is a batch method: it "
+                 "runs in serial or sync mode, not %s (each step needs the full gradient and "
+                 "a line search)", stochastic[i]);
+        ERR(yaml, want);
+    }
+    ERR("training:\n  mode: sync\n  servers: 2\noptimizer:\n  name: cg\n", NAME ":3:12: "
+        "training.servers: cg keeps its vectors on one server in this version, got 2 servers");
+    ERR("optimizer:\n  name: bfgs\n  weight_decay: 0.1\n", NAME ":3:17: "
+        "optimizer.weight_decay: must be 0 for the batch method bfgs (use model.l2)");
+    ERR("optimizer:\n  name: cg\n  clip_norm: 1\n", NAME ":3:14: "
+        "optimizer.clip_norm: must be 0 for the batch method cg");
+    ERR("optimizer:\n  name: cg\ncheckpoint:\n  every_updates: 5\n", NAME ":4:18: "
+        "checkpoint.every_updates: the batch method cg writes no checkpoints in this version");
+    load_ok("training:\n  mode: sync\noptimizer:\n  name: cg\n", NULL, 0, &c);
+    assert_int_equal(c.optimizer.name, PD_OPT_CG);
+    assert_int_equal(c.training.max_iterations, 100);
+    assert_int_equal(c.optimizer.history, 10);
+    assert_int_equal(c.optimizer.bfgs_max_params, 20000);
+    assert_int_equal(c.optimizer.cg_variant, PD_CG_PR_PLUS);
     ERR("model:\n  type: mlp\n  hidden: []\n",
         NAME ":3:11: model.hidden: mlp needs at least one hidden layer, got []");
     ERR("model:\n  hidden: [10]\n",

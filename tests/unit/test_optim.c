@@ -18,7 +18,9 @@
 #include "paramd/optim.h"
 #include "paramd/rng.h"
 
-#define NRULES ((int)PD_OPT_COUNT)
+/* The element-wise rules; the batch methods (cg, bfgs, lbfgs) follow them
+ * in the enum and have no element rule (src/batch/). */
+#define NRULES ((int)PD_OPT_CG)
 
 static const char *const rule_names[PD_OPT_COUNT] = {
     "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
@@ -695,7 +697,13 @@ static void test_create_errors(void **state)
     oc = cfg_of(PD_OPT_RMSPROP);
     oc.name = PD_OPT_COUNT;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
-    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 9");
+    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 12");
+    /* The batch methods have no element-wise rule: src/batch/ runs them. */
+    oc.name = PD_OPT_LBFGS;
+    assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
+    assert_null(o);
+    assert_string_equal(pd_err_msg(), "optimizer.name: lbfgs is a batch method (src/batch/), "
+                        "not an element-wise rule");
     /* An empty range is fine; destroy accepts NULL and clears the pointer. */
     oc = cfg_of(PD_OPT_ADAM);
     o = make(&oc, 3, 3, 1);

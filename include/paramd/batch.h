@@ -1,0 +1,86 @@
+/* Batch methods: nonlinear conjugate gradient, BFGS and L-BFGS over a
+ * full-batch objective (Goodfellow, Bengio and Courville, Deep Learning,
+ * Algorithms 8.9 and 8.10; Nocedal and Wright, Numerical Optimization,
+ * ch. 3, 5.2, 6.1 and 7.2). The minimizer sees an objective as a callback
+ * that gives f and its gradient at a point: it knows no model and no MPI,
+ * so the serial and the sync driver (src/batch/driver.c) run the same code.
+ *
+ * One iteration: a search direction d (cg: -g + beta d with Polak-Ribiere
+ * PR+ or Fletcher-Reeves beta; bfgs: -H g with the inverse-Hessian update;
+ * lbfgs: the two-loop recursion over the last `history` pairs), then a line
+ * search for a step a along d satisfying the strong Wolfe conditions
+ *   f(x + a d) <= f(x) + c1 a g.d,   |g(x + a d).d| <= c2 |g.d|
+ * (c1 = 1e-4; c2 = 0.1 for cg, 0.9 for bfgs and lbfgs) by bracketing and
+ * zoom with cubic interpolation (N&W Algorithms 3.5 and 3.6). When that
+ * search fails (PD_BATCH_WOLFE_EVALS evaluations without a Wolfe point),
+ * backtracking from the same first trial halves the step until the Armijo
+ * (first) condition holds. A direction that is not a descent direction, or
+ * a failed search along a quasi-Newton or conjugate direction, restarts
+ * from -g with the memory cleared. Every evaluation of f and g is counted.
+ *
+ * Points are float (the model's parameters): a trial point is x + a d
+ * computed in double and rounded once. f, gradients, directions and the
+ * quasi-Newton memory are double; every sum runs in index order, so a run
+ * is bit-reproducible.
+ */
+#ifndef PARAMD_BATCH_H
+#define PARAMD_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paramd/config.h"
+
+#define PD_BATCH_C1 1e-4
+#define PD_BATCH_WOLFE_EVALS 25    /* evaluations of one strong Wolfe search */
+#define PD_BATCH_ARMIJO_EVALS 40   /* halvings of the backtracking fallback */
+
+/* f(x) into *f and its gradient into g[n] (overwritten). A non-finite f
+ * is not an error: the line search steps back. An error code stops the
+ * minimizer and is returned. */
+typedef int (*pd_batch_fg)(void *ctx, const float *x, double *f, double *g);
+
+typedef struct pd_batch_opts {
+    pd_optimizer_name method;      /* PD_OPT_CG, PD_OPT_BFGS or PD_OPT_LBFGS */
+    pd_cg_variant cg_variant;
+    int history;                   /* lbfgs pairs, >= 1 */
+    double step0;                  /* first trial step of a search along -g,
+                                      scaled by min(1, 1/|g|) (optimizer.lr) */
+    double grad_tol;               /* stop when |g| <= grad_tol */
+    double loss_tol;               /* stop when (f_old - f) <= loss_tol max(|f_old|, tiny) */
+    int64_t max_iterations;        /* >= 1 */
+} pd_batch_opts;
+
+/* What the report callback sees after the starting point (iteration 0) and
+ * after each iteration. x and g are the minimizer's buffers: valid during
+ * the call only. */
+typedef struct pd_batch_state {
+    int64_t iteration;
+    int64_t evaluations;           /* all so far, the starting point's included */
+    int line_search_steps;         /* evaluations of this iteration's search */
+    bool armijo;                   /* the Wolfe search failed; backtracking stepped */
+    bool restarted;                /* the direction was reset to -g */
+    double f, gnorm, step;         /* step: the accepted a (0 at iteration 0) */
+    const float *x;
+    const double *g;
+} pd_batch_state;
+
+/* Called after each iteration; setting *stop ends the run ("stopped"). */
+typedef int (*pd_batch_report)(void *ctx, const pd_batch_state *st, bool *stop);
+
+typedef struct pd_batch_result {
+    int64_t iterations, evaluations;
+    double f, gnorm;
+    /* "gradient_norm", "relative_decrease", "max_iterations",
+     * "line_search_failed" (no step along -g lowers f: at float precision,
+     * the end), or "stopped" (by the report) */
+    const char *reason;
+} pd_batch_result;
+
+/* Minimize from x[n] (updated in place to the last accepted point) with
+ * method o->method. bfgs allocates n * n doubles. Local; allocates once. */
+int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg,
+                      pd_batch_report report, void *ctx, pd_batch_result *res);
+
+#endif

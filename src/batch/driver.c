@@ -1,0 +1,395 @@
+/* The batch methods' drivers: the full-batch objective over the training
+ * part (or its first optimizer.batch_examples examples), computed serially
+ * or by the workers of a sync job, handed to pd_batch_minimize; each
+ * iteration is one row of metrics.jsonl.
+ *
+ * The objective is f(x) = (1/m) sum_k b_k L_k(x) over blocks k of BLOCK
+ * consecutive examples (b_k examples, L_k the model's mean loss with its
+ * l2 term), and g likewise. Each block's b_k L_k and b_k grad L_k are
+ * doubles added to the total in block order, starting from zero. In a sync
+ * job worker w computes the contiguous blocks [w K / W, (w+1) K / W) and
+ * sends every block's row (n + 1 doubles); the server adds the rows in
+ * worker order, that is block order, so the sums are the serial ones to
+ * the bit whatever W is. Each worker reads the whole training part (its
+ * blocks are a contiguous range of it, not a data.shard shard). */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "paramd/batch.h"
+#include "paramd/error.h"
+#include "paramd/optim.h"
+#include "train.h"
+
+#define BLOCK 1000
+
+typedef struct objective {
+    pd_data *data;
+    const pd_dataset *train;
+    pd_model *model;
+    size_t n;               /* parameters */
+    size_t total, m;        /* examples in the training part, in the objective */
+    size_t nblocks;
+    size_t *rows;           /* [BLOCK] */
+    float *grad;            /* [n] */
+} objective;
+
+/* The blocks of worker w of W: [*klo, *khi). */
+static void blocks_of(size_t nblocks, int w, int W, size_t *klo, size_t *khi)
+{
+    *klo = nblocks * (size_t)w / (size_t)W;
+    *khi = nblocks * (size_t)(w + 1) / (size_t)W;
+}
+
+static size_t examples_of(const pd_config *cfg, size_t total)
+{
+    int64_t b = cfg->optimizer.batch_examples;
+    return b > 0 && (size_t)b < total ? (size_t)b : total;
+}
+
+/* Parameters of cfg's model; bfgs refuses more than bfgs_max_params. */
+static int count_params(const pd_config *cfg, size_t *n)
+{
+    pd_model *m = NULL;
+    PD_TRY(pd_model_create(&cfg->model, 1, &m));
+    *n = pd_model_nparams(m);
+    pd_model_destroy(&m);
+    const pd_optim_config *o = &cfg->optimizer;
+    if (o->name == PD_OPT_BFGS && *n > (size_t)o->bfgs_max_params)
+        return PD_FAIL(PD_EINPUT, "%s: optimizer.name: bfgs keeps an n x n inverse Hessian; "
+                       "this model has %zu parameters, more than optimizer.bfgs_max_params "
+                       "(%d): use lbfgs", cfg->source[0] ? cfg->source : "<config>", *n,
+                       o->bfgs_max_params);
+    return PD_OK;
+}
+
+static void objective_free(objective *ob)
+{
+    free(ob->grad);
+    free(ob->rows);
+    pd_model_destroy(&ob->model);
+    pd_data_destroy(&ob->data);
+}
+
+static int objective_init(objective *ob, const pd_config *cfg)
+{
+    memset(ob, 0, sizeof *ob);
+    int err = PD_OK;
+    PD_TRY_GOTO(err, pd_data_load(cfg, 0, 1, PD_PART_TRAIN, &ob->data), fail);
+    ob->train = pd_data_part(ob->data, PD_PART_TRAIN);
+    ob->total = ob->train->n;
+    ob->m = examples_of(cfg, ob->total);
+    if (ob->m == 0) {
+        err = PD_FAIL(PD_EINPUT, "%s: no training example", cfg->data.train);
+        goto fail;
+    }
+    ob->nblocks = (ob->m + BLOCK - 1) / BLOCK;
+    pd_model_config mc = cfg->model;
+    mc.features = (int)pd_data_features(ob->data);
+    if (mc.classes == 0)
+        mc.classes = pd_data_classes(ob->data);
+    PD_TRY_GOTO(err, pd_model_create(&mc, BLOCK, &ob->model), fail);
+    ob->n = pd_model_nparams(ob->model);
+    ob->rows = pd_malloc(BLOCK * sizeof *ob->rows);
+    ob->grad = pd_malloc(ob->n * sizeof *ob->grad);
+    if (!ob->rows || !ob->grad) {
+        err = PD_ENOMEM;
+        goto fail;
+    }
+    return PD_OK;
+fail:
+    objective_free(ob);
+    return err;
+}
+
+/* Block k's row at x: row[0] = b L_k, row[1 + i] = b dL_k/dx_i. */
+static int block_row(objective *ob, const float *x, size_t k, double *row)
+{
+    size_t lo = k * BLOCK, b = ob->m - lo < BLOCK ? ob->m - lo : BLOCK;
+    for (size_t i = 0; i < b; i++)
+        ob->rows[i] = lo + i;
+    double loss;
+    PD_TRY(pd_model_grad(ob->model, x, ob->train, ob->rows, b, ob->grad, &loss));
+    row[0] = loss * (double)b;
+    for (size_t i = 0; i < ob->n; i++)
+        row[1 + i] = (double)ob->grad[i] * (double)b;
+    return PD_OK;
+}
+
+static void add_row(double *restrict acc, const double *restrict row, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        acc[i] += row[i];
+}
+
+/* ---- the evaluating side (serial process, sync server) ---------------- */
+
+typedef struct driver {
+    const pd_config *cfg;
+    pd_evaluator *ev;
+    size_t n, m, total, nblocks;
+    float *theta;           /* [n] */
+    float *gf;              /* [n] the gradient as float, for its norms */
+    double *acc, *row;      /* [n + 1] the total; one row (serial) or a worker's rows */
+    pd_progress prog;
+    /* serial */
+    objective *ob;
+    /* sync */
+    pd_world *w;
+} driver;
+
+static void finish_fg(driver *d, double *f, double *g)
+{
+    double m = (double)d->m;
+    *f = d->acc[0] / m;
+    for (size_t i = 0; i < d->n; i++)
+        g[i] = d->acc[1 + i] / m;
+}
+
+static int serial_fg(void *ctx, const float *x, double *f, double *g)
+{
+    driver *d = ctx;
+    memset(d->acc, 0, (d->n + 1) * sizeof *d->acc);
+    for (size_t k = 0; k < d->nblocks; k++) {
+        PD_TRY(block_row(d->ob, x, k, d->row));
+        add_row(d->acc, d->row, d->n + 1);
+    }
+    finish_fg(d, f, g);
+    return PD_OK;
+}
+
+/* The server's command to the workers: {1, evaluation} then the point, or
+ * {0, 0}: the run is over. */
+static int send_command(pd_world *w, int64_t cmd, int64_t evaluation)
+{
+    (void)w;
+    int64_t c[2] = {cmd, evaluation};
+    MPI_Request r;
+    PD_MPI(MPI_Ibcast(c, 2, MPI_INT64_T, 0, MPI_COMM_WORLD, &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+static int sync_fg(void *ctx, const float *x, double *f, double *g)
+{
+    driver *d = ctx;
+    PD_TRY(send_command(d->w, 1, 0));
+    MPI_Request r;
+    PD_MPI(MPI_Ibcast((void *)x, (int)d->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
+    PD_TRY(pd_comm_wait(&r, NULL));
+    memset(d->acc, 0, (d->n + 1) * sizeof *d->acc);
+    for (int wi = 0; wi < d->w->workers; wi++) {
+        size_t klo, khi;
+        blocks_of(d->nblocks, wi, d->w->workers, &klo, &khi);
+        int count = (int)((khi - klo) * (d->n + 1));
+        PD_MPI(MPI_Irecv(d->row, count, MPI_DOUBLE, pd_worker_rank(d->w, wi), PD_TAG_DATA,
+                         MPI_COMM_WORLD, &r));
+        PD_TRY(pd_comm_wait(&r, NULL));
+        for (size_t k = 0; k < khi - klo; k++)
+            add_row(d->acc, d->row + k * (d->n + 1), d->n + 1);
+    }
+    finish_fg(d, f, g);
+    return PD_OK;
+}
+
+/* One row of metrics.jsonl per iteration (every eval_every iterations when
+ * it is set); the evaluator's early stopping ends the run. */
+static int report(void *ctx, const pd_batch_state *st, bool *stop)
+{
+    driver *d = ctx;
+    pd_progress *p = &d->prog;
+    p->update = st->iteration;
+    p->evaluations = st->evaluations;
+    p->line_search_steps = st->line_search_steps;
+    p->examples = st->evaluations * (int64_t)d->m;
+    p->epoch = (double)p->examples / (double)d->total;
+    p->lr = st->step;
+    p->train_loss = st->f;
+    for (size_t i = 0; i < d->n; i++)
+        d->gf[i] = (float)st->g[i];
+    p->grad = d->gf;
+    int64_t every = d->cfg->training.eval_every;
+    *stop = false;
+    if (every == 0 || st->iteration % every == 0)
+        return pd_evaluator_eval(d->ev, st->x, p, stop);
+    return pd_evaluator_heartbeat(d->ev, p);
+}
+
+static pd_batch_opts opts_of(const pd_config *cfg)
+{
+    const pd_optim_config *o = &cfg->optimizer;
+    return (pd_batch_opts){
+        .method = o->name, .cg_variant = o->cg_variant, .history = o->history,
+        .step0 = o->lr, .grad_tol = o->grad_tol, .loss_tol = o->loss_tol,
+        .max_iterations = cfg->training.max_iterations,
+    };
+}
+
+static int driver_init(driver *d, const pd_config *cfg, size_t n)
+{
+    d->cfg = cfg;
+    d->n = n;
+    d->prog.staleness_mean = NAN;
+    d->prog.staleness_max = -1;
+    d->prog.dropped = -1;
+    d->theta = pd_malloc(n * sizeof *d->theta);
+    d->gf = pd_malloc(n * sizeof *d->gf);
+    d->acc = pd_malloc((n + 1) * sizeof *d->acc);
+    if (!d->theta || !d->gf || !d->acc)
+        return PD_ENOMEM;
+    pd_model *m = NULL;
+    PD_TRY(pd_model_create(&cfg->model, 1, &m));
+    pd_model_init(m, d->theta, cfg->run.seed);
+    pd_model_destroy(&m);
+    return PD_OK;
+}
+
+static void driver_free(driver *d)
+{
+    pd_evaluator_destroy(&d->ev);
+    free(d->row);
+    free(d->acc);
+    free(d->gf);
+    free(d->theta);
+}
+
+static int run(driver *d, pd_batch_fg fg)
+{
+    pd_batch_opts bo = opts_of(d->cfg);
+    pd_batch_result res;
+    PD_TRY(pd_batch_minimize(&bo, d->n, d->theta, fg, report, d, &res));
+    d->prog.stop_reason = res.reason;
+    return pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL,
+                               strcmp(res.reason, "stopped") ? "done" : "early_stopped");
+}
+
+int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts)
+{
+    if (opts->resume)
+        return PD_FAIL(PD_EINPUT, "--resume: the batch method %s writes no checkpoints in "
+                       "this version", pd_optimizer_name_str(cfg->optimizer.name));
+    driver d = {0};
+    objective ob;
+    size_t n;
+    PD_TRY(count_params(cfg, &n));
+    PD_TRY(objective_init(&ob, cfg));
+    int err = PD_OK;
+    d.ob = &ob;
+    d.m = ob.m;
+    d.total = ob.total;
+    d.nblocks = ob.nblocks;
+    PD_TRY_GOTO(err, driver_init(&d, cfg, n), out);
+    d.row = pd_malloc((n + 1) * sizeof *d.row);
+    if (!d.row) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &d.ev), out);
+    PD_TRY_GOTO(err, run(&d, serial_fg), out);
+out:
+    driver_free(&d);
+    objective_free(&ob);
+    return err;
+}
+
+/* One point from the server and the rows of blocks [klo, khi) back;
+ * *done when the server says the run is over. */
+static int worker_step(objective *ob, float *x, double *rows, size_t klo, size_t khi,
+                       bool *done)
+{
+    int64_t c[2];
+    MPI_Request r;
+    PD_MPI(MPI_Ibcast(c, 2, MPI_INT64_T, 0, MPI_COMM_WORLD, &r));
+    PD_TRY(pd_comm_wait(&r, NULL));
+    *done = c[0] == 0;
+    if (*done)
+        return PD_OK;
+    PD_MPI(MPI_Ibcast(x, (int)ob->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
+    PD_TRY(pd_comm_wait(&r, NULL));
+    size_t len = ob->n + 1;
+    for (size_t k = klo; k < khi; k++)
+        PD_TRY(block_row(ob, x, k, rows + (k - klo) * len));
+    PD_MPI(MPI_Isend(rows, (int)((khi - klo) * len), MPI_DOUBLE, 0, PD_TAG_DATA,
+                     MPI_COMM_WORLD, &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+/* A worker: its blocks' rows at every point the server sends. */
+static int worker_loop(objective *ob, pd_world *w)
+{
+    size_t klo, khi;
+    blocks_of(ob->nblocks, w->index, w->workers, &klo, &khi);
+    float *x = pd_malloc(ob->n * sizeof *x);
+    double *rows = pd_malloc(((khi - klo) * (ob->n + 1) + 1) * sizeof *rows);
+    int err = PD_OK;
+    if (!x || !rows)
+        err = PD_ENOMEM;
+    for (bool done = false; err == PD_OK && !done;)
+        err = worker_step(ob, x, rows, klo, khi, &done);
+    free(rows);
+    free(x);
+    return err;
+}
+
+/* MPI counts are int: a worker's rows must fit one message. */
+static int check_rows(const pd_config *cfg, size_t nblocks, size_t n, int W)
+{
+    size_t most = (nblocks + (size_t)W - 1) / (size_t)W;
+    if (most * (n + 1) <= (size_t)INT_MAX)
+        return PD_OK;
+    return PD_FAIL(PD_EINPUT, "%s: optimizer.batch_examples: %zu blocks of %d examples over %d "
+                   "workers send %zu doubles a message, more than an MPI count holds (set "
+                   "optimizer.batch_examples lower or run more workers)",
+                   cfg->source[0] ? cfg->source : "<config>", nblocks, BLOCK, W,
+                   most * (n + 1));
+}
+
+/* Every rank learns the training part's size from the workers (a rank
+ * whose setup failed says 0). */
+static int agree_total(const pd_world *w, const objective *ob, bool ok, size_t *total)
+{
+    uint64_t mine = ok && !w->is_server ? ob->total : 0, all;
+    PD_MPI(MPI_Allreduce(&mine, &all, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD));
+    *total = (size_t)all;
+    return PD_OK;
+}
+
+int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
+{
+    driver d = {0};
+    objective ob = {0};
+    size_t n = 0, total = 0;
+    int err = count_params(cfg, &n);
+    if (err == PD_OK && !w->is_server)
+        err = objective_init(&ob, cfg);
+    int err2 = agree_total(w, &ob, err == PD_OK, &total);
+    err = err ? err : err2;
+    d.total = total;
+    d.m = examples_of(cfg, total);
+    d.nblocks = (d.m + BLOCK - 1) / BLOCK;
+    if (err == PD_OK)
+        err = check_rows(cfg, d.nblocks, n, w->workers);
+    if (err == PD_OK && w->is_server)
+        err = driver_init(&d, cfg, n);
+    size_t most = (d.nblocks + (size_t)w->workers - 1) / (size_t)w->workers;
+    if (err == PD_OK && w->is_server) {
+        d.row = pd_malloc((most * (n + 1) + 1) * sizeof *d.row);
+        err = d.row ? PD_OK : PD_ENOMEM;
+    }
+    if (err == PD_OK && w->is_server)
+        err = pd_evaluator_create(cfg, opts, w->workers, 1, &d.ev);
+    err = pd_comm_agree(w, err);
+    if (err == PD_OK && !w->is_server)
+        err = worker_loop(&ob, w);
+    if (err == PD_OK && w->is_server) {
+        d.w = w;
+        err = run(&d, sync_fg);
+        if (err == PD_OK)
+            err = send_command(w, 0, 0);
+    }
+    driver_free(&d);
+    if (!w->is_server)
+        objective_free(&ob);
+    return err;
+}

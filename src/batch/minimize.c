@@ -1,0 +1,419 @@
+/* The batch minimizer: search directions (cg, bfgs, lbfgs) and the strong
+ * Wolfe line search with its backtracking fallback (paramd/batch.h says
+ * what each does). No model, no MPI: an objective is a callback. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paramd/batch.h"
+#include "paramd/error.h"
+#include "paramd/optim.h"
+
+typedef struct mini {
+    const pd_batch_opts *o;
+    size_t n;
+    pd_batch_fg fg;
+    void *ctx;
+    float *x, *xt;          /* current and trial point [n] */
+    double *g, *gt, *d;     /* gradient at x, at xt; direction [n] */
+    double f, ft, dg;       /* f(x), f(xt), g.d at x */
+    double f_prev;          /* f before the last step (cg's first trial) */
+    int64_t evals;
+    int steps;              /* evaluations of the current search */
+    /* bfgs: H [n][n], s, y, hy [n]; lbfgs: s, y [history][n], rho, alpha [history] */
+    double *H, *s, *y, *hy, *rho, *alpha;
+    int pairs, newest;      /* memory in use; lbfgs ring slot of the newest */
+} mini;
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc += a[i] * b[i];
+    return acc;
+}
+
+/* f and g at x + a d into ft, gt; returns g(x + a d).d in *dphi. */
+static int trial(mini *m, double a, double *dphi)
+{
+    for (size_t i = 0; i < m->n; i++)
+        m->xt[i] = (float)((double)m->x[i] + a * m->d[i]);
+    PD_TRY(m->fg(m->ctx, m->xt, &m->ft, m->gt));
+    m->evals++;
+    m->steps++;
+    *dphi = dot(m->gt, m->d, m->n);
+    return PD_OK;
+}
+
+/* The next trial inside the bracket [a, b] (either order) from f and g.d
+ * at both ends: the minimizer of the cubic through them (N&W 3.59), else
+ * of the quadratic through fa, da and fb, else the midpoint; kept 1% of
+ * the bracket away from its ends, so each trial shrinks it. Both
+ * interpolations are exact on a quadratic. */
+static double interpolate(double a, double fa, double da, double b, double fb, double db)
+{
+    double w = fabs(b - a), lo = fmin(a, b) + 0.01 * w, hi = fmax(a, b) - 0.01 * w;
+    double t = NAN;
+    if (isfinite(fb) && isfinite(db)) {
+        double d1 = da + db - 3 * (fa - fb) / (a - b);
+        double disc = d1 * d1 - da * db;
+        if (disc >= 0) {
+            double d2 = copysign(sqrt(disc), b - a), den = db - da + 2 * d2;
+            if (den != 0)
+                t = b - (b - a) * (db + d2 - d1) / den;
+        }
+    }
+    if (!(t >= lo && t <= hi) && isfinite(fb)) {
+        double h = b - a, den = 2 * (fb - fa - da * h);
+        if (den > 0)
+            t = a - da * h * h / den;
+    }
+    if (!isfinite(t))
+        return 0.5 * (a + b);
+    return fmin(fmax(t, lo), hi);
+}
+
+/* Strong Wolfe search from the first trial a1 (N&W Algorithms 3.5 and
+ * 3.6); *ok tells whether the last trial (in xt, ft, gt) satisfies it. */
+static int wolfe(mini *m, double a1, double c2, double *step, bool *ok)
+{
+    const double f0 = m->f, d0 = m->dg;
+    double a_prev = 0, f_prev = f0, d_prev = d0, a = a1, fa, da;
+    double lo, flo, dlo, hi, fhi, dhi;
+    const int last = m->steps + PD_BATCH_WOLFE_EVALS;
+    *ok = false;
+    for (int i = 0;; i++) {
+        if (m->steps >= last)
+            return PD_OK;
+        PD_TRY(trial(m, a, &da));
+        fa = m->ft;
+        if (!isfinite(fa) || fa > f0 + PD_BATCH_C1 * a * d0 || (i > 0 && fa >= f_prev)) {
+            lo = a_prev, flo = f_prev, dlo = d_prev, hi = a, fhi = fa, dhi = da;
+            break;
+        }
+        if (fabs(da) <= -c2 * d0) {
+            *step = a;
+            *ok = true;
+            return PD_OK;
+        }
+        if (da >= 0) {
+            lo = a, flo = fa, dlo = da, hi = a_prev, fhi = f_prev, dhi = d_prev;
+            break;
+        }
+        a_prev = a, f_prev = fa, d_prev = da;
+        a *= 2;
+    }
+    /* zoom: lo satisfies the sufficient decrease and has the lower f; the
+     * interval [lo, hi] holds a Wolfe point */
+    while (m->steps < last) {
+        a = interpolate(lo, flo, dlo, hi, fhi, dhi);
+        if (a == lo || a == hi)
+            return PD_OK;   /* the interval has collapsed in double */
+        PD_TRY(trial(m, a, &da));
+        fa = m->ft;
+        if (!isfinite(fa) || fa > f0 + PD_BATCH_C1 * a * d0 || fa >= flo) {
+            hi = a, fhi = fa, dhi = da;
+            continue;
+        }
+        if (fabs(da) <= -c2 * d0) {
+            *step = a;
+            *ok = true;
+            return PD_OK;
+        }
+        if (da * (hi - lo) >= 0)
+            hi = lo, fhi = flo, dhi = dlo;
+        lo = a, flo = fa, dlo = da;
+    }
+    return PD_OK;
+}
+
+/* Backtracking: a1, a1/2, ... until f(x + a d) <= f(x) + c1 a g.d. */
+static int armijo(mini *m, double a1, double *step, bool *ok)
+{
+    double a = a1, da;
+    *ok = false;
+    for (int i = 0; i < PD_BATCH_ARMIJO_EVALS; i++, a *= 0.5) {
+        PD_TRY(trial(m, a, &da));
+        if (isfinite(m->ft) && m->ft <= m->f + PD_BATCH_C1 * a * m->dg) {
+            *step = a;
+            *ok = true;
+            return PD_OK;
+        }
+    }
+    return PD_OK;
+}
+
+static void clear_memory(mini *m)
+{
+    m->pairs = 0;
+    m->newest = -1;
+}
+
+/* Remember the step s = xt - x and y = gt - g (before x and g move);
+ * pairs without positive curvature s.y are skipped. */
+static void remember(mini *m)
+{
+    size_t n = m->n;
+    if (m->o->method == PD_OPT_CG)
+        return;
+    int slot = m->o->method == PD_OPT_LBFGS ? (m->newest + 1) % m->o->history : 0;
+    double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
+    for (size_t i = 0; i < n; i++) {
+        s[i] = (double)m->xt[i] - (double)m->x[i];
+        y[i] = m->gt[i] - m->g[i];
+    }
+    double sy = dot(s, y, n);
+    if (!(sy > 1e-12 * sqrt(dot(s, s, n) * dot(y, y, n))))
+        return;
+    if (m->o->method == PD_OPT_LBFGS) {
+        m->rho[slot] = 1 / sy;
+        m->newest = slot;
+        if (m->pairs < m->o->history)
+            m->pairs++;
+        return;
+    }
+    /* bfgs (N&W 6.17): H+ = (I - r s y') H (I - r y s') + r s s', r = 1/s'y,
+     * which is H - r (s Hy' + Hy s') + (r^2 y'Hy + r) s s' for a symmetric
+     * H; before the first update H = (s'y / y'y) I (N&W 6.20). */
+    double *H = m->H, *Hy = m->hy, r = 1 / sy;
+    if (m->pairs == 0) {
+        double gamma = sy / dot(y, y, n);
+        memset(H, 0, n * n * sizeof *H);
+        for (size_t i = 0; i < n; i++)
+            H[i * n + i] = gamma;
+    }
+    for (size_t i = 0; i < n; i++)
+        Hy[i] = dot(H + i * n, y, n);
+    double yHy = dot(y, Hy, n), c = r * r * yHy + r;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            H[i * n + j] += c * s[i] * s[j] - r * (s[i] * Hy[j] + Hy[i] * s[j]);
+    m->pairs = 1;
+}
+
+/* The next direction at x (gradient g) from the memory; cg from the
+ * previous direction d and the previous gradient g_old. */
+static void direction(mini *m, const double *g_old)
+{
+    size_t n = m->n;
+    double *d = m->d;
+    const double *g = m->g;
+    if (m->pairs == 0 && m->o->method != PD_OPT_CG) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = -g[i];
+        return;
+    }
+    if (m->o->method == PD_OPT_CG) {
+        double gg_old = dot(g_old, g_old, n), beta;
+        if (m->o->cg_variant == PD_CG_FR) {
+            beta = dot(g, g, n) / gg_old;
+        } else {
+            double acc = 0;
+            for (size_t i = 0; i < n; i++)
+                acc += g[i] * (g[i] - g_old[i]);
+            beta = fmax(0, acc / gg_old);
+        }
+        if (!isfinite(beta) || m->pairs == 0)
+            beta = 0;
+        for (size_t i = 0; i < n; i++)
+            d[i] = -g[i] + beta * d[i];
+        return;
+    }
+    if (m->o->method == PD_OPT_BFGS) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = -dot(m->H + i * n, g, n);
+        return;
+    }
+    /* lbfgs two-loop recursion (N&W Algorithm 7.4), H0 = (s'y / y'y) I */
+    int h = m->o->history;
+    for (size_t i = 0; i < n; i++)
+        d[i] = g[i];
+    for (int k = 0, slot = m->newest; k < m->pairs; k++, slot = (slot + h - 1) % h) {
+        const double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
+        m->alpha[slot] = m->rho[slot] * dot(s, d, n);
+        for (size_t i = 0; i < n; i++)
+            d[i] -= m->alpha[slot] * y[i];
+    }
+    const double *yn = m->y + (size_t)m->newest * n;
+    double gamma = 1 / (m->rho[m->newest] * dot(yn, yn, n));
+    for (size_t i = 0; i < n; i++)
+        d[i] *= gamma;
+    int oldest = (m->newest - m->pairs + 1 + h) % h;
+    for (int k = 0, slot = oldest; k < m->pairs; k++, slot = (slot + 1) % h) {
+        const double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
+        double b = m->rho[slot] * dot(y, d, n);
+        for (size_t i = 0; i < n; i++)
+            d[i] += s[i] * (m->alpha[slot] - b);
+    }
+    for (size_t i = 0; i < n; i++)
+        d[i] = -d[i];
+}
+
+static int alloc_all(mini *m)
+{
+    size_t n = m->n, h = (size_t)m->o->history;
+    m->xt = pd_malloc(n * sizeof *m->xt);
+    m->g = pd_calloc(n, sizeof *m->g);
+    m->gt = pd_calloc(n, sizeof *m->gt);
+    m->d = pd_calloc(n, sizeof *m->d);
+    if (!m->xt || !m->g || !m->gt || !m->d)
+        return PD_ENOMEM;
+    if (m->o->method == PD_OPT_BFGS) {
+        if (n && n > SIZE_MAX / sizeof(double) / n)
+            return PD_FAIL(PD_ENOMEM, "bfgs: an inverse Hessian of %zu parameters overflows", n);
+        m->H = pd_malloc(n * n * sizeof *m->H);
+        m->s = pd_malloc(n * sizeof *m->s);
+        m->y = pd_malloc(n * sizeof *m->y);
+        m->hy = pd_malloc(n * sizeof *m->hy);
+        if (!m->H || !m->s || !m->y || !m->hy)
+            return PD_FAIL(PD_ENOMEM, "bfgs: cannot allocate the %zu x %zu inverse Hessian "
+                           "(use lbfgs)", n, n);
+    } else if (m->o->method == PD_OPT_LBFGS) {
+        m->s = pd_malloc(h * n * sizeof *m->s);
+        m->y = pd_malloc(h * n * sizeof *m->y);
+        m->rho = pd_malloc(h * sizeof *m->rho);
+        m->alpha = pd_malloc(h * sizeof *m->alpha);
+        if (!m->s || !m->y || !m->rho || !m->alpha)
+            return PD_ENOMEM;
+    }
+    return PD_OK;
+}
+
+static void free_all(mini *m)
+{
+    free(m->alpha);
+    free(m->rho);
+    free(m->hy);
+    free(m->y);
+    free(m->s);
+    free(m->H);
+    free(m->d);
+    free(m->gt);
+    free(m->g);
+    free(m->xt);
+}
+
+static int report_state(mini *m, pd_batch_report report, int64_t it, double step,
+                        bool arm, bool restarted, bool *stop)
+{
+    pd_batch_state st = {
+        .iteration = it, .evaluations = m->evals, .line_search_steps = m->steps,
+        .armijo = arm, .restarted = restarted, .f = m->f, .gnorm = sqrt(dot(m->g, m->g, m->n)),
+        .step = step, .x = m->x, .g = m->g,
+    };
+    *stop = false;
+    return report ? report(m->ctx, &st, stop) : PD_OK;
+}
+
+/* One iteration's search along d (restarting along -g when d fails):
+ * *ok false when no step along -g was accepted either. */
+static int search(mini *m, double *step, bool *arm, bool *restarted, bool *ok)
+{
+    size_t n = m->n;
+    double c2 = m->o->method == PD_OPT_CG ? 0.1 : 0.9;
+    *restarted = false;
+    m->steps = 0;
+    for (;;) {
+        m->dg = dot(m->g, m->d, n);
+        bool steepest = m->pairs == 0;
+        if (!(m->dg < 0)) {   /* not a descent direction: restart */
+            clear_memory(m);
+            for (size_t i = 0; i < n; i++)
+                m->d[i] = -m->g[i];
+            m->dg = dot(m->g, m->d, n);
+            steepest = true;
+            *restarted = true;
+        }
+        double gnorm = sqrt(dot(m->g, m->g, n)), a1;
+        if (steepest)
+            a1 = m->o->step0 * fmin(1, 1 / gnorm);
+        else if (m->o->method == PD_OPT_CG)   /* N&W 3.60: the last decrease again */
+            a1 = 2 * (m->f - m->f_prev) / m->dg;
+        else
+            a1 = 1;
+        if (!(a1 > 0) || !isfinite(a1))
+            a1 = 1;
+        *arm = false;
+        PD_TRY(wolfe(m, a1, c2, step, ok));
+        if (!*ok) {
+            *arm = true;
+            PD_TRY(armijo(m, a1, step, ok));
+        }
+        if (*ok)
+            return PD_OK;
+        if (steepest)
+            return PD_OK;
+        clear_memory(m);   /* a failed quasi-Newton or conjugate direction */
+        for (size_t i = 0; i < n; i++)
+            m->d[i] = -m->g[i];
+        *restarted = true;
+    }
+}
+
+int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg,
+                      pd_batch_report report, void *ctx, pd_batch_result *res)
+{
+    mini m = {.o = o, .n = n, .fg = fg, .ctx = ctx, .x = x};
+    memset(res, 0, sizeof *res);
+    clear_memory(&m);
+    int err = PD_OK;
+    bool stop;
+    PD_TRY_GOTO(err, alloc_all(&m), out);
+    PD_TRY_GOTO(err, fg(ctx, x, &m.f, m.g), out);
+    m.evals = 1;
+    m.steps = 1;
+    if (!isfinite(m.f)) {
+        err = PD_FAIL(PD_ETRAIN, "%s: the loss at the starting point is not finite",
+                      pd_optimizer_names[o->method]);
+        goto out;
+    }
+    PD_TRY_GOTO(err, report_state(&m, report, 0, 0, false, false, &stop), out);
+    int64_t it = 0;
+    for (size_t i = 0; i < n; i++)
+        m.d[i] = -m.g[i];
+    const char *reason = NULL;
+    if (stop)
+        reason = "stopped";
+    else if (sqrt(dot(m.g, m.g, n)) <= o->grad_tol)
+        reason = "gradient_norm";
+    while (!reason) {
+        double step;
+        bool arm, restarted, ok;
+        PD_TRY_GOTO(err, search(&m, &step, &arm, &restarted, &ok), out);
+        if (!ok) {
+            reason = "line_search_failed";
+            break;
+        }
+        it++;
+        remember(&m);
+        double f_old = m.f;
+        m.f_prev = f_old;
+        /* x, g <- xt, gt; the old gradient stays in gt for cg's beta */
+        memcpy(m.x, m.xt, n * sizeof *m.x);
+        double *t = m.g;
+        m.g = m.gt;
+        m.gt = t;
+        m.f = m.ft;
+        if (o->method == PD_OPT_CG)
+            m.pairs = 1;   /* d now holds a previous direction */
+        direction(&m, m.gt);
+        PD_TRY_GOTO(err, report_state(&m, report, it, step, arm, restarted, &stop), out);
+        double gnorm = sqrt(dot(m.g, m.g, n));
+        if (stop)
+            reason = "stopped";
+        else if (gnorm <= o->grad_tol)
+            reason = "gradient_norm";
+        else if (f_old - m.f <= o->loss_tol * fmax(fabs(f_old), 1e-300))
+            reason = "relative_decrease";
+        else if (it >= o->max_iterations)
+            reason = "max_iterations";
+    }
+    res->iterations = it;
+    res->evaluations = m.evals;
+    res->f = m.f;
+    res->gnorm = sqrt(dot(m.g, m.g, n));
+    res->reason = reason;
+out:
+    free_all(&m);
+    return err;
+}

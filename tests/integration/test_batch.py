@@ -1,0 +1,88 @@
+"""Batch methods (cg, bfgs, lbfgs): sync with W workers equals serial bit
+for bit (the server adds the workers' block rows in block order); every
+function and gradient evaluation is counted in metrics.jsonl and
+summary.json; softmax regression on Fashion-MNIST reaches a test accuracy
+threshold; the refusals are exit 2 at the key."""
+import os
+
+import pdtest as t
+
+os.chdir(t.SRC)   # tests/conf/sparse.yaml names its data relative to the source tree
+SPARSE = "tests/conf/sparse.yaml"
+SOFTMAX = "tests/conf/softmax.yaml"
+
+
+def batch(name, iters, extra=()):
+    return ["optimizer.name=" + name, "optimizer.lr=default",
+            "training.max_iterations=%d" % iters] + list(extra)
+
+
+# sync == serial, bit for bit, for each method and two job sizes; logreg on
+# the sparse problem (1001 parameters, 4000 examples: 4 blocks of 1000).
+for name in ("cg", "bfgs", "lbfgs"):
+    sets = batch(name, 15)
+    ser, _ = t.run(SPARSE, sets)
+    s = t.summary(ser)
+    for ranks in (3, 4):
+        d, _ = t.run(SPARSE, sets + ["training.mode=sync"], ranks=ranks)
+        y = t.summary(d)
+        t.check(y["params_sha256"] == s["params_sha256"],
+                "%s sync W=%d equals serial bit for bit: %s == %s"
+                % (name, ranks - 1, y["params_sha256"][:12], s["params_sha256"][:12]))
+        t.check(y["evaluations"] == s["evaluations"] and y["iterations"] == s["iterations"],
+                "%s sync W=%d: %s iterations, %s evaluations, as serial"
+                % (name, ranks - 1, y["iterations"], y["evaluations"]))
+    # Counting: one row per iteration (eval_every 0), the start with one
+    # evaluation, each row's line-search steps adding up to the total.
+    rows = t.metrics(ser)
+    t.check([r["update"] for r in rows] == list(range(s["iterations"] + 1)),
+            "%s: one metrics row per iteration 0..%d" % (name, s["iterations"]))
+    steps = sum(r["line_search_steps"] for r in rows)
+    t.check(rows[0]["evaluations"] == 1 and rows[-1]["evaluations"] == s["evaluations"] == steps,
+            "%s: evaluations %s == the rows' line-search steps summed (%s)"
+            % (name, s["evaluations"], steps))
+    t.check(s["stop_reason"] in ("max_iterations", "relative_decrease", "gradient_norm"),
+            "%s: stop_reason %s" % (name, s["stop_reason"]))
+    losses = [r["train_loss"] for r in rows]
+    t.check(all(b <= a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.25,
+            "%s: the training loss never rises, %.4f -> %.4f < 0.25 in 15 iterations (test acc "
+            "%.4f)" % (name, losses[0], losses[-1], s["test_acc"]))
+
+# Softmax regression on 5000 Fashion-MNIST examples: 30 lbfgs iterations.
+d, _ = t.run(SOFTMAX, batch("lbfgs", 30, ["optimizer.batch_examples=5000"]))
+s = t.summary(d)
+rows = t.metrics(d)
+t.check(s["test_acc"] >= 0.80, "lbfgs softmax, 5000 examples, 30 iterations: test acc %.4f "
+        ">= 0.80 (%d evaluations, train loss %.4f)"
+        % (s["test_acc"], s["evaluations"], rows[-1]["train_loss"]))
+t.check(rows[-1]["train_loss"] < 0.45, "lbfgs softmax: train loss %.4f < 0.45"
+        % rows[-1]["train_loss"])
+t.check(rows[-1]["examples"] == 5000 * s["evaluations"],
+        "examples count the objective's 5000 per evaluation: %d" % rows[-1]["examples"])
+
+# A loss tolerance stops the run and says so (l2 makes the minimum
+# positive, so the loss stops falling).
+d, _ = t.run(SPARSE, batch("lbfgs", 500, ["optimizer.loss_tol=1e-4", "optimizer.grad_tol=0",
+                                          "model.l2=0.01"]))
+s = t.summary(d)
+rows = t.metrics(d)
+a, b = rows[-2]["train_loss"], rows[-1]["train_loss"]
+t.check(s["stop_reason"] == "relative_decrease" and s["iterations"] < 500,
+        "loss_tol 1e-4 stops lbfgs after %d iterations: %s" % (s["iterations"], s["stop_reason"]))
+t.check(a - b <= 1.01e-4 * a and all((r["train_loss"] - q["train_loss"]) > 1e-4 * r["train_loss"]
+                                     for r, q in zip(rows[:-2], rows[1:-1])),
+        "only the last iteration lowered the loss by at most 1e-4 of it (%.7g -> %.7g)" % (a, b))
+
+# Refusals: exit 2, at the key.
+_, p = t.run(SOFTMAX, batch("lbfgs", 5, ["training.mode=async"]), ranks=2, expect=2)
+t.check("optimizer.name: lbfgs is a batch method: it runs in serial or sync mode, not async"
+        in p.stderr, "lbfgs with async is refused at optimizer.name: %s" % p.stderr.strip()[:160])
+_, p = t.run(SPARSE, batch("bfgs", 5, ["optimizer.bfgs_max_params=1000"]), expect=2)
+t.check("optimizer.name: bfgs keeps an n x n inverse Hessian; this model has 1001 parameters, "
+        "more than optimizer.bfgs_max_params (1000): use lbfgs" in p.stderr,
+        "bfgs over bfgs_max_params is refused: %s" % p.stderr.strip()[:160])
+_, p = t.run(SPARSE, batch("bfgs", 5, ["optimizer.bfgs_max_params=1000", "training.mode=sync"]),
+             ranks=3, expect=2)
+t.check("more than optimizer.bfgs_max_params (1000): use lbfgs" in p.stderr,
+        "and in sync mode, by one rank: %s" % p.stderr.strip()[:160])
+t.done()

@@ -1,0 +1,322 @@
+/* Tests of the batch minimizer (cg, bfgs, lbfgs with the strong Wolfe line
+ * search and its backtracking fallback) on objectives with known answers:
+ * quadratics whose iterates are worked out by hand below, Rosenbrock's
+ * function, and objectives built to make each line search fail. Every
+ * function and gradient evaluation is counted. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "check.h"
+#include "paramd/batch.h"
+#include "paramd/error.h"
+
+static const pd_optimizer_name methods[] = {PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS};
+
+static pd_batch_opts opts_of(pd_optimizer_name method)
+{
+    return (pd_batch_opts){.method = method, .cg_variant = PD_CG_PR_PLUS, .history = 10,
+                           .step0 = 1, .grad_tol = 0, .loss_tol = 0,
+                           .max_iterations = 1000};
+}
+
+/* A counting objective: calls, and the last report seen. */
+typedef struct counter {
+    int64_t calls;
+    pd_batch_state last;
+    int reports;
+    bool all_armijo, any_restart;
+    int64_t stop_at;        /* report asks to stop at this iteration (0: never) */
+} counter;
+
+static int on_report(void *ctx, const pd_batch_state *st, bool *stop)
+{
+    counter *c = ctx;
+    assert_int_equal(st->iteration, c->reports);   /* one report per iteration, in order */
+    assert_int_equal(st->evaluations, c->calls);   /* every evaluation is counted */
+    c->reports++;
+    c->last = *st;
+    if (st->iteration > 0)
+        c->all_armijo = c->all_armijo && st->armijo;
+    c->any_restart = c->any_restart || st->restarted;
+    *stop = c->stop_at > 0 && st->iteration == c->stop_at;
+    return PD_OK;
+}
+
+/* f = 1/2 |x|^2 */
+static int sphere(void *ctx, const float *x, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    *f = 0.5 * ((double)x[0] * x[0] + (double)x[1] * x[1]);
+    g[0] = x[0];
+    g[1] = x[1];
+    return PD_OK;
+}
+
+/* From (0.5, -0.25), |g| < 1: the first trial step along -g is 1, which
+ * lands on the minimizer 0 exactly: one iteration, two evaluations, for
+ * every method (each starts along -g). */
+static void test_sphere_one_step(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        pd_batch_opts o = opts_of(methods[i]);
+        float x[2] = {0.5f, -0.25f};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 2, x, sphere, on_report, &c, &r), PD_OK);
+        assert_true(x[0] == 0.0f && x[1] == 0.0f);
+        assert_int_equal(r.iterations, 1);
+        assert_int_equal(r.evaluations, 2);
+        assert_int_equal(c.calls, 2);
+        assert_str(r.reason, "gradient_norm");
+        assert_true(r.f == 0 && r.gnorm == 0);
+        assert_true(c.last.step == 1.0 && c.last.line_search_steps == 1);
+    }
+}
+
+/* f = 2 (x - 3)^2, g = 4 (x - 3), from x = 0 (f 18, g -12). */
+static int parabola(void *ctx, const float *x, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    double e = (double)x[0] - 3;
+    *f = 2 * e * e;
+    g[0] = 4 * e;
+    return PD_OK;
+}
+
+/* By hand. bfgs and lbfgs (c2 = 0.9): the first trial is 1/|g| = 1/12, so
+ * x1 = 1 (f 8, g -8): sufficient decrease holds and |g.d| = 96 <= 0.9 * 144,
+ * accepted. s = 1, y = 4: H = s/y = 1/4 (the N&W 6.20 scaling, then the
+ * update, which in one dimension is the secant s/y; lbfgs's two loops give
+ * the same), so d = -H g = 2 and the trial step 1 lands on x = 3: f = g = 0.
+ * Two iterations, three evaluations.
+ * cg (c2 = 0.1): x = 1 fails the curvature condition (96 > 14.4) with
+ * g.d < 0, so the step doubles: 1/6 (x = 2, f 2, g.d -48), then 1/3 (x = 4,
+ * f 2, not lower than the previous 2): zoom between 1/6 and 1/3, whose cubic
+ * through (1/6, 2, -48) and (1/3, 2, 48) is the parabola itself, minimum at
+ * 1/4: x = 3 exactly. One iteration, five evaluations. */
+static void test_parabola_by_hand(void **state)
+{
+    (void)state;
+    const int64_t its[] = {1, 2, 2}, evals[] = {5, 3, 3};
+    for (int i = 0; i < 3; i++) {
+        pd_batch_opts o = opts_of(methods[i]);
+        float x[1] = {0};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 1, x, parabola, on_report, &c, &r), PD_OK);
+        assert_true(x[0] == 3.0f);
+        assert_int_equal(r.iterations, its[i]);
+        assert_int_equal(r.evaluations, evals[i]);
+        assert_str(r.reason, "gradient_norm");
+        assert_true(r.f == 0);
+    }
+}
+
+/* f = 1/2 x'Ax - b'x, A = diag(1, 10, 100), b = (1, 2, 3): minimizer
+ * A^-1 b = (1, 0.2, 0.03), minimum -1/2 b'A^-1 b = -(1 + 0.4 + 0.09) / 2
+ * = -0.745. Each method gets there to float precision. */
+static int ill_quadratic(void *ctx, const float *x, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    static const double a[3] = {1, 10, 100}, b[3] = {1, 2, 3};
+    *f = 0;
+    for (int i = 0; i < 3; i++) {
+        *f += 0.5 * a[i] * x[i] * x[i] - b[i] * x[i];
+        g[i] = a[i] * x[i] - b[i];
+    }
+    return PD_OK;
+}
+
+static void test_quadratic_minimizer(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 4; v++) {
+        pd_batch_opts o = opts_of(methods[v < 3 ? v : 0]);
+        if (v == 3)
+            o.cg_variant = PD_CG_FR;
+        o.grad_tol = 1e-6;
+        float x[3] = {0, 0, 0};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 3, x, ill_quadratic, on_report, &c, &r), PD_OK);
+        assert_float_equal(x[0], 1.0, 1e-6);
+        assert_float_equal(x[1], 0.2, 1e-6);
+        assert_float_equal(x[2], 0.03, 1e-7);
+        assert_float_equal(r.f, -0.745, 1e-12);
+        assert_str(r.reason, "gradient_norm");
+        assert_int_equal(r.evaluations, c.calls);
+        printf("quadratic %s%s: %lld iterations, %lld evaluations\n",
+               v == 0 ? "cg pr+" : v == 1 ? "bfgs" : v == 2 ? "lbfgs" : "cg fr", "",
+               (long long)r.iterations, (long long)r.evaluations);
+    }
+}
+
+/* Rosenbrock: f = 100 (y - x^2)^2 + (1 - x)^2, minimum 0 at (1, 1), from
+ * the classical start (-1.2, 1). */
+static int rosenbrock(void *ctx, const float *p, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    double x = p[0], y = p[1], u = y - x * x;
+    *f = 100 * u * u + (1 - x) * (1 - x);
+    g[0] = -400 * x * u - 2 * (1 - x);
+    g[1] = 200 * u;
+    return PD_OK;
+}
+
+static void test_rosenbrock(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 4; v++) {
+        pd_batch_opts o = opts_of(methods[v < 3 ? v : 0]);
+        if (v == 3)
+            o.cg_variant = PD_CG_FR;
+        o.grad_tol = 1e-5;
+        o.max_iterations = 5000;
+        float x[2] = {-1.2f, 1.0f};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock, on_report, &c, &r), PD_OK);
+        printf("rosenbrock %s: %lld iterations, %lld evaluations, f %.3g at (%.7f, %.7f), %s\n",
+               v == 0 ? "cg pr+" : v == 1 ? "bfgs" : v == 2 ? "lbfgs" : "cg fr",
+               (long long)r.iterations, (long long)r.evaluations, r.f, x[0], x[1], r.reason);
+        assert_float_equal(x[0], 1.0, 1e-3);
+        assert_float_equal(x[1], 1.0, 2e-3);
+        assert_true(r.f < 1e-7);
+        assert_true(strcmp(r.reason, "max_iterations") != 0);
+    }
+}
+
+/* f = -x, g = -1: unbounded below, so no step satisfies the curvature
+ * condition. The Wolfe search doubles 1, 2, 4, ... for its 25 evaluations,
+ * then backtracking accepts the first trial (1): x = 1, and each iteration
+ * costs 26 evaluations. */
+static int slope(void *ctx, const float *x, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    *f = -(double)x[0];
+    g[0] = -1;
+    return PD_OK;
+}
+
+static void test_armijo_fallback(void **state)
+{
+    (void)state;
+    pd_batch_opts o = opts_of(PD_OPT_LBFGS);
+    o.max_iterations = 1;
+    float x[1] = {0};
+    counter c = {.all_armijo = true};
+    pd_batch_result r;
+    assert_int_equal(pd_batch_minimize(&o, 1, x, slope, on_report, &c, &r), PD_OK);
+    assert_true(x[0] == 1.0f);
+    assert_int_equal(r.evaluations, 1 + PD_BATCH_WOLFE_EVALS + 1);
+    assert_int_equal(c.last.line_search_steps, PD_BATCH_WOLFE_EVALS + 1);
+    assert_true(c.all_armijo);
+    assert_str(r.reason, "max_iterations");
+}
+
+/* A gradient of the wrong sign (f = x^2, g = -2x) from x = 1: -g points
+ * uphill, every trial raises f, and both searches fail along -g: no step,
+ * 1 + 25 + 40 evaluations, x unchanged. */
+static int liar(void *ctx, const float *x, double *f, double *g)
+{
+    ((counter *)ctx)->calls++;
+    *f = (double)x[0] * x[0];
+    g[0] = -2.0 * x[0];
+    return PD_OK;
+}
+
+static void test_line_search_fails(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        pd_batch_opts o = opts_of(methods[i]);
+        float x[1] = {1};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 1, x, liar, on_report, &c, &r), PD_OK);
+        assert_true(x[0] == 1.0f);
+        assert_int_equal(r.iterations, 0);
+        assert_int_equal(r.evaluations, 1 + PD_BATCH_WOLFE_EVALS + PD_BATCH_ARMIJO_EVALS);
+        assert_str(r.reason, "line_search_failed");
+    }
+}
+
+/* The report stops the run; loss_tol and max_iterations stop it too. */
+static void test_stop_reasons(void **state)
+{
+    (void)state;
+    pd_batch_opts o = opts_of(PD_OPT_CG);
+    float x[2] = {-1.2f, 1.0f};
+    counter c = {.stop_at = 3};
+    pd_batch_result r;
+    assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock, on_report, &c, &r), PD_OK);
+    assert_str(r.reason, "stopped");
+    assert_int_equal(r.iterations, 3);
+
+    o = opts_of(PD_OPT_BFGS);
+    o.max_iterations = 4;
+    x[0] = -1.2f, x[1] = 1.0f;
+    c = (counter){0};
+    assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock, on_report, &c, &r), PD_OK);
+    assert_str(r.reason, "max_iterations");
+    assert_int_equal(r.iterations, 4);
+    assert_int_equal(c.reports, 5);   /* the start and each iteration */
+
+    o = opts_of(PD_OPT_LBFGS);
+    o.loss_tol = 0.5;   /* stop once an iteration lowers f by at most half */
+    x[0] = -1.2f, x[1] = 1.0f;
+    c = (counter){0};
+    assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock, on_report, &c, &r), PD_OK);
+    assert_str(r.reason, "relative_decrease");
+}
+
+/* A non-finite starting loss is a training failure; an objective's error
+ * comes back as it is. */
+static int nan_objective(void *ctx, const float *x, double *f, double *g)
+{
+    (void)ctx;
+    *f = NAN;
+    g[0] = x[0];
+    return PD_OK;
+}
+
+static int failing(void *ctx, const float *x, double *f, double *g)
+{
+    (void)ctx, (void)x, (void)f, (void)g;
+    return PD_FAIL(PD_EIO, "disk on fire");
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    pd_batch_opts o = opts_of(PD_OPT_LBFGS);
+    float x[1] = {1};
+    pd_batch_result r;
+    assert_int_equal(pd_batch_minimize(&o, 1, x, nan_objective, NULL, NULL, &r), PD_ETRAIN);
+    assert_str(pd_err_msg(), "lbfgs: the loss at the starting point is not finite");
+    assert_int_equal(pd_batch_minimize(&o, 1, x, failing, NULL, NULL, &r), PD_EIO);
+    assert_str(pd_err_msg(), "disk on fire");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sphere_one_step),
+        cmocka_unit_test(test_parabola_by_hand),
+        cmocka_unit_test(test_quadratic_minimizer),
+        cmocka_unit_test(test_rosenbrock),
+        cmocka_unit_test(test_armijo_fallback),
+        cmocka_unit_test(test_line_search_fails),
+        cmocka_unit_test(test_stop_reasons),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
