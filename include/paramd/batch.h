@@ -21,7 +21,8 @@
  * Points are float (the model's parameters): a trial point is x + a d
  * computed in double and rounded once. f, gradients, directions and the
  * quasi-Newton memory are double; every sum runs in index order, so a run
- * is bit-reproducible.
+ * is bit-reproducible. Coordinate descent for least squares (cd) is at the
+ * end.
  */
 #ifndef PARAMD_BATCH_H
 #define PARAMD_BATCH_H
@@ -50,6 +51,9 @@ typedef struct pd_batch_opts {
     double grad_tol;               /* stop when |g| <= grad_tol */
     double loss_tol;               /* stop when (f_old - f) <= loss_tol max(|f_old|, tiny) */
     int64_t max_iterations;        /* >= 1 */
+    size_t block_size;             /* cd: coordinates minimized together, >= 1 */
+    bool random_blocks;            /* cd: blocks in a fresh random order each cycle */
+    uint64_t seed;                 /* cd: that order's stream (seed, PD_STREAM_CD) */
 } pd_batch_opts;
 
 /* What the report callback sees after the starting point (iteration 0) and
@@ -63,7 +67,7 @@ typedef struct pd_batch_state {
     bool restarted;                /* the direction was reset to -g */
     double f, gnorm, step;         /* step: the accepted a (0 at iteration 0) */
     const float *x;
-    const double *g;
+    const double *g;               /* NULL for cd */
 } pd_batch_state;
 
 /* Called after each iteration; setting *stop ends the run ("stopped"). */
@@ -82,5 +86,34 @@ typedef struct pd_batch_result {
  * method o->method. bfgs allocates n * n doubles. Local; allocates once. */
 int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg,
                       pd_batch_report report, void *ctx, pd_batch_result *res);
+
+/* Coordinate descent (cd) for least squares with an L2 penalty on the
+ * weights: with z = (x, 1) (the features, then 1 for the bias, in the
+ * linreg model's parameter order w[D], b), the mean loss over m examples
+ *   f(w) = (w'Gw - 2 c'w + yy) / (2m) + l2/2 sum_{j < D} w_j^2,
+ *   G = sum z z', c = sum y z, yy = sum y^2,
+ * is a quadratic known from these sufficient statistics. Each iteration is
+ * one cycle over blocks of block_size consecutive coordinates (in order, or
+ * in a random order drawn anew each cycle); each block is set to its exact
+ * minimizer given the others (a Cholesky solve of the block's Hessian
+ * G_BB / m + l2 I, Gw kept up to date). No evaluation of the data after
+ * the statistics: `evaluations` stays 1. Stops as pd_batch_minimize does
+ * (no line search). */
+typedef struct pd_cd_problem {
+    size_t p;                      /* coordinates: D weights, then the bias */
+    size_t m;                      /* examples */
+    const double *gram;            /* G, packed upper triangle [p (p + 1) / 2] */
+    const double *zy;              /* c [p] */
+    double yy;
+    double l2;                     /* on the weights, not the bias */
+} pd_cd_problem;
+
+/* Where G[i][j], i <= j, sits in the packed upper triangle (row-major). */
+size_t pd_cd_packed_index(size_t p, size_t i, size_t j);
+
+/* Minimize from x[p] (updated after each cycle). A block whose Hessian is
+ * singular (l2 = 0 and a feature that is always 0) is PD_ETRAIN. Local. */
+int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,
+                pd_batch_report report, void *ctx, pd_batch_result *res);
 
 #endif

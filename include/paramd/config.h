@@ -34,10 +34,11 @@ typedef enum { PD_OPT_SGD, PD_OPT_MOMENTUM, PD_OPT_NESTEROV, PD_OPT_ADAGRAD,
                PD_OPT_RMSPROP, PD_OPT_RMSPROP_NESTEROV, PD_OPT_ADADELTA,
                PD_OPT_ADAM, PD_OPT_ADAMW,
                /* batch methods (src/batch/): full-batch gradients, line search */
-               PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS, PD_OPT_COUNT } pd_optimizer_name;
+               PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS, PD_OPT_CD, PD_OPT_COUNT } pd_optimizer_name;
 /* Nonlinear conjugate gradient's beta: Polak-Ribiere with the PR+ restart
  * (beta = max(0, beta_PR)), or Fletcher-Reeves. */
 typedef enum { PD_CG_PR_PLUS, PD_CG_FR } pd_cg_variant;
+typedef enum { PD_BLOCKS_CYCLIC, PD_BLOCKS_RANDOM } pd_block_order;
 typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
                PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
 typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
@@ -120,6 +121,8 @@ typedef struct pd_optim_config {
     pd_cg_variant cg_variant;
     double grad_tol;               /* stop when |grad| <= grad_tol */
     double loss_tol;               /* stop when the relative loss decrease <= loss_tol */
+    int block_size;                /* cd: coordinates minimized together */
+    pd_block_order block_order;    /* cd: blocks in order, or shuffled each cycle */
 } pd_optim_config;
 
 typedef struct pd_training_config {

@@ -65,11 +65,11 @@ typedef struct pd_optim_step {
  * config table, the optimizer's messages and saved states. */
 extern const char *const pd_optimizer_names[PD_OPT_COUNT + 1];
 
-/* True for the batch methods (cg, bfgs, lbfgs): they have no element-wise
+/* True for the batch methods (cg, bfgs, lbfgs, cd): they have no element-wise
  * rule here; src/batch/ runs them. Local. */
 static inline bool pd_optim_is_batch(pd_optimizer_name n)
 {
-    return n == PD_OPT_CG || n == PD_OPT_BFGS || n == PD_OPT_LBFGS;
+    return n == PD_OPT_CG || n == PD_OPT_BFGS || n == PD_OPT_LBFGS || n == PD_OPT_CD;
 }
 
 /* Replace every NAN hyperparameter of oc by the rule's default

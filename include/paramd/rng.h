@@ -21,6 +21,7 @@ enum {
     PD_STREAM_NOISE = 4,    /* annealed gradient noise */
     PD_STREAM_FAULTS = 5,   /* injected delays (+ rank) */
     PD_STREAM_CURRICULUM = 6, /* curriculum warm-up order and random draws (+ worker) */
+    PD_STREAM_CD = 7,       /* coordinate descent's block order */
 };
 
 /* A stream for (seed, stream, index): independent for distinct triples. */

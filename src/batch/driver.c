@@ -11,7 +11,12 @@
  * sends every block's row (n + 1 doubles); the server adds the rows in
  * worker order, that is block order, so the sums are the serial ones to
  * the bit whatever W is. Each worker reads the whole training part (its
- * blocks are a contiguous range of it, not a data.shard shard). */
+ * blocks are a contiguous range of it, not a data.shard shard).
+ *
+ * cd (linreg) needs the data once: each block's row is then its part of
+ * the sufficient statistics (G = Z'Z packed, Z'y, y'y, with z = (x, 1);
+ * paramd/batch.h), reduced the same way, and pd_batch_cd works on their
+ * sum alone. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,11 +35,20 @@ typedef struct objective {
     const pd_dataset *train;
     pd_model *model;
     size_t n;               /* parameters */
+    size_t len;             /* doubles in a block's row */
+    bool stats;             /* cd: rows of sufficient statistics */
     size_t total, m;        /* examples in the training part, in the objective */
     size_t nblocks;
     size_t *rows;           /* [BLOCK] */
     float *grad;            /* [n] */
 } objective;
+
+/* A block's row: its loss and gradient sums (n + 1), or for cd its
+ * statistics (p (p + 1) / 2 + p + 1 with p = n). */
+static size_t row_len(const pd_config *cfg, size_t n)
+{
+    return cfg->optimizer.name == PD_OPT_CD ? n * (n + 1) / 2 + n + 1 : n + 1;
+}
 
 /* The blocks of worker w of W: [*klo, *khi). */
 static void blocks_of(size_t nblocks, int w, int W, size_t *klo, size_t *khi)
@@ -92,6 +106,8 @@ static int objective_init(objective *ob, const pd_config *cfg)
         mc.classes = pd_data_classes(ob->data);
     PD_TRY_GOTO(err, pd_model_create(&mc, BLOCK, &ob->model), fail);
     ob->n = pd_model_nparams(ob->model);
+    ob->len = row_len(cfg, ob->n);
+    ob->stats = cfg->optimizer.name == PD_OPT_CD;
     ob->rows = pd_malloc(BLOCK * sizeof *ob->rows);
     ob->grad = pd_malloc(ob->n * sizeof *ob->grad);
     if (!ob->rows || !ob->grad) {
@@ -104,10 +120,37 @@ fail:
     return err;
 }
 
-/* Block k's row at x: row[0] = b L_k, row[1 + i] = b dL_k/dx_i. */
+/* cd: block k's statistics, row = [G packed | Z'y | y'y], z = (x, 1) in
+ * the linreg layout (w[D], then b). */
+static void stats_row(const objective *ob, size_t lo, size_t b, double *row)
+{
+    size_t p = ob->n, D = p - 1, packed = p * (p + 1) / 2;
+    const pd_dataset *ds = ob->train;
+    memset(row, 0, ob->len * sizeof *row);
+    double *G = row, *zy = row + packed;
+    for (size_t e = lo; e < lo + b; e++) {
+        const float *x = ds->x + e * D;
+        double y = ds->y[e];
+        for (size_t i = 0; i < p; i++) {
+            double zi = i < D ? x[i] : 1.0;
+            double *Gi = G + pd_cd_packed_index(p, i, i);
+            for (size_t j = i; j < p; j++)
+                Gi[j - i] += zi * (j < D ? x[j] : 1.0);
+            zy[i] += zi * y;
+        }
+        row[ob->len - 1] += y * y;
+    }
+}
+
+/* Block k's row at x: row[0] = b L_k, row[1 + i] = b dL_k/dx_i (or cd's
+ * statistics, which do not depend on x). */
 static int block_row(objective *ob, const float *x, size_t k, double *row)
 {
     size_t lo = k * BLOCK, b = ob->m - lo < BLOCK ? ob->m - lo : BLOCK;
+    if (ob->stats) {
+        stats_row(ob, lo, b, row);
+        return PD_OK;
+    }
     for (size_t i = 0; i < b; i++)
         ob->rows[i] = lo + i;
     double loss;
@@ -130,9 +173,10 @@ typedef struct driver {
     const pd_config *cfg;
     pd_evaluator *ev;
     size_t n, m, total, nblocks;
+    size_t len;             /* doubles in a block's row */
     float *theta;           /* [n] */
     float *gf;              /* [n] the gradient as float, for its norms */
-    double *acc, *row;      /* [n + 1] the total; one row (serial) or a worker's rows */
+    double *acc, *row;      /* [len] the total; one row (serial) or a worker's rows */
     pd_progress prog;
     /* serial */
     objective *ob;
@@ -148,15 +192,15 @@ static void finish_fg(driver *d, double *f, double *g)
         g[i] = d->acc[1 + i] / m;
 }
 
-static int serial_fg(void *ctx, const float *x, double *f, double *g)
+/* Every block's row at x added into acc, in block order: here, or by the
+ * workers (sync). */
+static int serial_gather(driver *d, const float *x)
 {
-    driver *d = ctx;
-    memset(d->acc, 0, (d->n + 1) * sizeof *d->acc);
+    memset(d->acc, 0, d->len * sizeof *d->acc);
     for (size_t k = 0; k < d->nblocks; k++) {
         PD_TRY(block_row(d->ob, x, k, d->row));
-        add_row(d->acc, d->row, d->n + 1);
+        add_row(d->acc, d->row, d->len);
     }
-    finish_fg(d, f, g);
     return PD_OK;
 }
 
@@ -171,24 +215,30 @@ static int send_command(pd_world *w, int64_t cmd, int64_t evaluation)
     return pd_comm_wait(&r, NULL);
 }
 
-static int sync_fg(void *ctx, const float *x, double *f, double *g)
+static int sync_gather(driver *d, const float *x)
 {
-    driver *d = ctx;
     PD_TRY(send_command(d->w, 1, 0));
     MPI_Request r;
     PD_MPI(MPI_Ibcast((void *)x, (int)d->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
     PD_TRY(pd_comm_wait(&r, NULL));
-    memset(d->acc, 0, (d->n + 1) * sizeof *d->acc);
+    memset(d->acc, 0, d->len * sizeof *d->acc);
     for (int wi = 0; wi < d->w->workers; wi++) {
         size_t klo, khi;
         blocks_of(d->nblocks, wi, d->w->workers, &klo, &khi);
-        int count = (int)((khi - klo) * (d->n + 1));
+        int count = (int)((khi - klo) * d->len);
         PD_MPI(MPI_Irecv(d->row, count, MPI_DOUBLE, pd_worker_rank(d->w, wi), PD_TAG_DATA,
                          MPI_COMM_WORLD, &r));
         PD_TRY(pd_comm_wait(&r, NULL));
         for (size_t k = 0; k < khi - klo; k++)
-            add_row(d->acc, d->row + k * (d->n + 1), d->n + 1);
+            add_row(d->acc, d->row + k * d->len, d->len);
     }
+    return PD_OK;
+}
+
+static int objective_fg(void *ctx, const float *x, double *f, double *g)
+{
+    driver *d = ctx;
+    PD_TRY(d->w ? sync_gather(d, x) : serial_gather(d, x));
     finish_fg(d, f, g);
     return PD_OK;
 }
@@ -206,9 +256,10 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
     p->epoch = (double)p->examples / (double)d->total;
     p->lr = st->step;
     p->train_loss = st->f;
-    for (size_t i = 0; i < d->n; i++)
-        d->gf[i] = (float)st->g[i];
-    p->grad = d->gf;
+    if (st->g)
+        for (size_t i = 0; i < d->n; i++)
+            d->gf[i] = (float)st->g[i];
+    p->grad = st->g ? d->gf : NULL;
     int64_t every = d->cfg->training.eval_every;
     *stop = false;
     if (every == 0 || st->iteration % every == 0)
@@ -223,6 +274,8 @@ static pd_batch_opts opts_of(const pd_config *cfg)
         .method = o->name, .cg_variant = o->cg_variant, .history = o->history,
         .step0 = o->lr, .grad_tol = o->grad_tol, .loss_tol = o->loss_tol,
         .max_iterations = cfg->training.max_iterations,
+        .block_size = (size_t)o->block_size, .random_blocks = o->block_order == PD_BLOCKS_RANDOM,
+        .seed = cfg->run.seed,
     };
 }
 
@@ -230,12 +283,13 @@ static int driver_init(driver *d, const pd_config *cfg, size_t n)
 {
     d->cfg = cfg;
     d->n = n;
+    d->len = row_len(cfg, n);
     d->prog.staleness_mean = NAN;
     d->prog.staleness_max = -1;
     d->prog.dropped = -1;
     d->theta = pd_malloc(n * sizeof *d->theta);
     d->gf = pd_malloc(n * sizeof *d->gf);
-    d->acc = pd_malloc((n + 1) * sizeof *d->acc);
+    d->acc = pd_malloc(d->len * sizeof *d->acc);
     if (!d->theta || !d->gf || !d->acc)
         return PD_ENOMEM;
     pd_model *m = NULL;
@@ -254,11 +308,24 @@ static void driver_free(driver *d)
     free(d->theta);
 }
 
-static int run(driver *d, pd_batch_fg fg)
+/* cd: the statistics once, then cycles over them. */
+static int run_cd(driver *d, const pd_batch_opts *bo, pd_batch_result *res)
+{
+    PD_TRY(d->w ? sync_gather(d, d->theta) : serial_gather(d, d->theta));
+    size_t p = d->n, packed = p * (p + 1) / 2;
+    pd_cd_problem pr = {.p = p, .m = d->m, .gram = d->acc, .zy = d->acc + packed,
+                        .yy = d->acc[d->len - 1], .l2 = d->cfg->model.l2};
+    return pd_batch_cd(bo, &pr, d->theta, report, d, res);
+}
+
+static int run(driver *d)
 {
     pd_batch_opts bo = opts_of(d->cfg);
     pd_batch_result res;
-    PD_TRY(pd_batch_minimize(&bo, d->n, d->theta, fg, report, d, &res));
+    if (bo.method == PD_OPT_CD)
+        PD_TRY(run_cd(d, &bo, &res));
+    else
+        PD_TRY(pd_batch_minimize(&bo, d->n, d->theta, objective_fg, report, d, &res));
     d->prog.stop_reason = res.reason;
     return pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL,
                                strcmp(res.reason, "stopped") ? "done" : "early_stopped");
@@ -280,13 +347,13 @@ int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts)
     d.total = ob.total;
     d.nblocks = ob.nblocks;
     PD_TRY_GOTO(err, driver_init(&d, cfg, n), out);
-    d.row = pd_malloc((n + 1) * sizeof *d.row);
+    d.row = pd_malloc(row_len(cfg, n) * sizeof *d.row);
     if (!d.row) {
         err = PD_ENOMEM;
         goto out;
     }
     PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &d.ev), out);
-    PD_TRY_GOTO(err, run(&d, serial_fg), out);
+    PD_TRY_GOTO(err, run(&d), out);
 out:
     driver_free(&d);
     objective_free(&ob);
@@ -307,7 +374,7 @@ static int worker_step(objective *ob, float *x, double *rows, size_t klo, size_t
         return PD_OK;
     PD_MPI(MPI_Ibcast(x, (int)ob->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
     PD_TRY(pd_comm_wait(&r, NULL));
-    size_t len = ob->n + 1;
+    size_t len = ob->len;
     for (size_t k = klo; k < khi; k++)
         PD_TRY(block_row(ob, x, k, rows + (k - klo) * len));
     PD_MPI(MPI_Isend(rows, (int)((khi - klo) * len), MPI_DOUBLE, 0, PD_TAG_DATA,
@@ -321,7 +388,7 @@ static int worker_loop(objective *ob, pd_world *w)
     size_t klo, khi;
     blocks_of(ob->nblocks, w->index, w->workers, &klo, &khi);
     float *x = pd_malloc(ob->n * sizeof *x);
-    double *rows = pd_malloc(((khi - klo) * (ob->n + 1) + 1) * sizeof *rows);
+    double *rows = pd_malloc(((khi - klo) * ob->len + 1) * sizeof *rows);
     int err = PD_OK;
     if (!x || !rows)
         err = PD_ENOMEM;
@@ -335,14 +402,14 @@ static int worker_loop(objective *ob, pd_world *w)
 /* MPI counts are int: a worker's rows must fit one message. */
 static int check_rows(const pd_config *cfg, size_t nblocks, size_t n, int W)
 {
-    size_t most = (nblocks + (size_t)W - 1) / (size_t)W;
-    if (most * (n + 1) <= (size_t)INT_MAX)
+    size_t most = (nblocks + (size_t)W - 1) / (size_t)W, len = row_len(cfg, n);
+    if (most * len <= (size_t)INT_MAX)
         return PD_OK;
     return PD_FAIL(PD_EINPUT, "%s: optimizer.batch_examples: %zu blocks of %d examples over %d "
                    "workers send %zu doubles a message, more than an MPI count holds (set "
                    "optimizer.batch_examples lower or run more workers)",
                    cfg->source[0] ? cfg->source : "<config>", nblocks, BLOCK, W,
-                   most * (n + 1));
+                   most * len);
 }
 
 /* Every rank learns the training part's size from the workers (a rank
@@ -374,7 +441,7 @@ int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
         err = driver_init(&d, cfg, n);
     size_t most = (d.nblocks + (size_t)w->workers - 1) / (size_t)w->workers;
     if (err == PD_OK && w->is_server) {
-        d.row = pd_malloc((most * (n + 1) + 1) * sizeof *d.row);
+        d.row = pd_malloc((most * row_len(cfg, n) + 1) * sizeof *d.row);
         err = d.row ? PD_OK : PD_ENOMEM;
     }
     if (err == PD_OK && w->is_server)
@@ -384,7 +451,7 @@ int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
         err = worker_loop(&ob, w);
     if (err == PD_OK && w->is_server) {
         d.w = w;
-        err = run(&d, sync_fg);
+        err = run(&d);
         if (err == PD_OK)
             err = send_command(w, 0, 0);
     }

@@ -530,6 +530,9 @@ static int batch_rules(loader *ld)
         return fail_key(ld, KEY("optimizer.name"), "%s is a batch method: it runs in serial or "
                         "sync mode, not %s (each step needs the full gradient and a line "
                         "search)", name, pd_mode_name(m));
+    if (o->name == PD_OPT_CD && c->model.type != PD_MODEL_LINREG)
+        return fail_key(ld, KEY("optimizer.name"), "cd minimizes least squares: it needs "
+                        "model.type linreg (model.type is %s)", pd_model_type_name(c->model.type));
     if (c->training.servers != 1)
         return fail_key(ld, KEY("training.servers"), "%s keeps its vectors on one server in "
                         "this version, got %d servers", name, c->training.servers);

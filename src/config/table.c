@@ -30,6 +30,7 @@ static const char *const schedule_names[] = {"constant", "step", "exponential",
                                              "inverse_time", "cosine", NULL};
 static const char *const sscale_names[] = {"none", "inverse", NULL};
 static const char *const cg_names[] = {"pr_plus", "fr", NULL};
+static const char *const block_order_names[] = {"cyclic", "random", NULL};
 static const char *const delay_names[] = {"none", "constant", "uniform", "exponential", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -160,7 +161,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     I64("training.max_bad_updates", training.max_bad_updates, GE(0), "0",
         "NaN/Inf gradients (models) skipped before the run fails, every mode."),
     I64("training.max_iterations", training.max_iterations, GE(1), "100",
-        "cg, bfgs, lbfgs: stop after this many iterations (line searches)."),
+        "cg, bfgs, lbfgs, cd: stop after this many iterations (cd: cycles)."),
 
     ENUM("optimizer.name", optimizer.name, pd_optimizer_names, "sgd", "The update rule."),
     DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",
@@ -208,9 +209,13 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     ENUM("optimizer.cg_variant", optimizer.cg_variant, cg_names, "pr_plus",
          "cg: Polak-Ribiere with the PR+ restart, or Fletcher-Reeves (fr)."),
     DBL("optimizer.grad_tol", optimizer.grad_tol, GE(0), "1e-6",
-        "cg, bfgs, lbfgs: stop when the gradient's L2 norm is at most this."),
+        "cg, bfgs, lbfgs, cd: stop when the gradient's L2 norm is at most this."),
     DBL("optimizer.loss_tol", optimizer.loss_tol, GE(0), "1e-9",
-        "cg, bfgs, lbfgs: stop when the loss falls by at most this fraction."),
+        "cg, bfgs, lbfgs, cd: stop when the loss falls by at most this fraction."),
+    INT("optimizer.block_size", optimizer.block_size, GE(1), "1",
+        "cd: coordinates minimized together (exactly, one block at a time)."),
+    ENUM("optimizer.block_order", optimizer.block_order, block_order_names, "cyclic",
+         "cd: blocks in order, or in a fresh random order (seeded) each cycle."),
 
     I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
         "Checkpoint every this many updates; 0 = off."),

@@ -27,6 +27,7 @@ const char *const pd_optimizer_names[PD_OPT_COUNT + 1] = {
     [PD_OPT_CG] = "cg",
     [PD_OPT_BFGS] = "bfgs",
     [PD_OPT_LBFGS] = "lbfgs",
+    [PD_OPT_CD] = "cd",
     [PD_OPT_COUNT] = NULL,
 };
 
@@ -49,6 +50,7 @@ static const rule_defaults defaults[PD_OPT_COUNT] = {
     [PD_OPT_CG]               = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
     [PD_OPT_BFGS]             = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
     [PD_OPT_LBFGS]            = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
+    [PD_OPT_CD]               = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},   /* lr unused */
 };
 
 void pd_optim_defaults(pd_optim_config *oc)

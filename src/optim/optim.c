@@ -32,6 +32,7 @@ static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s,
     [PD_OPT_CG]               = "",   /* batch methods: no element rule */
     [PD_OPT_BFGS]             = "",
     [PD_OPT_LBFGS]            = "",
+    [PD_OPT_CD]               = "",
 };
 
 struct pd_optim {
@@ -336,6 +337,7 @@ static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th
     case PD_OPT_CG:   /* refused by pd_optim_create */
     case PD_OPT_BFGS:
     case PD_OPT_LBFGS:
+    case PD_OPT_CD:
     case PD_OPT_COUNT:
         break;
     }
@@ -384,6 +386,7 @@ static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict t
     case PD_OPT_CG:   /* refused by pd_optim_create */
     case PD_OPT_BFGS:
     case PD_OPT_LBFGS:
+    case PD_OPT_CD:
     case PD_OPT_COUNT:
         break;
     }

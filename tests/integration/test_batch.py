@@ -73,10 +73,84 @@ t.check(a - b <= 1.01e-4 * a and all((r["train_loss"] - q["train_loss"]) > 1e-4 
                                      for r, q in zip(rows[:-2], rows[1:-1])),
         "only the last iteration lowered the loss by at most 1e-4 of it (%.7g -> %.7g)" % (a, b))
 
+# Least squares with a known answer: a seeded synthetic linreg problem
+# (3000 examples, 8 features, planted weights, noise 0.1) written as CSV;
+# its minimizer and minimum from the normal equations, solved here in
+# double precision on the same float32 values paramd reads.
+import random
+import struct
+import tempfile
+
+rng = random.Random(11)
+D, N, L2 = 8, 3000, 0.001
+planted = [rng.uniform(-2, 2) for _ in range(D)] + [0.5]
+f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+X, Y = [], []
+for _ in range(N):
+    x = [f32(round(rng.gauss(0, 1), 6)) for _ in range(D)]
+    y = sum(w * v for w, v in zip(planted, x)) + planted[D] + rng.gauss(0, 0.1)
+    X.append(x)
+    Y.append(f32(round(y, 6)))
+csv = os.path.join(tempfile.mkdtemp(prefix="paramd-linreg-"), "train.csv")
+with open(csv, "w") as f:
+    f.write(",".join("x%d" % j for j in range(D)) + ",y\n")
+    for x, y in zip(X, Y):
+        f.write(",".join("%.6f" % v for v in x) + ",%.6f\n" % y)
+P = D + 1
+G = [[0.0] * P for _ in range(P)]
+c = [0.0] * P
+for x, y in zip(X, Y):
+    z = x + [1.0]
+    for i in range(P):
+        c[i] += z[i] * y
+        for j in range(P):
+            G[i][j] += z[i] * z[j]
+A = [[G[i][j] / N + (L2 if i == j and i < D else 0) for j in range(P)] + [c[i] / N]
+     for i in range(P)]
+for i in range(P):   # Gauss-Jordan with partial pivoting
+    k = max(range(i, P), key=lambda r: abs(A[r][i]))
+    A[i], A[k] = A[k], A[i]
+    for r in range(P):
+        if r != i:
+            q = A[r][i] / A[i][i]
+            A[r] = [a - q * b for a, b in zip(A[r], A[i])]
+best = [A[i][P] / A[i][i] for i in range(P)]
+
+
+def loss(w):
+    se = sum((sum(a * b for a, b in zip(w, x)) + w[D] - y) ** 2 for x, y in zip(X, Y))
+    return 0.5 * se / N + 0.5 * L2 * sum(v * v for v in w[:D])
+
+
+fstar = loss(best)
+LINREG = ["data.format=csv", "data.train=" + csv, "data.header=true", "data.label_column=y",
+          "data.test=", "data.normalize=none", "model.type=linreg", "model.l2=%g" % L2,
+          "training.batch_size=100"]
+for name, extra in (("cd", []), ("cd", ["optimizer.block_size=3", "optimizer.block_order=random"]),
+                    ("lbfgs", []), ("cg", []), ("bfgs", [])):
+    sets = LINREG + batch(name, 200, extra + ["optimizer.grad_tol=1e-7"])
+    ser, _ = t.run(SOFTMAX, sets)
+    dist, _ = t.run(SOFTMAX, sets + ["training.mode=sync"], ranks=3)
+    s, y = t.summary(ser), t.summary(dist)
+    label = " ".join([name] + [e.split(".")[1] for e in extra])
+    t.check(y["params_sha256"] == s["params_sha256"], "linreg %s: sync W=2 equals serial bit for "
+            "bit (%s iterations, %s evaluations)" % (label, s["iterations"], s["evaluations"]))
+    w = list(t.params(dist))
+    final = loss(w)
+    gap = (final - fstar) / fstar
+    t.check(gap < 1e-4, "linreg %s: optimality gap %.2e < 1e-4 (loss %.9f, optimum %.9f; %s)"
+            % (label, gap, final, fstar, s["stop_reason"]))
+    r = t.max_rel_diff(w, best)
+    t.check(r < 1e-4, "linreg %s: parameters within %.2e of the normal equations' solution"
+            % (label, r))
+
 # Refusals: exit 2, at the key.
 _, p = t.run(SOFTMAX, batch("lbfgs", 5, ["training.mode=async"]), ranks=2, expect=2)
 t.check("optimizer.name: lbfgs is a batch method: it runs in serial or sync mode, not async"
         in p.stderr, "lbfgs with async is refused at optimizer.name: %s" % p.stderr.strip()[:160])
+_, p = t.run(SPARSE, batch("cd", 5), expect=2)
+t.check("optimizer.name: cd minimizes least squares: it needs model.type linreg (model.type is "
+        "logreg)" in p.stderr, "cd on logreg is refused: %s" % p.stderr.strip()[:160])
 _, p = t.run(SPARSE, batch("bfgs", 5, ["optimizer.bfgs_max_params=1000"]), expect=2)
 t.check("optimizer.name: bfgs keeps an n x n inverse Hessian; this model has 1001 parameters, "
         "more than optimizer.bfgs_max_params (1000): use lbfgs" in p.stderr,

@@ -306,6 +306,74 @@ static void test_errors(void **state)
     assert_str(pd_err_msg(), "disk on fire");
 }
 
+/* cd on least squares from sufficient statistics. Four examples z = (x1,
+ * x2, 1): (1, 0), (0, 1), (1, 1), (0, 0) with y = 2 x1 + 3 x2 + 1 = 3, 4, 6,
+ * 1, so G = sum z z' = [[2, 1, 2], [1, 2, 2], [2, 2, 4]], c = sum y z =
+ * (9, 10, 14), y'y = 62, m = 4. Without l2 the minimizer is the planted
+ * (2, 3, 1), f = 0. With l2 = 0.5 on the weights, (G/4 + diag(0.5, 0.5, 0))
+ * w = c/4 gives w = (2/3, 1, 8/3) and f = 13/12 (solved in fractions). */
+static const double cd_gram[6] = {2, 1, 2, 2, 2, 4};   /* packed upper triangle */
+static const double cd_zy[3] = {9, 10, 14};
+
+static void test_cd_least_squares(void **state)
+{
+    (void)state;
+    assert_int_equal(pd_cd_packed_index(3, 0, 2), 2);
+    assert_int_equal(pd_cd_packed_index(3, 1, 1), 3);
+    assert_int_equal(pd_cd_packed_index(3, 2, 2), 5);
+    pd_cd_problem pr = {.p = 3, .m = 4, .gram = cd_gram, .zy = cd_zy, .yy = 62, .l2 = 0};
+    /* One block of all three coordinates: one exact solve, one cycle. */
+    pd_batch_opts o = opts_of(PD_OPT_CD);
+    o.block_size = 3;
+    o.grad_tol = 1e-12;
+    float x[3] = {0, 0, 0};
+    counter c = {.calls = 1};   /* the statistics: the one evaluation */
+    pd_batch_result r;
+    assert_int_equal(pd_batch_cd(&o, &pr, x, on_report, &c, &r), PD_OK);
+    assert_true(x[0] == 2.0f && x[1] == 3.0f && x[2] == 1.0f);
+    assert_int_equal(r.iterations, 1);
+    assert_int_equal(r.evaluations, 1);
+    assert_str(r.reason, "gradient_norm");
+    assert_float_equal(r.f, 0, 1e-12);
+    /* One coordinate at a time, cyclic and random: the same minimizer. */
+    for (int random = 0; random < 2; random++) {
+        o.block_size = 1;
+        o.random_blocks = random;
+        o.grad_tol = 1e-9;
+        o.seed = 7;
+        x[0] = x[1] = x[2] = 0;
+        c = (counter){.calls = 1};
+        assert_int_equal(pd_batch_cd(&o, &pr, x, on_report, &c, &r), PD_OK);
+        assert_float_equal(x[0], 2, 1e-6);
+        assert_float_equal(x[1], 3, 1e-6);
+        assert_float_equal(x[2], 1, 1e-6);
+        /* f has cancelled to rounding (about 1e-15) by then: either stop */
+        assert_true(!strcmp(r.reason, "gradient_norm") || !strcmp(r.reason, "relative_decrease"));
+        printf("cd least squares, block 1 %s: %lld cycles, %s\n", random ? "random" : "cyclic",
+               (long long)r.iterations, r.reason);
+    }
+    /* l2 = 0.5 on the weights, not the bias. */
+    pr.l2 = 0.5;
+    for (size_t bs = 1; bs <= 3; bs++) {
+        o.block_size = bs;
+        o.random_blocks = false;
+        x[0] = x[1] = x[2] = 0;
+        c = (counter){.calls = 1};
+        assert_int_equal(pd_batch_cd(&o, &pr, x, on_report, &c, &r), PD_OK);
+        assert_float_equal(x[0], 2.0 / 3, 1e-6);
+        assert_float_equal(x[1], 1, 1e-6);
+        assert_float_equal(x[2], 8.0 / 3, 1e-6);
+        assert_float_equal(r.f, 13.0 / 12, 1e-12);
+    }
+    /* A feature that is always 0 without l2: a singular block. */
+    static const double zero_gram[6] = {0, 0, 0, 2, 2, 4};
+    pd_cd_problem bad = {.p = 3, .m = 4, .gram = zero_gram, .zy = cd_zy, .yy = 62, .l2 = 0};
+    o.block_size = 1;
+    assert_int_equal(pd_batch_cd(&o, &bad, x, NULL, NULL, &r), PD_ETRAIN);
+    assert_str(pd_err_msg(), "cd: the block of coordinates [0, 1) has a singular Hessian (a "
+               "constant feature with model.l2 = 0?); set model.l2 > 0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_line_search_fails),
         cmocka_unit_test(test_stop_reasons),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_cd_least_squares),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

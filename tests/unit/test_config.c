@@ -289,6 +289,8 @@ static const char every_key[] =
     "  cg_variant: fr\n"
     "  grad_tol: 1e-8\n"
     "  loss_tol: 1e-12\n"
+    "  block_size: 8\n"
+    "  block_order: random\n"
     "checkpoint:\n"
     "  every_updates: 0\n"
     "  every_seconds: 0\n"
@@ -374,6 +376,8 @@ static void test_every_type_parses(void **state)
     assert_int_equal(o->cg_variant, PD_CG_FR);
     assert_dbl(o->grad_tol, 1e-8);
     assert_dbl(o->loss_tol, 1e-12);
+    assert_int_equal(o->block_size, 8);
+    assert_int_equal(o->block_order, PD_BLOCKS_RANDOM);
     /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
      * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
@@ -559,7 +563,7 @@ static void test_bad_enum(void **state)
         "async, hogwild, local_sgd, easgd; got \"foo\"");
     ERR("optimizer:\n  name: Adam\n", NAME ":2:9: optimizer.name: must be one of: sgd, "
         "momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, cg, "
-        "bfgs, lbfgs; got \"Adam\"");
+        "bfgs, lbfgs, cd; got \"Adam\"");
     ERR("optimizer:\n  schedule:\n    type: linear\n", NAME ":3:11: optimizer.schedule.type: "
         "must be one of: constant, step, exponential, inverse_time, cosine; got \"linear\"");
 }
@@ -736,7 +740,7 @@ static void test_enums_and_lists(void **state)
     }
     const char *opts[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                           "rmsprop_nesterov", "adadelta", "adam", "adamw", "cg", "bfgs",
-                          "lbfgs"};
+                          "lbfgs", "cd"};
     /* lr, momentum, rho, eps, beta1, beta2 of each rule. From the papers:
      * momentum 0.9 (Sutskever et al. 2013), RMSprop rho 0.9 (Hinton's
      * lecture 6e), AdaDelta rho 0.95 and eps 1e-6 with lr 1 (Zeiler 2012),
@@ -754,13 +758,13 @@ static void test_enums_and_lists(void **state)
         {0.001, 0, 0, 1e-8, 0.9, 0.999},
         /* cg, bfgs, lbfgs: lr is the first trial step (Nocedal & Wright's 1) */
         {1.0, 0, 0, 0, 0, 0},             {1.0, 0, 0, 0, 0, 0},
-        {1.0, 0, 0, 0, 0, 0},
+        {1.0, 0, 0, 0, 0, 0},             {1.0, 0, 0, 0, 0, 0},
     };
     for (int o = 0; o < PD_OPT_COUNT; o++) {
         char set[64];
         snprintf(set, sizeof set, "optimizer.name=%s", opts[o]);
-        const char *sets[] = {set};
-        load_ok("", sets, 1, &c);
+        const char *sets[] = {set, "model.type=linreg"};   /* cd needs linreg */
+        load_ok("", sets, o == PD_OPT_CD ? 2 : 1, &c);
         assert_int_equal(c.optimizer.name, o);
         assert_str(pd_optimizer_name_str((pd_optimizer_name)o), opts[o]);
         /* Every rule's defaults, written out (not asked of pd_optim_defaults). */
@@ -851,6 +855,11 @@ static void test_cross_key_rules(void **state)
         "optimizer.clip_norm: must be 0 for the batch method cg");
     ERR("optimizer:\n  name: cg\ncheckpoint:\n  every_updates: 5\n", NAME ":4:18: "
         "checkpoint.every_updates: the batch method cg writes no checkpoints in this version");
+    ERR("optimizer:\n  name: cd\n", NAME ":2:9: optimizer.name: cd minimizes least squares: "
+        "it needs model.type linreg (model.type is softmax)");
+    load_ok("model:\n  type: linreg\noptimizer:\n  name: cd\n", NULL, 0, &c);
+    assert_int_equal(c.optimizer.block_size, 1);
+    assert_int_equal(c.optimizer.block_order, PD_BLOCKS_CYCLIC);
     load_ok("training:\n  mode: sync\noptimizer:\n  name: cg\n", NULL, 0, &c);
     assert_int_equal(c.optimizer.name, PD_OPT_CG);
     assert_int_equal(c.training.max_iterations, 100);

@@ -697,7 +697,7 @@ static void test_create_errors(void **state)
     oc = cfg_of(PD_OPT_RMSPROP);
     oc.name = PD_OPT_COUNT;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
-    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 12");
+    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 13");
     /* The batch methods have no element-wise rule: src/batch/ runs them. */
     oc.name = PD_OPT_LBFGS;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
