@@ -107,6 +107,12 @@ int main(int argc, char **argv)
         else
             strcpy(cfg.run.out_dir, cli.out_dir);
     }
+    if (!err && cli.init_from) {
+        if (strlen(cli.init_from) >= sizeof cfg.model.init_from)
+            err = PD_FAIL(PD_EINPUT, "--init-from %s: path too long", cli.init_from);
+        else
+            strcpy(cfg.model.init_from, cli.init_from);
+    }
     /* Only serial runs write and read checkpoints in this version. */
     if (!err && cli.resume && cfg.training.mode != PD_MODE_SERIAL)
         err = PD_FAIL(PD_EINPUT, "--resume: only serial runs resume in this version "

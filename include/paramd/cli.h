@@ -13,6 +13,7 @@ typedef struct pd_cli {
     const char *overrides[PD_MAX_OVERRIDES];  /* --set values, in order */
     int n_overrides;
     const char *out_dir;                      /* --out DIR, or NULL */
+    const char *init_from;                    /* --init-from RUN_DIR, or NULL */
     bool resume;                              /* --resume given */
     const char *resume_dir;                   /* its optional DIR, or NULL */
     const char *replay_dir;                   /* --replay RUN_DIR, or NULL */

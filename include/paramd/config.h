@@ -91,6 +91,7 @@ typedef struct pd_model_config {
     pd_activation activation;
     pd_init init;
     double l2;                     /* L2 penalty on weights, part of the loss */
+    char init_from[PD_PATH_MAX];   /* a run directory to start from, "" = none */
 } pd_model_config;
 
 typedef struct pd_schedule_config {

@@ -31,6 +31,12 @@ int pd_use_read_layout(const char *run_dir, pd_use_layout *out);
  * floats (saying by how much). */
 int pd_use_read_params(const char *run_dir, float *theta, size_t n);
 
+/* model.init_from (--init-from): theta[nparams of m] from run_dir's
+ * params.bin, after checking that its params.json has the same model type
+ * and the same tensors (names and shapes) as m; a difference is PD_EINPUT
+ * naming it ("tensor 0 is W1 [8, 4] there, W1 [16, 4] here"). Local. */
+int pd_use_init_from(const char *run_dir, const pd_config *cfg, const pd_model *m, float *theta);
+
 typedef struct pd_use_opts {
     const char *run_dir;                 /* a finished run's directory */
     const char *const *overrides;        /* --set, data.* keys only */

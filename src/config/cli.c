@@ -18,7 +18,7 @@ typedef struct option {
     const char *doc;
 } option;
 
-enum { OPT_SET, OPT_OUT, OPT_RESUME, OPT_CHECK, OPT_JSON, OPT_REPLAY, OPT_EVALUATE,
+enum { OPT_SET, OPT_OUT, OPT_INIT_FROM, OPT_RESUME, OPT_CHECK, OPT_JSON, OPT_REPLAY, OPT_EVALUATE,
        OPT_PREDICT, OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_MAN, OPT_COUNT };
 
 static const option options[OPT_COUNT] = {
@@ -29,6 +29,11 @@ static const option options[OPT_COUNT] = {
     [OPT_OUT] = {"out", 0, ARG_REQUIRED, "DIR",
                  "Write the run directory to DIR instead of run.out_dir. With --predict: "
                  "the CSV file of predictions (default: stdout)."},
+    [OPT_INIT_FROM] = {"init-from", 0, ARG_REQUIRED, "RUN_DIR",
+                       "Start from the parameters of the finished run in RUN_DIR (its "
+                       "params.bin) instead of model.init, e.g. to continue a serial run in "
+                       "async mode; the same as model.init_from. The model must have the same "
+                       "layout (type, tensors and shapes): a difference is exit 2 naming it."},
     [OPT_RESUME] = {"resume", 0, ARG_OPTIONAL, "DIR",
                     "Resume from the newest valid checkpoint in DIR/checkpoints (DIR "
                     "defaults to the run directory). Serial runs only in this version; "
@@ -167,6 +172,11 @@ static int take(pd_cli *cli, const option *o, const char *value)
         if (!value[0])
             return PD_FAIL(PD_EINPUT, "--out needs a DIR, got an empty one");
         cli->out_dir = value;
+        break;
+    case OPT_INIT_FROM:
+        if (!value[0])
+            return PD_FAIL(PD_EINPUT, "--init-from needs a RUN_DIR, got an empty one");
+        cli->init_from = value;
         break;
     case OPT_RESUME:
         if (value && !value[0])

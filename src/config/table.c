@@ -124,6 +124,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     ENUM("model.init", model.init, init_names, "auto",
          "Weight init: auto = He for relu, Glorot otherwise; zero for linear models."),
     DBL("model.l2", model.l2, GE(0), "0", "L2 penalty on the weights, part of the loss."),
+    STR("model.init_from", model.init_from, 0, "",
+        "A run directory to start from (its params.bin); empty = model.init."),
 
     ENUM("training.mode", training.mode, mode_names, "serial",
          "How workers and servers combine gradients (see docs/design.md, Modes)."),

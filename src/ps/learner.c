@@ -8,6 +8,7 @@
 
 #include "paramd/error.h"
 #include "paramd/optim.h"
+#include "paramd/use.h"
 #include "train.h"
 
 /* data.curriculum.type loss: score every shard example by its loss at a
@@ -205,5 +206,13 @@ int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *o
     if (!*applied)
         return PD_OK;   /* never applied: the caller counts it */
     pd_learner_apply(l, opt, oc, theta, t, 1.0);
+    return PD_OK;
+}
+
+int pd_learner_start_point(const pd_config *cfg, const pd_model *m, float *theta)
+{
+    if (cfg->model.init_from[0])
+        return pd_use_init_from(cfg->model.init_from, cfg, m, theta);
+    pd_model_init(m, theta, cfg->run.seed);
     return PD_OK;
 }

@@ -87,7 +87,7 @@ static int setup(replay *r, const char *run_dir, const char *out_dir, const pd_r
     r->ring = pd_malloc(r->K * r->n * sizeof *r->ring);
     if (!r->theta || !r->ring)
         return PD_ENOMEM;
-    pd_model_init(r->l[0].model, r->theta, r->cfg.run.seed);
+    PD_TRY(pd_learner_start_point(&r->cfg, r->l[0].model, r->theta));
     PD_TRY(pd_optim_create(&r->cfg.optimizer, 0, r->n, r->cfg.run.seed, &r->opt));
     pd_optim_lookahead(r->opt, r->theta, r->ring, 0, r->n);
     return pd_evaluator_create(&r->cfg, opts, r->workers, 1, &r->ev);

@@ -295,7 +295,7 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
         err = PD_ENOMEM;
         goto out;
     }
-    pd_model_init(s.learner.model, s.theta, cfg->run.seed);
+    PD_TRY_GOTO(err, pd_learner_start_point(cfg, s.learner.model, s.theta), out);
     PD_TRY_GOTO(err, pd_optim_create(&cfg->optimizer, 0, n, cfg->run.seed, &s.opt), out);
     if (pd_optim_has_lookahead(s.opt)) {
         s.point = pd_malloc(n * sizeof *s.point);

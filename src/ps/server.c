@@ -493,7 +493,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
     if (!sv->theta || !sv->acc || !sv->peers || !sv->weight || !sv->hreq)
         return PD_ENOMEM;
-    pd_model_init(sv->model, sv->theta, cfg->run.seed);
+    PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
     sv->point_version = -1;
     if (mode_of(sv)->rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(sv->n * sizeof *sv->point)))

@@ -61,6 +61,10 @@ void pd_learner_apply(const pd_learner *l, pd_optim *opt, const pd_optim_config 
  * local steps of local_sgd / easgd workers. No allocation. */
 int pd_learner_local_step(pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
                           float *theta, float *look, int64_t t, bool *applied);
+/* The starting parameters theta[nparams of m]: model.init_from's run
+ * (layout checked, PD_EINPUT naming a difference), else pd_model_init from
+ * run.seed. Used by the serial trainer, every server and replay. Local. */
+int pd_learner_start_point(const pd_config *cfg, const pd_model *m, float *theta);
 /* Fractional epochs consumed by this learner. */
 double pd_learner_epoch(const pd_learner *l);
 

@@ -173,3 +173,81 @@ int pd_use_read_params(const char *run_dir, float *theta, size_t n)
         pd_le_get_floats(theta, (const unsigned char *)theta, n);
     return err;
 }
+
+/* One tensor as params.json lists it. */
+typedef struct listed {
+    char name[16];
+    size_t shape[2], rank;
+} listed;
+
+/* The tensors of params.json's text, in order (at most max). */
+static size_t list_tensors(const char *text, listed *t, size_t max)
+{
+    const char *p = strstr(text, "\"tensors\":"), *end = strstr(text, "\"class_names\":");
+    size_t n = 0;
+    while (p && n < max && (p = strstr(p, "{\"name\": \"")) && (!end || p < end)) {
+        p += strlen("{\"name\": \"");
+        size_t len = strcspn(p, "\"");
+        snprintf(t[n].name, sizeof t[n].name, "%.*s", (int)len, p);
+        const char *s = strstr(p, "\"shape\": [");
+        if (!s)
+            break;
+        s += strlen("\"shape\": [");
+        t[n].rank = 0;
+        while (t[n].rank < 2 && *s != ']') {
+            char *e;
+            t[n].shape[t[n].rank++] = strtoul(s, &e, 10);
+            s = e + strspn(e, ", ");
+        }
+        n++;
+        p = s;
+    }
+    return n;
+}
+
+static void shape_text(const size_t *shape, size_t rank, char *buf, size_t n)
+{
+    if (rank == 1)
+        snprintf(buf, n, "[%zu]", shape[0]);
+    else
+        snprintf(buf, n, "[%zu, %zu]", shape[0], shape[1]);
+}
+
+int pd_use_init_from(const char *run_dir, const pd_config *cfg, const pd_model *m, float *theta)
+{
+    char path[PD_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/params.json", run_dir);
+    char *text;
+    PD_TRY(read_text(path, &text));
+    listed there[PD_MAX_TENSORS];
+    size_t nthere = list_tensors(text, there, PD_MAX_TENSORS);
+    const char *mp = strstr(text, "\"model\": \"");
+    char model[32] = "?";
+    if (mp) {
+        mp += strlen("\"model\": \"");
+        snprintf(model, sizeof model, "%.*s", (int)strcspn(mp, "\""), mp);
+    }
+    free(text);
+    const char *here = pd_model_type_name(cfg->model.type);
+    if (strcmp(model, here) != 0)
+        return PD_FAIL(PD_EINPUT, "model.init_from %s: a %s model there, %s here", run_dir,
+                       model, here);
+    size_t nt = pd_model_ntensors(m);
+    if (nthere != nt)
+        return PD_FAIL(PD_EINPUT, "model.init_from %s: %zu tensors there, %zu here (model.hidden "
+                       "differs)", run_dir, nthere, nt);
+    for (size_t i = 0; i < nt; i++) {
+        const pd_tensor_info *t = pd_model_tensor(m, i);
+        size_t shape[2] = {t->rows, t->cols}, rank = t->cols == 1 ? 1 : 2;
+        bool same = !strcmp(there[i].name, t->name) && there[i].rank == rank &&
+                    there[i].shape[0] == shape[0] && (rank == 1 || there[i].shape[1] == shape[1]);
+        if (!same) {
+            char a[48], b[48];
+            shape_text(there[i].shape, there[i].rank, a, sizeof a);
+            shape_text(shape, rank, b, sizeof b);
+            return PD_FAIL(PD_EINPUT, "model.init_from %s: tensor %zu is %s %s there, %s %s here",
+                           run_dir, i, there[i].name, a, t->name, b);
+        }
+    }
+    return pd_use_read_params(run_dir, theta, pd_model_nparams(m));
+}

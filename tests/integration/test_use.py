@@ -147,7 +147,54 @@ def classes(work):
                  "class count mismatch: %r" % p.stderr)
 
 
+def init_from(work):
+    """--init-from RUN_DIR (model.init_from): a serial run continued from
+    the pets run starts where it ended (its update-0 test loss is the
+    run's final one), and so does an async run (with a learning rate too
+    small to move a float32, params.bin stays bit-identical); a model of
+    another layout is exit 2 naming the difference."""
+    run = os.path.join(work, "runs", "pets")
+    summ = pdtest.summary(run)
+    paramd(["--quiet", "--out", "runs/more", "--init-from", "runs/pets", "--set",
+            "training.max_updates=1", "pets.yaml"], work)
+    first = pdtest.metrics(os.path.join(work, "runs", "more"))[0]
+    pdtest.check(first["update"] == 0 and first["test_loss"] == summ["test_loss"],
+                 "continued serial run: update-0 test loss %r == the run's final %r"
+                 % (first["test_loss"], summ["test_loss"]))
+    resolved = open(os.path.join(work, "runs", "more", "config.resolved.yaml")).read()
+    pdtest.check('init_from: "runs/pets"' in resolved, "config.resolved.yaml keeps init_from")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    p = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", pdtest.EXE, "--quiet", "--out",
+                        "runs/async", "--set", "model.init_from=runs/pets", "--set",
+                        "training.mode=async", "--set", "training.max_updates=2", "--set",
+                        "optimizer.lr=1e-30", "pets.yaml"], cwd=work, capture_output=True,
+                       text=True, env=env)
+    same = p.returncode == 0 and open(os.path.join(work, "runs", "async", "params.bin"), "rb").read() \
+        == open(os.path.join(run, "params.bin"), "rb").read()
+    pdtest.check(same, "async run from the serial run's parameters keeps them (exit %d) %s"
+                 % (p.returncode, p.stderr.strip()[-300:]))
+    # Other layouts.
+    p = paramd(["--quiet", "--out", "runs/x", "--init-from", "runs/pets", "--set",
+                "model.type=mlp", "--set", "model.hidden=[4]", "pets.yaml"], work, expect=2)
+    pdtest.check(p.stderr == "paramd: model.init_from runs/pets: a softmax model there, mlp "
+                 "here\n", "another model type: %r" % p.stderr)
+    paramd(["--quiet", "--out", "runs/mlp", "--set", "model.type=mlp", "--set",
+            "model.hidden=[4]", "pets.yaml"], work)
+    p = paramd(["--quiet", "--out", "runs/x", "--init-from", "runs/mlp", "--set",
+                "model.type=mlp", "--set", "model.hidden=[5]", "pets.yaml"], work, expect=2)
+    pdtest.check(p.stderr == "paramd: model.init_from runs/mlp: tensor 0 is W1 [4, 2] there, "
+                 "W1 [5, 2] here\n", "another hidden width: %r" % p.stderr)
+    p = paramd(["--quiet", "--out", "runs/x", "--init-from", "runs/mlp", "--set",
+                "model.type=mlp", "--set", "model.hidden=[4,4]", "pets.yaml"], work, expect=2)
+    pdtest.check(p.stderr == "paramd: model.init_from runs/mlp: 4 tensors there, 6 here "
+                 "(model.hidden differs)\n", "another depth: %r" % p.stderr)
+    pdtest.check(not os.path.exists(os.path.join(work, "runs", "x", "summary.json")),
+                 "a refused start leaves no results")
+
+
 work = tempfile.mkdtemp(prefix="paramd-use-")
 binary(work)
 classes(work)
+init_from(work)
 pdtest.done()

@@ -165,6 +165,10 @@ static void test_evaluate_predict(void **state)
     assert_str(c.out_dir, "p.csv");
     assert_null(c.evaluate_dir);
     BAD("--evaluate needs a RUN_DIR", "--evaluate");
+    assert_int_equal(PARSE(&c, "--init-from", "runs/a", "run.yaml"), PD_OK);
+    assert_str(c.init_from, "runs/a");
+    assert_str(c.config_path, "run.yaml");
+    BAD("--init-from needs a RUN_DIR, got an empty one", "--init-from=", "run.yaml");
     BAD("--predict needs a RUN_DIR, got an empty one", "--predict=");
     BAD("--evaluate takes the run's own config; drop run.yaml", "--evaluate", "runs/a",
         "run.yaml");
@@ -231,6 +235,7 @@ static char *capture(void (*write)(FILE *))
 }
 
 static const char *const every_option[] = {"--set KEY.PATH=VALUE", "--out DIR",
+                                           "--init-from RUN_DIR",
                                            "--resume [DIR]", "--check", "--json",
                                            "--replay RUN_DIR", "--evaluate RUN_DIR",
                                            "--predict RUN_DIR", "--quiet", "-h, --help",
@@ -270,7 +275,8 @@ static void test_man(void **state)
         if (!strstr(man, sections[i]))
             fail_msg("man page lacks %s", sections[i]);
     const char *opts[] = {"\\fB\\-\\-set\\fR \\fIKEY.PATH=VALUE\\fR\n",
-                          "\\fB\\-\\-out\\fR \\fIDIR\\fR\n", "\\fB\\-\\-resume\\fR [\\fIDIR\\fR]\n",
+                          "\\fB\\-\\-out\\fR \\fIDIR\\fR\n",
+                          "\\fB\\-\\-init\\-from\\fR \\fIRUN_DIR\\fR\n", "\\fB\\-\\-resume\\fR [\\fIDIR\\fR]\n",
                           "\\fB\\-\\-check\\fR\n", "\\fB\\-\\-json\\fR\n",
                           "\\fB\\-\\-replay\\fR \\fIRUN_DIR\\fR\n",
                           "\\fB\\-\\-evaluate\\fR \\fIRUN_DIR\\fR\n",

@@ -241,6 +241,7 @@ static const char every_key[] =
     "  activation: tanh\n"
     "  init: glorot\n"
     "  l2: 1e-4\n"
+    "  init_from: runs/before\n"
     "training:\n"
     "  mode: async\n"
     "  servers: 1\n"
@@ -332,6 +333,7 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.model.activation, PD_ACT_TANH);
     assert_int_equal(c.model.init, PD_INIT_GLOROT);
     assert_dbl(c.model.l2, 1e-4);
+    assert_str(c.model.init_from, "runs/before");
     assert_int_equal(c.training.mode, PD_MODE_ASYNC);   /* trace needs async, one server */
     assert_int_equal(c.training.epochs, 7);
     assert_true(c.training.max_updates == INT64_C(9000000000));
