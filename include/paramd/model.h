@@ -125,6 +125,9 @@ void pd_model_tensor_norms(const pd_model *m, const float *v, double *norms);
  * (idx increasing, each < nparams): sq[ntensors]. */
 void pd_model_tensor_sumsq_range(const pd_model *m, const float *v, size_t lo, size_t hi,
                                  double *sq);
+/* The same with v of the range alone: v_range[i - lo] for i in [lo, hi). */
+void pd_model_tensor_sumsq_slice(const pd_model *m, const float *v_range, size_t lo, size_t hi,
+                                 double *sq);
 void pd_model_tensor_sumsq_sparse(const pd_model *m, const uint32_t *idx, const float *val,
                                   size_t nnz, double *sq);
 

@@ -107,6 +107,9 @@ pd_optim_step pd_optim_prepare(const pd_optim *o, int64_t t, double scale,
  * within the created range. No allocation. Local. */
 void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta,
                     const float *g, size_t lo, size_t hi);
+/* The same with the gradient of the range alone: g_range[i - lo]. */
+void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
+                          const float *g_range, size_t lo, size_t hi);
 
 /* Sparse step: gradient values val[k] for coordinates idx[k] (global,
  * within the created range, distinct), k < nnz. Each touched coordinate gets
@@ -132,10 +135,12 @@ void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
                            const uint32_t *idx, const float *val, size_t nnz);
 
 /* A gradient as one step takes it: dense g[lo, hi) (globally indexed, as
- * for pd_optim_apply), or, when idx is not NULL, the sparse pairs idx[k],
- * val[k], k < nnz (as for pd_optim_apply_sparse). */
+ * for pd_optim_apply), or dense over [lo, hi) held from g_range[0] (a
+ * buffer of the range alone: g_range[i - lo]), or, when idx is not NULL,
+ * the sparse pairs idx[k], val[k], k < nnz (as for pd_optim_apply_sparse). */
 typedef struct pd_optim_grad {
     const float *g;
+    const float *g_range;
     size_t lo, hi;
     const uint32_t *idx;
     const float *val;
@@ -158,6 +163,9 @@ bool pd_optim_has_lookahead(const pd_optim *o);
  * rules without lookahead); point must not overlap theta. Local. */
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point,
                         size_t lo, size_t hi);
+/* The same into a buffer of the range alone: out[i - lo]. Local. */
+void pd_optim_lookahead_range(const pd_optim *o, const float *theta, float *out,
+                              size_t lo, size_t hi);
 /* The same at the coordinates idx[0..n) (each in the optimizer's range):
  * out[j] = the lookahead point at idx[j]. A sparse pull. Local. */
 void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint32_t *idx,

@@ -387,13 +387,19 @@ int pd_model_outputs(pd_model *m, const float *theta, const pd_dataset *ds, cons
 void pd_model_tensor_sumsq_range(const pd_model *m, const float *v, size_t lo, size_t hi,
                                  double *sq)
 {
+    pd_model_tensor_sumsq_slice(m, v + lo, lo, hi, sq);
+}
+
+void pd_model_tensor_sumsq_slice(const pd_model *m, const float *v_range, size_t lo, size_t hi,
+                                 double *sq)
+{
     for (size_t i = 0; i < m->ntensors; i++) {
         const pd_tensor_info *t = &m->t[i];
         size_t a = t->offset > lo ? t->offset : lo;
         size_t b = t->offset + t->rows * t->cols < hi ? t->offset + t->rows * t->cols : hi;
         double sum = 0.0;
         for (size_t j = a; j < b; j++)
-            sum += (double)v[j] * v[j];
+            sum += (double)v_range[j - lo] * v_range[j - lo];
         sq[i] = sum;
     }
 }

@@ -395,12 +395,18 @@ static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict t
 void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
                     size_t lo, size_t hi)
 {
+    pd_optim_apply_range(o, st, theta, g + lo, lo, hi);
+}
+
+void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
+                          const float *g_range, size_t lo, size_t hi)
+{
     assert(lo <= hi && lo >= o->lo && hi <= o->hi);
     const consts c = make_consts(o, st);
     float buf[CHUNK];
     for (size_t i = lo; i < hi; i += CHUNK) {
         size_t n = hi - i < CHUNK ? hi - i : CHUNK;
-        const float *gi = g + i;
+        const float *gi = g_range + (i - lo);
         if (c.pre) {
             preprocess(&c, n, buf, gi, theta, NULL, i);
             gi = buf;
@@ -440,6 +446,8 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
     pd_optim_step st = pd_optim_prepare(o, t, scale, grad_norm);
     if (g->idx)
         pd_optim_apply_sparse(o, &st, theta, g->idx, g->val, g->nnz);
+    else if (g->g_range)
+        pd_optim_apply_range(o, &st, theta, g->g_range, g->lo, g->hi);
     else
         pd_optim_apply(o, &st, theta, g->g, g->lo, g->hi);
 }
@@ -447,9 +455,15 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,
                         size_t hi)
 {
+    pd_optim_lookahead_range(o, theta, point + lo, lo, hi);
+}
+
+void pd_optim_lookahead_range(const pd_optim *o, const float *theta, float *out, size_t lo,
+                              size_t hi)
+{
     assert(lo <= hi && lo >= o->lo && hi <= o->hi);
     const float *restrict th = theta + lo;
-    float *restrict p = point + lo;
+    float *restrict p = out;
     size_t n = hi - lo;
     if (!pd_optim_has_lookahead(o)) {
         memcpy(p, th, n * sizeof *p);

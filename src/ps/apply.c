@@ -59,7 +59,7 @@ int server_post_recv(server *sv, int w)
         PD_MPI(MPI_Irecv(p->sp, (int)pd_sparse_payload_max(sv->hi - sv->lo), MPI_BYTE, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     else
-        PD_MPI(MPI_Irecv(p->g + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
+        PD_MPI(MPI_Irecv(p->g, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     return PD_OK;
 }
@@ -76,8 +76,7 @@ int server_reply(server *sv, int w, bool elastic)
                           .flags = p->reset ? PD_FLAG_RESET : 0};
     p->reset = false;
     size_t count = stop ? 0 : sv->hi - sv->lo;
-    const float *src = p->reply;       /* easgd: holds the elastic difference */
-    const float *buf = NULL;           /* set when not src + lo */
+    const float *buf = p->reply;       /* easgd: holds the elastic difference */
     if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
         /* Sparse pull (async, hogwild): the lookahead point at the indices
          * the worker's next minibatch touches, packed. */
@@ -85,26 +84,25 @@ int server_reply(server *sv, int w, bool elastic)
         count = (size_t)p->in.npull;
         pd_optim_lookahead_gather(sv->opt, sv->theta, idx, count, p->reply);
         p->out.npull = p->in.npull;
-        buf = p->reply;
     } else if (!stop && !elastic && mode_of(sv)->rounds) {
         /* Rounds: every worker gets the same point, sent from one buffer
          * (theta itself when there is no lookahead); the next step waits
          * for these sends before it writes (wait_replies). */
         int64_t v = atomic_load(&sv->version);
         if (sv->point && sv->point_version != v) {
-            pd_optim_lookahead(sv->opt, sv->theta, sv->point, sv->lo, sv->hi);
+            pd_optim_lookahead_range(sv->opt, sv->theta, sv->point, sv->lo, sv->hi);
             sv->point_version = v;
         }
-        src = sv->point ? sv->point : sv->theta;
+        buf = sv->point ? sv->point : sv->theta + sv->lo;
     } else if (!stop && !elastic) {
         /* Async (and easgd's RESET): theta moves on while this reply is in
          * flight: a copy. */
-        pd_optim_lookahead(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
+        pd_optim_lookahead_range(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
     }
     atomic_fetch_add(&sv->sent_floats, (int64_t)count);
     int dst = pd_worker_rank(sv->world, w);
     PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
-    PD_MPI(MPI_Isend(buf ? buf : src + sv->lo, (int)count, MPI_FLOAT, dst, PD_TAG_DATA,
+    PD_MPI(MPI_Isend(buf, (int)count, MPI_FLOAT, dst, PD_TAG_DATA,
                      MPI_COMM_WORLD, &p->rout[1]));
     return PD_OK;
 }
@@ -167,7 +165,7 @@ static void add_peer_loss(peer *p)
 /* Apply one worker's gradient alone (async, hogwild). */
 static void apply_one(server *sv, peer *p, double scale, int64_t t)
 {
-    pd_optim_grad g = {.g = p->g, .lo = sv->lo, .hi = sv->hi};
+    pd_optim_grad g = {.g_range = p->g, .lo = sv->lo, .hi = sv->hi};
     if (p->in.flags & PD_FLAG_SPARSE)
         g = (pd_optim_grad){.idx = pd_sparse_idx(p->sp), .val = pd_sparse_val(p->sp, p->in.nnz),
                             .nnz = (size_t)p->in.nnz};
@@ -328,21 +326,23 @@ int server_on_grad_async(server *sv, int w, bool control)
 #define SUM_BLOCK 4096   /* floats: 16 KiB per stream, L1/L2-resident */
 
 /* acc[i0, i1) = sum of weight[w] g_w over the round's finite gradients,
- * in ascending worker order: the same bits every run. */
+ * in ascending worker order: the same bits every run. (acc is indexed
+ * globally, each g_w from the range's start.) */
 static void sum_block(server *sv, size_t i0, size_t i1)
 {
-    float *restrict acc = sv->acc;
+    float *restrict acc = sv->acc + i0;
+    size_t n = i1 - i0;
     bool first = true;
     for (int w = 0; w < sv->world->workers; w++) {
         if (!sv->peers[w].waiting || !sv->peers[w].good)
             continue;
         const float a = sv->weight[w];
-        const float *restrict g = sv->peers[w].g;
+        const float *restrict g = sv->peers[w].g + (i0 - sv->lo);
         if (first)
-            for (size_t i = i0; i < i1; i++)
+            for (size_t i = 0; i < n; i++)
                 acc[i] = a * g[i];
         else
-            for (size_t i = i0; i < i1; i++)
+            for (size_t i = 0; i < n; i++)
                 acc[i] += a * g[i];
         first = false;
     }
@@ -419,7 +419,7 @@ static int account_round(server *sv, int64_t t, double loss)
 {
     atomic_store(&sv->version, t);
     if (!mode_of(sv)->local_steps)
-        server_note_grad(sv, sv->acc);   /* the round's mean gradient */
+        server_note_grad(sv, sv->acc + sv->lo);   /* the round's mean gradient */
     applied_version(sv, t);
     for (int w = 0; w < sv->world->workers; w++) {
         peer *p = &sv->peers[w];
@@ -489,9 +489,9 @@ int server_on_grad_sync(server *sv, int w)
         size_t nnz = (size_t)p->in.nnz;
         const uint32_t *idx = pd_sparse_idx(p->sp);
         const float *val = pd_sparse_val(p->sp, p->in.nnz);
-        memset(p->g + sv->lo, 0, (sv->hi - sv->lo) * sizeof *p->g);
+        memset(p->g, 0, (sv->hi - sv->lo) * sizeof *p->g);
         for (size_t j = 0; j < nnz; j++)
-            p->g[idx[j]] = val[j];
+            p->g[idx[j] - sv->lo] = val[j];
     }
     p->waiting = true;   /* its buffer is kept until the round closes */
     return server_maybe_close_round(sv);
@@ -510,9 +510,9 @@ int server_on_model_easgd(server *sv, int w, bool control)
         return server_post_recv(sv, w);
     }
     float alpha = (float)sv->cfg->training.elastic_alpha;
-    float *restrict c = sv->theta, *restrict d = p->reply;
+    float *restrict c = sv->theta + sv->lo, *restrict d = p->reply;
     const float *restrict x = p->g;
-    for (size_t i = sv->lo; i < sv->hi; i++) {
+    for (size_t i = 0; i < sv->hi - sv->lo; i++) {
         d[i] = alpha * (x[i] - c[i]);
         c[i] += d[i];
     }

@@ -127,7 +127,7 @@ void server_note_grad(server *sv, const float *g)
         return;
     pthread_mutex_lock(&sv->mu);
     if (note_wanted(sv)) {
-        pd_model_tensor_sumsq_range(sv->model, g, sv->lo, sv->hi, sv->gsq);
+        pd_model_tensor_sumsq_slice(sv->model, g, sv->lo, sv->hi, sv->gsq);
         sv->gnorm_ok = true;
     }
     pthread_mutex_unlock(&sv->mu);
@@ -213,7 +213,7 @@ int server_answer_snap(server *sv)
     size_t T = pd_model_ntensors(sv->model);
     double part[PD_MAX_TENSORS] = {0};
     if (mode_of(sv)->grad_norms && atomic_load(&sv->version) > 0)
-        pd_model_tensor_sumsq_range(sv->model, sv->acc, sv->lo, sv->hi, part);
+        pd_model_tensor_sumsq_slice(sv->model, sv->acc + sv->lo, sv->lo, sv->hi, part);
     MPI_Request r[3];
     PD_MPI(MPI_Isend(&rep, sizeof rep, MPI_BYTE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[0]));
     PD_MPI(MPI_Isend(sv->theta + sv->lo, (int)(sv->hi - sv->lo), MPI_FLOAT, 0, PD_TAG_CTRL + 1,
@@ -486,17 +486,19 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->sparse = pd_model_is_sparse(sv->model);
     pd_server_range(sv->n, world->servers, world->index, &sv->lo, &sv->hi);
     int W = world->workers;
+    size_t range = sv->hi - sv->lo;
+    bool rounds = mode_of(sv)->rounds;
     sv->theta = pd_malloc(sv->n * sizeof *sv->theta);
-    sv->acc = pd_malloc(sv->n * sizeof *sv->acc);
+    sv->acc = rounds ? pd_malloc(sv->n * sizeof *sv->acc) : NULL;
     sv->peers = pd_calloc((size_t)W, sizeof *sv->peers);
     sv->weight = pd_calloc((size_t)W, sizeof *sv->weight);
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
-    if (!sv->theta || !sv->acc || !sv->peers || !sv->weight || !sv->hreq)
+    if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq)
         return PD_ENOMEM;
     PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
     sv->point_version = -1;
-    if (mode_of(sv)->rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(sv->n * sizeof *sv->point)))
+    if (rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(range * sizeof *sv->point)))
         return PD_ENOMEM;
     for (int w = 0; w <= W; w++)
         sv->hreq[w] = MPI_REQUEST_NULL;
@@ -524,9 +526,10 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         if (sv->follows)
             PD_TRY(server_post_decision(sv, w));
         p->active = true;
-        p->g = pd_calloc(sv->n, sizeof *p->g);
-        p->reply = pd_calloc(sv->n, sizeof *p->reply);
-        p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(sv->hi - sv->lo)) : NULL;
+        /* Sized to this server's range, not the model (W of each). */
+        p->g = pd_calloc(range, sizeof *p->g);
+        p->reply = pd_calloc(range, sizeof *p->reply);
+        p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(range)) : NULL;
         if (!p->g || !p->reply || (sv->sparse && !p->sp))
             return PD_ENOMEM;
         PD_TRY(server_post_recv(sv, w));

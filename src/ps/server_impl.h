@@ -23,9 +23,9 @@ enum pd_drop_kind { PD_DROP_STALE, PD_DROP_LATE, PD_DROP_AT_STOP, PD_DROP_KINDS 
 typedef struct peer {
     pd_msg_hdr in, out;
     MPI_Request rpay, rout[2];     /* payload receive; reply header, payload */
-    float *g;                      /* [n] received gradient / model (range used) */
+    float *g;                      /* [hi - lo] received gradient / model: g[i - lo] */
     uint8_t *sp;                   /* sparse payload */
-    float *reply;                  /* [n] reply payload (range used) */
+    float *reply;                  /* [hi - lo] reply payload (packed pulls: [npull]) */
     bool active;                   /* has not sent FINAL */
     bool waiting;                  /* sync: holds a gradient of this round;
                                       async wait: reply held back (SSP) */
@@ -49,9 +49,10 @@ typedef struct server {
     size_t n, lo, hi;
     bool sparse;
     float *theta;                  /* [n], range [lo, hi) owned */
-    float *acc;                    /* [n] sync/local_sgd round sum */
+    float *acc;                    /* [n] sync/local_sgd round sum (range used);
+                                      NULL in the other modes */
     float *weight;                 /* [W] each worker's share of the round's examples */
-    float *point;                  /* [n] rounds with lookahead: the point sent */
+    float *point;                  /* [hi - lo] rounds with lookahead: the point sent */
     int64_t point_version;
     pd_optim *opt;
     peer *peers;                   /* [W] */
@@ -140,7 +141,8 @@ int server_round_closed(server *sv);
  * g over [lo, hi) or sparse pairs, when the next evaluation is due, for
  * metrics.jsonl. Where the servers apply gradients in different orders
  * (async and hogwild with S > 1) there is no one such gradient: nothing is
- * kept. Safe from concurrent hogwild threads. */
+ * kept. g holds the range alone (g[i - lo]). Safe from concurrent hogwild
+ * threads. */
 void server_note_grad(server *sv, const float *g);
 void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_t nnz);
 /* Wait for a collective among servers while still answering server 0's
