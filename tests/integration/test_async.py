@@ -1,6 +1,10 @@
 """Async and hogwild: train softmax to >= 0.80 in one epoch with W=2,
 record staleness, drop and count too-stale gradients, bound staleness by
 waiting, account for every gradient; local SGD and EASGD train."""
+import os
+import subprocess
+import tempfile
+
 import pdtest as t
 
 # One epoch of W=2 workers with batch 32 is 1876 updates; the cosine decay
@@ -106,4 +110,28 @@ d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=hogwild", "training.serv
 ups = [r["update"] for r in t.metrics(d)]
 t.check(len(ups) == 13 and all(u % 25 <= 2 for u in ups),
         "hogwild with thread 0's worker slow evaluates every 25 updates: %s" % ups)
+
+# A hogwild serving thread that fails ends the others: worker 1 (served by
+# thread 1) diverges at once (lr 1e38), and thread 1 fails with "training
+# diverged" while thread 0 waits for worker 0, a straggler whose first
+# gradient takes 1e7 times its compute time (an hour or more). Thread 0
+# leaves its wait on the failure flag, is joined, and the job exits 3 in
+# seconds; a thread 0 that kept waiting would hold it past the timeout.
+try:
+    p = subprocess.run(["mpirun", "-n", "3", "--oversubscribe", "--allow-run-as-root",
+                        "-x", "OPENBLAS_NUM_THREADS=1", t.EXE,
+                        os.path.join(t.SRC, "tests/conf/softmax.yaml"), "--quiet",
+                        "--out", tempfile.mkdtemp(prefix="paramd-hogfail-"),
+                        "--set", "training.mode=hogwild", "--set", "training.server_threads=2",
+                        "--set", "optimizer.lr=1e38",
+                        "--set", "faults.slow_workers=[{rank: 1, factor: 10000000}]"],
+                       capture_output=True, text=True, timeout=90,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    lines = [l for l in p.stderr.splitlines() if l.startswith("paramd:")]
+    rc = p.returncode
+except subprocess.TimeoutExpired:
+    rc, lines = None, ["still running after 90 s"]
+t.check(rc == 3 and len(lines) == 1 and "rank 0: training diverged" in lines[0],
+        "hogwild: one failing serving thread ends the server (exit 3, one line): %s %r"
+        % (rc, lines))
 t.done()

@@ -183,6 +183,35 @@ for ranks, mode in ((1, "serial"), (3, "async")):
     after = {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out))}
     t.check(after == before, "%s: the first run's files are untouched" % mode)
 
+# -- fsync fails (a disk that takes the writes and cannot flush them; an
+# LD_PRELOAD shim fails fsync(2) on one file, and at exit reports a failed
+# descriptor still open, i.e. leaked). A result file that cannot be flushed
+# stops the run with exit 3 and one line naming it and errno, leaves no
+# temporary file and no look-alike behind; status.json only warns.
+FSYNC_SHIM = os.environ.get("PARAMD_FSYNC_SHIM", os.path.join(t.SRC, "build", "tests", "libfsync_shim.so"))
+for name, want_rc in (("summary.json", 3), ("params.bin", 3), ("status.json", 0)):
+    out = tempfile.mkdtemp(prefix="paramd-disk-")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", LD_PRELOAD=FSYNC_SHIM, PARAMD_FSYNC_FAIL=name)
+    p = subprocess.run([t.EXE, CONF, "--out", out, "--quiet", "--set", "training.max_updates=40",
+                        "--set", "training.eval_every=20"], capture_output=True, text=True,
+                       timeout=600, env=env)
+    lines, left = error_lines(p), sorted(os.listdir(out))
+    t.check(p.returncode == want_rc, "fsync of %s fails: exit %d (%d)" % (name, want_rc, p.returncode))
+    t.check("fsync shim: leaked" not in p.stderr, "fsync of %s fails: its descriptor is closed: %r"
+            % (name, [l for l in p.stderr.splitlines() if "shim" in l]))
+    t.check(not [n for n in left if ".tmp" in n], "fsync of %s fails: no temporary file left: %s"
+            % (name, left))
+    if want_rc:
+        t.check(lines == ["paramd: %s/%s: cannot flush: Input/output error" % (out, name)],
+                "fsync of %s fails: one line naming it and errno: %r" % (name, lines))
+        t.check(name not in left and "summary.json" not in left,
+                "fsync of %s fails: neither it nor summary.json claims a result: %s" % (name, left))
+    else:
+        warn = [l for l in p.stderr.splitlines() if "warning" in l]
+        t.check(len(warn) == 1 and "status.json: cannot flush: Input/output error" in warn[0] and
+                not lines and "summary.json" in left,
+                "fsync of status.json fails: one warning, the run finishes: %r %s" % (warn, left))
+
 if SKIPPED:
     print("skipped: %s" % ", ".join(SKIPPED))
 t.done()
