@@ -26,6 +26,7 @@
 #include "paramd/batch.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
+#include "paramd/signals.h"
 #include "train.h"
 
 #define BLOCK 1000
@@ -182,6 +183,7 @@ typedef struct driver {
     objective *ob;
     /* sync */
     pd_world *w;
+    int signal;             /* the stop signal that ended the run, or 0 */
 } driver;
 
 static void finish_fg(driver *d, double *f, double *g)
@@ -244,7 +246,8 @@ static int objective_fg(void *ctx, const float *x, double *f, double *g)
 }
 
 /* One row of metrics.jsonl per iteration (every eval_every iterations when
- * it is set); the evaluator's early stopping ends the run. */
+ * it is set); the evaluator's early stopping ends the run, and so does a
+ * stop signal (serial runs install the handlers), after the iteration. */
 static int report(void *ctx, const pd_batch_state *st, bool *stop)
 {
     driver *d = ctx;
@@ -263,8 +266,12 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
     int64_t every = d->cfg->training.eval_every;
     *stop = false;
     if (every == 0 || st->iteration % every == 0)
-        return pd_evaluator_eval(d->ev, st->x, p, stop);
-    return pd_evaluator_heartbeat(d->ev, p);
+        PD_TRY(pd_evaluator_eval(d->ev, st->x, p, stop));
+    else
+        PD_TRY(pd_evaluator_heartbeat(d->ev, p));
+    d->signal = pd_signals_stop();
+    *stop = *stop || d->signal;
+    return PD_OK;
 }
 
 static pd_batch_opts opts_of(const pd_config *cfg)
@@ -294,9 +301,9 @@ static int driver_init(driver *d, const pd_config *cfg, size_t n)
         return PD_ENOMEM;
     pd_model *m = NULL;
     PD_TRY(pd_model_create(&cfg->model, 1, &m));
-    pd_model_init(m, d->theta, cfg->run.seed);
+    int err = pd_learner_start_point(cfg, m, d->theta);   /* model.init_from, or seeded */
     pd_model_destroy(&m);
-    return PD_OK;
+    return err;
 }
 
 static void driver_free(driver *d)
@@ -326,6 +333,15 @@ static int run(driver *d)
         PD_TRY(run_cd(d, &bo, &res));
     else
         PD_TRY(pd_batch_minimize(&bo, d->n, d->theta, objective_fg, report, d, &res));
+    if (d->signal) {
+        /* No checkpoint to resume from: the results of the last iteration
+         * are written, and the exit status still says a signal ended it. */
+        d->prog.stop_reason = "signal";
+        PD_TRY(pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL, "signal"));
+        return PD_FAIL(PD_ESTOPPED, "stopped by %s after iteration %lld; params.bin and "
+                       "summary.json hold it (batch methods write no checkpoint)",
+                       pd_signals_name(d->signal), (long long)res.iterations);
+    }
     d->prog.stop_reason = res.reason;
     return pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL,
                                strcmp(res.reason, "stopped") ? "done" : "early_stopped");

@@ -144,6 +144,50 @@ for name, extra in (("cd", []), ("cd", ["optimizer.block_size=3", "optimizer.blo
     t.check(r < 1e-4, "linreg %s: parameters within %.2e of the normal equations' solution"
             % (label, r))
 
+# model.init_from: a batch run starts from a finished run's parameters
+# (its first row's loss is the other run's last one, the same objective).
+subset = ["optimizer.batch_examples=1500"]
+a, _ = t.run(SOFTMAX, batch("lbfgs", 5, subset))
+b, _ = t.run(SOFTMAX, batch("lbfgs", 1, subset + ["model.init_from=" + a]))
+la, lb = t.metrics(a)[-1]["train_loss"], t.metrics(b)[0]["train_loss"]
+t.check(la == lb, "lbfgs from model.init_from starts at that run's loss: %.9g == %.9g" % (la, lb))
+
+# SIGTERM (serial) ends a batch run after its iteration: exit 143, with the
+# results of that iteration written (there is no checkpoint to resume).
+import signal
+import subprocess
+import time
+
+out = tempfile.mkdtemp(prefix="paramd-it-")
+cmd = [t.EXE, os.path.join(t.SRC, SOFTMAX), "--out", out, "--quiet"]
+for v in batch("lbfgs", 1000000, ["optimizer.batch_examples=3000", "optimizer.grad_tol=0",
+                                  "optimizer.loss_tol=0"]):
+    cmd += ["--set", v]
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                     env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+end = time.monotonic() + 300   # a bound on a wait, never a verdict
+
+
+def rows_in(d):
+    try:
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            return sum(1 for line in f if line.endswith("\n"))
+    except OSError:
+        return 0
+
+
+while rows_in(out) < 3 and p.poll() is None and time.monotonic() < end:
+    time.sleep(0.05)
+p.send_signal(signal.SIGTERM)
+_, err = p.communicate(timeout=300)
+t.check(p.returncode == 143, "SIGTERM stops a serial lbfgs run: exit %s == 143 (%s)"
+        % (p.returncode, err.strip()[:120]))
+if p.returncode == 143:
+    s = t.summary(out)
+    t.check(s["exit"] == "signal" and s["stop_reason"] == "signal" and
+            t.metrics(out)[-1]["update"] == s["iterations"],
+            "its summary says signal after iteration %s, its last row" % s["iterations"])
+
 # Refusals: exit 2, at the key.
 _, p = t.run(SOFTMAX, batch("lbfgs", 5, ["training.mode=async"]), ranks=2, expect=2)
 t.check("optimizer.name: lbfgs is a batch method: it runs in serial or sync mode, not async"
