@@ -32,14 +32,7 @@ static size_t count_fields(const char *s, char delim)
 /* Does the header field [b, e), without blanks or double quotes around it, read name? */
 static bool same_name(const char *b, const char *e, const char *name)
 {
-    while (b < e && (*b == ' ' || *b == '\t'))
-        b++;
-    while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    if (e - b >= 2 && *b == '"' && e[-1] == '"') {
-        b++;
-        e--;
-    }
+    pd_labels_trim(&b, &e);
     return (size_t)(e - b) == strlen(name) && memcmp(b, name, (size_t)(e - b)) == 0;
 }
 

@@ -48,40 +48,33 @@ struct pd_evaluator {
     bool status_warned;
 };
 
-static int write_resolved_config(pd_evaluator *ev)
+/* The run directory's file `name`, written atomically from what one of the
+ * two writers below prints. */
+static int write_file(pd_evaluator *ev, const char *name, bool layout)
 {
     char *text = NULL, path[1100];
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
-        return PD_FAIL(PD_ENOMEM, "config.resolved.yaml: cannot allocate");
-    int err = pd_config_write(ev->cfg, f);
+        return PD_FAIL(PD_ENOMEM, "%s: cannot allocate", name);
+    int err = layout ? pd_use_write_layout(ev->cfg, ev->model, ev->data, f)
+                     : pd_config_write(ev->cfg, f);
     fclose(f);
     if (err == PD_OK)
-        err = pd_metrics_path(ev->metrics, "config.resolved.yaml", path, sizeof path);
+        err = pd_metrics_path(ev->metrics, name, path, sizeof path);
     if (err == PD_OK)
         err = pd_write_atomic(path, text, len);
     free(text);
     return err;
 }
 
-/* params.json: the layout of params.bin (paramd/use.h). */
-static int write_layout(pd_evaluator *ev)
+static int write_resolved_config(pd_evaluator *ev)
 {
-    char *text = NULL, path[1100];
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return PD_FAIL(PD_ENOMEM, "params.json: cannot allocate");
-    int err = pd_use_write_layout(ev->cfg, ev->model, ev->data, f);
-    fclose(f);
-    if (err == PD_OK)
-        err = pd_metrics_path(ev->metrics, "params.json", path, sizeof path);
-    if (err == PD_OK)
-        err = pd_write_atomic(path, text, len);
-    free(text);
-    return err;
+    return write_file(ev, "config.resolved.yaml", false);
 }
+
+/* params.json: the layout of params.bin (paramd/use.h). */
+static int write_layout(pd_evaluator *ev) { return write_file(ev, "params.json", true); }
 
 /* A resume whose checkpoints are in run.out_dir itself continues that run
  * there; any other run must not find an earlier run's results in it. */
