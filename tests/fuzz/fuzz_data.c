@@ -107,6 +107,11 @@ int pd_fuzz_data(pd_data_format format, const uint8_t *data, size_t size)
         snprintf(dc->test_labels, sizeof dc->test_labels, "%s", path[1]);
     } else {
         pd_fuzz_fill(fd[0], data, size);
+        /* A CSV input without commas is read with the delimiter it has. */
+        if (format == PD_FMT_CSV && !memchr(data, ',', size))
+            dc->delimiter = memchr(data, ';', size)    ? PD_DELIM_SEMICOLON
+                            : memchr(data, '\t', size) ? PD_DELIM_TAB
+                                                       : PD_DELIM_COMMA;
     }
     snprintf(dc->train, sizeof dc->train, "%s", path[0]);
     snprintf(dc->test, sizeof dc->test, "%s", path[0]);
@@ -116,6 +121,16 @@ int pd_fuzz_data(pd_data_format format, const uint8_t *data, size_t size)
                      &d) == PD_OK) {
         for (unsigned p = PD_PART_TRAIN; p <= PD_PART_TEST; p *= 2)
             check_part(pd_data_part(d, (pd_part)p), pd_data_classes(d), cfg.model.type);
+        /* One name per class: C for softmax, two for logreg/svm, none for linreg. */
+        size_t nn;
+        const char *const *names = pd_data_class_names(d, &nn);
+        size_t want = cfg.model.type == PD_MODEL_SOFTMAX ? (size_t)pd_data_classes(d)
+                      : cfg.model.type == PD_MODEL_LINREG ? 0 : 2;
+        if (nn != want)
+            abort();
+        for (size_t i = 0; i < nn; i++)
+            if (!names[i])
+                abort();
         /* Walk one epoch of the training part, as a worker would. */
         const pd_dataset *tr = pd_data_part(d, PD_PART_TRAIN);
         pd_iter *it = NULL;
