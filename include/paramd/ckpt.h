@@ -62,6 +62,7 @@
  * strings verbatim, model.hidden as its widths joined by ','):
  *   run.seed
  *   data.format data.train data.train_labels data.label_column data.header
+ *   data.delimiter and data.classes, each only when not its default
  *   data.validation_fraction data.normalize data.shuffle data.shard
  *   data.curriculum.type data.curriculum.column
  *   data.curriculum.warmup_updates data.curriculum.start
@@ -78,7 +79,7 @@
  *   training.mode training.servers training.batch_size training.drop_last
  *   training.backup_workers training.max_staleness
  *   training.staleness_policy training.local_steps training.elastic_alpha
- * Every other key (run.out_dir, run.blas_threads, data.test*,
+ * Every other key (run.out_dir, run.blas_threads, data.test*, model.init_from,
  * training.epochs, max_updates, eval_every*, eval_wait, trace, early_stopping,
  * max_bad_updates, server_threads, checkpoint.*, faults.*) may differ
  * between the run that wrote a checkpoint and the one that reads it.

@@ -72,6 +72,12 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
     fnv_printf(&f, "data.train_labels=%s\n", d->train_labels);
     fnv_printf(&f, "data.label_column=%s\n", d->label_column);
     fnv_printf(&f, "data.header=%d\n", d->header);
+    /* Keys added later are hashed only when set, so older checkpoints of
+     * configs without them still match. */
+    if (d->delimiter != PD_DELIM_COMMA)
+        fnv_printf(&f, "data.delimiter=%d\n", (int)d->delimiter);
+    if (d->classes[0])
+        fnv_printf(&f, "data.classes=%s\n", d->classes);
     fnv_printf(&f, "data.validation_fraction=%.17g\n", d->validation_fraction);
     fnv_printf(&f, "data.normalize=%d\n", (int)d->normalize);
     fnv_printf(&f, "data.shuffle=%d\n", (int)d->shuffle);

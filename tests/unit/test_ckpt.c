@@ -590,6 +590,18 @@ static void test_hashes(void **state)
     b.checkpoint.keep = 9;
     snprintf(b.run.out_dir, sizeof b.run.out_dir, "elsewhere");
     assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    snprintf(b.model.init_from, sizeof b.model.init_from, "runs/a");
+    assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    /* Added keys: their defaults leave the hash as it was, a change counts. */
+    b.data.delimiter = PD_DELIM_TAB;
+    assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
+    b = a;
+    snprintf(b.data.classes, sizeof b.data.classes, "dog,cat");
+    uint64_t dog_cat = pd_ckpt_config_hash(&b, 2);
+    assert_true(pd_ckpt_config_hash(&a, 2) != dog_cat);
+    snprintf(b.data.classes, sizeof b.data.classes, "cat,dog");
+    assert_true(pd_ckpt_config_hash(&b, 2) != dog_cat);
+    b = a;
     b.optimizer.lr *= 2;
     assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
 }
