@@ -44,7 +44,8 @@ typedef struct pd_use_opts {
     const char *out_path;                /* --predict: CSV file, NULL = stdout */
 } pd_use_opts;
 
-/* --evaluate: the run's model (config.resolved.yaml, params.bin) on its
+/* --evaluate: the run's model (config.resolved.yaml, params.bin, or when
+ * there is none the newest valid checkpoint, as --resume finds it) on its
  * test file (or data.test given with --set): loss, accuracy and confusion
  * matrix (RMSE for linreg; precision, recall and AUC for logreg/svm)
  * printed to out and written to run_dir/evaluation.json. A model that does

@@ -54,7 +54,7 @@ static const option options[OPT_COUNT] = {
                     "No CONFIG.yaml: the run's config.resolved.yaml is used."},
     [OPT_EVALUATE] = {"evaluate", 0, ARG_REQUIRED, "RUN_DIR",
                       "Evaluate the finished run in RUN_DIR (its config.resolved.yaml and "
-                      "params.bin) on its test file, or another one given with --set "
+                      "params.bin, or without one its newest checkpoint) on its test file, or another one given with --set "
                       "data.test=FILE: print loss, accuracy and the confusion matrix "
                       "(logreg, svm: also precision, recall, AUC; linreg: RMSE) and write "
                       "RUN_DIR/evaluation.json. A file that does not fit the model (features, "

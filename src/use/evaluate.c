@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
+#include <sys/stat.h>
+
+#include "paramd/ckpt.h"
 #include "paramd/error.h"
 #include "paramd/metrics.h"
 #include "paramd/use.h"
@@ -26,6 +30,7 @@ typedef struct run {
     const char *const *names;   /* class names in class order */
     size_t nnames;
     size_t K;                   /* outputs per example */
+    int64_t ckpt_update;        /* the checkpoint's update, or -1 (params.bin) */
 } run;
 
 static void run_free(run *r)
@@ -37,9 +42,36 @@ static void run_free(run *r)
 
 static bool is_binary(pd_model_type t) { return t == PD_MODEL_LOGREG || t == PD_MODEL_SVM; }
 
+/* A run without params.bin (stopped by a signal, killed) that wrote
+ * checkpoints: its newest valid one, as --resume would find it (same
+ * config and layout hashes; cfg as the run resolved it). */
+static int params_from_checkpoint(const char *run_dir, const pd_config *cfg, run *r, size_t n)
+{
+    char cdir[PD_PATH_MAX + 32];
+    snprintf(cdir, sizeof cdir, "%s/checkpoints", run_dir);
+    pd_tensor_info t[PD_MAX_TENSORS];
+    size_t nt = pd_model_ntensors(r->model);
+    for (size_t i = 0; i < nt; i++)
+        t[i] = *pd_model_tensor(r->model, i);
+    pd_ckpt_part p;
+    PD_TRY(pd_ckpt_find(cdir, 0, pd_ckpt_layout_hash(t, nt), pd_ckpt_config_hash(cfg, 1), NULL,
+                        &p));
+    int err = PD_OK;
+    if (p.nparts != 1 || p.lo != 0 || p.hi != n)
+        err = PD_FAIL(PD_EINPUT, "%s: checkpoint at update %" PRIu64 " holds [%" PRIu64 ", %"
+                      PRIu64 ") of %u parts; the model has %zu parameters", cdir, p.updates,
+                      p.lo, p.hi, p.nparts, n);
+    else
+        memcpy(r->theta, p.params, n * sizeof *r->theta);
+    r->ckpt_update = (int64_t)p.updates;
+    pd_ckpt_part_free(&p);
+    return err;
+}
+
 static int open_run(const pd_use_opts *o, run *r)
 {
     memset(r, 0, sizeof *r);
+    r->ckpt_update = -1;
     for (int i = 0; i < o->n_overrides; i++)
         if (strncmp(o->overrides[i], "data.", 5) != 0)
             return PD_FAIL(PD_EINPUT, "--set %s: only data.* keys can change for a trained "
@@ -48,6 +80,7 @@ static int open_run(const pd_use_opts *o, run *r)
     snprintf(path, sizeof path, "%s/config.resolved.yaml", o->run_dir);
     PD_TRY(pd_config_load(path, o->overrides, o->n_overrides, &r->cfg));
     pd_config *cfg = &r->cfg;
+    const pd_config as_run = *cfg;   /* before the layout is imposed: checkpoints hash it */
     if (!cfg->data.test[0])
         return PD_FAIL(PD_EINPUT, "%s: the run has no test file; give one with --set "
                        "data.test=FILE", o->run_dir);
@@ -86,7 +119,13 @@ static int open_run(const pd_use_opts *o, run *r)
         err = PD_ENOMEM;
         goto fail;
     }
-    PD_TRY_GOTO(err, pd_use_read_params(o->run_dir, r->theta, n), fail);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/params.bin", o->run_dir);
+    if (stat(path, &st) != 0 && snprintf(path, sizeof path, "%s/checkpoints", o->run_dir) > 0 &&
+        stat(path, &st) == 0)
+        PD_TRY_GOTO(err, params_from_checkpoint(o->run_dir, &as_run, r, n), fail);
+    else
+        PD_TRY_GOTO(err, pd_use_read_params(o->run_dir, r->theta, n), fail);
     return PD_OK;
 fail:
     run_free(r);
@@ -208,7 +247,10 @@ done:
 
 static void print_result(FILE *out, const run *r, const result *res, const char *run_dir)
 {
-    fprintf(out, "model:      %s (%s)\n", pd_model_type_name(r->cfg.model.type), run_dir);
+    fprintf(out, "model:      %s (%s", pd_model_type_name(r->cfg.model.type), run_dir);
+    if (r->ckpt_update >= 0)
+        fprintf(out, ", no params.bin: its checkpoint at update %" PRId64, r->ckpt_update);
+    fputs(")\n", out);
     fprintf(out, "data:       %s, %zu examples\n", r->cfg.data.test, res->ev.n);
     fprintf(out, "loss:       %.6f\n", res->ev.loss);
     if (!res->C) {
@@ -260,6 +302,8 @@ static int write_json(const run *r, const result *res, const char *run_dir)
     pd_metrics_json_string(f, r->cfg.data.test);
     fputs(",\"model\":", f);
     pd_metrics_json_string(f, pd_model_type_name(r->cfg.model.type));
+    if (r->ckpt_update >= 0)
+        fprintf(f, ",\"checkpoint_update\":%" PRId64, r->ckpt_update);
     fprintf(f, ",\"examples\":%zu,\"loss\":", res->ev.n);
     jnum(f, res->ev.loss);
     fputs(",\"accuracy\":", f);

@@ -193,8 +193,27 @@ def init_from(work):
                  "a refused start leaves no results")
 
 
+def from_checkpoint(work):
+    """A run without params.bin (stopped before the end) is evaluated from
+    its newest checkpoint, and says so."""
+    paramd(["--quiet", "--out", "runs/ck", "--set", "checkpoint.every_updates=5", "--set",
+            "training.max_updates=10", "pets.yaml"], work)
+    run = os.path.join(work, "runs", "ck")
+    summ = pdtest.summary(run)
+    os.remove(os.path.join(run, "params.bin"))
+    p = paramd(["--evaluate", "runs/ck"], work)
+    ev = json.load(open(os.path.join(run, "evaluation.json")))
+    pdtest.check(ev.get("checkpoint_update") == 10 and ev["accuracy"] == summ["test_acc"]
+                 and abs(ev["loss"] - summ["test_loss"]) < 1e-8,
+                 "from the checkpoint at update 10: accuracy %r, loss %r == the run's %r, %r"
+                 % (ev["accuracy"], ev["loss"], summ["test_acc"], summ["test_loss"]))
+    pdtest.check("(runs/ck, no params.bin: its checkpoint at update 10)" in p.stdout,
+                 "the output names the checkpoint")
+
+
 work = tempfile.mkdtemp(prefix="paramd-use-")
 binary(work)
 classes(work)
 init_from(work)
+from_checkpoint(work)
 pdtest.done()
