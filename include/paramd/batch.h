@@ -111,6 +111,14 @@ typedef struct pd_cd_problem {
 /* Where G[i][j], i <= j, sits in the packed upper triangle (row-major). */
 size_t pd_cd_packed_index(size_t p, size_t i, size_t j);
 
+/* f(w) of the problem (NAN if out of memory). Local. */
+double pd_cd_loss(const pd_cd_problem *pr, const double *w);
+
+/* Solve the k x k system A x = b in place (A symmetric positive definite,
+ * row-major, overwritten by its Cholesky factor; b by x). False when A is
+ * not positive definite. Local. */
+bool pd_batch_cholesky_solve(double *A, double *b, size_t k);
+
 /* Minimize from x[p] (updated after each cycle). A block whose Hessian is
  * singular (l2 = 0 and a feature that is always 0) is PD_ETRAIN. Local. */
 int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,

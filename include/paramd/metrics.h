@@ -101,6 +101,9 @@ typedef struct pd_summary {
      * function and gradient evaluations, and why they stopped */
     int64_t iterations, evaluations;
     const char *stop_reason;
+    /* linreg (written when has_gap): (training loss - its minimum) / minimum */
+    bool has_gap;
+    double optimality_gap;
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

@@ -45,9 +45,7 @@ static double objective(const pd_cd_problem *pr, const double *w, const double *
     return (quad - 2 * lin + pr->yy) / (2 * m) + 0.5 * pen;
 }
 
-/* Solve the k x k system A x = b (A symmetric positive definite, row-major,
- * overwritten by its Cholesky factor; b by x). False when A is not. */
-static bool cholesky_solve(double *A, double *b, size_t k)
+bool pd_batch_cholesky_solve(double *A, double *b, size_t k)
 {
     for (size_t j = 0; j < k; j++) {
         double s = A[j * k + j];
@@ -76,6 +74,23 @@ static bool cholesky_solve(double *A, double *b, size_t k)
     return true;
 }
 
+double pd_cd_loss(const pd_cd_problem *pr, const double *w)
+{
+    double gnorm, acc = 0;
+    double *q = pd_malloc(pr->p * sizeof *q);
+    if (!q)
+        return NAN;
+    for (size_t i = 0; i < pr->p; i++) {
+        acc = 0;
+        for (size_t j = 0; j < pr->p; j++)
+            acc += gram(pr, i, j) * w[j];
+        q[i] = acc;
+    }
+    double f = objective(pr, w, q, &gnorm);
+    free(q);
+    return f;
+}
+
 /* Minimize over coordinates [lo, hi) exactly, keeping q = G w. */
 static bool block_step(const pd_cd_problem *pr, size_t lo, size_t hi, double *w, double *q,
                        double *A, double *r)
@@ -88,7 +103,7 @@ static bool block_step(const pd_cd_problem *pr, size_t lo, size_t hi, double *w,
         for (size_t j = 0; j < k; j++)
             A[i * k + j] = gram(pr, a, lo + j) / m + (i == j ? penalty(pr, a) : 0);
     }
-    if (!cholesky_solve(A, r, k))
+    if (!pd_batch_cholesky_solve(A, r, k))
         return false;
     for (size_t i = 0; i < k; i++) {
         w[lo + i] += r[i];

@@ -46,9 +46,11 @@ typedef struct objective {
 
 /* A block's row: its loss and gradient sums (n + 1), or for cd its
  * statistics (p (p + 1) / 2 + p + 1 with p = n). */
+static size_t stats_len(size_t n) { return n * (n + 1) / 2 + n + 1; }
+
 static size_t row_len(const pd_config *cfg, size_t n)
 {
-    return cfg->optimizer.name == PD_OPT_CD ? n * (n + 1) / 2 + n + 1 : n + 1;
+    return cfg->optimizer.name == PD_OPT_CD ? stats_len(n) : n + 1;
 }
 
 /* The blocks of worker w of W: [*klo, *khi). */
@@ -88,7 +90,7 @@ static void objective_free(objective *ob)
     pd_data_destroy(&ob->data);
 }
 
-static int objective_init(objective *ob, const pd_config *cfg)
+static int objective_init(objective *ob, const pd_config *cfg, bool stats)
 {
     memset(ob, 0, sizeof *ob);
     int err = PD_OK;
@@ -107,8 +109,8 @@ static int objective_init(objective *ob, const pd_config *cfg)
         mc.classes = pd_data_classes(ob->data);
     PD_TRY_GOTO(err, pd_model_create(&mc, BLOCK, &ob->model), fail);
     ob->n = pd_model_nparams(ob->model);
-    ob->len = row_len(cfg, ob->n);
-    ob->stats = cfg->optimizer.name == PD_OPT_CD;
+    ob->len = stats ? stats_len(ob->n) : ob->n + 1;
+    ob->stats = stats;
     ob->rows = pd_malloc(BLOCK * sizeof *ob->rows);
     ob->grad = pd_malloc(ob->n * sizeof *ob->grad);
     if (!ob->rows || !ob->grad) {
@@ -356,7 +358,7 @@ int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts)
     objective ob;
     size_t n;
     PD_TRY(count_params(cfg, &n));
-    PD_TRY(objective_init(&ob, cfg));
+    PD_TRY(objective_init(&ob, cfg, cfg->optimizer.name == PD_OPT_CD));
     int err = PD_OK;
     d.ob = &ob;
     d.m = ob.m;
@@ -445,7 +447,7 @@ int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
     size_t n = 0, total = 0;
     int err = count_params(cfg, &n);
     if (err == PD_OK && !w->is_server)
-        err = objective_init(&ob, cfg);
+        err = objective_init(&ob, cfg, cfg->optimizer.name == PD_OPT_CD);
     int err2 = agree_total(w, &ob, err == PD_OK, &total);
     err = err ? err : err2;
     d.total = total;
@@ -474,5 +476,47 @@ int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
     driver_free(&d);
     if (!w->is_server)
         objective_free(&ob);
+    return err;
+}
+
+int pd_batch_linreg_gap(const pd_config *cfg, const float *theta, double *gap)
+{
+    objective ob;
+    PD_TRY(objective_init(&ob, cfg, true));
+    size_t p = ob.n, packed = p * (p + 1) / 2;
+    double *acc = pd_calloc(ob.len, sizeof *acc), *row = pd_malloc(ob.len * sizeof *row);
+    double *A = pd_malloc(p * p * sizeof *A), *w = pd_malloc(p * sizeof *w);
+    int err = PD_OK;
+    if (!acc || !row || !A || !w) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < ob.nblocks; k++) {
+        PD_TRY_GOTO(err, block_row(&ob, theta, k, row), out);
+        add_row(acc, row, ob.len);
+    }
+    pd_cd_problem pr = {.p = p, .m = ob.m, .gram = acc, .zy = acc + packed,
+                        .yy = acc[ob.len - 1], .l2 = cfg->model.l2};
+    /* the normal equations (G/m + l2 I') w = c/m, the bias unpenalized */
+    for (size_t i = 0; i < p; i++) {
+        for (size_t j = 0; j < p; j++)
+            A[i * p + j] = acc[i <= j ? pd_cd_packed_index(p, i, j)
+                                      : pd_cd_packed_index(p, j, i)] / (double)ob.m +
+                           (i == j && i + 1 < p ? cfg->model.l2 : 0);
+        w[i] = pr.zy[i] / (double)ob.m;
+    }
+    *gap = NAN;   /* singular normal equations, or data that is not finite */
+    if (!pd_batch_cholesky_solve(A, w, p))
+        goto out;
+    double best = pd_cd_loss(&pr, w);
+    for (size_t i = 0; i < p; i++)
+        w[i] = theta[i];
+    *gap = (pd_cd_loss(&pr, w) - best) / best;
+out:
+    free(w);
+    free(A);
+    free(row);
+    free(acc);
+    objective_free(&ob);
     return err;
 }

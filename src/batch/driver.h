@@ -16,4 +16,13 @@ int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts);
  * init; it agrees on setup errors with pd_comm_agree). */
 int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w);
 
+/* linreg: (f(theta) - f*) / f*, f the least-squares loss (with model.l2)
+ * over the training part's first optimizer.batch_examples examples (0:
+ * all) and f* its minimum, from the normal equations solved in double
+ * precision (Cholesky) on sufficient statistics gathered in blocks as cd
+ * does; NAN when they are singular (a constant feature with l2 = 0) or
+ * the data is not finite. Reads the training part again and costs about
+ * m p^2 / 2 multiply-adds (p = features + 1). Local. */
+int pd_batch_linreg_gap(const pd_config *cfg, const float *theta, double *gap);
+
 #endif

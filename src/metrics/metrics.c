@@ -401,6 +401,9 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
         fputs(",\n  ", f); jint(f, "evaluations", s->evaluations);
         fputs(",\n  ", f); jstr(f, "stop_reason", s->stop_reason);
     }
+    if (s->has_gap) {
+        fputs(",\n  ", f); jnum(f, "optimality_gap", s->optimality_gap);
+    }
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);
     fclose(f);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "driver.h"
 #include "paramd/error.h"
 #include "paramd/use.h"
 #include "train.h"
@@ -382,6 +383,11 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         s.evals_skipped = rs->evals_skipped;
         s.workers_stats = rs->workers;
         s.n_workers_stats = rs->n_workers;
+    }
+    /* linreg has a known answer: how far the final parameters are from it */
+    if (ev->cfg->model.type == PD_MODEL_LINREG) {
+        PD_TRY(pd_batch_linreg_gap(ev->cfg, theta, &s.optimality_gap));
+        s.has_gap = true;
     }
     int err = pd_metrics_write_params(ev->metrics, theta, ev->nparams, s.params_sha256);
     if (err == PD_OK)

@@ -143,6 +143,18 @@ for name, extra in (("cd", []), ("cd", ["optimizer.block_size=3", "optimizer.blo
     r = t.max_rel_diff(w, best)
     t.check(r < 1e-4, "linreg %s: parameters within %.2e of the normal equations' solution"
             % (label, r))
+    t.check(abs(y["optimality_gap"] - gap) < 1e-9 and y["optimality_gap"] < 1e-4,
+            "linreg %s: summary.json's optimality_gap %.3g (test's %.3g)"
+            % (label, y["optimality_gap"], gap))
+
+# Every linreg run reports its optimality gap, whatever the optimizer.
+for mode, ranks in (("serial", 1), ("async", 3)):
+    d, _ = t.run(SOFTMAX, LINREG + ["optimizer.name=sgd", "optimizer.lr=0.01",
+                                    "training.epochs=1", "training.mode=" + mode], ranks=ranks)
+    s = t.summary(d)
+    gap = (loss(list(t.params(d))) - fstar) / fstar
+    t.check(gap > 1e-6 and abs(s["optimality_gap"] - gap) <= 1e-6 * gap,
+            "linreg sgd %s, 1 epoch: optimality_gap %.6g == the test's %.6g" % (mode, s["optimality_gap"], gap))
 
 # model.init_from: a batch run starts from a finished run's parameters
 # (its first row's loss is the other run's last one, the same objective).

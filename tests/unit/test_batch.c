@@ -354,6 +354,16 @@ static void test_cd_least_squares(void **state)
     }
     /* l2 = 0.5 on the weights, not the bias. */
     pr.l2 = 0.5;
+    const double wstar[3] = {2.0 / 3, 1, 8.0 / 3}, w0[3] = {0, 0, 0};
+    assert_float_equal(pd_cd_loss(&pr, wstar), 13.0 / 12, 1e-15);
+    assert_float_equal(pd_cd_loss(&pr, w0), 62.0 / 8, 1e-15);   /* y'y / 2m */
+    double A[9] = {1, 0.25, 0.5, 0.25, 1, 0.5, 0.5, 0.5, 1}, b[3] = {2.25, 2.5, 3.5};
+    assert_true(pd_batch_cholesky_solve(A, b, 3));
+    assert_float_equal(b[0], 2.0 / 3, 1e-15);
+    assert_float_equal(b[1], 1, 1e-15);
+    assert_float_equal(b[2], 8.0 / 3, 1e-15);
+    double S[4] = {1, 1, 1, 1}, e[2] = {1, 1};   /* singular */
+    assert_false(pd_batch_cholesky_solve(S, e, 2));
     for (size_t bs = 1; bs <= 3; bs++) {
         o.block_size = bs;
         o.random_blocks = false;
