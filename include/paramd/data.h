@@ -70,6 +70,10 @@ typedef struct pd_dataset {
 } pd_dataset;
 
 typedef enum { PD_PART_TRAIN = 1, PD_PART_VALID = 2, PD_PART_TEST = 4 } pd_part;
+/* With PD_PART_TEST, for prediction: the test file may have no labels (a
+ * CSV file whose fields are exactly the features; LIBSVM rows that start
+ * with index:value); their y is 0 and means nothing. */
+#define PD_PART_UNLABELED 8u
 
 typedef struct pd_data pd_data;
 

@@ -51,7 +51,8 @@ typedef struct pd_use_opts {
  * printed to out and written to run_dir/evaluation.json. A model that does
  * not fit the data is PD_EINPUT saying which and by how much. */
 int pd_use_evaluate(const pd_use_opts *o, FILE *out);
-/* --predict: one CSV line per example of the test file, in file order:
+/* --predict: one CSV line per example of the test file (which may lack
+ * labels: PD_PART_UNLABELED), in file order:
  * the predicted class name (value for linreg) and the class probabilities
  * (logreg: of both classes; svm: its score w.x + b). */
 int pd_use_predict(const pd_use_opts *o);

@@ -62,7 +62,8 @@ static const option options[OPT_COUNT] = {
                       "be set. No CONFIG.yaml."},
     [OPT_PREDICT] = {"predict", 0, ARG_REQUIRED, "RUN_DIR",
                      "Predict with the run in RUN_DIR on data.test (--set data.test=FILE; a "
-                     "file laid out as the training file): one CSV line per example, in "
+                     "file laid out as the training file, with or without its label column): "
+                     "one CSV line per example, in "
                      "file order, with the predicted class (linreg: value) and the class "
                      "probabilities (svm: its score), to --out FILE.csv or stdout."},
     [OPT_QUIET] = {"quiet", 0, ARG_NONE, NULL,

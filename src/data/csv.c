@@ -119,6 +119,17 @@ static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf
 {
     *nf = count_fields(s, delimiter(L));
     const char *header = L->cfg->data.header ? s : NULL;
+    const char *who;
+    size_t want = pd_data_expect_d(L, &who);
+    /* A test file to predict on may lack the label column: then its
+     * fields are exactly the features. */
+    L->no_label = L->is_test && L->unlabeled_ok && !L->scores && want && *nf == want;
+    if (L->no_label) {
+        *lc = *sc = *nf;
+        PD_TRY(pd_data_begin(L, L->path, nrec, want));
+        *row = pd_malloc(want * sizeof **row);
+        return *row ? PD_OK : PD_ENOMEM;
+    }
     PD_TRY(find_column(L, header, line, *nf, "data.label_column",
                        L->cfg->data.label_column, lc));
     *sc = *nf;
@@ -134,8 +145,7 @@ static int start(pd_loader *L, const char *s, long line, size_t nrec, size_t *nf
         return PD_FAIL(PD_EINPUT, "%s:%ld: %zu field%s: need a label%s and at least one "
                        "feature", L->path, line, *nf, *nf == 1 ? "" : "s",
                        L->scores ? ", a score" : "");
-    const char *who;
-    size_t d = *nf - extra, want = pd_data_expect_d(L, &who);
+    size_t d = *nf - extra;
     if (want && d != want)
         return PD_FAIL(PD_EINPUT, "%s:%ld: %zu feature columns, expected %zu (%s)", L->path,
                        line, d, want, who);
@@ -211,8 +221,8 @@ int pd_data_read_csv(pd_loader *L, const char *path)
         float y = 0;
         L->score = 0;
         PD_TRY_GOTO(err, parse_line(L, in.lineno, s, nf, lc, sc, row, &y, &L->score), done);
-        PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, row, NULL, nf - (L->scores ? 2 : 1)),
-                    done);
+        size_t d = nf - (L->no_label ? 0 : L->scores ? 2 : 1);
+        PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, row, NULL, d), done);
     }
     err = pd_data_end(L);
 done:

@@ -239,7 +239,8 @@ static int store(pd_loader *L, float y, const float *x, const uint32_t *col, siz
 int pd_data_add(pd_loader *L, const char *file, long line, float y, const float *x,
                 const uint32_t *col, size_t nnz)
 {
-    PD_TRY(check_label(L, file, line, &y));
+    if (!L->no_label)
+        PD_TRY(check_label(L, file, line, &y));
     if (col && nnz && !L->is_test && (size_t)col[nnz - 1] + 1 > L->d)
         L->d = (size_t)col[nnz - 1] + 1;
     if (L->in_train && L->stats_on)
@@ -350,7 +351,8 @@ int pd_data_load(const pd_config *cfg, int shard, int nshards, unsigned parts, p
         return PD_ENOMEM;
     bool svm = dc->format == PD_FMT_LIBSVM;
     bool sparse_out = svm && is_binary(mc->type);
-    pd_loader L = {.cfg = cfg, .shard = shard, .nshards = nshards, .max_label = -1};
+    pd_loader L = {.cfg = cfg, .shard = shard, .nshards = nshards, .max_label = -1,
+                   .unlabeled_ok = (parts & PD_PART_UNLABELED) != 0};
     L.scores = dc->format == PD_FMT_CSV && dc->curriculum.type == PD_CURRICULUM_COLUMN;
     L.survey = dc->format != PD_FMT_IDX && !dc->classes[0] &&
                (is_binary(mc->type) || (is_classifier(mc->type) && dc->format == PD_FMT_CSV));

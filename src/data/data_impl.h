@@ -84,6 +84,9 @@ typedef struct pd_loader {
     bool two;               /* logreg/svm: any two numbers, neg -> -1, pos -> +1 */
     float neg, pos;
     bool minus_one;         /* logreg/svm numbers: -1/+1 rather than 0/1 */
+    /* prediction: a test file may come without labels */
+    bool unlabeled_ok;      /* PD_PART_UNLABELED was asked for */
+    bool no_label;          /* the current record (CSV: file) has none; y = 0 */
 } pd_loader;
 
 /* Start a file of nrec records with d features (0: sparse, from indices);

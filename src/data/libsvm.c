@@ -85,12 +85,18 @@ static int parse_entry(const pd_loader *L, long line, const char *p, const char 
     return PD_OK;
 }
 
-static int parse_line(const pd_loader *L, long line, char *s, float *y, row_buf *r,
+static int parse_line(pd_loader *L, long line, char *s, float *y, row_buf *r,
                       size_t *nnz)
 {
     char *p = skip_blank(s), *e = token_end(p);
     const char *b = p, *t = e;
-    int bad = pd_data_parse_float(&b, &t, y);
+    /* A test row to predict on may have no label: it starts with index:value. */
+    if (L->unlabeled_ok && L->is_test && memchr(p, ':', (size_t)(e - p))) {
+        L->no_label = true;
+        *y = 0;
+        e = p;
+    }
+    int bad = L->no_label ? 0 : pd_data_parse_float(&b, &t, y);
     if (bad == 1)
         return PD_FAIL(PD_EINPUT, "%s:%ld: label: not a number: \"%.*s\"", L->path, line,
                        (int)(t - b), b);
@@ -148,6 +154,7 @@ int pd_data_read_libsvm(pd_loader *L, const char *path)
             continue;
         float y = 0;
         size_t nnz = 0;
+        L->no_label = false;
         PD_TRY_GOTO(err, parse_line(L, in.lineno, s, &y, &r, &nnz), done);
         PD_TRY_GOTO(err, pd_data_add(L, path, in.lineno, y, r.val, r.col, nnz), done);
     }

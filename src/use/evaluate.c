@@ -68,7 +68,8 @@ static int params_from_checkpoint(const char *run_dir, const pd_config *cfg, run
     return err;
 }
 
-static int open_run(const pd_use_opts *o, run *r)
+/* unlabeled: the test file may lack labels (--predict). */
+static int open_run(const pd_use_opts *o, bool unlabeled, run *r)
 {
     memset(r, 0, sizeof *r);
     r->ckpt_update = -1;
@@ -94,7 +95,8 @@ static int open_run(const pd_use_opts *o, run *r)
     if (have_layout)
         cfg->model.features = (int)lay.features;
     int err = PD_OK;
-    PD_TRY_GOTO(err, pd_data_load(cfg, 0, 1, PD_PART_TEST, &r->data), fail);
+    PD_TRY_GOTO(err, pd_data_load(cfg, 0, 1, PD_PART_TEST | (unlabeled ? PD_PART_UNLABELED : 0),
+                                  &r->data), fail);
     r->test = pd_data_part(r->data, PD_PART_TEST);
     r->names = pd_data_class_names(r->data, &r->nnames);
     if (have_layout && r->nnames != lay.classes)
@@ -349,7 +351,7 @@ static int write_json(const run *r, const result *res, const char *run_dir)
 int pd_use_evaluate(const pd_use_opts *o, FILE *out)
 {
     run r;
-    PD_TRY(open_run(o, &r));
+    PD_TRY(open_run(o, false, &r));
     result res;
     int err = evaluate(&r, &res);
     if (err == PD_OK)
@@ -429,7 +431,7 @@ static void predict_line(FILE *f, const run *r, const float *z)
 int pd_use_predict(const pd_use_opts *o)
 {
     run r;
-    PD_TRY(open_run(o, &r));
+    PD_TRY(open_run(o, true, &r));
     FILE *f = stdout;
     int err = PD_OK;
     size_t *rows = pd_malloc(CHUNK * sizeof *rows);

@@ -138,6 +138,10 @@ def classes(work):
                  "each line's probabilities sum to 1")
     pdtest.check(conf == ev["confusion"], "predictions give evaluate's confusion matrix %s"
                  % ev["confusion"])
+    # The same file without its label column: the same predictions.
+    write(os.path.join(work, "pets-x.csv"), "\n".join(r.split(",", 1)[1] for r in rows) + "\n")
+    q = paramd(["--predict", "runs/pets", "--set", "data.test=pets-x.csv"], work)
+    pdtest.check(q.stdout == p.stdout, "an unlabeled file gets the same 60 predictions")
     # A model with 3 classes on a run whose params.json says 4: which, by how much.
     meta_path = os.path.join(run, "params.json")
     meta = open(meta_path).read().replace('"classes": 3', '"classes": 4')

@@ -821,6 +821,54 @@ static void test_libsvm_two_labels(void **state)
                  "(5 negative, 7 positive)", P("two-test.svm"));
 }
 
+/* --predict's test files may come without labels (PD_PART_UNLABELED). */
+static void test_unlabeled_test_file(void **state)
+{
+    (void)state;
+    put("tr.csv", "label,a,b\ncat,2,3\ndog,4,5\n");
+    put("te.csv", "a,b\n7,8\n9,10\n");
+    pd_config c = mkcfg(PD_FMT_CSV, PD_MODEL_SOFTMAX, "tr.csv");
+    c.data.header = true;
+    snprintf(c.data.label_column, sizeof c.data.label_column, "label");
+    set(c.data.test, "te.csv");
+    pd_data *d = load(&c, 0, 1, PD_PART_TEST | PD_PART_UNLABELED);
+    const pd_dataset *te = pd_data_part(d, PD_PART_TEST);
+    assert_int_equal(te->n, 2);
+    const float x[4] = {7, 8, 9, 10};
+    for (size_t i = 0; i < 4; i++)
+        assert_close(te->x[i], x[i], 0);
+    assert_string_equal(names_of(d), "cat|dog");
+    pd_data_destroy(&d);
+    /* A labeled file still reads its labels; without the flag labels are needed. */
+    put("te.csv", "label,a,b\ndog,7,8\n");
+    d = load(&c, 0, 1, PD_PART_TEST | PD_PART_UNLABELED);
+    assert_labels(pd_data_part(d, PD_PART_TEST), (const float[]){1}, 1);
+    pd_data_destroy(&d);
+    put("te.csv", "a,b\n7,8\n");
+    expect_error(&c, PD_PART_TEST, "%s:1: data.label_column: no column named \"label\"",
+                 P("te.csv"));
+    put("te.csv", "a,b,c\n7,8,9\n");
+    expect_error(&c, PD_PART_TEST | PD_PART_UNLABELED, "%s:1: data.label_column: no column "
+                 "named \"label\"", P("te.csv"));
+
+    /* LIBSVM: a row that starts with index:value has no label. */
+    put("tr.svm", "2 1:1\n1 2:1\n");
+    put("te.svm", "1:5 2:6\n2 2:3\n");
+    c = mkcfg(PD_FMT_LIBSVM, PD_MODEL_LOGREG, "tr.svm");
+    set(c.data.test, "te.svm");
+    d = load(&c, 0, 1, PD_PART_TEST | PD_PART_UNLABELED);
+    te = pd_data_part(d, PD_PART_TEST);
+    assert_int_equal(te->n, 2);
+    assert_int_equal(te->row_ptr[1], 2);
+    assert_int_equal(te->row_ptr[2], 3);
+    assert_close(te->val[0], 5, 0);
+    assert_close(te->val[1], 6, 0);
+    assert_int_equal(te->col[2], 1);
+    assert_close(te->y[1], 1, 0);
+    pd_data_destroy(&d);
+    expect_error(&c, PD_PART_TEST, "%s:1: label: not a number: \"1:5\"", P("te.svm"));
+}
+
 static void test_libsvm_variants(void **state)
 {
     (void)state;
@@ -1795,6 +1843,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_exports, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_class_names, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_two_labels, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_unlabeled_test_file, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_variants, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_libsvm_errors, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_holdout, make_dir, remove_dir),
