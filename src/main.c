@@ -113,14 +113,6 @@ int main(int argc, char **argv)
         else
             strcpy(cfg.model.init_from, cli.init_from);
     }
-    /* Only serial runs write and read checkpoints in this version. */
-    if (!err && cli.resume && cfg.training.mode != PD_MODE_SERIAL)
-        err = PD_FAIL(PD_EINPUT, "--resume: only serial runs resume in this version "
-                      "(training.mode is %s)", pd_mode_name(cfg.training.mode));
-    if (!err && cli.resume && cfg.training.early_stopping_patience > 0)
-        err = PD_FAIL(PD_EINPUT, "--resume: checkpoints do not hold the early-stopping state "
-                      "in this version (training.early_stopping.patience is %d)",
-                      cfg.training.early_stopping_patience);
     /* --check validates config and data without needing the job's ranks. */
     if (!err && !cli.check)
         err = pd_config_check_world(&cfg, size);

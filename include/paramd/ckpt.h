@@ -19,16 +19,16 @@
  * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the
  * CRC-32 of ISO 3309 / ITU-T V.42, as in gzip and PNG).
  *
- * Part file, format version 1:
+ * Part file, format version 2 (version 1 had no RUNS section; it is refused):
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
  *     8  u32 format version (PD_CKPT_VERSION)
- *     12 u32 number of sections (5)
+ *     12 u32 number of sections (6)
  *     16 u64 layout hash (pd_ckpt_layout_hash)
  *     24 u64 config hash (pd_ckpt_config_hash)
  *     32 u32 crc32 of bytes 0..32
  *     36 u32 zero
- *   then 5 sections in this order, each a 16-byte section header
+ *   then 6 sections in this order, each a 16-byte section header
  *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
  *   followed by its payload:
  *     "META" 56 bytes: u32 part s, u32 parts S, u32 optimizer kind
@@ -44,9 +44,28 @@
  *     "CNTR" i64 sent, applied, dropped, bad gradients; u64 H, then H i64
  *            (staleness histogram, counts of staleness 0..H-1); u64 W, then
  *            W times i64 sent, applied, dropped, bad (per worker)
+ *     "RUNS" the rest of the run's state (f64: the IEEE-754 binary64 bit
+ *            pattern as a u64):
+ *              0 f64 wall seconds of the run so far
+ *              8 f64 checkpoint pauses: sum of seconds, 16 f64 their max,
+ *             24 i64 their number
+ *             32 i64 dropped stale, 40 dropped late, 48 dropped at the stop
+ *             56 i64 staleness sum, 64 i64 staleness max
+ *             72 u64 applied-set fingerprint (summary.json's applied_set)
+ *             80 f64 early stopping: best validation loss (inf: none yet)
+ *             88 i64 its update (-1: none), 96 i64 evaluations since it
+ *            104 i64 the last evaluated update (-1: none)
+ *            112 u64 B, then B float32: the best parameters (B = 0, or the
+ *                whole model in the part that carries them)
+ *            then u64 W and W worker states (worker w at w; W = 0 in parts
+ *            that carry none), each: i64 requests sent, i64 examples
+ *            consumed, i64 local steps taken, i64 staleness sum, 4 u64
+ *            fault-injection RNG state (paramd/rng.h's s[0..3]), u64 L and
+ *            L bytes of the worker's local optimizer (pd_optim_save over the
+ *            whole model; L = 0 without one)
  *   and nothing after the last section.
  *
- * Manifest file, format version 1:
+ * Manifest file, format version 2 (as version 1):
  *     0  magic, 8 bytes "PDCKMAN\n"
  *     8  u32 format version (PD_CKPT_VERSION)
  *     12 u32 parts S
@@ -95,13 +114,22 @@
 #include "paramd/config.h"
 #include "paramd/model.h"
 
-#define PD_CKPT_VERSION 1u
-enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56 };
+#define PD_CKPT_VERSION 2u
+enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56, PD_CKPT_RUNS = 120,
+       PD_CKPT_WSTATE = 72 };
 
 /* Gradient accounting of one worker. */
 typedef struct pd_ckpt_worker {
     int64_t sent, applied, dropped, bad;
 } pd_ckpt_worker;
+
+/* A worker's state besides its iterator (RUNS). */
+typedef struct pd_ckpt_wstate {
+    int64_t seq, examples, local_t, stale_sum;
+    uint64_t rng[4];                /* fault-injection stream */
+    unsigned char *optim;           /* [optim_size] local optimizer, or NULL */
+    size_t optim_size;
+} pd_ckpt_wstate;
 
 /* One part of a checkpoint. For pd_ckpt_encode/write the pointers are the
  * caller's (borrowed, read only); pd_ckpt_decode/read/find fill one whose
@@ -125,6 +153,17 @@ typedef struct pd_ckpt_part {
     int64_t *stale;                 /* [nstale] */
     size_t nworkers;
     pd_ckpt_worker *worker;         /* [nworkers] */
+    /* RUNS */
+    double wall_s, pause_sum, pause_max;
+    int64_t pauses;
+    int64_t dropped_stale, dropped_late, dropped_at_stop, stale_sum, stale_max;
+    uint64_t applied_mix;
+    double best_loss;               /* early stopping */
+    int64_t best_update, bad_evals, last_eval;
+    size_t nbest;
+    float *best;                    /* [nbest] */
+    size_t nwstates;
+    pd_ckpt_wstate *wstate;         /* [nwstates] */
 } pd_ckpt_part;
 
 /* A written part as its manifest names it. */

@@ -104,6 +104,8 @@ typedef struct pd_summary {
     /* linreg (written when has_gap): (training loss - its minimum) / minimum */
     bool has_gap;
     double optimality_gap;
+    int64_t ckpt_pauses;                   /* checkpoints written (the whole run) */
+    double ckpt_pause_sum, ckpt_pause_max; /* seconds training paused for them */
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

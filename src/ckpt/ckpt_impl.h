@@ -8,7 +8,7 @@
 
 #include "paramd/ckpt.h"
 
-enum { NSECTIONS = 5 };
+enum { NSECTIONS = 6 };
 
 /* zlib's crc32 of p[0..n). */
 uint32_t ckpt_crc(const unsigned char *p, size_t n);

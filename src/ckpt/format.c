@@ -12,8 +12,22 @@
 #include "paramd/le.h"
 
 static const char part_magic[8] = {'P', 'D', 'C', 'K', 'P', 'T', '\r', '\n'};
-static const char *const tags[NSECTIONS] = {"META", "PARM", "OPTM", "ITER", "CNTR"};
-enum { META, PARM, OPTM, ITER, CNTR };
+static const char *const tags[NSECTIONS] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS"};
+enum { META, PARM, OPTM, ITER, CNTR, RUNS };
+
+static uint64_t f64_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+static double bits_f64(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
 
 uint32_t ckpt_crc(const unsigned char *p, size_t n)
 {
@@ -128,6 +142,8 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
 
 /* ---- encode --------------------------------------------------------------- */
 
+static unsigned char *put_i64s(unsigned char *q, int64_t a, int64_t b, int64_t c, int64_t d);
+
 /* Payload lengths of p's sections. */
 static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS])
 {
@@ -138,6 +154,41 @@ static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS])
     for (size_t w = 0; w < p->niters; w++)
         len[ITER] += 8 + p->iter_size[w];
     len[CNTR] = 32 + 8 + 8 * p->nstale + 8 + 32 * p->nworkers;
+    len[RUNS] = PD_CKPT_RUNS + 4 * p->nbest + 8;
+    for (size_t w = 0; w < p->nwstates; w++)
+        len[RUNS] += PD_CKPT_WSTATE + p->wstate[w].optim_size;
+}
+
+/* The RUNS payload at e. */
+static void put_runs(unsigned char *e, const pd_ckpt_part *p)
+{
+    pd_le_put64(e, f64_bits(p->wall_s));
+    pd_le_put64(e + 8, f64_bits(p->pause_sum));
+    pd_le_put64(e + 16, f64_bits(p->pause_max));
+    pd_le_put64(e + 24, (uint64_t)p->pauses);
+    e = put_i64s(e + 32, p->dropped_stale, p->dropped_late, p->dropped_at_stop, p->stale_sum);
+    pd_le_put64(e, (uint64_t)p->stale_max);
+    pd_le_put64(e + 8, p->applied_mix);
+    pd_le_put64(e + 16, f64_bits(p->best_loss));
+    pd_le_put64(e + 24, (uint64_t)p->best_update);
+    pd_le_put64(e + 32, (uint64_t)p->bad_evals);
+    pd_le_put64(e + 40, (uint64_t)p->last_eval);
+    pd_le_put64(e + 48, p->nbest);
+    e += 56;
+    pd_le_put_floats(e, p->best, p->nbest);
+    e += 4 * p->nbest;
+    pd_le_put64(e, p->nwstates);
+    e += 8;
+    for (size_t w = 0; w < p->nwstates; w++) {
+        const pd_ckpt_wstate *ws = &p->wstate[w];
+        e = put_i64s(e, ws->seq, ws->examples, ws->local_t, ws->stale_sum);
+        for (int k = 0; k < 4; k++, e += 8)
+            pd_le_put64(e, ws->rng[k]);
+        pd_le_put64(e, ws->optim_size);
+        if (ws->optim_size)
+            memcpy(e + 8, ws->optim, ws->optim_size);
+        e += 8 + ws->optim_size;
+    }
 }
 
 static unsigned char *put_i64s(unsigned char *q, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -211,6 +262,9 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
                 e = put_i64s(e, c->sent, c->applied, c->dropped, c->bad);
             }
             break;
+        case RUNS:
+            put_runs(e, p);
+            break;
         }
         memcpy(q, tags[k], 4);
         pd_le_put32(q + 4, ckpt_crc(s, len[k]));
@@ -236,11 +290,78 @@ void pd_ckpt_part_free(pd_ckpt_part *p)
     free(p->optim);
     free(p->stale);
     free(p->worker);
+    for (size_t w = 0; w < p->nwstates; w++)
+        free(p->wstate[w].optim);
+    free(p->wstate);
+    free(p->best);
     memset(p, 0, sizeof *p);
 }
 
 /* A refusal of `file` at `where`: damage (set *dmg) or a mismatch. */
 #define REFUSE(dmg, ...) (*damaged = (dmg), PD_FAIL(PD_EINPUT, __VA_ARGS__))
+
+/* RUNS into *p (allocating); its lengths walked before anything is kept. */
+static int parse_runs(const char *file, const unsigned char *e, uint64_t len, pd_ckpt_part *p,
+                      bool *damaged)
+{
+    uint64_t nbest = len >= PD_CKPT_RUNS ? pd_le_get64(e + 112) : UINT64_MAX;
+    if (nbest == UINT64_MAX || nbest > (len - PD_CKPT_RUNS) / 4)
+        return REFUSE(true, "%s: RUNS: %" PRIu64 " bytes do not hold the state they announce "
+                      "(damaged)", file, len);
+    uint64_t at = PD_CKPT_RUNS + 4 * nbest;
+    uint64_t nw = len - at >= 8 ? pd_le_get64(e + at) : UINT64_MAX;
+    at += 8;
+    for (uint64_t w = 0; nw != UINT64_MAX && w < nw; w++) {
+        uint64_t n = len - at >= PD_CKPT_WSTATE ? pd_le_get64(e + at + 64) : UINT64_MAX;
+        if (n == UINT64_MAX || n > len - at - PD_CKPT_WSTATE) {
+            nw = UINT64_MAX;
+            break;
+        }
+        at += PD_CKPT_WSTATE + n;
+    }
+    if (nw == UINT64_MAX || at != len)
+        return REFUSE(true, "%s: RUNS: %" PRIu64 " bytes do not hold the state they announce "
+                      "(damaged)", file, len);
+    p->wall_s = bits_f64(pd_le_get64(e));
+    p->pause_sum = bits_f64(pd_le_get64(e + 8));
+    p->pause_max = bits_f64(pd_le_get64(e + 16));
+    p->pauses = (int64_t)pd_le_get64(e + 24);
+    p->dropped_stale = (int64_t)pd_le_get64(e + 32);
+    p->dropped_late = (int64_t)pd_le_get64(e + 40);
+    p->dropped_at_stop = (int64_t)pd_le_get64(e + 48);
+    p->stale_sum = (int64_t)pd_le_get64(e + 56);
+    p->stale_max = (int64_t)pd_le_get64(e + 64);
+    p->applied_mix = pd_le_get64(e + 72);
+    p->best_loss = bits_f64(pd_le_get64(e + 80));
+    p->best_update = (int64_t)pd_le_get64(e + 88);
+    p->bad_evals = (int64_t)pd_le_get64(e + 96);
+    p->last_eval = (int64_t)pd_le_get64(e + 104);
+    p->best = pd_malloc(4 * nbest + 1);
+    p->wstate = pd_calloc(nw + 1, sizeof *p->wstate);
+    if (!p->best || !p->wstate)
+        return PD_ENOMEM;
+    p->nbest = nbest;
+    pd_le_get_floats(p->best, e + PD_CKPT_RUNS, nbest);
+    at = PD_CKPT_RUNS + 4 * nbest + 8;
+    for (size_t w = 0; w < nw; w++) {
+        pd_ckpt_wstate *ws = &p->wstate[w];
+        const unsigned char *q = e + at;
+        ws->seq = (int64_t)pd_le_get64(q);
+        ws->examples = (int64_t)pd_le_get64(q + 8);
+        ws->local_t = (int64_t)pd_le_get64(q + 16);
+        ws->stale_sum = (int64_t)pd_le_get64(q + 24);
+        for (int k = 0; k < 4; k++)
+            ws->rng[k] = pd_le_get64(q + 32 + 8 * k);
+        size_t n = pd_le_get64(q + 64);
+        if (!(ws->optim = pd_malloc(n + 1)))
+            return PD_ENOMEM;
+        p->nwstates = w + 1;
+        memcpy(ws->optim, q + PD_CKPT_WSTATE, n);
+        ws->optim_size = n;
+        at += PD_CKPT_WSTATE + n;
+    }
+    return PD_OK;
+}
 
 /* Parse the checked payloads into *p (allocating); refuses payloads whose
  * inner lengths do not add up (those passed their crc, so it is a writer
@@ -329,7 +450,7 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS],
         p->worker[w] = (pd_ckpt_worker){
             (int64_t)pd_le_get64(wp), (int64_t)pd_le_get64(wp + 8),
             (int64_t)pd_le_get64(wp + 16), (int64_t)pd_le_get64(wp + 24)};
-    return PD_OK;
+    return parse_runs(file, pl[RUNS], len[RUNS], p, damaged);
 }
 
 int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_t layout_hash,
@@ -383,8 +504,8 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
         at += PD_CKPT_SECTION + len[k];
     }
     if (at != size)
-        return REFUSE(true, "%s: CNTR: %zu bytes after the last section (damaged)", file,
-                      size - at);
+        return REFUSE(true, "%s: %s: %zu bytes after the last section (damaged)", file,
+                      tags[NSECTIONS - 1], size - at);
 
     pd_ckpt_part p = {.layout_hash = lh, .config_hash = ch};
     int e = parse(file, pl, len, &p, damaged);

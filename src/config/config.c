@@ -480,8 +480,7 @@ static int optimizer_rules(loader *ld)
     return PD_OK;
 }
 
-/* Training settings that contradict each other, or features that arrive
- * with later work (checkpoints outside serial mode), are refused at the key
+/* Training settings that contradict each other are refused at the key
  * rather than silently ignored. */
 static int training_rules(loader *ld)
 {
@@ -507,11 +506,14 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "
                         "mode; hogwild threads can only drop (staleness_policy: drop)");
     const pd_checkpoint_config *k = &c->checkpoint;
-    if ((k->every_updates > 0 || k->every_seconds > 0) && t->mode != PD_MODE_SERIAL)
+    bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
+    if ((k->every_updates > 0 || k->every_seconds > 0) &&
+        (!(rounds || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0))
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "only serial runs write checkpoints in this version (training.mode "
-                        "is %s); leave it at 0", pd_mode_name(t->mode));
+                        "only serial, sync (without backup workers) and local_sgd runs write "
+                        "checkpoints in this version (training.mode is %s%s); leave it at 0",
+                        pd_mode_name(t->mode), t->backup_workers > 0 ? " with backup_workers" : "");
     return PD_OK;
 }
 

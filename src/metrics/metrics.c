@@ -404,6 +404,13 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     if (s->has_gap) {
         fputs(",\n  ", f); jnum(f, "optimality_gap", s->optimality_gap);
     }
+    fputs(",\n  \"checkpoint_pause_s\":{", f);
+    jint(f, "count", s->ckpt_pauses);
+    fputc(',', f); jnum(f, "mean", s->ckpt_pauses ? s->ckpt_pause_sum / (double)s->ckpt_pauses
+                                                    : NAN);
+    fputc(',', f); jnum(f, "max", s->ckpt_pauses ? s->ckpt_pause_max : NAN);
+    fputc(',', f); jnum(f, "total", s->ckpt_pause_sum);
+    fputs("}", f);
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);
     fclose(f);

@@ -73,8 +73,9 @@ int server_reply(server *sv, int w, bool elastic)
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
                           .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi,
-                          .flags = p->reset ? PD_FLAG_RESET : 0};
+                          .flags = (p->reset ? PD_FLAG_RESET : 0) | sv->reply_flags};
     p->reset = false;
+    p->ckpt |= sv->reply_flags != 0;   /* its state comes next (checkpoint.h) */
     size_t count = stop ? 0 : sv->hi - sv->lo;
     const float *buf = p->reply;       /* easgd: holds the elastic difference */
     if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
@@ -470,7 +471,10 @@ int server_maybe_close_round(server *sv)
         }
         PD_TRY(account_round(sv, t, loss));
     }
-    return reply_round(sv);
+    if (sv->world->index == 0)
+        server_ckpt_round_due(sv);
+    PD_TRY(reply_round(sv));
+    return sv->world->index == 0 ? server_ckpt_round_write(sv) : PD_OK;
 }
 
 int server_on_grad_sync(server *sv, int w)

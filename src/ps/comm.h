@@ -146,6 +146,10 @@ int pd_comm_waitall(int n, MPI_Request *reqs);
 int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
                     const _Atomic bool *give_up);
 
+/* Receive one MPI_BYTE message of any length from src on tag into a buffer
+ * it allocates (*buf, *size; the caller frees), waiting without spinning. */
+int pd_comm_recv_bytes(int src, int tag, unsigned char **buf, size_t *size);
+
 /* Sleep s seconds (resumed after signals). Not positive or NaN: no
  * sleep. Returns 0, or the errno that ended it early (EINVAL for s that
  * nanosleep cannot take). Local. */

@@ -37,6 +37,11 @@ struct pd_evaluator {
     double best_loss;
     int64_t best_update;
     int bad_evals;
+    char resumed_from[PD_PATH_MAX + 64];   /* --resume: the checkpoint's path */
+    int64_t resumed_update;
+    /* checkpoint pauses (summary.json's checkpoint_pause_s) */
+    int64_t pauses;
+    double pause_sum, pause_max;
     /* latest evaluation */
     int64_t last_update;           /* update it was made at, -1 before */
     pd_eval last_valid, last_test;
@@ -60,6 +65,9 @@ static int write_file(pd_evaluator *ev, const char *name, bool layout)
         return PD_FAIL(PD_ENOMEM, "%s: cannot allocate", name);
     int err = layout ? pd_use_write_layout(ev->cfg, ev->model, ev->data, f)
                      : pd_config_write(ev->cfg, f);
+    if (err == PD_OK && !layout && ev->resumed_from[0])   /* a comment: loading it back is unchanged */
+        fprintf(f, "# --resume: continued from the checkpoint %s (update %lld)\n",
+                ev->resumed_from, (long long)ev->resumed_update);
     fclose(f);
     if (err == PD_OK)
         err = pd_metrics_path(ev->metrics, name, path, sizeof path);
@@ -175,6 +183,46 @@ void pd_evaluator_destroy(pd_evaluator **pev)
 }
 
 double pd_evaluator_wall(const pd_evaluator *ev) { return pd_now() - ev->t0; }
+
+void pd_evaluator_get_state(const pd_evaluator *ev, pd_eval_state *out)
+{
+    *out = (pd_eval_state){
+        .wall_s = pd_now() - ev->t0, .pause_sum = ev->pause_sum, .pause_max = ev->pause_max,
+        .pauses = ev->pauses, .best_loss = ev->best_loss, .best_update = ev->best_update,
+        .bad_evals = ev->bad_evals, .last_eval = ev->last_update, .best = ev->best,
+        .nbest = ev->best ? ev->nparams : 0,
+    };
+}
+
+int pd_evaluator_set_state(pd_evaluator *ev, const pd_eval_state *in)
+{
+    if (in->nbest && in->nbest != ev->nparams)
+        return PD_FAIL(PD_EINPUT, "checkpoint: best parameters of %zu floats, the model has %zu",
+                       in->nbest, ev->nparams);
+    ev->t0 -= in->wall_s;
+    ev->pause_sum = in->pause_sum;
+    ev->pause_max = in->pause_max;
+    ev->pauses = in->pauses;
+    ev->best_loss = in->best_loss;
+    ev->best_update = in->best_update;
+    ev->bad_evals = (int)in->bad_evals;
+    ev->last_update = in->last_eval;
+    if (ev->best && in->nbest)
+        memcpy(ev->best, in->best, in->nbest * sizeof *ev->best);
+    if (!in->from)
+        return PD_OK;
+    snprintf(ev->resumed_from, sizeof ev->resumed_from, "%s", in->from);
+    ev->resumed_update = in->from_update;
+    return write_resolved_config(ev);
+}
+
+void pd_evaluator_note_pause(pd_evaluator *ev, double s)
+{
+    ev->pauses++;
+    ev->pause_sum += s;
+    if (s > ev->pause_max)
+        ev->pause_max = s;
+}
 
 int pd_evaluator_sha(const pd_evaluator *ev, char hex[65])
 {
@@ -362,6 +410,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
         .server_loop_cpu_s = NAN, .params_sent_floats = -1,
         .iterations = p->update, .evaluations = p->evaluations, .stop_reason = p->stop_reason,
+        .ckpt_pauses = ev->pauses, .ckpt_pause_sum = ev->pause_sum,
+        .ckpt_pause_max = ev->pause_max,
     };
     if (rs) {
         s.staleness_hist = rs->stale_hist;

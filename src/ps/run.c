@@ -239,7 +239,7 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
     if (err == PD_OK && batch)
         err = pd_batch_sync(&cfg, opts, &w);
     else if (err == PD_OK)
-        err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, &w);
+        err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, opts, &w);
     if (err != PD_OK && w.setup_failed) {
         /* Agreed by every rank: the lowest failing one explains, all exit. */
         if (*pd_err_msg())

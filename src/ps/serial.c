@@ -13,6 +13,7 @@
 #include "paramd/error.h"
 #include "paramd/optim.h"
 #include "paramd/signals.h"
+#include "checkpoint.h"
 #include "serial.h"
 #include "train.h"
 
@@ -31,22 +32,10 @@ typedef struct serial_state {
     uint64_t layout_hash, config_hash;
     int64_t ckpt_update;           /* update of the last one written, -1: none */
     double ckpt_t;                 /* pd_now() at the last one written */
+    pd_ckpt_part resumed;          /* --resume: the checkpoint, until the evaluator has it */
+    bool is_resumed;
+    const char *resume_dir;        /* --resume DIR */
 } serial_state;
-
-/* The two hashes that tie a checkpoint to this model and config. */
-static int hashes(serial_state *s)
-{
-    size_t nt = pd_model_ntensors(s->learner.model);
-    pd_tensor_info *t = pd_calloc(nt + 1, sizeof *t);
-    if (!t)
-        return PD_ENOMEM;
-    for (size_t i = 0; i < nt; i++)
-        t[i] = *pd_model_tensor(s->learner.model, i);
-    s->layout_hash = pd_ckpt_layout_hash(t, nt);
-    free(t);
-    s->config_hash = pd_ckpt_config_hash(s->cfg, 1);
-    return PD_OK;
-}
 
 /* Write the checkpoint of update s->prog.update (once per update). */
 static int checkpoint(serial_state *s)
@@ -64,94 +53,47 @@ static int checkpoint(serial_state *s)
     PD_TRY_GOTO(err, pd_optim_save(s->opt, ob, osz), out);
     PD_TRY_GOTO(err, pd_iter_save(l->iter, ib, isz), out);
     int64_t t = s->prog.update;
+    double t0 = pd_now();
     pd_ckpt_worker w = {t + s->bad, t, 0, s->bad};
+    pd_eval_state es;
+    pd_evaluator_get_state(s->ev, &es);
+    pd_ckpt_wstate ws = {.seq = t + s->bad, .examples = l->examples};
     pd_ckpt_part p = {
         .part = 0, .nparts = 1, .layout_hash = s->layout_hash, .config_hash = s->config_hash,
         .optim_kind = (uint32_t)s->cfg->optimizer.name, .updates = (uint64_t)t,
         .version = (uint64_t)t, .lo = 0, .hi = l->nparams, .examples = (uint64_t)l->examples,
         .params = s->theta, .optim = ob, .optim_size = osz, .niters = 1, .iter = &ib,
         .iter_size = &isz, .sent = w.sent, .applied = w.applied, .dropped = 0, .bad = s->bad,
-        .nworkers = 1, .worker = &w,
+        .nworkers = 1, .worker = &w, .wall_s = es.wall_s, .pause_sum = es.pause_sum,
+        .pause_max = es.pause_max, .pauses = es.pauses, .best_loss = es.best_loss,
+        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
+        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best, .nwstates = 1,
+        .wstate = &ws,
     };
     PD_TRY_GOTO(err, pd_ckpt_save(s->ckpt_dir, &p, s->cfg->checkpoint.keep), out);
     s->ckpt_update = t;
     s->ckpt_t = pd_now();
+    pd_evaluator_note_pause(s->ev, s->ckpt_t - t0);
 out:
     free(ib);
     free(ob);
     return err;
 }
 
-/* The rows of out_dir/metrics.jsonl before update t ("update":N < t), the
- * part of the run a resume continues (it evaluates at t itself); opening
- * the run directory again starts the file afresh, so they are written back
- * (append_rows) before the first new row. No file: no rows. */
-static int rows_upto(const char *out_dir, int64_t t, char **out, size_t *len)
-{
-    char path[PD_PATH_MAX + 16];
-    if (snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir) >= (int)sizeof path)
-        return PD_FAIL(PD_EINPUT, "run.out_dir: %s: path too long", out_dir);
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return PD_OK;
-    char *line = NULL, *buf = NULL;
-    size_t cap = 0, n = 0;
-    ssize_t got;
-    int err = PD_OK;
-    while ((got = getline(&line, &cap, f)) > 0) {
-        const char *u = strstr(line, "\"update\":");
-        if (!u || line[got - 1] != '\n' || strtoll(u + 9, NULL, 10) >= t)
-            continue;
-        char *g = realloc(buf, n + (size_t)got);
-        if (!g) {
-            err = PD_FAIL(PD_ENOMEM, "%s: cannot hold its rows", path);
-            break;
-        }
-        buf = g;
-        memcpy(buf + n, line, (size_t)got);
-        n += (size_t)got;
-    }
-    free(line);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return err;
-    }
-    *out = buf;
-    *len = n;
-    return PD_OK;
-}
-
-static int append_rows(const char *out_dir, const char *rows, size_t n)
-{
-    char path[PD_PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    FILE *f = fopen(path, "a");
-    if (!f)
-        return PD_FAIL(PD_EIO, "%s: cannot append: %s", path, strerror(errno));
-    bool ok = fwrite(rows, 1, n, f) == n;
-    if (fclose(f) != 0 || !ok)
-        return PD_FAIL(PD_EIO, "%s: write failed: %s", path, strerror(errno));
-    return PD_OK;
-}
-
 static bool checkpoint_due(const serial_state *s)
 {
-    const pd_checkpoint_config *k = &s->cfg->checkpoint;
-    return (k->every_updates > 0 && s->prog.update % k->every_updates == 0) ||
-           (k->every_seconds > 0 && pd_now() - s->ckpt_t >= k->every_seconds);
+    return pd_ckpt_due(s->cfg, s->prog.update, s->ckpt_t);
 }
 
 /* --resume: the newest valid checkpoint of dir/checkpoints into theta, the
- * optimizer, the iterator and the counters. Every part is checked before
- * the run starts; a refusal ends the run (exit 2) before any training. */
+ * optimizer, the iterator and the counters (the evaluator's part waits in
+ * s->resumed until it exists). Every part is checked before the run
+ * starts; a refusal ends the run (exit 2) before any training. */
 static int resume(serial_state *s, const char *dir)
 {
+    s->resume_dir = dir;
     char cdir[PD_PATH_MAX + 16];
-    if (snprintf(cdir, sizeof cdir, "%s/checkpoints", dir) >= (int)sizeof cdir)
-        return PD_FAIL(PD_EINPUT, "--resume %s: path too long", dir);
+    PD_TRY(pd_ckpt_dir(dir, cdir, sizeof cdir));
     pd_ckpt_part p;
     PD_TRY(pd_ckpt_find(cdir, 0, s->layout_hash, s->config_hash, NULL, &p));
     pd_learner *l = &s->learner;
@@ -170,9 +112,28 @@ static int resume(serial_state *s, const char *dir)
     s->bad = p.bad;
     l->examples = (int64_t)p.examples;
     s->ckpt_update = s->prog.update;
+    s->resumed = p;
+    s->is_resumed = true;
+    return PD_OK;
 out:
     pd_ckpt_part_free(&p);
     return err;
+}
+
+/* The evaluator's part of a resume: early stopping, wall time, pauses. */
+static int resume_eval(serial_state *s)
+{
+    const pd_ckpt_part *p = &s->resumed;
+    char from[PD_PATH_MAX + 64];
+    snprintf(from, sizeof from, "%s/checkpoints/ckpt-%012llu", s->resume_dir,
+             (unsigned long long)p->updates);
+    pd_eval_state es = {
+        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
+        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
+        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
+        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
+    };
+    return pd_evaluator_set_state(s->ev, &es);
 }
 
 static int evaluate(serial_state *s, bool *stop)
@@ -214,8 +175,12 @@ static int train(serial_state *s, const char **exit)
     const pd_training_config *tc = &s->cfg->training;
     bool stop = false;
     int epochs = (int)pd_iter_epoch(s->learner.iter);
-    int64_t last_eval = s->prog.update;
-    PD_TRY(evaluate(s, &stop));   /* at 0, or where a resumed run starts */
+    /* At 0. A resumed run goes on with the evaluations of the run it
+     * continues (its rows up to the checkpoint's last one are kept), so
+     * early stopping counts each evaluation once. */
+    int64_t last_eval = s->is_resumed ? s->resumed.last_eval : s->prog.update;
+    if (!s->is_resumed)
+        PD_TRY(evaluate(s, &stop));
     *exit = "done";
     /* A resumed run may already be at its limits: train no further. */
     bool finished = tc->epochs > 0 && epochs >= tc->epochs;
@@ -311,27 +276,31 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
         err = PD_FAIL(PD_EINPUT, "run.out_dir: %s: path too long", cfg->run.out_dir);
         goto out;
     }
-    PD_TRY_GOTO(err, hashes(&s), out);
+    PD_TRY_GOTO(err, pd_ckpt_hashes(s.learner.model, cfg, 1, &s.layout_hash, &s.config_hash),
+                out);
     /* Resume before the run directory is opened, so that a refused
      * checkpoint leaves it as it was. */
     if (opts->resume) {
         PD_TRY_GOTO(err, resume(&s, opts->resume_dir), out);
-        PD_TRY_GOTO(err, rows_upto(cfg->run.out_dir, s.prog.update, &rows, &nrows), out);
+        PD_TRY_GOTO(err, pd_ckpt_rows_read(opts->resume_dir, s.resumed.last_eval, &rows, &nrows),
+                    out);
     }
     PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &s.ev), out);
-    if (nrows)
-        PD_TRY_GOTO(err, append_rows(cfg->run.out_dir, rows, nrows), out);
+    PD_TRY_GOTO(err, pd_ckpt_rows_write(cfg->run.out_dir, rows, nrows), out);
+    if (s.is_resumed)
+        PD_TRY_GOTO(err, resume_eval(&s), out);
     PD_TRY_GOTO(err, train(&s, &exit), out);
     if (!strcmp(exit, "signal")) {
         err = stopped(&s);
         goto out;
     }
-    if (cfg->checkpoint.every_updates > 0 || cfg->checkpoint.every_seconds > 0 || opts->resume)
+    if (pd_ckpt_enabled(cfg, opts))
         PD_TRY_GOTO(err, checkpoint(&s), out);   /* one at the end */
     s.prog.examples = s.learner.examples;
     s.prog.epoch = pd_learner_epoch(&s.learner);
     PD_TRY_GOTO(err, pd_evaluator_finish(s.ev, s.theta, &s.prog, NULL, exit), out);
 out:
+    pd_ckpt_part_free(&s.resumed);
     free(rows);
     free(s.point);
     free(s.theta);

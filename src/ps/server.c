@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "server_impl.h"
 
 /* ---- evaluation (server 0) ---------------------------------------------- */
@@ -221,8 +222,10 @@ int server_answer_snap(server *sv)
     PD_MPI(MPI_Isend(part, (int)T, MPI_DOUBLE, 0, PD_TAG_CTRL + 1, MPI_COMM_WORLD, &r[2]));
     PD_TRY(pd_comm_waitall(3, r));
     sv->snap_pending = -1;
-    if (sv->ctrl_in.flags)
+    if (sv->ctrl_in.flags) {
         sv->final_snap = true;
+        PD_TRY(server_ckpt_final(sv));
+    }
     else
         PD_MPI(MPI_Irecv(&sv->ctrl_in, sizeof sv->ctrl_in, MPI_BYTE, 0, PD_TAG_CTRL,
                          MPI_COMM_WORLD, &sv->hreq[sv->world->workers]));
@@ -292,6 +295,8 @@ static int on_hello(server *sv, int w)
         if (m->local_steps)
             per = (per + sv->cfg->training.local_steps - 1) / sv->cfg->training.local_steps;
         atomic_store(&sv->updates_per_epoch, per > 0 ? per : 1);
+        server_ckpt_eval_cadence(sv, sv->cfg->training.eval_every > 0
+                                         ? sv->cfg->training.eval_every : (per > 0 ? per : 1));
         /* The first evaluation, like every one in rounds, before the reply
          * that lets the first round start. */
         if (m->rounds)
@@ -309,7 +314,10 @@ static int on_message(server *sv, int w, bool control)
     switch (p->in.kind) {
     case PD_MSG_HELLO:
         return on_hello(sv, w);
+    case PD_MSG_CKPT:
+        return server_ckpt_on_msg(sv, w);
     case PD_MSG_FINAL:
+        PD_TRY(server_ckpt_on_final(sv, w));
         p->active = false;
         p->waiting = false;
         atomic_fetch_sub(&sv->active, 1);
@@ -538,8 +546,11 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     if (world->index > 0)
         PD_MPI(MPI_Irecv(&sv->ctrl_in, sizeof sv->ctrl_in, MPI_BYTE, 0, PD_TAG_CTRL,
                          MPI_COMM_WORLD, &sv->hreq[W]));
+    /* Resume before the run directory is opened: a refusal leaves it as it was. */
+    PD_TRY(server_ckpt_setup(sv, opts));
     if (world->index == 0) {
         PD_TRY(pd_evaluator_create(cfg, opts, W, world->servers, &sv->ev));
+        PD_TRY(server_ckpt_resume_eval(sv));
         PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
         if (cfg->training.trace)
             PD_TRY(pd_trace_open(cfg->run.out_dir, W, &sv->trace));
@@ -549,6 +560,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
 
 static void teardown(server *sv)
 {
+    server_ckpt_free(sv);
     pd_trace_abort(&sv->trace, sv->cfg->run.out_dir);   /* an unfinished trace */
     pd_eval_thread_stop(&sv->et);
     pd_evaluator_destroy(&sv->ev);
@@ -589,6 +601,8 @@ static int finish(server *sv, double cpu0)
         return PD_ENOMEM;
     double others[PD_MAX_TENSORS];
     int err = gather(sv, theta, true, others);
+    if (err == PD_OK)
+        err = server_ckpt_final(sv);
     if (err == PD_OK)
         err = pd_trace_close(&sv->trace, sv->cfg->run.out_dir, sv->trace_n);
     pd_progress pg;
@@ -641,7 +655,8 @@ static int finish(server *sv, double cpu0)
                                   .staleness_mean = p->applied ? (double)p->stale_sum /
                                                                      (double)p->applied : NAN};
     }
-    const char *exit = sv->early_stopped ? "early_stopped"
+    const char *exit = pd_ckpt_stop_requested() ? "stopped"
+                       : sv->early_stopped ? "early_stopped"
                        : sv->cfg->training.max_updates > 0 &&
                          pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";
     if (err == PD_OK)
@@ -655,6 +670,8 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
     server sv = {0};
     double cpu0 = cpu_seconds();
     int err = pd_comm_agree(world, setup(&sv, cfg, opts, world));
+    if (err == PD_OK)
+        err = server_ckpt_start(&sv);
     if (err == PD_OK)
         err = serve_all(&sv);
     if (err == PD_OK && world->index == 0)

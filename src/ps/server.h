@@ -9,7 +9,8 @@
 /* Run server world->index until every worker has finished. Server 0 also
  * evaluates and writes the run directory. */
 int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world);
-/* Run worker world->index until its epochs are done or a server says stop. */
-int pd_worker_run(const pd_config *cfg, pd_world *world);
+/* Run worker world->index until its epochs are done or a server says stop
+ * (with --resume, from the state server 0 sends it). */
+int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world);
 
 #endif

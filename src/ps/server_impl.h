@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "evalthread.h"
+#include "paramd/ckpt.h"
 #include "modes.h"
 #include "paramd/model.h"
 #include "paramd/optim.h"
@@ -40,7 +41,25 @@ typedef struct peer {
     MPI_Request dreq;              /* servers > 0: its receive; server 0: its sends */
     MPI_Request *dsend;            /* server 0: [S] sends of dec (entry 0 unused) */
     double epoch;
+    bool ckpt;                     /* server 0: its reply asked for its state */
 } peer;
+
+/* Checkpoints of a server (server_ckpt.c, src/ps/checkpoint.h). */
+typedef struct server_ckpt {
+    bool on;                       /* checkpoints are written */
+    char dir[PD_PATH_MAX + 16];    /* run.out_dir/checkpoints */
+    uint64_t layout_hash, config_hash;
+    int64_t written;               /* version of the last part written, -1 none */
+    double last_t;                 /* pd_now() at the last one */
+    unsigned char **state;         /* server 0: [W] each worker's latest state */
+    size_t *state_size;
+    bool resumed;
+    int64_t resume_eval;           /* the checkpoint's last evaluated update */
+    pd_ckpt_part part;             /* --resume: this server's part, until used */
+    char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
+    char *rows;                    /* --resume, server 0: metrics.jsonl's rows kept */
+    size_t nrows;
+} server_ckpt;
 
 typedef struct server {
     const pd_config *cfg;
@@ -110,6 +129,9 @@ typedef struct server {
     pd_msg_hdr ctrl_in;
     int64_t snap_pending;          /* sync: version a SNAP waits for, -1 none */
     bool final_snap;
+    /* checkpoints */
+    server_ckpt ck;
+    int32_t reply_flags;           /* server 0: flags on this round's replies */
 } server;
 
 static inline const pd_mode_props *mode_of(const server *sv)
@@ -145,6 +167,33 @@ int server_round_closed(server *sv);
  * threads. */
 void server_note_grad(server *sv, const float *g);
 void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_t nnz);
+/* server_ckpt.c: checkpoints (src/ps/checkpoint.h says the protocol).
+ * Setup, before the evaluator opens the run directory: checkpoint
+ * directory, hashes, and with --resume this server's part of the newest
+ * valid checkpoint into theta, the optimizer and the counters (server 0
+ * also the workers' states, early stopping, metrics.jsonl's rows). */
+int server_ckpt_setup(server *sv, const pd_run_opts *opts);
+/* Server 0, once every rank has set up: a resumed run's worker states. */
+int server_ckpt_start(server *sv);
+/* Server 0 after evaluation is set up: the evaluator's part of a resume. */
+int server_ckpt_resume_eval(server *sv);
+/* Round modes, server 0 at a round's close: is a checkpoint due (sets the
+ * flag its replies carry)? */
+void server_ckpt_round_due(server *sv);
+/* Server 0 after replying with the flag: take the states, write. */
+int server_ckpt_round_write(server *sv);
+/* Server s > 0: a worker's CKPT header. */
+int server_ckpt_on_msg(server *sv, int w);
+/* Server 0: a worker's FINAL (its state comes first). */
+int server_ckpt_on_final(server *sv, int w);
+/* At the end (server 0 after the final SNAP, the others when answering
+ * it): the checkpoint of the final version, if checkpoints are on and it
+ * is not written yet. */
+int server_ckpt_final(server *sv);
+/* The first evaluation of a resumed run: after the checkpoint's last. */
+void server_ckpt_eval_cadence(server *sv, int64_t every);
+void server_ckpt_free(server *sv);
+
 /* Wait for a collective among servers while still answering server 0's
  * SNAP requests (server 0 may be waiting on one to evaluate). */
 int server_wait_collective(server *sv, MPI_Request *r);

@@ -120,6 +120,26 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit);
 /* params_sha256 of the parameters the last pd_evaluator_finish wrote. */
 int pd_evaluator_sha(const pd_evaluator *ev, char hex[65]);
+/* What a checkpoint keeps of the evaluator: the run's wall time so far,
+ * the checkpoint pauses, early stopping (best validation loss, its update,
+ * evaluations since, the best parameters: best is the evaluator's own
+ * array of nbest floats, or NULL) and the last evaluated update. */
+typedef struct pd_eval_state {
+    double wall_s, pause_sum, pause_max;
+    int64_t pauses;
+    double best_loss;
+    int64_t best_update, bad_evals, last_eval;
+    const float *best;
+    size_t nbest;
+    const char *from;          /* set_state: the checkpoint resumed (recorded in */
+    int64_t from_update;       /* config.resolved.yaml), or NULL */
+} pd_eval_state;
+void pd_evaluator_get_state(const pd_evaluator *ev, pd_eval_state *out);
+/* Continue from a checkpoint's state: wall time and pauses go on from it;
+ * a best array of another size than the model's is refused. Local. */
+int pd_evaluator_set_state(pd_evaluator *ev, const pd_eval_state *in);
+/* One checkpoint's pause of training, in seconds (summary.json). */
+void pd_evaluator_note_pause(pd_evaluator *ev, double s);
 /* Seconds since the evaluator was created. */
 double pd_evaluator_wall(const pd_evaluator *ev);
 /* Status-only refresh between evaluations (cheap; rate-limited inside). */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "modes.h"
 #include "paramd/optim.h"
 #include "server.h"
@@ -35,6 +36,7 @@ typedef struct worker {
     MPI_Request *req;        /* [S][4]: send header, send payload, recv header, recv payload */
     MPI_Datatype ptype;      /* payload type the servers expect */
     int64_t seq;
+    int64_t local_t;         /* local steps taken (local_sgd, easgd) */
     bool stop;
     /* faults: straggler factor and message delays, seeded per rank */
     double slow;
@@ -209,6 +211,38 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     return PD_OK;
 }
 
+/* This worker's state for a checkpoint (checkpoint.h). */
+static pd_worker_state state_of(worker *wk)
+{
+    return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
+                             .local_t = wk->local_t, .rng = wk->frng};
+}
+
+/* Server 0's reply asked for a checkpoint of this version: our state to
+ * server 0, a CKPT header to every other server (before our next request,
+ * so they still hold the version), then on with computing. */
+static int checkpoint(worker *wk)
+{
+    if (!(wk->in[0].flags & PD_FLAG_CKPT))
+        return PD_OK;
+    pd_worker_state ws = state_of(wk);
+    PD_TRY(pd_worker_state_send(&ws));
+    int S = wk->world->servers;
+    for (int s = 1; s < S; s++) {
+        pd_msg_hdr *h = &wk->out[s];
+        *h = (pd_msg_hdr){.kind = PD_MSG_CKPT, .worker = wk->world->index,
+                          .version = wk->in[0].version, .seq = wk->seq,
+                          .epoch = pd_learner_epoch(&wk->l)};
+        MPI_Request *r = &wk->req[4 * s];
+        PD_MPI(MPI_Isend(h, sizeof *h, MPI_BYTE, pd_server_rank(s), PD_TAG_DATA, MPI_COMM_WORLD,
+                         &r[0]));
+        PD_MPI(MPI_Isend(NULL, 0, wk->ptype, pd_server_rank(s), PD_TAG_DATA, MPI_COMM_WORLD,
+                         &r[1]));
+        r[2] = r[3] = MPI_REQUEST_NULL;
+    }
+    return pd_comm_waitall(4 * S, wk->req);
+}
+
 /* Next minibatch, crossing epochs; false when the worker's epochs are done. */
 static bool next_batch(worker *wk, int *epochs)
 {
@@ -231,9 +265,13 @@ static int advance(worker *wk, int *epochs)
     return PD_OK;
 }
 
+/* Without sparse pulls the next minibatch is drawn after the exchange, so
+ * a checkpoint taken at its reply holds the iterator just past the
+ * minibatch of the gradient sent (with pulls, the one after it too: a
+ * resumed run skips that one). */
 static int run_gradients(worker *wk)
 {
-    int epochs = 0;
+    int epochs = (int)pd_iter_epoch(wk->l.iter);
     PD_TRY(advance(wk, &epochs));
     while (!wk->stop && wk->more) {
         bool finite;
@@ -246,8 +284,12 @@ static int run_gradients(worker *wk)
         double loss = finite ? wk->l.loss : NAN;
         double norm = finite ? pd_learner_grad_norm(&wk->l, &wk->cfg->optimizer) : NAN;
         int64_t examples = (int64_t)wk->l.batch;
-        PD_TRY(advance(wk, &epochs));   /* its pull rides on this gradient */
+        if (wk->pull)
+            PD_TRY(advance(wk, &epochs));   /* its pull rides on this gradient */
         PD_TRY(exchange(wk, PD_MSG_GRAD, loss, norm, examples));
+        PD_TRY(checkpoint(wk));
+        if (!wk->pull && !wk->stop)
+            PD_TRY(advance(wk, &epochs));
     }
     return PD_OK;
 }
@@ -270,8 +312,8 @@ static int run_local(worker *wk)
     const pd_config *cfg = wk->cfg;
     const pd_mode_props *m = pd_mode_props_of(cfg->training.mode);
     pd_learner *l = &wk->l;
-    int epochs = 0, tau = cfg->training.local_steps;
-    int64_t t = 0, since = 0, examples = 0, ok = 0;
+    int epochs = (int)pd_iter_epoch(l->iter), tau = cfg->training.local_steps;
+    int64_t since = 0, examples = 0, ok = 0;
     double loss = 0;
     bool more = true;
     while (!wk->stop && more) {
@@ -280,9 +322,9 @@ static int run_local(worker *wk)
             bool applied;
             double t0 = pd_now();
             PD_TRY(pd_learner_local_step(l, wk->local, &cfg->optimizer, wk->point, wk->look,
-                                         t + 1, &applied));
+                                         wk->local_t + 1, &applied));
             straggle(wk, pd_now() - t0);
-            t += applied;
+            wk->local_t += applied;
             ok += applied;
             loss += applied ? l->loss : 0;
             since++;
@@ -297,6 +339,7 @@ static int run_local(worker *wk)
             if (m->elastic && !wk->stop)
                 for (size_t i = 0; i < wk->n; i++)
                     wk->point[i] -= wk->diff[i];
+            PD_TRY(checkpoint(wk));
             since = 0;
             examples = 0;
             ok = 0;
@@ -368,18 +411,40 @@ static void teardown(worker *wk)
     pd_learner_free(&wk->l);
 }
 
-int pd_worker_run(const pd_config *cfg, pd_world *world)
+/* --resume: the state server 0 sends. */
+static int resume(worker *wk)
+{
+    pd_worker_state ws = state_of(wk);
+    PD_TRY(pd_worker_state_recv(&ws));
+    wk->seq = ws.seq;
+    wk->local_t = ws.local_t;
+    wk->frng = ws.rng;
+    return PD_OK;
+}
+
+int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
     worker wk = {0};
     int err = pd_comm_agree(world, setup(&wk, cfg, world));
+    if (err == PD_OK && opts->resume)
+        err = resume(&wk);
     if (err == PD_OK)
         err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
     if (err == PD_OK) {
         bool local = pd_mode_props_of(cfg->training.mode)->local_steps;
         err = local ? run_local(&wk) : run_gradients(&wk);
     }
+    /* Server 0 takes our state when FINAL arrives: started before it. */
+    MPI_Request sr = MPI_REQUEST_NULL;
+    unsigned char *sb = NULL;
+    pd_worker_state ws = state_of(&wk);
+    if (err == PD_OK)
+        err = pd_worker_state_post(&ws, &sr, &sb);
     if (err == PD_OK)
         err = exchange(&wk, PD_MSG_FINAL, 0, 0, 0);
+    if (err == PD_OK)
+        err = pd_comm_wait(&sr, NULL);
+    free(sb);
     teardown(&wk);
     return err;
 }

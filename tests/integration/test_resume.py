@@ -33,8 +33,12 @@ t.check(sb["params_sha256"] == sa["params_sha256"],
         "resumed at 60: params_sha256 %s == uninterrupted %s" % (sb["params_sha256"], sa["params_sha256"]))
 t.check(sb["updates"] == 120, "the resumed run counts every update: %s" % sb["updates"])
 ub = [r["update"] for r in t.metrics(b)]
-t.check(ub == sorted(ua + [60]), "metrics.jsonl continues without duplicated or missing rows "
-        "(one row at 60, where it resumed): %s vs %s" % (ub, ua))
+t.check(ub == ua, "metrics.jsonl continues without duplicated or missing rows (the row the "
+        "stopped run wrote at its end, 60, after its last checkpoint's evaluation, is not kept): "
+        "%s vs %s" % (ub, ua))
+t.check(sb["checkpoint_pause_s"]["count"] == 3 and sb["checkpoint_pause_s"]["max"] > 0,
+        "checkpoint_pause_s counts the checkpoints before the last one written (40, 80; 60 of "
+        "the stopped run) and the last: %s" % sb["checkpoint_pause_s"])
 
 # Optimizer state and the shuffle across epochs: adam, 60 updates an epoch
 # (batch 1000 of 60000), stopped in the second epoch at 90 and resumed.
@@ -87,10 +91,8 @@ empty = tempfile.mkdtemp(prefix="paramd-it-")
 os.mkdir(os.path.join(empty, "checkpoints"))
 _, p = t.run(CONF, BASE, out=empty, args=["--resume"], expect=2)
 t.check("checkpoints: no checkpoint to resume from" in p.stderr, "nothing to resume: %r" % p.stderr)
-_, p = t.run(CONF, ["training.mode=sync"], args=["--resume"], expect=2)
-t.check("--resume: only serial runs resume in this version (training.mode is sync)" in p.stderr,
-        "distributed resume refused: %r" % p.stderr)
-_, p = t.run(CONF, ["training.mode=sync", "checkpoint.every_updates=10"], expect=2)
-t.check("checkpoint.every_updates: only serial runs write checkpoints in this version "
-        "(training.mode is sync)" in p.stderr, "distributed checkpoints refused: %r" % p.stderr)
+_, p = t.run(CONF, ["training.mode=async", "checkpoint.every_updates=10"], expect=2)
+t.check("checkpoint.every_updates: only serial, sync (without backup workers) and local_sgd "
+        "runs write checkpoints in this version (training.mode is async)" in p.stderr,
+        "async checkpoints refused: %r" % p.stderr)
 t.done()

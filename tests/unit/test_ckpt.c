@@ -38,6 +38,9 @@ static size_t iter_sizes[1] = {2};
 static float params[2] = {1.0f, -2.0f};
 static int64_t stale[2] = {3, 1};
 static pd_ckpt_worker workers[1] = {{5, 4, 1, 0}};
+static float best[2] = {0.5f, 2.0f};
+static unsigned char local_optim[2] = {0xdd, 0xee};
+static pd_ckpt_wstate wstates[1] = {{5, 0x0a0b, 3, 3, {1, 2, 3, 4}, local_optim, 2}};
 
 static pd_ckpt_part tiny(void)
 {
@@ -47,12 +50,16 @@ static pd_ckpt_part tiny(void)
         .version = 9, .lo = 2, .hi = 4, .examples = 0x0a0b, .params = params, .optim = optim_bytes,
         .optim_size = 3, .niters = 1, .iter = iters, .iter_size = iter_sizes, .sent = 5,
         .applied = 4, .dropped = 1, .bad = 0, .nstale = 2, .stale = stale, .nworkers = 1,
-        .worker = workers,
+        .worker = workers, .wall_s = 1.5, .pause_sum = 0.25, .pause_max = 0.125, .pauses = 2,
+        .dropped_stale = 1, .dropped_late = 0, .dropped_at_stop = 0, .stale_sum = 3,
+        .stale_max = 1, .applied_mix = 0x2122232425262728ull, .best_loss = 0.5,
+        .best_update = 6, .bad_evals = 1, .last_eval = 7, .nbest = 2, .best = best,
+        .nwstates = 1, .wstate = wstates,
     };
 }
 
 /* A byte appender for hand-built buffers. */
-typedef struct bytes { unsigned char b[512]; size_t n; } bytes;
+typedef struct bytes { unsigned char b[1024]; size_t n; } bytes;
 static void put(bytes *o, const void *p, size_t n) { memcpy(o->b + o->n, p, n); o->n += n; }
 static void u8s(bytes *o, int n, ...)
 {
@@ -159,8 +166,8 @@ static void test_layout_bytes(void **state)
     (void)state;
     bytes want = {.n = 0}, s;
     put(&want, "PDCKPT\r\n", 8);
-    u32(&want, 1);                       /* format version */
-    u32(&want, 5);                       /* sections */
+    u32(&want, 2);                       /* format version */
+    u32(&want, 6);                       /* sections */
     u64(&want, 0x0102030405060708ull);   /* layout hash */
     u64(&want, 0x1112131415161718ull);   /* config hash */
     u32(&want, crc(want.b, 32));
@@ -184,7 +191,24 @@ static void test_layout_bytes(void **state)
     u64(&s, 2); u64(&s, 3); u64(&s, 1);
     u64(&s, 1); u64(&s, 5); u64(&s, 4); u64(&s, 1); u64(&s, 0);
     section(&want, "CNTR", &s);
-    assert_int_equal(want.n, 40 + 16 + 56 + 16 + 8 + 16 + 3 + 16 + 18 + 16 + 96);
+    s.n = 0;                              /* RUNS: f64 as their bit patterns */
+    u64(&s, 0x3ff8000000000000ull);       /* wall 1.5 s */
+    u64(&s, 0x3fd0000000000000ull);       /* pauses: sum 0.25 s */
+    u64(&s, 0x3fc0000000000000ull);       /* max 0.125 s */
+    u64(&s, 2);                           /* two of them */
+    u64(&s, 1); u64(&s, 0); u64(&s, 0);   /* dropped stale, late, at the stop */
+    u64(&s, 3); u64(&s, 1);               /* staleness sum, max */
+    u64(&s, 0x2122232425262728ull);       /* applied-set fingerprint */
+    u64(&s, 0x3fe0000000000000ull);       /* best validation loss 0.5 */
+    u64(&s, 6); u64(&s, 1); u64(&s, 7);   /* its update, evaluations since, last */
+    u64(&s, 2);                           /* best parameters: 0.5f, 2.0f */
+    u8s(&s, 8, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x00, 0x40);
+    u64(&s, 1);                           /* one worker state */
+    u64(&s, 5); u8s(&s, 8, 0x0b, 0x0a, 0, 0, 0, 0, 0, 0); u64(&s, 3); u64(&s, 3);
+    u64(&s, 1); u64(&s, 2); u64(&s, 3); u64(&s, 4);
+    u64(&s, 2); u8s(&s, 2, 0xdd, 0xee);
+    section(&want, "RUNS", &s);
+    assert_int_equal(want.n, 40 + 16 + 56 + 16 + 8 + 16 + 3 + 16 + 18 + 16 + 96 + 16 + 210);
 
     pd_ckpt_part p = tiny();
     unsigned char *got;
@@ -286,6 +310,31 @@ static void assert_same(const pd_ckpt_part *a, const pd_ckpt_part *b)
     assert_memory_equal(a->stale, b->stale, 8 * a->nstale);
     assert_int_equal(a->nworkers, b->nworkers);
     assert_memory_equal(a->worker, b->worker, sizeof *a->worker * a->nworkers);
+    assert_true(a->wall_s == b->wall_s && a->pause_sum == b->pause_sum &&
+                a->pause_max == b->pause_max && a->best_loss == b->best_loss);
+    assert_int_equal(a->pauses, b->pauses);
+    assert_int_equal(a->dropped_stale, b->dropped_stale);
+    assert_int_equal(a->dropped_late, b->dropped_late);
+    assert_int_equal(a->dropped_at_stop, b->dropped_at_stop);
+    assert_int_equal(a->stale_sum, b->stale_sum);
+    assert_int_equal(a->stale_max, b->stale_max);
+    assert_int_equal(a->applied_mix, b->applied_mix);
+    assert_int_equal(a->best_update, b->best_update);
+    assert_int_equal(a->bad_evals, b->bad_evals);
+    assert_int_equal(a->last_eval, b->last_eval);
+    assert_int_equal(a->nbest, b->nbest);
+    assert_memory_equal(a->best, b->best, 4 * a->nbest);
+    assert_int_equal(a->nwstates, b->nwstates);
+    for (size_t w = 0; w < a->nwstates; w++) {
+        const pd_ckpt_wstate *x = &a->wstate[w], *y = &b->wstate[w];
+        assert_int_equal(x->seq, y->seq);
+        assert_int_equal(x->examples, y->examples);
+        assert_int_equal(x->local_t, y->local_t);
+        assert_int_equal(x->stale_sum, y->stale_sum);
+        assert_memory_equal(x->rng, y->rng, sizeof x->rng);
+        assert_int_equal(x->optim_size, y->optim_size);
+        assert_memory_equal(x->optim, y->optim, x->optim_size);
+    }
 }
 
 static void test_round_trip(void **state)
@@ -327,7 +376,7 @@ static void test_refusals(void **state)
 {
     (void)state;
     pd_ckpt_part p = tiny();
-    unsigned char *good, b[512];
+    unsigned char *good, b[1024];
     size_t size;
     const uint64_t lh = p.layout_hash, ch = p.config_hash;
     assert_int_equal(pd_ckpt_encode(&p, &good, &size), PD_OK);
@@ -338,23 +387,23 @@ static void test_refusals(void **state)
     expect_refused(b, size, lh, ch, "f.pdck: header: bad magic (not a paramd checkpoint part)");
 
     memcpy(b, good, size);
-    b[8] = 2;   /* version 2, with a header crc that matches it */
+    b[8] = 1;   /* version 1 (no RUNS), with a header crc that matches it */
     uint32_t c = crc(b, 32);
     for (int k = 0; k < 4; k++)
         b[32 + k] = (unsigned char)(c >> 8 * k);
     expect_refused(b, size, lh, ch,
-                   "f.pdck: header: format version 2, this build reads version 1");
+                   "f.pdck: header: format version 1, this build reads version 2");
 
     memcpy(b, good, size);
-    b[8] = 2;   /* the same without fixing the crc */
+    b[8] = 1;   /* the same without fixing the crc */
     snprintf(msg, sizeof msg, "f.pdck: header: crc32 0x%08x, stored 0x%08x (damaged)",
              (unsigned)crc(b, 32), (unsigned)crc(good, 32));
     expect_refused(b, size, lh, ch, msg);
 
     /* A flipped byte in each section's payload. */
-    const char *tags[5] = {"META", "PARM", "OPTM", "ITER", "CNTR"};
+    const char *tags[6] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS"};
     size_t at = 40;
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         size_t len = (size_t)good[at + 8] | (size_t)good[at + 9] << 8;
         memcpy(b, good, size);
         b[at + 16 + len - 1] ^= 0x10;
@@ -378,14 +427,14 @@ static void test_refusals(void **state)
                    "4611686018427387906 parameters (damaged)");
 
     expect_refused(good, size - 1, lh, ch,
-                   "f.pdck: CNTR: 96 bytes announced, 95 left in the file (truncated)");
+                   "f.pdck: RUNS: 210 bytes announced, 209 left in the file (truncated)");
     expect_refused(good, 40 + 16 + 56 + 10, lh, ch,
                    "f.pdck: PARM: file ends at byte 122, inside the section header (truncated)");
     expect_refused(good, 39, lh, ch,
                    "f.pdck: header: 39 bytes, shorter than the 40-byte header (truncated)");
     memcpy(b, good, size);
     b[size] = 0;
-    expect_refused(b, size + 1, lh, ch, "f.pdck: CNTR: 1 bytes after the last section (damaged)");
+    expect_refused(b, size + 1, lh, ch, "f.pdck: RUNS: 1 bytes after the last section (damaged)");
     expect_refused(good, size, lh + 1, ch,
                    "f.pdck: header: model layout hash 0x0102030405060708, this run's is "
                    "0x0102030405060709 (a different model)");

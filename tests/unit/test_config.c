@@ -829,12 +829,15 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
         NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
         "threads can only drop (staleness_policy: drop)");
-    ERR("training:\n  mode: sync\ncheckpoint:\n  every_updates: 100\n", NAME ":4:18: "
-        "checkpoint.every_updates: only serial runs write checkpoints in this version "
-        "(training.mode is sync); leave it at 0");
+    load_ok("training:\n  mode: sync\ncheckpoint:\n  every_updates: 100\n", NULL, 0, &c);
+    load_ok("training:\n  mode: local_sgd\ncheckpoint:\n  every_seconds: 60\n", NULL, 0, &c);
+    ERR("training:\n  mode: sync\n  backup_workers: 1\ncheckpoint:\n  every_updates: 100\n",
+        NAME ":5:18: checkpoint.every_updates: only serial, sync (without backup workers) and "
+        "local_sgd runs write checkpoints in this version (training.mode is sync with "
+        "backup_workers); leave it at 0");
     ERR("training:\n  mode: async\ncheckpoint:\n  every_seconds: 60\n", NAME ":4:18: "
-        "checkpoint.every_seconds: only serial runs write checkpoints in this version "
-        "(training.mode is async); leave it at 0");
+        "checkpoint.every_seconds: only serial, sync (without backup workers) and local_sgd "
+        "runs write checkpoints in this version (training.mode is async); leave it at 0");
     load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
     assert_int_equal(c.checkpoint.every_updates, 100);
     /* Batch methods: serial or sync with one server, none of the stochastic

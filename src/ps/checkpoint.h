@@ -1,0 +1,99 @@
+/* Private to ps: what goes into a checkpoint and when (checkpoint.c), for
+ * the serial trainer and the distributed modes. The file format is the
+ * ckpt module's (paramd/ckpt.h); this is the coordination around it:
+ *
+ *   round modes (sync, local_sgd): at the close of round t that is due,
+ *   server 0 flags its replies PD_FLAG_CKPT. Each worker of the round then
+ *   sends server 0 its state (iterator, request count, examples, local
+ *   steps and optimizer, fault RNG) on PD_TAG_CKPT and every other server
+ *   a CKPT header on PD_TAG_DATA, and goes on computing. A server s > 0
+ *   writes its part at the first CKPT header of version t (no worker can
+ *   send the gradient of round t + 1 before its CKPT header, so the server
+ *   still holds version t) and sends server 0 the part's size and crc32 on
+ *   PD_TAG_CKPT + 1. Server 0 takes every state, writes part 0 (which
+ *   carries the workers' states), takes the other parts' ids, writes the
+ *   manifest last and prunes to checkpoint.keep.
+ *   Every worker also sends server 0 its state before FINAL, so a worker
+ *   that has finished is resumed finished.
+ *
+ * The pause is server 0's time from the round's replies to the manifest
+ * (workers compute meanwhile); summary.json's checkpoint_pause_s. */
+#ifndef PARAMD_PS_CHECKPOINT_H
+#define PARAMD_PS_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "paramd/ckpt.h"
+#include "paramd/optim.h"
+#include "paramd/rng.h"
+#include "train.h"
+
+enum { PD_TAG_CKPT = 14 };      /* worker <-> server 0: worker states; + 1: part ids */
+enum { PD_MSG_CKPT = 8 };       /* worker -> server s > 0: write your part of hdr.version */
+enum { PD_FLAG_CKPT = 8 };      /* on server 0's replies: checkpoint this version */
+
+/* The two hashes that tie a checkpoint to this model and config (W
+ * workers). Local. */
+int pd_ckpt_hashes(const pd_model *m, const pd_config *cfg, int workers, uint64_t *layout,
+                   uint64_t *config);
+/* run.out_dir/checkpoints (write) or DIR/checkpoints (--resume DIR). */
+int pd_ckpt_dir(const char *run_dir, char *out, size_t size);
+/* Is a checkpoint due at update t (checkpoint.every_updates, or
+ * every_seconds since last_t)? */
+bool pd_ckpt_due(const pd_config *cfg, int64_t t, double last_t);
+/* Are checkpoints on (a cadence, or a resumed run, which keeps writing
+ * them at the end)? */
+bool pd_ckpt_enabled(const pd_config *cfg, const pd_run_opts *opts);
+
+/* metrics.jsonl's rows of a run being resumed, those with "update" <= upto
+ * (read before the run directory is opened again, written back after). */
+int pd_ckpt_rows_read(const char *out_dir, int64_t upto, char **rows, size_t *len);
+int pd_ckpt_rows_write(const char *out_dir, const char *rows, size_t len);
+
+/* ---- a worker's state ------------------------------------------------------ */
+
+typedef struct pd_worker_state {
+    const pd_learner *l;       /* pack: its iterator and examples */
+    pd_learner *lw;            /* unpack: into its iterator and examples */
+    pd_optim *local;           /* local optimizer, or NULL */
+    int64_t seq, local_t;
+    pd_rng rng;
+} pd_worker_state;
+
+/* A worker's state as bytes (the message of PD_TAG_CKPT): u64 L, L bytes of
+ * pd_iter_save, then the worker state of paramd/ckpt.h's RUNS (i64
+ * requests sent, examples, local steps, staleness sum (0), 4 u64 fault
+ * RNG, u64 M, M bytes of pd_optim_save; M = 0 without one). */
+int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t *size);
+int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t size);
+/* The same bytes from a checkpoint's iterator state and worker state, and
+ * back (pointers into buf; PD_EINPUT when the lengths do not add up). */
+int pd_worker_state_build(const unsigned char *iter, size_t iter_size, const pd_ckpt_wstate *w,
+                          unsigned char **buf, size_t *size);
+int pd_worker_state_split(const unsigned char *buf, size_t size, const unsigned char **iter,
+                          size_t *iter_size, pd_ckpt_wstate *w);
+/* Worker: send its state to server 0 and wait until it has left. */
+int pd_worker_state_send(const pd_worker_state *ws);
+/* The same, started: *buf (freed by the caller after *r completes). */
+int pd_worker_state_post(const pd_worker_state *ws, MPI_Request *r, unsigned char **buf);
+/* Worker of a resumed run: receive its state from server 0 and load it. */
+int pd_worker_state_recv(pd_worker_state *ws);
+
+/* ---- a request from outside (signals) ------------------------------------- */
+
+/* Ask the run to write one checkpoint at its next consistent point (the
+ * serial trainer's next update, server 0's next round close or message)
+ * and, with stop, to end there. Async-signal-safe: it only sets flags that
+ * the serial process and server 0 poll; a distributed run's other ranks
+ * follow server 0 (its STOP ends every worker, the workers' FINAL every
+ * server). */
+void pd_ckpt_request(bool stop);
+/* Take a pending request (clears it); *stop: it asked to stop. */
+bool pd_ckpt_take_request(bool *stop);
+/* A stop was requested (and taken) in this process. */
+bool pd_ckpt_stop_requested(void);
+
+#endif
