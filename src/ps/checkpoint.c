@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "paramd/error.h"
 #include "paramd/le.h"
+#include "paramd/ps.h"
 
 int pd_ckpt_hashes(const pd_model *m, const pd_config *cfg, int workers, uint64_t *layout,
                    uint64_t *config)
@@ -239,6 +240,11 @@ void pd_ckpt_request(bool stop)
     if (stop)
         stop_requested = 1;
     requested = 1;
+}
+
+void pd_ps_request_checkpoint(bool stop)
+{
+    pd_ckpt_request(stop);
 }
 
 bool pd_ckpt_take_request(bool *stop)

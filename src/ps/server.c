@@ -274,6 +274,9 @@ static int check_stop(server *sv)
                        (long long)atomic_load(&sv->version) + 1);
     if (tc->max_updates > 0 && atomic_load(&sv->version) >= tc->max_updates)
         atomic_store(&sv->stopping, true);
+    bool stop = false;   /* round modes take requests at a round's close */
+    if (sv->world->index == 0 && !mode_of(sv)->rounds && pd_ckpt_take_request(&stop) && stop)
+        atomic_store(&sv->stopping, true);   /* no checkpoint in these modes yet */
     if (sv->et && pd_eval_thread_should_stop(sv->et)) {
         sv->early_stopped = true;
         atomic_store(&sv->stopping, true);
