@@ -11,7 +11,8 @@ import tempfile
 import pdtest as t
 
 CONF = "tests/conf/softmax.yaml"
-BASE = ["training.eval_every=40", "checkpoint.every_updates=40", "checkpoint.keep=3"]
+BASE = ["training.eval_every=40", "training.eval_wait=true", "checkpoint.every_updates=40",
+        "checkpoint.keep=3"]
 
 
 def ckpts(d):
