@@ -65,7 +65,7 @@ static int write_file(pd_evaluator *ev, const char *name, bool layout)
         return PD_FAIL(PD_ENOMEM, "%s: cannot allocate", name);
     int err = layout ? pd_use_write_layout(ev->cfg, ev->model, ev->data, f)
                      : pd_config_write(ev->cfg, f);
-    if (err == PD_OK && !layout && ev->resumed_from[0])   /* a comment: loading it back is unchanged */
+    if (err == PD_OK && !layout && ev->resumed_from[0])   /* a comment: loads the same */
         fprintf(f, "# --resume: continued from the checkpoint %s (update %lld)\n",
                 ev->resumed_from, (long long)ev->resumed_update);
     fclose(f);
