@@ -68,6 +68,23 @@ t.check(rows[-1]["train_loss"] < 0.45, "lbfgs softmax: train loss %.4f < 0.45"
 t.check(rows[-1]["examples"] == 5000 * s["evaluations"],
         "examples count the objective's 5000 per evaluation: %d" % rows[-1]["examples"])
 
+# lbfgs against sgd and momentum for the same number of gradient
+# evaluations on softmax over 6000 Fashion-MNIST examples (validation
+# fraction 0.9): each of their updates is one full-batch gradient
+# (batch_size 6000); one more update than lbfgs's evaluations, so that the
+# last row's loss (taken before its step) is the one after as many steps.
+small = ["data.validation_fraction=0.9"]
+d, _ = t.run(SOFTMAX, batch("lbfgs", 20, small))
+e, lb = t.summary(d)["evaluations"], t.metrics(d)[-1]["train_loss"]
+for name, lr in (("sgd", "default"), ("momentum", "default"), ("momentum", "0.1")):
+    g, _ = t.run(SOFTMAX, small + ["optimizer.name=" + name, "optimizer.lr=" + lr,
+                                   "training.batch_size=6000", "training.epochs=0",
+                                   "training.max_updates=%d" % (e + 1), "training.eval_every=1",
+                                   "data.shuffle=none"])
+    lg = t.metrics(g)[-1]["train_loss"]
+    t.check(lb < lg, "%d gradient evaluations: lbfgs's training loss %.4f < %s (lr %s) %.4f"
+            % (e, lb, name, lr, lg))
+
 # A loss tolerance stops the run and says so (l2 makes the minimum
 # positive, so the loss stops falling).
 d, _ = t.run(SPARSE, batch("lbfgs", 500, ["optimizer.loss_tol=1e-4", "optimizer.grad_tol=0",
