@@ -194,6 +194,26 @@ static void test_rosenbrock(void **state)
     }
 }
 
+/* lbfgs with a memory shorter than the run (the ring of pairs wraps from
+ * the second iteration with history 1) still reaches Rosenbrock's minimum. */
+static void test_lbfgs_short_memory(void **state)
+{
+    (void)state;
+    for (int h = 1; h <= 3; h++) {
+        pd_batch_opts o = opts_of(PD_OPT_LBFGS);
+        o.history = h;
+        o.grad_tol = 1e-5;
+        float x[2] = {-1.2f, 1.0f};
+        counter c = {0};
+        pd_batch_result r;
+        assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock, on_report, &c, &r), PD_OK);
+        assert_float_equal(x[0], 1.0, 1e-5);
+        assert_float_equal(x[1], 1.0, 2e-5);
+        assert_str(r.reason, "gradient_norm");
+        assert_true(r.iterations > h);
+    }
+}
+
 /* f = -x, g = -1: unbounded below, so no step satisfies the curvature
  * condition. The Wolfe search doubles 1, 2, 4, ... for its 25 evaluations,
  * then backtracking accepts the first trial (1): x = 1, and each iteration
@@ -391,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_parabola_by_hand),
         cmocka_unit_test(test_quadratic_minimizer),
         cmocka_unit_test(test_rosenbrock),
+        cmocka_unit_test(test_lbfgs_short_memory),
         cmocka_unit_test(test_armijo_fallback),
         cmocka_unit_test(test_line_search_fails),
         cmocka_unit_test(test_stop_reasons),
