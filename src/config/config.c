@@ -497,6 +497,17 @@ static int training_rules(loader *ld)
                         "(training.mode is %s with %d server%s; sync and serial runs are "
                         "reproducible from their seed)", pd_mode_name(t->mode), t->servers,
                         t->servers == 1 ? "" : "s");
+    if (t->servers == 0 && t->mode != PD_MODE_SYNC)
+        return fail_key(ld, KEY("training.servers"), "0 (the workers serve the parameters "
+                        "themselves) is for sync mode; %s mode needs at least one server rank",
+                        pd_mode_name(t->mode));
+    if (t->servers == 0 && t->backup_workers > 0)
+        return fail_key(ld, KEY("training.backup_workers"), "backup workers need server ranks "
+                        "(with training.servers 0 every worker rank takes part in each round)");
+    if (t->servers == 0 && (c->faults.n_slow_workers > 0 ||
+                            c->faults.delay_distribution != PD_DELAY_NONE))
+        return fail_key(ld, KEY("training.servers"), "faults (slow workers, delays) apply to "
+                        "workers talking to server ranks; with training.servers 0 there are none");
     if (t->backup_workers > 0 && t->servers > 1)
         return fail_key(ld, KEY("training.backup_workers"), "backup workers need one server "
                         "(each server would close its rounds on different workers), got %d "
@@ -508,12 +519,14 @@ static int training_rules(loader *ld)
     const pd_checkpoint_config *k = &c->checkpoint;
     bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
     if ((k->every_updates > 0 || k->every_seconds > 0) &&
-        (!(rounds || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0))
+        (!(rounds || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0 || t->servers == 0))
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "only serial, sync (without backup workers) and local_sgd runs write "
-                        "checkpoints in this version (training.mode is %s%s); leave it at 0",
-                        pd_mode_name(t->mode), t->backup_workers > 0 ? " with backup_workers" : "");
+                        "only serial, sync (without backup workers, with server ranks) and "
+                        "local_sgd runs write checkpoints in this version (training.mode is %s%s); "
+                        "leave it at 0", pd_mode_name(t->mode),
+                        t->backup_workers > 0 ? " with backup_workers"
+                        : t->servers == 0 ? " with training.servers 0" : "");
     return PD_OK;
 }
 

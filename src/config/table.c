@@ -129,8 +129,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
 
     ENUM("training.mode", training.mode, mode_names, "serial",
          "How workers and servers combine gradients (see docs/design.md, Modes)."),
-    INT("training.servers", training.servers, GE(1), "1",
-        "Parameter server ranks (0..S-1); the other ranks are workers."),
+    INT("training.servers", training.servers, GE(0), "1",
+        "Server ranks (0..S-1), the rest workers; 0 (sync): workers serve."),
     INT("training.epochs", training.epochs, GE(0), "1",
         "Passes over each worker's shard; 0 = no limit."),
     I64("training.max_updates", training.max_updates, GE(0), "0",

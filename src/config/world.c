@@ -22,6 +22,9 @@ int pd_config_check_world(const pd_config *cfg, int ranks)
                            "distributed modes (training.mode is serial)", src);
         return PD_OK;
     }
+    if (ranks == 1 && t->servers == 0)
+        return PD_FAIL(PD_EINPUT, "%s: training.servers: 0 runs sync mode on the workers alone, "
+                       "under mpirun with at least 2 ranks, got 1 process", src);
     if (ranks == 1)
         return PD_FAIL(PD_EINPUT, "%s: training.mode: %s runs under mpirun with at least %d "
                        "ranks (%d server%s + workers), got 1 process", src,

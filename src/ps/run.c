@@ -51,7 +51,7 @@ static int check_counts(const pd_config *cfg)
     size_t n = pd_model_nparams(m);
     bool sparse = pd_model_is_sparse(m);
     pd_model_destroy(&m);
-    int S = cfg->training.servers;
+    int S = cfg->training.servers > 0 ? cfg->training.servers : 1;   /* 0: W ranges, each smaller */
     size_t range = 0;
     for (int s = 0; s < S; s++) {
         size_t lo, hi;
@@ -165,10 +165,11 @@ int pd_ps_check(const pd_config *in, int ranks, bool json, FILE *out)
         const pd_dataset *te = pd_data_part(d, PD_PART_TEST);
         bool serial = cfg.training.mode == PD_MODE_SERIAL;
         int servers = serial ? 0 : cfg.training.servers;
+        int min_ranks = serial ? 1 : servers > 0 ? servers + 1 : 2;   /* 0: workers serve */
         check_facts k = {
             .ranks = ranks, .servers = servers,
-            .workers = serial ? 1 : ranks > servers ? ranks - servers : 0,
-            .min_ranks = servers + 1, .params = pd_model_nparams(m),
+            .workers = serial ? 1 : ranks >= min_ranks ? ranks - servers : 0,
+            .min_ranks = min_ranks, .params = pd_model_nparams(m),
             .n_train = tr ? tr->n : 0, .n_valid = va ? va->n : 0, .n_test = te ? te->n : 0,
             .sparse = tr && tr->sparse,
         };
@@ -239,7 +240,8 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
     if (err == PD_OK && batch)
         err = pd_batch_sync(&cfg, opts, &w);
     else if (err == PD_OK)
-        err = w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, opts, &w);
+        err = w.servers == 0 ? pd_colocated_run(&cfg, opts, &w)
+              : w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, opts, &w);
     if (err != PD_OK && w.setup_failed) {
         /* Agreed by every rank: the lowest failing one explains, all exit. */
         if (*pd_err_msg())

@@ -12,5 +12,8 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
 /* Run worker world->index until its epochs are done or a server says stop
  * (with --resume, from the state server 0 sends it). */
 int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world);
+/* Sync with training.servers 0 (colocated.c): every rank a worker that
+ * also serves its range; rank 0 evaluates and writes the run directory. */
+int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world);
 
 #endif
