@@ -55,6 +55,7 @@ typedef struct coloc {
     int64_t version, applied, bad, sent, dropped_at_stop, examples, floats_sent;
     int64_t *w_applied, *w_dropped;   /* [W] */
     int64_t updates_per_epoch, next_eval;
+    int64_t evals_skipped, skipped_at;   /* rank 0: due while the previous one still ran */
     double loss_sum;      /* of the rounds since the last evaluation */
     int64_t loss_n;
     double serve_cpu;     /* rank 0: CPU in exchanges and steps */
@@ -129,11 +130,20 @@ static int evaluate(coloc *c, bool stepped)
             norms[t] = sqrt(sq);
         }
         pg.grad_norms = stepped ? norms : NULL;
-        float *snap = pd_eval_thread_acquire(c->et);
-        memcpy(snap, c->theta, c->n * sizeof *snap);
-        pd_eval_thread_submit(c->et, &pg);
-        c->loss_sum = 0;
-        c->loss_n = 0;
+        /* As server 0 does: an evaluation due while the previous one
+         * still runs is skipped and counted, unless training.eval_wait. */
+        float *snap = c->cfg->training.eval_wait ? pd_eval_thread_acquire(c->et)
+                                                 : pd_eval_thread_try_acquire(c->et);
+        if (snap) {
+            memcpy(snap, c->theta, c->n * sizeof *snap);
+            pd_eval_thread_submit(c->et, &pg);
+            c->loss_sum = 0;
+            c->loss_n = 0;
+        } else {
+            c->evals_skipped++;
+            c->skipped_at = c->version;
+            pd_eval_thread_progress(c->et, &pg);
+        }
     }
     free(all);
     int64_t every = c->cfg->training.eval_every > 0 ? c->cfg->training.eval_every
@@ -493,6 +503,8 @@ static int finish(coloc *c, double cpu0)
         .dropped_at_stop = c->dropped_at_stop,
         .server_cpu_s = process_cpu() - cpu0, .server_loop_cpu_s = c->serve_cpu,
         .params_sent_floats = c->floats_sent,
+        /* The final evaluation makes up for one skipped at the last update. */
+        .evals_skipped = c->evals_skipped - (c->skipped_at == pg.update),
         .workers = ws, .n_workers = c->W < PD_MAX_WORKER_STATS ? c->W : PD_MAX_WORKER_STATS,
     };
     for (int w = 0; w < rs.n_workers; w++)
@@ -504,7 +516,7 @@ static int finish(coloc *c, double cpu0)
 
 int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
-    coloc c = {0};
+    coloc c = {.skipped_at = -1};
     double cpu0 = process_cpu();
     int err = pd_comm_agree(world, setup(&c, cfg, opts, world));
     if (err == PD_OK) {

@@ -5,7 +5,10 @@ same order, the same element-wise steps; evaluations of one version;
 accounting exact; refused outside sync mode."""
 import pdtest as t
 
-base = ["training.mode=sync", "training.max_updates=150", "training.eval_every=50"]
+# Rows are compared: every due evaluation waits for the previous one
+# (training.eval_wait), so none is skipped on a loaded machine.
+base = ["training.mode=sync", "training.max_updates=150", "training.eval_every=50",
+        "training.eval_wait=true"]
 
 
 def same(a, b, what):
@@ -37,7 +40,7 @@ t.check(t.summary(again)["params_sha256"] == t.summary(col)["params_sha256"],
 
 # A whole epoch (W=3, batch 700: each shard's last batch is short, so the
 # weights of the last round differ from the others'): every gradient applied.
-ep = ["training.mode=sync", "training.epochs=1", "training.batch_size=700"]
+ep = ["training.mode=sync", "training.epochs=1", "training.batch_size=700", "training.eval_wait=true"]
 ded, _ = t.run("tests/conf/softmax.yaml", ep, ranks=4)
 col, _ = t.run("tests/conf/softmax.yaml", ep + ["training.servers=0"], ranks=3)
 s = same(ded, col, "one epoch W=3 servers=0 vs 1 server")
@@ -48,16 +51,28 @@ t.check_accounting(s, "servers=0 one epoch")
 # Time-triggered evaluations are of one version: each row's test loss is
 # the one a run evaluating every update has at that update.
 ref, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
-                                           "training.eval_every=1", "training.servers=0"], ranks=2)
+                                           "training.eval_every=1", "training.servers=0",
+                                           "training.eval_wait=true"], ranks=2)
 by_update = {r["update"]: r["test_loss"] for r in t.metrics(ref)}
 timed, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.max_updates=120",
                                              "training.servers=0", "training.eval_every=1000000",
-                                             "training.eval_every_seconds=0.001"], ranks=2)
+                                             "training.eval_every_seconds=0.001",
+                                             "training.eval_wait=true"], ranks=2)
 rows = t.metrics(timed)
 bad = [(r["update"], r["test_loss"], by_update[r["update"]]) for r in rows
        if r["test_loss"] != by_update[r["update"]]]
 t.check(len(rows) >= 5 and not bad, "servers=0 time-triggered evaluations are of one version: "
         "%d rows, mismatches %s" % (len(rows), bad[:3]))
+
+# Evaluation never stalls the ranks: evaluating every update (10000 test
+# images against two minibatches of 32), evaluations due while the previous
+# one runs are skipped and counted; each due one has a row or a count.
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.servers=0",
+                                         "training.eval_every=1", "training.max_updates=100"], ranks=2)
+s, ups = t.summary(d), [r["update"] for r in t.metrics(d)]
+sk = s.get("evals_skipped")
+t.check(ups[0] == 0 and sk is not None and sk > 0 and len(ups) + sk == 101 and sorted(set(ups)) == ups,
+        "servers=0 eval_every=1: %s skipped + %d rows == 101 due" % (sk, len(ups)))
 
 # Clipping by the global norm: the norm is summed from per-range parts
 # (as with 2 servers), so it agrees closely, not bit for bit.
