@@ -12,9 +12,11 @@
  *                                      minimal traffic)
  *   mpirun -n W+1 pd_bench sync N      one sync round's communication as
  *                                      paramd's worker and server do it (push
- *                                      N floats, get N back, sleeping waits)
- *                                      vs MPI_Allreduce of N floats over the
- *                                      W worker ranks (us per round)
+ *                                      N floats, get N back, sleeping waits),
+ *                                      and as the W ranks of training.servers
+ *                                      0 do it (slices to their owners, ranges
+ *                                      back), each vs MPI_Allreduce of N
+ *                                      floats over the W workers (us/round)
  *   mpirun -n W+1 pd_bench server N dense|sparse
  *                                      an async server's loop (receive a
  *                                      gradient, pd_optim_take_step, reply)
@@ -341,6 +343,52 @@ static double sync_rounds(int rank, int W, size_t n, long rounds, float *buf, fl
     return (now() - t0) / (double)rounds;
 }
 
+/* The same round without a server rank (training.servers 0, colocated.c):
+ * each of the W workers sends every other one its slice of n floats and a
+ * header, then every other one its range of the result (point-to-point,
+ * sleeping waits), over the workers' communicator; the server rank idles. */
+static double coloc_rounds(int rank, MPI_Comm workers, size_t n, long rounds, float *buf,
+                           float *out)
+{
+    CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    double t0 = now();
+    if (rank > 0) {
+        int me, W;
+        CHECK(MPI_Comm_rank(workers, &me));
+        CHECK(MPI_Comm_size(workers, &W));
+        MPI_Request r[4 * 64];
+        pd_msg_hdr h = {.kind = PD_MSG_GRAD}, hin[64];
+        size_t lo = n * (size_t)me / (size_t)W, hi = n * (size_t)(me + 1) / (size_t)W;
+        for (long k = 0; k < rounds; k++) {
+            int q = 0;
+            for (int w = 0; w < W; w++) {
+                if (w == me)
+                    continue;
+                size_t l = n * (size_t)w / (size_t)W, u = n * (size_t)(w + 1) / (size_t)W;
+                CHECK(MPI_Irecv(&hin[w], sizeof h, MPI_BYTE, w, 1, workers, &r[q++]));
+                CHECK(MPI_Irecv(out + l, (int)(hi - lo), MPI_FLOAT, w, 1, workers, &r[q++]));
+                CHECK(MPI_Isend(&h, sizeof h, MPI_BYTE, w, 1, workers, &r[q++]));
+                CHECK(MPI_Isend(buf + l, (int)(u - l), MPI_FLOAT, w, 1, workers, &r[q++]));
+            }
+            TRY(pd_comm_waitall(q, r));
+            q = 0;
+            for (int w = 0; w < W; w++) {
+                if (w == me)
+                    continue;
+                size_t l = n * (size_t)w / (size_t)W, u = n * (size_t)(w + 1) / (size_t)W;
+                CHECK(MPI_Irecv(out + l, (int)(u - l), MPI_FLOAT, w, 2, workers, &r[q++]));
+                CHECK(MPI_Isend(buf + lo, (int)(hi - lo), MPI_FLOAT, w, 2, workers, &r[q++]));
+            }
+            TRY(pd_comm_waitall(q, r));
+        }
+    }
+    double t = (now() - t0) / (double)rounds;
+    MPI_Request r;
+    CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    TRY(pd_comm_wait(&r, NULL));
+    return t;
+}
+
 static double allreduce_rounds(int rank, MPI_Comm workers, size_t n, long rounds, float *buf,
                                float *out)
 {
@@ -377,18 +425,25 @@ static int bench_sync(size_t n)
     fill(buf, n, 9);
     long rounds = 50;
     double *vs = xmalloc((size_t)reps * sizeof *vs), *va = xmalloc((size_t)reps * sizeof *va);
-    (void)sync_rounds(rank, W, n, 5, buf, in);   /* warm up both paths */
+    double *vc = xmalloc((size_t)reps * sizeof *vc);
+    (void)sync_rounds(rank, W, n, 5, buf, in);   /* warm up every path */
+    (void)coloc_rounds(rank, workers, n, 5, buf, out);
     (void)allreduce_rounds(rank, workers, n, 5, buf, out);
     for (int r = 0; r < reps; r++) {
         vs[r] = sync_rounds(rank, W, n, rounds, buf, in);
+        vc[r] = coloc_rounds(rank, workers, n, rounds, buf, out);
         va[r] = allreduce_rounds(rank, workers, n, rounds, buf, out);
     }
     if (rank == 1) {
         char name[64];
-        snprintf(name, sizeof name, "W=%d n=%zu", W, n);
+        double a = median(va, reps) * 1e6;
         /* lower is better: the ratio is paramd / allreduce */
-        emit("sync_round_us", name, median(vs, reps) * 1e6, median(va, reps) * 1e6, "us");
+        snprintf(name, sizeof name, "1 server + W=%d n=%zu", W, n);
+        emit("sync_round_us", name, median(vs, reps) * 1e6, a, "us");
+        snprintf(name, sizeof name, "servers=0 W=%d n=%zu", W, n);
+        emit("sync_round_us", name, median(vc, reps) * 1e6, a, "us");
     }
+    free(vc);
     for (int w = 0; w < W; w++)
         free(in[w]);
     free(in);
