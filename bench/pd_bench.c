@@ -280,6 +280,8 @@ static int bench_optim(size_t n)
     fill(c.b, n, 4);
     fill(c.c, n, 5);
     for (int r = 0; r < PD_OPT_COUNT; r++) {
+        if (pd_optim_is_batch((pd_optimizer_name)r))
+            continue;   /* cg, bfgs, lbfgs: whole-batch methods, no element-wise step */
         pd_optim_config oc = {.name = (pd_optimizer_name)r, .lr = 1e-6, .momentum = NAN,
                               .rho = NAN, .eps = NAN, .beta1 = NAN, .beta2 = NAN,
                               .weight_decay = NAN, .noise = NAN, .noise_gamma = NAN};
