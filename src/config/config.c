@@ -519,14 +519,17 @@ static int training_rules(loader *ld)
     const pd_checkpoint_config *k = &c->checkpoint;
     bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
     if ((k->every_updates > 0 || k->every_seconds > 0) &&
-        (!(rounds || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0 || t->servers == 0))
+        (!(rounds || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0))
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "only serial, sync (without backup workers, with server ranks) and "
-                        "local_sgd runs write checkpoints in this version (training.mode is %s%s); "
-                        "leave it at 0", pd_mode_name(t->mode),
-                        t->backup_workers > 0 ? " with backup_workers"
-                        : t->servers == 0 ? " with training.servers 0" : "");
+                        "only serial, sync (without backup workers) and local_sgd runs write "
+                        "checkpoints in this version (training.mode is %s%s); leave it at 0",
+                        pd_mode_name(t->mode), t->backup_workers > 0 ? " with backup_workers" : "");
+    if ((k->every_updates > 0 || k->every_seconds > 0) && t->servers == 0)
+        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
+                                                     : "checkpoint.every_seconds"),
+                        "sync with training.servers 0 writes no checkpoints in this version "
+                        "(server ranks write them); leave it at 0");
     return PD_OK;
 }
 
