@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "server_impl.h"
 
 /* ---- messages ---------------------------------------------------------- */
@@ -73,9 +74,14 @@ int server_reply(server *sv, int w, bool elastic)
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
                           .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi,
-                          .flags = (p->reset ? PD_FLAG_RESET : 0) | sv->reply_flags};
+                          .flags = p->reset ? PD_FLAG_RESET : 0};
     p->reset = false;
-    p->ckpt |= sv->reply_flags != 0;   /* its state comes next (checkpoint.h) */
+    /* A checkpoint: the worker's state comes next (checkpoint.h). */
+    bool ckpt = sv->reply_flags || (p->in.kind == PD_MSG_GRAD && server_ckpt_wants(sv, w));
+    if (ckpt) {
+        p->out.flags |= PD_FLAG_CKPT;
+        p->ckpt = true;
+    }
     size_t count = stop ? 0 : sv->hi - sv->lo;
     const float *buf = p->reply;       /* easgd: holds the elastic difference */
     if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
@@ -105,7 +111,8 @@ int server_reply(server *sv, int w, bool elastic)
     PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
     PD_MPI(MPI_Isend(buf, (int)count, MPI_FLOAT, dst, PD_TAG_DATA,
                      MPI_COMM_WORLD, &p->rout[1]));
-    return PD_OK;
+    /* Async: the state comes at once; rounds take all of them at the close. */
+    return ckpt && !sv->reply_flags ? server_ckpt_async_reply(sv, w) : PD_OK;
 }
 
 /* ---- applying ----------------------------------------------------------- */
@@ -315,6 +322,7 @@ int server_on_grad_async(server *sv, int w, bool control)
         add_peer_loss(p);
     }
     PD_TRY(trace(sv, &rec));
+    PD_TRY(server_ckpt_async_grad(sv, w));
     if (p->dec.outcome != PD_OUT_AT_STOP && tc->max_staleness >= 0 &&
         tc->staleness_policy == PD_STALE_WAIT && p->clock - min_clock(sv) > tc->max_staleness) {
         p->waiting = true;

@@ -13,11 +13,22 @@
  *   PD_TAG_CKPT + 1. Server 0 takes every state, writes part 0 (which
  *   carries the workers' states), takes the other parts' ids, writes the
  *   manifest last and prunes to checkpoint.keep.
+ *   async (one server): when a checkpoint is due after a gradient, server
+ *   0 snapshots its state (parameters, optimizer, counters, evaluator) and
+ *   flags the next reply to a gradient of every active worker; each worker
+ *   answers with its state at once (server 0 takes it right after that
+ *   reply) and goes on. A worker's gradient that server 0 received after
+ *   the snapshot (at most one: the one that reply answers) is behind the
+ *   worker's state but not in the snapshot's parameters: the checkpoint
+ *   counts it dropped at the stop. Once every state is in, the part and
+ *   the manifest are written. Serving goes on meanwhile.
  *   Every worker also sends server 0 its state before FINAL, so a worker
- *   that has finished is resumed finished.
+ *   that has finished is resumed finished (and the checkpoint at the end
+ *   of any mode is taken from the FINAL states).
  *
  * The pause is server 0's time from the round's replies to the manifest
- * (workers compute meanwhile); summary.json's checkpoint_pause_s. */
+ * (workers compute meanwhile); async: the snapshot, each state's receipt
+ * and the writing; summary.json's checkpoint_pause_s. */
 #ifndef PARAMD_PS_CHECKPOINT_H
 #define PARAMD_PS_CHECKPOINT_H
 

@@ -32,6 +32,14 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         ck->state_size = pd_calloc((size_t)W, sizeof *ck->state_size);
         if (!ck->state || !ck->state_size)
             return PD_ENOMEM;
+        /* async with one server: snapshots wait for the workers' states */
+        if (mode_of(sv)->each && !mode_of(sv)->threads && !mode_of(sv)->elastic &&
+            sv->world->servers == 1) {
+            ck->want = pd_calloc((size_t)W, sizeof *ck->want);
+            ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
+            if (!ck->want || !ck->extra)
+                return PD_ENOMEM;
+        }
     }
     if (!opts->resume)
         return PD_OK;
@@ -134,8 +142,10 @@ void server_ckpt_eval_cadence(server *sv, int64_t every)
 {
     if (!sv->ck.resumed || every <= 0)
         return;
-    int64_t t = atomic_load(&sv->version);
-    sv->next_eval = (t / every + 1) * every;
+    /* The evaluation after the checkpoint's last (async: at the checkpoint's
+     * own update when it came after the snapshot). */
+    int64_t last = sv->ck.resume_eval;
+    sv->next_eval = last < 0 ? 0 : (last / every + 1) * every;
     sv->last_eval_update = sv->ck.resume_eval;
     sv->last_eval_t = pd_now();
 }
@@ -152,85 +162,148 @@ void server_ckpt_round_due(server *sv)
     sv->reply_flags = due && ck->written != t ? PD_FLAG_CKPT : 0;
 }
 
-/* Write this server's part of the checkpoint at its version; *id gets its
- * size and crc32. Server 0's part carries the workers' states, the
- * evaluator's state (after its pending evaluation) and the pauses. */
-static int write_part(server *sv, pd_ckpt_id *id)
+/* This server's state now, as a part without worker states: parameters
+ * (copied with `copy`, else borrowed from theta), optimizer, counters and,
+ * on server 0, the evaluator's state (after its pending evaluation). Free
+ * with snap_free. */
+static int take_snapshot(server *sv, bool copy, ckpt_snap *sn)
 {
     server_ckpt *ck = &sv->ck;
     int W = sv->world->workers;
-    bool first = sv->world->index == 0;
-    size_t nw = first ? (size_t)W : 0;
-    if (mkdir(ck->dir, 0755) != 0 && errno != EEXIST)
-        return PD_FAIL(PD_EIO, "%s: mkdir: %s", ck->dir, strerror(errno));
-    size_t osz = pd_optim_state_size(sv->opt);
-    unsigned char *ob = pd_malloc(osz + 1);
-    const unsigned char **iter = pd_calloc(nw + 1, sizeof *iter);
-    size_t *isz = pd_calloc(nw + 1, sizeof *isz);
-    pd_ckpt_wstate *ws = pd_calloc(nw + 1, sizeof *ws);
-    pd_ckpt_worker *cw = pd_calloc((size_t)W + 1, sizeof *cw);
-    int64_t hist[STALE_HIST];
-    int err = PD_OK;
-    if (!ob || !iter || !isz || !ws || !cw) {
-        err = PD_ENOMEM;
-        goto out;
+    size_t range = sv->hi - sv->lo;
+    pd_ckpt_part *p = &sn->part;
+    memset(sn, 0, sizeof *sn);
+    sn->copied = copy;
+    p->optim_size = pd_optim_state_size(sv->opt);
+    p->optim = pd_malloc(p->optim_size + 1);
+    p->stale = pd_calloc(STALE_HIST, sizeof *p->stale);
+    p->worker = pd_calloc((size_t)W + 1, sizeof *p->worker);
+    sn->stale_sum = pd_calloc((size_t)W + 1, sizeof *sn->stale_sum);
+    p->params = copy ? pd_malloc(range * sizeof *p->params + 1) : sv->theta + sv->lo;
+    if (!p->optim || !p->stale || !p->worker || !sn->stale_sum || !p->params)
+        return PD_ENOMEM;
+    if (copy)
+        memcpy(p->params, sv->theta + sv->lo, range * sizeof *p->params);
+    PD_TRY(pd_optim_save(sv->opt, p->optim, p->optim_size));
+    for (int w = 0; w < W; w++) {
+        p->worker[w] = (pd_ckpt_worker){0, sv->peers[w].applied, sv->peers[w].dropped, 0};
+        sn->stale_sum[w] = sv->peers[w].stale_sum;
     }
-    PD_TRY_GOTO(err, pd_optim_save(sv->opt, ob, osz), out);
-    int64_t sent = 0;
-    for (size_t w = 0; w < nw; w++) {
-        if (!ck->state[w]) {
-            err = PD_FAIL(PD_ETRAIN, "checkpoint at update %lld: no state of worker %zu",
-                          (long long)atomic_load(&sv->version), w);
-            goto out;
-        }
-        PD_TRY_GOTO(err, pd_worker_state_split(ck->state[w], ck->state_size[w], &iter[w],
-                                               &isz[w], &ws[w]), out);
-        ws[w].stale_sum = sv->peers[w].stale_sum;
-        sent += ws[w].seq;
-    }
-    for (int w = 0; w < W; w++)
-        cw[w] = (pd_ckpt_worker){nw ? ws[w].seq : 0, sv->peers[w].applied,
-                                 sv->peers[w].dropped, 0};
+    p->nworkers = (size_t)W;
     for (size_t h = 0; h < STALE_HIST; h++)
-        hist[h] = atomic_load(&sv->stale_hist[h]);
+        p->stale[h] = atomic_load(&sv->stale_hist[h]);
+    p->nstale = STALE_HIST;
     pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
-    if (first) {
+    if (sv->world->index == 0) {
         if (sv->et)
             (void)pd_eval_thread_acquire(sv->et);   /* its pending evaluation is done */
         pd_evaluator_get_state(sv->ev, &es);
     }
     int64_t v = atomic_load(&sv->version);
-    pd_ckpt_part p = {
+    *p = (pd_ckpt_part){
         .part = (uint32_t)sv->world->index, .nparts = (uint32_t)sv->world->servers,
         .layout_hash = ck->layout_hash, .config_hash = ck->config_hash,
         .optim_kind = (uint32_t)sv->cfg->optimizer.name, .updates = (uint64_t)v,
         .version = (uint64_t)v, .lo = sv->lo, .hi = sv->hi,
-        .examples = (uint64_t)atomic_load(&sv->examples), .params = sv->theta + sv->lo,
-        .optim = ob, .optim_size = osz, .niters = nw, .iter = (unsigned char **)iter,
-        .iter_size = isz, .sent = sent, .applied = atomic_load(&sv->applied),
-        .dropped = atomic_load(&sv->dropped[PD_DROP_STALE]) +
-                   atomic_load(&sv->dropped[PD_DROP_LATE]) +
-                   atomic_load(&sv->dropped[PD_DROP_AT_STOP]),
-        .bad = atomic_load(&sv->bad), .nstale = STALE_HIST, .stale = hist,
-        .nworkers = (size_t)W, .worker = cw, .wall_s = es.wall_s, .pause_sum = es.pause_sum,
-        .pause_max = es.pause_max, .pauses = es.pauses,
+        .examples = (uint64_t)atomic_load(&sv->examples), .params = p->params,
+        .optim = p->optim, .optim_size = p->optim_size, .applied = atomic_load(&sv->applied),
+        .bad = atomic_load(&sv->bad), .nstale = STALE_HIST, .stale = p->stale,
+        .nworkers = (size_t)W, .worker = p->worker, .wall_s = es.wall_s,
+        .pause_sum = es.pause_sum, .pause_max = es.pause_max, .pauses = es.pauses,
         .dropped_stale = atomic_load(&sv->dropped[PD_DROP_STALE]),
         .dropped_late = atomic_load(&sv->dropped[PD_DROP_LATE]),
         .dropped_at_stop = atomic_load(&sv->dropped[PD_DROP_AT_STOP]),
         .stale_sum = atomic_load(&sv->stale_sum), .stale_max = atomic_load(&sv->stale_max),
         .applied_mix = atomic_load(&sv->applied_mix), .best_loss = es.best_loss,
         .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
-        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best,
-        .nwstates = nw, .wstate = ws,
     };
-    PD_TRY_GOTO(err, pd_ckpt_write_part(ck->dir, &p, id), out);
-    ck->written = v;
+    if (es.best_update >= 0 && es.nbest) {
+        if (!(p->best = pd_malloc(es.nbest * sizeof *p->best)))
+            return PD_ENOMEM;
+        memcpy(p->best, es.best, es.nbest * sizeof *p->best);
+        p->nbest = es.nbest;
+    }
+    return PD_OK;
+}
+
+static void snap_free(ckpt_snap *sn)
+{
+    pd_ckpt_part *p = &sn->part;
+    free(p->optim);
+    free(p->stale);
+    free(p->worker);
+    free(p->best);
+    if (sn->copied)
+        free(p->params);
+    free(sn->stale_sum);
+    memset(sn, 0, sizeof *sn);
+}
+
+/* Write the snapshot as this server's part; server 0's carries every
+ * worker's state, and a worker's gradient that arrived after the snapshot
+ * (extra[w], async) counts as dropped at the stop: its minibatch is behind
+ * the worker's state, its update not in the parameters. *id gets the
+ * part's size and crc32. */
+static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
+{
+    server_ckpt *ck = &sv->ck;
+    int W = sv->world->workers;
+    size_t nw = sv->world->index == 0 ? (size_t)W : 0;
+    if (mkdir(ck->dir, 0755) != 0 && errno != EEXIST)
+        return PD_FAIL(PD_EIO, "%s: mkdir: %s", ck->dir, strerror(errno));
+    const unsigned char **iter = pd_calloc(nw + 1, sizeof *iter);
+    size_t *isz = pd_calloc(nw + 1, sizeof *isz);
+    pd_ckpt_wstate *ws = pd_calloc(nw + 1, sizeof *ws);
+    int err = PD_OK;
+    if (!iter || !isz || !ws) {
+        err = PD_ENOMEM;
+        goto out;
+    }
+    pd_ckpt_part *p = &sn->part;
+    p->sent = 0;
+    for (size_t w = 0; w < nw; w++) {
+        if (!ck->state[w]) {
+            err = PD_FAIL(PD_ETRAIN, "checkpoint at update %llu: no state of worker %zu",
+                          (unsigned long long)p->updates, w);
+            goto out;
+        }
+        PD_TRY_GOTO(err, pd_worker_state_split(ck->state[w], ck->state_size[w], &iter[w],
+                                               &isz[w], &ws[w]), out);
+        ws[w].stale_sum = sn->stale_sum[w];
+        int64_t extra = ck->extra ? ck->extra[w] : 0;
+        p->worker[w].sent = ws[w].seq;
+        p->worker[w].dropped += extra;
+        p->dropped_at_stop += extra;
+        p->sent += ws[w].seq;
+    }
+    p->dropped = p->dropped_stale + p->dropped_late + p->dropped_at_stop;
+    p->niters = nw;
+    p->iter = (unsigned char **)iter;
+    p->iter_size = isz;
+    p->nwstates = nw;
+    p->wstate = ws;
+    err = pd_ckpt_write_part(ck->dir, p, id);
+    p->iter = NULL;
+    p->iter_size = NULL;
+    p->wstate = NULL;
+    p->niters = p->nwstates = 0;
+    if (err == PD_OK)
+        ck->written = (int64_t)p->updates;
 out:
-    free(cw);
     free(ws);
     free(isz);
     free(iter);
-    free(ob);
+    return err;
+}
+
+/* A live part: snapshot and write at once (rounds, the end). */
+static int write_part(server *sv, pd_ckpt_id *id)
+{
+    ckpt_snap sn;
+    int err = take_snapshot(sv, false, &sn);
+    if (err == PD_OK)
+        err = write_snapshot(sv, &sn, id);
+    snap_free(&sn);
     return err;
 }
 
@@ -277,6 +350,85 @@ int server_ckpt_round_write(server *sv)
     ck->last_t = pd_now();
     pd_evaluator_note_pause(sv->ev, ck->last_t - t0);
     return PD_OK;
+}
+
+/* ---- async, one server ------------------------------------------------------ */
+
+/* Every awaited state is in: write the snapshot, the manifest, prune. */
+static int async_write(server *sv)
+{
+    server_ckpt *ck = &sv->ck;
+    double t0 = pd_now();
+    pd_ckpt_id id;
+    int err = write_snapshot(sv, &ck->snap, &id);
+    if (err == PD_OK)
+        err = pd_ckpt_write_manifest(ck->dir, ck->snap.part.updates, 1, &id);
+    if (err == PD_OK)
+        err = pd_ckpt_prune(ck->dir, sv->cfg->checkpoint.keep);
+    snap_free(&ck->snap);
+    ck->pending = false;
+    memset(ck->extra, 0, (size_t)sv->world->workers * sizeof *ck->extra);   /* this one's */
+    PD_TRY(err);
+    ck->last_t = pd_now();
+    pd_evaluator_note_pause(sv->ev, ck->pause_acc + (ck->last_t - t0));
+    ck->pause_acc = 0;
+    return PD_OK;
+}
+
+int server_ckpt_async_grad(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    int W = sv->world->workers;
+    if (!ck->want)
+        return PD_OK;
+    if (ck->pending) {
+        ck->extra[w] += ck->want[w];   /* sent before its state, after the snapshot */
+        return PD_OK;
+    }
+    int64_t v = atomic_load(&sv->version);
+    bool stop = false, req = pd_ckpt_take_request(&stop);
+    if (stop)
+        atomic_store(&sv->stopping, true);
+    bool due = req || (ck->on && pd_ckpt_due(sv->cfg, v, ck->last_t));
+    if (!due || ck->written == v || atomic_load(&sv->stopping))
+        return PD_OK;   /* at the stop, the end's checkpoint follows */
+    double t0 = pd_now();
+    PD_TRY(take_snapshot(sv, true, &ck->snap));
+    ck->pending = true;
+    ck->nwant = 0;
+    for (int k = 0; k < W; k++) {
+        ck->want[k] = sv->peers[k].active;
+        ck->extra[k] = 0;
+        ck->nwant += ck->want[k];
+    }
+    ck->pause_acc = pd_now() - t0;
+    return ck->nwant ? PD_OK : async_write(sv);
+}
+
+bool server_ckpt_wants(const server *sv, int w)
+{
+    return sv->ck.want && sv->ck.pending && sv->ck.want[w];
+}
+
+/* Worker w's state, the answer to its reply's flag (or with its FINAL). */
+static int async_got(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    ck->want[w] = false;
+    return --ck->nwant == 0 ? async_write(sv) : PD_OK;
+}
+
+int server_ckpt_async_reply(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    double t0 = pd_now();
+    sv->peers[w].ckpt = false;
+    free(ck->state[w]);
+    ck->state[w] = NULL;
+    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
+                              &ck->state_size[w]));
+    ck->pause_acc += pd_now() - t0;
+    return async_got(sv, w);
 }
 
 /* Server s > 0: write the part of version v and send server 0 its id. */
@@ -329,8 +481,9 @@ int server_ckpt_on_final(server *sv, int w)
         return PD_OK;
     free(ck->state[w]);
     ck->state[w] = NULL;
-    return pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
-                              &ck->state_size[w]);
+    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
+                              &ck->state_size[w]));
+    return server_ckpt_wants(sv, w) ? async_got(sv, w) : PD_OK;
 }
 
 void server_ckpt_free(server *sv)
@@ -340,6 +493,9 @@ void server_ckpt_free(server *sv)
         free(ck->state[w]);
     free(ck->state);
     free(ck->state_size);
+    free(ck->want);
+    free(ck->extra);
+    snap_free(&ck->snap);
     free(ck->rows);
     pd_ckpt_part_free(&ck->part);
     memset(ck, 0, sizeof *ck);

@@ -44,6 +44,13 @@ typedef struct peer {
     bool ckpt;                     /* server 0: its reply asked for its state */
 } peer;
 
+/* A server's state at one version, kept until its part is written. */
+typedef struct ckpt_snap {
+    pd_ckpt_part part;             /* without worker states */
+    int64_t *stale_sum;            /* [W] each worker's staleness sum */
+    bool copied;                   /* part.params is a copy */
+} ckpt_snap;
+
 /* Checkpoints of a server (server_ckpt.c, src/ps/checkpoint.h). */
 typedef struct server_ckpt {
     bool on;                       /* checkpoints are written */
@@ -59,6 +66,13 @@ typedef struct server_ckpt {
     char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
     char *rows;                    /* --resume, server 0: metrics.jsonl's rows kept */
     size_t nrows;
+    /* async (one server): the snapshot whose workers' states are awaited */
+    ckpt_snap snap;
+    bool pending;                  /* a snapshot waits for states */
+    bool *want;                    /* [W] worker w's next reply asks for its state */
+    int64_t *extra;                /* [W] its gradients that came after the snapshot */
+    int nwant;
+    double pause_acc;              /* seconds of this checkpoint's pauses so far */
 } server_ckpt;
 
 typedef struct server {
@@ -190,6 +204,15 @@ int server_ckpt_on_final(server *sv, int w);
  * it): the checkpoint of the final version, if checkpoints are on and it
  * is not written yet. */
 int server_ckpt_final(server *sv);
+/* Async, one server (server 0): after a gradient is decided, a snapshot
+ * when one is due (every active worker's next reply then asks for its
+ * state), or, while one waits, count a wanted worker's gradient as come
+ * after it. */
+int server_ckpt_async_grad(server *sv, int w);
+/* Does worker w's next reply to a gradient ask for its state? */
+bool server_ckpt_wants(const server *sv, int w);
+/* After that reply left: take the state (the worker sends it at once). */
+int server_ckpt_async_reply(server *sv, int w);
 /* The first evaluation of a resumed run: after the checkpoint's last. */
 void server_ckpt_eval_cadence(server *sv, int64_t every);
 void server_ckpt_free(server *sv);

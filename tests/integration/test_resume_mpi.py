@@ -1,9 +1,10 @@
 """Distributed checkpoints and --resume: sync (one and two servers) and
 local_sgd runs stopped after a checkpoint and resumed end with the same
 params_sha256 as an uninterrupted run, with metrics.jsonl continued and
-summary.json counting the whole run; a damaged newest checkpoint (a
-missing part) is skipped with one warning; another number of workers is
-refused (exit 2, one line naming the file)."""
+summary.json counting the whole run; async runs resumed account for every
+gradient (those in flight at the checkpoint as dropped at the stop); a
+damaged newest checkpoint (a missing part) is skipped with one warning;
+another number of workers is refused (exit 2, one line naming the file)."""
 import os
 import shutil
 import tempfile
@@ -80,6 +81,34 @@ for name, ranks, sets in CASES:
             "%s: killed after the checkpoint at 40 and resumed: same params_sha256" % name)
     t.check([r["update"] for r in t.metrics(k)] == ua,
             "%s: the killed run's rows after 40 are replaced: %s" % (name, [r["update"] for r in t.metrics(k)]))
+
+# Async (one server, SSP wait and drop): every gradient accounted for over
+# the whole run, stopped at 60 and resumed, then killed after the checkpoint
+# at 80 and resumed again.
+for pol in (["training.max_staleness=2", "training.staleness_policy=wait"],
+            ["training.max_staleness=1", "training.staleness_policy=drop"]):
+    sets = ["training.mode=async"] + pol
+    name = "async " + pol[1].split("=")[1]
+    b, _ = t.run(CONF, BASE + sets + ["training.max_updates=60"], ranks=4)
+    t.check("ckpt-000000000040.manifest" in ckpts(b) and "ckpt-000000000060.manifest" in ckpts(b),
+            "%s: checkpoints at 40 and at the end: %s" % (name, ckpts(b)))
+    b, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=4, out=b,
+                 args=["--resume"])
+    sb = t.summary(b)
+    t.check(sb["updates"] == 120 and sb["gradients_applied"] == 120,
+            "%s resumed at 60: 120 updates, %s gradients applied" % (name, sb["gradients_applied"]))
+    t.check_accounting(sb, name + " resumed at 60")
+    t.check(sum(w["applied"] for w in sb["per_worker"]) == 120,
+            "%s: per-worker applied counts add up to 120: %s" % (name, sb["per_worker"]))
+    k = killed_after(b, 80)
+    k, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=4, out=k,
+                 args=["--resume"])
+    sk = t.summary(k)
+    t.check(sk["updates"] == 120, "%s killed after 80, resumed: 120 updates" % name)
+    t.check_accounting(sk, name + " killed after 80 and resumed")
+    # (the first row is where every HELLO was in: 0, or a few updates on)
+    t.check([r["update"] for r in t.metrics(k)][1:] == [40, 80, 120],
+            "%s: metrics.jsonl continues: %s" % (name, [r["update"] for r in t.metrics(k)]))
 
 # Two servers: the newest checkpoint without part 1 is skipped with one
 # warning line; the one at 80 is used, with the same result.
