@@ -51,6 +51,27 @@ q, _ = t.run(CONF, ADAM, out=q, args=["--resume"])
 t.check(t.summary(q)["params_sha256"] == sr["params_sha256"] and t.summary(q)["updates"] == 180,
         "adam resumed in epoch 2 of 3: same params_sha256 after %s updates" % t.summary(q)["updates"])
 
+# Early stopping: the best validation loss, its parameters and the count
+# of evaluations since are in the checkpoint. Uninterrupted, this run stops
+# at 140 (patience 3 after the best at 110); stopped at 130 (two evaluations
+# past the best) and resumed, it stops at 140 too, with the best parameters
+# of 110 in params.bin (fails if the count or the best are not restored).
+ES = ["data.validation_fraction=0.1", "training.early_stopping.patience=3",
+      "training.eval_every=10", "checkpoint.every_updates=10", "optimizer.lr=0.2"]
+r, _ = t.run(CONF, ES + ["training.max_updates=400"])
+sr = t.summary(r)
+t.check(sr["exit"] == "early_stopped" and sr["updates"] == 140 and sr["best_update"] == 110,
+        "early stopping, uninterrupted: stops at %s, best %s" % (sr["updates"], sr["best_update"]))
+q, _ = t.run(CONF, ES + ["training.max_updates=130"])
+q, _ = t.run(CONF, ES + ["training.max_updates=400"], out=q, args=["--resume"])
+sq = t.summary(q)
+t.check(sq["exit"] == "early_stopped" and sq["updates"] == 140 and sq["best_update"] == 110 and
+        sq["params_sha256"] == sr["params_sha256"],
+        "early stopping, stopped at 130 and resumed: stops at %s, best %s, same params_sha256: %s"
+        % (sq["updates"], sq["best_update"], sq["params_sha256"] == sr["params_sha256"]))
+t.check([m["update"] for m in t.metrics(q)] == [m["update"] for m in t.metrics(r)],
+        "early stopping resumed: the same evaluations, each once")
+
 # Resuming a run that already reached its limit trains no further.
 b, _ = t.run(CONF, BASE + ["training.max_updates=120"], out=b, args=["--resume"])
 t.check(t.summary(b)["updates"] == 120 and t.summary(b)["params_sha256"] == sa["params_sha256"],
