@@ -123,8 +123,10 @@ else:
     try:
         for ranks, mode in ((1, "serial"), (3, "async")):
             out = os.path.join(d, mode)
+            # eval_wait: every due evaluation writes its row (async would
+            # skip those due while one runs, and might not fill the disk)
             p = paramd(out, ["training.mode=" + mode, "training.max_updates=1000",
-                             "training.eval_every=1"], ranks=ranks)
+                             "training.eval_every=1", "training.eval_wait=true"], ranks=ranks)
             lines = error_lines(p)
             t.check(p.returncode == 3, "%s, a full disk: exit 3 (%d)" % (mode, p.returncode))
             t.check(len(lines) == 1 and "metrics.jsonl" in lines[0] and
