@@ -42,6 +42,9 @@ typedef enum { PD_BLOCKS_CYCLIC, PD_BLOCKS_RANDOM } pd_block_order;
 typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
                PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
 typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
+/* What a straggler's factor multiplies: its whole cycle (compute and
+ * communication, its own unslowed rate), or its compute time only. */
+typedef enum { PD_SLOW_CYCLE, PD_SLOW_COMPUTE } pd_slow_basis;
 typedef enum { PD_DELAY_NONE, PD_DELAY_CONSTANT, PD_DELAY_UNIFORM,
                PD_DELAY_EXPONENTIAL } pd_delay_distribution;
 
@@ -155,8 +158,9 @@ typedef struct pd_checkpoint_config {
     int keep;
 } pd_checkpoint_config;
 
-/* A straggler: worker `rank` takes `factor` times its measured compute time
- * per gradient. */
+/* A straggler: worker `rank` produces gradients at 1/factor of its own
+ * unslowed rate (faults.slow_basis: cycle), or takes factor times its
+ * compute time per gradient (compute). */
 typedef struct pd_slow_worker {
     int rank;                      /* an MPI worker rank, >= 1 */
     double factor;                 /* >= 1 */
@@ -165,6 +169,7 @@ typedef struct pd_slow_worker {
 typedef struct pd_faults_config {
     pd_slow_worker slow_workers[PD_MAX_SLOW];   /* distinct ranks */
     int n_slow_workers;
+    pd_slow_basis slow_basis;
     /* A random delay before each gradient message a worker sends: constant,
      * uniform on [0, 2 mean] or exponential, of mean delay_mean_ms. */
     pd_delay_distribution delay_distribution;

@@ -67,6 +67,7 @@ typedef struct pd_worker_stats {
     int rank;
     int64_t applied, dropped;
     double staleness_mean;
+    double grads_per_s;        /* between its first and last request; NAN if < 2 */
 } pd_worker_stats;
 #define PD_MAX_WORKER_STATS 256
 

@@ -31,6 +31,7 @@ static const char *const schedule_names[] = {"constant", "step", "exponential",
 static const char *const sscale_names[] = {"none", "inverse", NULL};
 static const char *const cg_names[] = {"pr_plus", "fr", NULL};
 static const char *const block_order_names[] = {"cyclic", "random", NULL};
+static const char *const slow_basis_names[] = {"cycle", "compute", NULL};
 static const char *const delay_names[] = {"none", "constant", "uniform", "exponential", NULL};
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
@@ -61,7 +62,7 @@ static const pd_key slow_worker_fields[] = {
     FIELD("rank", pd_slow_worker, rank, KT_INT, GE(1),
           "a worker's MPI rank, each listed once"),
     FIELD("factor", pd_slow_worker, factor, KT_DOUBLE, GE(1),
-          "multiplies its compute time per gradient"),
+          "divides its rate of gradients"),
     {0},
 };
 
@@ -227,8 +228,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
 
     {"faults.slow_workers", KT_MAPLIST, offsetof(pd_config, faults.slow_workers), PD_MAX_SLOW,
      offsetof(pd_config, faults.n_slow_workers), NULL, K_UNIQUE, 0, 0, "[]",
-     "Stragglers: [{rank: 2, factor: 4}] makes worker 2 compute 4x slower.",
+     "Stragglers: [{rank: 2, factor: 4}]: rank 2 sends gradients 4x slower.",
      slow_worker_fields, sizeof(pd_slow_worker)},
+    ENUM("faults.slow_basis", faults.slow_basis, slow_basis_names, "cycle",
+         "cycle: pad each cycle to factor x an unslowed one; compute: x compute time."),
     ENUM("faults.delay.distribution", faults.delay_distribution, delay_names, "none",
          "Its distribution: constant, uniform on [0, 2 mean], exponential, or none."),
     DBL("faults.delay.mean_ms", faults.delay_mean_ms, GE(0), "0",

@@ -381,6 +381,7 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
         fputc(',', f); jint(f, "applied", w->applied);
         fputc(',', f); jint(f, "dropped", w->dropped);
         fputc(',', f); jnum(f, "staleness_mean", w->staleness_mean);
+        fputc(',', f); jnum(f, "gradients_per_s", w->grads_per_s);
         fputc('}', f);
     }
     fputs("]", f);

@@ -65,6 +65,24 @@ int server_post_recv(server *sv, int w)
     return PD_OK;
 }
 
+/* The unslowed workers' cycle time, for a slowed worker's pacing (pace.h):
+ * one over the mean of their rates, each one's rate being one over its
+ * recent mean cycle (0 until one is known; the round modes send none).
+ * Lock-free: each mean has one writer. */
+static double unslowed_cycle(const server *sv)
+{
+    double rates = 0;
+    int k = 0;
+    for (int w = 0; w < sv->world->workers; w++) {
+        double c = atomic_load(&sv->peers[w].cycle_mean);
+        if (!sv->peers[w].slowed && c > 0) {
+            rates += 1 / c;
+            k++;
+        }
+    }
+    return k ? k / rates : 0;
+}
+
 /* Reply PARAMS (the lookahead point of our range) or STOP to worker w. */
 int server_reply(server *sv, int w, bool elastic)
 {
@@ -74,8 +92,10 @@ int server_reply(server *sv, int w, bool elastic)
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
                           .lo = (int64_t)sv->lo, .hi = (int64_t)sv->hi,
-                          .flags = p->reset ? PD_FLAG_RESET : 0};
+                          .flags = p->reset ? PD_FLAG_RESET : 0, .held = p->held,
+                          .pace = p->slowed && !mode_of(sv)->rounds ? unslowed_cycle(sv) : 0};
     p->reset = false;
+    p->held = 0;
     /* A checkpoint: the worker's state comes next (checkpoint.h). */
     bool ckpt = sv->reply_flags || (p->in.kind == PD_MSG_GRAD && server_ckpt_wants(sv, w));
     if (ckpt) {
@@ -198,6 +218,7 @@ int server_release_waiting(server *sv)
         peer *p = &sv->peers[w];
         if (p->waiting && p->active && p->clock - lo <= sv->cfg->training.max_staleness) {
             p->waiting = false;
+            p->held = pd_now() - p->arrived;
             PD_TRY(server_reply(sv, w, false));
             PD_TRY(server_post_recv(sv, w));
         }
@@ -465,6 +486,10 @@ int server_maybe_close_round(server *sv)
 {
     if (!round_complete(sv))
         return PD_OK;
+    double now = pd_now();
+    for (int w = 0; w < sv->world->workers; w++)   /* waited for the others */
+        if (sv->peers[w].waiting)
+            sv->peers[w].held = now - sv->peers[w].arrived;
     double loss;
     int good = weigh_round(sv, &loss);
     int64_t t = atomic_load(&sv->version) + 1;

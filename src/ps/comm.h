@@ -93,6 +93,11 @@ typedef struct pd_msg_hdr {
     double loss;          /* minibatch loss */
     double norm;          /* full gradient L2 norm (all shards) */
     double epoch;         /* the worker's fractional epoch */
+    double held;          /* PARAMS: seconds the server held the request for
+                             other workers (a round, an SSP wait): not the
+                             worker's own time (straggler pacing) */
+    double pace;          /* PARAMS to a slowed worker: the unslowed workers'
+                             cycle time, seconds (0: not known yet) */
 } pd_msg_hdr;
 
 /* Check an MPI call; on failure record PD_EMPI with MPI's own message. */

@@ -309,6 +309,19 @@ static int on_hello(server *sv, int w)
     return server_post_recv(sv, w);
 }
 
+/* A GRAD or MODEL has arrived: its time, for pacing (held) and rates. */
+static void note_arrival(peer *p)
+{
+    p->arrived = pd_now();
+    if (p->requests++ == 0)
+        p->first_t = p->arrived;
+    else if (!p->slowed) {   /* its last reply's held time is not its own */
+        pd_cycles_add(&p->cycles, p->arrived - p->last_t - p->out.held);
+        atomic_store(&p->cycle_mean, pd_cycles_mean(&p->cycles));
+    }
+    p->last_t = p->arrived;
+}
+
 static int on_message(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
@@ -334,6 +347,7 @@ static int on_message(server *sv, int w, bool control)
         return PD_OK;
     case PD_MSG_GRAD:
     case PD_MSG_MODEL:
+        note_arrival(p);
         if (mode_of(sv)->rounds)
             return server_on_grad_sync(sv, w);
         if (mode_of(sv)->elastic)
@@ -538,6 +552,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
             PD_TRY(server_post_decision(sv, w));
         p->active = true;
         /* Sized to this server's range, not the model (W of each). */
+        p->slowed = pd_faults_slow_factor(&cfg->faults, pd_worker_rank(world, w)) > 1;
         p->g = pd_calloc(range, sizeof *p->g);
         p->reply = pd_calloc(range, sizeof *p->reply);
         p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(range)) : NULL;
@@ -596,6 +611,18 @@ static double cpu_seconds(void)
 }
 
 /* Server 0 at the end: last evaluation and the summary. */
+/* A worker's gradients per second between its first and last request
+ * (local steps per second in local_sgd and easgd: local_steps per model);
+ * NAN with fewer than two requests. */
+static double grads_per_s(const server *sv, const peer *p)
+{
+    double span = p->last_t - p->first_t;
+    if (p->requests < 2 || !(span > 0))
+        return NAN;
+    int per = mode_of(sv)->local_steps ? sv->cfg->training.local_steps : 1;
+    return (double)(p->requests - 1) * per / span;
+}
+
 static int finish(server *sv, double cpu0)
 {
     PD_TRY(pd_eval_thread_stop(&sv->et));
@@ -655,6 +682,7 @@ static int finish(server *sv, double cpu0)
         const peer *p = &sv->peers[w];
         ws[w] = (pd_worker_stats){.rank = pd_worker_rank(sv->world, w), .applied = p->applied,
                                   .dropped = p->dropped,
+                                  .grads_per_s = grads_per_s(sv, p),
                                   .staleness_mean = p->applied ? (double)p->stale_sum /
                                                                      (double)p->applied : NAN};
     }

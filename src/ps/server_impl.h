@@ -10,6 +10,7 @@
 #include "evalthread.h"
 #include "paramd/ckpt.h"
 #include "modes.h"
+#include "pace.h"
 #include "paramd/model.h"
 #include "paramd/optim.h"
 #include "server.h"
@@ -42,6 +43,17 @@ typedef struct peer {
     MPI_Request *dsend;            /* server 0: [S] sends of dec (entry 0 unused) */
     double epoch;
     bool ckpt;                     /* server 0: its reply asked for its state */
+    /* Pacing and rates: when its request arrived, how long it was held for
+     * other workers (sent back in the reply), and the first and last
+     * GRAD/MODEL arrivals and their count (server 0: gradients per second). */
+    double arrived, held, first_t, last_t;
+    int64_t requests;
+    /* Straggler pacing: slowed (faults.slow_workers), or the recent cycles
+     * of an unslowed worker (arrival to arrival, held time left out) and
+     * their mean, read by the threads replying to slowed workers. */
+    bool slowed;
+    pd_cycles cycles;
+    _Atomic double cycle_mean;
 } peer;
 
 /* A server's state at one version, kept until its part is written. */

@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "modes.h"
+#include "pace.h"
 #include "paramd/optim.h"
 #include "server.h"
 #include "train.h"
@@ -38,8 +39,10 @@ typedef struct worker {
     int64_t seq;
     int64_t local_t;         /* local steps taken (local_sgd, easgd) */
     bool stop;
-    /* faults: straggler factor and message delays, seeded per rank */
-    double slow;
+    /* faults: straggler pacing and message delays, seeded per rank */
+    pd_pace pace;
+    double cycle_t0, pad_s;  /* this cycle's start and the time it slept */
+    double unslowed;         /* the unslowed cycle time server 0 last sent */
     pd_rng frng;
 } worker;
 
@@ -49,11 +52,32 @@ static void sleep_s(double s)
     (void)pd_sleep_s(s);
 }
 
-/* A straggler takes `slow` times its measured compute time. */
-static void straggle(const worker *wk, double compute_s)
+/* A straggler's pad, before its request goes out (so its gradient ages
+ * meanwhile, as a slow worker's does): see pace.h. */
+static void straggle(worker *wk, double compute_s)
 {
-    if (wk->slow > 1)
-        sleep_s((wk->slow - 1) * compute_s);
+    double pad = pd_pace_pad(&wk->pace, compute_s, wk->unslowed);
+    if (pad > 0) {
+        double t0 = pd_now();
+        sleep_s(pad);
+        wk->pad_s = pd_now() - t0;   /* as slept: an overshoot goes into the debt */
+    }
+}
+
+/* A cycle ends with the servers' replies: it goes into the pacing (with
+ * the longest time a server held it for others, and server 0's unslowed
+ * cycle time for the next), and the next cycle starts. */
+static void end_cycle(worker *wk)
+{
+    double now = pd_now(), held = 0;
+    for (int s = 0; s < wk->world->servers; s++)
+        if (wk->in[s].kind == PD_MSG_PARAMS && wk->in[s].held > held)
+            held = wk->in[s].held;
+    if (wk->in[0].kind == PD_MSG_PARAMS)
+        wk->unslowed = wk->in[0].pace;
+    pd_pace_cycle(&wk->pace, now - wk->cycle_t0, wk->pad_s, held);
+    wk->cycle_t0 = now;
+    wk->pad_s = 0;
 }
 
 /* faults.delay before a message leaves: constant, uniform on [0, 2 mean]
@@ -273,11 +297,14 @@ static int run_gradients(worker *wk)
 {
     int epochs = (int)pd_iter_epoch(wk->l.iter);
     PD_TRY(advance(wk, &epochs));
+    wk->unslowed = wk->in[0].pace;   /* from the HELLO reply */
+    wk->cycle_t0 = pd_now();
     while (!wk->stop && wk->more) {
         bool finite;
         double t0 = pd_now();
         PD_TRY(pd_learner_grad(&wk->l, wk->point, &finite));
-        straggle(wk, pd_now() - t0);
+        double compute_s = pd_now() - t0;
+        straggle(wk, compute_s);
         delay(wk);
         /* A non-finite gradient still goes out, flagged by its loss, so the
          * server counts it (and never applies it). */
@@ -287,6 +314,7 @@ static int run_gradients(worker *wk)
         if (wk->pull)
             PD_TRY(advance(wk, &epochs));   /* its pull rides on this gradient */
         PD_TRY(exchange(wk, PD_MSG_GRAD, loss, norm, examples));
+        end_cycle(wk);
         PD_TRY(checkpoint(wk));
         if (!wk->pull && !wk->stop)
             PD_TRY(advance(wk, &epochs));
@@ -314,8 +342,10 @@ static int run_local(worker *wk)
     pd_learner *l = &wk->l;
     int epochs = (int)pd_iter_epoch(l->iter), tau = cfg->training.local_steps;
     int64_t since = 0, examples = 0, ok = 0;
-    double loss = 0;
+    double loss = 0, compute_s = 0;   /* compute of the steps since the exchange */
     bool more = true;
+    wk->unslowed = wk->in[0].pace;   /* from the HELLO reply */
+    wk->cycle_t0 = pd_now();
     while (!wk->stop && more) {
         more = next_batch(wk, &epochs);
         if (more) {
@@ -323,7 +353,7 @@ static int run_local(worker *wk)
             double t0 = pd_now();
             PD_TRY(pd_learner_local_step(l, wk->local, &cfg->optimizer, wk->point, wk->look,
                                          wk->local_t + 1, &applied));
-            straggle(wk, pd_now() - t0);
+            compute_s += pd_now() - t0;
             wk->local_t += applied;
             ok += applied;
             loss += applied ? l->loss : 0;
@@ -332,13 +362,17 @@ static int run_local(worker *wk)
         }
         if (since == tau || (!more && since > 0)) {
             /* Weighted by the examples behind this model since the last
-             * exchange (a final partial round has fewer). */
+             * exchange (a final partial round has fewer). One cycle is
+             * the local steps and the exchange: its pad goes before. */
+            straggle(wk, compute_s);
             delay(wk);
             double norm = all_finite(wk->point, wk->n) ? 0 : NAN;
             PD_TRY(exchange(wk, PD_MSG_MODEL, ok ? loss / (double)ok : NAN, norm, examples));
             if (m->elastic && !wk->stop)
                 for (size_t i = 0; i < wk->n; i++)
                     wk->point[i] -= wk->diff[i];
+            end_cycle(wk);
+            compute_s = 0;
             PD_TRY(checkpoint(wk));
             since = 0;
             examples = 0;
@@ -353,7 +387,8 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
 {
     wk->cfg = cfg;
     wk->world = world;
-    wk->slow = pd_faults_slow_factor(&cfg->faults, world->rank);
+    pd_pace_init(&wk->pace, pd_faults_slow_factor(&cfg->faults, world->rank),
+                 cfg->faults.slow_basis == PD_SLOW_COMPUTE);
     wk->frng = pd_rng_make(cfg->run.seed, PD_STREAM_FAULTS, (uint64_t)world->rank);
     int S = world->servers;
     PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));

@@ -298,6 +298,7 @@ static const char every_key[] =
     "  keep: 5\n"
     "faults:\n"
     "  slow_workers: [{rank: 2, factor: 4}, {factor: 1.0000000000000002, rank: 5}]\n"
+    "  slow_basis: compute\n"
     "  delay:\n"
     "    distribution: exponential\n"
     "    mean_ms: 2.5\n";
@@ -388,6 +389,7 @@ static void test_every_type_parses(void **state)
     assert_dbl(c.faults.slow_workers[0].factor, 4);
     assert_int_equal(c.faults.slow_workers[1].rank, 5);
     assert_dbl(c.faults.slow_workers[1].factor, 1.0000000000000002);
+    assert_int_equal(c.faults.slow_basis, PD_SLOW_COMPUTE);
     assert_int_equal(c.faults.delay_distribution, PD_DELAY_EXPONENTIAL);
     assert_dbl(c.faults.delay_mean_ms, 2.5);
 
@@ -432,7 +434,7 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(text, "  noise_gamma: 0.55\n"));
     assert_non_null(strstr(text, "  seed: 1\n"));
     assert_non_null(strstr(text, "  hidden: []\n"));
-    assert_non_null(strstr(text, "\nfaults:\n  slow_workers: []\n  delay:\n"
+    assert_non_null(strstr(text, "\nfaults:\n  slow_workers: []\n  slow_basis: cycle\n  delay:\n"
                                  "    distribution: none\n    mean_ms: 0\n"));
     load_ok(text, NULL, 0, &b);
     assert_same_config(a, b);
@@ -441,7 +443,7 @@ static void test_round_trip(void **state)
     load_ok(every_key, NULL, 0, &a);
     text = written(&a);
     assert_non_null(strstr(text, "\nfaults:\n  slow_workers: [{rank: 2, factor: 4}, "
-                                 "{rank: 5, factor: 1.0000000000000002}]\n"));
+                                 "{rank: 5, factor: 1.0000000000000002}]\n  slow_basis: compute\n"));
     free(text);
     /* A shorter list from --set leaves no trace of the file's longer one, so
      * the written config reads back as the same bytes. */
@@ -1263,7 +1265,7 @@ static void test_reference(void **state)
     /* A map list documents its fields, with their bounds, above it. */
     assert_non_null(strstr(ref, "  # (default []; at most 16 entries, each with:)\n"
                                 "  # - rank: a worker's MPI rank, each listed once (required; "
-                                ">= 1)\n  # - factor: multiplies its compute time per gradient "
+                                ">= 1)\n  # - factor: divides its rate of gradients "
                                 "(required; >= 1)\n  slow_workers: []\n"));
     free(ref);
 }

@@ -1,6 +1,6 @@
 /* The parts of ps that need no running MPI job: the async trace file
  * (format, round trip, every way a damaged one is refused) and how
- * parameters are split over servers. The roles themselves are tested as
+ * parameters are split over servers, a straggler's pacing arithmetic. The roles themselves are tested as
  * processes under mpirun (tests/integration). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "pace.h"
 #include "paramd/error.h"
 #include "trace.h"
 
@@ -263,6 +264,66 @@ static void test_server_ranges(void **state)
     assert_int_equal(hi, 1001);
 }
 
+/* Doubles within eps, both printed on failure (CMocka 1.1.5 has floats only). */
+static void near(double got, double want, double eps, int line)
+{
+    if (fabs(got - want) <= eps)
+        return;
+    print_error("got %.17g, want %.17g (line %d)\n", got, want, line);
+    fail();
+}
+#define assert_near(got, want) near((got), (want), 1e-15, __LINE__)
+
+/* The cycle window: mean and median of the last PD_PACE_WINDOW. */
+static void test_pace_cycles(void **state)
+{
+    (void)state;
+    pd_cycles c = {0};
+    assert_true(pd_cycles_mean(&c) == 0 && pd_cycles_median(&c) == 0);
+    pd_cycles_add(&c, 3);
+    pd_cycles_add(&c, 1);
+    pd_cycles_add(&c, 2);
+    assert_true(pd_cycles_mean(&c) == 2 && pd_cycles_median(&c) == 2);
+    pd_cycles_add(&c, 10);
+    assert_true(pd_cycles_mean(&c) == 4 && pd_cycles_median(&c) == 2.5);
+    pd_cycles_add(&c, -1);   /* clock trouble: never negative */
+    assert_true(pd_cycles_median(&c) == 2);
+    c = (pd_cycles){0};
+    for (int i = 1; i <= PD_PACE_WINDOW + 8; i++)   /* keeps 9 .. 40 */
+        pd_cycles_add(&c, i);
+    assert_true(pd_cycles_mean(&c) == 24.5 && pd_cycles_median(&c) == 24.5);
+}
+
+/* Pads by hand, factor 3: budget 3 x unslowed, minus the expected unpadded
+ * time (median of its own cycles, sleep and holds left out), plus the debt
+ * (budgets minus the cycles' times, holds left out). */
+static void test_pace_pad(void **state)
+{
+    (void)state;
+    pd_pace p;
+    pd_pace_init(&p, 3, false);
+    assert_true(pd_pace_pad(&p, 0.001, 0) == 0);    /* nothing known: no pad */
+    pd_pace_cycle(&p, 0.010, 0, 0.004);            /* own 0.006, held 0.004 */
+    assert_true(p.debt == 0);
+    assert_near(pd_pace_pad(&p, 0.001, 0.005), 0.015 - 0.006);
+    pd_pace_cycle(&p, 0.017, 0.011, 0);            /* overslept: took 0.017 of 0.015 */
+    assert_near(p.debt, -0.002);
+    assert_near(pd_pace_pad(&p, 0.001, 0.005), 0.015 - 0.006 - 0.002);
+    pd_pace_cycle(&p, 0.513, 0.007, 0.5);          /* held 0.5: not its time */
+    assert_near(p.debt, -0.002 + 0.015 - 0.013);
+    /* No unslowed worker known: its own median is the unslowed time. */
+    assert_near(pd_pace_pad(&p, 0.001, 0), 3 * 0.006 - 0.006);
+    pd_pace_cycle(&p, 10, 0, 0);                   /* preempted: the debt is capped */
+    assert_near(p.debt, -PD_PACE_DEBT * 0.018);
+    assert_true(pd_pace_pad(&p, 0.001, 0.005) == 0);
+
+    pd_pace_init(&p, 4, true);                     /* slow_basis: compute */
+    assert_near(pd_pace_pad(&p, 0.002, 0.5), 0.006);
+    pd_pace_init(&p, 1, false);                    /* not slowed */
+    pd_pace_cycle(&p, 0.010, 0, 0);
+    assert_true(pd_pace_pad(&p, 0.002, 0.5) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +334,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_impossible_records, setup_dir, teardown_dir),
         cmocka_unit_test(test_server_ranges),
         cmocka_unit_test(test_sleep_refused),
+        cmocka_unit_test(test_pace_cycles),
+        cmocka_unit_test(test_pace_pad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
