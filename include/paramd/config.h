@@ -41,7 +41,9 @@ typedef enum { PD_CG_PR_PLUS, PD_CG_FR } pd_cg_variant;
 typedef enum { PD_BLOCKS_CYCLIC, PD_BLOCKS_RANDOM } pd_block_order;
 typedef enum { PD_SCHED_CONSTANT, PD_SCHED_STEP, PD_SCHED_EXPONENTIAL,
                PD_SCHED_INVERSE_TIME, PD_SCHED_COSINE } pd_schedule_type;
-typedef enum { PD_SSCALE_NONE, PD_SSCALE_INVERSE } pd_staleness_scaling;
+/* How an async server corrects a stale gradient: not at all, lr / tau
+ * (inverse), or delay compensation (dc, Zheng et al. 2017). */
+typedef enum { PD_SCOMP_NONE, PD_SCOMP_INVERSE, PD_SCOMP_DC } pd_staleness_comp;
 /* What a straggler's factor multiplies: its whole cycle (compute and
  * communication, its own unslowed rate), or its compute time only. */
 typedef enum { PD_SLOW_CYCLE, PD_SLOW_COMPUTE } pd_slow_basis;
@@ -117,7 +119,8 @@ typedef struct pd_optim_config {
     pd_schedule_config schedule;
     double noise;                  /* annealed noise eta: sigma_t^2 = noise/(1+t)^noise_gamma */
     double noise_gamma;
-    pd_staleness_scaling staleness_scaling;
+    pd_staleness_comp staleness_compensation;
+    double dc_lambda;              /* dc: g + dc_lambda g*g (theta_now - theta_stale) */
     /* batch methods (cg, bfgs, lbfgs; lr is the first trial step) */
     int64_t batch_examples;        /* the first N training examples; 0 = all */
     int bfgs_max_params;           /* bfgs refuses larger models */

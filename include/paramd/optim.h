@@ -156,6 +156,23 @@ typedef struct pd_optim_grad {
 void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, float *theta,
                         const pd_optim_grad *g);
 
+/* Delay compensation (DC-ASGD, Zheng et al., ICML 2017): a gradient g
+ * taken at the point a worker read, `stale` (globally indexed), corrected
+ * towards the point it would be taken at now, the lookahead point of theta
+ * (pd_optim_lookahead: what a reply would carry), per coordinate:
+ *   g' = g + lambda g g (now - stale)      (float, in that order)
+ * the first-order Taylor term of the gradient's change with the Hessian
+ * approximated by lambda g g^T's diagonal. `stale` holds coordinate i at
+ * stale[i - stale_lo] (0: a whole vector; lo: a server's range buffer).
+ * Dense g over [g->lo, g->hi): out is laid out like g (globally indexed,
+ * or out[i - lo] for g_range); sparse pairs: out[k] for idx[k]. *dc is
+ * then the corrected gradient (pointing into out), for pd_optim_take_step.
+ * The async server and --replay both call this, so a replay repeats the
+ * run's steps bit for bit. Clipping by norm still uses the uncorrected
+ * gradient's global norm. Local, no allocation. */
+void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, const float *stale,
+                         size_t stale_lo, const pd_optim_grad *g, float *out, pd_optim_grad *dc);
+
 /* True for rules whose gradient is taken at a lookahead point (nesterov,
  * rmsprop_nesterov). */
 bool pd_optim_has_lookahead(const pd_optim *o);
@@ -186,7 +203,7 @@ int pd_optim_save(const pd_optim *o, void *buf, size_t size);
 int pd_optim_load(pd_optim *o, const void *buf, size_t size);
 
 /* Learning-rate scale for a gradient of staleness tau under
- * optimizer.staleness_scaling: 1, or 1/tau for inverse (tau > 1). */
+ * optimizer.staleness_compensation: 1, or 1/tau for inverse (tau > 1). */
 double pd_optim_staleness_scale(const pd_optim_config *oc, int64_t tau);
 
 /* L2 norm of g[0, n), accumulated in double precision (for clipping). */

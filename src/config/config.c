@@ -512,6 +512,11 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("training.backup_workers"), "backup workers need one server "
                         "(each server would close its rounds on different workers), got %d "
                         "servers", t->servers);
+    if (c->optimizer.staleness_compensation == PD_SCOMP_DC && t->mode != PD_MODE_ASYNC &&
+        t->mode != PD_MODE_HOGWILD)
+        return fail_key(ld, KEY("optimizer.staleness_compensation"), "dc corrects stale "
+                        "gradients in async and hogwild mode (training.mode is %s)",
+                        pd_mode_name(t->mode));
     if (t->mode == PD_MODE_HOGWILD && t->max_staleness >= 0 &&
         t->staleness_policy == PD_STALE_WAIT)
         return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "

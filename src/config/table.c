@@ -28,7 +28,7 @@ static const char *const mode_names[] = {"serial", "sync", "async", "hogwild",
 static const char *const policy_names[] = {"wait", "drop", NULL};
 static const char *const schedule_names[] = {"constant", "step", "exponential",
                                              "inverse_time", "cosine", NULL};
-static const char *const sscale_names[] = {"none", "inverse", NULL};
+static const char *const scomp_names[] = {"none", "inverse", "dc", NULL};
 static const char *const cg_names[] = {"pr_plus", "fr", NULL};
 static const char *const block_order_names[] = {"cyclic", "random", NULL};
 static const char *const slow_basis_names[] = {"cycle", "compute", NULL};
@@ -201,8 +201,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "Annealed gradient noise eta: variance eta / (1 + t)^noise_gamma; 0 = off."),
     DBL("optimizer.noise_gamma", optimizer.noise_gamma, GE(0), "0.55",
         "Annealing exponent of the gradient noise."),
-    ENUM("optimizer.staleness_scaling", optimizer.staleness_scaling, sscale_names, "none",
-         "async: scale the learning rate by 1 / staleness (inverse) or not."),
+    ENUM("optimizer.staleness_compensation", optimizer.staleness_compensation, scomp_names,
+         "none", "async: lr / staleness (inverse), delay compensation (dc) or none."),
+    DBL("optimizer.dc_lambda", optimizer.dc_lambda, GE(0), "0.04",
+        "dc: g + dc_lambda g*g (theta_now - theta_read), per coordinate."),
     I64("optimizer.batch_examples", optimizer.batch_examples, GE(0), "0",
         "cg, bfgs, lbfgs: the first N training examples make the objective; 0 = all."),
     INT("optimizer.bfgs_max_params", optimizer.bfgs_max_params, GE(1), "20000",
@@ -367,6 +369,12 @@ static void child_name(int i, size_t len, char *buf, size_t n)
     snprintf(buf, n, "%.*s", (int)c, s);
 }
 
+/* Keys of earlier versions: what to write instead. */
+static const char *const renamed[][2] = {
+    {"optimizer.staleness_scaling", "renamed optimizer.staleness_compensation: none, inverse "
+                                    "or dc"},
+};
+
 void pd_key_suggest(const char *path, char *buf, size_t n)
 {
     buf[0] = '\0';
@@ -378,6 +386,12 @@ void pd_key_suggest(const char *path, char *buf, size_t n)
         if (path[level + c] != '.' || !pd_key_is_section(path, level + c))
             break;
         level += c + 1;
+    }
+    for (size_t i = 0; i < sizeof renamed / sizeof *renamed; i++) {
+        if (!strcmp(path, renamed[i][0])) {
+            snprintf(buf, n, " (%s)", renamed[i][1]);
+            return;
+        }
     }
     char typed[64];
     snprintf(typed, sizeof typed, "%.*s", (int)strcspn(path + level, "."), path + level);

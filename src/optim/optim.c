@@ -452,6 +452,39 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
         pd_optim_apply(o, &st, theta, g->g, g->lo, g->hi);
 }
 
+/* One coordinate's correction: the same expression for every layout, so
+ * a server's range buffers and replay's whole vectors give the same bits. */
+static inline float dc1(float l, float x, float now, float stale)
+{
+    return x + l * x * x * (now - stale);
+}
+
+void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, const float *stale,
+                         size_t stale_lo, const pd_optim_grad *g, float *out, pd_optim_grad *dc)
+{
+    const float l = (float)lambda;
+    if (g->idx) {
+        pd_optim_lookahead_gather(o, theta, g->idx, g->nnz, out);   /* now, packed */
+        for (size_t k = 0; k < g->nnz; k++)
+            out[k] = dc1(l, g->val[k], out[k], stale[g->idx[k] - stale_lo]);
+        *dc = (pd_optim_grad){.idx = g->idx, .val = out, .nnz = g->nnz};
+        return;
+    }
+    const float *s = stale + (g->lo - stale_lo);   /* s[j]: coordinate lo + j */
+    size_t n = g->hi - g->lo;
+    if (g->g_range) {
+        pd_optim_lookahead_range(o, theta, out, g->lo, g->hi);   /* now, out[j] */
+        for (size_t j = 0; j < n; j++)
+            out[j] = dc1(l, g->g_range[j], out[j], s[j]);
+        *dc = (pd_optim_grad){.g_range = out, .lo = g->lo, .hi = g->hi};
+        return;
+    }
+    pd_optim_lookahead(o, theta, out, g->lo, g->hi);   /* now, out[lo + j] */
+    for (size_t j = 0; j < n; j++)
+        out[g->lo + j] = dc1(l, g->g[g->lo + j], out[g->lo + j], s[j]);
+    *dc = (pd_optim_grad){.g = out, .lo = g->lo, .hi = g->hi};
+}
+
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,
                         size_t hi)
 {

@@ -43,5 +43,5 @@ double pd_optim_lr(const pd_optim_config *oc, int64_t t)
 
 double pd_optim_staleness_scale(const pd_optim_config *oc, int64_t tau)
 {
-    return oc->staleness_scaling == PD_SSCALE_INVERSE && tau > 1 ? 1.0 / (double)tau : 1.0;
+    return oc->staleness_compensation == PD_SCOMP_INVERSE && tau > 1 ? 1.0 / (double)tau : 1.0;
 }

@@ -111,6 +111,8 @@ int server_reply(server *sv, int w, bool elastic)
         count = (size_t)p->in.npull;
         pd_optim_lookahead_gather(sv->opt, sv->theta, idx, count, p->reply);
         p->out.npull = p->in.npull;
+        for (size_t j = 0; p->stale && j < count; j++)   /* dc: what it reads */
+            p->stale[idx[j] - sv->lo] = p->reply[j];
     } else if (!stop && !elastic && mode_of(sv)->rounds) {
         /* Rounds: every worker gets the same point, sent from one buffer
          * (theta itself when there is no lookahead); the next step waits
@@ -125,6 +127,8 @@ int server_reply(server *sv, int w, bool elastic)
         /* Async (and easgd's RESET): theta moves on while this reply is in
          * flight: a copy. */
         pd_optim_lookahead_range(sv->opt, sv->theta, p->reply, sv->lo, sv->hi);
+        if (p->stale)   /* dc: what it reads */
+            memcpy(p->stale, p->reply, (sv->hi - sv->lo) * sizeof *p->stale);
     }
     atomic_fetch_add(&sv->sent_floats, (int64_t)count);
     int dst = pd_worker_rank(sv->world, w);
@@ -190,13 +194,20 @@ static void add_peer_loss(peer *p)
     add_loss_to(&p->loss_sum, &p->loss_n, p->in.loss);
 }
 
-/* Apply one worker's gradient alone (async, hogwild). */
+/* Apply one worker's gradient alone (async, hogwild); under dc corrected
+ * for the distance from the point it read to the point now. */
 static void apply_one(server *sv, peer *p, double scale, int64_t t)
 {
     pd_optim_grad g = {.g_range = p->g, .lo = sv->lo, .hi = sv->hi};
     if (p->in.flags & PD_FLAG_SPARSE)
         g = (pd_optim_grad){.idx = pd_sparse_idx(p->sp), .val = pd_sparse_val(p->sp, p->in.nnz),
                             .nnz = (size_t)p->in.nnz};
+    if (p->stale) {
+        pd_optim_grad dc;
+        pd_optim_compensate(sv->opt, sv->cfg->optimizer.dc_lambda, sv->theta, p->stale, sv->lo, &g,
+                            p->dc, &dc);
+        g = dc;
+    }
     pd_optim_take_step(sv->opt, t, scale, p->in.norm, sv->theta, &g);
 }
 

@@ -23,6 +23,7 @@ typedef struct replay {
     pd_learner *l;               /* [workers] */
     int64_t *drawn;              /* [workers] minibatches drawn */
     float *theta, *ring;         /* [n], [K][n] lookahead points by version */
+    float *dc;                   /* [n] dc: the corrected gradient */
     size_t n, K;
     pd_optim *opt;
     pd_evaluator *ev;
@@ -87,10 +88,27 @@ static int setup(replay *r, const char *run_dir, const char *out_dir, const pd_r
     r->ring = pd_malloc(r->K * r->n * sizeof *r->ring);
     if (!r->theta || !r->ring)
         return PD_ENOMEM;
+    if (r->cfg.optimizer.staleness_compensation == PD_SCOMP_DC &&
+        !(r->dc = pd_malloc(r->n * sizeof *r->dc)))
+        return PD_ENOMEM;
     PD_TRY(pd_learner_start_point(&r->cfg, r->l[0].model, r->theta));
     PD_TRY(pd_optim_create(&r->cfg.optimizer, 0, r->n, r->cfg.run.seed, &r->opt));
     pd_optim_lookahead(r->opt, r->theta, r->ring, 0, r->n);
     return pd_evaluator_create(&r->cfg, opts, r->workers, 1, &r->ev);
+}
+
+/* dc: the gradient corrected from the point the worker read (version
+ * from's lookahead point, as the server kept it) to the point now, as the
+ * server does (pd_optim_compensate), then step v + 1. */
+static void apply_dc(replay *r, const pd_learner *l, int64_t from, int64_t v, double scale)
+{
+    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams}, dc;
+    if (l->sparse)
+        g = (pd_optim_grad){.idx = l->sgrad.idx, .val = l->sgrad.val, .nnz = l->sgrad.nnz};
+    const float *stale = r->ring + (size_t)(from % (int64_t)r->K) * r->n;
+    pd_optim_compensate(r->opt, r->cfg.optimizer.dc_lambda, r->theta, stale, 0, &g, r->dc, &dc);
+    pd_optim_take_step(r->opt, v + 1, scale, pd_learner_grad_norm(l, &r->cfg.optimizer), r->theta,
+                       &dc);
 }
 
 static int run(replay *r, int64_t *version)
@@ -120,7 +138,10 @@ static int run(replay *r, int64_t *version)
             return PD_FAIL(PD_ETRAIN, "replay: record %zu: the gradient is not finite here but "
                            "was applied in the run", i);
         double scale = pd_optim_staleness_scale(&r->cfg.optimizer, v - rec->from);
-        pd_learner_apply(l, r->opt, &r->cfg.optimizer, r->theta, v + 1, scale);
+        if (r->dc)
+            apply_dc(r, l, rec->from, v, scale);
+        else
+            pd_learner_apply(l, r->opt, &r->cfg.optimizer, r->theta, v + 1, scale);
         v++;
         pd_optim_lookahead(r->opt, r->theta, r->ring + (size_t)(v % (int64_t)r->K) * r->n, 0, r->n);
     }
@@ -165,6 +186,7 @@ int pd_ps_replay(const char *run_dir, const char *out_dir, const pd_run_opts *op
     pd_evaluator_destroy(&r.ev);
     pd_optim_destroy(&r.opt);
     free(r.ring);
+    free(r.dc);
     free(r.theta);
     for (int w = 0; r.l && w < r.workers; w++)
         pd_learner_free(&r.l[w]);

@@ -558,6 +558,10 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(range)) : NULL;
         if (!p->g || !p->reply || (sv->sparse && !p->sp))
             return PD_ENOMEM;
+        if (cfg->optimizer.staleness_compensation == PD_SCOMP_DC &&
+            (!(p->stale = pd_calloc(range, sizeof *p->stale)) ||
+             !(p->dc = pd_calloc(range, sizeof *p->dc))))
+            return PD_ENOMEM;
         PD_TRY(server_post_recv(sv, w));
     }
     atomic_store(&sv->active, W);
@@ -586,6 +590,8 @@ static void teardown(server *sv)
         for (int w = 0; w < sv->world->workers; w++) {
             free(sv->peers[w].g);
             free(sv->peers[w].reply);
+            free(sv->peers[w].stale);
+            free(sv->peers[w].dc);
             free(sv->peers[w].sp);
             free(sv->peers[w].dsend);
         }

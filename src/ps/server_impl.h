@@ -28,6 +28,8 @@ typedef struct peer {
     float *g;                      /* [hi - lo] received gradient / model: g[i - lo] */
     uint8_t *sp;                   /* sparse payload */
     float *reply;                  /* [hi - lo] reply payload (packed pulls: [npull]) */
+    float *stale;                  /* [hi - lo] dc: the point it last read */
+    float *dc;                     /* [hi - lo] dc: its corrected gradient */
     bool active;                   /* has not sent FINAL */
     bool waiting;                  /* sync: holds a gradient of this round;
                                       async wait: reply held back (SSP) */

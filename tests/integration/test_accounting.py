@@ -109,7 +109,7 @@ def per_server_agree(s, name):
 for name, sets, ranks in (
         ("async S=2 drop", ["training.mode=async", "training.max_staleness=0",
                             "training.staleness_policy=drop", "training.max_updates=300",
-                            "optimizer.staleness_scaling=inverse"], 5),
+                            "optimizer.staleness_compensation=inverse"], 5),
         ("async S=2 wait", ["training.mode=async", "training.max_staleness=1",
                             "training.max_updates=200"], 5),
         ("hogwild S=2", ["training.mode=hogwild", "training.server_threads=2",

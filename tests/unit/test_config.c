@@ -181,7 +181,8 @@ static void test_defaults_documented(void **state)
     assert_int_equal(o->schedule.warmup, 0);
     assert_dbl(o->noise, 0);
     assert_dbl(o->noise_gamma, 0.55);
-    assert_int_equal(o->staleness_scaling, PD_SSCALE_NONE);
+    assert_int_equal(o->staleness_compensation, PD_SCOMP_NONE);
+    assert_dbl(o->dc_lambda, 0.04);
     assert_int_equal(c.checkpoint.every_updates, 0);
     assert_dbl(c.checkpoint.every_seconds, 0);
     assert_int_equal(c.checkpoint.keep, 2);
@@ -283,7 +284,8 @@ static const char every_key[] =
     "    warmup: 100\n"
     "  noise: 0.3\n"
     "  noise_gamma: 0.6\n"
-    "  staleness_scaling: inverse\n"
+    "  staleness_compensation: dc\n"
+    "  dc_lambda: 0.5\n"
     "  batch_examples: 5000\n"
     "  bfgs_max_params: 3000\n"
     "  history: 7\n"
@@ -372,7 +374,8 @@ static void test_every_type_parses(void **state)
     assert_int_equal(o->schedule.warmup, 100);
     assert_dbl(o->noise, 0.3);
     assert_dbl(o->noise_gamma, 0.6);
-    assert_int_equal(o->staleness_scaling, PD_SSCALE_INVERSE);
+    assert_int_equal(o->staleness_compensation, PD_SCOMP_DC);
+    assert_dbl(o->dc_lambda, 0.5);
     assert_int_equal(o->batch_examples, 5000);
     assert_int_equal(o->bfgs_max_params, 3000);
     assert_int_equal(o->history, 7);
@@ -485,6 +488,9 @@ static void test_unknown_keys(void **state)
     ERR("faultz: {}\n", NAME ":1:1: faultz: unknown key (did you mean faults?)");
     ERR("faults:\n  dealy: {}\n", NAME ":2:3: faults.dealy: unknown key (did you mean delay?)");
     ERR("run:\n  \"se\\ned\": 1\n", NAME ":2:3: run: unknown key \"se\\ned\"");
+    /* A key of an earlier version says what it became. */
+    ERR("optimizer:\n  staleness_scaling: inverse\n", NAME ":2:3: optimizer.staleness_scaling: "
+        "unknown key (renamed optimizer.staleness_compensation: none, inverse or dc)");
     /* The name is optional: messages then say <string>. */
     pd_config c;
     assert_int_equal(pd_config_load_string(NULL, "x: 1\n", NULL, 0, &c), PD_EINPUT);
@@ -818,6 +824,10 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  epochs: 0\n", NAME ":2:11: training.epochs: 0 epochs needs "
         "training.max_updates > 0, or the run never ends");
     load_ok("training:\n  epochs: 0\n  max_updates: 10\n", NULL, 0, &c);
+    ERR("optimizer:\n  staleness_compensation: dc\n", NAME ":2:27: "
+        "optimizer.staleness_compensation: dc corrects stale gradients in async and hogwild "
+        "mode (training.mode is serial)");
+    load_ok("training: {mode: hogwild}\noptimizer: {staleness_compensation: dc}\n", NULL, 0, &c);
     ERR("training:\n  early_stopping: {patience: 3}\n", NAME ":2:30: "
         "training.early_stopping.patience: early stopping watches the validation loss: set "
         "data.validation_fraction > 0");

@@ -1319,6 +1319,72 @@ static void test_take_step(void **state)
     pd_optim_destroy(&o);
 }
 
+/* Delay compensation by hand: g + lambda g g (now - stale), lambda 0.25,
+ * every value exact in float. With sgd the point now is theta; with
+ * nesterov (momentum 0.5) it is the lookahead theta + 0.5 v after one step
+ * of lr 1 on {1, 0, -2}: v = {-1, 0, 2}, theta = {0, 2, 5}, now =
+ * {-0.5, 2, 6}. Dense over a range, sparse over pairs, each then stepped. */
+static void test_compensate(void **state)
+{
+    (void)state;
+    const float g[3] = {2, -1, 0.5f}, stale[3] = {0.5f, 2, 4};
+    float out[3];
+    pd_optim_grad dc;
+
+    pd_optim_config oc = cfg_of(PD_OPT_SGD);
+    oc.lr = 1;
+    pd_optim *o = make(&oc, 0, 3, 1);
+    float theta[3] = {1, 2, 3};
+    pd_optim_compensate(o, 0.25, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3}, out,
+                        &dc);
+    assert_true(dc.g == out && dc.lo == 0 && dc.hi == 3 && !dc.idx);
+    assert_true(out[0] == 2.5f && out[1] == -1 && out[2] == 0.4375f);
+    /* A sub-range: only [1, 3) is read and written. */
+    out[0] = 99;
+    pd_optim_compensate(o, 0.25, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 1, .hi = 3}, out,
+                        &dc);
+    assert_true(out[0] == 99 && out[1] == -1 && out[2] == 0.4375f);
+    /* A server's range buffers: [1, 3) held from 0, stale[i - 1]. */
+    const float g_range[2] = {-1, 0.5f}, stale_range[2] = {2, 4};
+    pd_optim_compensate(o, 0.25, theta, stale_range, 1,
+                        &(pd_optim_grad){.g_range = g_range, .lo = 1, .hi = 3}, out, &dc);
+    assert_true(dc.g_range == out && !dc.g && dc.lo == 1 && dc.hi == 3);
+    assert_true(out[0] == -1 && out[1] == 0.4375f);
+    pd_optim_compensate(o, 0.25, theta, stale_range, 1,
+                        &(pd_optim_grad){.idx = (const uint32_t[]){2}, .val = g_range + 1,
+                                         .nnz = 1}, out, &dc);
+    assert_true(out[0] == 0.4375f);
+    /* Sparse pairs (2, 0.5), (0, 2): packed out. */
+    const uint32_t idx[2] = {2, 0};
+    const float val[2] = {0.5f, 2};
+    pd_optim_compensate(o, 0.25, theta, stale, 0,
+                        &(pd_optim_grad){.idx = idx, .val = val, .nnz = 2}, out, &dc);
+    assert_true(dc.idx == idx && dc.val == out && dc.nnz == 2);
+    assert_true(out[0] == 0.4375f && out[1] == 2.5f);
+    pd_optim_take_step(o, 1, 1.0, 0, theta, &dc);   /* sgd, lr 1: theta[i] -= out */
+    assert_true(theta[0] == -1.5f && theta[1] == 2 && theta[2] == 2.5625f);
+    /* lambda 0: the gradient itself. */
+    pd_optim_compensate(o, 0, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3}, out, &dc);
+    assert_true(out[0] == 2 && out[1] == -1 && out[2] == 0.5f);
+    pd_optim_destroy(&o);
+
+    oc = cfg_of(PD_OPT_NESTEROV);
+    oc.lr = 1;
+    oc.momentum = 0.5;
+    o = make(&oc, 0, 3, 1);
+    float th[3] = {1, 2, 3};
+    const float g0[3] = {1, 0, -2};
+    pd_optim_take_step(o, 1, 1.0, 0, th, &(pd_optim_grad){.g = g0, .lo = 0, .hi = 3});
+    assert_true(th[0] == 0 && th[1] == 2 && th[2] == 5);
+    pd_optim_compensate(o, 0.25, th, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3}, out,
+                        &dc);
+    assert_true(out[0] == 1 && out[1] == -1 && out[2] == 0.625f);
+    pd_optim_compensate(o, 0.25, th, stale, 0, &(pd_optim_grad){.idx = idx, .val = val, .nnz = 2},
+                        out, &dc);
+    assert_true(out[0] == 0.625f && out[1] == 1);
+    pd_optim_destroy(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1346,6 +1412,7 @@ int main(void)
         cmocka_unit_test(test_sparse_lazy),
         cmocka_unit_test(test_take_step),
         cmocka_unit_test(test_lookahead_gather),
+        cmocka_unit_test(test_compensate),
         cmocka_unit_test(test_defaults_converge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
