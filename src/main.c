@@ -9,6 +9,7 @@
 #include "paramd/config.h"
 #include "paramd/error.h"
 #include "paramd/model.h"
+#include "paramd/optim.h"
 #include "paramd/ps.h"
 #include "paramd/signals.h"
 #include "paramd/use.h"
@@ -122,9 +123,14 @@ int main(int argc, char **argv)
     }
     if (err)
         return fail(rank, size, err);
-    /* Serial runs obey signals (paramd/signals.h); without handlers the
-     * distributed ranks die of SIGTERM as before, without a checkpoint. */
-    if (cfg.training.mode == PD_MODE_SERIAL && (err = pd_signals_install()) != PD_OK)
+    /* Runs obey signals (paramd/signals.h): the serial process, and server
+     * 0 of a distributed run, which every other rank follows. The batch
+     * methods' sync driver and servers-0 (colocated) runs do not: their
+     * ranks die of SIGTERM. */
+    bool distributed = cfg.training.mode != PD_MODE_SERIAL;
+    bool obeys = !distributed || (!pd_optim_is_batch(cfg.optimizer.name) &&
+                                  cfg.training.servers > 0);
+    if (obeys && (err = pd_signals_install()) != PD_OK)
         return fail(rank, size, err);
     pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,
                         .resume_dir = cli.resume_dir ? cli.resume_dir : cfg.run.out_dir};

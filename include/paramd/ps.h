@@ -36,15 +36,6 @@ int pd_ps_replay(const char *run_dir, const char *out_dir, const pd_run_opts *op
  * nothing on disk. */
 int pd_ps_check(const pd_config *cfg, int ranks, bool json, FILE *out);
 
-/* Ask a running training to write one checkpoint at its next consistent
- * point (the serial trainer's next update; in the distributed modes server
- * 0's next round close in sync and local_sgd, which every other rank then
- * follows) and, with stop, to end the run there (summary.json's "exit":
- * "stopped"; pd_ps_run returns PD_OK). Async-signal-safe (it sets flags
- * the serial process and server 0 poll); call it on the serial process or
- * on server 0 (rank 0): other ranks ignore it. Local. */
-void pd_ps_request_checkpoint(bool stop);
-
 /* This process's rank and the job's size as the launcher announces them in
  * the environment (Open MPI, PMIx, Slurm), before MPI is initialized:
  * rank 0 and size 1 outside a launcher. Local. */

@@ -82,10 +82,11 @@ static const char *const exit_statuses[][2] = {
           "written, or that already holds a run's results (nothing is overwritten)."},
     {"3", "Training failed: divergence, too many bad gradients, a rank lost, a full disk "
           "or another I/O error (one line names the file and errno)."},
-    {"143", "Stopped by SIGTERM, SIGINT or SIGUSR2 (128 + 15): a serial run finishes its "
-            "current step, writes a checkpoint and stops, without params.bin or summary.json; "
-            "--resume continues it. SIGUSR1 writes a checkpoint and training goes on. "
-            "Distributed runs in this version die of SIGTERM without a checkpoint."},
+    {"143", "Stopped by SIGTERM, SIGINT or SIGUSR2 (128 + 15): the run finishes its current "
+            "step (sync, local_sgd: its round), writes a checkpoint (serial, sync, local_sgd), "
+            "params.bin and summary.json (exit \"signal\"), and stops; --resume continues it. "
+            "SIGUSR1 writes a checkpoint and training goes on. Under mpirun, server 0 acts on "
+            "the signal and the other ranks follow it."},
 };
 
 /* The run directory (docs/design.md, "The run directory"). */

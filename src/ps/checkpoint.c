@@ -1,9 +1,8 @@
 /* What goes into a checkpoint and when, shared by the serial trainer and
  * the distributed modes (checkpoint.h): the hashes, the cadence, the rows
  * of metrics.jsonl a resumed run keeps, a worker's state as a message, and
- * the request flags a signal handler sets. */
+ * the requests that signals make (paramd/signals.h). */
 #include <errno.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,7 @@
 #include "checkpoint.h"
 #include "paramd/error.h"
 #include "paramd/le.h"
-#include "paramd/ps.h"
+#include "paramd/signals.h"
 
 int pd_ckpt_hashes(const pd_model *m, const pd_config *cfg, int workers, uint64_t *layout,
                    uint64_t *config)
@@ -230,32 +229,17 @@ int pd_worker_state_recv(pd_worker_state *ws)
     return err;
 }
 
-/* ---- requests ------------------------------------------------------------------ */
+/* ---- requests: signals ------------------------------------------------------- */
 
-static volatile sig_atomic_t requested, stop_requested;
 static atomic_bool stop_taken;
-
-void pd_ckpt_request(bool stop)
-{
-    if (stop)
-        stop_requested = 1;
-    requested = 1;
-}
-
-void pd_ps_request_checkpoint(bool stop)
-{
-    pd_ckpt_request(stop);
-}
 
 bool pd_ckpt_take_request(bool *stop)
 {
-    if (!requested)
-        return false;
-    requested = 0;
-    *stop = stop_requested != 0;
+    *stop = pd_signals_stop() != 0 && !atomic_load(&stop_taken);
     if (*stop)
         atomic_store(&stop_taken, true);
-    return true;
+    bool ckpt = pd_signals_take_checkpoint();
+    return *stop || ckpt;
 }
 
 bool pd_ckpt_stop_requested(void)

@@ -93,18 +93,16 @@ int pd_worker_state_post(const pd_worker_state *ws, MPI_Request *r, unsigned cha
 /* Worker of a resumed run: receive its state from server 0 and load it. */
 int pd_worker_state_recv(pd_worker_state *ws);
 
-/* ---- a request from outside (signals) ------------------------------------- */
+/* ---- a request from outside: signals (paramd/signals.h) ----------------- */
 
-/* Ask the run to write one checkpoint at its next consistent point (the
- * serial trainer's next update, server 0's next round close or message)
- * and, with stop, to end there. Async-signal-safe: it only sets flags that
- * the serial process and server 0 poll; a distributed run's other ranks
- * follow server 0 (its STOP ends every worker, the workers' FINAL every
- * server). */
-void pd_ckpt_request(bool stop);
-/* Take a pending request (clears it); *stop: it asked to stop. */
+/* Take a pending request: SIGUSR1 asks for one checkpoint at the next
+ * consistent point (server 0's next round close in sync and local_sgd),
+ * a stop signal (*stop, taken once) for one there and the end of the run.
+ * Only server 0 takes requests; the other ranks follow it (its STOP ends
+ * every worker, the workers' FINAL every server). Call from one thread at
+ * a time. */
 bool pd_ckpt_take_request(bool *stop);
-/* A stop was requested (and taken) in this process. */
+/* A stop was taken in this process. */
 bool pd_ckpt_stop_requested(void);
 
 #endif

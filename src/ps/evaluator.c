@@ -363,13 +363,6 @@ int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p)
     return PD_OK;
 }
 
-void pd_evaluator_stopped(pd_evaluator *ev, const pd_progress *p)
-{
-    pd_metrics_row r;
-    fill_row(ev, p, &r);
-    write_status(ev, "stopped", &r);
-}
-
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit)
 {

@@ -242,6 +242,13 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
     else if (err == PD_OK)
         err = w.servers == 0 ? pd_colocated_run(&cfg, opts, &w)
               : w.is_server ? pd_server_run(&cfg, opts, &w) : pd_worker_run(&cfg, opts, &w);
+    if (err == PD_ESTOPPED) {
+        /* Server 0 after a stop signal: the run ended as usual, with its
+         * checkpoint and summary.json; exit 143 once every rank is done. */
+        fprintf(stderr, "paramd: %s\n", pd_err_msg());
+        fflush(stderr);
+        return finish_world(&w) == PD_OK ? PD_ESTOPPED : PD_EMPI;
+    }
     if (err != PD_OK && w.setup_failed) {
         /* Agreed by every rank: the lowest failing one explains, all exit. */
         if (*pd_err_msg())

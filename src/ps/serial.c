@@ -228,15 +228,15 @@ static int train(serial_state *s, const char **exit)
     return PD_OK;
 }
 
-/* A stop signal: the checkpoint of the last whole step, status.json says
- * so, and no params.bin or summary.json (the run is not finished; --resume
- * finishes it). PD_ESTOPPED: exit 143. */
+/* A stop signal: the checkpoint of the last whole step, then params.bin
+ * and summary.json ("exit": "signal") as at any end; --resume finishes
+ * the run. PD_ESTOPPED: exit 143. */
 static int stopped(serial_state *s)
 {
     PD_TRY(checkpoint(s));
     s->prog.examples = s->learner.examples;
     s->prog.epoch = pd_learner_epoch(&s->learner);
-    pd_evaluator_stopped(s->ev, &s->prog);
+    PD_TRY(pd_evaluator_finish(s->ev, s->theta, &s->prog, NULL, "signal"));
     return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld; checkpoint "
                    "%s/ckpt-%012lld.manifest written (continue with --resume)",
                    pd_signals_name(pd_signals_stop()), (long long)s->prog.update, s->ckpt_dir,

@@ -692,7 +692,7 @@ static int finish(server *sv, double cpu0)
                                   .staleness_mean = p->applied ? (double)p->stale_sum /
                                                                      (double)p->applied : NAN};
     }
-    const char *exit = pd_ckpt_stop_requested() ? "stopped"
+    const char *exit = pd_ckpt_stop_requested() ? "signal"
                        : sv->early_stopped ? "early_stopped"
                        : sv->cfg->training.max_updates > 0 &&
                          pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";
@@ -713,6 +713,8 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
         err = serve_all(&sv);
     if (err == PD_OK && world->index == 0)
         err = finish(&sv, cpu0);
+    if (err == PD_OK && world->index == 0 && pd_ckpt_stop_requested())
+        err = server_ckpt_stopped(&sv);
     for (int w = 0; err == PD_OK && w < world->workers; w++) {
         err = pd_comm_waitall(2, sv.peers[w].rout);
         if (err == PD_OK && sv.decides)

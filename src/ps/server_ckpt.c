@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "paramd/le.h"
+#include "paramd/signals.h"
 #include "server_impl.h"
 
 enum { ID_BYTES = 24 };   /* u64 version, u64 size, u32 crc32, u32 zero */
@@ -458,6 +459,19 @@ int server_ckpt_final(server *sv)
         sv->peers[w].ckpt = false;   /* every state came with FINAL */
     sv->reply_flags = PD_FLAG_CKPT;
     return server_ckpt_round_write(sv);
+}
+
+int server_ckpt_stopped(const server *sv)
+{
+    const char *sig = pd_signals_name(pd_signals_stop());
+    long long v = (long long)atomic_load(&sv->version);
+    if (sv->ck.written != v)
+        return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld without a checkpoint "
+                       "(training.mode %s writes one at a stop only where README, Checkpoints "
+                       "and failures, says)", sig, v, pd_mode_name(sv->cfg->training.mode));
+    return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld; checkpoint "
+                   "%s/ckpt-%012lld.manifest written (continue with --resume)", sig, v,
+                   sv->ck.dir, v);
 }
 
 int server_ckpt_on_msg(server *sv, int w)

@@ -227,6 +227,9 @@ int server_ckpt_async_grad(server *sv, int w);
 bool server_ckpt_wants(const server *sv, int w);
 /* After that reply left: take the state (the worker sends it at once). */
 int server_ckpt_async_reply(server *sv, int w);
+/* Server 0 after a run that a stop signal ended as usual: PD_ESTOPPED
+ * (exit 143) with the line that says where its checkpoint is. */
+int server_ckpt_stopped(const server *sv);
 /* The first evaluation of a resumed run: after the checkpoint's last. */
 void server_ckpt_eval_cadence(server *sv, int64_t every);
 void server_ckpt_free(server *sv);

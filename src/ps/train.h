@@ -144,10 +144,6 @@ void pd_evaluator_note_pause(pd_evaluator *ev, double s);
 double pd_evaluator_wall(const pd_evaluator *ev);
 /* Status-only refresh between evaluations (cheap; rate-limited inside). */
 int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p);
-/* status.json with phase "stopped": a signal ended the run after its
- * checkpoint, before params.bin and summary.json (a failure is a warning,
- * as for every status.json). Local. */
-void pd_evaluator_stopped(pd_evaluator *ev, const pd_progress *p);
 
 /* Seconds on a monotonic clock (comm.c; the one clock of ps). */
 double pd_now(void);

@@ -94,8 +94,10 @@ else:
 # (test_signals.py).
 for flag in ("--help", "--man"):
     p = paramd(flag)
-    t.check("writes a checkpoint and stops" in p.stdout and "writes no checkpoint" not in p.stdout,
-            flag + " says what SIGTERM does")
+    text = " ".join(p.stdout.replace("\\-", "-").split())
+    t.check("summary.json (exit \"signal\"), and stops; --resume continues it" in text and
+            "SIGUSR1 writes a checkpoint and training goes on" in text and
+            "writes no checkpoint" not in text, flag + " says what SIGTERM does")
 
 # --check --json: the same facts as one JSON object on one line, every key
 # and value exact for tests/conf/softmax.yaml (784 x 10 + 10 parameters,

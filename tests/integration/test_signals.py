@@ -1,5 +1,6 @@
 """Signals (serial): SIGTERM or SIGINT ends a run after its current step
-with one checkpoint and exit 143, a repeated SIGTERM changes nothing,
+with one checkpoint, params.bin and summary.json ("exit": "signal") and
+exit 143, a repeated SIGTERM changes nothing,
 SIGUSR1 writes a checkpoint and training goes on; a SIGTERM or a SIGKILL at
 an exact point of writing a checkpoint (LD_PRELOAD rename_shim.c) never
 leaves a damaged checkpoint that is taken for valid. Every stopped run is
@@ -73,8 +74,8 @@ def finish(p):
 
 
 def stopped_ok(d, rc, err, sig, name):
-    """Exit 143, one checkpoint at the stop, status.json says stopped, no
-    results yet. Returns the checkpoint's update."""
+    """Exit 143, one checkpoint at the stop, summary.json and status.json
+    say "signal". Returns the checkpoint's update."""
     s = sets(d)
     t.check(rc == 143, "%s: exit 143 (got %s)" % (name, rc))
     t.check(len(s) >= 1, "%s: a checkpoint was written: %s" % (name, files(d) if s else s))
@@ -86,11 +87,11 @@ def stopped_ok(d, rc, err, sig, name):
     t.check(line in err.splitlines(), "%s: one line says so: %r" % (name, err))
     with open(os.path.join(d, "status.json")) as f:
         st = json.load(f)
-    t.check(st["phase"] == "stopped" and st["update"] == u,
-            "%s: status.json phase stopped at update %d: %s %s" % (name, u, st["phase"], st["update"]))
-    t.check(not os.path.exists(os.path.join(d, "summary.json")) and
-            not os.path.exists(os.path.join(d, "params.bin")),
-            "%s: no summary.json or params.bin: the run is not finished" % name)
+    s = t.summary(d) if os.path.exists(os.path.join(d, "summary.json")) else {}
+    t.check(st["phase"] == "signal" and s.get("exit") == "signal" and s.get("updates") == u and
+            os.path.exists(os.path.join(d, "params.bin")),
+            "%s: summary.json (exit %s, %s updates), status.json (phase %s) and params.bin at "
+            "the stop" % (name, s.get("exit"), s.get("updates"), st["phase"]))
     return u
 
 
@@ -143,7 +144,8 @@ for suffix in (".pdck", ".manifest"):
     rc, err = finish(p)
     t.check("shim: signal 15 before rename to " in err, "%s: the shim fired: %r" % (name, err))
     u = stopped_ok(d, rc, err, "SIGTERM", name)
-    t.check(not [n for n in files(d) if ".tmp." in n], "%s: no temporary left: %s" % (name, files(d)))
+    t.check(not [n for n in files(d) if ".tmp." in n],
+            "%s: no temporary left: %s" % (name, files(d)))
     stops[name] = (d, u, None)
 
 # SIGKILL in the middle of the second periodic checkpoint (at 200): the one
