@@ -168,6 +168,50 @@ path = study("twice.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training.mod
 p = compare(path, os.path.join(tmp, "twice"))
 t.check(p.returncode == 2 and "twice.yaml:4: duplicate key training.mode (first on line 3)" in p.stderr,
         "a key given twice: exit 2 and both lines: %s" % p.stderr.strip())
+
+# Several seeds: every cell runs once per seed; one row per grid cell with
+# each column's mean and min-max over the seeds, computed here from the
+# runs' own summary.json; the plots draw the mean with a band.
+out = os.path.join(tmp, "seeds")
+p = compare(os.path.join(t.SRC, "tests", "conf", "study-seeds.yaml"), out)
+t.check(p.returncode == 0 and "[4/4] mode=async seed=2" in p.stderr,
+        "seeds study: 2 cells x 2 seeds run, exit 0 (got %d: %s)" % (p.returncode, p.stderr[-800:]))
+report = open(os.path.join(out, "report.md")).read() if os.path.isfile(os.path.join(out, "report.md")) else ""
+t.check("2 seeds: 1, 2, as `run.seed`" in report, "the report says how many seeds and which")
+rows = table_rows(report)
+t.check(len(rows) == 2 and rows[0].startswith("| mode=serial |") and rows[1].startswith("| mode=async |"),
+        "one row per grid cell, not per seed: %s" % rows)
+res = json.load(open(os.path.join(out, "results.json"))) if os.path.isfile(os.path.join(out, "results.json")) \
+    else {"cells": []}
+t.check(res.get("seeds") == [1, 2] and [c["seed"] for c in res["cells"]] == [1, 2, 1, 2],
+        "results.json lists each seed's run: %s" % [c.get("seed") for c in res["cells"]])
+for i, mode in enumerate(("serial", "async")):
+    runs = [c for c in res["cells"] if c["values"] == [["training.mode", mode]]]
+    accs = [t.summary(c["dir"])["test_acc"] for c in runs]
+    sets = [c["sets"] for c in runs]
+    t.check(len(runs) == 2 and ["run.seed=1" in sets[0], "run.seed=2" in sets[1]] == [True, True],
+            "%s: one run per seed, run.seed set" % mode)
+    want = "%.4f" % (sum(accs) / 2)
+    if "%.4f" % min(accs) != "%.4f" % max(accs):
+        want += " (%.4f–%.4f)" % (min(accs), max(accs))
+    cols = [x.strip() for x in rows[i].strip("|").split("|")] if len(rows) == 2 else []
+    t.check(want in cols, "%s: final test acc is the seeds' mean (min-max): %s in %s" % (mode, want, cols))
+    t.check(len({t.summary(c["dir"])["params_sha256"] for c in runs}) == 2,
+            "%s: the two seeds trained differently" % mode)
+for png in ("test_loss_vs_time.png", "test_loss_vs_examples.png", "staleness_hist.png"):
+    path = os.path.join(out, png)
+    t.check(os.path.isfile(path) and open(path, "rb").read(8) == PNG_MAGIC, "seeds study: %s drawn" % png)
+path = study("both.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training.mode: [serial]\n"
+                          "seeds: [1]\nrepeat: 2\n")
+p = compare(path, os.path.join(tmp, "both"))
+t.check(p.returncode == 2 and "both.yaml:5: seeds and repeat: give one" in p.stderr,
+        "seeds and repeat together: exit 2 naming the line: %s" % p.stderr.strip())
+path = study("seedtwice.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training.mode: [serial]\n"
+                               "seeds: [3, 3]\n")
+p = compare(path, os.path.join(tmp, "seedtwice"))
+t.check(p.returncode == 2 and "seedtwice.yaml:4: seeds: 3 listed twice" in p.stderr,
+        "a seed listed twice: exit 2: %s" % p.stderr.strip())
+
 if not t.FAILURES:
     shutil.rmtree(tmp, ignore_errors=True)
 t.done()
