@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 SRC = os.environ.get("PARAMD_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 EXE = os.environ.get("PARAMD_EXE", os.path.join(SRC, "build", "src", "paramd"))
@@ -76,6 +77,40 @@ def check_accounting(s, name):
     check(s["gradients_sent"] == s["gradients_applied"] + s["dropped"] + s["gradients_bad"],
           "%s accounting: %s sent == %s applied + %s dropped + %s bad"
           % (name, s["gradients_sent"], s["gradients_applied"], s["dropped"], s["gradients_bad"]))
+
+
+def wait_until(what, cond, proc=None, deadline=300):
+    """Poll cond() until it returns something true, and return that. The
+    process proc ending first, or deadline seconds (a bound on a wait that
+    should take one, never a verdict), fails the test and returns None."""
+    end = time.monotonic() + deadline
+    while True:
+        v = cond()
+        if v:
+            return v
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > end:
+            fail("waiting for %s: %s" % (what, "the process exited %s" % proc.returncode
+                                          if proc is not None and proc.returncode is not None
+                                          else "%d s passed" % deadline))
+            return None
+        time.sleep(0.05)
+
+
+def rows_so_far(d):
+    """The "update" of each whole row of d/metrics.jsonl so far ([] before
+    the file has one), for waiting on a running paramd."""
+    try:
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            return [json.loads(l)["update"] for l in f if l.endswith("\n")]
+    except (OSError, ValueError):
+        return []
+
+
+def checkpoint_sets(d):
+    """The updates of d/checkpoints' sets that have a manifest, oldest first."""
+    c = os.path.join(d, "checkpoints")
+    names = os.listdir(c) if os.path.isdir(c) else []
+    return sorted(int(n[5:17]) for n in names if n.startswith("ckpt-") and n.endswith(".manifest"))
 
 
 def fail(msg):

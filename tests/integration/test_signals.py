@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import tempfile
-import time
 
 import pdtest as t
 
@@ -22,7 +21,6 @@ CONF = "tests/conf/softmax.yaml"
 LONG = ["training.epochs=1000", "training.eval_every=300"]   # stopped by a signal
 SHIM = os.environ.get("PARAMD_RENAME_SHIM", os.path.join(t.SRC, "build", "tests",
                                                          "librename_shim.so"))
-DEADLINE = 300   # seconds: a bound on a wait that should take one, never a verdict
 
 
 def start(sets=(), shim=None):
@@ -37,46 +35,19 @@ def start(sets=(), shim=None):
                             env=env), out
 
 
-def wait_for(p, what, cond):
-    """Poll cond() until true; the process ending first, or DEADLINE, fails."""
-    end = time.monotonic() + DEADLINE
-    while not cond():
-        if p.poll() is not None or time.monotonic() > end:
-            t.fail("waiting for %s: %s" % (what, "paramd exited %s" % p.returncode
-                                            if p.returncode is not None else "deadline"))
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def rows(d):
-    try:
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            return [json.loads(l)["update"] for l in f if l.endswith("\n")]
-    except (OSError, ValueError):
-        return []
-
-
-def sets(d):
-    """Updates of the checkpoints that have a manifest, oldest first."""
-    c = os.path.join(d, "checkpoints")
-    names = os.listdir(c) if os.path.isdir(c) else []
-    return sorted(int(n[5:17]) for n in names if n.endswith(".manifest"))
-
-
 def files(d):
     return sorted(os.listdir(os.path.join(d, "checkpoints")))
 
 
 def finish(p):
-    out, err = p.communicate(timeout=DEADLINE)
+    out, err = p.communicate(timeout=300)
     return p.returncode, err
 
 
 def stopped_ok(d, rc, err, sig, name):
     """Exit 143, one checkpoint at the stop, summary.json and status.json
     say "signal". Returns the checkpoint's update."""
-    s = sets(d)
+    s = t.checkpoint_sets(d)
     t.check(rc == 143, "%s: exit 143 (got %s)" % (name, rc))
     t.check(len(s) >= 1, "%s: a checkpoint was written: %s" % (name, files(d) if s else s))
     if not s:
@@ -99,32 +70,33 @@ stops = {}   # name -> (run dir, update it stopped at, stderr words expected on 
 
 # SIGTERM, sent twice: the second changes nothing.
 p, d = start()
-if wait_for(p, "a metrics row", lambda: rows(d)):
+if t.wait_until("a metrics row", proc=p, cond=lambda: t.rows_so_far(d)):
     p.send_signal(signal.SIGTERM)
     p.send_signal(signal.SIGTERM)
 rc, err = finish(p)
 u = stopped_ok(d, rc, err, "SIGTERM", "SIGTERM twice")
-t.check(sets(d) == [u], "SIGTERM twice: exactly one checkpoint: %s" % files(d))
+t.check(t.checkpoint_sets(d) == [u], "SIGTERM twice: exactly one checkpoint: %s" % files(d))
 stops["SIGTERM"] = (d, u, None)
 
 # SIGINT (Ctrl-C) does the same.
 p, d = start()
-if wait_for(p, "a metrics row", lambda: rows(d)):
+if t.wait_until("a metrics row", proc=p, cond=lambda: t.rows_so_far(d)):
     p.send_signal(signal.SIGINT)
 rc, err = finish(p)
 stops["SIGINT"] = (d, stopped_ok(d, rc, err, "SIGINT", "SIGINT"), None)
 
 # SIGUSR1: a checkpoint, and training goes on past it; then SIGTERM.
 p, d = start()
-if wait_for(p, "a metrics row", lambda: rows(d)):
+if t.wait_until("a metrics row", proc=p, cond=lambda: t.rows_so_far(d)):
     p.send_signal(signal.SIGUSR1)
-    if wait_for(p, "the SIGUSR1 checkpoint", lambda: sets(d)):
-        u1 = sets(d)[0]
-        if wait_for(p, "a row after update %d" % u1, lambda: max(rows(d)) > u1):
+    if t.wait_until("the SIGUSR1 checkpoint", proc=p, cond=lambda: t.checkpoint_sets(d)):
+        u1 = t.checkpoint_sets(d)[0]
+        if t.wait_until("a row after update %d" % u1, proc=p,
+                        cond=lambda: max(t.rows_so_far(d)) > u1):
             p.send_signal(signal.SIGTERM)
 rc, err = finish(p)
 u2 = stopped_ok(d, rc, err, "SIGTERM", "SIGUSR1 then SIGTERM")
-s = sets(d)
+s = t.checkpoint_sets(d)
 t.check(len(s) == 2 and s[0] < s[1], "SIGUSR1: its checkpoint, then training went on to the "
         "stop's: %s" % files(d))
 if len(s) == 2:
@@ -139,7 +111,7 @@ if len(s) == 2:
 for suffix in (".pdck", ".manifest"):
     name = "SIGTERM again before the %s rename" % suffix
     p, d = start(shim="%s:1:%d" % (suffix, signal.SIGTERM))
-    if wait_for(p, "a metrics row", lambda: rows(d)):
+    if t.wait_until("a metrics row", proc=p, cond=lambda: t.rows_so_far(d)):
         p.send_signal(signal.SIGTERM)
     rc, err = finish(p)
     t.check("shim: signal 15 before rename to " in err, "%s: the shim fired: %r" % (name, err))
@@ -163,7 +135,7 @@ for suffix, left, warn in ((".pdck", r"ckpt-000000000200\.0\.pdck\.tmp\.\d+", No
     t.check(rc == -signal.SIGKILL and "shim: signal 9 before rename to " in err,
             "%s: killed there (%s): %r" % (name, rc, err))
     extra = [n for n in files(d) if not n.startswith("ckpt-000000000100.")]
-    t.check(sets(d) == [100] and re.fullmatch(left, " ".join(extra)),
+    t.check(t.checkpoint_sets(d) == [100] and re.fullmatch(left, " ".join(extra)),
             "%s: the set at 100 and %s remain: %s" % (name, left, files(d)))
     stops[name] = (d, 100, warn)
 

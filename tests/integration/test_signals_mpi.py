@@ -11,18 +11,15 @@ gradient accounted for.
 
 Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
-import json
 import os
 import signal
 import subprocess
 import tempfile
-import time
 
 import pdtest as t
 
 CONF = "tests/conf/softmax.yaml"
 LONG = ["training.epochs=1000", "training.eval_every=100", "training.eval_wait=true"]
-DEADLINE = 300   # seconds: a bound on a wait that should take one, never a verdict
 SYNC = ["training.mode=sync"]
 SYNC2 = ["training.mode=sync", "training.servers=2", "optimizer.name=momentum",
          "optimizer.lr=0.05"]
@@ -40,31 +37,6 @@ def start(sets, ranks):
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env), out
-
-
-def wait_for(p, what, cond):
-    end = time.monotonic() + DEADLINE
-    while not cond():
-        if p.poll() is not None or time.monotonic() > end:
-            t.fail("waiting for %s: %s" % (what, "mpirun exited %s" % p.returncode
-                                            if p.returncode is not None else "deadline"))
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def rows(d):
-    try:
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            return [json.loads(l)["update"] for l in f if l.endswith("\n")]
-    except (OSError, ValueError):
-        return []
-
-
-def sets(d):
-    c = os.path.join(d, "checkpoints")
-    names = os.listdir(c) if os.path.isdir(c) else []
-    return sorted(int(n[5:17]) for n in names if n.endswith(".manifest"))
 
 
 def ranks_of(mpirun):
@@ -87,7 +59,7 @@ def ranks_of(mpirun):
 def stopped(p, d, sig, name, ckpt=True):
     """mpirun exits 143; server 0's one line; summary.json says signal.
     Returns the update of the stop's checkpoint (None without one)."""
-    _, err = p.communicate(timeout=DEADLINE)
+    _, err = p.communicate(timeout=300)
     t.check(p.returncode == 143, "%s: mpirun exits 143 (got %s)" % (name, p.returncode))
     s = t.summary(d) if os.path.exists(os.path.join(d, "summary.json")) else {}
     u = s.get("updates")
@@ -95,9 +67,9 @@ def stopped(p, d, sig, name, ckpt=True):
     if ckpt:
         line = ("paramd: stopped by %s after update %s; checkpoint %s/checkpoints/"
                 "ckpt-%012d.manifest written (continue with --resume)" % (sig, u, d, u or 0))
-        t.check(line in err.splitlines() and sets(d)[-1:] == [u],
+        t.check(line in err.splitlines() and t.checkpoint_sets(d)[-1:] == [u],
                 "%s: a checkpoint at the stop, %s, and one line says so: %r"
-                % (name, sets(d), err[-600:]))
+                % (name, t.checkpoint_sets(d), err[-600:]))
     return u
 
 
@@ -105,15 +77,15 @@ stops = []   # (name, run dir, ranks, sets, update)
 
 # sync, 1 server + 2 workers: SIGUSR2 to mpirun, which forwards it to every rank.
 p, d = start(SYNC, 3)
-if wait_for(p, "a metrics row at 100", lambda: max(rows(d) or [0]) >= 100):
+if t.wait_until("a metrics row at 100", proc=p, cond=lambda: max(t.rows_so_far(d) or [0]) >= 100):
     p.send_signal(signal.SIGUSR2)
 name = "sync, SIGUSR2 to mpirun"
 stops.append((name, d, 3, SYNC, stopped(p, d, "SIGUSR2", name)))
 
 # sync, 2 servers + 2 workers: SIGTERM to every rank, twice.
 p, d = start(SYNC2, 4)
-if wait_for(p, "a metrics row at 100 and 4 ranks",
-            lambda: max(rows(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 4):
+if t.wait_until("a metrics row at 100 and 4 ranks", proc=p,
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 4):
     for _ in range(2):
         for pid in ranks_of(p.pid).values():
             os.kill(pid, signal.SIGTERM)
@@ -122,23 +94,24 @@ stops.append((name, d, 4, SYNC2, stopped(p, d, "SIGTERM", name)))
 
 # local_sgd: SIGTERM to server 0 alone; the others follow it.
 p, d = start(LOCAL, 3)
-if wait_for(p, "a metrics row at 100 and 3 ranks",
-            lambda: max(rows(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 3):
+if t.wait_until("a metrics row at 100 and 3 ranks", proc=p,
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 3):
     os.kill(ranks_of(p.pid)[0], signal.SIGTERM)
 name = "local_sgd, SIGTERM to server 0 alone"
 stops.append((name, d, 3, LOCAL, stopped(p, d, "SIGTERM", name)))
 
 # sync: SIGUSR1 to mpirun: a checkpoint, training goes on past it; then SIGUSR2.
 p, d = start(SYNC, 3)
-if wait_for(p, "a metrics row at 100", lambda: max(rows(d) or [0]) >= 100):
+if t.wait_until("a metrics row at 100", proc=p, cond=lambda: max(t.rows_so_far(d) or [0]) >= 100):
     p.send_signal(signal.SIGUSR1)
-    if wait_for(p, "the SIGUSR1 checkpoint", lambda: sets(d)):
-        u1 = sets(d)[0]
-        if wait_for(p, "a row after update %d" % u1, lambda: max(rows(d)) > u1):
+    if t.wait_until("the SIGUSR1 checkpoint", proc=p, cond=lambda: t.checkpoint_sets(d)):
+        u1 = t.checkpoint_sets(d)[0]
+        if t.wait_until("a row after update %d" % u1, proc=p,
+                        cond=lambda: max(t.rows_so_far(d)) > u1):
             p.send_signal(signal.SIGUSR2)
 name = "sync, SIGUSR1 then SIGUSR2"
 u2 = stopped(p, d, "SIGUSR2", name)
-s = sets(d)
+s = t.checkpoint_sets(d)
 t.check(len(s) == 2 and s[0] < s[1], "%s: the SIGUSR1 checkpoint, then the stop's: %s" % (name, s))
 if len(s) == 2:
     # Resume from the SIGUSR1 checkpoint: the stop's set removed.
@@ -149,11 +122,11 @@ if len(s) == 2:
 
 # async: stops at server 0's next message; no checkpoint in this mode.
 p, d = start(["training.mode=async"], 3)
-if wait_for(p, "a metrics row at 100", lambda: max(rows(d) or [0]) >= 100):
+if t.wait_until("a metrics row at 100", proc=p, cond=lambda: max(t.rows_so_far(d) or [0]) >= 100):
     p.send_signal(signal.SIGUSR2)
 name = "async, SIGUSR2 to mpirun"
 stopped(p, d, "SIGUSR2", name, ckpt=False)
-t.check(not sets(d), "%s: no checkpoint (%s)" % (name, sets(d)))
+t.check(not t.checkpoint_sets(d), "%s: no checkpoint (%s)" % (name, t.checkpoint_sets(d)))
 if os.path.exists(os.path.join(d, "summary.json")):
     t.check_accounting(t.summary(d), name)
 

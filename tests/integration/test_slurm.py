@@ -17,7 +17,6 @@ change on resume) while the requeued job is held; Slurm holds a requeued
 job about two minutes (its begin time, until slurmd forgets the revoked
 credential of its previous start), which the test shortens with
 `scontrol update StartTime=now+1`."""
-import json
 import os
 import re
 import shutil
@@ -180,23 +179,10 @@ T0 = time.monotonic()
 
 
 def wait_for(what, cond):
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            print("      %5.1f s: %s" % (time.monotonic() - T0, what))
-            return v
-        time.sleep(0.2)
-    t.fail("waited %d s for %s" % (DEADLINE, what))
-    return None
-
-
-def rows(d):
-    try:
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            return [json.loads(l)["update"] for l in f if l.endswith("\n")]
-    except (OSError, ValueError):
-        return []
+    v = t.wait_until(what, cond, deadline=DEADLINE)
+    if v:
+        print("      %5.1f s: %s" % (time.monotonic() - T0, what))
+    return v
 
 
 def write_conf(path, max_updates):
@@ -225,7 +211,7 @@ def main(work, slurm):
     if p.returncode != 0:
         return
     jid = p.stdout.strip().split(";")[0]
-    if not wait_for("the job to train (a metrics.jsonl row)", lambda: rows(out)):
+    if not wait_for("the job to train (a metrics.jsonl row)", lambda: t.rows_so_far(out)):
         return
     # What --signal=B:USR1@N sends before the time limit.
     p = slurm.cmd("scancel", "--batch", "--signal=USR1", jid)
