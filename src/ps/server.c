@@ -274,9 +274,13 @@ static int check_stop(server *sv)
                        (long long)atomic_load(&sv->version) + 1);
     if (tc->max_updates > 0 && atomic_load(&sv->version) >= tc->max_updates)
         atomic_store(&sv->stopping, true);
-    bool stop = false;   /* round modes take requests at a round's close */
-    if (sv->world->index == 0 && !mode_of(sv)->rounds && pd_ckpt_take_request(&stop) && stop)
-        atomic_store(&sv->stopping, true);   /* no checkpoint in these modes yet */
+    /* Requests: round modes take them at a round's close, async with one
+     * server after each gradient (server_ckpt_async_grad, which would lose
+     * a SIGUSR1 taken here); the other modes only stop on them. */
+    bool stop = false;
+    if (sv->world->index == 0 && !mode_of(sv)->rounds && !sv->ck.want &&
+        pd_ckpt_take_request(&stop) && stop)
+        atomic_store(&sv->stopping, true);
     if (sv->et && pd_eval_thread_should_stop(sv->et)) {
         sv->early_stopped = true;
         atomic_store(&sv->stopping, true);
