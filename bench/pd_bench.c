@@ -492,7 +492,7 @@ static double server_loop(int rank, int W, size_t n, bool sparse, bool step, dou
         int live = W;
         while (live > 0) {
             int w;
-            TRY(pd_comm_waitany(W, r, &w, MPI_STATUS_IGNORE, NULL));
+            TRY(pd_comm_waitany(W, r, &w, MPI_STATUS_IGNORE, NULL, INFINITY));
             got++;
             if (step) {
                 pd_optim_grad g = {.g = (const float *)in[w], .lo = 0, .hi = n};

@@ -99,8 +99,9 @@
  *   training.backup_workers training.max_staleness
  *   training.staleness_policy training.local_steps training.elastic_alpha
  * Every other key (run.out_dir, run.blas_threads, data.test*, model.init_from,
- * training.epochs, max_updates, eval_every*, eval_wait, trace, early_stopping,
- * max_bad_updates, server_threads, checkpoint.*, faults.*) may differ
+ * training.epochs, max_updates, eval_every*, eval_wait, worker_timeout,
+ * trace, early_stopping, max_bad_updates, server_threads, checkpoint.*,
+ * faults.*) may differ
  * between the run that wrote a checkpoint and the one that reads it.
  */
 #ifndef PARAMD_CKPT_H

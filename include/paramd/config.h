@@ -149,6 +149,7 @@ typedef struct pd_training_config {
     double eval_every_seconds;     /* also after this much wall time; 0 = off */
     bool eval_wait;                /* a due evaluation waits for the running one
                                       (else it is skipped and counted) */
+    double worker_timeout;         /* s of silence before a worker is lost; 0 = off */
     bool trace;
     int early_stopping_patience;   /* evaluations without improvement; 0 = off */
     int64_t max_bad_updates;       /* NaN/Inf gradients tolerated before failing */

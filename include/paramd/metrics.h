@@ -39,6 +39,17 @@ int pd_write_all(int fd, const void *buf, size_t n);
 /* s as a JSON string, quoted and escaped (NULL as ""). Local. */
 void pd_metrics_json_string(FILE *f, const char *s);
 
+/* A worker the servers stopped waiting for (training.worker_timeout): its
+ * index, MPI rank, the server's update when its last message arrived, and
+ * the update and wall time when it was counted lost. Its shard is
+ * untrained from then on. */
+typedef struct pd_lost_worker {
+    int worker, rank;
+    int64_t last_update;
+    int64_t update;
+    double wall_s;
+} pd_lost_worker;
+
 /* One evaluation: a line of metrics.jsonl. NAN doubles and negative
  * counts are written as null. */
 typedef struct pd_metrics_row {
@@ -60,6 +71,8 @@ typedef struct pd_metrics_row {
     const char *const *tensor_names;
     const double *param_norms;
     const double *grad_norms;
+    const pd_lost_worker *lost;    /* workers lost so far (n_lost; 0: the key is left out) */
+    size_t n_lost;
 } pd_metrics_row;
 
 /* One worker's gradients as server 0 saw them. */
@@ -68,6 +81,8 @@ typedef struct pd_worker_stats {
     int64_t applied, dropped;
     double staleness_mean;
     double grads_per_s;        /* between its first and last request; NAN if < 2 */
+    double epochs;             /* of its shard it trained on */
+    int64_t lost_update;       /* update at which it was lost, -1 if not */
 } pd_worker_stats;
 #define PD_MAX_WORKER_STATS 256
 
@@ -97,6 +112,8 @@ typedef struct pd_summary {
     const int64_t *server_applied_set;     /* per server: a fingerprint of which
                                               gradients it applied (equal sets, equal) */
     int n_servers_stats;                   /* 0: no per_server list */
+    const pd_lost_worker *lost;            /* workers lost (n_lost) */
+    size_t n_lost;
     int n_workers_stats;
     /* batch methods (written only when stop_reason is set): iterations,
      * function and gradient evaluations, and why they stopped */

@@ -232,6 +232,22 @@ static void norms_object(FILE *f, const char *key, const pd_metrics_row *r, cons
     fputc('}', f);
 }
 
+/* "workers_lost":[{...},...] */
+static void lost_list(FILE *f, const pd_lost_worker *lost, size_t n)
+{
+    fputs("\"workers_lost\":[", f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s{", i ? "," : "");
+        jint(f, "worker", lost[i].worker);
+        fputc(',', f); jint(f, "rank", lost[i].rank);
+        fputc(',', f); jint(f, "last_update", lost[i].last_update);
+        fputc(',', f); jint(f, "update", lost[i].update);
+        fputc(',', f); jnum(f, "wall_s", lost[i].wall_s);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
 static void row_fields(FILE *f, const pd_metrics_row *r)
 {
     jnum(f, "wall_s", r->wall_s);
@@ -255,6 +271,10 @@ static void row_fields(FILE *f, const pd_metrics_row *r)
         norms_object(f, "param_norm", r, r->param_norms);
     if (r->ntensors && r->grad_norms)
         norms_object(f, "grad_norm", r, r->grad_norms);
+    if (r->n_lost) {
+        fputc(',', f);
+        lost_list(f, r->lost, r->n_lost);
+    }
 }
 
 static void pause_ns(long ns)
@@ -382,9 +402,13 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
         fputc(',', f); jint(f, "dropped", w->dropped);
         fputc(',', f); jnum(f, "staleness_mean", w->staleness_mean);
         fputc(',', f); jnum(f, "gradients_per_s", w->grads_per_s);
+        fputc(',', f); jnum(f, "epochs", w->epochs);
+        fputc(',', f); jint(f, "lost_at_update", w->lost_update);
         fputc('}', f);
     }
     fputs("]", f);
+    fputs(",\n  ", f);
+    lost_list(f, s->lost, s->n_lost);
     fputs(",\n  \"per_server\":[", f);
     for (int i = 0; i < s->n_servers_stats; i++) {
         fprintf(f, "%s{", i ? "," : "");

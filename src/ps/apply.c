@@ -53,6 +53,8 @@ static int trace(server *sv, const pd_trace_rec *rec)
 int server_post_recv(server *sv, int w)
 {
     peer *p = &sv->peers[w];
+    if (p->lost)
+        return PD_OK;
     int src = pd_worker_rank(sv->world, w);
     PD_MPI(MPI_Irecv(&p->in, sizeof p->in, MPI_BYTE, src, PD_TAG_DATA, MPI_COMM_WORLD,
                      &sv->hreq[w]));
@@ -87,7 +89,11 @@ static double unslowed_cycle(const server *sv)
 int server_reply(server *sv, int w, bool elastic)
 {
     peer *p = &sv->peers[w];
-    PD_TRY(pd_comm_waitall(2, p->rout));   /* the previous reply has left */
+    bool lost = p->lost;
+    if (!lost)   /* the previous reply has left */
+        PD_TRY(server_wait_worker(sv, w, 2, p->rout, &lost));
+    if (lost)
+        return PD_OK;
     bool stop = sv->stopping;
     p->out = (pd_msg_hdr){.kind = stop ? PD_MSG_STOP : PD_MSG_PARAMS, .worker = w,
                           .version = atomic_load(&sv->version),
@@ -135,6 +141,7 @@ int server_reply(server *sv, int w, bool elastic)
     PD_MPI(MPI_Isend(&p->out, sizeof p->out, MPI_BYTE, dst, PD_TAG_DATA, MPI_COMM_WORLD, &p->rout[0]));
     PD_MPI(MPI_Isend(buf, (int)count, MPI_FLOAT, dst, PD_TAG_DATA,
                      MPI_COMM_WORLD, &p->rout[1]));
+    p->since = pd_now();   /* from now on the server waits for it */
     /* Async: the state comes at once; rounds take all of them at the close. */
     return ckpt && !sv->reply_flags ? server_ckpt_async_reply(sv, w) : PD_OK;
 }
@@ -504,8 +511,11 @@ int server_maybe_close_round(server *sv)
     double loss;
     int good = weigh_round(sv, &loss);
     int64_t t = atomic_load(&sv->version) + 1;
-    for (int w = 0; w < sv->world->workers; w++)   /* replies read theta / point */
-        PD_TRY(pd_comm_waitall(2, sv->peers[w].rout));
+    for (int w = 0; w < sv->world->workers; w++) {   /* replies read theta / point */
+        bool lost = sv->peers[w].lost;
+        if (!lost)
+            PD_TRY(server_wait_worker(sv, w, 2, sv->peers[w].rout, &lost));
+    }
     if (good > 0) {
         if (mode_of(sv)->local_steps) {   /* local_sgd: the models' weighted mean */
             sum_block(sv, sv->lo, sv->hi);

@@ -2,6 +2,7 @@
  * sleep instead of spinning (Open MPI's blocking calls busy-poll, which
  * steals a core from a computing rank when the job is oversubscribed). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,18 +80,29 @@ int pd_comm_wait(MPI_Request *req, MPI_Status *st)
 
 int pd_comm_waitall(int n, MPI_Request *reqs)
 {
+    bool expired;
+    return pd_comm_waitall_until(n, reqs, INFINITY, &expired);
+}
+
+int pd_comm_waitall_until(int n, MPI_Request *reqs, double until, bool *expired)
+{
     pd_backoff b = {0};
+    *expired = false;
     for (;;) {
         int done = 0;
         PD_MPI(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
         if (done)
             return PD_OK;
+        if (until < INFINITY && pd_now() >= until) {
+            *expired = true;
+            return PD_OK;
+        }
         pd_backoff_sleep(&b);
     }
 }
 
 int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
-                    const _Atomic bool *give_up)
+                    const _Atomic bool *give_up, double until)
 {
     pd_backoff b = {0};
     for (;;) {
@@ -104,8 +116,18 @@ int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
             *index = -1;
             return PD_OK;
         }
+        if (until < INFINITY && pd_now() >= until) {
+            *index = -2;
+            return PD_OK;
+        }
         pd_backoff_sleep(&b);
     }
+}
+
+bool pd_comm_recovery(void)
+{
+    const char *v = getenv("OMPI_MCA_orte_enable_recovery");
+    return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
 }
 
 static int env_int(const char *const *names, int fallback)

@@ -135,6 +135,11 @@ typedef struct pd_world {
  * rank keeps its message, the others clear theirs. */
 int pd_comm_agree(pd_world *w, int err);
 
+/* The job runs under mpirun --enable-recovery (Open MPI puts
+ * OMPI_MCA_orte_enable_recovery=1 in each rank's environment): a rank that
+ * dies does not end the others. Local. */
+bool pd_comm_recovery(void);
+
 /* Rank of server s and of worker w in MPI_COMM_WORLD. */
 static inline int pd_server_rank(int s) { return s; }
 static inline int pd_worker_rank(const pd_world *w, int i) { return w->servers + i; }
@@ -145,11 +150,15 @@ void pd_server_range(size_t n, int servers, int s, size_t *lo, size_t *hi);
 /* Sleep-polling waits (never spin). */
 int pd_comm_wait(MPI_Request *req, MPI_Status *st);
 int pd_comm_waitall(int n, MPI_Request *reqs);
+/* The same until pd_now() reaches `until`: then *expired is set and PD_OK
+ * returned, the requests left as they are (a peer that may be gone). */
+int pd_comm_waitall_until(int n, MPI_Request *reqs, double until, bool *expired);
 /* Wait until at least one of reqs completes; *index gets it. With give_up
  * (may be NULL), also return PD_OK with *index -1 once *give_up is set
- * (another serving thread failed). */
+ * (another serving thread failed), and with *index -2 once pd_now()
+ * reaches `until` (INFINITY: never). */
 int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
-                    const _Atomic bool *give_up);
+                    const _Atomic bool *give_up, double until);
 
 /* Receive one MPI_BYTE message of any length from src on tag into a buffer
  * it allocates (*buf, *size; the caller frees), waiting without spinning. */

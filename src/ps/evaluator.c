@@ -264,6 +264,8 @@ static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
     r->staleness_mean = p->staleness_mean;
     r->staleness_max = p->staleness_max;
     r->dropped = p->dropped;
+    r->lost = p->lost;
+    r->n_lost = p->n_lost;
     r->evaluations = p->evaluations;
     r->line_search_steps = p->line_search_steps;
 }
@@ -399,6 +401,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .staleness_mean = p->staleness_mean,
         .staleness_max = p->staleness_max,
         .best_update = ev->best ? ev->best_update : -1,
+        .lost = p->lost, .n_lost = p->n_lost,
         .dropped_stale = -1, .dropped_late = -1, .dropped_at_stop = -1,
         .applied = p->update, .sent = -1, .bad = -1, .server_cpu_s = NAN,
         .server_loop_cpu_s = NAN, .params_sent_floats = -1,

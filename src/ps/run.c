@@ -208,6 +208,12 @@ static int init_world(const pd_config *cfg, pd_world *w)
  * that finish early do not burn a core inside MPI_Finalize. */
 static int finish_world(pd_world *w)
 {
+    /* Under mpirun --enable-recovery a rank may be gone: a barrier would
+     * wait for it for ever, and so can MPI_Finalize (Open MPI 4.1's fence
+     * waits for a rank that ended without finalizing): every rank just
+     * ends, its messages complete. */
+    if (pd_comm_recovery())
+        return PD_OK;
     MPI_Request r;
     PD_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &r));
     PD_TRY(pd_comm_wait(&r, NULL));
@@ -262,7 +268,11 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
         if (getenv("PARAMD_DEBUG"))
             fputs(pd_err_where(), stderr);
         fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, pd_exit_status(err));
+        /* Under mpirun --enable-recovery an MPI_Abort does not end the
+         * others and can leave mpirun waiting for ever: this rank just
+         * ends, and the others see a lost rank. */
+        if (!pd_comm_recovery())
+            MPI_Abort(MPI_COMM_WORLD, pd_exit_status(err));
         return err;
     }
     return finish_world(&w);

@@ -65,6 +65,8 @@ static void progress(server *sv, pd_progress *pg)
         .staleness_mean = applied ? (double)atomic_load(&sv->stale_sum) / (double)applied : 0,
         .staleness_max = atomic_load(&sv->stale_max),
         .dropped = dropped_total(sv),
+        .lost = sv->lost,
+        .n_lost = atomic_load(&sv->n_lost),
     };
 }
 
@@ -329,10 +331,15 @@ static void note_arrival(peer *p)
 static int on_message(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
-    PD_TRY(pd_comm_wait(&p->rpay, NULL));
+    bool lost;
+    PD_TRY(server_wait_worker(sv, w, 1, &p->rpay, &lost));
+    if (lost)
+        return PD_OK;   /* its payload never came */
     p->epoch = p->in.epoch;
+    p->seen = atomic_load(&sv->version);
     switch (p->in.kind) {
     case PD_MSG_HELLO:
+        p->hello = true;
         return on_hello(sv, w);
     case PD_MSG_CKPT:
         return server_ckpt_on_msg(sv, w);
@@ -420,7 +427,14 @@ static int serve(loop_arg *a)
             break;
         int idx;
         MPI_Status st;
-        PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st, &sv->failed), out);
+        /* With a worker timeout, wake now and then to look for lost ones. */
+        double t = sv->worker_timeout / 4 < 1 ? sv->worker_timeout / 4 : 1;
+        double until = sv->worker_timeout > 0 ? pd_now() + t : INFINITY;
+        PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st, &sv->failed, until), out);
+        if (idx == -2) {
+            PD_TRY_GOTO(err, server_check_lost(sv, a->first, a->stride), out);
+            continue;
+        }
         if (idx < 0)
             break;   /* another thread failed */
         int w = map[idx];
@@ -430,6 +444,7 @@ static int serve(loop_arg *a)
             continue;
         }
         PD_TRY_GOTO(err, on_message(sv, w, a->control), out);
+        PD_TRY_GOTO(err, server_check_lost(sv, a->first, a->stride), out);
         PD_TRY_GOTO(err, drive(sv), out);
     }
     (void)mine;
@@ -508,6 +523,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->world = world;
     sv->snap_pending = -1;
     sv->skipped_at = -1;
+    sv->worker_timeout = cfg->training.worker_timeout;
     pthread_mutex_init(&sv->mu, NULL);
     pthread_mutex_init(&sv->drive_mu, NULL);
     PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));
@@ -522,7 +538,8 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->peers = pd_calloc((size_t)W, sizeof *sv->peers);
     sv->weight = pd_calloc((size_t)W, sizeof *sv->weight);
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
-    if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq)
+    sv->lost = pd_calloc((size_t)W, sizeof *sv->lost);
+    if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq || !sv->lost)
         return PD_ENOMEM;
     PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
@@ -555,6 +572,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         if (sv->follows)
             PD_TRY(server_post_decision(sv, w));
         p->active = true;
+        p->since = pd_now();
         /* Sized to this server's range, not the model (W of each). */
         p->slowed = pd_faults_slow_factor(&cfg->faults, pd_worker_rank(world, w)) > 1;
         p->g = pd_calloc(range, sizeof *p->g);
@@ -601,6 +619,7 @@ static void teardown(server *sv)
         }
     }
     free(sv->peers);
+    free(sv->lost);
     free(sv->hreq);
     free(sv->acc);
     free(sv->weight);
@@ -694,7 +713,11 @@ static int finish(server *sv, double cpu0)
                                   .dropped = p->dropped,
                                   .grads_per_s = grads_per_s(sv, p),
                                   .staleness_mean = p->applied ? (double)p->stale_sum /
-                                                                     (double)p->applied : NAN};
+                                                                     (double)p->applied : NAN,
+                                  .epochs = p->epoch, .lost_update = -1};
+        for (size_t i = 0; i < pg.n_lost; i++)
+            if (sv->lost[i].worker == w)
+                ws[w].lost_update = sv->lost[i].update;
     }
     const char *exit = pd_ckpt_stop_requested() ? "signal"
                        : sv->early_stopped ? "early_stopped"
@@ -720,6 +743,8 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
     if (err == PD_OK && world->index == 0 && pd_ckpt_stop_requested())
         err = server_ckpt_stopped(&sv);
     for (int w = 0; err == PD_OK && w < world->workers; w++) {
+        if (sv.peers[w].lost)
+            continue;   /* its requests were freed */
         err = pd_comm_waitall(2, sv.peers[w].rout);
         if (err == PD_OK && sv.decides)
             err = pd_comm_waitall(world->servers - 1, sv.peers[w].dsend + 1);

@@ -30,7 +30,12 @@ typedef struct peer {
     float *reply;                  /* [hi - lo] reply payload (packed pulls: [npull]) */
     float *stale;                  /* [hi - lo] dc: the point it last read */
     float *dc;                     /* [hi - lo] dc: its corrected gradient */
-    bool active;                   /* has not sent FINAL */
+    bool active;                   /* has not sent FINAL, is not lost */
+    bool hello;                    /* its HELLO is in: it can be lost from then on */
+    bool lost;                     /* silent past training.worker_timeout (lost.c) */
+    double since;                  /* pd_now() since the server waits for its next
+                                      message (its last reply, or setup) */
+    int64_t seen;                  /* the version when its last message came */
     bool waiting;                  /* sync: holds a gradient of this round;
                                       async wait: reply held back (SSP) */
     int64_t clock;                 /* requests processed */
@@ -144,6 +149,13 @@ typedef struct server {
     pd_eval_thread *et;
     _Atomic int64_t next_eval;
     _Atomic int64_t evals_skipped; /* due while the previous one still ran */
+    /* Lost workers (lost.c): timeout in s (0: none are), the list [W] (an
+     * entry is written under mu before n_lost counts it), a loss not yet
+     * followed up by the round or SSP logic. */
+    double worker_timeout;
+    pd_lost_worker *lost;
+    _Atomic size_t n_lost;
+    _Atomic bool lost_new;
     _Atomic int64_t skipped_at;    /* update of the last skipped one, -1 none */
     /* The gradient noted before an evaluation: per-tensor sums of squares
      * over [lo, hi) (sync with S > 1 adds the other servers' parts from
@@ -179,6 +191,18 @@ int server_release_waiting(server *sv);
 int server_on_grad_sync(server *sv, int w);
 int server_maybe_close_round(server *sv);
 int server_on_model_easgd(server *sv, int w, bool control);
+/* lost.c: training.worker_timeout. A worker the server waits for longer
+ * than that (a message from it, the rest of one, or our reply to it that
+ * does not leave) is lost: its requests are dropped, it counts as inactive,
+ * and training goes on without it in async, hogwild and sync with backup
+ * workers; the other modes fail (PD_ETRAIN) naming it. */
+int server_lose_worker(server *sv, int w, const char *what);
+/* Lose the workers of [first, W) by stride that are past the timeout, then
+ * let the round close or held replies go. Called by their serving thread. */
+int server_check_lost(server *sv, int first, int stride);
+/* Wait for reqs[n] of worker w (bounded by the timeout when there is one);
+ * *lost is set (and the worker lost) when they did not complete in time. */
+int server_wait_worker(server *sv, int w, int n, MPI_Request *reqs, bool *lost);
 /* server.c */
 int server_answer_snap(server *sv);
 /* Rounds (sync, local_sgd): after a step, before its replies go out. Server

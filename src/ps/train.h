@@ -80,6 +80,9 @@ typedef struct pd_progress {
     int64_t dropped;          /* -1 where it does not apply */
     const float *grad;        /* latest gradient for per-tensor norms, or NULL */
     const double *grad_norms; /* or its per-tensor norms already computed, or NULL */
+    const pd_lost_worker *lost;   /* workers lost so far: entries are written once,
+                                     before n_lost counts them, never changed */
+    size_t n_lost;
     /* batch methods (src/batch/): evaluations so far (0 elsewhere), this
      * iteration's line-search steps, and why they stopped (finish) */
     int64_t evaluations, line_search_steps;

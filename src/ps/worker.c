@@ -227,7 +227,19 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     int S = wk->world->servers;
     for (int s = 0; s < S; s++)
         PD_TRY(post_request(wk, s, kind, loss, norm, examples));
-    PD_TRY(pd_comm_waitall(4 * S, wk->req));
+    /* With training.worker_timeout, a server silent for twice as long is
+     * gone (its workers' own losses take at most about 1.25 times). */
+    double t = wk->cfg->training.worker_timeout;
+    bool expired;
+    PD_TRY(pd_comm_waitall_until(4 * S, wk->req, t > 0 ? pd_now() + 2 * t : INFINITY, &expired));
+    for (int s = 0; expired && s < S; s++) {
+        int done = 0;
+        PD_MPI(MPI_Testall(4, &wk->req[4 * s], &done, MPI_STATUSES_IGNORE));
+        if (!done)
+            return PD_FAIL(PD_EMPI, "worker %d: server %d (rank %d) lost: no answer for %g s "
+                           "(2 x training.worker_timeout)", wk->world->index, s,
+                           pd_server_rank(s), 2 * t);
+    }
     if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL)
         wk->seq++;
     for (int s = 0; kind != PD_MSG_FINAL && s < S; s++)

@@ -2,7 +2,18 @@
 kill a worker (and, separately, the server) of a running sync job. Each
 rank is identified for certain by the OMPI_COMM_WORLD_RANK in its
 environment (/proc/PID/environ), never guessed from pid order; rank 0 is
-the server (training.servers is 1), ranks 1 and 2 are workers."""
+the server (training.servers is 1), ranks 1 and 2 are workers.
+
+Lost workers (training.worker_timeout, under mpirun --enable-recovery): a
+worker killed with SIGKILL in async, hogwild or sync with a backup worker
+does not stop training; the server counts it lost after the timeout, the
+others finish their epochs, and status.json, metrics.jsonl and
+summary.json name it (rank, the update of its last message, when it was
+counted lost); mpirun exits 0. In sync without backups, local_sgd and
+easgd, or when the server dies, every rank ends within 30 s with a line
+naming the lost rank and no summary.json; mpirun --enable-recovery exits
+0 even then (Open MPI 4.1 does not pass the ranks' failure on), without
+--enable-recovery the job exits non-zero as before."""
 import json
 import os
 import re
@@ -38,11 +49,15 @@ def ranks_of(out, job):
     return found
 
 
-for victim, rank in (("worker", 2), ("server", 0)):
+for victim, rank, mode in (("worker", 2, "sync"), ("server", 0, "sync"), ("worker", 2, "local_sgd"),
+                          ("worker", 2, "easgd")):
     out = tempfile.mkdtemp(prefix="paramd-lost-")
     cmd = ["mpirun", "-n", "3", "--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
            t.EXE, os.path.join(t.SRC, "tests/conf/softmax.yaml"), "--out", out, "--quiet",
-           "--set", "training.mode=sync", "--set", "training.epochs=50"]
+           "--set", "training.mode=" + mode, "--set", "training.epochs=50"]
+    if mode != "sync":   # a timeout changes nothing without --enable-recovery
+        cmd += ["--set", "training.worker_timeout=2"]
+    victim = "%s of %s" % (victim, mode)
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Training runs once status.json says so; a job that never gets there fails here.
     status = os.path.join(out, "status.json")
@@ -85,4 +100,96 @@ for victim, rank in (("worker", 2), ("server", 0)):
     # The run did not finish: summary.json is never written by a killed job.
     t.check(not os.path.exists(os.path.join(out, "summary.json")),
             "killing the %s: no summary.json claims the run finished" % victim)
+
+
+def kill_under_recovery(sets, rank, min_update=200):
+    """Run W=3 softmax for 3 epochs under mpirun --enable-recovery with
+    training.worker_timeout 2, kill rank RANK with SIGKILL once status.json
+    has passed MIN_UPDATE; (out, returncode or None if still running 60 s
+    later, stderr)."""
+    out = tempfile.mkdtemp(prefix="paramd-lost-")
+    cmd = ["mpirun", "-n", "4", "--oversubscribe", "--allow-run-as-root", "--enable-recovery",
+           "-x", "OPENBLAS_NUM_THREADS=1", t.EXE, os.path.join(t.SRC, "tests/conf/softmax.yaml"),
+           "--out", out, "--quiet", "--set", "training.epochs=3", "--set", "training.eval_every=100",
+           "--set", "training.worker_timeout=2"]
+    for kv in sets:
+        cmd += ["--set", kv]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = os.path.join(out, "status.json")
+    deadline = time.time() + 120
+    while job.poll() is None and time.time() < deadline:
+        try:
+            with open(status) as f:
+                if json.load(f)["update"] >= min_update:
+                    break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    pids = ranks_of(out, job)
+    if job.poll() is not None or rank not in pids:
+        job.kill()
+        _, err = job.communicate()
+        t.fail("%s: the job ended or lost rank %d before the kill (%s): %s" % (sets, rank, pids, err[-500:]))
+        return out, -1, err
+    os.kill(pids[rank], signal.SIGKILL)
+    try:
+        _, err = job.communicate(timeout=60)
+        return out, job.returncode, err
+    except subprocess.TimeoutExpired:
+        job.kill()
+        _, err = job.communicate()
+        return out, None, err
+
+
+# Survived: training goes on without the killed worker (rank 2, worker 1).
+FIGURES = []
+for name, sets in (("async", ["training.mode=async"]), ("hogwild", ["training.mode=hogwild"]),
+                   ("sync b=1", ["training.mode=sync", "training.backup_workers=1"])):
+    out, rc, err = kill_under_recovery(sets, 2)
+    t.check(rc == 0, "%s: a killed worker does not stop training; mpirun --enable-recovery exits 0 (%s): %s"
+            % (name, rc, err[-400:] if rc else ""))
+    if rc != 0 or not os.path.exists(os.path.join(out, "summary.json")):
+        t.fail("%s: no summary.json" % name)
+        continue
+    s, rows = t.summary(out), t.metrics(out)
+    with open(os.path.join(out, "status.json")) as f:
+        status = json.load(f)
+    lost = s.get("workers_lost", [])
+    t.check(len(lost) == 1 and lost[0]["worker"] == 1 and lost[0]["rank"] == 2 and
+            0 < lost[0]["last_update"] <= lost[0]["update"] <= s["updates"] and lost[0]["wall_s"] > 0,
+            "%s: summary.json names the lost worker (worker 1, rank 2) and when: %s" % (name, lost))
+    t.check(status.get("workers_lost") == lost and rows[-1].get("workers_lost") == lost,
+            "%s: status.json and the last metrics row name it too" % name)
+    t.check(not any("workers_lost" in r for r in rows if r["wall_s"] < lost[0]["wall_s"]) if lost else False,
+            "%s: metrics rows before its loss do not" % name)
+    per = {w["rank"]: w for w in s["per_worker"]}
+    t.check(per[2]["lost_at_update"] == lost[0]["update"] and per[2]["epochs"] < 3 and
+            per[1]["epochs"] == 3 and per[3]["epochs"] == 3 and
+            per[1]["lost_at_update"] is None and per[3]["lost_at_update"] is None,
+            "%s: its shard is untrained from then on (epochs %s of 3), the others finished theirs"
+            % (name, per[2]["epochs"]))
+    t.check(s["exit"] == "done" and s["updates"] > lost[0]["last_update"],
+            "%s: training went on after its last gradient: %d updates > %d" % (name, s["updates"], lost[0]["last_update"]))
+    t.check_accounting(s, name + " with a lost worker")
+    t.check("lost at update" in err and "rank 2" in err, "%s: one warning on stderr names it" % name)
+    FIGURES.append("%s: killed after update %d (counted lost at %d, %.1f s), %d updates, test_acc %.4f"
+                   % (name, lost[0]["last_update"], lost[0]["update"], lost[0]["wall_s"], s["updates"],
+                      s["test_acc"]))
+
+# Not survived: every rank ends within 30 s of the kill (mpirun's 60 s wait
+# is not reached), one line names the lost worker or server, no summary.
+for name, sets, rank, says in (
+        ("sync b=0", ["training.mode=sync"], 2, "worker 1 (rank 2) lost"),
+        ("local_sgd", ["training.mode=local_sgd"], 2, "worker 1 (rank 2) lost"),
+        ("easgd", ["training.mode=easgd"], 2, "worker 1 (rank 2) lost"),
+        ("async, the server", ["training.mode=async"], 0, "server 0 (rank 0) lost")):
+    t0 = time.time()
+    out, rc, err = kill_under_recovery(sets, rank)
+    took = time.time() - t0
+    t.check(rc is not None, "%s killed: the job ends (mpirun --enable-recovery exits %s)" % (name, rc))
+    t.check(says in err and not os.path.exists(os.path.join(out, "summary.json")),
+            "%s killed: '%s' on stderr, no summary.json: %s" % (name, says,
+            [l for l in err.splitlines() if l.startswith("paramd:")][:3]))
+for f in FIGURES:
+    print("figure:", f)
 t.done()

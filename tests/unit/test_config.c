@@ -156,6 +156,7 @@ static void test_defaults_documented(void **state)
     assert_int_equal(t->eval_every, 0);
     assert_dbl(t->eval_every_seconds, 0);
     assert_false(t->eval_wait);
+    assert_dbl(t->worker_timeout, 0);
     assert_false(t->trace);
     assert_int_equal(t->early_stopping_patience, 0);
     assert_int_equal(t->max_bad_updates, 0);
@@ -259,6 +260,7 @@ static const char every_key[] =
     "  eval_every: 250\n"
     "  eval_every_seconds: 2.5\n"
     "  eval_wait: yes\n"
+    "  worker_timeout: 7.5\n"
     "  trace: on\n"
     "  early_stopping:\n"
     "    patience: 4\n"
@@ -351,6 +353,7 @@ static void test_every_type_parses(void **state)
     assert_int_equal(c.training.eval_every, 250);
     assert_dbl(c.training.eval_every_seconds, 2.5);
     assert_true(c.training.eval_wait);
+    assert_dbl(c.training.worker_timeout, 7.5);
     assert_true(c.training.trace);
     assert_int_equal(c.training.early_stopping_patience, 4);
     assert_int_equal(c.training.max_bad_updates, 12);
@@ -838,6 +841,9 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n", NAME ":4:19: "
         "training.backup_workers: backup workers need one server (each server would close its "
         "rounds on different workers), got 2 servers");
+    ERR("training:\n  mode: async\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
+        "training.worker_timeout: lost workers are survived with one server only (a worker lost "
+        "between its messages to two servers leaves them disagreeing), got 2 servers");
     ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
         NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
         "threads can only drop (staleness_policy: drop)");

@@ -118,8 +118,10 @@ static void test_run_directory(void **state)
                     .staleness_hist = (int64_t[]){5}, .staleness_hist_n = 1, .best_update = -1,
                     .applied = 10, .sent = 10, .bad = 0, .server_cpu_s = 0.5,
                     .server_loop_cpu_s = NAN, .params_sent_floats = 1234,
-                    .workers_stats = (pd_worker_stats[]){{1, 7, 2, 0.5, 12.5}, {2, 3, 0, NAN, NAN}},
-                    .n_workers_stats = 2};
+                    .workers_stats = (pd_worker_stats[]){{1, 7, 2, 0.5, 12.5, 1.0, -1},
+                                                         {2, 3, 0, NAN, NAN, 0.25, 4}},
+                    .n_workers_stats = 2,
+                    .lost = (pd_lost_worker[]){{1, 2, 3, 4, 1.5}}, .n_lost = 1};
     memcpy(s.params_sha256, hex, 65);
     assert_int_equal(pd_metrics_summary(m, &s), PD_OK);
     snprintf(path, sizeof path, "%s/summary.json", sub);
@@ -130,9 +132,12 @@ static void test_run_directory(void **state)
     assert_non_null(strstr(text, "\"server_loop_cpu_s\":null"));
     assert_non_null(strstr(text, "\"params_sent_floats\":1234"));
     assert_non_null(strstr(text, "\"per_worker\":[{\"rank\":1,\"applied\":7,\"dropped\":2,"
-                                 "\"staleness_mean\":0.5,\"gradients_per_s\":12.5},"
-                                 "{\"rank\":2,\"applied\":3,\"dropped\":0,"
-                                 "\"staleness_mean\":null,\"gradients_per_s\":null}]"));
+                                 "\"staleness_mean\":0.5,\"gradients_per_s\":12.5,\"epochs\":1,"
+                                 "\"lost_at_update\":null},{\"rank\":2,\"applied\":3,\"dropped\":0,"
+                                 "\"staleness_mean\":null,\"gradients_per_s\":null,\"epochs\":0.25,"
+                                 "\"lost_at_update\":4}]"));
+    assert_non_null(strstr(text, "\"workers_lost\":[{\"worker\":1,\"rank\":2,\"last_update\":3,"
+                                 "\"update\":4,\"wall_s\":1.5}]"));
     assert_non_null(strstr(text, want));
     pd_metrics_close(&m);
     assert_null(m);

@@ -1,0 +1,101 @@
+/* Lost workers (training.worker_timeout). Open MPI 4.1 has no ULFM: a
+ * killed rank is seen only as silence (mpirun --enable-recovery keeps the
+ * others running). A server counts a worker lost when it has waited longer
+ * than the timeout for it: for its next request after the last reply, for
+ * the rest of a message it started, or for a reply to it to leave. Its
+ * pending requests are freed, it no longer counts as active (rounds close
+ * without it, SSP clocks ignore it, the loop does not wait for its FINAL),
+ * the gradients received from it are its gradients sent, and its shard is
+ * untrained from then on. Async, hogwild and sync with backup workers go
+ * on; sync without backups, local_sgd and easgd cannot and fail. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "server_impl.h"
+
+/* Free a request that may never complete (its peer is gone). */
+static void drop_request(MPI_Request *r, bool cancel)
+{
+    if (*r == MPI_REQUEST_NULL)
+        return;
+    if (cancel)
+        (void)MPI_Cancel(r);
+    (void)MPI_Request_free(r);
+    *r = MPI_REQUEST_NULL;
+}
+
+int server_lose_worker(server *sv, int w, const char *what)
+{
+    peer *p = &sv->peers[w];
+    const pd_mode_props *m = mode_of(sv);
+    const pd_training_config *tc = &sv->cfg->training;
+    int rank = pd_worker_rank(sv->world, w);
+    if (m->local_steps || (m->rounds && tc->backup_workers == 0))
+        return PD_FAIL(PD_ETRAIN, "worker %d (rank %d) lost: %s for %g s "
+                       "(training.worker_timeout); %s mode cannot go on without it (async, "
+                       "hogwild and sync with training.backup_workers can)", w, rank, what,
+                       tc->worker_timeout, pd_mode_name(tc->mode));
+    /* Receives are cancelled, replies abandoned: the rank is gone. */
+    drop_request(&sv->hreq[w], true);
+    drop_request(&p->rpay, true);
+    drop_request(&p->rout[0], false);
+    drop_request(&p->rout[1], false);
+    p->lost = true;
+    p->active = false;
+    if (m->ssp)
+        p->waiting = false;   /* a held reply that will never be sent */
+    int64_t update = atomic_load(&sv->version);
+    double wall = sv->ev ? pd_evaluator_wall(sv->ev) : 0;
+    pthread_mutex_lock(&sv->mu);
+    sv->sent_total += p->clock;   /* what arrived of what it sent */
+    size_t i = atomic_load(&sv->n_lost);
+    sv->lost[i] = (pd_lost_worker){.worker = w, .rank = rank, .last_update = p->seen,
+                                   .update = update, .wall_s = wall};
+    atomic_store(&sv->n_lost, i + 1);
+    pthread_mutex_unlock(&sv->mu);
+    atomic_fetch_sub(&sv->active, 1);
+    atomic_store(&sv->lost_new, true);
+    fprintf(stderr, "paramd: warning: worker %d (rank %d) lost at update %lld: %s for %g s "
+            "(training.worker_timeout); training goes on without it\n", w, rank,
+            (long long)update, what, tc->worker_timeout);
+    return PD_OK;
+}
+
+int server_check_lost(server *sv, int first, int stride)
+{
+    if (sv->worker_timeout <= 0)
+        return PD_OK;
+    double now = pd_now();
+    for (int w = first; w < sv->world->workers; w += stride) {
+        peer *p = &sv->peers[w];
+        if (!p->active || !p->hello || p->waiting || now - p->since <= sv->worker_timeout)
+            continue;
+        /* A request that came while this thread was busy elsewhere (say,
+         * waiting on another lost worker) is not silence. */
+        int came = 0;
+        if (sv->hreq[w] != MPI_REQUEST_NULL)
+            PD_MPI(MPI_Request_get_status(sv->hreq[w], &came, MPI_STATUS_IGNORE));
+        if (!came)
+            PD_TRY(server_lose_worker(sv, w, "no message from it"));
+    }
+    if (!atomic_exchange(&sv->lost_new, false))
+        return PD_OK;
+    if (mode_of(sv)->rounds)
+        return server_maybe_close_round(sv);
+    if (mode_of(sv)->ssp && sv->cfg->training.max_staleness >= 0)
+        return server_release_waiting(sv);
+    return PD_OK;
+}
+
+int server_wait_worker(server *sv, int w, int n, MPI_Request *reqs, bool *lost)
+{
+    *lost = false;
+    if (sv->worker_timeout <= 0)
+        return pd_comm_waitall(n, reqs);
+    bool expired;
+    PD_TRY(pd_comm_waitall_until(n, reqs, pd_now() + sv->worker_timeout, &expired));
+    if (!expired)
+        return PD_OK;
+    *lost = true;
+    return server_lose_worker(sv, w, "a message to or from it did not move");
+}
