@@ -538,6 +538,10 @@ static int training_rules(loader *ld)
                         t->backup_workers > 0 ? " with backup_workers"
                         : t->mode == PD_MODE_ASYNC && t->trace ? " with training.trace"
                         : t->mode == PD_MODE_ASYNC ? " with several servers" : "");
+    if ((k->every_updates > 0 || k->every_seconds > 0) && t->worker_timeout > 0)
+        return fail_key(ld, KEY("training.worker_timeout"), "lost workers and checkpoints do not "
+                        "go together in this version (a checkpoint waits for every worker's "
+                        "state); leave checkpoint.every_updates and every_seconds at 0");
     if ((k->every_updates > 0 || k->every_seconds > 0) && t->servers == 0)
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),

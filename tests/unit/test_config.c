@@ -844,6 +844,10 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: async\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
         "training.worker_timeout: lost workers are survived with one server only (a worker lost "
         "between its messages to two servers leaves them disagreeing), got 2 servers");
+    ERR("training:\n  mode: async\n  worker_timeout: 30\ncheckpoint:\n  every_updates: 100\n",
+        NAME ":3:19: training.worker_timeout: lost workers and checkpoints do not go together "
+        "in this version (a checkpoint waits for every worker's state); leave "
+        "checkpoint.every_updates and every_seconds at 0");
     ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
         NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
         "threads can only drop (staleness_policy: drop)");
