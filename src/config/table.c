@@ -158,7 +158,7 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
     BOOL("training.eval_wait", training.eval_wait, "false",
          "An evaluation due while one runs waits for it; false = skip it."),
     DBL("training.worker_timeout", training.worker_timeout, GE(0), "0",
-        "Seconds of silence before a server counts a worker lost; 0 = off."),
+        "--enable-recovery runs: seconds before a silent worker is lost; 0 = off."),
     BOOL("training.trace", training.trace, "false",
          "async: record the order updates were applied, for exact replay."),
     INT("training.early_stopping.patience", training.early_stopping_patience, GE(0), "0",

@@ -523,7 +523,9 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->world = world;
     sv->snap_pending = -1;
     sv->skipped_at = -1;
-    sv->worker_timeout = cfg->training.worker_timeout;
+    /* Without mpirun --enable-recovery a rank that dies ends the job: a
+     * timeout could only take a slow worker for a lost one. */
+    sv->worker_timeout = pd_comm_recovery() ? cfg->training.worker_timeout : 0;
     pthread_mutex_init(&sv->mu, NULL);
     pthread_mutex_init(&sv->drive_mu, NULL);
     PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));

@@ -229,7 +229,7 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
         PD_TRY(post_request(wk, s, kind, loss, norm, examples));
     /* With training.worker_timeout, a server silent for twice as long is
      * gone (its workers' own losses take at most about 1.25 times). */
-    double t = wk->cfg->training.worker_timeout;
+    double t = pd_comm_recovery() ? wk->cfg->training.worker_timeout : 0;
     bool expired;
     PD_TRY(pd_comm_waitall_until(4 * S, wk->req, t > 0 ? pd_now() + 2 * t : INFINITY, &expired));
     for (int s = 0; expired && s < S; s++) {
