@@ -54,6 +54,7 @@ def check(path, nominal=False):
         e = (p - m) / m
         errs.setdefault(r["net"], []).append(abs(e))
         print("| %s | %d | %d | %.1f | %.1f | %+.0f%% |" % (r["net"], r["W"], r["S"], m, p, 100 * e))
+    print()
     for n, e in errs.items():
         print("mean |error| %s: %.0f%% over %d runs (max %.0f%%)" % (n, 100 * sum(e) / len(e), len(e),
                                                                     100 * max(e)))
