@@ -132,6 +132,18 @@ typedef struct pd_optim_config {
     pd_block_order block_order;    /* cd: blocks in order, or shuffled each cycle */
 } pd_optim_config;
 
+/* One entry of training.phases: the keys it sets, as "path=value" with the
+ * full key path ("training.mode=async", "optimizer.lr=0.05"), and where the
+ * entry is in the config file (line 0: it came from --set). */
+#define PD_MAX_PHASES 8
+#define PD_MAX_PHASE_SETS 12
+#define PD_PHASE_SET_LEN 96
+typedef struct pd_phase {
+    char sets[PD_MAX_PHASE_SETS][PD_PHASE_SET_LEN];
+    int n_sets;
+    int line, col;
+} pd_phase;
+
 typedef struct pd_training_config {
     pd_mode mode;
     int servers;
@@ -154,6 +166,8 @@ typedef struct pd_training_config {
     int early_stopping_patience;   /* evaluations without improvement; 0 = off */
     int64_t max_bad_updates;       /* NaN/Inf gradients tolerated before failing */
     int64_t max_iterations;        /* batch methods: iterations (line searches) */
+    pd_phase phases[PD_MAX_PHASES];   /* run one after another (pd_config_phase) */
+    int n_phases;
 } pd_training_config;
 
 typedef struct pd_checkpoint_config {
@@ -209,6 +223,12 @@ int pd_config_load_string(const char *name, const char *yaml,
 
 /* Cross-key checks that need the job's size (ranks = 1 for serial). */
 int pd_config_check_world(const pd_config *cfg, int ranks);
+
+/* The configuration of phase i of cfg->training.phases: cfg with the
+ * phase's keys set (epochs or max_updates the phase does not give are 0),
+ * no phases, every rule checked; a refusal is PD_EINPUT naming
+ * training.phases[i].KEY at the entry's place in the file. Local. */
+int pd_config_phase(const pd_config *cfg, int i, pd_config *out);
 
 /* The slow-down factor of worker `rank`: its faults.slow_workers factor,
  * 1.0 when it is not listed. Local. */

@@ -73,7 +73,24 @@ typedef struct pd_metrics_row {
     const double *grad_norms;
     const pd_lost_worker *lost;    /* workers lost so far (n_lost; 0: the key is left out) */
     size_t n_lost;
+    /* training.phases: the phase this row belongs to and its mode
+     * (phase_mode NULL: the run has no phases, neither is written) */
+    int phase;
+    const char *phase_mode;
 } pd_metrics_row;
+
+/* One phase of a run with training.phases, as summary.json's "phases"
+ * lists it: its updates [first_update, last_update], and what it sent,
+ * applied, dropped and found bad (sent = applied + dropped + bad). */
+typedef struct pd_phase_summary {
+    int index;
+    const char *mode, *exit;
+    int64_t first_update, last_update;
+    double epochs, wall_s;         /* this phase's */
+    int64_t sent, applied, dropped, bad;
+    double staleness_mean;         /* of its applied gradients */
+    double valid_loss, valid_acc, test_loss, test_acc;   /* at its last update */
+} pd_phase_summary;
 
 /* One worker's gradients as server 0 saw them. */
 typedef struct pd_worker_stats {
@@ -124,6 +141,8 @@ typedef struct pd_summary {
     double optimality_gap;
     int64_t ckpt_pauses;                   /* checkpoints written (the whole run) */
     double ckpt_pause_sum, ckpt_pause_max; /* seconds training paused for them */
+    const pd_phase_summary *phases;        /* training.phases, in order (n_phases) */
+    int n_phases;                          /* 0: no "phases" list */
 } pd_summary;
 
 typedef struct pd_metrics pd_metrics;

@@ -27,6 +27,8 @@ typedef struct loader {
     pd_config *cfg;
     const char *name;   /* the file, for messages */
     const char *set;    /* the --set being applied, or NULL */
+    int phase;          /* pd_config_phase: the phase's index, else -1 */
+    const pd_phase *ph; /* and its entry */
     origin at[PD_KEY_COUNT];
 } loader;
 
@@ -41,6 +43,15 @@ static int vfail(const loader *ld, const char *set, const yaml_mark_t *m, const 
 {
     char what[1024], place[640];
     vsnprintf(what, sizeof what, fmt, ap);
+    if (ld->phase >= 0) {   /* a phase's config: at its entry, under its path */
+        if (ld->ph->line > 0)
+            snprintf(place, sizeof place, "%s:%d:%d", ld->name, ld->ph->line, ld->ph->col);
+        else
+            snprintf(place, sizeof place, "%s", ld->name);
+        const char *rel = path && !strncmp(path, "training.", 9) ? path + 9 : path;
+        return PD_FAIL(PD_EINPUT, "%s: training.phases[%d]%s%s: %s", place, ld->phase,
+                       rel && rel[0] ? "." : "", rel ? rel : "", what);
+    }
     if (set)
         snprintf(place, sizeof place, "--set %s", set);
     else if (m)
@@ -191,6 +202,117 @@ static int apply_entries(loader *ld, const pd_key *k, yaml_document_t *doc, yaml
     return PD_OK;
 }
 
+/* Keys a phase may not set: they are the run's, the same in every phase. */
+static bool phase_fixed(const char *path)
+{
+    static const char *const fixed[] = {"training.phases", "training.servers",
+                                        "training.worker_timeout",
+                                        "training.trace", "training.early_stopping.patience",
+                                        "training.batch_size", "training.drop_last",
+                                        "optimizer.name", NULL};
+    for (int i = 0; fixed[i]; i++)
+        if (!strcmp(path, fixed[i]))
+            return true;
+    return false;
+}
+
+/* The pairs of phase entry map (training keys by their name in training,
+ * optimizer keys under optimizer, nested or dotted) into ph as
+ * "full.path=value"; within is the section map is in ("" at the top). */
+static int phase_pairs(loader *ld, yaml_document_t *doc, yaml_node_t *map, const char *prefix,
+                       const char *within, pd_phase *ph)
+{
+    char path[256], full[256], why[512];
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        PD_TRY(pair_path(ld, doc, map, p, prefix, path, sizeof path));
+        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+        yaml_node_t *val = yaml_document_get_node(doc, p->value);
+        const char *name = (const char *)key->data.scalar.value;
+        bool opt = !strncmp(name, "optimizer", 9) && (name[9] == '.' || !name[9]);
+        snprintf(full, sizeof full, "%s%s%s", within[0] ? within : opt ? "" : "training",
+                 within[0] || !opt ? "." : "", name);
+        if (val->type == YAML_MAPPING_NODE && pd_key_is_section(full, strlen(full))) {
+            PD_TRY(phase_pairs(ld, doc, val, path, full, ph));
+            continue;
+        }
+        int ki = pd_key_find(full, strlen(full));
+        if (ki < 0) {
+            static const char *const others[] = {"model", "data", "run", "checkpoint",
+                                                 "faults", NULL};
+            for (int i = 0; !within[0] && others[i]; i++) {
+                size_t n = strlen(others[i]);
+                if (!strncmp(name, others[i], n) && (name[n] == '.' || !name[n]))
+                    return fail_at(ld, &key->start_mark, path, "%s keys are the whole run's: a "
+                                   "phase sets training and optimizer keys only", others[i]);
+            }
+            char hint[96];
+            pd_key_suggest(full, hint, sizeof hint);
+            return fail_at(ld, &key->start_mark, path, "unknown key%s", hint);
+        }
+        if (phase_fixed(full))
+            return fail_at(ld, &key->start_mark, path, "is the same in every phase: set %s "
+                           "outside training.phases", full);
+        const pd_key *k = &pd_keys[ki];
+        if (val->type != YAML_SCALAR_NODE) {
+            pd_key_mismatch(k, shape(val), why, sizeof why);
+            return fail_at(ld, &val->start_mark, path, "%s", why);
+        }
+        pd_config *scratch = pd_malloc(sizeof *scratch);   /* the value checked now */
+        if (!scratch)
+            return PD_ENOMEM;
+        *scratch = *ld->cfg;
+        pd_scalar sc = scalar_of(val);
+        bool ok = pd_key_set(k, scratch, &sc, why, sizeof why);
+        free(scratch);
+        if (!ok)
+            return fail_at(ld, &val->start_mark, path, "%s", why);
+        if (ph->n_sets == PD_MAX_PHASE_SETS)
+            return fail_at(ld, &key->start_mark, path, "a phase sets at most %d keys",
+                           PD_MAX_PHASE_SETS);
+        int len = snprintf(ph->sets[ph->n_sets], PD_PHASE_SET_LEN, "%s=%.*s", full,
+                           (int)sc.len, sc.text);
+        if (len < 0 || len >= PD_PHASE_SET_LEN || strlen(sc.text) != sc.len ||
+            strpbrk(ph->sets[ph->n_sets] + strlen(full) + 1, ",{}[]#\n\"'"))
+            return fail_at(ld, &val->start_mark, path, "expected a number, a name or true/false");
+        ph->n_sets++;
+    }
+    return PD_OK;
+}
+
+static bool phase_sets(const pd_phase *ph, const char *path)
+{
+    size_t n = strlen(path);
+    for (int j = 0; j < ph->n_sets; j++)
+        if (!strncmp(ph->sets[j], path, n) && ph->sets[j][n] == '=')
+            return true;
+    return false;
+}
+
+/* training.phases: each entry a mapping with mode and epochs or max_updates. */
+static int apply_phases(loader *ld, const pd_key *k, yaml_document_t *doc, yaml_node_t *n,
+                        size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s[%zu]", k->path, i);
+        if (e->type != YAML_MAPPING_NODE)
+            return fail_at(ld, &e->start_mark, prefix, "expected a mapping like {mode: async, "
+                           "epochs: 1}, got %s", shape(e));
+        pd_phase *ph = &ld->cfg->training.phases[i];
+        *ph = (pd_phase){.line = ld->set ? 0 : (int)e->start_mark.line + 1,
+                         .col = ld->set ? 0 : (int)e->start_mark.column + 1};
+        PD_TRY(phase_pairs(ld, doc, e, prefix, "", ph));
+        if (!phase_sets(ph, "training.mode"))
+            return fail_at(ld, &e->start_mark, prefix, "missing mode (each phase names its mode)");
+        if (!phase_sets(ph, "training.epochs") && !phase_sets(ph, "training.max_updates"))
+            return fail_at(ld, &e->start_mark, prefix, "missing epochs or max_updates (how long "
+                           "the phase runs)");
+    }
+    pd_key_set_count(k, ld->cfg, count);
+    return PD_OK;
+}
+
 /* Store one node into key ki (a scalar, or a list for list keys). */
 static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
 {
@@ -202,7 +324,8 @@ static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
             return fail_at(ld, &n->start_mark, k->path, "%s", why);
         return PD_OK;
     }
-    if (n->type != YAML_SEQUENCE_NODE || (k->type != KT_INTLIST && k->type != KT_MAPLIST)) {
+    if (n->type != YAML_SEQUENCE_NODE ||
+        (k->type != KT_INTLIST && k->type != KT_MAPLIST && k->type != KT_PHASES)) {
         pd_key_mismatch(k, shape(n), why, sizeof why);
         return fail_at(ld, &n->start_mark, k->path, "%s", why);
     }
@@ -212,6 +335,8 @@ static int apply_node(loader *ld, int ki, yaml_document_t *doc, yaml_node_t *n)
                        k->size, count);
     if (k->type == KT_MAPLIST)
         return apply_entries(ld, k, doc, n, count);
+    if (k->type == KT_PHASES)
+        return apply_phases(ld, k, doc, n, count);
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *item = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
         if (item->type != YAML_SCALAR_NODE) {
@@ -601,6 +726,50 @@ static int faults_rules(loader *ld)
     return fail_key(ld, dist, "%s needs faults.delay.mean_ms > 0 (the default is 0)", name);
 }
 
+/* A run with phases: what must hold for the whole run, then each phase's
+ * own configuration. */
+static int phase_rules(loader *ld)
+{
+    const pd_config *c = ld->cfg;
+    const pd_training_config *t = &c->training;
+    if (t->n_phases == 0)
+        return PD_OK;
+    if (pd_optim_is_batch(c->optimizer.name))
+        return fail_key(ld, KEY("optimizer.name"), "%s is a batch method; phases run the "
+                        "stochastic rules (training.phases is set)",
+                        pd_optimizer_name_str(c->optimizer.name));
+    if (t->servers == 0)
+        return fail_key(ld, KEY("training.servers"), "phases need server ranks (0 runs sync "
+                        "on the workers alone; training.phases is set)");
+    if (t->trace)
+        return fail_key(ld, KEY("training.trace"), "a trace replays one async run; "
+                        "not with training.phases");
+    if (t->early_stopping_patience > 0)
+        return fail_key(ld, KEY("training.early_stopping.patience"), "early stopping would end "
+                        "one phase of several; not with training.phases");
+    const pd_checkpoint_config *k = &c->checkpoint;
+    if (k->every_updates > 0 || k->every_seconds > 0)
+        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
+                                                     : "checkpoint.every_seconds"),
+                        "a run with training.phases writes no checkpoints in this version; "
+                        "leave it at 0");
+    if (t->worker_timeout > 0)
+        return fail_key(ld, KEY("training.worker_timeout"), "every phase starts with every "
+                        "worker; a run with training.phases does not go on without lost "
+                        "workers in this version (leave it at 0)");
+    pd_config *pc = pd_malloc(sizeof *pc);
+    if (!pc)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    for (int i = 0; i < t->n_phases && err == PD_OK; i++) {
+        err = pd_config_phase(c, i, pc);
+        if (err == PD_OK && i == 0)
+            ld->cfg->training.mode = pc->training.mode;   /* the run starts in it */
+    }
+    free(pc);
+    return err;
+}
+
 static int load_text(const char *name, const char *text, size_t len,
                      const char *const *overrides, int n_overrides, pd_config *cfg)
 {
@@ -610,6 +779,7 @@ static int load_text(const char *name, const char *text, size_t len,
     int err = PD_OK;
     ld->cfg = cfg;
     ld->name = name ? name : "<string>";
+    ld->phase = -1;
     pd_config_table_defaults(cfg);
     snprintf(cfg->source, sizeof cfg->source, "%s", ld->name);
     PD_TRY_GOTO(err, parse_file_text(ld, text, len), out);
@@ -622,6 +792,38 @@ static int load_text(const char *name, const char *text, size_t len,
     PD_TRY_GOTO(err, faults_rules(ld), out);
     pd_optim_defaults(&cfg->optimizer);
     PD_TRY_GOTO(err, optimizer_rules(ld), out);
+    PD_TRY_GOTO(err, phase_rules(ld), out);
+out:
+    free(ld);
+    return err;
+}
+
+int pd_config_phase(const pd_config *cfg, int i, pd_config *out)
+{
+    loader *ld = pd_calloc(1, sizeof *ld);
+    if (!ld)
+        return PD_ENOMEM;
+    *out = *cfg;
+    out->training.n_phases = 0;
+    out->training.epochs = 0;
+    out->training.max_updates = 0;
+    ld->cfg = out;
+    ld->name = cfg->source;
+    ld->phase = i;
+    ld->ph = &cfg->training.phases[i];
+    int err = PD_OK;
+    for (int j = 0; j < ld->ph->n_sets; j++) {
+        PD_TRY_GOTO(err, apply_override(ld, ld->ph->sets[j]), out);
+    }
+    /* The rules of the keys a phase may set (model and data are the run's). */
+    PD_TRY_GOTO(err, batch_rules(ld), out);
+    PD_TRY_GOTO(err, training_rules(ld), out);
+    PD_TRY_GOTO(err, faults_rules(ld), out);
+    pd_optim_defaults(&out->optimizer);
+    PD_TRY_GOTO(err, optimizer_rules(ld), out);
+    if (out->training.mode == PD_MODE_SERIAL)
+        err = fail_key(ld, KEY("training.mode"), "serial is one process; a phase is one of "
+                       "the distributed modes (sync, async, hogwild, local_sgd, easgd)");
 out:
     free(ld);
     return err;

@@ -16,6 +16,7 @@ typedef enum {
     KT_INTLIST,   /* int array of `size` entries, its count at `aux` */
     KT_MAPLIST,   /* array of `size` records of `stride` bytes, each a YAML
                    * mapping of every one of `fields`; its count at `aux` */
+    KT_PHASES,    /* training.phases: array of `size` pd_phase, count at `aux` */
 } key_type;
 
 enum {
@@ -47,7 +48,7 @@ typedef struct pd_key {
 } pd_key;
 
 /* Number of keys; config.c keeps one origin per key. */
-#define PD_KEY_COUNT 85
+#define PD_KEY_COUNT 86
 
 extern const pd_key pd_keys[PD_KEY_COUNT];
 

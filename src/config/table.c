@@ -167,6 +167,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "NaN/Inf gradients (models) skipped before the run fails, every mode."),
     I64("training.max_iterations", training.max_iterations, GE(1), "100",
         "cg, bfgs, lbfgs, cd: stop after this many iterations (cd: cycles)."),
+    {"training.phases", KT_PHASES, offsetof(pd_config, training.phases), PD_MAX_PHASES,
+     offsetof(pd_config, training.n_phases), NULL, 0, 0, 0, "[]",
+     "Modes run in turn on the same parameters; [] = one run of training.mode.",
+     NULL, sizeof(pd_phase)},
 
     ENUM("optimizer.name", optimizer.name, pd_optimizer_names, "sgd", "The update rule."),
     DBL("optimizer.lr", optimizer.lr, RULE_GT(0), "default",
@@ -420,7 +424,7 @@ void pd_config_table_defaults(pd_config *cfg)
         const pd_key *k = &pd_keys[i];
         char why[256];
         bool ok;
-        if (k->type == KT_INTLIST || k->type == KT_MAPLIST) {
+        if (k->type == KT_INTLIST || k->type == KT_MAPLIST || k->type == KT_PHASES) {
             /* The only list default is the empty list. */
             ok = strcmp(k->def, "[]") == 0;
             pd_key_set_count(k, cfg, 0);

@@ -112,6 +112,10 @@ void pd_key_mismatch(const pd_key *k, const char *got, char *why, size_t n)
         pd_key_entry_shape(k, names, sizeof names);
         snprintf(why, n, "expected a list of %s mappings, got %s", names, got);
         break;
+    case KT_PHASES:
+        snprintf(why, n, "expected a list of phases like [{mode: async, epochs: 1}], got %s",
+                 got);
+        break;
     }
 }
 
@@ -300,7 +304,7 @@ static bool store(const pd_key *k, void *f, const pd_scalar *s, char *why, size_
     case KT_BOOL:   return parse_bool(k, s, f, why, n);
     case KT_STRING: return parse_string(k, s, f, why, n);
     case KT_ENUM:   return parse_enum(k, s, f, why, n);
-    case KT_INTLIST: case KT_MAPLIST:
+    case KT_INTLIST: case KT_MAPLIST: case KT_PHASES:
         break;   /* lists are not scalars: pd_key_set */
     }
     got_text(s, got, sizeof got);
@@ -310,7 +314,7 @@ static bool store(const pd_key *k, void *f, const pd_scalar *s, char *why, size_
 
 bool pd_key_set(const pd_key *k, pd_config *cfg, const pd_scalar *s, char *why, size_t n)
 {
-    if ((k->type == KT_INTLIST || k->type == KT_MAPLIST) && s->null) {
+    if ((k->type == KT_INTLIST || k->type == KT_MAPLIST || k->type == KT_PHASES) && s->null) {
         pd_key_set_count(k, cfg, 0);   /* `hidden:` or `hidden: ~` is the empty list */
         return true;
     }
@@ -361,7 +365,7 @@ int pd_key_entry_id(const pd_key *k, const pd_config *cfg, size_t i)
 
 void pd_key_set_count(const pd_key *k, pd_config *cfg, size_t count)
 {
-    size_t entry = k->type == KT_MAPLIST ? k->stride : sizeof(int);
+    size_t entry = k->type == KT_MAPLIST || k->type == KT_PHASES ? k->stride : sizeof(int);
     assert(count <= k->size);
     memset((char *)field(k, cfg) + count * entry, 0, (k->size - count) * entry);
     *(int *)((char *)cfg + k->aux) = (int)count;
@@ -408,7 +412,7 @@ static void write_scalar(const pd_key *k, const void *f, FILE *out)
             fprintf(out, "%d", v);   /* not a valid name: fails on reload */
         break;
     }
-    case KT_INTLIST: case KT_MAPLIST:
+    case KT_INTLIST: case KT_MAPLIST: case KT_PHASES:
         break;   /* pd_key_write_value */
     }
 }
@@ -416,7 +420,7 @@ static void write_scalar(const pd_key *k, const void *f, FILE *out)
 void pd_key_write_value(const pd_key *k, const pd_config *cfg, FILE *out)
 {
     const char *f = cfield(k, cfg);
-    int count = k->type == KT_INTLIST || k->type == KT_MAPLIST
+    int count = k->type == KT_INTLIST || k->type == KT_MAPLIST || k->type == KT_PHASES
               ? *(const int *)((const char *)cfg + k->aux) : 0;
     switch (k->type) {
     case KT_INTLIST:
@@ -432,6 +436,21 @@ void pd_key_write_value(const pd_key *k, const pd_config *cfg, FILE *out)
             for (const pd_key *fl = k->fields; fl->path; fl++) {
                 fprintf(out, "%s%s: ", fl == k->fields ? "" : ", ", fl->path);
                 write_scalar(fl, f + (size_t)i * k->stride + fl->offset, out);
+            }
+            fputc('}', out);
+        }
+        fputc(']', out);
+        break;
+    case KT_PHASES:   /* [{mode: async, epochs: 1, optimizer.lr: 0.05}] */
+        fputc('[', out);
+        for (int i = 0; i < count; i++) {
+            const pd_phase *ph = (const pd_phase *)f + i;
+            fputs(i ? ", {" : "{", out);
+            for (int j = 0; j < ph->n_sets; j++) {
+                const char *set = ph->sets[j], *eq = strchr(set, '=');
+                if (!strncmp(set, "training.", 9))
+                    set += 9;
+                fprintf(out, "%s%.*s: %s", j ? ", " : "", (int)(eq - set), set, eq + 1);
             }
             fputc('}', out);
         }

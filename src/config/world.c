@@ -1,12 +1,44 @@
 /* Rules that need the job's size (checked once MPI's rank count is known,
  * before anything is created), and the fault-injection lookup. */
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "paramd/config.h"
 #include "paramd/error.h"
 
+/* Each phase against the job's size, refused at the phase's entry. */
+static int check_phases(const pd_config *cfg, int ranks)
+{
+    const char *src = cfg->source[0] ? cfg->source : "<config>";
+    pd_config *pc = pd_malloc(sizeof *pc);
+    if (!pc)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    for (int i = 0; i < cfg->training.n_phases && err == PD_OK; i++) {
+        err = pd_config_phase(cfg, i, pc);
+        if (err == PD_OK)
+            err = pd_config_check_world(pc, ranks);
+        if (err == PD_EINPUT && strncmp(pd_err_msg(), src, strlen(src)) == 0) {
+            /* "SRC: KEY: what" -> "SRC:LINE:COL: training.phases[i] (mode M): KEY: what" */
+            const pd_phase *ph = &cfg->training.phases[i];
+            char what[1024], place[64] = "";
+            snprintf(what, sizeof what, "%s", pd_err_msg() + strlen(src) + 2);
+            if (ph->line > 0)
+                snprintf(place, sizeof place, ":%d:%d", ph->line, ph->col);
+            err = PD_FAIL(PD_EINPUT, "%s%s: training.phases[%d] (mode %s): %s", src, place, i,
+                          pd_mode_name(pc->training.mode), what);
+        }
+    }
+    free(pc);
+    return err;
+}
+
 int pd_config_check_world(const pd_config *cfg, int ranks)
 {
+    if (cfg->training.n_phases > 0)
+        return check_phases(cfg, ranks);
     const char *src = cfg->source[0] ? cfg->source : "<config>";
     const pd_training_config *t = &cfg->training;
     const pd_faults_config *f = &cfg->faults;

@@ -107,6 +107,11 @@ static void key_comment(const pd_key *k, const char *indent, FILE *out)
         rule_defaults(k, line, sizeof line);
         comment(out, indent, line, 2);
     }
+    if (k->type == KT_PHASES)
+        comment(out, indent, "Each entry: {mode: M, epochs: E or max_updates: U, and any "
+                "training key or optimizer: {KEY: V} it changes}, for example [{mode: async, "
+                "epochs: 1}, {mode: sync, epochs: 2, optimizer: {lr: 0.05}}]; not servers, "
+                "batch_size, drop_last, trace, early_stopping or optimizer.name.", 2);
     /* A map list's fields: "- rank: doc (required; >= 1)". */
     for (const pd_key *f = k->type == KT_MAPLIST ? k->fields : NULL; f && f->path; f++) {
         pd_key_bounds(f, bounds, sizeof bounds);

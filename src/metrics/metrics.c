@@ -267,6 +267,10 @@ static void row_fields(FILE *f, const pd_metrics_row *r)
         fputc(',', f); jint(f, "evaluations", r->evaluations);
         fputc(',', f); jint(f, "line_search_steps", r->line_search_steps);
     }
+    if (r->phase_mode) {
+        fputc(',', f); jint(f, "phase_index", r->phase);
+        fputc(',', f); jstr(f, "phase_mode", r->phase_mode);
+    }
     if (r->ntensors && r->param_norms)
         norms_object(f, "param_norm", r, r->param_norms);
     if (r->ntensors && r->grad_norms)
@@ -436,6 +440,31 @@ int pd_metrics_summary(pd_metrics *m, const pd_summary *s)
     fputc(',', f); jnum(f, "max", s->ckpt_pauses ? s->ckpt_pause_max : NAN);
     fputc(',', f); jnum(f, "total", s->ckpt_pause_sum);
     fputs("}", f);
+    if (s->n_phases > 0) {
+        fputs(",\n  \"phases\":[", f);
+        for (int i = 0; i < s->n_phases; i++) {
+            const pd_phase_summary *p = &s->phases[i];
+            fputs(i ? ",\n    {" : "\n    {", f);
+            jint(f, "index", p->index);
+            fputc(',', f); jstr(f, "mode", p->mode);
+            fputc(',', f); jint(f, "first_update", p->first_update);
+            fputc(',', f); jint(f, "last_update", p->last_update);
+            fputc(',', f); jnum(f, "epochs", p->epochs);
+            fputc(',', f); jnum(f, "wall_s", p->wall_s);
+            fputc(',', f); jint(f, "gradients_sent", p->sent);
+            fputc(',', f); jint(f, "gradients_applied", p->applied);
+            fputc(',', f); jint(f, "dropped", p->dropped);
+            fputc(',', f); jint(f, "gradients_bad", p->bad);
+            fputc(',', f); jnum(f, "staleness_mean", p->staleness_mean);
+            fputc(',', f); jnum(f, "valid_loss", p->valid_loss);
+            fputc(',', f); jnum(f, "valid_acc", p->valid_acc);
+            fputc(',', f); jnum(f, "test_loss", p->test_loss);
+            fputc(',', f); jnum(f, "test_acc", p->test_acc);
+            fputc(',', f); jstr(f, "exit", p->exit);
+            fputc('}', f);
+        }
+        fputs("]", f);
+    }
     fputs(",\n  ", f); jstr(f, "exit", s->exit);
     fputs("\n}\n", f);
     fclose(f);

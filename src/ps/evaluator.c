@@ -52,6 +52,14 @@ struct pd_evaluator {
     int io_err;
     char io_msg[1024];
     bool status_warned;
+    /* training.phases: the current phase (mode NULL: none), the entries of
+     * those that ended, and the run's totals when the current one began */
+    int phase, nphases;
+    const char *phase_mode;
+    pd_phase_summary phases[PD_MAX_PHASES];
+    int phases_done;
+    int64_t ph_update, ph_sent, ph_applied, ph_dropped, ph_bad;
+    double ph_epoch, ph_wall, ph_stale;
 };
 
 /* The run directory's file `name`, written atomically from what one of the
@@ -268,6 +276,8 @@ static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
     r->n_lost = p->n_lost;
     r->evaluations = p->evaluations;
     r->line_search_steps = p->line_search_steps;
+    r->phase = ev->phase;
+    r->phase_mode = ev->phase_mode;
 }
 
 static double eta_seconds(const pd_evaluator *ev, const pd_progress *p, double wall)
@@ -365,6 +375,59 @@ int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p)
     return PD_OK;
 }
 
+void pd_evaluator_set_phase(pd_evaluator *ev, const pd_config *cfg, int index, int count)
+{
+    ev->cfg = cfg;
+    ev->phase = index;
+    ev->nphases = count;
+    ev->phase_mode = pd_mode_name(cfg->training.mode);
+}
+
+/* The current phase's entry from the run's totals now, which the next
+ * phase starts from. */
+static void phase_entry(pd_evaluator *ev, const pd_progress *p, const pd_run_stats *rs,
+                        const char *exit)
+{
+    if (!ev->phase_mode || ev->phases_done >= PD_MAX_PHASES)
+        return;
+    int64_t dropped = rs->dropped_stale + rs->dropped_late + rs->dropped_at_stop;
+    double stale = isfinite(p->staleness_mean) ? p->staleness_mean * (double)rs->applied : 0;
+    int64_t applied = rs->applied - ev->ph_applied;
+    double wall = pd_evaluator_wall(ev);
+    bool lin = ev->cfg->model.type == PD_MODEL_LINREG;
+    ev->phases[ev->phases_done++] = (pd_phase_summary){
+        .index = ev->phase, .mode = ev->phase_mode, .exit = exit,
+        .first_update = ev->ph_update, .last_update = p->update,
+        .epochs = p->epoch - ev->ph_epoch, .wall_s = wall - ev->ph_wall,
+        .sent = rs->sent - ev->ph_sent, .applied = applied,
+        .dropped = dropped - ev->ph_dropped, .bad = rs->bad - ev->ph_bad,
+        .staleness_mean = applied > 0 ? round(stale - ev->ph_stale) / (double)applied : NAN,
+        .valid_loss = ev->valid ? ev->last_valid.loss : NAN,
+        .valid_acc = ev->valid && !lin ? ev->last_valid.accuracy : NAN,
+        .test_loss = ev->test ? ev->last_test.loss : NAN,
+        .test_acc = ev->test && !lin ? ev->last_test.accuracy : NAN,
+    };
+    ev->ph_update = p->update;
+    ev->ph_epoch = p->epoch;
+    ev->ph_wall = wall;
+    ev->ph_sent = rs->sent;
+    ev->ph_applied = rs->applied;
+    ev->ph_dropped = dropped;
+    ev->ph_bad = rs->bad;
+    ev->ph_stale = stale;
+}
+
+int pd_evaluator_phase_end(pd_evaluator *ev, const float *theta, const pd_progress *p,
+                           const pd_run_stats *rs, const char *exit)
+{
+    if (ev->last_update != p->update) {
+        bool stop;
+        PD_TRY(pd_evaluator_eval(ev, theta, p, &stop));
+    }
+    phase_entry(ev, p, rs, exit);
+    return PD_OK;
+}
+
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit)
 {
@@ -372,6 +435,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         bool stop;
         PD_TRY(pd_evaluator_eval(ev, theta, p, &stop));
     }
+    if (rs)
+        phase_entry(ev, p, rs, exit);
     if (ev->best && ev->best_update >= 0) {
         memcpy(theta, ev->best, ev->nparams * sizeof *theta);
         if (ev->valid)
@@ -408,6 +473,7 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
         .iterations = p->update, .evaluations = p->evaluations, .stop_reason = p->stop_reason,
         .ckpt_pauses = ev->pauses, .ckpt_pause_sum = ev->pause_sum,
         .ckpt_pause_max = ev->pause_max,
+        .phases = ev->phases, .n_phases = ev->phase_mode ? ev->phases_done : 0,
     };
     if (rs) {
         s.staleness_hist = rs->stale_hist;

@@ -181,10 +181,24 @@ int pd_ps_check(const pd_config *in, int ranks, bool json, FILE *out)
     return err;
 }
 
+/* Does the run (or any of its phases) use hogwild's serving threads? */
+static bool uses_hogwild(const pd_config *cfg)
+{
+    bool any = cfg->training.mode == PD_MODE_HOGWILD;
+    for (int i = 0; i < cfg->training.n_phases; i++) {
+        pd_config *pc = pd_malloc(sizeof *pc);
+        if (!pc)
+            return true;   /* asking for more than needed costs nothing */
+        any |= pd_config_phase(cfg, i, pc) != PD_OK || pc->training.mode == PD_MODE_HOGWILD;
+        free(pc);
+    }
+    return any;
+}
+
 static int init_world(const pd_config *cfg, pd_world *w)
 {
     int provided;
-    int want = cfg->training.mode == PD_MODE_HOGWILD ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
+    int want = uses_hogwild(cfg) ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
     if (MPI_Init_thread(NULL, NULL, want, &provided) != MPI_SUCCESS)
         return PD_FAIL(PD_EMPI, "MPI_Init_thread failed");
     PD_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
@@ -223,12 +237,35 @@ static int finish_world(pd_world *w)
     return PD_OK;
 }
 
+/* training.phases: each phase's configuration in turn in this rank's role,
+ * the parameters, optimizer state, counters and data iterators handed from
+ * one to the next (pd_phase_carry); a phase ends when every worker has
+ * finished it, so the next starts from one set of parameters. */
+static int run_phases(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
+{
+    pd_config *pc = pd_malloc(sizeof *pc);   /* outlives every phase: learners keep it */
+    if (!pc)
+        return PD_ENOMEM;
+    pd_phase_carry carry = {.run = cfg, .count = cfg->training.n_phases};
+    int err = PD_OK;
+    for (int i = 0; i < carry.count && err == PD_OK; i++) {
+        carry.index = i;
+        err = pd_config_phase(cfg, i, pc);
+        if (err == PD_OK)
+            err = w->is_server ? pd_server_phase(pc, opts, w, &carry)
+                               : pd_worker_phase(pc, opts, w, &carry);
+    }
+    pd_phase_carry_free(&carry);
+    free(pc);
+    return err;
+}
+
 int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
 {
     pd_config cfg = *in;
     pd_model_blas_threads(cfg.run.blas_threads);
     bool batch = pd_optim_is_batch(cfg.optimizer.name);   /* src/batch/ drives it */
-    if (cfg.training.mode == PD_MODE_SERIAL) {
+    if (cfg.training.mode == PD_MODE_SERIAL && cfg.training.n_phases == 0) {
         PD_TRY(resolve_shape(&cfg));
         return batch ? pd_batch_serial(&cfg, opts) : pd_serial_run(&cfg, opts);
     }
@@ -247,7 +284,9 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
                       "go together in this version (leave it at 0 to resume)",
                       cfg.source[0] ? cfg.source : "<config>");
     err = pd_comm_agree(&w, err);
-    if (err == PD_OK && batch)
+    if (err == PD_OK && cfg.training.n_phases > 0)
+        err = run_phases(&cfg, opts, &w);
+    else if (err == PD_OK && batch)
         err = pd_batch_sync(&cfg, opts, &w);
     else if (err == PD_OK)
         err = w.servers == 0 ? pd_colocated_run(&cfg, opts, &w)

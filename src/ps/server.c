@@ -21,6 +21,23 @@
 #include "checkpoint.h"
 #include "server_impl.h"
 
+/* training.phases: what this rank hands the next phase (server.h). */
+struct pd_server_carry {
+    float *theta;                  /* [n]: this server's range is its own */
+    unsigned char *opt;            /* pd_optim_save over [lo, hi) */
+    size_t opt_size;
+    pd_evaluator *ev;              /* server 0 */
+    pd_config *cfg;                /* the phase's, max_updates from the run's start */
+    double cpu0;                   /* CPU time when the run began */
+    int64_t version, applied, bad, examples, stale_sum, stale_max;
+    int64_t dropped[PD_DROP_KINDS], stale_hist[STALE_HIST];
+    uint64_t applied_mix;
+    int64_t sent_total, sent_floats, evals_skipped, skipped_at, next_eval, last_eval_update;
+    double loss_sum, loss_mark_sum, last_eval_t, loop_cpu_s;
+    int64_t loss_n, loss_mark_n;
+    int64_t *w_applied, *w_dropped, *w_stale;   /* [W] */
+};
+
 /* ---- evaluation (server 0) ---------------------------------------------- */
 
 static int64_t dropped_total(server *sv)
@@ -543,8 +560,14 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->lost = pd_calloc((size_t)W, sizeof *sv->lost);
     if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq || !sv->lost)
         return PD_ENOMEM;
-    PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
+    pd_server_carry *from = sv->carry && sv->carry->index > 0 ? sv->carry->server : NULL;
+    if (from)
+        memcpy(sv->theta, from->theta, sv->n * sizeof *sv->theta);
+    else
+        PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
+    if (from)
+        PD_TRY(pd_optim_load(sv->opt, from->opt, from->opt_size));
     sv->point_version = -1;
     if (rounds && pd_optim_has_lookahead(sv->opt) && !(sv->point = pd_malloc(range * sizeof *sv->point)))
         return PD_ENOMEM;
@@ -594,8 +617,16 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
                          MPI_COMM_WORLD, &sv->hreq[W]));
     /* Resume before the run directory is opened: a refusal leaves it as it was. */
     PD_TRY(server_ckpt_setup(sv, opts));
+    if (world->index == 0 && from) {
+        sv->ev = from->ev;   /* the run's, from phase to phase */
+        from->ev = NULL;
+    } else if (world->index == 0) {
+        PD_TRY(pd_evaluator_create(sv->carry ? sv->carry->run : cfg, opts, W, world->servers,
+                                   &sv->ev));
+    }
+    if (world->index == 0 && sv->carry)
+        pd_evaluator_set_phase(sv->ev, cfg, sv->carry->index, sv->carry->count);
     if (world->index == 0) {
-        PD_TRY(pd_evaluator_create(cfg, opts, W, world->servers, &sv->ev));
         PD_TRY(server_ckpt_resume_eval(sv));
         PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
         if (cfg->training.trace)
@@ -725,17 +756,165 @@ static int finish(server *sv, double cpu0)
                        : sv->early_stopped ? "early_stopped"
                        : sv->cfg->training.max_updates > 0 &&
                          pg.update >= sv->cfg->training.max_updates ? "max_updates" : "done";
-    if (err == PD_OK)
+    /* A phase before the last keeps its entry for the summary, unless a
+     * signal stops the run here (then this is its summary, and the end). */
+    bool more = sv->carry && sv->carry->index + 1 < sv->carry->count &&
+                !pd_ckpt_stop_requested();
+    if (err == PD_OK && more)
+        err = pd_evaluator_phase_end(sv->ev, theta, &pg, &rs, exit);
+    else if (err == PD_OK)
         err = pd_evaluator_finish(sv->ev, theta, &pg, &rs, exit);
     free(theta);
     return err;
 }
 
+/* ---- training.phases ---------------------------------------------------- */
+
+/* The run so far into this phase's fresh server (after setup). */
+static void carry_in(server *sv, const pd_server_carry *c)
+{
+    atomic_store(&sv->version, c->version);
+    atomic_store(&sv->applied, c->applied);
+    atomic_store(&sv->bad, c->bad);
+    atomic_store(&sv->examples, c->examples);
+    atomic_store(&sv->stale_sum, c->stale_sum);
+    atomic_store(&sv->stale_max, c->stale_max);
+    for (int k = 0; k < PD_DROP_KINDS; k++)
+        atomic_store(&sv->dropped[k], c->dropped[k]);
+    for (int i = 0; i < STALE_HIST; i++)
+        atomic_store(&sv->stale_hist[i], c->stale_hist[i]);
+    atomic_store(&sv->applied_mix, c->applied_mix);
+    sv->sent_total = c->sent_total;
+    atomic_store(&sv->sent_floats, c->sent_floats);
+    atomic_store(&sv->evals_skipped, c->evals_skipped);
+    atomic_store(&sv->skipped_at, c->skipped_at);
+    atomic_store(&sv->next_eval, c->next_eval);
+    atomic_store(&sv->last_eval_update, c->last_eval_update);
+    atomic_store(&sv->last_eval_t, c->last_eval_t);
+    atomic_store(&sv->loss_sum, c->loss_sum);
+    atomic_store(&sv->loss_n, c->loss_n);
+    sv->loss_mark_sum = c->loss_mark_sum;
+    sv->loss_mark_n = c->loss_mark_n;
+    sv->loop_cpu_s = c->loop_cpu_s;
+    for (int w = 0; w < sv->world->workers; w++) {
+        sv->peers[w].applied = c->w_applied[w];
+        sv->peers[w].dropped = c->w_dropped[w];
+        sv->peers[w].stale_sum = c->w_stale[w];
+    }
+}
+
+/* This phase's end into c for the next (every worker has sent FINAL). */
+static int carry_out(server *sv, pd_server_carry *c)
+{
+    int W = sv->world->workers;
+    if (!c->theta && !(c->theta = pd_malloc(sv->n * sizeof *c->theta)))
+        return PD_ENOMEM;
+    if (!c->w_applied && (!(c->w_applied = pd_calloc((size_t)W, sizeof *c->w_applied)) ||
+                          !(c->w_dropped = pd_calloc((size_t)W, sizeof *c->w_dropped)) ||
+                          !(c->w_stale = pd_calloc((size_t)W, sizeof *c->w_stale))))
+        return PD_ENOMEM;
+    memcpy(c->theta, sv->theta, sv->n * sizeof *c->theta);
+    size_t size = pd_optim_state_size(sv->opt);
+    unsigned char *opt = pd_malloc(size ? size : 1);
+    if (!opt)
+        return PD_ENOMEM;
+    free(c->opt);
+    c->opt = opt;
+    c->opt_size = size;
+    PD_TRY(pd_optim_save(sv->opt, c->opt, size));
+    c->version = atomic_load(&sv->version);
+    c->applied = atomic_load(&sv->applied);
+    c->bad = atomic_load(&sv->bad);
+    c->examples = atomic_load(&sv->examples);
+    c->stale_sum = atomic_load(&sv->stale_sum);
+    c->stale_max = atomic_load(&sv->stale_max);
+    for (int k = 0; k < PD_DROP_KINDS; k++)
+        c->dropped[k] = atomic_load(&sv->dropped[k]);
+    for (int i = 0; i < STALE_HIST; i++)
+        c->stale_hist[i] = atomic_load(&sv->stale_hist[i]);
+    c->applied_mix = atomic_load(&sv->applied_mix);
+    c->sent_total = sv->sent_total;
+    c->sent_floats = atomic_load(&sv->sent_floats);
+    c->evals_skipped = atomic_load(&sv->evals_skipped);
+    c->skipped_at = atomic_load(&sv->skipped_at);
+    c->next_eval = atomic_load(&sv->next_eval);
+    c->last_eval_update = atomic_load(&sv->last_eval_update);
+    c->last_eval_t = atomic_load(&sv->last_eval_t);
+    c->loss_sum = atomic_load(&sv->loss_sum);
+    c->loss_n = atomic_load(&sv->loss_n);
+    for (int w = 0; w < W; w++) {   /* the peers' losses go into the server's */
+        c->loss_sum += atomic_load(&sv->peers[w].loss_sum);
+        c->loss_n += atomic_load(&sv->peers[w].loss_n);
+        c->w_applied[w] = sv->peers[w].applied;
+        c->w_dropped[w] = sv->peers[w].dropped;
+        c->w_stale[w] = sv->peers[w].stale_sum;
+    }
+    c->loss_mark_sum = sv->loss_mark_sum;
+    c->loss_mark_n = sv->loss_mark_n;
+    c->loop_cpu_s = sv->loop_cpu_s;
+    c->ev = sv->ev;   /* the next phase's server 0 takes it */
+    sv->ev = NULL;
+    return PD_OK;
+}
+
+static void server_carry_free(pd_server_carry *c)
+{
+    if (!c)
+        return;
+    pd_evaluator_destroy(&c->ev);
+    free(c->theta);
+    free(c->opt);
+    free(c->cfg);
+    free(c->w_applied);
+    free(c->w_dropped);
+    free(c->w_stale);
+    free(c);
+}
+
+static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                       pd_phase_carry *carry, double cpu0);
+
+int pd_server_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                    pd_phase_carry *c)
+{
+    if (!c->server && !(c->server = pd_calloc(1, sizeof *c->server)))
+        return PD_ENOMEM;
+    pd_server_carry *sc = c->server;
+    bool first = c->index == 0;
+    if (first)
+        sc->cpu0 = cpu_seconds();
+    /* This phase's max_updates count from its start. */
+    pd_config *own = pd_malloc(sizeof *own);
+    if (!own)
+        return PD_ENOMEM;
+    *own = *cfg;
+    if (own->training.max_updates > 0)
+        own->training.max_updates += sc->version;
+    free(sc->cfg);   /* the previous phase's: the evaluator now takes own */
+    sc->cfg = own;
+    return server_main(own, opts, world, c, sc->cpu0);
+}
+
+void pd_phase_carry_free(pd_phase_carry *c)
+{
+    server_carry_free(c->server);
+    c->server = NULL;
+    pd_worker_carry_free(c->worker);
+    c->worker = NULL;
+}
+
 int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
-    server sv = {0};
-    double cpu0 = cpu_seconds();
+    return server_main(cfg, opts, world, NULL, cpu_seconds());
+}
+
+static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                       pd_phase_carry *carry, double cpu0)
+{
+    server sv = {.carry = carry};
     int err = pd_comm_agree(world, setup(&sv, cfg, opts, world));
+    if (err == PD_OK && carry && carry->index > 0)
+        carry_in(&sv, carry->server);
     if (err == PD_OK)
         err = server_ckpt_start(&sv);
     if (err == PD_OK)
@@ -757,6 +936,8 @@ int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
                                     : pd_mpi_fail(rc, "MPI_Cancel", __FILE__, __LINE__, __func__);
         }
     }
+    if (err == PD_OK && carry)
+        err = carry_out(&sv, carry->server);
     teardown(&sv);
     return err;
 }

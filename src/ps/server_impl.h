@@ -172,6 +172,7 @@ typedef struct server {
     /* checkpoints */
     server_ckpt ck;
     int32_t reply_flags;           /* server 0: flags on this round's replies */
+    pd_phase_carry *carry;         /* training.phases, or NULL */
 } server;
 
 static inline const pd_mode_props *mode_of(const server *sv)

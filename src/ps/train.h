@@ -121,6 +121,14 @@ typedef struct pd_run_stats {
  * and summary.json. rs may be NULL (serial). */
 int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
                         const pd_run_stats *rs, const char *exit);
+/* training.phases: the rows from now on belong to phase index (of count)
+ * with config cfg, which the evaluator uses until the next call. Local. */
+void pd_evaluator_set_phase(pd_evaluator *ev, const pd_config *cfg, int index, int count);
+/* The end of a phase before the last: its last update evaluated (a row,
+ * unless the last row is of it) and its summary entry kept for
+ * pd_evaluator_finish, which adds the last phase's. rs: the run's totals. */
+int pd_evaluator_phase_end(pd_evaluator *ev, const float *theta, const pd_progress *p,
+                           const pd_run_stats *rs, const char *exit);
 /* params_sha256 of the parameters the last pd_evaluator_finish wrote. */
 int pd_evaluator_sha(const pd_evaluator *ev, char hex[65]);
 /* What a checkpoint keeps of the evaluator: the run's wall time so far,

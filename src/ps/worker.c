@@ -44,7 +44,19 @@ typedef struct worker {
     double cycle_t0, pad_s;  /* this cycle's start and the time it slept */
     double unslowed;         /* the unslowed cycle time server 0 last sent */
     pd_rng frng;
+    pd_phase_carry *carry;   /* training.phases, or NULL */
+    int epoch_base;          /* a phase's epochs count from here */
 } worker;
+
+/* training.phases: what this rank hands the next phase (server.h). */
+struct pd_worker_carry {
+    pd_learner l;            /* when have */
+    bool have;
+    pd_rng frng;
+    int64_t local_t;
+    unsigned char *local;    /* pd_optim_save of the last local phase's optimizer */
+    size_t local_size;
+};
 
 /* A sleep nanosleep refuses is skipped (pd_sleep_s returns its errno). */
 static void sleep_s(double s)
@@ -284,7 +296,7 @@ static bool next_batch(worker *wk, int *epochs)
 {
     while (!pd_learner_next(&wk->l)) {
         ++*epochs;
-        if (wk->cfg->training.epochs > 0 && *epochs >= wk->cfg->training.epochs)
+        if (wk->cfg->training.epochs > 0 && *epochs >= wk->epoch_base + wk->cfg->training.epochs)
             return false;
     }
     return true;
@@ -403,7 +415,17 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
                  cfg->faults.slow_basis == PD_SLOW_COMPUTE);
     wk->frng = pd_rng_make(cfg->run.seed, PD_STREAM_FAULTS, (uint64_t)world->rank);
     int S = world->servers;
-    PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
+    pd_worker_carry *from = wk->carry && wk->carry->index > 0 ? wk->carry->worker : NULL;
+    if (from) {   /* the same shard, iterator and position */
+        wk->l = from->l;
+        wk->l.cfg = cfg;
+        from->have = false;
+        wk->frng = from->frng;
+        wk->local_t = from->local_t;
+        wk->epoch_base = (int)pd_iter_epoch(wk->l.iter);
+    } else {
+        PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
+    }
     wk->n = wk->l.nparams;
     const pd_mode_props *m = pd_mode_props_of(cfg->training.mode);
     bool local = m->local_steps;
@@ -432,6 +454,8 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
         /* Each worker's local optimizer draws its own noise stream. */
         PD_TRY(pd_optim_create(&cfg->optimizer, 0, wk->n,
                                cfg->run.seed + 7919u * (uint64_t)(world->index + 1), &wk->local));
+        if (from && from->local)   /* the last local phase's state */
+            PD_TRY(pd_optim_load(wk->local, from->local, from->local_size));
         if (pd_optim_has_lookahead(wk->local) && !(wk->look = pd_malloc(wk->n * sizeof *wk->look)))
             return PD_ENOMEM;
         if (m->elastic && !(wk->diff = pd_malloc(wk->n * sizeof *wk->diff)))
@@ -458,6 +482,42 @@ static void teardown(worker *wk)
     pd_learner_free(&wk->l);
 }
 
+/* ---- training.phases ---------------------------------------------------- */
+
+static int carry_out(worker *wk, pd_worker_carry *c)
+{
+    if (wk->local) {
+        size_t size = pd_optim_state_size(wk->local);
+        unsigned char *b = pd_malloc(size ? size : 1);
+        if (!b)
+            return PD_ENOMEM;
+        int err = pd_optim_save(wk->local, b, size);
+        if (err != PD_OK) {
+            free(b);
+            return err;
+        }
+        free(c->local);
+        c->local = b;
+        c->local_size = size;
+        c->local_t = wk->local_t;
+    }
+    c->l = wk->l;   /* moved: teardown frees no learner */
+    c->have = true;
+    memset(&wk->l, 0, sizeof wk->l);
+    c->frng = wk->frng;
+    return PD_OK;
+}
+
+void pd_worker_carry_free(pd_worker_carry *c)
+{
+    if (!c)
+        return;
+    if (c->have)
+        pd_learner_free(&c->l);
+    free(c->local);
+    free(c);
+}
+
 /* --resume: the state server 0 sends. */
 static int resume(worker *wk)
 {
@@ -469,9 +529,26 @@ static int resume(worker *wk)
     return PD_OK;
 }
 
+static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                       pd_phase_carry *carry);
+
 int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
-    worker wk = {0};
+    return worker_main(cfg, opts, world, NULL);
+}
+
+int pd_worker_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                    pd_phase_carry *c)
+{
+    if (!c->worker && !(c->worker = pd_calloc(1, sizeof *c->worker)))
+        return PD_ENOMEM;
+    return worker_main(cfg, opts, world, c);
+}
+
+static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
+                       pd_phase_carry *carry)
+{
+    worker wk = {.carry = carry};
     int err = pd_comm_agree(world, setup(&wk, cfg, world));
     if (err == PD_OK && opts->resume)
         err = resume(&wk);
@@ -492,6 +569,8 @@ int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
     if (err == PD_OK)
         err = pd_comm_wait(&sr, NULL);
     free(sb);
+    if (err == PD_OK && carry)
+        err = carry_out(&wk, carry->worker);
     teardown(&wk);
     return err;
 }

@@ -90,7 +90,7 @@ static size_t field_size(const pd_key *k)
     switch (k->type) {
     case KT_STRING:  return k->size;
     case KT_INTLIST: return k->size * sizeof(int);
-    case KT_MAPLIST: return k->size * k->stride;
+    case KT_MAPLIST: case KT_PHASES: return k->size * k->stride;
     case KT_DOUBLE:  return sizeof(double);
     case KT_INT64:   return sizeof(int64_t);
     case KT_UINT64:  return sizeof(uint64_t);
@@ -404,7 +404,7 @@ static void test_every_type_parses(void **state)
      * checkpoints are refused outside serial mode), parsed here or in
      * test_cross_key_rules instead. */
     static const char *const pinned[] = {"training.servers", "checkpoint.every_updates",
-                                         "checkpoint.every_seconds"};
+                                         "checkpoint.every_seconds", "training.phases"};
     pd_config_defaults(&d);
     for (int i = 0; i < PD_KEY_COUNT; i++) {
         const pd_key *k = &pd_keys[i];
@@ -1036,6 +1036,82 @@ static void test_faults_parse(void **state)
     assert_int_equal(c.faults.slow_workers[0].rank, 0);
 }
 
+/* training.phases: entries parsed into full "key=value" paths, written
+ * back so they load the same, each phase's config resolved and checked,
+ * refusals at the entry's key. (test_phases.py runs them.) */
+static void test_phases(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "training:\n  servers: 1\n  phases:\n"
+        "    - {mode: async, epochs: 1, max_staleness: 2}\n"
+        "    - mode: sync\n      max_updates: 50\n      optimizer: {lr: 0.05, schedule: {warmup: 3}}\n"
+        "      optimizer.momentum: 0.5\n";
+    pd_config c, p, again;
+    load_ok(yaml, NULL, 0, &c);
+    assert_int_equal(c.training.n_phases, 2);
+    assert_int_equal(c.training.phases[0].n_sets, 3);
+    assert_string_equal(c.training.phases[0].sets[0], "training.mode=async");
+    assert_string_equal(c.training.phases[0].sets[2], "training.max_staleness=2");
+    assert_string_equal(c.training.phases[1].sets[2], "optimizer.lr=0.05");
+    assert_string_equal(c.training.phases[1].sets[3], "optimizer.schedule.warmup=3");
+    assert_string_equal(c.training.phases[1].sets[4], "optimizer.momentum=0.5");
+    assert_int_equal(c.training.phases[1].line, 5);
+    assert_int_equal(c.training.phases[1].col, 7);
+    assert_int_equal(c.training.mode, PD_MODE_ASYNC);   /* the first phase's */
+    assert_int_equal(pd_config_phase(&c, 0, &p), PD_OK);
+    assert_int_equal(p.training.mode, PD_MODE_ASYNC);
+    assert_int_equal(p.training.epochs, 1);
+    assert_int_equal(p.training.max_updates, 0);
+    assert_int_equal(p.training.max_staleness, 2);
+    assert_int_equal(p.training.n_phases, 0);
+    assert_int_equal(pd_config_phase(&c, 1, &p), PD_OK);
+    assert_int_equal(p.training.mode, PD_MODE_SYNC);
+    assert_int_equal(p.training.epochs, 0);
+    assert_int_equal(p.training.max_updates, 50);
+    assert_int_equal(p.training.max_staleness, -1);   /* the run's, not phase 0's */
+    assert_dbl(p.optimizer.lr, 0.05);
+    assert_dbl(p.optimizer.momentum, 0.5);
+    assert_int_equal(p.optimizer.schedule.warmup, 3);
+    char *text = written(&c);
+    assert_non_null(strstr(text, "  phases: [{mode: async, epochs: 1, max_staleness: 2}, "
+                                 "{mode: sync, max_updates: 50, optimizer.lr: 0.05, "
+                                 "optimizer.schedule.warmup: 3, optimizer.momentum: 0.5}]\n"));
+    load_ok(text, NULL, 0, &again);
+    free(text);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < c.training.phases[i].n_sets; j++)
+            assert_string_equal(again.training.phases[i].sets[j], c.training.phases[i].sets[j]);
+    /* Refusals: at the entry's key, or the entry. */
+    ERR("training:\n  phases: [{mode: sync, epochs: 1, model: {type: mlp}}]\n",
+        NAME ":2:36: training.phases[0].model: model keys are the whole run's: a phase sets "
+        "training and optimizer keys only");
+    ERR("training:\n  phases: [{mode: sync, epochs: 1, servers: 2}]\n",
+        NAME ":2:36: training.phases[0].servers: is the same in every phase: set "
+        "training.servers outside training.phases");
+    ERR("training:\n  phases: [{mode: sync, epochs: 1, stalenes: 2}]\n",
+        NAME ":2:36: training.phases[0].stalenes: unknown key (did you mean staleness_policy?)");
+    ERR("training:\n  phases: [{epochs: 1}]\n",
+        NAME ":2:12: training.phases[0]: missing mode (each phase names its mode)");
+    ERR("training:\n  phases: [{mode: sync, epochs: 1}, {mode: local_sgd, epochs: 1, "
+        "local_steps: 0}]\n",
+        NAME ":2:79: training.phases[1].local_steps: must be >= 1, got 0");
+    ERR("training:\n  phases: [{mode: sync, epochs: 1},\n           {mode: serial, epochs: 1}]\n",
+        NAME ":3:12: training.phases[1].mode: serial is one process; a phase is one of the "
+        "distributed modes (sync, async, hogwild, local_sgd, easgd)");
+    ERR("optimizer:\n  name: cg\ntraining:\n  phases: [{mode: sync, epochs: 1}]\n",
+        NAME ":2:9: optimizer.name: cg is a batch method; phases run the stochastic rules "
+        "(training.phases is set)");
+    ERR("training:\n  mode: async\n  trace: true\n  phases: [{mode: async, epochs: 1}]\n",
+        NAME ":3:10: training.trace: a trace replays one async run; not with training.phases");
+    /* The job's size, per phase: backup workers need more workers. */
+    load_ok("training:\n  phases:\n    - {mode: async, epochs: 1}\n"
+            "    - {mode: sync, epochs: 1, backup_workers: 2}\n", NULL, 0, &c);
+    WORLD_ERR(c, 3, NAME ":4:7: training.phases[1] (mode sync): training.backup_workers: must be "
+              "< the number of workers (2), got 2");
+    assert_int_equal(pd_config_check_world(&c, 4), PD_OK);
+}
+
 static void test_faults_errors(void **state)
 {
     (void)state;
@@ -1335,6 +1411,7 @@ int main(void)
         cmocka_unit_test(test_check_world),
         cmocka_unit_test(test_faults_parse),
         cmocka_unit_test(test_faults_errors),
+        cmocka_unit_test(test_phases),
         cmocka_unit_test(test_faults_world),
         cmocka_unit_test(test_faults_slow_factor),
         cmocka_unit_test(test_curriculum_keys),
