@@ -282,12 +282,17 @@ static void fill_row(pd_evaluator *ev, const pd_progress *p, pd_metrics_row *r)
 
 static double eta_seconds(const pd_evaluator *ev, const pd_progress *p, double wall)
 {
+    /* With phases: of the current one, from its start (its max_updates
+     * count from the run's start, its epochs from the phase's). */
     const pd_training_config *t = &ev->cfg->training;
+    int64_t u0 = ev->phase_mode ? ev->ph_update : 0;
+    double e0 = ev->phase_mode ? ev->ph_epoch : 0;
+    wall -= ev->phase_mode ? ev->ph_wall : 0;
     double done = NAN;
-    if (t->max_updates > 0)
-        done = (double)p->update / (double)t->max_updates;
+    if (t->max_updates > u0)
+        done = (double)(p->update - u0) / (double)(t->max_updates - u0);
     if (t->epochs > 0) {
-        double e = p->epoch / t->epochs;
+        double e = (p->epoch - e0) / t->epochs;
         done = isnan(done) || e > done ? e : done;
     }
     return done > 0 ? wall * (1.0 / done - 1.0) : NAN;
@@ -299,8 +304,10 @@ static void progress(pd_evaluator *ev, const pd_progress *p, const pd_metrics_ro
         return;
     double ups = r->wall_s > 0 ? (double)p->update / r->wall_s : 0;
     double eta = eta_seconds(ev, p, r->wall_s);
+    if (ev->phase_mode)
+        printf("%sphase %d %s  ", ev->tty ? "\r\033[K" : "", ev->phase, ev->phase_mode);
     printf("%sepoch %.2f  update %lld  %.0f upd/s  train %.4f  test %.4f  acc %.4f  ETA %.0fs%s",
-           ev->tty ? "\r\033[K" : "", p->epoch, (long long)p->update, ups, p->train_loss,
+           ev->tty && !ev->phase_mode ? "\r\033[K" : "", p->epoch, (long long)p->update, ups, p->train_loss,
            r->test_loss, r->test_acc, isnan(eta) ? 0 : eta, ev->tty ? "" : "\n");
     fflush(stdout);
 }
