@@ -121,8 +121,21 @@ static void check_text(FILE *out, const pd_config *cfg, const check_facts *k)
     fprintf(out, "data:       %zu train, %zu validation, %zu test examples%s\n", k->n_train,
             k->n_valid, k->n_test, k->sparse ? " (sparse)" : "");
     check_labels(out, cfg, k);
-    fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
-            cfg->training.epochs, cfg->training.batch_size, cfg->run.out_dir);
+    if (cfg->training.n_phases == 0)
+        fprintf(out, "training:   %d epochs, batch %d per worker, out_dir %s\n",
+                cfg->training.epochs, cfg->training.batch_size, cfg->run.out_dir);
+    else
+        fprintf(out, "training:   %d phases, batch %d per worker, out_dir %s\n",
+                cfg->training.n_phases, cfg->training.batch_size, cfg->run.out_dir);
+    for (int i = 0; i < cfg->training.n_phases; i++) {   /* "phase 0:    mode=async, ..." */
+        const pd_phase *ph = &cfg->training.phases[i];
+        fprintf(out, "phase %d:%*s", i, i < 10 ? 4 : 3, "");
+        for (int j = 0; j < ph->n_sets; j++) {
+            const char *set = ph->sets[j];
+            fprintf(out, "%s%s", j ? ", " : "", strncmp(set, "training.", 9) ? set : set + 9);
+        }
+        fputc('\n', out);
+    }
 }
 
 /* One line, one object; "workers" is null until the job's size says. */

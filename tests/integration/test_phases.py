@@ -85,6 +85,12 @@ t.check(ph[1]["mode"] == "local_sgd" and abs(s["epochs"] - 1) < 1e-9,
         "local_sgd finishes the first epoch: epochs %s" % s["epochs"])
 t.check_accounting(s, "[sync, local_sgd]")
 
+# --check lists the phases of the example config.
+_, p = t.run("conf/phases-async-sync.yaml", [], ranks=1, args=["--check"])
+t.check("training:   2 phases, batch 32 per worker" in p.stdout and
+        "phase 0:    mode=async, epochs=1\nphase 1:    mode=sync, epochs=2, optimizer.lr=0.02\n"
+        in p.stdout, "--check lists the phases: %s" % p.stdout[-200:])
+
 # Refusals, each at its place: a phase needing more workers than the job
 # has, a batch method, the model changed, serial, --resume.
 tmp = tempfile.mkdtemp(prefix="paramd-phases-")
