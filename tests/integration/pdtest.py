@@ -113,6 +113,51 @@ def checkpoint_sets(d):
     return sorted(int(n[5:17]) for n in names if n.startswith("ckpt-") and n.endswith(".manifest"))
 
 
+def rank_pids(job):
+    """{rank: pid} of the MPI ranks that the mpirun this test started (the
+    Popen job) runs: its descendants (by /proc/PID/stat's parent), each
+    named for certain by the OMPI_COMM_WORLD_RANK of its own environment.
+    Never a process found by name: only children of our own job."""
+    parent = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    stat = f.read()
+                parent[int(name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    mine, grew = {job.pid}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in mine} - mine
+        grew = bool(more)
+        mine |= more
+    found = {}
+    for p in mine - {job.pid}:
+        try:
+            with open("/proc/%d/environ" % p, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        for kv in env:
+            if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
+                found[int(kv.split(b"=", 1)[1])] = p
+    return found
+
+
+def mpirun_cmd(ranks, conf, out, sets=(), args=(), recovery=False):
+    """The mpirun command line run() uses, for a test that starts it itself."""
+    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
+           "-x", "OPENBLAS_NUM_THREADS=1"] + (["--enable-recovery"] if recovery else [])
+    if MCA:
+        key, val = MCA.split(" ", 1)
+        cmd += ["--mca", key, val]
+    cmd += [EXE, os.path.join(SRC, conf) if not os.path.isabs(conf) else conf, "--out", out, "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd + list(args)
+
+
 def fail(msg):
     print("FAIL:", msg)
     FAILURES.append(msg)
