@@ -250,27 +250,17 @@ static int finish_world(pd_world *w)
     return PD_OK;
 }
 
-/* training.phases: each phase's configuration in turn in this rank's role,
- * the parameters, optimizer state, counters and data iterators handed from
- * one to the next (pd_phase_carry); a phase ends when every worker has
- * finished it, so the next starts from one set of parameters. */
-static int run_phases(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
+/* training.phases (paramd/phase.h runs the sequence): this rank's role. */
+typedef struct phase_ctx {
+    const pd_run_opts *opts;
+    pd_world *w;
+} phase_ctx;
+
+static int phase_role(const pd_config *cfg, pd_phase_carry *c, void *ctx)
 {
-    pd_config *pc = pd_malloc(sizeof *pc);   /* outlives every phase: learners keep it */
-    if (!pc)
-        return PD_ENOMEM;
-    pd_phase_carry carry = {.run = cfg, .count = cfg->training.n_phases};
-    int err = PD_OK;
-    for (int i = 0; i < carry.count && err == PD_OK; i++) {
-        carry.index = i;
-        err = pd_config_phase(cfg, i, pc);
-        if (err == PD_OK)
-            err = w->is_server ? pd_server_phase(pc, opts, w, &carry)
-                               : pd_worker_phase(pc, opts, w, &carry);
-    }
-    pd_phase_carry_free(&carry);
-    free(pc);
-    return err;
+    phase_ctx *x = ctx;
+    return x->w->is_server ? pd_server_phase(cfg, x->opts, x->w, c)
+                           : pd_worker_phase(cfg, x->opts, x->w, c);
 }
 
 int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
@@ -298,7 +288,7 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
                       cfg.source[0] ? cfg.source : "<config>");
     err = pd_comm_agree(&w, err);
     if (err == PD_OK && cfg.training.n_phases > 0)
-        err = run_phases(&cfg, opts, &w);
+        err = pd_phase_run(&cfg, phase_role, &(phase_ctx){opts, &w});
     else if (err == PD_OK && batch)
         err = pd_batch_sync(&cfg, opts, &w);
     else if (err == PD_OK)

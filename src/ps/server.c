@@ -21,22 +21,9 @@
 #include "checkpoint.h"
 #include "server_impl.h"
 
-/* training.phases: what this rank hands the next phase (server.h). */
-struct pd_server_carry {
-    float *theta;                  /* [n]: this server's range is its own */
-    unsigned char *opt;            /* pd_optim_save over [lo, hi) */
-    size_t opt_size;
-    pd_evaluator *ev;              /* server 0 */
-    pd_config *cfg;                /* the phase's, max_updates from the run's start */
-    double cpu0;                   /* CPU time when the run began */
-    int64_t version, applied, bad, examples, stale_sum, stale_max;
-    int64_t dropped[PD_DROP_KINDS], stale_hist[STALE_HIST];
-    uint64_t applied_mix;
-    int64_t sent_total, sent_floats, evals_skipped, skipped_at, next_eval, last_eval_update;
-    double loss_sum, loss_mark_sum, last_eval_t, loop_cpu_s;
-    int64_t loss_n, loss_mark_n;
-    int64_t *w_applied, *w_dropped, *w_stale;   /* [W] */
-};
+/* training.phases: the counters' arrays are the hand-over's. */
+_Static_assert((int)PD_DROP_KINDS == (int)PD_PHASE_DROP_KINDS && STALE_HIST == PD_PHASE_STALE_HIST,
+               "pd_phase_counters has the server's counters");
 
 /* ---- evaluation (server 0) ---------------------------------------------- */
 
@@ -560,7 +547,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->lost = pd_calloc((size_t)W, sizeof *sv->lost);
     if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq || !sv->lost)
         return PD_ENOMEM;
-    pd_server_carry *from = sv->carry && sv->carry->index > 0 ? sv->carry->server : NULL;
+    pd_phase_server *from = sv->carry && sv->carry->index > 0 ? sv->carry->server : NULL;
     if (from)
         memcpy(sv->theta, from->theta, sv->n * sizeof *sv->theta);
     else
@@ -618,8 +605,8 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     /* Resume before the run directory is opened: a refusal leaves it as it was. */
     PD_TRY(server_ckpt_setup(sv, opts));
     if (world->index == 0 && from) {
-        sv->ev = from->ev;   /* the run's, from phase to phase */
-        from->ev = NULL;
+        sv->ev = from->evaluator;   /* the run's, from phase to phase */
+        from->evaluator = NULL;
     } else if (world->index == 0) {
         PD_TRY(pd_evaluator_create(sv->carry ? sv->carry->run : cfg, opts, W, world->servers,
                                    &sv->ev));
@@ -768,11 +755,12 @@ static int finish(server *sv, double cpu0)
     return err;
 }
 
-/* ---- training.phases ---------------------------------------------------- */
+/* ---- training.phases (paramd/phase.h) ------------------------------------ */
 
 /* The run so far into this phase's fresh server (after setup). */
-static void carry_in(server *sv, const pd_server_carry *c)
+static void carry_in(server *sv, const pd_phase_server *from)
 {
+    const pd_phase_counters *c = &from->c;
     atomic_store(&sv->version, c->version);
     atomic_store(&sv->applied, c->applied);
     atomic_store(&sv->bad, c->bad);
@@ -797,31 +785,40 @@ static void carry_in(server *sv, const pd_server_carry *c)
     sv->loss_mark_n = c->loss_mark_n;
     sv->loop_cpu_s = c->loop_cpu_s;
     for (int w = 0; w < sv->world->workers; w++) {
-        sv->peers[w].applied = c->w_applied[w];
-        sv->peers[w].dropped = c->w_dropped[w];
-        sv->peers[w].stale_sum = c->w_stale[w];
+        sv->peers[w].applied = from->w_applied[w];
+        sv->peers[w].dropped = from->w_dropped[w];
+        sv->peers[w].stale_sum = from->w_stale[w];
     }
 }
 
-/* This phase's end into c for the next (every worker has sent FINAL). */
-static int carry_out(server *sv, pd_server_carry *c)
+static void evaluator_free(void *ev)
+{
+    pd_evaluator *e = ev;
+    pd_evaluator_destroy(&e);
+}
+
+/* This phase's end into the hand-over (every worker has sent FINAL). */
+static int carry_out(server *sv, pd_phase_server *to)
 {
     int W = sv->world->workers;
-    if (!c->theta && !(c->theta = pd_malloc(sv->n * sizeof *c->theta)))
+    if (!to->theta && !(to->theta = pd_malloc(sv->n * sizeof *to->theta)))
         return PD_ENOMEM;
-    if (!c->w_applied && (!(c->w_applied = pd_calloc((size_t)W, sizeof *c->w_applied)) ||
-                          !(c->w_dropped = pd_calloc((size_t)W, sizeof *c->w_dropped)) ||
-                          !(c->w_stale = pd_calloc((size_t)W, sizeof *c->w_stale))))
+    if (!to->w_applied && (!(to->w_applied = pd_calloc((size_t)W, sizeof *to->w_applied)) ||
+                           !(to->w_dropped = pd_calloc((size_t)W, sizeof *to->w_dropped)) ||
+                           !(to->w_stale = pd_calloc((size_t)W, sizeof *to->w_stale))))
         return PD_ENOMEM;
-    memcpy(c->theta, sv->theta, sv->n * sizeof *c->theta);
+    to->n = sv->n;
+    to->workers = W;
+    memcpy(to->theta, sv->theta, sv->n * sizeof *to->theta);
     size_t size = pd_optim_state_size(sv->opt);
     unsigned char *opt = pd_malloc(size ? size : 1);
     if (!opt)
         return PD_ENOMEM;
-    free(c->opt);
-    c->opt = opt;
-    c->opt_size = size;
-    PD_TRY(pd_optim_save(sv->opt, c->opt, size));
+    free(to->opt);
+    to->opt = opt;
+    to->opt_size = size;
+    PD_TRY(pd_optim_save(sv->opt, to->opt, size));
+    pd_phase_counters *c = &to->c;
     c->version = atomic_load(&sv->version);
     c->applied = atomic_load(&sv->applied);
     c->bad = atomic_load(&sv->bad);
@@ -845,30 +842,19 @@ static int carry_out(server *sv, pd_server_carry *c)
     for (int w = 0; w < W; w++) {   /* the peers' losses go into the server's */
         c->loss_sum += atomic_load(&sv->peers[w].loss_sum);
         c->loss_n += atomic_load(&sv->peers[w].loss_n);
-        c->w_applied[w] = sv->peers[w].applied;
-        c->w_dropped[w] = sv->peers[w].dropped;
-        c->w_stale[w] = sv->peers[w].stale_sum;
+        to->w_applied[w] = sv->peers[w].applied;
+        to->w_dropped[w] = sv->peers[w].dropped;
+        to->w_stale[w] = sv->peers[w].stale_sum;
     }
     c->loss_mark_sum = sv->loss_mark_sum;
     c->loss_mark_n = sv->loss_mark_n;
     c->loop_cpu_s = sv->loop_cpu_s;
-    c->ev = sv->ev;   /* the next phase's server 0 takes it */
-    sv->ev = NULL;
+    if (sv->ev) {   /* the next phase's server 0 takes it */
+        to->evaluator = sv->ev;
+        to->evaluator_free = evaluator_free;
+        sv->ev = NULL;
+    }
     return PD_OK;
-}
-
-static void server_carry_free(pd_server_carry *c)
-{
-    if (!c)
-        return;
-    pd_evaluator_destroy(&c->ev);
-    free(c->theta);
-    free(c->opt);
-    free(c->cfg);
-    free(c->w_applied);
-    free(c->w_dropped);
-    free(c->w_stale);
-    free(c);
 }
 
 static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
@@ -877,30 +863,11 @@ static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
 int pd_server_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
                     pd_phase_carry *c)
 {
-    if (!c->server && !(c->server = pd_calloc(1, sizeof *c->server)))
-        return PD_ENOMEM;
-    pd_server_carry *sc = c->server;
-    bool first = c->index == 0;
-    if (first)
+    pd_phase_server *sc;
+    PD_TRY(pd_phase_server_get(c, &sc));
+    if (c->index == 0)
         sc->cpu0 = cpu_seconds();
-    /* This phase's max_updates count from its start. */
-    pd_config *own = pd_malloc(sizeof *own);
-    if (!own)
-        return PD_ENOMEM;
-    *own = *cfg;
-    if (own->training.max_updates > 0)
-        own->training.max_updates += sc->version;
-    free(sc->cfg);   /* the previous phase's: the evaluator now takes own */
-    sc->cfg = own;
-    return server_main(own, opts, world, c, sc->cpu0);
-}
-
-void pd_phase_carry_free(pd_phase_carry *c)
-{
-    server_carry_free(c->server);
-    c->server = NULL;
-    pd_worker_carry_free(c->worker);
-    c->worker = NULL;
+    return server_main(cfg, opts, world, c, sc->cpu0);
 }
 
 int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)

@@ -48,16 +48,6 @@ typedef struct worker {
     int epoch_base;          /* a phase's epochs count from here */
 } worker;
 
-/* training.phases: what this rank hands the next phase (server.h). */
-struct pd_worker_carry {
-    pd_learner l;            /* when have */
-    bool have;
-    pd_rng frng;
-    int64_t local_t;
-    unsigned char *local;    /* pd_optim_save of the last local phase's optimizer */
-    size_t local_size;
-};
-
 /* A sleep nanosleep refuses is skipped (pd_sleep_s returns its errno). */
 static void sleep_s(double s)
 {
@@ -415,11 +405,13 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
                  cfg->faults.slow_basis == PD_SLOW_COMPUTE);
     wk->frng = pd_rng_make(cfg->run.seed, PD_STREAM_FAULTS, (uint64_t)world->rank);
     int S = world->servers;
-    pd_worker_carry *from = wk->carry && wk->carry->index > 0 ? wk->carry->worker : NULL;
+    pd_phase_worker *from = wk->carry && wk->carry->index > 0 ? wk->carry->worker : NULL;
     if (from) {   /* the same shard, iterator and position */
-        wk->l = from->l;
+        pd_learner *l = from->learner;
+        wk->l = *l;
         wk->l.cfg = cfg;
-        from->have = false;
+        free(l);
+        from->learner = NULL;
         wk->frng = from->frng;
         wk->local_t = from->local_t;
         wk->epoch_base = (int)pd_iter_epoch(wk->l.iter);
@@ -482,9 +474,17 @@ static void teardown(worker *wk)
     pd_learner_free(&wk->l);
 }
 
-/* ---- training.phases ---------------------------------------------------- */
+/* ---- training.phases (paramd/phase.h) ------------------------------------ */
 
-static int carry_out(worker *wk, pd_worker_carry *c)
+static void learner_free(void *l)
+{
+    pd_learner_free(l);
+    free(l);
+}
+
+/* This phase's end into the hand-over: the learner moves (teardown frees
+ * none), the local optimizer's state is copied. */
+static int carry_out(worker *wk, pd_phase_worker *to)
 {
     if (wk->local) {
         size_t size = pd_optim_state_size(wk->local);
@@ -496,26 +496,20 @@ static int carry_out(worker *wk, pd_worker_carry *c)
             free(b);
             return err;
         }
-        free(c->local);
-        c->local = b;
-        c->local_size = size;
-        c->local_t = wk->local_t;
+        free(to->local);
+        to->local = b;
+        to->local_size = size;
+        to->local_t = wk->local_t;
     }
-    c->l = wk->l;   /* moved: teardown frees no learner */
-    c->have = true;
+    pd_learner *l = pd_malloc(sizeof *l);
+    if (!l)
+        return PD_ENOMEM;
+    *l = wk->l;
     memset(&wk->l, 0, sizeof wk->l);
-    c->frng = wk->frng;
+    to->learner = l;
+    to->learner_free = learner_free;
+    to->frng = wk->frng;
     return PD_OK;
-}
-
-void pd_worker_carry_free(pd_worker_carry *c)
-{
-    if (!c)
-        return;
-    if (c->have)
-        pd_learner_free(&c->l);
-    free(c->local);
-    free(c);
 }
 
 /* --resume: the state server 0 sends. */
@@ -540,8 +534,8 @@ int pd_worker_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world
 int pd_worker_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,
                     pd_phase_carry *c)
 {
-    if (!c->worker && !(c->worker = pd_calloc(1, sizeof *c->worker)))
-        return PD_ENOMEM;
+    pd_phase_worker *wc;
+    PD_TRY(pd_phase_worker_get(c, &wc));
     return worker_main(cfg, opts, world, c);
 }
 
