@@ -20,9 +20,20 @@
  *
  * Points are float (the model's parameters): a trial point is x + a d
  * computed in double and rounded once. f, gradients, directions and the
- * quasi-Newton memory are double; every sum runs in index order, so a run
- * is bit-reproducible. Coordinate descent for least squares (cd) is at the
- * end.
+ * quasi-Newton memory are double. A dot product or norm over n coordinates
+ * is the sum, in order, of PD_BATCH_SLICES partial sums over the slices
+ * [j n / 64, (j+1) n / 64), each taken in index order (with n <= 64, the
+ * plain sum in index order), so a run is bit-reproducible.
+ *
+ * Several processes (the S servers of a sync job, pd_batch_comm) can run
+ * one minimization together: each holds the part [lo, hi) of every vector
+ * that pd_batch_part_range gives it (whole slices), computes its slices'
+ * partial sums and the parts exchange them (each slice's sum comes from one
+ * part, so the exchange adds exact zeros); every part then adds the same
+ * 64 numbers in the same order, takes the same decisions, and the result
+ * is the one-process result to the bit. bfgs's n x n matrix is not split:
+ * it runs on one part only. Coordinate descent for least squares (cd) is
+ * at the end.
  */
 #ifndef PARAMD_BATCH_H
 #define PARAMD_BATCH_H
@@ -36,6 +47,28 @@
 #define PD_BATCH_C1 1e-4
 #define PD_BATCH_WOLFE_EVALS 25    /* evaluations of one strong Wolfe search */
 #define PD_BATCH_ARMIJO_EVALS 40   /* halvings of the backtracking fallback */
+#define PD_BATCH_SLICES 64         /* partial sums of a dot product; the most parts */
+
+/* How the parts of one minimization talk (NULL or parts 1: one process).
+ * Both callbacks are collective over the parts. */
+typedef struct pd_batch_comm {
+    int parts, part;               /* P >= 1 and this part, 0 <= part < P */
+    void *ctx;
+    /* v[len] summed elementwise over the parts, the result on every part;
+     * each entry is nonzero on at most one part, so the sum is exact */
+    int (*sum)(void *ctx, double *v, size_t len);
+    /* v[len] from part root to every part (cd) */
+    int (*bcast)(void *ctx, double *v, size_t len, int root);
+} pd_batch_comm;
+
+/* The coordinates [*lo, *hi) of n that part `part` of `parts` holds in
+ * pd_batch_minimize: the slices [part 64 / P, (part+1) 64 / P). Local. */
+void pd_batch_part_range(size_t n, int parts, int part, size_t *lo, size_t *hi);
+
+/* cd's split of p coordinates in blocks of block_size (the last one
+ * shorter): part `part` holds the blocks [part B / P, (part+1) B / P), the
+ * coordinates [*lo, *hi). Local. */
+void pd_batch_cd_range(size_t p, size_t block_size, int parts, int part, size_t *lo, size_t *hi);
 
 /* f(x) into *f and its gradient into g[n] (overwritten). A non-finite f
  * is not an error: the line search steps back. An error code stops the
@@ -54,11 +87,13 @@ typedef struct pd_batch_opts {
     size_t block_size;             /* cd: coordinates minimized together, >= 1 */
     bool random_blocks;            /* cd: blocks in a fresh random order each cycle */
     uint64_t seed;                 /* cd: that order's stream (seed, PD_STREAM_CD) */
+    const pd_batch_comm *comm;     /* several parts (not bfgs), or NULL */
 } pd_batch_opts;
 
 /* What the report callback sees after the starting point (iteration 0) and
  * after each iteration. x and g are the minimizer's buffers: valid during
- * the call only. */
+ * the call only; with several parts, this part's coordinates [lo, hi)
+ * (cd: x is every coordinate). */
 typedef struct pd_batch_state {
     int64_t iteration;
     int64_t evaluations;           /* all so far, the starting point's included */
@@ -82,8 +117,12 @@ typedef struct pd_batch_result {
     const char *reason;
 } pd_batch_result;
 
-/* Minimize from x[n] (updated in place to the last accepted point) with
- * method o->method. bfgs allocates n * n doubles. Local; allocates once. */
+/* Minimize from x (updated in place to the last accepted point) with
+ * method o->method. n counts every coordinate; x, and the gradient fg
+ * fills, hold the part's coordinates [lo, hi) (pd_batch_part_range; all n
+ * without o->comm), and f is the whole objective on every part. bfgs
+ * allocates n * n doubles and refuses o->comm with several parts. Local,
+ * or collective over the parts; allocates once. */
 int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg,
                       pd_batch_report report, void *ctx, pd_batch_result *res);
 
@@ -102,7 +141,9 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
 typedef struct pd_cd_problem {
     size_t p;                      /* coordinates: D weights, then the bias */
     size_t m;                      /* examples */
-    const double *gram;            /* G, packed upper triangle [p (p + 1) / 2] */
+    const double *gram;            /* G, packed upper triangle [p (p + 1) / 2], or NULL: */
+    const double *rows;            /* with several parts: G's rows [row_lo, row_hi), */
+    size_t row_lo, row_hi;         /* the part's coordinates, whole [(row_hi - row_lo) p] */
     const double *zy;              /* c [p] */
     double yy;
     double l2;                     /* on the weights, not the bias */
@@ -120,7 +161,11 @@ double pd_cd_loss(const pd_cd_problem *pr, const double *w);
 bool pd_batch_cholesky_solve(double *A, double *b, size_t k);
 
 /* Minimize from x[p] (updated after each cycle). A block whose Hessian is
- * singular (l2 = 0 and a feature that is always 0) is PD_ETRAIN. Local. */
+ * singular (l2 = 0 and a feature that is always 0) is PD_ETRAIN. Local;
+ * with o->comm, collective over the parts: each holds G's rows of its
+ * blocks (pd_batch_cd_range, pr->rows), solves its blocks when their turn
+ * comes and sends the step to the others, and keeps q = Gw on its rows;
+ * w and the objective are the one-process ones to the bit. */
 int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,
                 pd_batch_report report, void *ctx, pd_batch_result *res);
 

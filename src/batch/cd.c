@@ -16,9 +16,21 @@ size_t pd_cd_packed_index(size_t p, size_t i, size_t j)
     return i * p - i * (i - 1) / 2 + (j - i);
 }
 
-/* G[i][j], either order. */
+void pd_batch_cd_range(size_t p, size_t block_size, int parts, int part, size_t *lo, size_t *hi)
+{
+    size_t bs = block_size < p ? block_size : p, nb = (p + bs - 1) / bs;
+    *lo = nb * (size_t)part / (size_t)parts * bs;
+    *hi = nb * (size_t)(part + 1) / (size_t)parts * bs;
+    *lo = *lo < p ? *lo : p;
+    *hi = *hi < p ? *hi : p;
+}
+
+/* G[i][j], either order; with rows, one of i, j is the part's. */
 static double gram(const pd_cd_problem *pr, size_t i, size_t j)
 {
+    if (pr->rows)
+        return i >= pr->row_lo && i < pr->row_hi ? pr->rows[(i - pr->row_lo) * pr->p + j]
+                                                 : pr->rows[(j - pr->row_lo) * pr->p + i];
     return i <= j ? pr->gram[pd_cd_packed_index(pr->p, i, j)]
                   : pr->gram[pd_cd_packed_index(pr->p, j, i)];
 }
@@ -91,11 +103,10 @@ double pd_cd_loss(const pd_cd_problem *pr, const double *w)
     return f;
 }
 
-/* Minimize over coordinates [lo, hi) exactly, keeping q = G w. */
-static bool block_step(const pd_cd_problem *pr, size_t lo, size_t hi, double *w, double *q,
-                       double *A, double *r)
+/* The step r[k] that minimizes over coordinates [lo, lo + k) exactly. */
+static bool block_solve(const pd_cd_problem *pr, size_t lo, size_t k, const double *w,
+                        const double *q, double *A, double *r)
 {
-    size_t k = hi - lo, p = pr->p;
     double m = (double)pr->m;
     for (size_t i = 0; i < k; i++) {
         size_t a = lo + i;
@@ -103,39 +114,90 @@ static bool block_step(const pd_cd_problem *pr, size_t lo, size_t hi, double *w,
         for (size_t j = 0; j < k; j++)
             A[i * k + j] = gram(pr, a, lo + j) / m + (i == j ? penalty(pr, a) : 0);
     }
-    if (!pd_batch_cholesky_solve(A, r, k))
-        return false;
+    return pd_batch_cholesky_solve(A, r, k);
+}
+
+/* w += r on [lo, lo + k), and q = G w kept up to date on [qlo, qhi). */
+static void block_apply(const pd_cd_problem *pr, size_t lo, size_t k, const double *r,
+                        size_t qlo, size_t qhi, double *w, double *q)
+{
     for (size_t i = 0; i < k; i++) {
         w[lo + i] += r[i];
-        for (size_t j = 0; j < p; j++)
+        for (size_t j = qlo; j < qhi; j++)
             q[j] += gram(pr, j, lo + i) * r[i];
     }
-    return true;
+}
+
+/* One block's turn: its part solves it and (with several parts) sends the
+ * step, with a flag saying whether the solve worked, to the others. */
+static int block_step(const pd_batch_opts *o, const pd_cd_problem *pr, size_t lo, size_t hi,
+                      size_t qlo, size_t qhi, double *w, double *q, double *A, double *r)
+{
+    size_t k = hi - lo;
+    int owner = 0;
+    if (o->comm && o->comm->parts > 1)
+        for (int s = 0; s < o->comm->parts; s++) {
+            size_t a, b;
+            pd_batch_cd_range(pr->p, o->block_size, o->comm->parts, s, &a, &b);
+            if (lo >= a && lo < b)
+                owner = s;
+        }
+    bool mine = !o->comm || o->comm->part == owner;
+    r[k] = mine && block_solve(pr, lo, k, w, q, A, r) ? 1 : 0;
+    if (o->comm && o->comm->parts > 1)
+        PD_TRY(o->comm->bcast(o->comm->ctx, r, k + 1, owner));
+    if (r[k] == 0)
+        return PD_FAIL(PD_ETRAIN, "cd: the block of coordinates [%zu, %zu) has a singular "
+                       "Hessian (a constant feature with model.l2 = 0?); set model.l2 > 0",
+                       lo, hi);
+    block_apply(pr, lo, k, r, qlo, qhi, w, q);
+    return PD_OK;
+}
+
+/* f and |g| at w from q = G w on [qlo, qhi): with several parts, every
+ * part's q gathered into qall first (exact: the others' entries are 0). */
+static int cycle_objective(const pd_batch_opts *o, const pd_cd_problem *pr, const double *w,
+                           const double *q, double *qall, double *f, double *gnorm)
+{
+    if (!o->comm || o->comm->parts == 1) {
+        *f = objective(pr, w, q, gnorm);
+        return PD_OK;
+    }
+    memcpy(qall, q, pr->p * sizeof *qall);
+    PD_TRY(o->comm->sum(o->comm->ctx, qall, pr->p));
+    *f = objective(pr, w, qall, gnorm);
+    return PD_OK;
 }
 
 int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,
                 pd_batch_report report, void *ctx, pd_batch_result *res)
 {
     size_t p = pr->p, bs = o->block_size < p ? o->block_size : p;
-    size_t nb = (p + bs - 1) / bs;
+    size_t nb = (p + bs - 1) / bs, qlo = 0, qhi = p;   /* the rows of G held */
+    if (o->comm && o->comm->parts > 1) {
+        qlo = pr->row_lo;
+        qhi = pr->row_hi;
+    }
     double *w = pd_malloc(p * sizeof *w), *q = pd_calloc(p, sizeof *q);
-    double *A = pd_malloc(bs * bs * sizeof *A), *r = pd_malloc(bs * sizeof *r);
+    double *qall = pd_malloc(p * sizeof *qall);
+    double *A = pd_malloc(bs * bs * sizeof *A), *r = pd_malloc((bs + 1) * sizeof *r);
     size_t *order = pd_malloc(nb * sizeof *order);
     memset(res, 0, sizeof *res);
     int err = PD_OK;
-    if (!w || !q || !A || !r || !order) {
+    if (!w || !q || !qall || !A || !r || !order) {
         err = PD_ENOMEM;
         goto out;
     }
     for (size_t j = 0; j < p; j++)
         w[j] = x[j];
-    for (size_t i = 0; i < p; i++)
+    for (size_t i = qlo; i < qhi; i++)
         for (size_t j = 0; j < p; j++)
             q[i] += gram(pr, i, j) * w[j];
     for (size_t b = 0; b < nb; b++)
         order[b] = b;
     pd_rng rng = pd_rng_make(o->seed, PD_STREAM_CD, 0);
-    double gnorm, f = objective(pr, w, q, &gnorm);
+    double gnorm, f;
+    PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &f, &gnorm), out);
     bool stop = false;
     pd_batch_state st = {.evaluations = 1, .line_search_steps = 1, .f = f, .gnorm = gnorm,
                          .x = x, .g = NULL};
@@ -148,16 +210,11 @@ int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,
             pd_rng_shuffle(&rng, order, nb);
         for (size_t b = 0; b < nb; b++) {
             size_t lo = order[b] * bs, hi = lo + bs < p ? lo + bs : p;
-            if (!block_step(pr, lo, hi, w, q, A, r)) {
-                err = PD_FAIL(PD_ETRAIN, "cd: the block of coordinates [%zu, %zu) has a "
-                              "singular Hessian (a constant feature with model.l2 = 0?); "
-                              "set model.l2 > 0", lo, hi);
-                goto out;
-            }
+            PD_TRY_GOTO(err, block_step(o, pr, lo, hi, qlo, qhi, w, q, A, r), out);
         }
         it++;
         double f_old = f;
-        f = objective(pr, w, q, &gnorm);
+        PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &f, &gnorm), out);
         for (size_t j = 0; j < p; j++)
             x[j] = (float)w[j];
         st = (pd_batch_state){.iteration = it, .evaluations = 1, .f = f, .gnorm = gnorm,
@@ -182,6 +239,7 @@ out:
     free(order);
     free(r);
     free(A);
+    free(qall);
     free(q);
     free(w);
     return err;

@@ -16,7 +16,18 @@
  * cd (linreg) needs the data once: each block's row is then its part of
  * the sufficient statistics (G = Z'Z packed, Z'y, y'y, with z = (x, 1);
  * paramd/batch.h), reduced the same way, and pd_batch_cd works on their
- * sum alone. */
+ * sum alone.
+ *
+ * With S servers each runs the minimizer on its part [lo, hi) of the
+ * parameters (pd_batch_part_range; the servers exchange dot products'
+ * slice sums, pd_batch_comm). An evaluation: every server's part of the
+ * point goes to every rank (an allgather), and each worker sends server s
+ * its blocks' rows cut to s: the loss and the gradient on [lo, hi), or for
+ * cd G's rows of s's coordinates (pd_batch_cd_range, unpacked), Z'y and
+ * y'y. Each number is still the sum of the same block values in block
+ * order, so S servers compute what one does to the bit. Server 0 gathers
+ * the parameters and gradient for its evaluator after each iteration and
+ * tells the others whether to stop. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -51,6 +62,39 @@ static size_t stats_len(size_t n) { return n * (n + 1) / 2 + n + 1; }
 static size_t row_len(const pd_config *cfg, size_t n)
 {
     return cfg->optimizer.name == PD_OPT_CD ? stats_len(n) : n + 1;
+}
+
+/* Server s's coordinates of S: [*lo, *hi), and the length of a block's
+ * row cut to them. */
+static size_t server_part(const pd_config *cfg, size_t n, int S, int s, size_t *lo, size_t *hi)
+{
+    if (cfg->optimizer.name != PD_OPT_CD) {
+        pd_batch_part_range(n, S, s, lo, hi);
+        return 1 + (*hi - *lo);
+    }
+    pd_batch_cd_range(n, (size_t)cfg->optimizer.block_size, S, s, lo, hi);
+    return S == 1 ? stats_len(n) : (*hi - *lo) * n + n + 1;
+}
+
+/* A block's full row cut to coordinates [lo, hi) of S servers. */
+static void cut_row(const pd_config *cfg, size_t n, int S, size_t lo, size_t hi,
+                    const double *full, double *out)
+{
+    if (cfg->optimizer.name != PD_OPT_CD) {
+        out[0] = full[0];
+        memcpy(out + 1, full + 1 + lo, (hi - lo) * sizeof *out);
+        return;
+    }
+    if (S == 1) {
+        memcpy(out, full, stats_len(n) * sizeof *out);
+        return;
+    }
+    size_t packed = n * (n + 1) / 2;
+    for (size_t i = lo; i < hi; i++)
+        for (size_t j = 0; j < n; j++)
+            out[(i - lo) * n + j] = full[i <= j ? pd_cd_packed_index(n, i, j)
+                                                : pd_cd_packed_index(n, j, i)];
+    memcpy(out + (hi - lo) * n, full + packed, (n + 1) * sizeof *out);
 }
 
 /* The blocks of worker w of W: [*klo, *khi). */
@@ -174,9 +218,10 @@ static void add_row(double *restrict acc, const double *restrict row, size_t len
 
 typedef struct driver {
     const pd_config *cfg;
-    pd_evaluator *ev;
+    pd_evaluator *ev;       /* serial, server 0 */
     size_t n, m, total, nblocks;
-    size_t len;             /* doubles in a block's row */
+    size_t lo, hi;          /* this server's coordinates */
+    size_t len;             /* doubles in a block's row (cut to them) */
     float *theta;           /* [n] */
     float *gf;              /* [n] the gradient as float, for its norms */
     double *acc, *row;      /* [len] the total; one row (serial) or a worker's rows */
@@ -185,6 +230,9 @@ typedef struct driver {
     objective *ob;
     /* sync */
     pd_world *w;
+    int *counts, *displs;   /* [ranks] each rank's part of the point (allgather) */
+    float *xall;            /* [n] the point being evaluated */
+    pd_batch_comm comm;     /* the servers (S > 1) */
     int signal;             /* the stop signal that ended the run, or 0 */
 } driver;
 
@@ -192,7 +240,7 @@ static void finish_fg(driver *d, double *f, double *g)
 {
     double m = (double)d->m;
     *f = d->acc[0] / m;
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->hi - d->lo; i++)
         g[i] = d->acc[1 + i] / m;
 }
 
@@ -208,8 +256,8 @@ static int serial_gather(driver *d, const float *x)
     return PD_OK;
 }
 
-/* The server's command to the workers: {1, evaluation} then the point, or
- * {0, 0}: the run is over. */
+/* Server 0's command to the other ranks (every server calls it, in the
+ * same order): {1, evaluation} then the point, or {0, 0}: the run is over. */
 static int send_command(pd_world *w, int64_t cmd, int64_t evaluation)
 {
     (void)w;
@@ -219,19 +267,45 @@ static int send_command(pd_world *w, int64_t cmd, int64_t evaluation)
     return pd_comm_wait(&r, NULL);
 }
 
+/* Each rank's part of the point in an allgather on MPI_COMM_WORLD: server
+ * s its minimizer part, workers none. */
+static int point_layout(const pd_world *w, size_t n, int **counts, int **displs)
+{
+    *counts = pd_calloc((size_t)w->size, sizeof **counts);
+    *displs = pd_calloc((size_t)w->size, sizeof **displs);
+    if (!*counts || !*displs)
+        return PD_ENOMEM;
+    for (int s = 0; s < w->servers; s++) {
+        size_t lo, hi;
+        pd_batch_part_range(n, w->servers, s, &lo, &hi);
+        (*counts)[pd_server_rank(s)] = (int)(hi - lo);
+        (*displs)[pd_server_rank(s)] = (int)lo;
+    }
+    return PD_OK;
+}
+
+/* The point from the servers' parts (x: this server's part; NULL, none)
+ * into xall[n] on every rank. */
+static int share_point(const float *x, int *counts, int *displs, int rank, float *xall)
+{
+    MPI_Request r;
+    PD_MPI(MPI_Iallgatherv(x ? x : xall, counts[rank], MPI_FLOAT, xall, counts, displs,
+                           MPI_FLOAT, MPI_COMM_WORLD, &r));
+    return pd_comm_wait(&r, NULL);
+}
+
 static int sync_gather(driver *d, const float *x)
 {
     PD_TRY(send_command(d->w, 1, 0));
+    PD_TRY(share_point(x, d->counts, d->displs, d->w->rank, d->xall));
     MPI_Request r;
-    PD_MPI(MPI_Ibcast((void *)x, (int)d->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
-    PD_TRY(pd_comm_wait(&r, NULL));
     memset(d->acc, 0, d->len * sizeof *d->acc);
     for (int wi = 0; wi < d->w->workers; wi++) {
         size_t klo, khi;
         blocks_of(d->nblocks, wi, d->w->workers, &klo, &khi);
         int count = (int)((khi - klo) * d->len);
         PD_MPI(MPI_Irecv(d->row, count, MPI_DOUBLE, pd_worker_rank(d->w, wi), PD_TAG_DATA,
-                         MPI_COMM_WORLD, &r));
+                         MPI_COMM_WORLD, &r));   /* its rows cut to this server */
         PD_TRY(pd_comm_wait(&r, NULL));
         for (size_t k = 0; k < khi - klo; k++)
             add_row(d->acc, d->row + k * d->len, d->len);
@@ -247,6 +321,66 @@ static int objective_fg(void *ctx, const float *x, double *f, double *g)
     return PD_OK;
 }
 
+/* pd_batch_comm over the servers (S > 1). */
+static int servers_sum(void *ctx, double *v, size_t len)
+{
+    const driver *d = ctx;
+    MPI_Request r;
+    PD_MPI(MPI_Iallreduce(MPI_IN_PLACE, v, (int)len, MPI_DOUBLE, MPI_SUM, d->w->servers_comm,
+                          &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+static int servers_bcast(void *ctx, double *v, size_t len, int root)
+{
+    const driver *d = ctx;
+    MPI_Request r;
+    PD_MPI(MPI_Ibcast(v, (int)len, MPI_DOUBLE, root, d->w->servers_comm, &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+/* Server 0 gathers the servers' parts of v[n] (in place). */
+static int gather_parts(driver *d, float *v)
+{
+    MPI_Request r;
+    int me = d->w->index;
+    int *counts = d->counts, *displs = d->displs;   /* servers are ranks 0..S-1 */
+    if (me == 0)
+        PD_MPI(MPI_Igatherv(MPI_IN_PLACE, counts[0], MPI_FLOAT, v, counts, displs, MPI_FLOAT, 0,
+                            d->w->servers_comm, &r));
+    else
+        PD_MPI(MPI_Igatherv(v + d->lo, counts[me], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0,
+                            d->w->servers_comm, &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+/* With S > 1 servers: server 0 gets the whole point and gradient (cd's
+ * point is whole on every server) before its evaluator sees them. */
+static int gather_state(driver *d, const pd_batch_state *st)
+{
+    if (st->g)
+        for (size_t i = 0; i < d->hi - d->lo; i++)
+            d->gf[d->lo + i] = (float)st->g[i];
+    if (!d->w || d->w->servers == 1 || !st->g)
+        return PD_OK;
+    PD_TRY(gather_parts(d, d->theta));
+    return gather_parts(d, d->gf);
+}
+
+/* Server 0's decision (early stopping, a signal) to the other servers. */
+static int share_stop(driver *d, bool *stop)
+{
+    if (!d->w || d->w->servers == 1)
+        return PD_OK;
+    int32_t v[2] = {*stop, d->signal};
+    MPI_Request r;
+    PD_MPI(MPI_Ibcast(v, 2, MPI_INT32_T, 0, d->w->servers_comm, &r));
+    PD_TRY(pd_comm_wait(&r, NULL));
+    *stop = v[0];
+    d->signal = v[1];
+    return PD_OK;
+}
+
 /* One row of metrics.jsonl per iteration (every eval_every iterations when
  * it is set); the evaluator's early stopping ends the run, and so does a
  * stop signal (serial runs install the handlers), after the iteration. */
@@ -254,6 +388,11 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
 {
     driver *d = ctx;
     pd_progress *p = &d->prog;
+    *stop = false;
+    PD_TRY(gather_state(d, st));
+    const float *x = st->g && d->w && d->w->servers > 1 ? d->theta : st->x;
+    if (!d->ev)   /* a server other than 0 */
+        return share_stop(d, stop);
     p->update = st->iteration;
     p->evaluations = st->evaluations;
     p->line_search_steps = st->line_search_steps;
@@ -261,19 +400,15 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
     p->epoch = (double)p->examples / (double)d->total;
     p->lr = st->step;
     p->train_loss = st->f;
-    if (st->g)
-        for (size_t i = 0; i < d->n; i++)
-            d->gf[i] = (float)st->g[i];
     p->grad = st->g ? d->gf : NULL;
     int64_t every = d->cfg->training.eval_every;
-    *stop = false;
     if (every == 0 || st->iteration % every == 0)
-        PD_TRY(pd_evaluator_eval(d->ev, st->x, p, stop));
+        PD_TRY(pd_evaluator_eval(d->ev, x, p, stop));
     else
         PD_TRY(pd_evaluator_heartbeat(d->ev, p));
     d->signal = pd_signals_stop();
     *stop = *stop || d->signal;
-    return PD_OK;
+    return share_stop(d, stop);
 }
 
 static pd_batch_opts opts_of(const pd_config *cfg)
@@ -293,6 +428,7 @@ static int driver_init(driver *d, const pd_config *cfg, size_t n)
     d->cfg = cfg;
     d->n = n;
     d->len = row_len(cfg, n);
+    d->hi = n;
     d->prog.staleness_mean = NAN;
     d->prog.staleness_max = -1;
     d->prog.dropped = -1;
@@ -311,6 +447,9 @@ static int driver_init(driver *d, const pd_config *cfg, size_t n)
 static void driver_free(driver *d)
 {
     pd_evaluator_destroy(&d->ev);
+    free(d->xall);
+    free(d->displs);
+    free(d->counts);
     free(d->row);
     free(d->acc);
     free(d->gf);
@@ -320,10 +459,20 @@ static void driver_free(driver *d)
 /* cd: the statistics once, then cycles over them. */
 static int run_cd(driver *d, const pd_batch_opts *bo, pd_batch_result *res)
 {
-    PD_TRY(d->w ? sync_gather(d, d->theta) : serial_gather(d, d->theta));
-    size_t p = d->n, packed = p * (p + 1) / 2;
+    size_t plo = 0, phi = d->n;
+    if (d->w)
+        pd_batch_part_range(d->n, d->w->servers, d->w->index, &plo, &phi);
+    PD_TRY(d->w ? sync_gather(d, d->theta + plo) : serial_gather(d, d->theta));
+    size_t p = d->n, packed = p * (p + 1) / 2, k = d->hi - d->lo;
     pd_cd_problem pr = {.p = p, .m = d->m, .gram = d->acc, .zy = d->acc + packed,
                         .yy = d->acc[d->len - 1], .l2 = d->cfg->model.l2};
+    if (bo->comm) {   /* G's rows [lo, hi) */
+        pr.gram = NULL;
+        pr.rows = d->acc;
+        pr.row_lo = d->lo;
+        pr.row_hi = d->hi;
+        pr.zy = d->acc + k * p;
+    }
     return pd_batch_cd(bo, &pr, d->theta, report, d, res);
 }
 
@@ -331,10 +480,17 @@ static int run(driver *d)
 {
     pd_batch_opts bo = opts_of(d->cfg);
     pd_batch_result res;
+    if (d->w && d->w->servers > 1) {
+        d->comm = (pd_batch_comm){.parts = d->w->servers, .part = d->w->index, .ctx = d,
+                                  .sum = servers_sum, .bcast = servers_bcast};
+        bo.comm = &d->comm;
+    }
     if (bo.method == PD_OPT_CD)
         PD_TRY(run_cd(d, &bo, &res));
     else
-        PD_TRY(pd_batch_minimize(&bo, d->n, d->theta, objective_fg, report, d, &res));
+        PD_TRY(pd_batch_minimize(&bo, d->n, d->theta + d->lo, objective_fg, report, d, &res));
+    if (!d->ev)
+        return PD_OK;   /* server 0 writes the results */
     if (d->signal) {
         /* No checkpoint to resume from: the results of the last iteration
          * are written, and the exit status still says a signal ended it. */
@@ -378,11 +534,25 @@ out:
     return err;
 }
 
-/* One point from the server and the rows of blocks [klo, khi) back;
- * *done when the server says the run is over. */
-static int worker_step(objective *ob, float *x, double *rows, size_t klo, size_t khi,
-                       bool *done)
+/* A worker's buffers: the point, its blocks' full rows, and per server
+ * those rows cut to the server's coordinates. */
+typedef struct worker {
+    const pd_config *cfg;
+    objective *ob;
+    pd_world *w;
+    size_t klo, khi;        /* its blocks */
+    int *counts, *displs;
+    float *x;               /* [n] */
+    double *rows;           /* [(khi - klo) len] full rows */
+    double **cut;           /* [S][(khi - klo) server_len] */
+    MPI_Request *reqs;      /* [S] */
+} worker;
+
+/* One point from the servers and the rows of blocks [klo, khi) back to
+ * each; *done when server 0 says the run is over. */
+static int worker_step(worker *wk, bool *done)
 {
+    objective *ob = wk->ob;
     int64_t c[2];
     MPI_Request r;
     PD_MPI(MPI_Ibcast(c, 2, MPI_INT64_T, 0, MPI_COMM_WORLD, &r));
@@ -390,38 +560,67 @@ static int worker_step(objective *ob, float *x, double *rows, size_t klo, size_t
     *done = c[0] == 0;
     if (*done)
         return PD_OK;
-    PD_MPI(MPI_Ibcast(x, (int)ob->n, MPI_FLOAT, 0, MPI_COMM_WORLD, &r));
-    PD_TRY(pd_comm_wait(&r, NULL));
-    size_t len = ob->len;
-    for (size_t k = klo; k < khi; k++)
-        PD_TRY(block_row(ob, x, k, rows + (k - klo) * len));
-    PD_MPI(MPI_Isend(rows, (int)((khi - klo) * len), MPI_DOUBLE, 0, PD_TAG_DATA,
-                     MPI_COMM_WORLD, &r));
-    return pd_comm_wait(&r, NULL);
+    PD_TRY(share_point(NULL, wk->counts, wk->displs, wk->w->rank, wk->x));
+    size_t len = ob->len, nk = wk->khi - wk->klo;
+    for (size_t k = wk->klo; k < wk->khi; k++)
+        PD_TRY(block_row(ob, wk->x, k, wk->rows + (k - wk->klo) * len));
+    int S = wk->w->servers;
+    for (int s = 0; s < S; s++) {
+        size_t lo, hi, cl = server_part(wk->cfg, ob->n, S, s, &lo, &hi);
+        for (size_t k = 0; k < nk; k++)
+            cut_row(wk->cfg, ob->n, S, lo, hi, wk->rows + k * len, wk->cut[s] + k * cl);
+        PD_MPI(MPI_Isend(wk->cut[s], (int)(nk * cl), MPI_DOUBLE, pd_server_rank(s),
+                         PD_TAG_DATA, MPI_COMM_WORLD, &wk->reqs[s]));
+    }
+    return pd_comm_waitall(S, wk->reqs);
 }
 
-/* A worker: its blocks' rows at every point the server sends. */
-static int worker_loop(objective *ob, pd_world *w)
+/* A worker: its blocks' rows at every point the servers send. */
+static int worker_loop(const pd_config *cfg, objective *ob, pd_world *w)
 {
-    size_t klo, khi;
-    blocks_of(ob->nblocks, w->index, w->workers, &klo, &khi);
-    float *x = pd_malloc(ob->n * sizeof *x);
-    double *rows = pd_malloc(((khi - klo) * ob->len + 1) * sizeof *rows);
-    int err = PD_OK;
-    if (!x || !rows)
+    int S = w->servers, err = PD_OK;
+    worker wk = {.cfg = cfg, .ob = ob, .w = w};
+    blocks_of(ob->nblocks, w->index, w->workers, &wk.klo, &wk.khi);
+    size_t nk = wk.khi - wk.klo;
+    wk.x = pd_malloc(ob->n * sizeof *wk.x);
+    wk.rows = pd_malloc((nk * ob->len + 1) * sizeof *wk.rows);
+    wk.cut = pd_calloc((size_t)S, sizeof *wk.cut);
+    wk.reqs = pd_malloc((size_t)S * sizeof *wk.reqs);
+    if (!wk.x || !wk.rows || !wk.cut || !wk.reqs) {
         err = PD_ENOMEM;
+        goto out;
+    }
+    for (int s = 0; s < S; s++) {
+        size_t lo, hi, cl = server_part(cfg, ob->n, S, s, &lo, &hi);
+        if (!(wk.cut[s] = pd_malloc((nk * cl + 1) * sizeof **wk.cut))) {
+            err = PD_ENOMEM;
+            goto out;
+        }
+    }
+    PD_TRY_GOTO(err, point_layout(w, ob->n, &wk.counts, &wk.displs), out);
     for (bool done = false; err == PD_OK && !done;)
-        err = worker_step(ob, x, rows, klo, khi, &done);
-    free(rows);
-    free(x);
+        err = worker_step(&wk, &done);
+out:
+    for (int s = 0; wk.cut && s < S; s++)
+        free(wk.cut[s]);
+    free(wk.cut);
+    free(wk.reqs);
+    free(wk.displs);
+    free(wk.counts);
+    free(wk.rows);
+    free(wk.x);
     return err;
 }
 
-/* MPI counts are int: a worker's rows must fit one message. */
-static int check_rows(const pd_config *cfg, size_t nblocks, size_t n, int W)
+/* MPI counts are int: a worker's rows to one server must fit one message. */
+static int check_rows(const pd_config *cfg, size_t nblocks, size_t n, int W, int S)
 {
-    size_t most = (nblocks + (size_t)W - 1) / (size_t)W, len = row_len(cfg, n);
-    if (most * len <= (size_t)INT_MAX)
+    size_t most = (nblocks + (size_t)W - 1) / (size_t)W, len = 0, lo, hi;
+    for (int s = 0; s < S; s++) {
+        size_t l = server_part(cfg, n, S, s, &lo, &hi);
+        len = l > len ? l : len;
+    }
+    if (most * len <= (size_t)INT_MAX && most * row_len(cfg, n) <= (size_t)INT_MAX)
         return PD_OK;
     return PD_FAIL(PD_EINPUT, "%s: optimizer.batch_examples: %zu blocks of %d examples over %d "
                    "workers send %zu doubles a message, more than an MPI count holds (set "
@@ -440,6 +639,26 @@ static int agree_total(const pd_world *w, const objective *ob, bool ok, size_t *
     return PD_OK;
 }
 
+/* A server's buffers: its row length and coordinates, the point's layout,
+ * the rows of the largest worker, server 0's evaluator. */
+static int server_init(driver *d, const pd_config *cfg, const pd_run_opts *opts, pd_world *w,
+                       size_t n)
+{
+    PD_TRY(driver_init(d, cfg, n));
+    d->len = server_part(cfg, n, w->servers, w->index, &d->lo, &d->hi);
+    size_t most = (d->nblocks + (size_t)w->workers - 1) / (size_t)w->workers;
+    d->row = pd_malloc((most * d->len + 1) * sizeof *d->row);
+    d->xall = pd_malloc(n * sizeof *d->xall);
+    free(d->acc);
+    d->acc = pd_malloc(d->len * sizeof *d->acc);
+    if (!d->row || !d->xall || !d->acc)
+        return PD_ENOMEM;
+    PD_TRY(point_layout(w, n, &d->counts, &d->displs));
+    if (w->index == 0)
+        PD_TRY(pd_evaluator_create(cfg, opts, w->workers, w->servers, &d->ev));
+    return PD_OK;
+}
+
 int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
 {
     driver d = {0};
@@ -454,24 +673,19 @@ int pd_batch_sync(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
     d.m = examples_of(cfg, total);
     d.nblocks = (d.m + BLOCK - 1) / BLOCK;
     if (err == PD_OK)
-        err = check_rows(cfg, d.nblocks, n, w->workers);
+        err = check_rows(cfg, d.nblocks, n, w->workers, w->servers);
     if (err == PD_OK && w->is_server)
-        err = driver_init(&d, cfg, n);
-    size_t most = (d.nblocks + (size_t)w->workers - 1) / (size_t)w->workers;
-    if (err == PD_OK && w->is_server) {
-        d.row = pd_malloc((most * row_len(cfg, n) + 1) * sizeof *d.row);
-        err = d.row ? PD_OK : PD_ENOMEM;
-    }
-    if (err == PD_OK && w->is_server)
-        err = pd_evaluator_create(cfg, opts, w->workers, 1, &d.ev);
+        err = server_init(&d, cfg, opts, w, n);
     err = pd_comm_agree(w, err);
     if (err == PD_OK && !w->is_server)
-        err = worker_loop(&ob, w);
+        err = worker_loop(cfg, &ob, w);
     if (err == PD_OK && w->is_server) {
         d.w = w;
         err = run(&d);
-        if (err == PD_OK)
-            err = send_command(w, 0, 0);
+        if (err == PD_OK || err == PD_ESTOPPED) {   /* the workers stop either way */
+            int err3 = send_command(w, 0, 0);
+            err = err3 ? err3 : err;
+        }
     }
     driver_free(&d);
     if (!w->is_server)

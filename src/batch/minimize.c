@@ -11,7 +11,9 @@
 
 typedef struct mini {
     const pd_batch_opts *o;
-    size_t n;
+    size_t n;               /* this part's coordinates [off, off + n) of N */
+    size_t N, off;
+    const pd_batch_comm *comm;   /* NULL: one part */
     pd_batch_fg fg;
     void *ctx;
     float *x, *xt;          /* current and trial point [n] */
@@ -25,12 +27,56 @@ typedef struct mini {
     int pairs, newest;      /* memory in use; lbfgs ring slot of the newest */
 } mini;
 
-static double dot(const double *a, const double *b, size_t n)
+void pd_batch_part_range(size_t n, int parts, int part, size_t *lo, size_t *hi)
+{
+    size_t s0 = PD_BATCH_SLICES * (size_t)part / (size_t)parts;
+    size_t s1 = PD_BATCH_SLICES * (size_t)(part + 1) / (size_t)parts;
+    *lo = n * s0 / PD_BATCH_SLICES;
+    *hi = n * s1 / PD_BATCH_SLICES;
+}
+
+/* bfgs's matrix-vector rows: one part, index order. */
+static double ldot(const double *a, const double *b, size_t n)
 {
     double acc = 0;
     for (size_t i = 0; i < n; i++)
         acc += a[i] * b[i];
     return acc;
+}
+
+/* sum_i a_i (b_i - c_i) (c NULL: a.b) over every part's coordinates:
+ * the slices' partial sums, exchanged, added in slice order. */
+static int dot3(const mini *m, const double *a, const double *b, const double *c, double *out)
+{
+    double part[PD_BATCH_SLICES] = {0};
+    for (size_t j = 0; j < PD_BATCH_SLICES; j++) {
+        size_t lo = m->N * j / PD_BATCH_SLICES, hi = m->N * (j + 1) / PD_BATCH_SLICES;
+        if (lo < m->off || hi > m->off + m->n || lo == hi)
+            continue;   /* another part's slice */
+        double acc = 0;
+        for (size_t i = lo - m->off; i < hi - m->off; i++)
+            acc += a[i] * (c ? b[i] - c[i] : b[i]);
+        part[j] = acc;
+    }
+    if (m->comm && m->comm->parts > 1)
+        PD_TRY(m->comm->sum(m->comm->ctx, part, PD_BATCH_SLICES));
+    double acc = 0;
+    for (size_t j = 0; j < PD_BATCH_SLICES; j++)
+        acc += part[j];
+    *out = acc;
+    return PD_OK;
+}
+
+static int dot(const mini *m, const double *a, const double *b, double *out)
+{
+    return dot3(m, a, b, NULL, out);
+}
+
+static int norm(const mini *m, const double *a, double *out)
+{
+    PD_TRY(dot3(m, a, a, NULL, out));
+    *out = sqrt(*out);
+    return PD_OK;
 }
 
 /* f and g at x + a d into ft, gt; returns g(x + a d).d in *dphi. */
@@ -41,8 +87,7 @@ static int trial(mini *m, double a, double *dphi)
     PD_TRY(m->fg(m->ctx, m->xt, &m->ft, m->gt));
     m->evals++;
     m->steps++;
-    *dphi = dot(m->gt, m->d, m->n);
-    return PD_OK;
+    return dot(m, m->gt, m->d, dphi);
 }
 
 /* The next trial inside the bracket [a, b] (either order) from f and g.d
@@ -151,49 +196,55 @@ static void clear_memory(mini *m)
 
 /* Remember the step s = xt - x and y = gt - g (before x and g move);
  * pairs without positive curvature s.y are skipped. */
-static void remember(mini *m)
+static int remember(mini *m)
 {
     size_t n = m->n;
     if (m->o->method == PD_OPT_CG)
-        return;
+        return PD_OK;
     int slot = m->o->method == PD_OPT_LBFGS ? (m->newest + 1) % m->o->history : 0;
     double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
     for (size_t i = 0; i < n; i++) {
         s[i] = (double)m->xt[i] - (double)m->x[i];
         y[i] = m->gt[i] - m->g[i];
     }
-    double sy = dot(s, y, n);
-    if (!(sy > 1e-12 * sqrt(dot(s, s, n) * dot(y, y, n))))
-        return;
+    double sy, ss, yy;
+    PD_TRY(dot(m, s, y, &sy));
+    PD_TRY(dot(m, s, s, &ss));
+    PD_TRY(dot(m, y, y, &yy));
+    if (!(sy > 1e-12 * sqrt(ss * yy)))
+        return PD_OK;
     if (m->o->method == PD_OPT_LBFGS) {
         m->rho[slot] = 1 / sy;
         m->newest = slot;
         if (m->pairs < m->o->history)
             m->pairs++;
-        return;
+        return PD_OK;
     }
     /* bfgs (N&W 6.17): H+ = (I - r s y') H (I - r y s') + r s s', r = 1/s'y,
      * which is H - r (s Hy' + Hy s') + (r^2 y'Hy + r) s s' for a symmetric
      * H; before the first update H = (s'y / y'y) I (N&W 6.20). */
     double *H = m->H, *Hy = m->hy, r = 1 / sy;
     if (m->pairs == 0) {
-        double gamma = sy / dot(y, y, n);
+        double gamma = sy / yy;
         memset(H, 0, n * n * sizeof *H);
         for (size_t i = 0; i < n; i++)
             H[i * n + i] = gamma;
     }
     for (size_t i = 0; i < n; i++)
-        Hy[i] = dot(H + i * n, y, n);
-    double yHy = dot(y, Hy, n), c = r * r * yHy + r;
+        Hy[i] = ldot(H + i * n, y, n);
+    double yHy;
+    PD_TRY(dot(m, y, Hy, &yHy));
+    double c = r * r * yHy + r;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
             H[i * n + j] += c * s[i] * s[j] - r * (s[i] * Hy[j] + Hy[i] * s[j]);
     m->pairs = 1;
+    return PD_OK;
 }
 
 /* The next direction at x (gradient g) from the memory; cg from the
  * previous direction d and the previous gradient g_old. */
-static void direction(mini *m, const double *g_old)
+static int direction(mini *m, const double *g_old)
 {
     size_t n = m->n;
     double *d = m->d;
@@ -201,28 +252,28 @@ static void direction(mini *m, const double *g_old)
     if (m->pairs == 0 && m->o->method != PD_OPT_CG) {
         for (size_t i = 0; i < n; i++)
             d[i] = -g[i];
-        return;
+        return PD_OK;
     }
     if (m->o->method == PD_OPT_CG) {
-        double gg_old = dot(g_old, g_old, n), beta;
+        double gg_old, acc, beta;
+        PD_TRY(dot(m, g_old, g_old, &gg_old));
         if (m->o->cg_variant == PD_CG_FR) {
-            beta = dot(g, g, n) / gg_old;
+            PD_TRY(dot(m, g, g, &acc));
+            beta = acc / gg_old;
         } else {
-            double acc = 0;
-            for (size_t i = 0; i < n; i++)
-                acc += g[i] * (g[i] - g_old[i]);
+            PD_TRY(dot3(m, g, g, g_old, &acc));
             beta = fmax(0, acc / gg_old);
         }
         if (!isfinite(beta) || m->pairs == 0)
             beta = 0;
         for (size_t i = 0; i < n; i++)
             d[i] = -g[i] + beta * d[i];
-        return;
+        return PD_OK;
     }
     if (m->o->method == PD_OPT_BFGS) {
         for (size_t i = 0; i < n; i++)
-            d[i] = -dot(m->H + i * n, g, n);
-        return;
+            d[i] = -ldot(m->H + i * n, g, n);
+        return PD_OK;
     }
     /* lbfgs two-loop recursion (N&W Algorithm 7.4), H0 = (s'y / y'y) I */
     int h = m->o->history;
@@ -230,23 +281,30 @@ static void direction(mini *m, const double *g_old)
         d[i] = g[i];
     for (int k = 0, slot = m->newest; k < m->pairs; k++, slot = (slot + h - 1) % h) {
         const double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
-        m->alpha[slot] = m->rho[slot] * dot(s, d, n);
+        double sd;
+        PD_TRY(dot(m, s, d, &sd));
+        m->alpha[slot] = m->rho[slot] * sd;
         for (size_t i = 0; i < n; i++)
             d[i] -= m->alpha[slot] * y[i];
     }
     const double *yn = m->y + (size_t)m->newest * n;
-    double gamma = 1 / (m->rho[m->newest] * dot(yn, yn, n));
+    double yy;
+    PD_TRY(dot(m, yn, yn, &yy));
+    double gamma = 1 / (m->rho[m->newest] * yy);
     for (size_t i = 0; i < n; i++)
         d[i] *= gamma;
     int oldest = (m->newest - m->pairs + 1 + h) % h;
     for (int k = 0, slot = oldest; k < m->pairs; k++, slot = (slot + 1) % h) {
         const double *s = m->s + (size_t)slot * n, *y = m->y + (size_t)slot * n;
-        double b = m->rho[slot] * dot(y, d, n);
+        double yd;
+        PD_TRY(dot(m, y, d, &yd));
+        double b = m->rho[slot] * yd;
         for (size_t i = 0; i < n; i++)
             d[i] += s[i] * (m->alpha[slot] - b);
     }
     for (size_t i = 0; i < n; i++)
         d[i] = -d[i];
+    return PD_OK;
 }
 
 static int alloc_all(mini *m)
@@ -296,9 +354,11 @@ static void free_all(mini *m)
 static int report_state(mini *m, pd_batch_report report, int64_t it, double step,
                         bool arm, bool restarted, bool *stop)
 {
+    double gnorm;
+    PD_TRY(norm(m, m->g, &gnorm));
     pd_batch_state st = {
         .iteration = it, .evaluations = m->evals, .line_search_steps = m->steps,
-        .armijo = arm, .restarted = restarted, .f = m->f, .gnorm = sqrt(dot(m->g, m->g, m->n)),
+        .armijo = arm, .restarted = restarted, .f = m->f, .gnorm = gnorm,
         .step = step, .x = m->x, .g = m->g,
     };
     *stop = false;
@@ -314,17 +374,18 @@ static int search(mini *m, double *step, bool *arm, bool *restarted, bool *ok)
     *restarted = false;
     m->steps = 0;
     for (;;) {
-        m->dg = dot(m->g, m->d, n);
+        PD_TRY(dot(m, m->g, m->d, &m->dg));
         bool steepest = m->pairs == 0;
         if (!(m->dg < 0)) {   /* not a descent direction: restart */
             clear_memory(m);
             for (size_t i = 0; i < n; i++)
                 m->d[i] = -m->g[i];
-            m->dg = dot(m->g, m->d, n);
+            PD_TRY(dot(m, m->g, m->d, &m->dg));
             steepest = true;
             *restarted = true;
         }
-        double gnorm = sqrt(dot(m->g, m->g, n)), a1;
+        double gnorm, a1;
+        PD_TRY(norm(m, m->g, &gnorm));
         if (steepest)
             a1 = m->o->step0 * fmin(1, 1 / gnorm);
         else if (m->o->method == PD_OPT_CG)   /* N&W 3.60: the last decrease again */
@@ -353,11 +414,22 @@ static int search(mini *m, double *step, bool *arm, bool *restarted, bool *ok)
 int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg,
                       pd_batch_report report, void *ctx, pd_batch_result *res)
 {
-    mini m = {.o = o, .n = n, .fg = fg, .ctx = ctx, .x = x};
+    mini m = {.o = o, .N = n, .n = n, .fg = fg, .ctx = ctx, .x = x};
     memset(res, 0, sizeof *res);
     clear_memory(&m);
     int err = PD_OK;
     bool stop;
+    if (o->comm && o->comm->parts > 1) {
+        if (o->method == PD_OPT_BFGS)
+            return PD_FAIL(PD_EINPUT, "bfgs keeps its n x n inverse Hessian in one process: "
+                           "it runs on one server");
+        size_t lo, hi;
+        pd_batch_part_range(n, o->comm->parts, o->comm->part, &lo, &hi);
+        m.comm = o->comm;
+        m.off = lo;
+        m.n = hi - lo;
+    }
+    n = m.n;
     PD_TRY_GOTO(err, alloc_all(&m), out);
     PD_TRY_GOTO(err, fg(ctx, x, &m.f, m.g), out);
     m.evals = 1;
@@ -372,9 +444,11 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
     for (size_t i = 0; i < n; i++)
         m.d[i] = -m.g[i];
     const char *reason = NULL;
+    double gnorm;
+    PD_TRY_GOTO(err, norm(&m, m.g, &gnorm), out);
     if (stop)
         reason = "stopped";
-    else if (sqrt(dot(m.g, m.g, n)) <= o->grad_tol)
+    else if (gnorm <= o->grad_tol)
         reason = "gradient_norm";
     while (!reason) {
         double step;
@@ -385,7 +459,7 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
             break;
         }
         it++;
-        remember(&m);
+        PD_TRY_GOTO(err, remember(&m), out);
         double f_old = m.f;
         m.f_prev = f_old;
         /* x, g <- xt, gt; the old gradient stays in gt for cg's beta */
@@ -396,9 +470,9 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
         m.f = m.ft;
         if (o->method == PD_OPT_CG)
             m.pairs = 1;   /* d now holds a previous direction */
-        direction(&m, m.gt);
+        PD_TRY_GOTO(err, direction(&m, m.gt), out);
         PD_TRY_GOTO(err, report_state(&m, report, it, step, arm, restarted, &stop), out);
-        double gnorm = sqrt(dot(m.g, m.g, n));
+        PD_TRY_GOTO(err, norm(&m, m.g, &gnorm), out);
         if (stop)
             reason = "stopped";
         else if (gnorm <= o->grad_tol)
@@ -411,7 +485,7 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
     res->iterations = it;
     res->evaluations = m.evals;
     res->f = m.f;
-    res->gnorm = sqrt(dot(m.g, m.g, n));
+    res->gnorm = gnorm;
     res->reason = reason;
 out:
     free_all(&m);

@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "keys.h"
+#include "paramd/batch.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
 
@@ -693,9 +694,16 @@ static int batch_rules(loader *ld)
     if (o->name == PD_OPT_CD && c->model.type != PD_MODEL_LINREG)
         return fail_key(ld, KEY("optimizer.name"), "cd minimizes least squares: it needs "
                         "model.type linreg (model.type is %s)", pd_model_type_name(c->model.type));
-    if (c->training.servers != 1)
-        return fail_key(ld, KEY("training.servers"), "%s keeps its vectors on one server in "
-                        "this version, got %d servers", name, c->training.servers);
+    int S = c->training.servers;
+    if (m == PD_MODE_SYNC && S == 0)
+        return fail_key(ld, KEY("training.servers"), "the batch method %s runs on server ranks "
+                        "(1 to %d), not on the workers (0)", name, PD_BATCH_SLICES);
+    if (m == PD_MODE_SYNC && S > PD_BATCH_SLICES)
+        return fail_key(ld, KEY("training.servers"), "the batch method %s splits its vectors "
+                        "over at most %d servers, got %d", name, PD_BATCH_SLICES, S);
+    if (m == PD_MODE_SYNC && S > 1 && o->name == PD_OPT_BFGS)
+        return fail_key(ld, KEY("training.servers"), "bfgs keeps its n x n inverse Hessian on "
+                        "one server: set training.servers 1, or use lbfgs, got %d servers", S);
     const char *unused[] = {"training.backup_workers", "optimizer.clip_norm",
                             "optimizer.clip_value", "optimizer.noise", "optimizer.weight_decay"};
     double v[] = {c->training.backup_workers, o->clip_norm, o->clip_value, o->noise,

@@ -868,7 +868,7 @@ static void test_cross_key_rules(void **state)
         "is hogwild); leave it at 0");
     load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
     assert_int_equal(c.checkpoint.every_updates, 100);
-    /* Batch methods: serial or sync with one server, none of the stochastic
+    /* Batch methods: serial or sync with server ranks, none of the stochastic
      * rules' knobs; each refusal at the key that breaks it. */
     const char *stochastic[] = {"async", "hogwild", "local_sgd", "easgd"};
     for (int i = 0; i < 4; i++) {
@@ -880,8 +880,17 @@ static void test_cross_key_rules(void **state)
                  "a line search)", stochastic[i]);
         ERR(yaml, want);
     }
-    ERR("training:\n  mode: sync\n  servers: 2\noptimizer:\n  name: cg\n", NAME ":3:12: "
-        "training.servers: cg keeps its vectors on one server in this version, got 2 servers");
+    ERR("training:\n  mode: sync\n  servers: 2\noptimizer:\n  name: bfgs\n", NAME ":3:12: "
+        "training.servers: bfgs keeps its n x n inverse Hessian on one server: set "
+        "training.servers 1, or use lbfgs, got 2 servers");
+    ERR("training:\n  mode: sync\n  servers: 65\noptimizer:\n  name: cg\n", NAME ":3:12: "
+        "training.servers: the batch method cg splits its vectors over at most 64 servers, "
+        "got 65");
+    ERR("training:\n  mode: sync\n  servers: 0\noptimizer:\n  name: lbfgs\n", NAME ":3:12: "
+        "training.servers: the batch method lbfgs runs on server ranks (1 to 64), not on the "
+        "workers (0)");
+    load_ok("training:\n  mode: sync\n  servers: 2\noptimizer:\n  name: cg\n", NULL, 0, &c);
+    assert_int_equal(c.training.servers, 2);
     ERR("optimizer:\n  name: bfgs\n  weight_decay: 0.1\n", NAME ":3:17: "
         "optimizer.weight_decay: must be 0 for the batch method bfgs (use model.l2)");
     ERR("optimizer:\n  name: cg\n  clip_norm: 1\n", NAME ":3:14: "
