@@ -23,12 +23,13 @@
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
  *     8  u32 format version (PD_CKPT_VERSION)
- *     12 u32 number of sections (6)
+ *     12 u32 number of sections (6, or 7 with BTCH)
  *     16 u64 layout hash (pd_ckpt_layout_hash)
  *     24 u64 config hash (pd_ckpt_config_hash)
  *     32 u32 crc32 of bytes 0..32
  *     36 u32 zero
- *   then 6 sections in this order, each a 16-byte section header
+ *   then 6 sections (7 in a batch method's part) in this order, each a
+ *   16-byte section header
  *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
  *   followed by its payload:
  *     "META" 56 bytes: u32 part s, u32 parts S, u32 optimizer kind
@@ -63,6 +64,10 @@
  *            fault-injection RNG state (paramd/rng.h's s[0..3]), u64 L and
  *            L bytes of the worker's local optimizer (pd_optim_save over the
  *            whole model; L = 0 without one)
+ *     "BTCH" only in a part of a batch method (cg, bfgs, lbfgs, cd): the
+ *            bytes of pd_batch_save (paramd/batch.h), the minimizer's state
+ *            over this part's coordinates at an iteration boundary; META's
+ *            updates t is the iteration, OPTM and ITER are empty
  *   and nothing after the last section.
  *
  * Manifest file, format version 2 (as version 1):
@@ -165,6 +170,9 @@ typedef struct pd_ckpt_part {
     float *best;                    /* [nbest] */
     size_t nwstates;
     pd_ckpt_wstate *wstate;         /* [nwstates] */
+    /* BTCH (batch methods only; batch_size 0: no section) */
+    unsigned char *batch;           /* [batch_size] pd_batch_save bytes */
+    size_t batch_size;
 } pd_ckpt_part;
 
 /* A written part as its manifest names it. */

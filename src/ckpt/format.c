@@ -12,8 +12,15 @@
 #include "paramd/le.h"
 
 static const char part_magic[8] = {'P', 'D', 'C', 'K', 'P', 'T', '\r', '\n'};
-static const char *const tags[NSECTIONS] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS"};
-enum { META, PARM, OPTM, ITER, CNTR, RUNS };
+static const char *const tags[NSECTIONS_MAX] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS",
+                                                "BTCH"};
+enum { META, PARM, OPTM, ITER, CNTR, RUNS, BTCH };
+
+/* Sections of p: BTCH only with a batch method's state. */
+static int nsections(const pd_ckpt_part *p)
+{
+    return p->batch_size ? NSECTIONS_MAX : NSECTIONS;
+}
 
 static uint64_t f64_bits(double d)
 {
@@ -145,7 +152,7 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
 static unsigned char *put_i64s(unsigned char *q, int64_t a, int64_t b, int64_t c, int64_t d);
 
 /* Payload lengths of p's sections. */
-static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS])
+static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS_MAX])
 {
     len[META] = PD_CKPT_META;
     len[PARM] = 4 * (p->hi - p->lo);
@@ -157,6 +164,7 @@ static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS])
     len[RUNS] = PD_CKPT_RUNS + 4 * p->nbest + 8;
     for (size_t w = 0; w < p->nwstates; w++)
         len[RUNS] += PD_CKPT_WSTATE + p->wstate[w].optim_size;
+    len[BTCH] = p->batch_size;
 }
 
 /* The RUNS payload at e. */
@@ -202,10 +210,11 @@ static unsigned char *put_i64s(unsigned char *q, int64_t a, int64_t b, int64_t c
 
 int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
 {
-    uint64_t len[NSECTIONS];
+    uint64_t len[NSECTIONS_MAX];
     lengths(p, len);
+    int nsec = nsections(p);
     size_t total = PD_CKPT_HEADER;
-    for (int k = 0; k < NSECTIONS; k++)
+    for (int k = 0; k < nsec; k++)
         total += PD_CKPT_SECTION + len[k];
     unsigned char *b = pd_calloc(total, 1);
     if (!b)
@@ -213,13 +222,13 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
 
     memcpy(b, part_magic, 8);
     pd_le_put32(b + 8, PD_CKPT_VERSION);
-    pd_le_put32(b + 12, NSECTIONS);
+    pd_le_put32(b + 12, (uint32_t)nsec);
     pd_le_put64(b + 16, p->layout_hash);
     pd_le_put64(b + 24, p->config_hash);
     pd_le_put32(b + 32, ckpt_crc(b, 32));
 
     unsigned char *q = b + PD_CKPT_HEADER;
-    for (int k = 0; k < NSECTIONS; k++) {
+    for (int k = 0; k < nsec; k++) {
         unsigned char *s = q + PD_CKPT_SECTION, *e = s;
         switch (k) {
         case META:
@@ -265,6 +274,9 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
         case RUNS:
             put_runs(e, p);
             break;
+        case BTCH:
+            memcpy(e, p->batch, p->batch_size);
+            break;
         }
         memcpy(q, tags[k], 4);
         pd_le_put32(q + 4, ckpt_crc(s, len[k]));
@@ -294,6 +306,7 @@ void pd_ckpt_part_free(pd_ckpt_part *p)
         free(p->wstate[w].optim);
     free(p->wstate);
     free(p->best);
+    free(p->batch);
     memset(p, 0, sizeof *p);
 }
 
@@ -366,8 +379,8 @@ static int parse_runs(const char *file, const unsigned char *e, uint64_t len, pd
 /* Parse the checked payloads into *p (allocating); refuses payloads whose
  * inner lengths do not add up (those passed their crc, so it is a writer
  * bug or a forged file: reported as damage). */
-static int parse(const char *file, const unsigned char *pl[NSECTIONS],
-                 const uint64_t len[NSECTIONS], pd_ckpt_part *p, bool *damaged)
+static int parse(const char *file, const unsigned char *pl[NSECTIONS_MAX],
+                 const uint64_t len[NSECTIONS_MAX], int nsec, pd_ckpt_part *p, bool *damaged)
 {
     const unsigned char *e = pl[META];
     if (len[META] != PD_CKPT_META)
@@ -450,6 +463,12 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS],
         p->worker[w] = (pd_ckpt_worker){
             (int64_t)pd_le_get64(wp), (int64_t)pd_le_get64(wp + 8),
             (int64_t)pd_le_get64(wp + 16), (int64_t)pd_le_get64(wp + 24)};
+    if (nsec > BTCH && len[BTCH] > 0) {
+        if (!(p->batch = pd_malloc(len[BTCH])))
+            return PD_ENOMEM;
+        memcpy(p->batch, pl[BTCH], len[BTCH]);
+        p->batch_size = len[BTCH];
+    }
     return parse_runs(file, pl[RUNS], len[RUNS], p, damaged);
 }
 
@@ -469,9 +488,9 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
     if (version != PD_CKPT_VERSION)
         return REFUSE(true, "%s: header: format version %u, this build reads version %u", file,
                       (unsigned)version, PD_CKPT_VERSION);
-    if (nsec != NSECTIONS)
-        return REFUSE(true, "%s: header: %u sections, version %u has %d (damaged)", file,
-                      (unsigned)nsec, PD_CKPT_VERSION, NSECTIONS);
+    if (nsec != NSECTIONS && nsec != NSECTIONS_MAX)
+        return REFUSE(true, "%s: header: %u sections, version %u has %d or %d (damaged)", file,
+                      (unsigned)nsec, PD_CKPT_VERSION, NSECTIONS, NSECTIONS_MAX);
     uint64_t lh = pd_le_get64(buf + 16), ch = pd_le_get64(buf + 24);
     if (lh != layout_hash)
         return REFUSE(false, "%s: header: model layout hash 0x%016" PRIx64 ", this run's is "
@@ -481,10 +500,10 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
                       PRIx64 " (a key listed in paramd/ckpt.h or the number of workers "
                       "changed)", file, ch, config_hash);
 
-    const unsigned char *pl[NSECTIONS];
-    uint64_t len[NSECTIONS];
+    const unsigned char *pl[NSECTIONS_MAX];
+    uint64_t len[NSECTIONS_MAX];
     size_t at = PD_CKPT_HEADER;
-    for (int k = 0; k < NSECTIONS; k++) {
+    for (int k = 0; k < (int)nsec; k++) {
         if (size - at < PD_CKPT_SECTION)
             return REFUSE(true, "%s: %s: file ends at byte %zu, inside the section header "
                           "(truncated)", file, tags[k], size);
@@ -505,10 +524,10 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
     }
     if (at != size)
         return REFUSE(true, "%s: %s: %zu bytes after the last section (damaged)", file,
-                      tags[NSECTIONS - 1], size - at);
+                      tags[nsec - 1], size - at);
 
     pd_ckpt_part p = {.layout_hash = lh, .config_hash = ch};
-    int e = parse(file, pl, len, &p, damaged);
+    int e = parse(file, pl, len, (int)nsec, &p, damaged);
     if (e != PD_OK) {
         pd_ckpt_part_free(&p);
         return e;

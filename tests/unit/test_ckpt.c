@@ -221,6 +221,47 @@ static void test_layout_bytes(void **state)
     free(got);
 }
 
+/* A batch method's part: the same bytes with 7 sections in the header
+ * and a BTCH section after RUNS; decoded back whole. */
+static void test_layout_batch(void **state)
+{
+    (void)state;
+    pd_ckpt_part p = tiny();
+    unsigned char *six, *seven;
+    size_t n6, n7;
+    assert_int_equal(pd_ckpt_encode(&p, &six, &n6), PD_OK);
+    unsigned char bt[3] = {0x31, 0x32, 0x33};
+    p.batch = bt;
+    p.batch_size = 3;
+    assert_int_equal(pd_ckpt_encode(&p, &seven, &n7), PD_OK);
+    bytes want = {.n = 0}, s = {.n = 0};
+    put(&want, six, n6);
+    want.b[12] = 7;                       /* sections */
+    uint32_t c = crc(want.b, 32);
+    for (int k = 0; k < 4; k++)
+        want.b[32 + k] = (unsigned char)(c >> 8 * k);
+    u8s(&s, 3, 0x31, 0x32, 0x33);
+    section(&want, "BTCH", &s);
+    assert_int_equal(n7, n6 + 16 + 3);
+    assert_int_equal(want.n, n7);
+    for (size_t i = 0; i < n7; i++)
+        if (seven[i] != want.b[i])
+            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, seven[i], want.b[i]);
+    pd_ckpt_part got;
+    assert_int_equal(pd_ckpt_decode("f.pdck", seven, n7, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_int_equal(got.batch_size, 3);
+    assert_memory_equal(got.batch, bt, 3);
+    pd_ckpt_part_free(&got);
+    assert_int_equal(pd_ckpt_decode("f.pdck", six, n6, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_int_equal(got.batch_size, 0);
+    assert_null(got.batch);
+    pd_ckpt_part_free(&got);
+    free(seven);
+    free(six);
+}
+
 /* The optimizer state: little-endian header and floats. */
 static void test_optim_state_le(void **state)
 {
@@ -659,6 +700,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_bytes),
+        cmocka_unit_test(test_layout_batch),
         cmocka_unit_test(test_optim_state_le),
         cmocka_unit_test(test_iter_state_le),
         cmocka_unit_test(test_refusals),
