@@ -655,14 +655,13 @@ static int training_rules(loader *ld)
     bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
     bool async1 = t->mode == PD_MODE_ASYNC && t->servers == 1 && !t->trace;
     if ((k->every_updates > 0 || k->every_seconds > 0) &&
-        (!(rounds || async1 || t->mode == PD_MODE_SERIAL) || t->backup_workers > 0))
+        !(rounds || async1 || t->mode == PD_MODE_SERIAL))
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "only serial, sync (without backup workers), local_sgd and async (one "
-                        "server, no trace) runs write checkpoints in this version "
+                        "only serial, sync, local_sgd and async (one server, no trace) runs "
+                        "write checkpoints in this version "
                         "(training.mode is %s%s); leave it at 0", pd_mode_name(t->mode),
-                        t->backup_workers > 0 ? " with backup_workers"
-                        : t->mode == PD_MODE_ASYNC && t->trace ? " with training.trace"
+                        t->mode == PD_MODE_ASYNC && t->trace ? " with training.trace"
                         : t->mode == PD_MODE_ASYNC ? " with several servers" : "");
     if ((k->every_updates > 0 || k->every_seconds > 0) && t->worker_timeout > 0)
         return fail_key(ld, KEY("training.worker_timeout"), "lost workers and checkpoints do not "

@@ -12,7 +12,10 @@
  *   still holds version t) and sends server 0 the part's size and crc32 on
  *   PD_TAG_CKPT + 1. Server 0 takes every state, writes part 0 (which
  *   carries the workers' states), takes the other parts' ids, writes the
- *   manifest last and prunes to checkpoint.keep.
+ *   manifest last and prunes to checkpoint.keep. With backup workers,
+ *   server 0 first waits for each worker that was not in the round: its
+ *   late gradient (dropped, as always) is answered with the flag too, so
+ *   its state holds that gradient sent and the parameters stay at t.
  *   async (one server): when a checkpoint is due after a gradient, server
  *   0 snapshots its state (parameters, optimizer, counters, evaluator) and
  *   flags the next reply to a gradient of every active worker; each worker

@@ -377,6 +377,14 @@ static int on_message(server *sv, int w, bool control)
     }
 }
 
+int server_serve_worker(server *sv, int w)
+{
+    bool lost;
+    PD_TRY(server_wait_worker(sv, w, 1, &sv->hreq[w], &lost));
+    sv->hreq[w] = MPI_REQUEST_NULL;
+    return lost ? PD_OK : on_message(sv, w, true);
+}
+
 typedef struct loop_arg {
     server *sv;
     int first, stride;             /* workers first, first+stride, ... */

@@ -308,14 +308,34 @@ static int write_part(server *sv, pd_ckpt_id *id)
     return err;
 }
 
+/* Backup workers: a worker that was not in the round just closed is
+ * computing a gradient of an older version. Server 0 waits for it (and
+ * for nothing else, so the parameters stay at this version), drops it as
+ * late, as it would without a checkpoint, and its reply asks for the
+ * worker's state, which then holds that gradient as sent and its
+ * minibatch as consumed. (A worker whose HELLO has not come yet is
+ * answered with the flag too; one that has finished sent its state with
+ * FINAL.) */
+static int await_late(server *sv)
+{
+    for (int w = 0; w < sv->world->workers; w++) {
+        peer *p = &sv->peers[w];
+        while (p->active && !p->ckpt && !p->lost)
+            PD_TRY(server_serve_worker(sv, w));
+    }
+    return PD_OK;
+}
+
 int server_ckpt_round_write(server *sv)
 {
     server_ckpt *ck = &sv->ck;
     int W = sv->world->workers, S = sv->world->servers;
     if (!sv->reply_flags)
         return PD_OK;
-    sv->reply_flags = 0;
     double t0 = pd_now();
+    if (sv->cfg->training.backup_workers > 0)
+        PD_TRY(await_late(sv));
+    sv->reply_flags = 0;
     for (int w = 0; w < W; w++) {
         peer *p = &sv->peers[w];
         if (!p->ckpt)

@@ -206,6 +206,9 @@ int server_check_lost(server *sv, int first, int stride);
 int server_wait_worker(server *sv, int w, int n, MPI_Request *reqs, bool *lost);
 /* server.c */
 int server_answer_snap(server *sv);
+/* Wait for worker w's next message and handle it as the event loop would
+ * (one serving thread: rounds and easgd, not hogwild). */
+int server_serve_worker(server *sv, int w);
 /* Rounds (sync, local_sgd): after a step, before its replies go out. Server
  * 0 takes a due evaluation snapshot here: no worker can compute the next
  * round yet, so no other server can step past this version meanwhile, and

@@ -548,6 +548,8 @@ static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
         err = resume(&wk);
     if (err == PD_OK)
         err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
+    if (err == PD_OK)   /* backup workers: a round may close before our HELLO */
+        err = checkpoint(&wk);
     if (err == PD_OK) {
         bool local = pd_mode_props_of(cfg->training.mode)->local_steps;
         err = local ? run_local(&wk) : run_gradients(&wk);

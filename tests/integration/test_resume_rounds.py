@@ -1,0 +1,105 @@
+"""Checkpoints and --resume of the round-based modes test_resume_mpi.py
+leaves out. Sync with a backup worker (1 server + 3 workers, one of them 4x
+slow, so its gradients come late): stopped at max_updates and resumed,
+killed right after a checkpoint and resumed, stopped by SIGUSR2 to mpirun
+(forwarded to every rank) and resumed. The rounds are not reproducible
+(which worker is late depends on timing); what is checked is that every
+gradient is accounted for over the whole resumed run, the late ones in
+flight at a checkpoint as dropped (server 0 waits for them before it
+writes, so they are in the checkpoint's counters and behind the late
+worker's state), and that metrics.jsonl continues.
+
+Signals are sent once the run is training (a metrics.jsonl row exists);
+each wait is for a state of the run directory, not for a time."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pdtest as t
+
+CONF = "tests/conf/softmax.yaml"
+EVAL = ["training.eval_every=20", "training.eval_wait=true"]
+BACKUP = ["training.mode=sync", "training.backup_workers=1",
+          "faults.slow_workers=[{rank: 3, factor: 4}]"]
+
+
+def ckpts(d):
+    return sorted(os.listdir(os.path.join(d, "checkpoints")))
+
+
+def killed_after(run, t_keep):
+    """A copy of a finished run as if its job had been killed right after
+    the checkpoint at t_keep was written (test_resume_mpi.py)."""
+    d = tempfile.mkdtemp(prefix="paramd-it-")
+    shutil.rmtree(d)
+    shutil.copytree(run, d)
+    for name in ("summary.json", "params.bin", "status.json"):
+        os.remove(os.path.join(d, name))
+    for f in ckpts(d):
+        if int(f[5:17]) > t_keep:
+            os.remove(os.path.join(d, "checkpoints", f))
+    return d
+
+
+def whole_run(s, name, updates):
+    t.check(s["updates"] == updates, "%s: %d updates (got %s)" % (name, updates, s["updates"]))
+    t.check_accounting(s, name)
+    t.check(sum(w["applied"] for w in s["per_worker"]) == s["gradients_applied"] and
+            sum(w["dropped"] for w in s["per_worker"]) == s["dropped"],
+            "%s: per-worker applied and dropped add up: %s" % (name, s["per_worker"]))
+
+
+def start(sets, ranks):
+    out = tempfile.mkdtemp(prefix="paramd-it-")
+    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
+           "-x", "OPENBLAS_NUM_THREADS=1", t.EXE, os.path.join(t.SRC, CONF), "--out", out,
+           "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env), out
+
+
+# ---- sync with a backup worker ----------------------------------------------
+name = "sync b=1"
+sets = EVAL + BACKUP + ["checkpoint.every_updates=20", "checkpoint.keep=3"]
+a, _ = t.run(CONF, sets + ["training.max_updates=60"], ranks=4)
+sa = t.summary(a)
+t.check(ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (20, 40, 60) for x in ("0.pdck", "manifest")],
+        "%s: checkpoints at 20, 40, 60: %s" % (name, ckpts(a)))
+t.check(sa["dropped_late"] > 0, "%s: the slow worker's gradients come late: %d dropped late"
+        % (name, sa["dropped_late"]))
+whole_run(sa, name + ", to 60", 60)
+k = killed_after(a, 40)
+a, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=4, out=a, args=["--resume"])
+whole_run(t.summary(a), name + ", stopped at 60 and resumed to 120", 120)
+t.check([r["update"] for r in t.metrics(a)] == list(range(0, 121, 20)),
+        "%s: metrics.jsonl continues: %s" % (name, [r["update"] for r in t.metrics(a)]))
+k, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=4, out=k, args=["--resume"])
+whole_run(t.summary(k), name + ", killed after the checkpoint at 40 and resumed", 120)
+t.check([r["update"] for r in t.metrics(k)] == list(range(0, 121, 20)),
+        "%s, killed: the rows after 40 are replaced: %s" % (name, [r["update"] for r in t.metrics(k)]))
+
+# SIGUSR2 to mpirun: the round closes, server 0 waits for the late
+# gradient, one checkpoint, exit 143; resumed for 40 more updates.
+long_ = EVAL + BACKUP + ["training.epochs=1000"]
+p, d = start(long_, 4)
+if t.wait_until("a metrics row at 40", proc=p, cond=lambda: max(t.rows_so_far(d) or [0]) >= 40):
+    p.send_signal(signal.SIGUSR2)
+_, err = p.communicate(timeout=300)
+t.check(p.returncode == 143, "%s, SIGUSR2: mpirun exits 143 (got %s): %r"
+        % (name, p.returncode, err[-600:]))
+s = t.summary(d) if os.path.exists(os.path.join(d, "summary.json")) else {"updates": None}
+u = s["updates"]
+t.check(s.get("exit") == "signal" and t.checkpoint_sets(d)[-1:] == [u],
+        "%s, SIGUSR2: summary.json exit %s, a checkpoint at the stop %s: %s"
+        % (name, s.get("exit"), u, t.checkpoint_sets(d)))
+if u is not None:
+    whole_run(s, name + ", stopped by SIGUSR2", u)
+    t.run(CONF, long_ + ["training.max_updates=%d" % (u + 40)], ranks=4, out=d, args=["--resume"])
+    whole_run(t.summary(d), name + ", stopped by SIGUSR2 and resumed", u + 40)
+t.done()
