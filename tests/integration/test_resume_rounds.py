@@ -77,11 +77,13 @@ whole_run(sa, name + ", to 60", 60)
 k = killed_after(a, 40)
 a, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=4, out=a, args=["--resume"])
 whole_run(t.summary(a), name + ", stopped at 60 and resumed to 120", 120)
-t.check([r["update"] for r in t.metrics(a)] == list(range(0, 121, 20)),
+# (the first row is where every HELLO was in: 0, or a round or two on,
+# since rounds close without the slow worker's)
+t.check([r["update"] for r in t.metrics(a)][1:] == list(range(20, 121, 20)),
         "%s: metrics.jsonl continues: %s" % (name, [r["update"] for r in t.metrics(a)]))
 k, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=4, out=k, args=["--resume"])
 whole_run(t.summary(k), name + ", killed after the checkpoint at 40 and resumed", 120)
-t.check([r["update"] for r in t.metrics(k)] == list(range(0, 121, 20)),
+t.check([r["update"] for r in t.metrics(k)][1:] == list(range(20, 121, 20)),
         "%s, killed: the rows after 40 are replaced: %s" % (name, [r["update"] for r in t.metrics(k)]))
 
 # SIGUSR2 to mpirun: the round closes, server 0 waits for the late
