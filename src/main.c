@@ -127,12 +127,11 @@ int main(int argc, char **argv)
     if (err)
         return fail(rank, size, err);
     /* Runs obey signals (paramd/signals.h): the serial process, and server
-     * 0 of a distributed run, which every other rank follows. The batch
-     * methods' sync driver and servers-0 (colocated) runs do not: their
-     * ranks die of SIGTERM. */
+     * 0 of a distributed run, which every other rank follows (the batch
+     * methods' too). Servers-0 (colocated) runs do not: their ranks die of
+     * SIGTERM. */
     bool distributed = cfg.training.mode != PD_MODE_SERIAL;
-    bool obeys = !distributed || (!pd_optim_is_batch(cfg.optimizer.name) &&
-                                  cfg.training.servers > 0);
+    bool obeys = !distributed || cfg.training.servers > 0;
     if (obeys && (err = pd_signals_install()) != PD_OK)
         return fail(rank, size, err);
     pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,

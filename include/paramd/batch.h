@@ -88,6 +88,12 @@ typedef struct pd_batch_opts {
     bool random_blocks;            /* cd: blocks in a fresh random order each cycle */
     uint64_t seed;                 /* cd: that order's stream (seed, PD_STREAM_CD) */
     const pd_batch_comm *comm;     /* several parts (not bfgs), or NULL */
+    /* Resume: the bytes pd_batch_save wrote (this part's), and the file
+     * they came from for messages; x holds the point they go with. NULL:
+     * start from x. */
+    const unsigned char *resume;
+    size_t resume_size;
+    const char *resume_name;
 } pd_batch_opts;
 
 /* What the report callback sees after the starting point (iteration 0) and
@@ -103,9 +109,31 @@ typedef struct pd_batch_state {
     double f, gnorm, step;         /* step: the accepted a (0 at iteration 0) */
     const float *x;
     const double *g;               /* NULL for cd */
+    /* The state was just loaded from o->resume: the iteration the saved
+     * run reported last (and wrote its row for); nothing new happened. */
+    bool resumed;
+    const struct pd_batch_run *run;   /* the minimizer, for pd_batch_save */
 } pd_batch_state;
 
-/* Called after each iteration; setting *stop ends the run ("stopped"). */
+/* The minimizer's whole state as the report callback sees it (the
+ * iteration boundary): counters, f, the previous f, the gradient, the
+ * direction, the quasi-Newton memory (lbfgs pairs, bfgs matrix), or cd's
+ * w, its part of Gw, block order and random stream; not the point (x,
+ * which the caller keeps). Bytes: little-endian u64 words (doubles as bit
+ * patterns), starting with a header of the method, its settings and this
+ * part's coordinates, which a resume must match. pd_batch_save_size gives
+ * the size, pd_batch_save writes it into buf[size]. Local. */
+size_t pd_batch_save_size(const pd_batch_state *st);
+int pd_batch_save(const pd_batch_state *st, unsigned char *buf, size_t size);
+
+/* Whether o->resume's header matches o (the method, its settings, the
+ * parts) and this part's coordinates [off, off + n) of N (cd: the rows of
+ * G it holds), before anything runs: PD_EINPUT naming o->resume_name and
+ * what differs. The rest is checked when the minimizer loads it. Local. */
+int pd_batch_resume_check(const pd_batch_opts *o, size_t N, size_t off, size_t n);
+
+/* Called after each iteration (and once after a resume, st->resumed);
+ * setting *stop ends the run ("stopped"). */
 typedef int (*pd_batch_report)(void *ctx, const pd_batch_state *st, bool *stop);
 
 typedef struct pd_batch_result {

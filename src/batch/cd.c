@@ -9,6 +9,7 @@
 #include "paramd/batch.h"
 #include "paramd/error.h"
 #include "paramd/rng.h"
+#include "state.h"
 
 size_t pd_cd_packed_index(size_t p, size_t i, size_t j)
 {
@@ -169,71 +170,127 @@ static int cycle_objective(const pd_batch_opts *o, const pd_cd_problem *pr, cons
     return PD_OK;
 }
 
+/* cd's state between cycles (pd_batch_save): header, it, f, f_old,
+ * gnorm, the random stream, the block order, w, q (the part's rows). */
+typedef struct cdrun {
+    const pd_batch_opts *o;
+    size_t p, nb, qlo, qhi;
+    int64_t it;
+    double f, f_old, gnorm;
+    pd_rng rng;
+    size_t *order;          /* [nb] */
+    double *w, *q;          /* [p]; q on [qlo, qhi) */
+} cdrun;
+
+static size_t cd_save(const void *self, unsigned char *buf, size_t size)
+{
+    const cdrun *c = self;
+    wbuf b = {buf, 0, size};
+    w_header(&b, c->o, c->p, c->qlo, c->qhi - c->qlo);
+    w_u64(&b, (uint64_t)c->it);
+    w_f64(&b, c->f);
+    w_f64(&b, c->f_old);
+    w_f64(&b, c->gnorm);
+    for (int k = 0; k < 4; k++)
+        w_u64(&b, c->rng.s[k]);
+    for (size_t k = 0; k < c->nb; k++)
+        w_u64(&b, c->order[k]);
+    w_f64s(&b, c->w, c->p);
+    w_f64s(&b, c->q + c->qlo, c->qhi - c->qlo);
+    return b.at;
+}
+
+static int cd_load(cdrun *c)
+{
+    const pd_batch_opts *o = c->o;
+    rbuf b = {o->resume, 0, o->resume_size, false};
+    PD_TRY(pd_batch_check_header(&b, o, c->p, c->qlo, c->qhi - c->qlo));
+    c->it = (int64_t)r_u64(&b);
+    c->f = r_f64(&b);
+    c->f_old = r_f64(&b);
+    c->gnorm = r_f64(&b);
+    for (int k = 0; k < 4; k++)
+        c->rng.s[k] = r_u64(&b);
+    bool ok = c->it >= 0;
+    for (size_t k = 0; k < c->nb; k++) {
+        uint64_t v = r_u64(&b);
+        ok = ok && v < c->nb;
+        c->order[k] = ok ? (size_t)v : k;
+    }
+    r_f64s(&b, c->w, c->p);
+    r_f64s(&b, c->q + c->qlo, c->qhi - c->qlo);
+    if (!ok)
+        b.bad = true;
+    return pd_batch_check_end(&b, o);
+}
+
 int pd_batch_cd(const pd_batch_opts *o, const pd_cd_problem *pr, float *x,
                 pd_batch_report report, void *ctx, pd_batch_result *res)
 {
     size_t p = pr->p, bs = o->block_size < p ? o->block_size : p;
-    size_t nb = (p + bs - 1) / bs, qlo = 0, qhi = p;   /* the rows of G held */
-    if (o->comm && o->comm->parts > 1) {
-        qlo = pr->row_lo;
-        qhi = pr->row_hi;
+    cdrun c = {.o = o, .p = p, .nb = (p + bs - 1) / bs, .qlo = 0, .qhi = p};
+    if (o->comm && o->comm->parts > 1) {   /* the rows of G held */
+        c.qlo = pr->row_lo;
+        c.qhi = pr->row_hi;
     }
-    double *w = pd_malloc(p * sizeof *w), *q = pd_calloc(p, sizeof *q);
+    struct pd_batch_run run = {.save = cd_save, .self = &c};
+    size_t nb = c.nb, qlo = c.qlo, qhi = c.qhi;
+    double *w = c.w = pd_malloc(p * sizeof *w), *q = c.q = pd_calloc(p, sizeof *q);
     double *qall = pd_malloc(p * sizeof *qall);
     double *A = pd_malloc(bs * bs * sizeof *A), *r = pd_malloc((bs + 1) * sizeof *r);
-    size_t *order = pd_malloc(nb * sizeof *order);
+    size_t *order = c.order = pd_malloc(nb * sizeof *order);
     memset(res, 0, sizeof *res);
     int err = PD_OK;
+    bool stop = false;
     if (!w || !q || !qall || !A || !r || !order) {
         err = PD_ENOMEM;
         goto out;
     }
-    for (size_t j = 0; j < p; j++)
-        w[j] = x[j];
-    for (size_t i = qlo; i < qhi; i++)
+    if (o->resume) {
+        /* The saved boundary (its row is written); its stopping rules
+         * run again as they did. */
+        PD_TRY_GOTO(err, cd_load(&c), out);
         for (size_t j = 0; j < p; j++)
-            q[i] += gram(pr, i, j) * w[j];
-    for (size_t b = 0; b < nb; b++)
-        order[b] = b;
-    pd_rng rng = pd_rng_make(o->seed, PD_STREAM_CD, 0);
-    double gnorm, f;
-    PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &f, &gnorm), out);
-    bool stop = false;
-    pd_batch_state st = {.evaluations = 1, .line_search_steps = 1, .f = f, .gnorm = gnorm,
-                         .x = x, .g = NULL};
+            x[j] = (float)w[j];
+    } else {
+        for (size_t j = 0; j < p; j++)
+            w[j] = x[j];
+        for (size_t i = qlo; i < qhi; i++)
+            for (size_t j = 0; j < p; j++)
+                q[i] += gram(pr, i, j) * w[j];
+        for (size_t b = 0; b < nb; b++)
+            order[b] = b;
+        c.rng = pd_rng_make(o->seed, PD_STREAM_CD, 0);
+        PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &c.f, &c.gnorm), out);
+    }
+    pd_batch_state st = {.iteration = c.it, .evaluations = 1, .line_search_steps = !o->resume,
+                         .f = c.f, .gnorm = c.gnorm, .step = c.it > 0, .x = x, .g = NULL,
+                         .resumed = o->resume != NULL, .run = &run};
     if (report)
         PD_TRY_GOTO(err, report(ctx, &st, &stop), out);
-    const char *reason = stop ? "stopped" : gnorm <= o->grad_tol ? "gradient_norm" : NULL;
-    int64_t it = 0;
+    const char *reason = pd_batch_why_stop(o, c.it, c.f_old, c.f, c.gnorm, stop);
     while (!reason) {
         if (o->random_blocks)
-            pd_rng_shuffle(&rng, order, nb);
+            pd_rng_shuffle(&c.rng, order, nb);
         for (size_t b = 0; b < nb; b++) {
             size_t lo = order[b] * bs, hi = lo + bs < p ? lo + bs : p;
             PD_TRY_GOTO(err, block_step(o, pr, lo, hi, qlo, qhi, w, q, A, r), out);
         }
-        it++;
-        double f_old = f;
-        PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &f, &gnorm), out);
+        c.it++;
+        c.f_old = c.f;
+        PD_TRY_GOTO(err, cycle_objective(o, pr, w, q, qall, &c.f, &c.gnorm), out);
         for (size_t j = 0; j < p; j++)
             x[j] = (float)w[j];
-        st = (pd_batch_state){.iteration = it, .evaluations = 1, .f = f, .gnorm = gnorm,
-                              .step = 1, .x = x};
+        st = (pd_batch_state){.iteration = c.it, .evaluations = 1, .f = c.f, .gnorm = c.gnorm,
+                              .step = 1, .x = x, .run = &run};
         if (report)
             PD_TRY_GOTO(err, report(ctx, &st, &stop), out);
-        if (stop)
-            reason = "stopped";
-        else if (gnorm <= o->grad_tol)
-            reason = "gradient_norm";
-        else if (f_old - f <= o->loss_tol * fmax(fabs(f_old), 1e-300))
-            reason = "relative_decrease";
-        else if (it >= o->max_iterations)
-            reason = "max_iterations";
+        reason = pd_batch_why_stop(o, c.it, c.f_old, c.f, c.gnorm, stop);
     }
-    res->iterations = it;
+    res->iterations = c.it;
     res->evaluations = 1;
-    res->f = f;
-    res->gnorm = gnorm;
+    res->f = c.f;
+    res->gnorm = c.gnorm;
     res->reason = reason;
 out:
     free(order);

@@ -27,14 +27,29 @@
  * y'y. Each number is still the sum of the same block values in block
  * order, so S servers compute what one does to the bit. Server 0 gathers
  * the parameters and gradient for its evaluator after each iteration and
- * tells the others whether to stop. */
+ * tells the others whether to stop and whether to checkpoint.
+ *
+ * Checkpoints (checkpoint.every_updates counts iterations, every_seconds,
+ * SIGUSR1, and a stop signal, at an iteration boundary): each server
+ * writes its part, its coordinates of the point (PARM) and the
+ * minimizer's state over them (BTCH, pd_batch_save), server 0 with its
+ * evaluator's state (RUNS); server 0 writes the manifest. --resume loads
+ * them before anything is evaluated, and the minimizer goes on from the
+ * boundary as if it had not stopped. */
+#include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "checkpoint.h"
 #include "driver.h"
 #include "paramd/batch.h"
+#include "paramd/ckpt.h"
+#include "paramd/le.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
 #include "paramd/signals.h"
@@ -234,6 +249,14 @@ typedef struct driver {
     float *xall;            /* [n] the point being evaluated */
     pd_batch_comm comm;     /* the servers (S > 1) */
     int signal;             /* the stop signal that ended the run, or 0 */
+    /* checkpoints */
+    int part, parts;        /* this server of S (serial: 0 of 1) */
+    char ckpt_dir[PD_PATH_MAX + 16];
+    uint64_t layout_hash, config_hash;
+    double ckpt_t;          /* pd_now() at the last one written */
+    int64_t ckpt_it;        /* its iteration, -1: none */
+    pd_ckpt_part resumed;   /* --resume: this server's part */
+    char resume_name[PD_PATH_MAX + 64];
 } driver;
 
 static void finish_fg(driver *d, double *f, double *g)
@@ -367,18 +390,113 @@ static int gather_state(driver *d, const pd_batch_state *st)
     return gather_parts(d, d->gf);
 }
 
-/* Server 0's decision (early stopping, a signal) to the other servers. */
-static int share_stop(driver *d, bool *stop)
+/* Server 0's decisions (stop: early stopping or a signal; write a
+ * checkpoint) to the other servers. */
+static int share_stop(driver *d, bool *stop, bool *ckpt)
 {
     if (!d->w || d->w->servers == 1)
         return PD_OK;
-    int32_t v[2] = {*stop, d->signal};
+    int32_t v[3] = {*stop, d->signal, *ckpt};
     MPI_Request r;
-    PD_MPI(MPI_Ibcast(v, 2, MPI_INT32_T, 0, d->w->servers_comm, &r));
+    PD_MPI(MPI_Ibcast(v, 3, MPI_INT32_T, 0, d->w->servers_comm, &r));
     PD_TRY(pd_comm_wait(&r, NULL));
     *stop = v[0];
     d->signal = v[1];
+    *ckpt = v[2];
     return PD_OK;
+}
+
+/* Server 0 of S > 1: every part's size and crc32, for the manifest. */
+static int gather_ids(driver *d, const pd_ckpt_id *mine, pd_ckpt_id *all)
+{
+    unsigned char b[16], *bs = all ? pd_malloc(16 * (size_t)d->parts) : NULL;
+    if (all && !bs)
+        return PD_ENOMEM;
+    pd_le_put64(b, mine->size);
+    pd_le_put64(b + 8, mine->crc);
+    MPI_Request r;
+    int err = PD_OK;
+    int rc = MPI_Igather(b, 16, MPI_BYTE, bs, 16, MPI_BYTE, 0, d->w->servers_comm, &r);
+    if (rc != MPI_SUCCESS)
+        err = pd_mpi_fail(rc, "MPI_Igather", __FILE__, __LINE__, __func__);
+    else
+        err = pd_comm_wait(&r, NULL);
+    for (int s = 0; err == PD_OK && all && s < d->parts; s++)
+        all[s] = (pd_ckpt_id){pd_le_get64(bs + 16 * s), (uint32_t)pd_le_get64(bs + 16 * s + 8)};
+    free(bs);
+    return err;
+}
+
+/* The checkpoint of the boundary st: this server's part; server 0 (or
+ * the serial process) also the manifest, then the pruning. */
+static int write_checkpoint(driver *d, const pd_batch_state *st)
+{
+    double t0 = pd_now();
+    size_t size = pd_batch_save_size(st), lo, hi;
+    unsigned char *bt = pd_malloc(size);
+    if (!bt)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    PD_TRY_GOTO(err, pd_batch_save(st, bt, size), out);
+    pd_batch_part_range(d->n, d->parts, d->part, &lo, &hi);
+    pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
+    if (d->ev)
+        pd_evaluator_get_state(d->ev, &es);
+    uint64_t it = (uint64_t)st->iteration;
+    pd_ckpt_part p = {
+        .part = (uint32_t)d->part, .nparts = (uint32_t)d->parts,
+        .layout_hash = d->layout_hash, .config_hash = d->config_hash,
+        .optim_kind = (uint32_t)d->cfg->optimizer.name, .updates = it, .version = it,
+        .lo = lo, .hi = hi, .examples = (uint64_t)st->evaluations * d->m,
+        .params = d->theta + lo, .wall_s = es.wall_s, .pause_sum = es.pause_sum,
+        .pause_max = es.pause_max, .pauses = es.pauses, .best_loss = es.best_loss,
+        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
+        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best,
+        .batch = bt, .batch_size = size,
+    };
+    if (d->parts == 1) {
+        PD_TRY_GOTO(err, pd_ckpt_save(d->ckpt_dir, &p, d->cfg->checkpoint.keep), out);
+    } else {
+        pd_ckpt_id id, *ids = NULL;
+        if (mkdir(d->ckpt_dir, 0755) != 0 && errno != EEXIST) {
+            err = PD_FAIL(PD_EIO, "%s: mkdir: %s", d->ckpt_dir, strerror(errno));
+            goto out;
+        }
+        PD_TRY_GOTO(err, pd_ckpt_write_part(d->ckpt_dir, &p, &id), out);
+        if (d->part == 0 && !(ids = pd_malloc((size_t)d->parts * sizeof *ids))) {
+            err = PD_ENOMEM;
+            goto out;
+        }
+        err = gather_ids(d, &id, ids);
+        if (err == PD_OK && d->part == 0)
+            err = pd_ckpt_write_manifest(d->ckpt_dir, it, (uint32_t)d->parts, ids);
+        if (err == PD_OK && d->part == 0)
+            err = pd_ckpt_prune(d->ckpt_dir, d->cfg->checkpoint.keep);
+        free(ids);
+        if (err)
+            goto out;
+    }
+    d->ckpt_t = pd_now();
+    d->ckpt_it = st->iteration;
+    if (d->ev)
+        pd_evaluator_note_pause(d->ev, d->ckpt_t - t0);
+out:
+    free(bt);
+    return err;
+}
+
+/* The boundary a resumed minimizer starts from: its counters in the
+ * progress (its row is in metrics.jsonl already). */
+static int resumed_report(driver *d, const pd_batch_state *st)
+{
+    pd_progress *p = &d->prog;
+    p->update = st->iteration;
+    p->evaluations = st->evaluations;
+    p->examples = st->evaluations * (int64_t)d->m;
+    p->epoch = (double)p->examples / (double)d->total;
+    p->train_loss = st->f;
+    d->ckpt_it = st->iteration;
+    return gather_state(d, st);
 }
 
 /* One row of metrics.jsonl per iteration (every eval_every iterations when
@@ -388,11 +506,16 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
 {
     driver *d = ctx;
     pd_progress *p = &d->prog;
+    bool ckpt = false;
     *stop = false;
+    if (st->resumed)
+        return resumed_report(d, st);
     PD_TRY(gather_state(d, st));
     const float *x = st->g && d->w && d->w->servers > 1 ? d->theta : st->x;
-    if (!d->ev)   /* a server other than 0 */
-        return share_stop(d, stop);
+    if (!d->ev) {   /* a server other than 0 */
+        PD_TRY(share_stop(d, stop, &ckpt));
+        return ckpt ? write_checkpoint(d, st) : PD_OK;
+    }
     p->update = st->iteration;
     p->evaluations = st->evaluations;
     p->line_search_steps = st->line_search_steps;
@@ -406,9 +529,15 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
         PD_TRY(pd_evaluator_eval(d->ev, x, p, stop));
     else
         PD_TRY(pd_evaluator_heartbeat(d->ev, p));
+    /* A stop signal and SIGUSR1 checkpoint here, at the boundary; so do
+     * checkpoint.every_updates (iterations) and every_seconds. */
     d->signal = pd_signals_stop();
     *stop = *stop || d->signal;
-    return share_stop(d, stop);
+    ckpt = pd_signals_take_checkpoint() || d->signal ||
+           (st->iteration > 0 && st->iteration != d->ckpt_it &&
+            pd_ckpt_due(d->cfg, st->iteration, d->ckpt_t));
+    PD_TRY(share_stop(d, stop, &ckpt));
+    return ckpt ? write_checkpoint(d, st) : PD_OK;
 }
 
 static pd_batch_opts opts_of(const pd_config *cfg)
@@ -423,12 +552,16 @@ static pd_batch_opts opts_of(const pd_config *cfg)
     };
 }
 
-static int driver_init(driver *d, const pd_config *cfg, size_t n)
+static int driver_init(driver *d, const pd_config *cfg, size_t n, int workers)
 {
     d->cfg = cfg;
     d->n = n;
     d->len = row_len(cfg, n);
     d->hi = n;
+    d->parts = 1;
+    d->ckpt_it = -1;
+    d->ckpt_t = pd_now();
+    PD_TRY(pd_ckpt_dir(cfg->run.out_dir, d->ckpt_dir, sizeof d->ckpt_dir));
     d->prog.staleness_mean = NAN;
     d->prog.staleness_max = -1;
     d->prog.dropped = -1;
@@ -440,12 +573,99 @@ static int driver_init(driver *d, const pd_config *cfg, size_t n)
     pd_model *m = NULL;
     PD_TRY(pd_model_create(&cfg->model, 1, &m));
     int err = pd_learner_start_point(cfg, m, d->theta);   /* model.init_from, or seeded */
+    if (err == PD_OK)
+        err = pd_ckpt_hashes(m, cfg, workers, &d->layout_hash, &d->config_hash);
     pd_model_destroy(&m);
+    return err;
+}
+
+/* --resume: this server's part of the newest valid checkpoint of
+ * DIR/checkpoints, checked whole before anything is evaluated; its point
+ * into theta, its BTCH bytes kept for the minimizer. */
+static int resume(driver *d, const char *dir)
+{
+    char cdir[PD_PATH_MAX + 16];
+    PD_TRY(pd_ckpt_dir(dir, cdir, sizeof cdir));
+    pd_ckpt_part p;
+    PD_TRY(pd_ckpt_find(cdir, (uint32_t)d->part, d->layout_hash, d->config_hash, NULL, &p));
+    size_t lo, hi;
+    pd_batch_part_range(d->n, d->parts, d->part, &lo, &hi);
+    snprintf(d->resume_name, sizeof d->resume_name, "%s/ckpt-%012" PRIu64 ".%d.pdck", cdir,
+             p.updates, d->part);
+    if (p.nparts != (uint32_t)d->parts || p.lo != lo || p.hi != hi || p.batch_size == 0) {
+        int err = PD_FAIL(PD_EINPUT, "%s: META: %u parts over [%" PRIu64 ", %" PRIu64 ")%s; "
+                          "this run of %s needs %d over [%zu, %zu) with the batch state",
+                          d->resume_name, p.nparts, p.lo, p.hi,
+                          p.batch_size ? "" : " without a batch state (BTCH)",
+                          pd_optimizer_name_str(d->cfg->optimizer.name), d->parts, lo, hi);
+        pd_ckpt_part_free(&p);
+        return err;
+    }
+    /* The minimizer's settings and part, now rather than after the start */
+    pd_batch_opts bo = opts_of(d->cfg);
+    pd_batch_comm c = {.parts = d->parts, .part = d->part};
+    bo.comm = &c;
+    bo.resume = p.batch;
+    bo.resume_size = p.batch_size;
+    bo.resume_name = d->resume_name;
+    int err = pd_batch_resume_check(&bo, d->n, d->lo, d->hi - d->lo);
+    if (err) {
+        pd_ckpt_part_free(&p);
+        return err;
+    }
+    memcpy(d->theta + lo, p.params, (hi - lo) * sizeof *d->theta);
+    d->resumed = p;
+    return PD_OK;
+}
+
+/* Server 0 (serial: the process) after --resume: the rows of
+ * metrics.jsonl up to the checkpoint's last evaluation, kept, and the
+ * evaluator's state (early stopping, wall time, pauses). Call it before
+ * pd_evaluator_create (the rows) and give it the evaluator after. */
+static int resume_rows(driver *d, const char *dir, char **rows, size_t *nrows)
+{
+    *rows = NULL;
+    *nrows = 0;
+    if (!d->resumed.batch)
+        return PD_OK;
+    return pd_ckpt_rows_read(dir, d->resumed.last_eval, rows, nrows);
+}
+
+static int resume_eval(driver *d, const char *dir, const char *rows, size_t nrows)
+{
+    if (!d->resumed.batch)
+        return PD_OK;
+    PD_TRY(pd_ckpt_rows_write(d->cfg->run.out_dir, rows, nrows));
+    const pd_ckpt_part *p = &d->resumed;
+    char from[PD_PATH_MAX + 64];
+    snprintf(from, sizeof from, "%s/checkpoints/ckpt-%012" PRIu64, dir, p->updates);
+    pd_eval_state es = {
+        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
+        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
+        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
+        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
+    };
+    return pd_evaluator_set_state(d->ev, &es);
+}
+
+/* The evaluator of server 0 or the serial process, with a resumed run's
+ * rows and state. */
+static int evaluator_init(driver *d, const pd_run_opts *opts, int workers, int servers)
+{
+    char *rows = NULL;
+    size_t nrows = 0;
+    int err = resume_rows(d, opts->resume_dir, &rows, &nrows);
+    if (err == PD_OK)
+        err = pd_evaluator_create(d->cfg, opts, workers, servers, &d->ev);
+    if (err == PD_OK)
+        err = resume_eval(d, opts->resume_dir, rows, nrows);
+    free(rows);
     return err;
 }
 
 static void driver_free(driver *d)
 {
+    pd_ckpt_part_free(&d->resumed);
     pd_evaluator_destroy(&d->ev);
     free(d->xall);
     free(d->displs);
@@ -485,6 +705,11 @@ static int run(driver *d)
                                   .sum = servers_sum, .bcast = servers_bcast};
         bo.comm = &d->comm;
     }
+    if (d->resumed.batch) {
+        bo.resume = d->resumed.batch;
+        bo.resume_size = d->resumed.batch_size;
+        bo.resume_name = d->resume_name;
+    }
     if (bo.method == PD_OPT_CD)
         PD_TRY(run_cd(d, &bo, &res));
     else
@@ -492,13 +717,14 @@ static int run(driver *d)
     if (!d->ev)
         return PD_OK;   /* server 0 writes the results */
     if (d->signal) {
-        /* No checkpoint to resume from: the results of the last iteration
-         * are written, and the exit status still says a signal ended it. */
+        /* The checkpoint of the last iteration is written (report); so
+         * are its results, and the exit status says a signal ended it. */
         d->prog.stop_reason = "signal";
         PD_TRY(pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL, "signal"));
-        return PD_FAIL(PD_ESTOPPED, "stopped by %s after iteration %lld; params.bin and "
-                       "summary.json hold it (batch methods write no checkpoint)",
-                       pd_signals_name(d->signal), (long long)res.iterations);
+        return PD_FAIL(PD_ESTOPPED, "stopped by %s after iteration %lld; checkpoint "
+                       "%s/ckpt-%012lld.manifest written (continue with --resume)",
+                       pd_signals_name(d->signal), (long long)res.iterations, d->ckpt_dir,
+                       (long long)res.iterations);
     }
     d->prog.stop_reason = res.reason;
     return pd_evaluator_finish(d->ev, d->theta, &d->prog, NULL,
@@ -507,9 +733,6 @@ static int run(driver *d)
 
 int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts)
 {
-    if (opts->resume)
-        return PD_FAIL(PD_EINPUT, "--resume: the batch method %s writes no checkpoints in "
-                       "this version", pd_optimizer_name_str(cfg->optimizer.name));
     driver d = {0};
     objective ob;
     size_t n;
@@ -520,13 +743,17 @@ int pd_batch_serial(const pd_config *cfg, const pd_run_opts *opts)
     d.m = ob.m;
     d.total = ob.total;
     d.nblocks = ob.nblocks;
-    PD_TRY_GOTO(err, driver_init(&d, cfg, n), out);
+    PD_TRY_GOTO(err, driver_init(&d, cfg, n, 1), out);
     d.row = pd_malloc(row_len(cfg, n) * sizeof *d.row);
     if (!d.row) {
         err = PD_ENOMEM;
         goto out;
     }
-    PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &d.ev), out);
+    /* Resume before the run directory is opened, so that a refused
+     * checkpoint leaves it as it was. */
+    if (opts->resume)
+        PD_TRY_GOTO(err, resume(&d, opts->resume_dir), out);
+    PD_TRY_GOTO(err, evaluator_init(&d, opts, 1, 0), out);
     PD_TRY_GOTO(err, run(&d), out);
 out:
     driver_free(&d);
@@ -644,7 +871,9 @@ static int agree_total(const pd_world *w, const objective *ob, bool ok, size_t *
 static int server_init(driver *d, const pd_config *cfg, const pd_run_opts *opts, pd_world *w,
                        size_t n)
 {
-    PD_TRY(driver_init(d, cfg, n));
+    PD_TRY(driver_init(d, cfg, n, w->workers));
+    d->parts = w->servers;
+    d->part = w->index;
     d->len = server_part(cfg, n, w->servers, w->index, &d->lo, &d->hi);
     size_t most = (d->nblocks + (size_t)w->workers - 1) / (size_t)w->workers;
     d->row = pd_malloc((most * d->len + 1) * sizeof *d->row);
@@ -654,8 +883,10 @@ static int server_init(driver *d, const pd_config *cfg, const pd_run_opts *opts,
     if (!d->row || !d->xall || !d->acc)
         return PD_ENOMEM;
     PD_TRY(point_layout(w, n, &d->counts, &d->displs));
+    if (opts->resume)
+        PD_TRY(resume(d, opts->resume_dir));
     if (w->index == 0)
-        PD_TRY(pd_evaluator_create(cfg, opts, w->workers, w->servers, &d->ev));
+        PD_TRY(evaluator_init(d, opts, w->workers, w->servers));
     return PD_OK;
 }
 

@@ -8,6 +8,7 @@
 #include "paramd/batch.h"
 #include "paramd/error.h"
 #include "paramd/optim.h"
+#include "state.h"
 
 typedef struct mini {
     const pd_batch_opts *o;
@@ -20,8 +21,9 @@ typedef struct mini {
     double *g, *gt, *d;     /* gradient at x, at xt; direction [n] */
     double f, ft, dg;       /* f(x), f(xt), g.d at x */
     double f_prev;          /* f before the last step (cg's first trial) */
-    int64_t evals;
+    int64_t it, evals;      /* iterations done, evaluations */
     int steps;              /* evaluations of the current search */
+    struct pd_batch_run run;   /* for pd_batch_save */
     /* bfgs: H [n][n], s, y, hy [n]; lbfgs: s, y [history][n], rho, alpha [history] */
     double *H, *s, *y, *hy, *rho, *alpha;
     int pairs, newest;      /* memory in use; lbfgs ring slot of the newest */
@@ -326,11 +328,11 @@ static int alloc_all(mini *m)
         if (!m->H || !m->s || !m->y || !m->hy)
             return PD_FAIL(PD_ENOMEM, "bfgs: cannot allocate the %zu x %zu inverse Hessian "
                            "(use lbfgs)", n, n);
-    } else if (m->o->method == PD_OPT_LBFGS) {
-        m->s = pd_malloc(h * n * sizeof *m->s);
-        m->y = pd_malloc(h * n * sizeof *m->y);
-        m->rho = pd_malloc(h * sizeof *m->rho);
-        m->alpha = pd_malloc(h * sizeof *m->alpha);
+    } else if (m->o->method == PD_OPT_LBFGS) {   /* zeroed: pd_batch_save writes every slot */
+        m->s = pd_calloc(h * n, sizeof *m->s);
+        m->y = pd_calloc(h * n, sizeof *m->y);
+        m->rho = pd_calloc(h, sizeof *m->rho);
+        m->alpha = pd_calloc(h, sizeof *m->alpha);
         if (!m->s || !m->y || !m->rho || !m->alpha)
             return PD_ENOMEM;
     }
@@ -351,15 +353,71 @@ static void free_all(mini *m)
     free(m->xt);
 }
 
-static int report_state(mini *m, pd_batch_report report, int64_t it, double step,
-                        bool arm, bool restarted, bool *stop)
+/* The state's words (state.h): header, it, evals, f, f_prev, pairs,
+ * newest, g, d, then lbfgs's rho, s, y or bfgs's H (its memory, pairs > 0). */
+static size_t mini_save(const void *self, unsigned char *buf, size_t size)
+{
+    const mini *m = self;
+    size_t n = m->n, h = (size_t)m->o->history;
+    wbuf b = {buf, 0, size};
+    w_header(&b, m->o, m->N, m->off, n);
+    w_u64(&b, (uint64_t)m->it);
+    w_u64(&b, (uint64_t)m->evals);
+    w_f64(&b, m->f);
+    w_f64(&b, m->f_prev);
+    w_u64(&b, (uint64_t)(int64_t)m->pairs);
+    w_u64(&b, (uint64_t)(int64_t)m->newest);
+    w_f64s(&b, m->g, n);
+    w_f64s(&b, m->d, n);
+    if (m->o->method == PD_OPT_LBFGS) {
+        w_f64s(&b, m->rho, h);
+        w_f64s(&b, m->s, h * n);
+        w_f64s(&b, m->y, h * n);
+    } else if (m->o->method == PD_OPT_BFGS && m->pairs > 0) {
+        w_f64s(&b, m->H, n * n);
+    }
+    return b.at;
+}
+
+static int mini_load(mini *m)
+{
+    const pd_batch_opts *o = m->o;
+    size_t n = m->n, h = (size_t)o->history;
+    rbuf b = {o->resume, 0, o->resume_size, false};
+    PD_TRY(pd_batch_check_header(&b, o, m->N, m->off, n));
+    m->it = (int64_t)r_u64(&b);
+    m->evals = (int64_t)r_u64(&b);
+    m->f = r_f64(&b);
+    m->f_prev = r_f64(&b);
+    int64_t pairs = (int64_t)r_u64(&b), newest = (int64_t)r_u64(&b);
+    r_f64s(&b, m->g, n);
+    r_f64s(&b, m->d, n);
+    bool ok = pairs >= 0 && pairs <= (o->method == PD_OPT_LBFGS ? o->history : 1) &&
+              newest >= -1 && newest < (o->method == PD_OPT_LBFGS ? o->history : 1) &&
+              m->it >= 0 && m->evals >= 1;
+    m->pairs = ok ? (int)pairs : 0;
+    m->newest = ok ? (int)newest : -1;
+    if (o->method == PD_OPT_LBFGS) {
+        r_f64s(&b, m->rho, h);
+        r_f64s(&b, m->s, h * n);
+        r_f64s(&b, m->y, h * n);
+    } else if (o->method == PD_OPT_BFGS && m->pairs > 0) {
+        r_f64s(&b, m->H, n * n);
+    }
+    if (!ok)
+        b.bad = true;
+    return pd_batch_check_end(&b, o);
+}
+
+static int report_state(mini *m, pd_batch_report report, double step, bool arm,
+                        bool restarted, bool resumed, bool *stop)
 {
     double gnorm;
     PD_TRY(norm(m, m->g, &gnorm));
     pd_batch_state st = {
-        .iteration = it, .evaluations = m->evals, .line_search_steps = m->steps,
+        .iteration = m->it, .evaluations = m->evals, .line_search_steps = m->steps,
         .armijo = arm, .restarted = restarted, .f = m->f, .gnorm = gnorm,
-        .step = step, .x = m->x, .g = m->g,
+        .step = step, .x = m->x, .g = m->g, .resumed = resumed, .run = &m->run,
     };
     *stop = false;
     return report ? report(m->ctx, &st, stop) : PD_OK;
@@ -415,6 +473,7 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
                       pd_batch_report report, void *ctx, pd_batch_result *res)
 {
     mini m = {.o = o, .N = n, .n = n, .fg = fg, .ctx = ctx, .x = x};
+    m.run = (struct pd_batch_run){.save = mini_save, .self = &m};
     memset(res, 0, sizeof *res);
     clear_memory(&m);
     int err = PD_OK;
@@ -431,25 +490,28 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
     }
     n = m.n;
     PD_TRY_GOTO(err, alloc_all(&m), out);
-    PD_TRY_GOTO(err, fg(ctx, x, &m.f, m.g), out);
-    m.evals = 1;
-    m.steps = 1;
-    if (!isfinite(m.f)) {
-        err = PD_FAIL(PD_ETRAIN, "%s: the loss at the starting point is not finite",
-                      pd_optimizer_names[o->method]);
-        goto out;
-    }
-    PD_TRY_GOTO(err, report_state(&m, report, 0, 0, false, false, &stop), out);
-    int64_t it = 0;
-    for (size_t i = 0; i < n; i++)
-        m.d[i] = -m.g[i];
-    const char *reason = NULL;
     double gnorm;
+    if (o->resume) {
+        /* The saved boundary: its row is written; its stopping rules run
+         * again as they did (a stop by the report does not carry over). */
+        PD_TRY_GOTO(err, mini_load(&m), out);
+        m.steps = 0;
+        PD_TRY_GOTO(err, report_state(&m, report, 0, false, false, true, &stop), out);
+    } else {
+        PD_TRY_GOTO(err, fg(ctx, x, &m.f, m.g), out);
+        m.evals = 1;
+        m.steps = 1;
+        if (!isfinite(m.f)) {
+            err = PD_FAIL(PD_ETRAIN, "%s: the loss at the starting point is not finite",
+                          pd_optimizer_names[o->method]);
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            m.d[i] = -m.g[i];
+        PD_TRY_GOTO(err, report_state(&m, report, 0, false, false, false, &stop), out);
+    }
     PD_TRY_GOTO(err, norm(&m, m.g, &gnorm), out);
-    if (stop)
-        reason = "stopped";
-    else if (gnorm <= o->grad_tol)
-        reason = "gradient_norm";
+    const char *reason = pd_batch_why_stop(o, m.it, m.f_prev, m.f, gnorm, stop);
     while (!reason) {
         double step;
         bool arm, restarted, ok;
@@ -458,7 +520,7 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
             reason = "line_search_failed";
             break;
         }
-        it++;
+        m.it++;
         PD_TRY_GOTO(err, remember(&m), out);
         double f_old = m.f;
         m.f_prev = f_old;
@@ -471,18 +533,11 @@ int pd_batch_minimize(const pd_batch_opts *o, size_t n, float *x, pd_batch_fg fg
         if (o->method == PD_OPT_CG)
             m.pairs = 1;   /* d now holds a previous direction */
         PD_TRY_GOTO(err, direction(&m, m.gt), out);
-        PD_TRY_GOTO(err, report_state(&m, report, it, step, arm, restarted, &stop), out);
+        PD_TRY_GOTO(err, report_state(&m, report, step, arm, restarted, false, &stop), out);
         PD_TRY_GOTO(err, norm(&m, m.g, &gnorm), out);
-        if (stop)
-            reason = "stopped";
-        else if (gnorm <= o->grad_tol)
-            reason = "gradient_norm";
-        else if (f_old - m.f <= o->loss_tol * fmax(fabs(f_old), 1e-300))
-            reason = "relative_decrease";
-        else if (it >= o->max_iterations)
-            reason = "max_iterations";
+        reason = pd_batch_why_stop(o, m.it, f_old, m.f, gnorm, stop);
     }
-    res->iterations = it;
+    res->iterations = m.it;
     res->evaluations = m.evals;
     res->f = m.f;
     res->gnorm = gnorm;

@@ -675,9 +675,9 @@ static int training_rules(loader *ld)
     return PD_OK;
 }
 
-/* The batch methods (cg, bfgs, lbfgs) take full-batch gradients in serial
- * or sync mode with one server; the stochastic rules' knobs mean nothing to
- * them and are refused rather than ignored. */
+/* The batch methods (cg, bfgs, lbfgs, cd) take full-batch gradients in
+ * serial or sync mode with server ranks (bfgs: one); the stochastic rules'
+ * knobs mean nothing to them and are refused rather than ignored. */
 static int batch_rules(loader *ld)
 {
     const pd_config *c = ld->cfg;
@@ -711,10 +711,6 @@ static int batch_rules(loader *ld)
         if (v[i] != 0)
             return fail_key(ld, KEY(unused[i]), "must be 0 for the batch method %s%s", name,
                             i == 4 ? " (use model.l2)" : "");
-    if (c->checkpoint.every_updates > 0 || c->checkpoint.every_seconds > 0)
-        return fail_key(ld, KEY(c->checkpoint.every_updates > 0 ? "checkpoint.every_updates"
-                                                                : "checkpoint.every_seconds"),
-                        "the batch method %s writes no checkpoints in this version", name);
     if (c->data.curriculum.type != PD_CURRICULUM_NONE)
         return fail_key(ld, KEY("data.curriculum.type"), "the batch method %s uses every "
                         "example at each step: no curriculum", name);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -404,6 +405,129 @@ static void test_cd_least_squares(void **state)
                "constant feature with model.l2 = 0?); set model.l2 > 0");
 }
 
+/* A report that saves the state at iteration `at` and stops there. */
+typedef struct saver {
+    int64_t at, calls;
+    unsigned char *state;
+    size_t size;
+    float x[3];
+    bool resumed_seen;
+    int64_t resumed_it, resumed_evals;
+} saver;
+
+static int save_report(void *ctx, const pd_batch_state *st, bool *stop)
+{
+    saver *v = ctx;
+    *stop = false;
+    if (st->resumed) {
+        v->resumed_seen = true;
+        v->resumed_it = st->iteration;
+        v->resumed_evals = st->evaluations;
+        return PD_OK;
+    }
+    if (st->iteration != v->at || v->state)
+        return PD_OK;
+    v->size = pd_batch_save_size(st);
+    v->state = malloc(v->size);
+    assert_non_null(v->state);
+    assert_int_equal(pd_batch_save(st, v->state, v->size), PD_OK);
+    memcpy(v->x, st->x, sizeof v->x);
+    *stop = true;
+    return PD_OK;
+}
+
+static int rosenbrock_saver(void *ctx, const float *x, double *f, double *g)
+{
+    ((saver *)ctx)->calls++;
+    counter c = {0};
+    return rosenbrock(&c, x, f, g);
+}
+
+/* Stopped at iteration k with its state saved, then resumed from it: the
+ * uninterrupted run's point, iterations and evaluations, bit for bit, for
+ * every method (cd too) and several k; a state of another method or
+ * history, or a cut one, is refused. */
+static void test_save_resume(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 3; v++)
+        for (int64_t k = 0; k <= 7; k += 3) {
+            pd_batch_opts o = opts_of(methods[v]);
+            o.grad_tol = 1e-5;
+            o.max_iterations = 60;
+            float whole[2] = {-1.2f, 1.0f};
+            saver u = {.at = -1};
+            pd_batch_result ru, r1, r2;
+            assert_int_equal(pd_batch_minimize(&o, 2, whole, rosenbrock_saver, save_report, &u,
+                                               &ru), PD_OK);
+            float x[2] = {-1.2f, 1.0f};
+            saver s = {.at = k};
+            assert_int_equal(pd_batch_minimize(&o, 2, x, rosenbrock_saver, save_report, &s, &r1),
+                             PD_OK);
+            assert_str(r1.reason, "stopped");
+            assert_int_equal(r1.iterations, k);
+            pd_batch_opts ro = o;
+            ro.resume = s.state;
+            ro.resume_size = s.size;
+            ro.resume_name = "ck";
+            saver t = {.at = -1};
+            assert_int_equal(pd_batch_minimize(&ro, 2, x, rosenbrock_saver, save_report, &t, &r2),
+                             PD_OK);
+            assert_true(t.resumed_seen);
+            assert_int_equal(t.resumed_it, k);
+            assert_int_equal(t.resumed_evals, s.calls);
+            assert_memory_equal(x, whole, sizeof x);
+            assert_int_equal(r2.iterations, ru.iterations);
+            assert_int_equal(r2.evaluations, ru.evaluations);
+            assert_int_equal(s.calls + t.calls, u.calls);
+            assert_str(r2.reason, ru.reason);
+            if (v == 2 && k == 3) {
+                ro.history = 5;
+                assert_int_equal(pd_batch_minimize(&ro, 2, x, rosenbrock_saver, NULL, NULL, &r2),
+                                 PD_EINPUT);
+                assert_str(pd_err_msg(), "ck: BTCH: optimizer.history 10 in the checkpoint, 5 "
+                           "in this run");
+                ro.history = 10;
+                ro.method = PD_OPT_CG;
+                assert_int_equal(pd_batch_minimize(&ro, 2, x, rosenbrock_saver, NULL, NULL, &r2),
+                                 PD_EINPUT);
+                assert_str(pd_err_msg(), "ck: BTCH: the checkpoint's optimizer is lbfgs, this "
+                           "run's cg");
+                ro.method = PD_OPT_LBFGS;
+                ro.resume_size -= 8;
+                assert_int_equal(pd_batch_minimize(&ro, 2, x, rosenbrock_saver, NULL, NULL, &r2),
+                                 PD_EINPUT);
+                /* 11 header words, 6 scalars, g, d, rho, s, y: 71 words less one */
+                assert_str(pd_err_msg(), "ck: BTCH: 560 bytes do not hold the state of lbfgs "
+                           "they announce");
+            }
+            free(s.state);
+        }
+    /* cd, random blocks of 1 on the l2 problem: stopped after cycle 2. */
+    pd_cd_problem pr = {.p = 3, .m = 4, .gram = cd_gram, .zy = cd_zy, .yy = 62, .l2 = 0.5};
+    pd_batch_opts o = opts_of(PD_OPT_CD);
+    o.block_size = 1;
+    o.random_blocks = true;
+    o.seed = 3;
+    o.grad_tol = 1e-9;
+    float whole[3] = {0, 0, 0}, x[3] = {0, 0, 0};
+    saver u = {.at = -1}, s = {.at = 2}, t = {.at = -1};
+    pd_batch_result ru, r1, r2;
+    assert_int_equal(pd_batch_cd(&o, &pr, whole, save_report, &u, &ru), PD_OK);
+    assert_true(ru.iterations > 3);
+    assert_int_equal(pd_batch_cd(&o, &pr, x, save_report, &s, &r1), PD_OK);
+    assert_int_equal(r1.iterations, 2);
+    o.resume = s.state;
+    o.resume_size = s.size;
+    float y[3] = {9, 9, 9};   /* cd takes its point from the state */
+    assert_int_equal(pd_batch_cd(&o, &pr, y, save_report, &t, &r2), PD_OK);
+    assert_true(t.resumed_seen && t.resumed_it == 2);
+    assert_memory_equal(y, whole, sizeof y);
+    assert_int_equal(r2.iterations, ru.iterations);
+    assert_str(r2.reason, ru.reason);
+    free(s.state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_stop_reasons),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_cd_least_squares),
+        cmocka_unit_test(test_save_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -893,8 +893,8 @@ static void test_cross_key_rules(void **state)
         "optimizer.weight_decay: must be 0 for the batch method bfgs (use model.l2)");
     ERR("optimizer:\n  name: cg\n  clip_norm: 1\n", NAME ":3:14: "
         "optimizer.clip_norm: must be 0 for the batch method cg");
-    ERR("optimizer:\n  name: cg\ncheckpoint:\n  every_updates: 5\n", NAME ":4:18: "
-        "checkpoint.every_updates: the batch method cg writes no checkpoints in this version");
+    load_ok("optimizer:\n  name: cg\ncheckpoint:\n  every_updates: 5\n", NULL, 0, &c);
+    assert_int_equal(c.checkpoint.every_updates, 5);
     ERR("optimizer:\n  name: cd\n", NAME ":2:9: optimizer.name: cd minimizes least squares: "
         "it needs model.type linreg (model.type is softmax)");
     load_ok("model:\n  type: linreg\noptimizer:\n  name: cd\n", NULL, 0, &c);
