@@ -4,7 +4,8 @@ resumed (--resume, with a larger max_iterations) ends with the
 uninterrupted run's params_sha256, iterations, evaluations and metrics
 rows: lbfgs and cg serially, lbfgs and cd in sync mode with 2 servers and
 2 workers; SIGTERM (serial process; server 0 of a sync job) writes the
-checkpoint of the iteration it ends and exits 143; the checkpoint's parts
+checkpoint of the iteration it ends and exits 143, SIGUSR1 (server 0 of
+2 servers) one and training goes on; the checkpoint's parts
 carry the BTCH section; a checkpoint of another method is refused (exit 2)."""
 import os
 import signal
@@ -81,13 +82,42 @@ t.check("checkpoints/ckpt-000000000020.0.pdck: BTCH: optimizer.history 10 in the
         "in this run" in p.stderr, "a resume with another optimizer.history is refused: %s"
         % p.stderr.strip()[:200])
 
+# SIGUSR1 to server 0 of a sync job with 2 servers: a checkpoint, and
+# training goes on past it; then SIGTERM to server 0 (the other server and
+# the worker follow it); resumed from the newest, the uninterrupted run.
+SOFT2 = EXACT + ["optimizer.name=lbfgs", "optimizer.batch_examples=3000", "training.mode=sync",
+                 "training.servers=2"]
+env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+whole, _ = t.run(SOFTMAX, SOFT2 + ["training.max_iterations=25"], ranks=3)
+out = tempfile.mkdtemp(prefix="paramd-it-")
+p = subprocess.Popen(t.mpirun_cmd(3, SOFTMAX, out, SOFT2 + ["training.max_iterations=1000000"]),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+t.wait_until("2 rows", lambda: len(t.rows_so_far(out)) >= 2, p)
+pid = t.wait_until("rank 0", lambda: t.rank_pids(p).get(0), p)
+if pid:
+    os.kill(pid, signal.SIGUSR1)
+first = t.wait_until("a checkpoint", lambda: t.checkpoint_sets(out), p)
+now = len(t.rows_so_far(out))
+t.wait_until("a row after it", lambda: len(t.rows_so_far(out)) > now, p)
+if pid:
+    os.kill(pid, signal.SIGTERM)
+_, err = p.communicate(timeout=300)
+sets = t.checkpoint_sets(out)
+t.check(p.returncode == 143 and first and len(sets) == 2 and sets[0] == first[0] < sets[1],
+        "sync S=2 W=1: SIGUSR1 checkpointed iteration %s and training went on; SIGTERM after "
+        "iteration %s: exit %s (%s)" % (first[0] if first else None, sets[-1] if sets else None,
+                                      p.returncode, err.strip()[:160]))
+t.run(SOFTMAX, SOFT2 + ["training.max_iterations=25"], ranks=3, out=out, args=["--resume"])
+same(whole, out, "sync S=2 W=1 lbfgs, SIGUSR1 then SIGTERM to server 0, then --resume")
+
 # SIGTERM: the serial process, and server 0 of a sync job (S=1, W=2).
 # The stopped run has no iteration limit, so the signal always lands
-# inside it; the resumed one stops at 40 like the uninterrupted one.
+# inside it; the resumed one stops at 25 like the uninterrupted one.
 SOFT = EXACT + ["optimizer.name=lbfgs", "optimizer.batch_examples=3000"]
 for ranks, extra in ((1, []), (3, ["training.mode=sync"])):
     label = "serial" if ranks == 1 else "sync W=2, SIGTERM to server 0"
-    whole, _ = t.run(SOFTMAX, SOFT + extra + ["training.max_iterations=40"], ranks=ranks)
+    whole, _ = t.run(SOFTMAX, SOFT + extra + ["training.max_iterations=25"], ranks=ranks)
     out = tempfile.mkdtemp(prefix="paramd-it-")
     cmd = t.mpirun_cmd(ranks, SOFTMAX, out, SOFT + extra + ["training.max_iterations=1000000"])
     if ranks == 1:
@@ -105,10 +135,10 @@ for ranks, extra in ((1, []), (3, ["training.mode=sync"])):
             % (label, p.returncode, err.strip()[:200]))
     sets = t.checkpoint_sets(out)
     s = t.summary(out)
-    t.check(sets and sets[-1] == s["iterations"] < 40 and s["exit"] == "signal",
+    t.check(sets and sets[-1] == s["iterations"] < 25 and s["exit"] == "signal",
             "%s: the checkpoint of iteration %s, the summary's last (%s), exit %s"
             % (label, sets[-1] if sets else None, s["iterations"], s["exit"]))
-    t.run(SOFTMAX, SOFT + extra + ["training.max_iterations=40"], ranks=ranks, out=out,
+    t.run(SOFTMAX, SOFT + extra + ["training.max_iterations=25"], ranks=ranks, out=out,
           args=["--resume"])
     same(whole, out, "%s lbfgs, SIGTERM after iteration %s then --resume" % (label, sets[-1]))
 t.done()
