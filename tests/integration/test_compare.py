@@ -4,7 +4,8 @@ reported while the study goes on (exit 1); a grid key paramd does not know
 is refused up front (exit 2, the study file's line and the key named); a
 study directory that is not empty is refused, not overwritten (exit 2); a
 plot that cannot be written fails the run (exit 3); without PyYAML or
-matplotlib it names the Debian package to install and stops (exit 2)."""
+matplotlib it names the Debian package to install and stops (exit 2);
+seeds; the variant grid key; the load average recorded per cell."""
 import json
 import os
 import shutil
@@ -211,6 +212,56 @@ path = study("seedtwice.yaml", "base: tests/conf/softmax.yaml\ngrid:\n  training
 p = compare(path, os.path.join(tmp, "seedtwice"))
 t.check(p.returncode == 2 and "seedtwice.yaml:4: seeds: 3 listed twice" in p.stderr,
         "a seed listed twice: exit 2: %s" % p.stderr.strip())
+
+# Grid key variant: named cells whose overrides come from their when
+# entries only (no --set variant=...); a variant without one is refused.
+# Every cell records the load average sampled while it ran.
+path = study("variant.yaml", "base: tests/conf/softmax.yaml\n"
+                             "set: [training.max_updates=30, training.epochs=0]\n"
+                             "grid:\n"
+                             "  variant: [slow-lr, fast-lr]\n"
+                             "when:\n"
+                             "  variant=slow-lr: [optimizer.lr=0.01]\n"
+                             "  variant=fast-lr: [optimizer.lr=0.2, training.batch_size=16]\n")
+out = os.path.join(tmp, "variant")
+p = compare(path, out)
+t.check(p.returncode == 0 and "[2/2] variant=fast-lr" in p.stderr,
+        "variant study: 2 cells run, exit 0 (got %d: %s)" % (p.returncode, p.stderr[-800:]))
+res = json.load(open(os.path.join(out, "results.json"))) if os.path.isfile(os.path.join(out, "results.json")) \
+    else {"cells": []}
+sets = [c["sets"] for c in res["cells"]]
+t.check(sets == [["training.max_updates=30", "training.epochs=0", "optimizer.lr=0.01"],
+                 ["training.max_updates=30", "training.epochs=0", "optimizer.lr=0.2", "training.batch_size=16"]],
+        "each variant's overrides are set plus its when entry, nothing for variant itself: %s" % sets)
+t.check([c["name"] for c in res["cells"]] == ["variant-slow-lr", "variant-fast-lr"],
+        "cells named after their variant: %s" % [c.get("name") for c in res["cells"]])
+def resolved(d, key):
+    try:
+        with open(os.path.join(d, "config.resolved.yaml")) as f:
+            return [line.split(":", 1)[1].strip() for line in f if line.strip().startswith(key + ":")]
+    except OSError:
+        return []
+
+
+got = [(resolved(c["dir"], "lr"), resolved(c["dir"], "batch_size")) for c in res["cells"]]
+t.check(got == [(["0.01"], ["32"]), (["0.2"], ["16"])],
+        "the variants really ran with their lr and batch size (config.resolved.yaml): %s" % got)
+t.check(all(isinstance(c.get("load_mean"), float) and c["load_mean"] >= 0 and c["load_max"] >= c["load_mean"]
+            for c in res["cells"]) and len(res["cells"]) == 2,
+        "results.json gives each cell's mean and maximum load average: %s"
+        % [(c.get("load_mean"), c.get("load_max")) for c in res["cells"]])
+report = open(os.path.join(out, "report.md")).read() if os.path.isfile(os.path.join(out, "report.md")) else ""
+t.check("load average while the cells ran" in report and "while it ran)" in report,
+        "report.md gives the load average during the cells")
+path = study("novariant.yaml", "base: tests/conf/softmax.yaml\n"
+                               "grid:\n"
+                               "  variant: [a, b]\n"
+                               "when:\n"
+                               "  variant=a: [optimizer.lr=0.01]\n")
+p = compare(path, os.path.join(tmp, "novariant"))
+t.check(p.returncode == 2 and "novariant.yaml:3: grid variant b: no when: variant=b entry" in p.stderr,
+        "a variant without its when entry: exit 2 naming the line: %s" % p.stderr.strip())
+t.check(not os.path.exists(os.path.join(tmp, "novariant")), "a refused variant study ran nothing")
 
 if not t.FAILURES:
     shutil.rmtree(tmp, ignore_errors=True)
