@@ -63,7 +63,8 @@
  *            consumed, i64 local steps taken, i64 staleness sum, 4 u64
  *            fault-injection RNG state (paramd/rng.h's s[0..3]), u64 L and
  *            L bytes of the worker's local optimizer (pd_optim_save over the
- *            whole model; L = 0 without one)
+ *            whole model) followed in easgd by its own model (float32 over
+ *            the whole model); L = 0 without either
  *     "BTCH" only in a part of a batch method (cg, bfgs, lbfgs, cd): the
  *            bytes of pd_batch_save (paramd/batch.h), the minimizer's state
  *            over this part's coordinates at an iteration boundary; META's

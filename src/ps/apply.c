@@ -103,12 +103,18 @@ int server_reply(server *sv, int w, bool elastic)
     p->reset = false;
     p->held = 0;
     /* A checkpoint: the worker's state comes next (checkpoint.h). */
-    bool ckpt = sv->reply_flags || (p->in.kind == PD_MSG_GRAD && server_ckpt_wants(sv, w));
+    bool ckpt = sv->reply_flags || ((p->in.kind == PD_MSG_GRAD || p->in.kind == PD_MSG_MODEL) &&
+                                     server_ckpt_wants(sv, w));
     if (ckpt) {
         p->out.flags |= PD_FLAG_CKPT;
         p->ckpt = true;
     }
-    size_t count = stop ? 0 : sv->hi - sv->lo;
+    /* easgd: the difference of an applied model goes back even with STOP,
+     * so the worker's model and the centre stay a pair (a checkpoint at
+     * the end holds both). */
+    if (stop && elastic)
+        p->out.flags |= PD_FLAG_ELASTIC;
+    size_t count = stop && !elastic ? 0 : sv->hi - sv->lo;
     const float *buf = p->reply;       /* easgd: holds the elastic difference */
     if (!stop && p->in.kind == PD_MSG_GRAD && (p->in.flags & PD_FLAG_PULL)) {
         /* Sparse pull (async, hogwild): the lookahead point at the indices
@@ -561,6 +567,7 @@ int server_on_grad_sync(server *sv, int w)
 int server_on_model_easgd(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
+    PD_TRY(server_ckpt_elastic_model(sv, w));
     PD_TRY(decision(sv, w, control));
     if (count_unapplied(sv, p)) {
         p->reset = p->dec.outcome == PD_OUT_BAD;

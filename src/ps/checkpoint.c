@@ -157,7 +157,8 @@ int pd_worker_state_split(const unsigned char *buf, size_t size, const unsigned 
 int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t *size)
 {
     size_t isz = pd_iter_state_size(ws->l->iter);
-    size_t osz = ws->local ? pd_optim_state_size(ws->local) : 0;
+    size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
+    size_t osz = lsz + 4 * ws->nmodel;
     unsigned char *ib = pd_malloc(isz + 1), *ob = pd_malloc(osz + 1);
     int err = PD_OK;
     if (!ib || !ob) {
@@ -166,7 +167,12 @@ int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t 
     }
     PD_TRY_GOTO(err, pd_iter_save(ws->l->iter, ib, isz), out);
     if (ws->local)
-        PD_TRY_GOTO(err, pd_optim_save(ws->local, ob, osz), out);
+        PD_TRY_GOTO(err, pd_optim_save(ws->local, ob, lsz), out);
+    for (size_t i = 0; i < ws->nmodel; i++) {
+        uint32_t u;
+        memcpy(&u, &ws->model[i], sizeof u);
+        pd_le_put32(ob + lsz + 4 * i, u);
+    }
     pd_ckpt_wstate w = {.seq = ws->seq, .examples = ws->l->examples, .local_t = ws->local_t,
                         .optim = ob, .optim_size = osz};
     memcpy(w.rng, ws->rng.s, sizeof w.rng);
@@ -183,12 +189,17 @@ int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t
     size_t isz;
     pd_ckpt_wstate w;
     PD_TRY(pd_worker_state_split(buf, size, &iter, &isz, &w));
-    if ((w.optim_size != 0) != (ws->local != NULL))
-        return PD_FAIL(PD_EINPUT, "worker state: %s local optimizer state, this worker %s one",
-                       w.optim_size ? "a" : "no", ws->local ? "has" : "has no");
+    size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
+    if (w.optim_size != lsz + 4 * ws->nmodel)
+        return PD_FAIL(PD_EINPUT, "worker state: %zu bytes of local optimizer and model, this "
+                       "worker's are %zu", w.optim_size, lsz + 4 * ws->nmodel);
     PD_TRY(pd_iter_load(ws->lw->iter, iter, isz));
     if (ws->local)
-        PD_TRY(pd_optim_load(ws->local, w.optim, w.optim_size));
+        PD_TRY(pd_optim_load(ws->local, w.optim, lsz));
+    for (size_t i = 0; i < ws->nmodel; i++) {
+        uint32_t u = pd_le_get32(w.optim + lsz + 4 * i);
+        memcpy(&ws->model[i], &u, sizeof u);
+    }
     ws->lw->examples = w.examples;
     ws->seq = w.seq;
     ws->local_t = w.local_t;

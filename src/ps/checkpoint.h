@@ -25,6 +25,12 @@
  *   worker's state but not in the snapshot's parameters: the checkpoint
  *   counts it dropped at the stop. Once every state is in, the part and
  *   the manifest are written. Serving goes on meanwhile.
+ *   easgd (one server): the same, but server 0 checks before it applies a
+ *   model and snapshots the centre without it, so that model, and every
+ *   other worker's next one, count dropped at the stop: each worker's
+ *   state (iterator, local optimizer, its own model) is taken at that
+ *   exchange's reply, its model as it was before the elastic move. The
+ *   exchange is lost on both sides; the local steps before it stand.
  *   Every worker also sends server 0 its state before FINAL, so a worker
  *   that has finished is resumed finished (and the checkpoint at the end
  *   of any mode is taken from the FINAL states).
@@ -73,6 +79,9 @@ typedef struct pd_worker_state {
     const pd_learner *l;       /* pack: its iterator and examples */
     pd_learner *lw;            /* unpack: into its iterator and examples */
     pd_optim *local;           /* local optimizer, or NULL */
+    float *model;              /* [nmodel] easgd: the worker's own model (pack reads it,
+                                * unpack writes it), or NULL */
+    size_t nmodel;
     int64_t seq, local_t;
     pd_rng rng;
 } pd_worker_state;
@@ -80,7 +89,8 @@ typedef struct pd_worker_state {
 /* A worker's state as bytes (the message of PD_TAG_CKPT): u64 L, L bytes of
  * pd_iter_save, then the worker state of paramd/ckpt.h's RUNS (i64
  * requests sent, examples, local steps, staleness sum (0), 4 u64 fault
- * RNG, u64 M, M bytes of pd_optim_save; M = 0 without one). */
+ * RNG, u64 M, M bytes: pd_optim_save of the local optimizer, then in
+ * easgd the worker's own model as nmodel float32; M = 0 without either). */
 int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t *size);
 int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t size);
 /* The same bytes from a checkpoint's iterator state and worker state, and

@@ -77,7 +77,9 @@ enum pd_msg_kind {
     PD_MSG_FINAL, PD_MSG_SNAP,
 };
 
-enum { PD_FLAG_SPARSE = 1, PD_FLAG_PULL = 2, PD_FLAG_RESET = 4 };
+/* ELASTIC: an easgd STOP that carries the elastic difference of the
+ * model it answers, which was applied (8 is checkpoint.h's CKPT). */
+enum { PD_FLAG_SPARSE = 1, PD_FLAG_PULL = 2, PD_FLAG_RESET = 4, PD_FLAG_ELASTIC = 16 };
 
 typedef struct pd_msg_hdr {
     int32_t kind;

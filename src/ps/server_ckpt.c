@@ -33,9 +33,8 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         ck->state_size = pd_calloc((size_t)W, sizeof *ck->state_size);
         if (!ck->state || !ck->state_size)
             return PD_ENOMEM;
-        /* async with one server: snapshots wait for the workers' states */
-        if (mode_of(sv)->each && !mode_of(sv)->threads && !mode_of(sv)->elastic &&
-            sv->world->servers == 1) {
+        /* async and easgd with one server: snapshots wait for the workers' states */
+        if (mode_of(sv)->each && !mode_of(sv)->threads && sv->world->servers == 1) {
             ck->want = pd_calloc((size_t)W, sizeof *ck->want);
             ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
             if (!ck->want || !ck->extra)
@@ -396,34 +395,58 @@ static int async_write(server *sv)
     return PD_OK;
 }
 
+/* Async and easgd: take a pending request (a stop only stops: the end's
+ * checkpoint follows) and, when a checkpoint of version v is due, snapshot
+ * this server and want every active worker's state. *started says so. */
+static int maybe_snapshot(server *sv, int64_t v, bool *started)
+{
+    server_ckpt *ck = &sv->ck;
+    *started = false;
+    bool stop = false, req = pd_ckpt_take_request(&stop);
+    if (stop)
+        atomic_store(&sv->stopping, true);
+    bool due = req || (ck->on && pd_ckpt_due(sv->cfg, v, ck->last_t));
+    if (!due || ck->written == v || atomic_load(&sv->stopping))
+        return PD_OK;
+    double t0 = pd_now();
+    PD_TRY(take_snapshot(sv, true, &ck->snap));
+    ck->pending = true;
+    ck->nwant = 0;
+    for (int k = 0; k < sv->world->workers; k++) {
+        ck->want[k] = sv->peers[k].active;
+        ck->extra[k] = 0;
+        ck->nwant += ck->want[k];
+    }
+    ck->pause_acc = pd_now() - t0;
+    *started = true;
+    return PD_OK;
+}
+
 int server_ckpt_async_grad(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
-    int W = sv->world->workers;
     if (!ck->want)
         return PD_OK;
     if (ck->pending) {
         ck->extra[w] += ck->want[w];   /* sent before its state, after the snapshot */
         return PD_OK;
     }
+    bool started;
+    PD_TRY(maybe_snapshot(sv, atomic_load(&sv->version), &started));
+    return started && ck->nwant == 0 ? async_write(sv) : PD_OK;
+}
+
+int server_ckpt_elastic_model(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    if (!ck->want)
+        return PD_OK;
     int64_t v = atomic_load(&sv->version);
-    bool stop = false, req = pd_ckpt_take_request(&stop);
-    if (stop)
-        atomic_store(&sv->stopping, true);
-    bool due = req || (ck->on && pd_ckpt_due(sv->cfg, v, ck->last_t));
-    if (!due || ck->written == v || atomic_load(&sv->stopping))
-        return PD_OK;   /* at the stop, the end's checkpoint follows */
-    double t0 = pd_now();
-    PD_TRY(take_snapshot(sv, true, &ck->snap));
-    ck->pending = true;
-    ck->nwant = 0;
-    for (int k = 0; k < W; k++) {
-        ck->want[k] = sv->peers[k].active;
-        ck->extra[k] = 0;
-        ck->nwant += ck->want[k];
-    }
-    ck->pause_acc = pd_now() - t0;
-    return ck->nwant ? PD_OK : async_write(sv);
+    bool started = false;
+    if (!ck->pending && v > 0)   /* (none of version 0: the run's start) */
+        PD_TRY(maybe_snapshot(sv, v, &started));
+    ck->extra[w] += ck->pending ? ck->want[w] : 0;   /* this model is not in the snapshot */
+    return PD_OK;
 }
 
 bool server_ckpt_wants(const server *sv, int w)

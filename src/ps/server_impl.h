@@ -251,7 +251,11 @@ int server_ckpt_final(server *sv);
  * state), or, while one waits, count a wanted worker's gradient as come
  * after it. */
 int server_ckpt_async_grad(server *sv, int w);
-/* Does worker w's next reply to a gradient ask for its state? */
+/* easgd, one server (server 0): before worker w's model is applied, a
+ * snapshot of the centre when one is due; a model that comes after it
+ * (this one included) is counted as come after it. */
+int server_ckpt_elastic_model(server *sv, int w);
+/* Does worker w's next reply to a gradient or model ask for its state? */
 bool server_ckpt_wants(const server *sv, int w);
 /* After that reply left: take the state (the worker sends it at once). */
 int server_ckpt_async_reply(server *sv, int w);

@@ -249,11 +249,14 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     return PD_OK;
 }
 
-/* This worker's state for a checkpoint (checkpoint.h). */
+/* This worker's state for a checkpoint (checkpoint.h); in easgd with its
+ * own model (wk->point). */
 static pd_worker_state state_of(worker *wk)
 {
+    bool own = pd_mode_props_of(wk->cfg->training.mode)->elastic;
     return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
-                             .local_t = wk->local_t, .rng = wk->frng};
+                             .local_t = wk->local_t, .rng = wk->frng,
+                             .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0};
 }
 
 /* Server 0's reply asked for a checkpoint of this version: our state to
@@ -336,6 +339,19 @@ static int run_gradients(worker *wk)
     return PD_OK;
 }
 
+/* easgd: x_w -= alpha (x_w - centre), over each server's range whose
+ * reply carries the difference (PARAMS, or a STOP to an applied model). */
+static void elastic_move(worker *wk)
+{
+    for (int s = 0; s < wk->world->servers; s++) {
+        const pd_msg_hdr *in = &wk->in[s];
+        if (in->kind != PD_MSG_PARAMS && !(in->flags & PD_FLAG_ELASTIC))
+            continue;
+        for (size_t i = (size_t)in->lo; i < (size_t)in->hi; i++)
+            wk->point[i] -= wk->diff[i];
+    }
+}
+
 static bool all_finite(const float *x, size_t n)
 {
     float acc = 0;
@@ -382,12 +398,16 @@ static int run_local(worker *wk)
             delay(wk);
             double norm = all_finite(wk->point, wk->n) ? 0 : NAN;
             PD_TRY(exchange(wk, PD_MSG_MODEL, ok ? loss / (double)ok : NAN, norm, examples));
-            if (m->elastic && !wk->stop)
-                for (size_t i = 0; i < wk->n; i++)
-                    wk->point[i] -= wk->diff[i];
+            /* easgd: a checkpoint drops this exchange (checkpoint.h), so
+             * it takes our model from before the elastic move. */
+            if (m->elastic)
+                PD_TRY(checkpoint(wk));
+            if (m->elastic)
+                elastic_move(wk);
             end_cycle(wk);
             compute_s = 0;
-            PD_TRY(checkpoint(wk));
+            if (!m->elastic)
+                PD_TRY(checkpoint(wk));
             since = 0;
             examples = 0;
             ok = 0;
@@ -512,10 +532,13 @@ static int carry_out(worker *wk, pd_phase_worker *to)
     return PD_OK;
 }
 
-/* --resume: the state server 0 sends. */
+/* --resume: the state server 0 sends (easgd: our own model into diff,
+ * which the HELLO reply leaves alone; own_model copies it back after). */
 static int resume(worker *wk)
 {
     pd_worker_state ws = state_of(wk);
+    if (ws.model)
+        ws.model = wk->diff;
     PD_TRY(pd_worker_state_recv(&ws));
     wk->seq = ws.seq;
     wk->local_t = ws.local_t;
@@ -550,6 +573,8 @@ static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
         err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
     if (err == PD_OK)   /* backup workers: a round may close before our HELLO */
         err = checkpoint(&wk);
+    if (err == PD_OK && opts->resume && wk.diff)   /* easgd: our own model, not the centre */
+        memcpy(wk.point, wk.diff, wk.n * sizeof *wk.point);
     if (err == PD_OK) {
         bool local = pd_mode_props_of(cfg->training.mode)->local_steps;
         err = local ? run_local(&wk) : run_gradients(&wk);

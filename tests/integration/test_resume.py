@@ -113,7 +113,7 @@ os.mkdir(os.path.join(empty, "checkpoints"))
 _, p = t.run(CONF, BASE, out=empty, args=["--resume"], expect=2)
 t.check("checkpoints: no checkpoint to resume from" in p.stderr, "nothing to resume: %r" % p.stderr)
 _, p = t.run(CONF, ["training.mode=hogwild", "checkpoint.every_updates=10"], expect=2)
-t.check("checkpoint.every_updates: only serial, sync, local_sgd and "
-        "async (one server, no trace) runs write checkpoints in this version (training.mode "
+t.check("checkpoint.every_updates: only serial, sync, local_sgd, easgd (one server) "
+        "and async (one server, no trace) runs write checkpoints in this version (training.mode "
         "is hogwild)" in p.stderr, "hogwild checkpoints refused: %r" % p.stderr)
 t.done()

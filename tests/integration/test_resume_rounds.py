@@ -1,5 +1,6 @@
-"""Checkpoints and --resume of the round-based modes test_resume_mpi.py
-leaves out. Sync with a backup worker (1 server + 3 workers, one of them 4x
+"""Checkpoints and --resume of the modes test_resume_mpi.py leaves out.
+
+Sync with a backup worker (1 server + 3 workers, one of them 4x
 slow, so its gradients come late): stopped at max_updates and resumed,
 killed right after a checkpoint and resumed, stopped by SIGUSR2 to mpirun
 (forwarded to every rank) and resumed. The rounds are not reproducible
@@ -9,11 +10,26 @@ flight at a checkpoint as dropped (server 0 waits for them before it
 writes, so they are in the checkpoint's counters and behind the late
 worker's state), and that metrics.jsonl continues.
 
+easgd (1 server + 2 workers): a checkpoint snapshots the centre before the
+model that finds it due, and that model and the other worker's next one
+are dropped in it (each worker's state, its own model included, is taken
+at that exchange's reply, before the elastic move). Checked exactly: the
+checkpoint's counters (sent = applied + dropped + bad, dropped = W), and
+with one worker (arrival order is then fixed) a run stopped at max_updates
+and resumed ends with the uninterrupted run's params_sha256 (momentum: the
+worker's own model and local optimizer come back; the STOP that answers
+its last model carries the elastic difference, so the end's checkpoint
+holds the centre and the worker's model as a pair). Not exact with two
+workers: easgd applies models in arrival order, so a resumed run is not
+the uninterrupted one bit for bit; its test accuracy is checked to be
+within 0.05 of an uninterrupted run's (both well above chance).
+
 Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 
@@ -41,6 +57,20 @@ def killed_after(run, t_keep):
         if int(f[5:17]) > t_keep:
             os.remove(os.path.join(d, "checkpoints", f))
     return d
+
+
+def counters(d, u, part=0):
+    """(sent, applied, dropped, bad) of a checkpoint part's CNTR section
+    (paramd/ckpt.h: a 40-byte header, then tagged sections)."""
+    with open(os.path.join(d, "checkpoints", "ckpt-%012d.%d.pdck" % (u, part)), "rb") as f:
+        b = f.read()
+    nsec, off = struct.unpack_from("<I", b, 12)[0], 40
+    for _ in range(nsec):
+        tag, _, n = struct.unpack_from("<4sIQ", b, off)
+        if tag == b"CNTR":
+            return struct.unpack_from("<4q", b, off + 16)
+        off += 16 + n
+    return None
 
 
 def whole_run(s, name, updates):
@@ -104,4 +134,41 @@ if u is not None:
     whole_run(s, name + ", stopped by SIGUSR2", u)
     t.run(CONF, long_ + ["training.max_updates=%d" % (u + 40)], ranks=4, out=d, args=["--resume"])
     whole_run(t.summary(d), name + ", stopped by SIGUSR2 and resumed", u + 40)
+
+# ---- easgd --------------------------------------------------------------------
+name = "easgd, 1 worker, momentum"
+sets = EVAL + ["training.mode=easgd", "training.local_steps=4", "optimizer.name=momentum",
+               "optimizer.lr=0.05", "checkpoint.every_updates=20"]
+r, _ = t.run(CONF, sets + ["training.max_updates=80"], ranks=2)
+b, _ = t.run(CONF, sets + ["training.max_updates=40"], ranks=2)
+b, _ = t.run(CONF, sets + ["training.max_updates=80"], ranks=2, out=b, args=["--resume"])
+t.check(t.summary(b)["params_sha256"] == t.summary(r)["params_sha256"],
+        "%s: stopped at 40 and resumed: params_sha256 %s == uninterrupted %s"
+        % (name, t.summary(b)["params_sha256"][:16], t.summary(r)["params_sha256"][:16]))
+whole_run(t.summary(b), name + ", resumed", 80)
+
+name = "easgd"
+sets = EVAL + ["training.mode=easgd", "training.local_steps=4", "checkpoint.every_updates=20",
+               "checkpoint.keep=3"]
+r, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3)
+sr = t.summary(r)
+whole_run(sr, name + ", uninterrupted", 200)
+b, _ = t.run(CONF, sets + ["training.max_updates=100"], ranks=3)
+t.check(t.checkpoint_sets(b) == [60, 80, 100], "%s: checkpoints at 60, 80, 100: %s"
+        % (name, t.checkpoint_sets(b)))
+c = counters(b, 60)
+t.check(c is not None and c[1] == 60 and c[2] == 2 and c[0] == c[1] + c[2] + c[3],
+        "%s: the checkpoint at 60 counts the two models after its snapshot dropped: "
+        "sent, applied, dropped, bad = %s" % (name, c))
+k = killed_after(b, 60)
+b, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3, out=b, args=["--resume"])
+k, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3, out=k, args=["--resume"])
+for d, how in ((b, "stopped at 100"), (k, "killed after the checkpoint at 60")):
+    s = t.summary(d)
+    whole_run(s, "%s, %s and resumed" % (name, how), 200)
+    t.check([x["update"] for x in t.metrics(d)] == list(range(0, 201, 20)),
+            "%s, %s: metrics.jsonl continues: %s" % (name, how, [x["update"] for x in t.metrics(d)]))
+    t.check(s["test_acc"] > 0.6 and abs(s["test_acc"] - sr["test_acc"]) <= 0.05,
+            "%s, %s and resumed: test accuracy %.4f within 0.05 of the uninterrupted run's %.4f"
+            % (name, how, s["test_acc"], sr["test_acc"]))
 t.done()
