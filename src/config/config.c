@@ -643,10 +643,15 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("optimizer.staleness_compensation"), "dc corrects stale "
                         "gradients in async and hogwild mode (training.mode is %s)",
                         pd_mode_name(t->mode));
-    if (t->worker_timeout > 0 && t->servers != 1)
-        return fail_key(ld, KEY("training.worker_timeout"), "lost workers are survived with one "
-                        "server only (a worker lost between its messages to two servers leaves "
-                        "them disagreeing), got %d servers", t->servers);
+    if (t->worker_timeout > 0 && t->servers > 1 && t->mode != PD_MODE_ASYNC &&
+        t->mode != PD_MODE_HOGWILD)
+        return fail_key(ld, KEY("training.worker_timeout"), "with several servers lost workers "
+                        "are for async and hogwild mode (server 0 decides and tells the others); "
+                        "%s mode with %d servers: use one server", pd_mode_name(t->mode),
+                        t->servers);
+    if (t->worker_timeout > 0 && t->servers == 0)
+        return fail_key(ld, KEY("training.worker_timeout"), "lost workers need server ranks "
+                        "(with training.servers 0 every worker rank takes part in each round)");
     if (t->mode == PD_MODE_HOGWILD && t->max_staleness >= 0 &&
         t->staleness_policy == PD_STALE_WAIT)
         return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "

@@ -4,6 +4,7 @@
  * concurrently on disjoint workers: shared counters are atomic, parameter
  * and optimizer updates deliberately are not. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,12 +279,12 @@ static void decide(server *sv, const peer *p, pd_decision *d)
     d->stop = atomic_load(&sv->stopping);
 }
 
-/* Server 0 with S > 1: tell every other server. */
-static int send_decision(server *sv, int w)
+int server_send_decision(server *sv, int w, const pd_decision *d)
 {
     peer *p = &sv->peers[w];
     int S = sv->world->servers;
     PD_TRY(pd_comm_waitall(S - 1, p->dsend + 1));   /* the previous one has left */
+    p->dec = *d;
     for (int s = 1; s < S; s++)
         PD_MPI(MPI_Isend(&p->dec, sizeof p->dec, MPI_BYTE, pd_server_rank(s), PD_TAG_DECIDE + w,
                          MPI_COMM_WORLD, &p->dsend[s]));
@@ -293,7 +294,7 @@ static int send_decision(server *sv, int w)
 int server_post_decision(server *sv, int w)
 {
     peer *p = &sv->peers[w];
-    PD_MPI(MPI_Irecv(&p->dec, sizeof p->dec, MPI_BYTE, 0, PD_TAG_DECIDE + w, MPI_COMM_WORLD,
+    PD_MPI(MPI_Irecv(&p->din, sizeof p->din, MPI_BYTE, 0, PD_TAG_DECIDE + w, MPI_COMM_WORLD,
                      &p->dreq));
     return PD_OK;
 }
@@ -305,6 +306,14 @@ static int follow(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
     PD_TRY(control ? server_wait_collective(sv, &p->dreq) : pd_comm_wait(&p->dreq, NULL));
+    /* A copy: the next receive into din is posted below, and a LOST
+     * decision may land in it while this gradient is being applied. */
+    p->dec = p->din;
+    if (p->dec.outcome == PD_OUT_LOST) {
+        /* Lost after its earlier requests: this one server 0 never got. */
+        count_drop(sv, p, PD_DROP_AT_STOP);
+        return server_lose_worker(sv, w, "server 0 says so");
+    }
     if (p->dec.seq != p->in.seq)
         return PD_FAIL(PD_EMPI, "server %d: server 0 decided on request %lld of worker %d, "
                        "expected %lld", sv->world->index, (long long)p->dec.seq, w,
@@ -325,8 +334,12 @@ static int decision(server *sv, int w, bool control)
     peer *p = &sv->peers[w];
     if (sv->follows)
         return follow(sv, w, control);
-    decide(sv, p, &p->dec);
-    return sv->decides ? send_decision(sv, w) : PD_OK;
+    pd_decision d;
+    decide(sv, p, &d);
+    if (sv->decides)   /* p->dec is the buffer of the previous send until it left */
+        return server_send_decision(sv, w, &d);
+    p->dec = d;
+    return PD_OK;
 }
 
 /* Count a gradient that is not applied; false if it is to be applied. */
@@ -346,6 +359,8 @@ int server_on_grad_async(server *sv, int w, bool control)
     const pd_training_config *tc = &sv->cfg->training;
     p->clock++;
     PD_TRY(decision(sv, w, control));
+    if (p->lost)
+        return PD_OK;
     static const int trace_outcome[] = {[PD_OUT_APPLIED] = PD_TRACE_APPLIED,
                                         [PD_OUT_BAD] = PD_TRACE_BAD,
                                         [PD_OUT_STALE] = PD_TRACE_DROPPED,
@@ -569,6 +584,8 @@ int server_on_model_easgd(server *sv, int w, bool control)
     peer *p = &sv->peers[w];
     PD_TRY(server_ckpt_elastic_model(sv, w));
     PD_TRY(decision(sv, w, control));
+    if (p->lost)
+        return PD_OK;
     if (count_unapplied(sv, p)) {
         p->reset = p->dec.outcome == PD_OUT_BAD;
         PD_TRY(server_reply(sv, w, false));

@@ -63,7 +63,9 @@ enum { PD_TAG_DECIDE = 1000 };
 /* One decision per gradient, made by server 0 and followed by every
  * server, so a gradient is applied on all shards with one scale (from
  * tau) and one step number, or on none. */
-enum pd_outcome { PD_OUT_APPLIED, PD_OUT_BAD, PD_OUT_STALE, PD_OUT_AT_STOP };
+enum pd_outcome { PD_OUT_APPLIED, PD_OUT_BAD, PD_OUT_STALE, PD_OUT_AT_STOP,
+                  PD_OUT_LOST };   /* LOST: seq = the requests server 0 got from
+                                      it; the worker is lost (lost.c) */
 typedef struct pd_decision {
     int64_t seq;          /* the worker's request it is about */
     int64_t made;         /* applied: the version it made */

@@ -7,7 +7,15 @@
  * without it, SSP clocks ignore it, the loop does not wait for its FINAL),
  * the gradients received from it are its gradients sent, and its shard is
  * untrained from then on. Async, hogwild and sync with backup workers go
- * on; sync without backups, local_sgd and easgd cannot and fail. */
+ * on; sync without backups, local_sgd and easgd cannot and fail.
+ *
+ * With S > 1 servers only server 0 judges (docs/design.md, "Lost workers
+ * with several servers"): it sends the others a LOST decision on the
+ * worker's decision tag, after every decision on its earlier gradients;
+ * the others never time a worker out themselves. A worker sends each
+ * request to servers 1..S-1 first and to server 0 only once those sends
+ * are complete, so whatever server 0 received every server has: a
+ * gradient the others hold beyond LOST's count is dropped there. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -22,6 +30,12 @@ static void drop_request(MPI_Request *r, bool cancel)
         (void)MPI_Cancel(r);
     (void)MPI_Request_free(r);
     *r = MPI_REQUEST_NULL;
+}
+
+/* Servers > 0: server 0's word on worker w came (a LOST decision). */
+static bool told_lost(const server *sv, int w)
+{
+    return sv->follows && sv->peers[w].din.outcome == PD_OUT_LOST;
 }
 
 int server_lose_worker(server *sv, int w, const char *what)
@@ -40,6 +54,10 @@ int server_lose_worker(server *sv, int w, const char *what)
     drop_request(&p->rpay, true);
     drop_request(&p->rout[0], false);
     drop_request(&p->rout[1], false);
+    if (sv->decides) {   /* after its earlier decisions, on the same tag */
+        pd_decision d = {.seq = p->clock, .made = -1, .outcome = PD_OUT_LOST};
+        PD_TRY(server_send_decision(sv, w, &d));
+    }
     p->lost = true;
     p->active = false;
     if (m->ssp)
@@ -55,18 +73,76 @@ int server_lose_worker(server *sv, int w, const char *what)
     pthread_mutex_unlock(&sv->mu);
     atomic_fetch_sub(&sv->active, 1);
     atomic_store(&sv->lost_new, true);
-    fprintf(stderr, "paramd: warning: worker %d (rank %d) lost at update %lld: %s for %g s "
-            "(training.worker_timeout); training goes on without it\n", w, rank,
-            (long long)update, what, tc->worker_timeout);
+    if (told_lost(sv, w))
+        fprintf(stderr, "paramd: server %d: worker %d (rank %d) lost at update %lld, as server 0 "
+                "says\n", sv->world->index, w, rank, (long long)update);
+    else
+        fprintf(stderr, "paramd: warning: worker %d (rank %d) lost at update %lld: %s for %g s "
+                "(training.worker_timeout); training goes on without it\n", w, rank,
+                (long long)update, what, tc->worker_timeout);
     return PD_OK;
+}
+
+/* Servers > 0: has server 0's LOST decision on worker w come? A decision
+ * on its next gradient that came first is kept (dreq left NULL) for
+ * follow() to take; *lost is set when w is lost now. */
+static int notice(server *sv, int w, bool *lost)
+{
+    peer *p = &sv->peers[w];
+    *lost = false;
+    if (p->dreq != MPI_REQUEST_NULL) {
+        int done = 0;
+        PD_MPI(MPI_Test(&p->dreq, &done, MPI_STATUS_IGNORE));
+        if (!done)
+            return PD_OK;
+    }
+    if (!told_lost(sv, w))
+        return PD_OK;
+    *lost = true;
+    return server_lose_worker(sv, w, "server 0 says so");
+}
+
+/* Servers > 0 in a mode that goes on: no timeouts of their own, only
+ * server 0's word. A worker silent for 3T without it means server 0 is
+ * gone; a decision held that long without the gradient it is about, a
+ * gradient server 0 has and this server never will (the servers would
+ * disagree): either way the run fails saying so. */
+static int check_told(server *sv, int first, int stride)
+{
+    double now = pd_now();
+    for (int w = first; w < sv->world->workers; w += stride) {
+        peer *p = &sv->peers[w];
+        if (!p->active || p->waiting)
+            continue;
+        bool lost;
+        PD_TRY(notice(sv, w, &lost));
+        if (lost || !p->hello || now - p->since <= 3 * sv->worker_timeout)
+            continue;
+        if (p->dreq == MPI_REQUEST_NULL)
+            return PD_FAIL(PD_EMPI, "server %d: worker %d's request %lld, which server 0 "
+                           "decided on, has not come for %g s (3 x training.worker_timeout)",
+                           sv->world->index, w, (long long)p->din.seq, 3 * sv->worker_timeout);
+        return PD_FAIL(PD_EMPI, "server %d: worker %d (rank %d) silent for %g s (3 x "
+                       "training.worker_timeout) and no word from server 0 (rank 0): server 0 "
+                       "lost?", sv->world->index, w, pd_worker_rank(sv->world, w),
+                       3 * sv->worker_timeout);
+    }
+    return PD_OK;
+}
+
+bool server_told(const server *sv)
+{
+    return sv->follows && sv->worker_timeout > 0;
 }
 
 int server_check_lost(server *sv, int first, int stride)
 {
     if (sv->worker_timeout <= 0)
         return PD_OK;
+    if (server_told(sv))
+        PD_TRY(check_told(sv, first, stride));
     double now = pd_now();
-    for (int w = first; w < sv->world->workers; w += stride) {
+    for (int w = first; !server_told(sv) && w < sv->world->workers; w += stride) {
         peer *p = &sv->peers[w];
         if (!p->active || !p->hello || p->waiting || now - p->since <= sv->worker_timeout)
             continue;
@@ -92,6 +168,20 @@ int server_wait_worker(server *sv, int w, int n, MPI_Request *reqs, bool *lost)
     *lost = false;
     if (sv->worker_timeout <= 0)
         return pd_comm_waitall(n, reqs);
+    if (server_told(sv)) {
+        /* Until the requests complete or server 0 says it is lost. */
+        pd_backoff b = {0};
+        for (;;) {
+            int done = 0;
+            PD_MPI(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+            if (done)
+                return PD_OK;
+            PD_TRY(notice(sv, w, lost));
+            if (*lost)
+                return PD_OK;
+            pd_backoff_sleep(&b);
+        }
+    }
     bool expired;
     PD_TRY(pd_comm_waitall_until(n, reqs, pd_now() + sv->worker_timeout, &expired));
     if (!expired)

@@ -899,10 +899,9 @@ static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
     if (err == PD_OK && world->index == 0 && pd_ckpt_stop_requested())
         err = server_ckpt_stopped(&sv);
     for (int w = 0; err == PD_OK && w < world->workers; w++) {
-        if (sv.peers[w].lost)
-            continue;   /* its requests were freed */
-        err = pd_comm_waitall(2, sv.peers[w].rout);
-        if (err == PD_OK && sv.decides)
+        if (!sv.peers[w].lost)   /* a lost one's were freed */
+            err = pd_comm_waitall(2, sv.peers[w].rout);
+        if (err == PD_OK && sv.decides)   /* to servers, lost worker or not */
             err = pd_comm_waitall(world->servers - 1, sv.peers[w].dsend + 1);
         if (err == PD_OK && sv.peers[w].dreq != MPI_REQUEST_NULL) {
             /* The receive of a decision that never comes. */

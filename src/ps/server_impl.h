@@ -46,6 +46,7 @@ typedef struct peer {
     bool good;                     /* rounds: its gradient/model is finite */
     bool reset;                    /* easgd: reply with the centre (bad model) */
     pd_decision dec;               /* S > 1: server 0's decision on its gradient */
+    pd_decision din;               /* servers > 0: the next one's receive buffer */
     MPI_Request dreq;              /* servers > 0: its receive; server 0: its sends */
     MPI_Request *dsend;            /* server 0: [S] sends of dec (entry 0 unused) */
     double epoch;
@@ -186,6 +187,9 @@ int server_reply(server *sv, int w, bool elastic);
 /* Async/hogwild/easgd: `control` is the thread that answers SNAP requests
  * (it keeps answering them while it waits for server 0's decision). */
 int server_on_grad_async(server *sv, int w, bool control);
+/* Server 0 with S > 1: once the previous one has left, d becomes
+ * peers[w].dec and goes to every other server. */
+int server_send_decision(server *sv, int w, const pd_decision *d);
 /* Servers > 0 with S > 1: post the receive of server 0's next decision. */
 int server_post_decision(server *sv, int w);
 int server_release_waiting(server *sv);
@@ -201,6 +205,9 @@ int server_lose_worker(server *sv, int w, const char *what);
 /* Lose the workers of [first, W) by stride that are past the timeout, then
  * let the round close or held replies go. Called by their serving thread. */
 int server_check_lost(server *sv, int first, int stride);
+/* Servers > 0 under a worker timeout: they lose workers on server 0's
+ * word (its LOST decision), never by a timeout of their own. */
+bool server_told(const server *sv);
 /* Wait for reqs[n] of worker w (bounded by the timeout when there is one);
  * *lost is set (and the worker lost) when they did not complete in time. */
 int server_wait_worker(server *sv, int w, int n, MPI_Request *reqs, bool *lost);

@@ -227,13 +227,23 @@ static int take_reply(worker *wk, int s)
 static int exchange(worker *wk, int kind, double loss, double norm, int64_t examples)
 {
     int S = wk->world->servers;
-    for (int s = 0; s < S; s++)
-        PD_TRY(post_request(wk, s, kind, loss, norm, examples));
     /* With training.worker_timeout, a server silent for twice as long is
      * gone (its workers' own losses take at most about 1.25 times). */
     double t = pd_comm_recovery() ? wk->cfg->training.worker_timeout : 0;
-    bool expired;
-    PD_TRY(pd_comm_waitall_until(4 * S, wk->req, t > 0 ? pd_now() + 2 * t : INFINITY, &expired));
+    double until = t > 0 ? pd_now() + 2 * t : INFINITY;
+    bool expired = false;
+    /* With several servers that may lose us (lost.c), servers 1..S-1 have
+     * the whole request before server 0 gets it: what server 0 got, every
+     * server has, should we die between the sends. */
+    bool ordered = t > 0 && S > 1;
+    for (int s = ordered ? 1 : 0; s < S; s++)
+        PD_TRY(post_request(wk, s, kind, loss, norm, examples));
+    for (int s = 1; ordered && !expired && s < S; s++)
+        PD_TRY(pd_comm_waitall_until(2, &wk->req[4 * s], until, &expired));
+    if (ordered && !expired)
+        PD_TRY(post_request(wk, 0, kind, loss, norm, examples));
+    if (!expired)
+        PD_TRY(pd_comm_waitall_until(4 * S, wk->req, until, &expired));
     for (int s = 0; expired && s < S; s++) {
         int done = 0;
         PD_MPI(MPI_Testall(4, &wk->req[4 * s], &done, MPI_STATUSES_IGNORE));

@@ -841,9 +841,14 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n", NAME ":4:19: "
         "training.backup_workers: backup workers need one server (each server would close its "
         "rounds on different workers), got 2 servers");
-    ERR("training:\n  mode: async\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
-        "training.worker_timeout: lost workers are survived with one server only (a worker lost "
-        "between its messages to two servers leaves them disagreeing), got 2 servers");
+    load_ok("training:\n  mode: async\n  servers: 2\n  worker_timeout: 30\n", NULL, 0, &c);
+    load_ok("training:\n  mode: hogwild\n  servers: 3\n  worker_timeout: 30\n", NULL, 0, &c);
+    ERR("training:\n  mode: easgd\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
+        "training.worker_timeout: with several servers lost workers are for async and hogwild "
+        "mode (server 0 decides and tells the others); easgd mode with 2 servers: use one server");
+    ERR("training:\n  mode: sync\n  servers: 0\n  worker_timeout: 30\n", NAME ":4:19: "
+        "training.worker_timeout: lost workers need server ranks (with training.servers 0 every "
+        "worker rank takes part in each round)");
     ERR("training:\n  mode: async\n  worker_timeout: 30\ncheckpoint:\n  every_updates: 100\n",
         NAME ":3:19: training.worker_timeout: lost workers and checkpoints do not go together "
         "in this version (a checkpoint waits for every worker's state); leave "
