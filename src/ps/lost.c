@@ -16,6 +16,7 @@
  * request to servers 1..S-1 first and to server 0 only once those sends
  * are complete, so whatever server 0 received every server has: a
  * gradient the others hold beyond LOST's count is dropped there. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,7 @@ int server_lose_worker(server *sv, int w, const char *what)
     }
     p->lost = true;
     p->active = false;
+    atomic_store(&sv->lost_t, pd_now());
     if (m->ssp)
         p->waiting = false;   /* a held reply that will never be sent */
     int64_t update = atomic_load(&sv->version);
@@ -141,19 +143,30 @@ int server_check_lost(server *sv, int first, int stride)
         return PD_OK;
     if (server_told(sv))
         PD_TRY(check_told(sv, first, stride));
-    double now = pd_now();
+    /* One worker per pass, the one silent longest, and every other one
+     * watched afresh from a loss on: with S > 1 a worker that died between
+     * its sends holds up a server s > 0 (it waits for server 0's word on
+     * the gradient only it got), and with it the workers it serves next,
+     * until the dead one is lost; they must not be taken for lost too. */
+    double now = pd_now(), fresh = atomic_load(&sv->lost_t), oldest = INFINITY;
+    int victim = -1;
     for (int w = first; !server_told(sv) && w < sv->world->workers; w += stride) {
         peer *p = &sv->peers[w];
-        if (!p->active || !p->hello || p->waiting || now - p->since <= sv->worker_timeout)
+        double since = p->since > fresh ? p->since : fresh;
+        if (!p->active || !p->hello || p->waiting || now - since <= sv->worker_timeout)
             continue;
         /* A request that came while this thread was busy elsewhere (say,
          * waiting on another lost worker) is not silence. */
         int came = 0;
         if (sv->hreq[w] != MPI_REQUEST_NULL)
             PD_MPI(MPI_Request_get_status(sv->hreq[w], &came, MPI_STATUS_IGNORE));
-        if (!came)
-            PD_TRY(server_lose_worker(sv, w, "no message from it"));
+        if (!came && p->since < oldest) {
+            oldest = p->since;
+            victim = w;
+        }
     }
+    if (victim >= 0)
+        PD_TRY(server_lose_worker(sv, victim, "no message from it"));
     if (!atomic_exchange(&sv->lost_new, false))
         return PD_OK;
     if (mode_of(sv)->rounds)

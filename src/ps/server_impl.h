@@ -33,7 +33,7 @@ typedef struct peer {
     bool active;                   /* has not sent FINAL, is not lost */
     bool hello;                    /* its HELLO is in: it can be lost from then on */
     bool lost;                     /* silent past training.worker_timeout (lost.c) */
-    double since;                  /* pd_now() since the server waits for its next
+    _Atomic double since;          /* pd_now() since the server waits for its next
                                       message (its last reply, or setup) */
     int64_t seen;                  /* the version when its last message came */
     bool waiting;                  /* sync: holds a gradient of this round;
@@ -157,6 +157,7 @@ typedef struct server {
     pd_lost_worker *lost;
     _Atomic size_t n_lost;
     _Atomic bool lost_new;
+    _Atomic double lost_t;         /* pd_now() at the last loss (0: none) */
     _Atomic int64_t skipped_at;    /* update of the last skipped one, -1 none */
     /* The gradient noted before an evaluation: per-tensor sums of squares
      * over [lo, hi) (sync with S > 1 adds the other servers' parts from
