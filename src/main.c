@@ -127,12 +127,9 @@ int main(int argc, char **argv)
     if (err)
         return fail(rank, size, err);
     /* Runs obey signals (paramd/signals.h): the serial process, and server
-     * 0 of a distributed run, which every other rank follows (the batch
-     * methods' too). Servers-0 (colocated) runs do not: their ranks die of
-     * SIGTERM. */
-    bool distributed = cfg.training.mode != PD_MODE_SERIAL;
-    bool obeys = !distributed || cfg.training.servers > 0;
-    if (obeys && (err = pd_signals_install()) != PD_OK)
+     * 0 of a distributed run (rank 0 with training.servers 0), which every
+     * other rank follows (the batch methods' too). */
+    if ((err = pd_signals_install()) != PD_OK)
         return fail(rank, size, err);
     pd_run_opts opts = {.quiet = cli.quiet, .resume = cli.resume,
                         .resume_dir = cli.resume_dir ? cli.resume_dir : cfg.run.out_dir};

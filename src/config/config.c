@@ -674,11 +674,6 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("training.worker_timeout"), "lost workers and checkpoints do not "
                         "go together in this version (a checkpoint waits for every worker's "
                         "state); leave checkpoint.every_updates and every_seconds at 0");
-    if ((k->every_updates > 0 || k->every_seconds > 0) && t->servers == 0)
-        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
-                                                     : "checkpoint.every_seconds"),
-                        "sync with training.servers 0 writes no checkpoints in this version "
-                        "(server ranks write them); leave it at 0");
     return PD_OK;
 }
 

@@ -19,52 +19,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "colocated.h"
+#include "paramd/signals.h"
 #include "evalthread.h"
 #include "server.h"
-#include "train.h"
 
-enum { FLAG_STOP = 1, FLAG_EVAL = 2 };   /* rank 0's header flags */
-#define BLOCK 4096                       /* floats summed and stepped in cache */
-
-typedef struct round_hdr {
-    double loss, norm, epoch;
-    int64_t examples;
-    int32_t has;          /* this rank has a gradient this round */
-    int32_t flags;        /* rank 0: FLAG_STOP (early stopping), FLAG_EVAL (time trigger) */
-} round_hdr;
-
-typedef struct coloc {
-    const pd_config *cfg;
-    const pd_world *world;
-    pd_learner l;
-    int W, me;
-    size_t n, lo, hi;
-    float *theta;         /* [n]: own range current; all of it without lookahead */
-    float *point;         /* [n] the point gradients are taken at (theta without lookahead) */
-    float *acc;           /* [n] own range: the round's weighted sum */
-    float **in;           /* [W] other ranks' gradients over our range (in[me] unused) */
-    float *weight;        /* [W] */
-    int *counts, *displs; /* [W] ranges, for the gathers */
-    round_hdr *hdr;       /* [W] this round's headers */
-    round_hdr mine;       /* our header, sent from here */
-    /* [2 W] each: header and gradient slice to every other rank (sends,
-     * receives); [W] our range of the next point to every other rank and
-     * theirs to us. A send is waited for only before its buffer changes. */
-    MPI_Request *gsend, *grecv, *psend, *precv;
-    pd_optim *opt;
-    int64_t version, applied, bad, sent, dropped_at_stop, examples, floats_sent;
-    int64_t *w_applied, *w_dropped;   /* [W] */
-    int64_t updates_per_epoch, next_eval;
-    int64_t evals_skipped, skipped_at;   /* rank 0: due while the previous one still ran */
-    double loss_sum;      /* of the rounds since the last evaluation */
-    int64_t loss_n;
-    double serve_cpu;     /* rank 0: CPU in exchanges and steps */
-    double last_eval_t;
-    int64_t last_eval_update;
-    pd_evaluator *ev;     /* rank 0 */
-    pd_eval_thread *et;
-    const char *exit;
-} coloc;
+#define BLOCK 4096   /* floats summed and stepped in cache */
 
 static double thread_cpu(void)
 {
@@ -321,13 +281,17 @@ static int compute(coloc *c, bool more, round_hdr *h)
 static int train(coloc *c)
 {
     const pd_training_config *tc = &c->cfg->training;
-    int epochs = 0;
+    int epochs = (int)pd_iter_epoch(c->l.iter);   /* a resumed run's */
     bool *good = pd_calloc((size_t)c->W, sizeof *good);
     if (!good)
         return PD_ENOMEM;
     int err = PD_OK;
     c->exit = "done";
     for (;;) {
+        if (tc->max_updates > 0 && c->version >= tc->max_updates) {   /* resumed there */
+            c->exit = "max_updates";
+            break;
+        }
         round_hdr mine;
         bool more = next_batch(c, &epochs);
         PD_TRY_GOTO(err, compute(c, more, &mine), out);
@@ -338,16 +302,27 @@ static int train(coloc *c)
             double secs = tc->eval_every_seconds;
             if (secs > 0 && pd_now() - c->last_eval_t >= secs)
                 mine.flags |= FLAG_EVAL;
+            /* Signals (rank 0's alone: the others follow its flags) and
+             * checkpoint.every_seconds: a checkpoint after this round. */
+            bool stop = false;
+            if (pd_ckpt_take_request(&stop))
+                mine.flags |= stop ? FLAG_SIGNAL : FLAG_CKPT;
+            double every = c->cfg->checkpoint.every_seconds;
+            if (c->ck_on && every > 0 && pd_now() - c->ck_last_t >= every)
+                mine.flags |= FLAG_CKPT;
         }
         double c0 = thread_cpu();
         c->mine = mine;
         PD_TRY_GOTO(err, exchange_grads(c), out);
+        bool signalled = c->hdr[0].flags & FLAG_SIGNAL;
         int have = 0;
         for (int w = 0; w < c->W; w++)
             have += c->hdr[w].has;
         c->sent += have;
-        if (have == 0)
+        if (have == 0) {
+            c->exit = signalled ? "signal" : c->exit;
             break;
+        }
         if (c->hdr[0].flags & FLAG_STOP) {   /* early stopping: this round is not applied */
             for (int w = 0; w < c->W; w++) {
                 c->dropped_at_stop += c->hdr[w].has;
@@ -390,6 +365,12 @@ static int train(coloc *c)
             progress(c, &pg);
             pd_eval_thread_progress(c->et, &pg);
         }
+        if (coloc_ckpt_due(c))
+            PD_TRY_GOTO(err, coloc_ckpt_write(c), out);
+        if (signalled) {   /* the round is done and checkpointed: the end */
+            c->exit = "signal";
+            break;
+        }
         if (tc->max_updates > 0 && c->version >= tc->max_updates) {
             c->exit = "max_updates";
             break;
@@ -408,9 +389,6 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
     c->world = world;
     c->W = world->workers;
     c->me = world->index;
-    if (opts->resume)
-        return PD_FAIL(PD_EINPUT, "--resume: sync with training.servers 0 writes no checkpoints "
-                       "in this version (run with server ranks to checkpoint and resume)");
     int W = c->W;
     PD_TRY(pd_learner_init(&c->l, cfg, c->me, W));
     c->n = c->l.nparams;
@@ -447,6 +425,9 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
      * range (server.c, setup). */
     PD_TRY(pd_learner_start_point(cfg, c->l.model, c->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, c->lo, c->hi, cfg->run.seed, &c->opt));
+    /* --resume: our range, optimizer and iterator, before the point is
+     * made from them and before the run directory is opened. */
+    PD_TRY(coloc_ckpt_setup(c, opts));
     c->point = c->theta;
     if (pd_optim_has_lookahead(c->opt)) {
         if (!(c->point = pd_malloc(c->n * sizeof *c->point)))
@@ -457,6 +438,7 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
     }
     if (c->me == 0) {
         PD_TRY(pd_evaluator_create(cfg, opts, W, 0, &c->ev));
+        PD_TRY(coloc_ckpt_resume_eval(c));
         PD_TRY(pd_eval_thread_start(c->ev, c->n, &c->et));
     }
     return PD_OK;
@@ -464,6 +446,7 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
 
 static void teardown(coloc *c)
 {
+    coloc_ckpt_free(c);
     pd_eval_thread_stop(&c->et);
     pd_evaluator_destroy(&c->ev);
     for (int w = 0; c->in && w < c->W; w++)
@@ -510,8 +493,23 @@ static int finish(coloc *c, double cpu0)
     for (int w = 0; w < rs.n_workers; w++)
         ws[w] = (pd_worker_stats){.rank = w, .applied = c->w_applied[w],
                                   .dropped = c->w_dropped[w],
-                                  .staleness_mean = c->w_applied[w] ? 0.0 : NAN};
+                                  .staleness_mean = c->w_applied[w] ? 0.0 : NAN,
+                                  .lost_update = -1};
     return pd_evaluator_finish(c->ev, c->theta, &pg, &rs, c->exit);
+}
+
+/* Rank 0 after a run a stop signal ended: PD_ESTOPPED (exit 143) with the
+ * line that says where its checkpoint is. */
+static int stopped(const coloc *c)
+{
+    const char *sig = pd_signals_name(pd_signals_stop());
+    long long v = (long long)c->version;
+    if (c->ck_written != v)
+        return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld without a checkpoint", sig,
+                       v);
+    return PD_FAIL(PD_ESTOPPED, "stopped by %s after update %lld; checkpoint "
+                   "%s/ckpt-%012lld.manifest written (continue with --resume)", sig, v,
+                   c->ck_dir, v);
 }
 
 int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
@@ -528,10 +526,23 @@ int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *wo
                                 : pd_mpi_fail(rc, "MPI_Iallreduce", __FILE__, __LINE__, __func__);
         c.updates_per_epoch = most > 0 ? most : 1;
     }
-    if (err == PD_OK)
+    if (err == PD_OK && c.resumed) {
+        /* Every range of the resumed point; the evaluations go on after
+         * the checkpoint's last. */
+        err = exchange_point(&c);
+        int64_t every = cfg->training.eval_every > 0 ? cfg->training.eval_every
+                                                     : c.updates_per_epoch;
+        c.next_eval = c.resume_eval < 0 ? 0 : (c.resume_eval / every + 1) * every;
+        c.last_eval_update = c.resume_eval;
+        c.last_eval_t = pd_now();
+    } else if (err == PD_OK) {
         err = evaluate(&c, false);   /* version 0, before the first round */
+    }
     if (err == PD_OK)
         err = train(&c);
+    /* The end's checkpoint (a stop signal's is written already). */
+    if (err == PD_OK && c.ck_on)
+        err = coloc_ckpt_write(&c);
     if (err == PD_OK)   /* the last round's sends */
         err = pd_comm_waitall(2 * (c.W - 1), c.gsend);
     if (err == PD_OK)
@@ -546,6 +557,8 @@ int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *wo
     }
     if (err == PD_OK && c.me == 0)
         err = finish(&c, cpu0);
+    if (err == PD_OK && c.me == 0 && pd_ckpt_stop_requested())
+        err = stopped(&c);
     teardown(&c);
     return err;
 }

@@ -82,17 +82,11 @@ col, _ = t.run("tests/conf/softmax.yaml", clip + ["training.servers=0"], ranks=2
 r = t.max_rel_diff(t.params(one), t.params(col))
 t.check(r < 1e-5, "clip_norm servers=0 vs 1 server: max rel diff %.3g < 1e-5" % r)
 
-# Only sync mode runs without server ranks; backup workers and checkpoints
-# need them.
+# Only sync mode runs without server ranks; backup workers need them.
+# (Checkpoints and --resume: test_resume_rounds.py.)
 for sets, key in ((["training.mode=async", "training.servers=0"], "training.servers"),
                   (["training.mode=sync", "training.servers=0", "training.backup_workers=1"],
-                   "training.backup_workers"),
-                  (["training.mode=sync", "training.servers=0", "checkpoint.every_updates=10"],
-                   "checkpoint.every_updates")):
+                   "training.backup_workers")):
     _, p = t.run("tests/conf/softmax.yaml", sets, ranks=2, expect=2)
     t.check(key in p.stderr, "%s refused naming %s: %s" % (sets, key, p.stderr.strip()[:160]))
-_, p = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.servers=0"], ranks=2,
-             expect=2, args=["--resume"])
-t.check("--resume" in p.stderr and "servers 0" in p.stderr,
-        "--resume refused with training.servers 0: %s" % p.stderr.strip()[:160])
 t.done()

@@ -24,6 +24,13 @@ workers: easgd applies models in arrival order, so a resumed run is not
 the uninterrupted one bit for bit; its test accuracy is checked to be
 within 0.05 of an uninterrupted run's (both well above chance).
 
+Sync without server ranks (training.servers 0, 3 ranks, nesterov: the
+point is a lookahead of theta, so a resumed rank rebuilds its range of it
+and the ranks exchange theirs): each rank writes its range's part, part 0
+every iterator; stopped at max_updates, killed after a checkpoint, and
+stopped by SIGTERM to every rank (exit 143, one checkpoint), each resumed
+run ends with the uninterrupted run's params_sha256 and metrics rows.
+
 Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
 import os
@@ -79,6 +86,23 @@ def whole_run(s, name, updates):
     t.check(sum(w["applied"] for w in s["per_worker"]) == s["gradients_applied"] and
             sum(w["dropped"] for w in s["per_worker"]) == s["dropped"],
             "%s: per-worker applied and dropped add up: %s" % (name, s["per_worker"]))
+
+
+def ranks_of(mpirun):
+    """{rank: pid} of mpirun's children (the ranks it started)."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != mpirun:
+                continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+    return found
 
 
 def start(sets, ranks):
@@ -166,9 +190,71 @@ k, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3, out=k, args=["-
 for d, how in ((b, "stopped at 100"), (k, "killed after the checkpoint at 60")):
     s = t.summary(d)
     whole_run(s, "%s, %s and resumed" % (name, how), 200)
-    t.check([x["update"] for x in t.metrics(d)] == list(range(0, 201, 20)),
+    # (the first row is where every HELLO was in: 0, or an exchange on)
+    t.check([x["update"] for x in t.metrics(d)][1:] == list(range(20, 201, 20)),
             "%s, %s: metrics.jsonl continues: %s" % (name, how, [x["update"] for x in t.metrics(d)]))
     t.check(s["test_acc"] > 0.6 and abs(s["test_acc"] - sr["test_acc"]) <= 0.05,
             "%s, %s and resumed: test accuracy %.4f within 0.05 of the uninterrupted run's %.4f"
             % (name, how, s["test_acc"], sr["test_acc"]))
+
+# ---- sync without server ranks -------------------------------------------------
+name = "servers 0, 3 ranks, nesterov"
+sets = ["training.eval_every=40", "training.eval_wait=true", "training.mode=sync",
+        "training.servers=0", "optimizer.name=nesterov", "optimizer.lr=0.05",
+        "checkpoint.every_updates=40", "checkpoint.keep=3"]
+a, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3)
+sa = t.summary(a)
+ua = [r["update"] for r in t.metrics(a)]
+t.check(ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (40, 80, 120)
+                     for x in ("0.pdck", "1.pdck", "2.pdck", "manifest")],
+        "%s: checkpoints at 40, 80, 120, a part per rank: %s" % (name, ckpts(a)))
+b, _ = t.run(CONF, sets + ["training.max_updates=60"], ranks=3)
+b, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3, out=b, args=["--resume"])
+k = killed_after(a, 40)
+k, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3, out=k, args=["--resume"])
+for d, how in ((b, "stopped at 60"), (k, "killed after the checkpoint at 40")):
+    s = t.summary(d)
+    t.check(s["params_sha256"] == sa["params_sha256"],
+            "%s, %s and resumed: params_sha256 %s == uninterrupted %s"
+            % (name, how, s["params_sha256"][:16], sa["params_sha256"][:16]))
+    t.check([r["update"] for r in t.metrics(d)] == ua,
+            "%s, %s: metrics.jsonl continues: %s" % (name, how, [r["update"] for r in t.metrics(d)]))
+    t.check(s["gradients_sent"] == sa["gradients_sent"] == 360 and
+            s["gradients_applied"] == sa["gradients_applied"],
+            "%s, %s: summary.json counts the whole run: %s sent, %s applied"
+            % (name, how, s["gradients_sent"], s["gradients_applied"]))
+    whole_run(s, "%s, %s and resumed" % (name, how), 120)
+t.check(all(w["lost_at_update"] is None for w in sa["per_worker"]),
+        "%s: no rank is reported lost: %s" % (name, [w["lost_at_update"] for w in sa["per_worker"]]))
+
+# SIGTERM to every rank (as Slurm sends it): rank 0 flags the round, every
+# rank writes its part after it, exit 143; resumed for 40 more updates.
+long_ = sets + ["training.epochs=1000"]
+p, d = start(long_, 3)
+if t.wait_until("a metrics row at 40 and 3 ranks", proc=p,
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 40 and len(ranks_of(p.pid)) == 3):
+    for pid in ranks_of(p.pid).values():
+        os.kill(pid, signal.SIGTERM)
+_, err = p.communicate(timeout=300)
+t.check(p.returncode == 143, "%s, SIGTERM: mpirun exits 143 (got %s): %r"
+        % (name, p.returncode, err[-600:]))
+s = t.summary(d) if os.path.exists(os.path.join(d, "summary.json")) else {"updates": None}
+u = s["updates"]
+line = ("paramd: stopped by SIGTERM after update %s; checkpoint %s/checkpoints/"
+        "ckpt-%012d.manifest written (continue with --resume)" % (u, d, u or 0))
+t.check(s.get("exit") == "signal" and t.checkpoint_sets(d)[-1:] == [u] and line in err.splitlines(),
+        "%s, SIGTERM: summary.json exit %s, a checkpoint at the stop %s (%s), one line says so: %r"
+        % (name, s.get("exit"), u, t.checkpoint_sets(d), err[-400:]))
+if u is not None:
+    M = u + 40
+    r, _ = t.run(CONF, long_ + ["training.max_updates=%d" % M], ranks=3)
+    t.run(CONF, long_ + ["training.max_updates=%d" % M], ranks=3, out=d, args=["--resume"])
+    s, sr = t.summary(d), t.summary(r)
+    t.check(s["params_sha256"] == sr["params_sha256"] and s["updates"] == M,
+            "%s: stopped by SIGTERM at %d, resumed to %d: params_sha256 %s == uninterrupted %s"
+            % (name, u, M, s["params_sha256"][:16], sr["params_sha256"][:16]))
+    t.check([x["update"] for x in t.metrics(d)] == [x["update"] for x in t.metrics(r)],
+            "%s, SIGTERM: metrics.jsonl has the uninterrupted run's rows: %s"
+            % (name, [x["update"] for x in t.metrics(d)]))
+    whole_run(s, name + ", stopped by SIGTERM and resumed", M)
 t.done()

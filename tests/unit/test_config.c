@@ -858,6 +858,7 @@ static void test_cross_key_rules(void **state)
         "threads can only drop (staleness_policy: drop)");
     load_ok("training:\n  mode: sync\ncheckpoint:\n  every_updates: 100\n", NULL, 0, &c);
     load_ok("training:\n  mode: local_sgd\ncheckpoint:\n  every_seconds: 60\n", NULL, 0, &c);
+    load_ok("training:\n  mode: sync\n  servers: 0\ncheckpoint:\n  every_updates: 100\n", NULL, 0, &c);
     load_ok("training:\n  mode: sync\n  backup_workers: 1\ncheckpoint:\n  every_updates: 100\n",
             NULL, 0, &c);
     load_ok("training:\n  mode: async\ncheckpoint:\n  every_seconds: 60\n", NULL, 0, &c);
