@@ -34,7 +34,9 @@ typedef enum { PD_OPT_SGD, PD_OPT_MOMENTUM, PD_OPT_NESTEROV, PD_OPT_ADAGRAD,
                PD_OPT_RMSPROP, PD_OPT_RMSPROP_NESTEROV, PD_OPT_ADADELTA,
                PD_OPT_ADAM, PD_OPT_ADAMW,
                /* batch methods (src/batch/): full-batch gradients, line search */
-               PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS, PD_OPT_CD, PD_OPT_COUNT } pd_optimizer_name;
+               PD_OPT_CG, PD_OPT_BFGS, PD_OPT_LBFGS, PD_OPT_CD,
+               /* vSGD: element-wise, but takes a curvature estimate beside g */
+               PD_OPT_VSGD, PD_OPT_COUNT } pd_optimizer_name;
 /* Nonlinear conjugate gradient's beta: Polak-Ribiere with the PR+ restart
  * (beta = max(0, beta_PR)), or Fletcher-Reeves. */
 typedef enum { PD_CG_PR_PLUS, PD_CG_FR } pd_cg_variant;

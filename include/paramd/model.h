@@ -76,6 +76,28 @@ void pd_model_init(const pd_model *m, float *theta, uint64_t seed);
 int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
                   const size_t *rows, size_t b, float *grad, double *loss);
 
+/* Curvature for vsgd (optim consumes it; the model computes it, on the
+ * gradient's own minibatch). pd_model_curv_init allocates the workspaces
+ * once (softmax, mlp and linreg only: PD_EINPUT naming the type for
+ * logreg and svm); then pd_model_grad_curv is pd_model_grad plus
+ *   sq[nparams]    the mean over the b rows of each row's own gradient
+ *                  squared (l2 term included): vsgd's per-example moment
+ *   curv[nparams]  the diagonal of the Gauss-Newton matrix of the mean
+ *                  loss:
+ *   curv_k = 1/b sum_i J_ik^T H_i J_ik   (+ l2 for weights)
+ * with J_ik = dz_i/dtheta_k (z the logits or the prediction of example i)
+ * and H_i = d2L/dz2 (softmax cross-entropy: diag(p) - p p^T; least
+ * squares: 1). Exact, not the bbprop approximation: for an mlp the
+ * Jacobian dz/da of every hidden layer is propagated (K columns), so the
+ * cost is about K extra backward passes through the hidden layers. For
+ * softmax regression and linreg it is the Hessian's diagonal; for a relu
+ * mlp too, almost everywhere (z is piecewise linear in each parameter).
+ * Every entry >= 0. Local, no allocation after init. */
+int pd_model_curv_init(pd_model *m);
+int pd_model_grad_curv(pd_model *m, const float *theta, const pd_dataset *ds,
+                       const size_t *rows, size_t b, float *grad, float *curv, float *sq,
+                       double *loss);
+
 /* Same for sparse models: g receives the touched coordinates (features of
  * the batch, bias last) with their gradient values. */
 /* Lazy l2: the sparse gradient adds l2 * w_j to touched coordinates only,

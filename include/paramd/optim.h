@@ -27,6 +27,33 @@
  *             v_hat = v/(1-b2^t); weight decay coupled (added to g)
  *   adamw     adam with decoupled weight decay (Loshchilov and Hutter):
  *             theta -= eta wd theta (old theta) besides the adam step
+ *   vsgd      Schaul, Zhang and LeCun 2012 ("No More Pesky Learning Rates",
+ *             vSGD-l with minibatches): per coordinate, from what came
+ *             with g (pd_optim_curv, computed by the worker on the same
+ *             minibatch of n examples, pd_model_grad_curv): h the
+ *             diagonal of the Gauss-Newton matrix and v the mean over the
+ *             examples of each one's gradient squared; running averages
+ *             with memory tau:
+ *               gb = (1 - 1/tau) gb + g/tau    vb = (1 - 1/tau) vb + v/tau
+ *               hb = (1 - 1/tau) hb + |h|/tau
+ *               e  = gb^2 / (max(hb, |h|) (vb/n + (n-1)/n gb^2))
+ *                    (0 where the denominator is 0)
+ *               tau = (1 - gb^2/vb) tau + 1
+ *               theta -= eta e g
+ *             vb estimates one example's E[g^2], so vb/n + (n-1)/n gb^2 is
+ *             the minibatch gradient's and e the paper's optimal rate for
+ *             it; tau grows while the examples disagree. eta is the step's
+ *             lr: 1 (optimizer.lr is refused for vsgd) times the staleness
+ *             scale. Two choices of paramd's, measured on Fashion-MNIST
+ *             (README): the curvature is the larger of the average and this
+ *             minibatch's (a stale, small hb took steps of hundreds after a
+ *             sudden rise of the curvature), and the slow start: a
+ *             coordinate's first PD_VSGD_N0 minibatches from its first
+ *             non-zero g or v are averaged without a step (tau = -count),
+ *             then vb is multiplied by C = max(2, D/10) (the paper's D/10,
+ *             D the model's parameter count: pd_optim_set_model_params) and
+ *             tau = PD_VSGD_N0. Clipping, noise and weight decay are refused
+ *             for vsgd (the model's l2 enters g, h and v exactly).
  * (eta = the step's lr, alpha = momentum, rho, delta = eps, b1/b2 = beta1/2.)
  *
  * Per coordinate, apply computes the gradient the rule sees in this order:
@@ -72,6 +99,17 @@ static inline bool pd_optim_is_batch(pd_optimizer_name n)
     return n == PD_OPT_CG || n == PD_OPT_BFGS || n == PD_OPT_LBFGS || n == PD_OPT_CD;
 }
 
+/* True for rules that take a diagonal curvature estimate beside each
+ * gradient (vsgd): workers compute it on the gradient's minibatch and send
+ * it along. Local. */
+static inline bool pd_optim_needs_curvature(pd_optimizer_name n)
+{
+    return n == PD_OPT_VSGD;
+}
+
+/* vsgd's slow start: minibatches averaged before a coordinate's first step. */
+#define PD_VSGD_N0 20
+
 /* Replace every NAN hyperparameter of oc by the rule's default
  * (documented in conf/reference.yaml). Local. */
 void pd_optim_defaults(pd_optim_config *oc);
@@ -82,6 +120,11 @@ void pd_optim_defaults(pd_optim_config *oc);
 int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t seed,
                     pd_optim **out);
 void pd_optim_destroy(pd_optim **o);
+/* The model's whole parameter count D (all servers' ranges), which vsgd's
+ * slow start reads (C = max(2, D/10)); create assumes hi - lo. Local. */
+void pd_optim_set_model_params(pd_optim *o, size_t n);
+/* vsgd's C for a model of D parameters: max(2, D/10). Local. */
+float pd_optim_vsgd_slow(size_t model_params);
 
 /* Learning rate of the schedule at update t (1-based, t >= 1), before
  * scale. With lr = optimizer.lr, k = t - 1 (updates already made) and
@@ -110,6 +153,19 @@ void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta,
 /* The same with the gradient of the range alone: g_range[i - lo]. */
 void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
                           const float *g_range, size_t lo, size_t hi);
+/* What vsgd takes beside a gradient of n examples (vsgd above): arrays
+ * laid out like the gradient they come with. */
+typedef struct pd_optim_curv {
+    const float *h;   /* diagonal curvature (Gauss-Newton) of the mean loss */
+    const float *v;   /* mean over the examples of each example's gradient squared */
+    double n;         /* examples behind the gradient (read as 1 if less) */
+} pd_optim_curv;
+
+/* pd_optim_apply with cv's arrays laid out like g (globally indexed); cv
+ * must not be NULL for rules that pd_optim_needs_curvature and is not read
+ * by the others. */
+void pd_optim_apply_curv(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
+                         const pd_optim_curv *cv, size_t lo, size_t hi);
 
 /* Sparse step: gradient values val[k] for coordinates idx[k] (global,
  * within the created range, distinct), k < nnz. Each touched coordinate gets
@@ -133,11 +189,18 @@ void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
  * index set is touched at every step. Local, no allocation. */
 void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
                            const uint32_t *idx, const float *val, size_t nnz);
+/* The same with cv's arrays parallel to val (vsgd: untouched coordinates
+ * keep their averages and memory). */
+void pd_optim_apply_sparse_curv(pd_optim *o, const pd_optim_step *st, float *theta,
+                                const uint32_t *idx, const float *val, const pd_optim_curv *cv,
+                                size_t nnz);
 
 /* A gradient as one step takes it: dense g[lo, hi) (globally indexed, as
  * for pd_optim_apply), or dense over [lo, hi) held from g_range[0] (a
  * buffer of the range alone: g_range[i - lo]), or, when idx is not NULL,
- * the sparse pairs idx[k], val[k], k < nnz (as for pd_optim_apply_sparse). */
+ * the sparse pairs idx[k], val[k], k < nnz (as for pd_optim_apply_sparse).
+ * curv: vsgd's arrays laid out like whichever of g, g_range or val is
+ * used (h[i], h[i - lo] or h[k]); NULL unless pd_optim_needs_curvature. */
 typedef struct pd_optim_grad {
     const float *g;
     const float *g_range;
@@ -145,6 +208,7 @@ typedef struct pd_optim_grad {
     const uint32_t *idx;
     const float *val;
     size_t nnz;
+    const pd_optim_curv *curv;
 } pd_optim_grad;
 
 /* One whole update t from one gradient: prepare (scale, the gradient's
@@ -192,7 +256,8 @@ void pd_optim_lookahead_gather(const pd_optim *o, const float *theta, const uint
  * format is a 32-byte header (magic "PDOS", version 1, rule, number of
  * vectors, lo, hi; every field little-endian on every host, paramd/le.h)
  * followed by the state vectors over [lo, hi) as float32: v (momentum, nesterov), r (adagrad, rmsprop), v, r
- * (rmsprop_nesterov), r, s (adadelta), m, v (adam, adamw); sgd has none.
+ * (rmsprop_nesterov), r, s (adadelta), m, v (adam, adamw), gb, vb, hb, tau
+ * (vsgd; tau 0 = a coordinate not yet stepped); sgd has none.
  * The noise needs no state (counter-based). Load refuses, with PD_EINPUT
  * and a message saying which, a buffer of another rule, range, version or
  * size (truncated), validating everything before copying, so a refused

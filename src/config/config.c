@@ -600,6 +600,19 @@ static int optimizer_rules(loader *ld)
     if (uses_eps && !(o->eps > 0))   /* it guards a division by sqrt(r) */
         return fail_key(ld, KEY("optimizer.eps"), "must be > 0 for %s, got %g",
                         pd_optimizer_name_str(o->name), o->eps);
+    if (o->name == PD_OPT_VSGD) {   /* per-parameter rates of its own */
+        pd_model_type t = ld->cfg->model.type;
+        if (t != PD_MODEL_SOFTMAX && t != PD_MODEL_MLP && t != PD_MODEL_LINREG)
+            return fail_key(ld, KEY("optimizer.name"), "vsgd needs a curvature estimate, which "
+                            "softmax, mlp and linreg models give (model.type is %s)",
+                            pd_model_type_name(t));
+        const char *lr_keys[] = {"optimizer.lr", "optimizer.schedule.type",
+                                 "optimizer.schedule.warmup"};
+        for (size_t i = 0; i < sizeof lr_keys / sizeof lr_keys[0]; i++)
+            if (is_set(ld, key_index(lr_keys[i])))
+                return fail_key(ld, key_index(lr_keys[i]), "vsgd has no learning "
+                                "rate to set or schedule (it adapts one per parameter)");
+    }
     if (o->schedule.type == PD_SCHED_COSINE && o->schedule.min_lr > o->lr)
         return fail_key(ld, KEY("optimizer.schedule.min_lr"), "must be <= optimizer.lr "
                         "(%g) for the cosine schedule, got %g", o->lr, o->schedule.min_lr);

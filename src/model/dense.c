@@ -131,7 +131,7 @@ void pd_model_dense_forward(pd_model *m, const float *theta, const pd_dataset *d
 }
 
 int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
-                        const size_t *rows, size_t b, float *grad, double *loss)
+                        const size_t *rows, size_t b, float *grad, float *sq, double *loss)
 {
     pd_model_dense_forward(m, theta, ds, rows, b);
     size_t L = m->nlayers;
@@ -144,6 +144,14 @@ int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
         const pd_tensor_info *tw = &m->t[2 * l], *tb = &m->t[2 * l + 1];
         pd_model_affine_bwd(dz, in, theta + tw->offset, b, m->width[l], m->width[l + 1],
                             grad + tw->offset, grad + tb->offset, l ? da : NULL);
+        if (sq) {
+            /* row i's gradient is b dz[i] in[i]^T: its square's mean over
+             * the rows is b sum_i dz[i]^2 (in[i]^2)^T */
+            size_t nz = b * m->width[l + 1];
+            for (size_t k = 0; k < nz; k++)
+                m->U[k] = dz[k] * dz[k];
+            pd_model_curv_layer(m, l, b, m->U, (float)b, sq);
+        }
         if (l) {
             pd_model_act_bwd(m->act, m->A[l - 1], da, b * m->width[l]);
             float *t = dz;
@@ -152,6 +160,18 @@ int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
         }
     }
     double reg = m->l2 > 0.0 ? pd_model_l2_dense(m, theta, grad) : 0.0;
+    if (sq && m->l2 > 0.0) {
+        /* every row's gradient gains r = l2 w: mean (a_i + r)^2 =
+         * mean a_i^2 + 2 r (g - r) + r^2, g the mean with r */
+        float l2 = (float)m->l2;
+        for (size_t l = 0; l < L; l++) {
+            const pd_tensor_info *t = &m->t[2 * l];
+            for (size_t k = t->offset; k < t->offset + t->rows * t->cols; k++) {
+                float r = l2 * theta[k];
+                sq[k] += r * (2.0f * grad[k] - r);
+            }
+        }
+    }
     *loss = s.loss / (double)b + reg;
     return PD_OK;
 }

@@ -220,6 +220,7 @@ void pd_model_destroy(pd_model **pm)
     pd_model *m = *pm;
     free(m->rows);
     free(m->mark);
+    free(m->cws);
     free(m->ws);
     free(m);
     *pm = NULL;
@@ -297,6 +298,11 @@ static int check_data(const pd_model *m, const pd_dataset *ds)
     return PD_OK;
 }
 
+int pd_model_check_data(const pd_model *m, const pd_dataset *ds)
+{
+    return check_data(m, ds);
+}
+
 int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
                   const size_t *rows, size_t b, float *grad, double *loss)
 {
@@ -305,7 +311,7 @@ int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
     if (on_linear_path(m))
         PD_TRY(pd_model_linear_grad(m, theta, ds, rows, b, grad, loss));
     else
-        PD_TRY(pd_model_dense_grad(m, theta, ds, rows, b, grad, loss));
+        PD_TRY(pd_model_dense_grad(m, theta, ds, rows, b, grad, NULL, loss));
     return PD_OK;
 }
 

@@ -38,6 +38,15 @@ struct pd_model {
     float *delta[2];             /* [max_batch][max width[1..]] ping-pong dL/dz, dL/da */
     size_t *rows;                /* [max_batch] eval chunk row indices */
     uint32_t *mark;              /* [D] linear path: slot + 1 of a touched feature, else 0 */
+
+    /* Curvature workspaces (curv.c), one allocation made by
+     * pd_model_curv_init, NULL until then. */
+    float *cws;
+    float *P;                    /* [max_batch][K] softmax probabilities */
+    float *U;                    /* [max_batch][max width] d2L/da2 (Gauss-Newton) per example */
+    float *SQ;                   /* [max_batch][max width[0..L-1]] squared layer inputs */
+    float *FP;                   /* [max_batch][max hidden] f'(a) */
+    float *J[2];                 /* [max_batch][K][max hidden] dz/da, ping-pong (mlp) */
 };
 
 /* Sums a loss head accumulates over a batch (or an eval chunk). */
@@ -70,13 +79,23 @@ void pd_model_gather(const pd_dataset *ds, const size_t *rows, size_t b, size_t 
 int pd_model_head(const pd_model *m, const float *z, const pd_dataset *ds,
                   const size_t *rows, size_t b, float *dz, float scale, head_sums *s);
 
+/* ds fits the model (features); PD_EINPUT saying how not. */
+int pd_model_check_data(const pd_model *m, const pd_dataset *ds);
+
 /* ---- paths ---- */
 
 /* Dense path (dense.c): forward only (fills A[]), or forward + backward. */
 void pd_model_dense_forward(pd_model *m, const float *theta, const pd_dataset *ds,
                             const size_t *rows, size_t b);
+/* With sq not NULL (curvature workspaces allocated) also the mean over the
+ * rows of each row's gradient squared, sq[nparams] (vsgd's v). */
 int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
-                        const size_t *rows, size_t b, float *grad, double *loss);
+                        const size_t *rows, size_t b, float *grad, float *sq, double *loss);
+/* Layer l's weights and bias of out from per-row values U[b][width[l+1]]:
+ * W_l[j][k] = alpha sum_i U[i][j] in[i][k]^2, b_l[j] = alpha sum_i U[i][j],
+ * in the layer's input (X or A[l-1]); uses SQ (curv.c). */
+void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float alpha,
+                         float *out);
 
 /* Linear path (sparse.c): z = w.x + b into A[0]; dense and sparse gradients. */
 void pd_model_linear_forward(pd_model *m, const float *theta, const pd_dataset *ds,

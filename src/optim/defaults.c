@@ -28,6 +28,7 @@ const char *const pd_optimizer_names[PD_OPT_COUNT + 1] = {
     [PD_OPT_BFGS] = "bfgs",
     [PD_OPT_LBFGS] = "lbfgs",
     [PD_OPT_CD] = "cd",
+    [PD_OPT_VSGD] = "vsgd",
     [PD_OPT_COUNT] = NULL,
 };
 
@@ -51,6 +52,8 @@ static const rule_defaults defaults[PD_OPT_COUNT] = {
     [PD_OPT_BFGS]             = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
     [PD_OPT_LBFGS]            = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
     [PD_OPT_CD]               = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},   /* lr unused */
+    /* vsgd sets its own rates; lr 1 is the factor staleness scaling multiplies */
+    [PD_OPT_VSGD]             = {1.0,  0.0,  0.0,  0.0,   0.0,  0.0},
 };
 
 void pd_optim_defaults(pd_optim_config *oc)

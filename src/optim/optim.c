@@ -19,7 +19,7 @@ enum { CHUNK = 256 };
 
 /* Each rule's state vectors, in the order they sit in the state allocation
  * and in a saved state (names: pd_optimizer_names). */
-static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s, m */
+static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s, m, g, q, h, t */
     [PD_OPT_SGD]              = "",
     [PD_OPT_MOMENTUM]         = "v",
     [PD_OPT_NESTEROV]         = "v",
@@ -33,15 +33,18 @@ static const char *const rule_vecs[PD_OPT_COUNT] = {   /* letters among v, r, s,
     [PD_OPT_BFGS]             = "",
     [PD_OPT_LBFGS]            = "",
     [PD_OPT_CD]               = "",
+    [PD_OPT_VSGD]             = "gqht",   /* gb, vb, hb, tau */
 };
 
 struct pd_optim {
     pd_optim_config oc;
     size_t lo, hi;        /* global coordinates held: state index = i - lo */
+    size_t model_params;  /* vsgd's D (pd_optim_set_model_params) */
     uint64_t noise_key;   /* (seed, PD_STREAM_NOISE) hashed once */
     size_t nvec;
     float *state;         /* nvec * (hi - lo) floats, zeroed at create */
     float *v, *r, *s, *m; /* into state, NULL when the rule has none */
+    float *gb, *vb, *hb, *tau;   /* vsgd */
 };
 
 /* Saved state: this header, then the state vectors in rule_vecs order,
@@ -61,6 +64,7 @@ typedef struct consts {
     float gscale, clip, sigma, wd;   /* preprocessing; wd = 0 when decoupled */
     float lr, alpha, rho, one_rho, eps;
     float b1, one_b1, b2, one_b2, lr_bc1, bc2, lr_wd;
+    float inv_n, slow;               /* vsgd: 1 / examples behind the gradient; C */
     uint64_t key;                    /* noise key of (seed, t) */
     int pre;                         /* some preprocessing is on */
 } consts;
@@ -95,6 +99,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     o->oc = *oc;
     o->lo = lo;
     o->hi = hi;
+    o->model_params = hi - lo;
     o->noise_key = pd_hash64(pd_hash64(seed) ^ pd_hash64(PD_STREAM_NOISE));
     o->nvec = strlen(rule_vecs[oc->name]);
     size_t n = hi - lo;
@@ -116,6 +121,10 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
         case 'r': o->r = p; break;
         case 's': o->s = p; break;
         case 'm': o->m = p; break;
+        case 'g': o->gb = p; break;
+        case 'q': o->vb = p; break;
+        case 'h': o->hb = p; break;
+        case 't': o->tau = p; break;
         }
     }
     *out = o;
@@ -124,6 +133,17 @@ err:
     free(o->state);
     free(o);
     return err;
+}
+
+void pd_optim_set_model_params(pd_optim *o, size_t n)
+{
+    o->model_params = n;
+}
+
+float pd_optim_vsgd_slow(size_t model_params)
+{
+    float c = (float)model_params / 10.0f;
+    return c > 2.0f ? c : 2.0f;
 }
 
 void pd_optim_destroy(pd_optim **o)
@@ -160,6 +180,7 @@ static consts make_consts(const pd_optim *o, const pd_optim_step *st)
     const pd_optim_config *oc = &o->oc;
     bool decoupled = oc->name == PD_OPT_ADAMW;
     consts c = {
+        .slow = pd_optim_vsgd_slow(o->model_params),
         .gscale = st->gscale,
         .clip = oc->clip_value > 0 ? (float)oc->clip_value : 0.0f,
         .sigma = st->noise_sigma,
@@ -284,10 +305,49 @@ static inline void el_adam(float *th, float *m, float *v, float g, const consts 
     *th = t0 - c->lr_wd * t0 - c->lr_bc1 * nm / (sqrtf(nv * c->bc2) + c->eps);
 }
 
-/* The rule over n contiguous coordinates: th and g start at the chunk,
- * off is the chunk's state index (global coordinate - o->lo). */
+/* vSGD (optim.h). tau < 0 during a coordinate's slow start (-tau minibatches
+ * averaged, no step), 0 before its first signal. The ratios are 0 where
+ * their denominators are (a coordinate whose gradient and curvature have
+ * been exactly 0), so such a coordinate stays put instead of turning NaN. */
+static inline void el_vsgd(float *th, float *gb, float *vb, float *hb, float *tau, float g,
+                           float h, float v, const consts *c)
+{
+    float t = *tau, ah = fabsf(h);
+    if (t <= 0.0f) {
+        if (t == 0.0f && g == 0.0f && v == 0.0f)
+            return;   /* nothing seen yet: the slow start waits for a signal */
+        float k = 1.0f - t, a = 1.0f / k, b = 1.0f - a;
+        *gb = b * *gb + a * g;
+        *vb = b * *vb + a * v;
+        *hb = b * *hb + a * ah;
+        *tau = -k;
+        if (k >= (float)PD_VSGD_N0) {   /* the slow start ends: vb overestimated */
+            *vb *= c->slow;
+            *tau = k;
+        }
+        return;
+    }
+    float a = 1.0f / t, b = 1.0f - a;
+    float ngb = b * *gb + a * g, nvb = b * *vb + a * v, nhb = b * *hb + a * ah;
+    /* the larger of the averaged and this minibatch's curvature (optim.h) */
+    float hm = ah > nhb ? ah : nhb;
+    /* E[g_mb^2] of a minibatch of n examples: vb / n + (n - 1) / n gb^2 */
+    float g2 = ngb * ngb, den = hm * (c->inv_n * nvb + (1.0f - c->inv_n) * g2);
+    float e = den > 0.0f ? g2 / den : 0.0f;
+    float r = nvb > 0.0f ? g2 / nvb : 0.0f;
+    *gb = ngb;
+    *vb = nvb;
+    *hb = nhb;
+    *tau = (1.0f - r) * t + 1.0f;
+    *th -= c->lr * e * g;
+}
+
+/* The rule over n contiguous coordinates: th and g (and h, vsgd's
+ * curvature, else NULL) start at the chunk, off is the chunk's state index
+ * (global coordinate - o->lo). */
 static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th,
-                      const float *restrict g, size_t off)
+                      const float *restrict g, const float *restrict h,
+                      const float *restrict v2, size_t off)
 {
     const consts c = *k;
     switch (o->oc.name) {
@@ -334,6 +394,13 @@ static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th
             el_adam(&th[j], &m[j], &v[j], g[j], &c);
         break;
     }
+    case PD_OPT_VSGD: {
+        float *restrict gb = o->gb + off, *restrict vb = o->vb + off;
+        float *restrict hb = o->hb + off, *restrict tau = o->tau + off;
+        for (size_t j = 0; j < n; j++)
+            el_vsgd(&th[j], &gb[j], &vb[j], &hb[j], &tau[j], g[j], h[j], v2[j], &c);
+        break;
+    }
     case PD_OPT_CG:   /* refused by pd_optim_create */
     case PD_OPT_BFGS:
     case PD_OPT_LBFGS:
@@ -345,7 +412,8 @@ static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th
 
 /* The rule at coordinates idx[0, n) (global); theta is indexed globally. */
 static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict theta,
-                       const uint32_t *restrict idx, const float *restrict g)
+                       const uint32_t *restrict idx, const float *restrict g,
+                       const float *restrict h, const float *restrict v2)
 {
     const consts c = *k;
     const size_t lo = o->lo;
@@ -383,6 +451,13 @@ static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict t
         for (size_t j = 0; j < n; j++)
             el_adam(&theta[idx[j]], &m[idx[j] - lo], &v[idx[j] - lo], g[j], &c);
         break;
+    case PD_OPT_VSGD:
+        for (size_t j = 0; j < n; j++) {
+            size_t i = idx[j] - lo;
+            el_vsgd(&theta[idx[j]], &o->gb[i], &o->vb[i], &o->hb[i], &o->tau[i], g[j], h[j],
+                    v2[j], &c);
+        }
+        break;
     case PD_OPT_CG:   /* refused by pd_optim_create */
     case PD_OPT_BFGS:
     case PD_OPT_LBFGS:
@@ -392,17 +467,20 @@ static void run_sparse(pd_optim *o, const consts *k, size_t n, float *restrict t
     }
 }
 
-void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
-                    size_t lo, size_t hi)
-{
-    pd_optim_apply_range(o, st, theta, g + lo, lo, hi);
+/* 1 / the examples behind a gradient, for vsgd (at least one). */
+static float inv_examples(const pd_optim_curv *cv)
+{    return cv && cv->n > 1 ? (float)(1.0 / cv->n) : 1.0f;
 }
 
-void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
-                          const float *g_range, size_t lo, size_t hi)
+/* Dense step over [lo, hi) with g of the range alone and, for vsgd, cv's
+ * arrays of the range alone (cv->h[i - lo]). */
+static void apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
+                        const float *g_range, const pd_optim_curv *cv, size_t lo, size_t hi)
 {
     assert(lo <= hi && lo >= o->lo && hi <= o->hi);
-    const consts c = make_consts(o, st);
+    assert(cv || !pd_optim_needs_curvature(o->oc.name));
+    consts c = make_consts(o, st);
+    c.inv_n = inv_examples(cv);
     float buf[CHUNK];
     for (size_t i = lo; i < hi; i += CHUNK) {
         size_t n = hi - i < CHUNK ? hi - i : CHUNK;
@@ -411,18 +489,43 @@ void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
             preprocess(&c, n, buf, gi, theta, NULL, i);
             gi = buf;
         }
-        run_dense(o, &c, n, theta + i, gi, i - o->lo);
+        run_dense(o, &c, n, theta + i, gi, cv ? cv->h + (i - lo) : NULL,
+                  cv ? cv->v + (i - lo) : NULL, i - o->lo);
     }
 }
 
-void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
-                           const uint32_t *idx, const float *val, size_t nnz)
+void pd_optim_apply(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
+                    size_t lo, size_t hi)
+{
+    apply_range(o, st, theta, g + lo, NULL, lo, hi);
+}
+
+void pd_optim_apply_curv(pd_optim *o, const pd_optim_step *st, float *theta, const float *g,
+                         const pd_optim_curv *cv, size_t lo, size_t hi)
+{
+    pd_optim_curv r;
+    if (cv)
+        r = (pd_optim_curv){.h = cv->h + lo, .v = cv->v + lo, .n = cv->n};
+    apply_range(o, st, theta, g + lo, cv ? &r : NULL, lo, hi);
+}
+
+void pd_optim_apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
+                          const float *g_range, size_t lo, size_t hi)
+{
+    apply_range(o, st, theta, g_range, NULL, lo, hi);
+}
+
+void pd_optim_apply_sparse_curv(pd_optim *o, const pd_optim_step *st, float *theta,
+                                const uint32_t *idx, const float *val, const pd_optim_curv *cv,
+                                size_t nnz)
 {
 #ifndef NDEBUG
     for (size_t k = 0; k < nnz; k++)
         assert(idx[k] >= o->lo && idx[k] < o->hi);
 #endif
-    const consts c = make_consts(o, st);
+    assert(cv || !pd_optim_needs_curvature(o->oc.name));
+    consts c = make_consts(o, st);
+    c.inv_n = inv_examples(cv);
     float buf[CHUNK];
     for (size_t k = 0; k < nnz; k += CHUNK) {
         size_t n = nnz - k < CHUNK ? nnz - k : CHUNK;
@@ -431,8 +534,14 @@ void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
             preprocess(&c, n, buf, gk, theta, idx + k, 0);
             gk = buf;
         }
-        run_sparse(o, &c, n, theta, idx + k, gk);
+        run_sparse(o, &c, n, theta, idx + k, gk, cv ? cv->h + k : NULL, cv ? cv->v + k : NULL);
     }
+}
+
+void pd_optim_apply_sparse(pd_optim *o, const pd_optim_step *st, float *theta,
+                           const uint32_t *idx, const float *val, size_t nnz)
+{
+    pd_optim_apply_sparse_curv(o, st, theta, idx, val, NULL, nnz);
 }
 
 bool pd_optim_has_lookahead(const pd_optim *o)
@@ -445,11 +554,11 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
 {
     pd_optim_step st = pd_optim_prepare(o, t, scale, grad_norm);
     if (g->idx)
-        pd_optim_apply_sparse(o, &st, theta, g->idx, g->val, g->nnz);
+        pd_optim_apply_sparse_curv(o, &st, theta, g->idx, g->val, g->curv, g->nnz);
     else if (g->g_range)
-        pd_optim_apply_range(o, &st, theta, g->g_range, g->lo, g->hi);
+        apply_range(o, &st, theta, g->g_range, g->curv, g->lo, g->hi);
     else
-        pd_optim_apply(o, &st, theta, g->g, g->lo, g->hi);
+        pd_optim_apply_curv(o, &st, theta, g->g, g->curv, g->lo, g->hi);
 }
 
 /* One coordinate's correction: the same expression for every layout, so
@@ -467,7 +576,7 @@ void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, c
         pd_optim_lookahead_gather(o, theta, g->idx, g->nnz, out);   /* now, packed */
         for (size_t k = 0; k < g->nnz; k++)
             out[k] = dc1(l, g->val[k], out[k], stale[g->idx[k] - stale_lo]);
-        *dc = (pd_optim_grad){.idx = g->idx, .val = out, .nnz = g->nnz};
+        *dc = (pd_optim_grad){.idx = g->idx, .val = out, .nnz = g->nnz, .curv = g->curv};
         return;
     }
     const float *s = stale + (g->lo - stale_lo);   /* s[j]: coordinate lo + j */
@@ -476,13 +585,13 @@ void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, c
         pd_optim_lookahead_range(o, theta, out, g->lo, g->hi);   /* now, out[j] */
         for (size_t j = 0; j < n; j++)
             out[j] = dc1(l, g->g_range[j], out[j], s[j]);
-        *dc = (pd_optim_grad){.g_range = out, .lo = g->lo, .hi = g->hi};
+        *dc = (pd_optim_grad){.g_range = out, .lo = g->lo, .hi = g->hi, .curv = g->curv};
         return;
     }
     pd_optim_lookahead(o, theta, out, g->lo, g->hi);   /* now, out[lo + j] */
     for (size_t j = 0; j < n; j++)
         out[g->lo + j] = dc1(l, g->g[g->lo + j], out[g->lo + j], s[j]);
-    *dc = (pd_optim_grad){.g = out, .lo = g->lo, .hi = g->hi};
+    *dc = (pd_optim_grad){.g = out, .lo = g->lo, .hi = g->hi, .curv = g->curv};
 }
 
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,

@@ -132,8 +132,19 @@ fail:
     return err;
 }
 
+int pd_learner_use_curv(pd_learner *l, const pd_config *cfg)
+{
+    if (!pd_optim_needs_curvature(cfg->optimizer.name) || l->curv)
+        return PD_OK;
+    PD_TRY(pd_model_curv_init(l->model));
+    l->curv = pd_calloc(2 * l->nparams, sizeof *l->curv);
+    return l->curv ? PD_OK : PD_ENOMEM;
+}
+
 void pd_learner_free(pd_learner *l)
 {
+    free(l->curv);
+    l->curv = NULL;
     pd_iter_destroy(&l->iter);
     if (l->sparse)
         pd_sparse_grad_free(&l->sgrad);
@@ -164,9 +175,14 @@ int pd_learner_grad(pd_learner *l, const float *point, bool *finite)
                                     &l->sgrad, &l->loss));
         *finite = isfinite(l->loss) && all_finite(l->sgrad.val, l->sgrad.nnz);
     } else {
-        PD_TRY(pd_model_grad(l->model, point, l->train, l->rows, l->batch, l->grad,
-                             &l->loss));
-        *finite = isfinite(l->loss) && all_finite(l->grad, l->nparams);
+        if (l->curv)
+            PD_TRY(pd_model_grad_curv(l->model, point, l->train, l->rows, l->batch, l->grad,
+                                      l->curv, l->curv + l->nparams, &l->loss));
+        else
+            PD_TRY(pd_model_grad(l->model, point, l->train, l->rows, l->batch, l->grad,
+                                 &l->loss));
+        *finite = isfinite(l->loss) && all_finite(l->grad, l->nparams) &&
+                  (!l->curv || all_finite(l->curv, 2 * l->nparams));
     }
     l->examples += (int64_t)l->batch;
     return PD_OK;
@@ -188,7 +204,9 @@ double pd_learner_grad_norm(const pd_learner *l, const pd_optim_config *oc)
 void pd_learner_apply(const pd_learner *l, pd_optim *opt, const pd_optim_config *oc,
                       float *theta, int64_t t, double scale)
 {
-    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams};
+    pd_optim_curv cv = {.h = l->curv, .v = l->curv ? l->curv + l->nparams : NULL,
+                        .n = (double)l->batch};
+    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams, .curv = l->curv ? &cv : NULL};
     if (l->sparse)
         g = (pd_optim_grad){.idx = l->sgrad.idx, .val = l->sgrad.val, .nnz = l->sgrad.nnz};
     pd_optim_take_step(opt, t, scale, pd_learner_grad_norm(l, oc), theta, &g);

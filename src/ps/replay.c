@@ -80,8 +80,10 @@ static int setup(replay *r, const char *run_dir, const char *out_dir, const pd_r
     r->drawn = pd_calloc((size_t)r->workers, sizeof *r->drawn);
     if (!r->l || !r->drawn)
         return PD_ENOMEM;
-    for (int w = 0; w < r->workers; w++)
+    for (int w = 0; w < r->workers; w++) {
         PD_TRY(pd_learner_init(&r->l[w], &r->cfg, w, r->workers));
+        PD_TRY(pd_learner_use_curv(&r->l[w], &r->cfg));
+    }
     r->n = r->l[0].nparams;
     r->K = ring_size(r->recs, r->nrec);
     r->theta = pd_malloc(r->n * sizeof *r->theta);

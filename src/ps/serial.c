@@ -254,6 +254,7 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
     char *rows = NULL;
     size_t nrows = 0;
     PD_TRY_GOTO(err, pd_learner_init(&s.learner, cfg, 0, 1), out);
+    PD_TRY_GOTO(err, pd_learner_use_curv(&s.learner, cfg), out);
     size_t n = s.learner.nparams;
     s.theta = pd_malloc(n * sizeof *s.theta);
     if (!s.theta) {

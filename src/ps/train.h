@@ -28,6 +28,8 @@ typedef struct pd_learner {
     pd_model *model;
     size_t nparams;
     float *grad;             /* [nparams] dense gradient */
+    float *curv;             /* [2][nparams] vsgd's curvature h, then per-example second
+                                moment v, beside the gradient; or NULL */
     pd_sparse_grad sgrad;    /* sparse models */
     bool sparse;
     /* last minibatch */
@@ -39,6 +41,10 @@ typedef struct pd_learner {
 
 /* Load shard `shard` of `nshards` and build the model. Local. */
 int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards);
+/* Make the learner compute a curvature estimate beside every gradient
+ * (l->curv; pd_model_grad_curv) when cfg's optimizer takes one; nothing
+ * otherwise. Idempotent, so a carried learner can be asked again. Local. */
+int pd_learner_use_curv(pd_learner *l, const pd_config *cfg);
 void pd_learner_free(pd_learner *l);
 /* Draw the next minibatch into l->rows / l->batch; false when the epoch
  * has ended (no batch; the next call starts the following epoch). */

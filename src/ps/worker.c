@@ -448,6 +448,7 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     } else {
         PD_TRY(pd_learner_init(&wk->l, cfg, world->index, world->workers));
     }
+    PD_TRY(pd_learner_use_curv(&wk->l, cfg));
     wk->n = wk->l.nparams;
     const pd_mode_props *m = pd_mode_props_of(cfg->training.mode);
     bool local = m->local_steps;

@@ -576,7 +576,7 @@ static void test_bad_enum(void **state)
         "async, hogwild, local_sgd, easgd; got \"foo\"");
     ERR("optimizer:\n  name: Adam\n", NAME ":2:9: optimizer.name: must be one of: sgd, "
         "momentum, nesterov, adagrad, rmsprop, rmsprop_nesterov, adadelta, adam, adamw, cg, "
-        "bfgs, lbfgs, cd; got \"Adam\"");
+        "bfgs, lbfgs, cd, vsgd; got \"Adam\"");
     ERR("optimizer:\n  schedule:\n    type: linear\n", NAME ":3:11: optimizer.schedule.type: "
         "must be one of: constant, step, exponential, inverse_time, cosine; got \"linear\"");
 }
@@ -753,7 +753,7 @@ static void test_enums_and_lists(void **state)
     }
     const char *opts[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                           "rmsprop_nesterov", "adadelta", "adam", "adamw", "cg", "bfgs",
-                          "lbfgs", "cd"};
+                          "lbfgs", "cd", "vsgd"};
     /* lr, momentum, rho, eps, beta1, beta2 of each rule. From the papers:
      * momentum 0.9 (Sutskever et al. 2013), RMSprop rho 0.9 (Hinton's
      * lecture 6e), AdaDelta rho 0.95 and eps 1e-6 with lr 1 (Zeiler 2012),
@@ -772,6 +772,8 @@ static void test_enums_and_lists(void **state)
         /* cg, bfgs, lbfgs: lr is the first trial step (Nocedal & Wright's 1) */
         {1.0, 0, 0, 0, 0, 0},             {1.0, 0, 0, 0, 0, 0},
         {1.0, 0, 0, 0, 0, 0},             {1.0, 0, 0, 0, 0, 0},
+        /* vsgd: no learning rate; 1 is what staleness scaling multiplies */
+        {1.0, 0, 0, 0, 0, 0},
     };
     for (int o = 0; o < PD_OPT_COUNT; o++) {
         char set[64];
@@ -908,6 +910,18 @@ static void test_cross_key_rules(void **state)
     assert_int_equal(c.checkpoint.every_updates, 5);
     ERR("optimizer:\n  name: cd\n", NAME ":2:9: optimizer.name: cd minimizes least squares: "
         "it needs model.type linreg (model.type is softmax)");
+    /* vsgd: no learning rate, and a model that gives a curvature estimate */
+    ERR("optimizer:\n  name: vsgd\n  lr: 0.1\n", NAME ":3:7: optimizer.lr: vsgd has no "
+        "learning rate to set or schedule (it adapts one per parameter)");
+    ERR("optimizer:\n  name: vsgd\n  schedule:\n    type: cosine\n", NAME ":4:11: "
+        "optimizer.schedule.type: vsgd has no learning rate to set or schedule (it adapts one "
+        "per parameter)");
+    ERR("model:\n  type: svm\noptimizer:\n  name: vsgd\n", NAME ":4:9: optimizer.name: vsgd "
+        "needs a curvature estimate, which softmax, mlp and linreg models give (model.type is "
+        "svm)");
+    load_ok("training:\n  mode: async\noptimizer:\n  name: vsgd\n", NULL, 0, &c);
+    assert_int_equal(c.optimizer.name, PD_OPT_VSGD);
+    assert_true(c.optimizer.lr == 1.0);
     load_ok("model:\n  type: linreg\noptimizer:\n  name: cd\n", NULL, 0, &c);
     assert_int_equal(c.optimizer.block_size, 1);
     assert_int_equal(c.optimizer.block_order, PD_BLOCKS_CYCLIC);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "paramd/error.h"
+#include "paramd/le.h"
 #include "paramd/optim.h"
 #include "paramd/rng.h"
 
@@ -697,7 +698,7 @@ static void test_create_errors(void **state)
     oc = cfg_of(PD_OPT_RMSPROP);
     oc.name = PD_OPT_COUNT;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
-    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 13");
+    assert_string_equal(pd_err_msg(), "optimizer.name: unknown rule 14");
     /* The batch methods have no element-wise rule: src/batch/ runs them. */
     oc.name = PD_OPT_LBFGS;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
@@ -1319,6 +1320,111 @@ static void test_take_step(void **state)
     pd_optim_destroy(&o);
 }
 
+/* vsgd by hand (exact fractions of optim.h's formulas), lr 1, D = 20
+ * model parameters (C = max(2, 20/10) = 2), three coordinates:
+ *  0: PD_VSGD_N0 = 20 slow-start minibatches of g = 1/2, v = 1/2, h = 2
+ *     leave theta at 1 and end with gb 1/2, vb = C 1/2 = 1, hb 2, tau 20;
+ *     then, minibatches of n = 4:
+ *     g 1/4, v 1/8, h -1 (|h| is used): gb 39/80, vb 153/160, hb 39/20
+ *       (max(hb, |h|) = hb), e = 1040/3561, tau 545/34, theta 3301/3561
+ *     g -1/2, v 1, h 8: gb 18569/43600, vb 83623/87200, hb 25369/10900,
+ *       max(hb, |h|) = 8 (this minibatch's curvature bounds the step),
+ *       e = 344807761/5714809366, tau 1591900919/113727280,
+ *       theta 38957031871253/40700872304652
+ *  1: g = v = h = 0 throughout (a pixel always 0): never starts, stays put
+ *     (no NaN), state all 0;
+ *  2: g 1/8, v 1/64, h 1 in the dense optimizer; the sparse one never
+ *     touches it.
+ * Sparse steps on {0, 1} give the same bits on those; a state saved after
+ * step 21 and loaded continues to the same bits. */
+static void test_vsgd_by_hand(void **state)
+{
+    (void)state;
+    pd_optim_config oc = cfg_of(PD_OPT_VSGD);
+    assert_true(pd_optim_needs_curvature(PD_OPT_VSGD));
+    assert_false(pd_optim_needs_curvature(PD_OPT_ADAM));
+    assert_true(oc.lr == 1.0);
+    assert_true(pd_optim_vsgd_slow(20) == 2.0f && pd_optim_vsgd_slow(7850) == 785.0f);
+    pd_optim *a = make(&oc, 0, 3, 1), *b = make(&oc, 0, 3, 1), *c = NULL;
+    pd_optim_set_model_params(a, 20);
+    pd_optim_set_model_params(b, 20);
+    float ta[3] = {1, 1, 1}, tb[3] = {1, 1, 1}, tc[3];
+    const int T = PD_VSGD_N0 + 2;
+    for (int t = 1; t <= T; t++) {
+        float g[3] = {0.5f, 0, 0.125f}, v[3] = {0.5f, 0, 0.015625f}, h[3] = {2, 0, 1};
+        double n = 4;
+        if (t == T - 1) {
+            g[0] = 0.25f, v[0] = 0.125f, h[0] = -1;
+        } else if (t == T) {
+            g[0] = -0.5f, v[0] = 1, h[0] = 8;
+        }
+        pd_optim_curv cv = {.h = h, .v = v, .n = n};
+        pd_optim_take_step(a, t, 1.0, 0, ta, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3, .curv = &cv});
+        const uint32_t idx[2] = {0, 1};
+        pd_optim_take_step(b, t, 1.0, 0, tb,
+                           &(pd_optim_grad){.idx = idx, .val = g, .nnz = 2, .curv = &cv});
+        if (t < T - 1)
+            assert_true(ta[0] == 1.0f);   /* slow start: no step */
+        if (t == T - 1)
+            check_close(ta[0], 3301.0 / 3561, 1e-6, 0, "vsgd theta after the slow start");
+        if (t == T)
+            check_close(ta[0], 38957031871253.0 / 40700872304652.0, 1e-6, 0, "vsgd theta");
+        assert_true(ta[1] == 1.0f);
+        assert_true(tb[0] == ta[0] && tb[1] == ta[1] && tb[2] == 1.0f);
+        if (t == T - 1) {   /* c continues from a's state */
+            size_t sz;
+            unsigned char *buf = saved(a, &sz);
+            c = make(&oc, 0, 3, 1);
+            pd_optim_set_model_params(c, 20);
+            assert_int_equal(pd_optim_load(c, buf, sz), PD_OK);
+            free(buf);
+            memcpy(tc, ta, sizeof tc);
+        }
+        if (t == T)
+            pd_optim_take_step(c, t, 1.0, 0, tc,
+                               &(pd_optim_grad){.g = g, .lo = 0, .hi = 3, .curv = &cv});
+    }
+    check_bits(ta, tc, 3, "vsgd after load");
+    /* The state: gb, vb, hb, tau, each over the 3 coordinates. */
+    size_t sz;
+    unsigned char *buf = saved(a, &sz);
+    assert_int_equal(sz, 32 + 4 * 3 * 4);
+    float st[12];
+    pd_le_get_floats(st, buf + 32, 12);
+    free(buf);
+    const double want0[4] = {18569.0 / 43600, 83623.0 / 87200, 25369.0 / 10900,
+                             1591900919.0 / 113727280};
+    for (int k = 0; k < 4; k++) {
+        check_close(st[3 * k], want0[k], 1e-6, 0, "vsgd state vector %d, coordinate 0", k);
+        check_close(st[3 * k + 1], 0, 0, 0, "vsgd state vector %d, coordinate 1", k);
+    }
+    pd_optim_destroy(&a);
+    pd_optim_destroy(&b);
+    pd_optim_destroy(&c);
+}
+
+/* vsgd's step is scaled by the step's lr (1 times the staleness scale):
+ * after the same slow start as above, g 1/4, v 1/8, h -1, n 4 with scale
+ * 1/2 moves theta half as far: 1 - 1/2 1040/3561 1/4. */
+static void test_vsgd_scale(void **state)
+{
+    (void)state;
+    pd_optim_config oc = cfg_of(PD_OPT_VSGD);
+    pd_optim *o = make(&oc, 0, 1, 1);
+    pd_optim_set_model_params(o, 20);
+    float th[1] = {1};
+    for (int t = 1; t <= PD_VSGD_N0 + 1; t++) {
+        bool last = t == PD_VSGD_N0 + 1;
+        const float g[1] = {last ? 0.25f : 0.5f}, v[1] = {last ? 0.125f : 0.5f};
+        const float h[1] = {last ? -1.0f : 2.0f};
+        pd_optim_curv cv = {.h = h, .v = v, .n = 4};
+        pd_optim_take_step(o, t, 0.5, 0, th,
+                           &(pd_optim_grad){.g = g, .lo = 0, .hi = 1, .curv = &cv});
+    }
+    check_close(th[0], 1 - 0.5 * 1040.0 / 3561 * 0.25, 1e-6, 0, "vsgd scale");
+    pd_optim_destroy(&o);
+}
+
 /* Delay compensation by hand: g + lambda g g (now - stale), lambda 0.25,
  * every value exact in float. With sgd the point now is theta; with
  * nesterov (momentum 0.5) it is the lookahead theta + 0.5 v after one step
@@ -1413,6 +1519,8 @@ int main(void)
         cmocka_unit_test(test_take_step),
         cmocka_unit_test(test_lookahead_gather),
         cmocka_unit_test(test_compensate),
+        cmocka_unit_test(test_vsgd_by_hand),
+        cmocka_unit_test(test_vsgd_scale),
         cmocka_unit_test(test_defaults_converge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
