@@ -608,10 +608,24 @@ static int optimizer_rules(loader *ld)
                             pd_model_type_name(t));
         const char *lr_keys[] = {"optimizer.lr", "optimizer.schedule.type",
                                  "optimizer.schedule.warmup"};
-        for (size_t i = 0; i < sizeof lr_keys / sizeof lr_keys[0]; i++)
-            if (is_set(ld, key_index(lr_keys[i])))
+        bool set[] = {o->lr != 1.0, o->schedule.type != PD_SCHED_CONSTANT,
+                      o->schedule.warmup != 0};
+        for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+            if (set[i])
                 return fail_key(ld, key_index(lr_keys[i]), "vsgd has no learning "
                                 "rate to set or schedule (it adapts one per parameter)");
+        const char *off[] = {"optimizer.clip_norm", "optimizer.clip_value", "optimizer.noise",
+                             "optimizer.weight_decay"};
+        double v[] = {o->clip_norm, o->clip_value, o->noise, o->weight_decay};
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+            if (v[i] != 0)
+                return fail_key(ld, key_index(off[i]), "must be 0 for vsgd (its rates come from "
+                                "the gradient's own statistics%s)",
+                                i == 3 ? "; use model.l2" : "");
+        if (ld->cfg->training.servers == 0)
+            return fail_key(ld, key_index("training.servers"), "vsgd needs server ranks in this "
+                            "version (with training.servers 0 the workers' exchange carries no "
+                            "curvature)");
     }
     if (o->schedule.type == PD_SCHED_COSINE && o->schedule.min_lr > o->lr)
         return fail_key(ld, KEY("optimizer.schedule.min_lr"), "must be <= optimizer.lr "

@@ -63,7 +63,7 @@ int server_post_recv(server *sv, int w)
         PD_MPI(MPI_Irecv(p->sp, (int)pd_sparse_payload_max(sv->hi - sv->lo), MPI_BYTE, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     else
-        PD_MPI(MPI_Irecv(p->g, (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
+        PD_MPI(MPI_Irecv(p->g, sv->words * (int)(sv->hi - sv->lo), MPI_FLOAT, src, PD_TAG_DATA,
                          MPI_COMM_WORLD, &p->rpay));
     return PD_OK;
 }
@@ -212,7 +212,10 @@ static void add_peer_loss(peer *p)
  * for the distance from the point it read to the point now. */
 static void apply_one(server *sv, peer *p, double scale, int64_t t)
 {
-    pd_optim_grad g = {.g_range = p->g, .lo = sv->lo, .hi = sv->hi};
+    size_t range = sv->hi - sv->lo;
+    pd_optim_curv cv = {.h = p->g + range, .v = p->g + 2 * range, .n = (double)p->in.examples};
+    pd_optim_grad g = {.g_range = p->g, .lo = sv->lo, .hi = sv->hi,
+                       .curv = sv->words == 3 ? &cv : NULL};
     if (p->in.flags & PD_FLAG_SPARSE)
         g = (pd_optim_grad){.idx = pd_sparse_idx(p->sp), .val = pd_sparse_val(p->sp, p->in.nnz),
                             .nnz = (size_t)p->in.nnz};
@@ -396,24 +399,27 @@ int server_on_grad_async(server *sv, int w, bool control)
 
 /* acc[i0, i1) = sum of weight[w] g_w over the round's finite gradients,
  * in ascending worker order: the same bits every run. (acc is indexed
- * globally, each g_w from the range's start.) */
+ * globally, each g_w from the range's start.) With vsgd's words 3 the
+ * same for h into acc + n and v into acc + 2n: example-weighted means. */
 static void sum_block(server *sv, size_t i0, size_t i1)
 {
-    float *restrict acc = sv->acc + i0;
-    size_t n = i1 - i0;
-    bool first = true;
-    for (int w = 0; w < sv->world->workers; w++) {
-        if (!sv->peers[w].waiting || !sv->peers[w].good)
-            continue;
-        const float a = sv->weight[w];
-        const float *restrict g = sv->peers[w].g + (i0 - sv->lo);
-        if (first)
-            for (size_t i = 0; i < n; i++)
-                acc[i] = a * g[i];
-        else
-            for (size_t i = 0; i < n; i++)
-                acc[i] += a * g[i];
-        first = false;
+    size_t n = i1 - i0, range = sv->hi - sv->lo;
+    for (int k = 0; k < sv->words; k++) {
+        float *restrict acc = sv->acc + (size_t)k * sv->n + i0;
+        bool first = true;
+        for (int w = 0; w < sv->world->workers; w++) {
+            if (!sv->peers[w].waiting || !sv->peers[w].good)
+                continue;
+            const float a = sv->weight[w];
+            const float *restrict g = sv->peers[w].g + (size_t)k * range + (i0 - sv->lo);
+            if (first)
+                for (size_t i = 0; i < n; i++)
+                    acc[i] = a * g[i];
+            else
+                for (size_t i = 0; i < n; i++)
+                    acc[i] += a * g[i];
+            first = false;
+        }
     }
 }
 
@@ -445,6 +451,7 @@ static int weigh_round(server *sv, double *loss)
         }
     }
     *loss = 0;
+    sv->round_examples = total;
     for (int w = 0; w < sv->world->workers; w++) {
         peer *p = &sv->peers[w];
         sv->weight[w] = p->good ? (float)((double)p->in.examples / total) : 0.0f;
@@ -475,10 +482,11 @@ static int step_round(server *sv, int64_t t)
     /* Sum and step block by block while the block is in cache: the
      * optimizer gives the same bits for any split of the range. */
     pd_optim_step st = pd_optim_prepare(sv->opt, t, 1.0, 0.0);
+    pd_optim_curv cv = {.h = sv->acc + sv->n, .v = sv->acc + 2 * sv->n, .n = sv->round_examples};
     for (size_t i = sv->lo; i < sv->hi; i += SUM_BLOCK) {
         size_t j = i + SUM_BLOCK < sv->hi ? i + SUM_BLOCK : sv->hi;
         sum_block(sv, i, j);
-        pd_optim_apply(sv->opt, &st, sv->theta, sv->acc, i, j);
+        pd_optim_apply_curv(sv->opt, &st, sv->theta, sv->acc, sv->words == 3 ? &cv : NULL, i, j);
     }
     return PD_OK;
 }

@@ -104,7 +104,9 @@ static int setup(replay *r, const char *run_dir, const char *out_dir, const pd_r
  * server does (pd_optim_compensate), then step v + 1. */
 static void apply_dc(replay *r, const pd_learner *l, int64_t from, int64_t v, double scale)
 {
-    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams}, dc;
+    pd_optim_curv cv = {.h = l->curv, .v = l->curv ? l->curv + l->nparams : NULL,
+                        .n = (double)l->batch};
+    pd_optim_grad g = {.g = l->grad, .lo = 0, .hi = l->nparams, .curv = l->curv ? &cv : NULL}, dc;
     if (l->sparse)
         g = (pd_optim_grad){.idx = l->sgrad.idx, .val = l->sgrad.val, .nnz = l->sgrad.nnz};
     const float *stale = r->ring + (size_t)(from % (int64_t)r->K) * r->n;

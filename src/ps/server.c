@@ -547,8 +547,11 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     int W = world->workers;
     size_t range = sv->hi - sv->lo;
     bool rounds = mode_of(sv)->rounds;
+    /* vsgd: each gradient comes with its curvature and second moment. */
+    sv->words = pd_optim_needs_curvature(cfg->optimizer.name) && !mode_of(sv)->local_steps ? 3
+                                                                                          : 1;
     sv->theta = pd_malloc(sv->n * sizeof *sv->theta);
-    sv->acc = rounds ? pd_malloc(sv->n * sizeof *sv->acc) : NULL;
+    sv->acc = rounds ? pd_malloc((size_t)sv->words * sv->n * sizeof *sv->acc) : NULL;
     sv->peers = pd_calloc((size_t)W, sizeof *sv->peers);
     sv->weight = pd_calloc((size_t)W, sizeof *sv->weight);
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
@@ -561,6 +564,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     else
         PD_TRY(pd_learner_start_point(cfg, sv->model, sv->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, sv->lo, sv->hi, cfg->run.seed, &sv->opt));
+    pd_optim_set_model_params(sv->opt, sv->n);
     if (from)
         PD_TRY(pd_optim_load(sv->opt, from->opt, from->opt_size));
     sv->point_version = -1;
@@ -595,7 +599,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         p->since = pd_now();
         /* Sized to this server's range, not the model (W of each). */
         p->slowed = pd_faults_slow_factor(&cfg->faults, pd_worker_rank(world, w)) > 1;
-        p->g = pd_calloc(range, sizeof *p->g);
+        p->g = pd_calloc((size_t)sv->words * range, sizeof *p->g);
         p->reply = pd_calloc(range, sizeof *p->reply);
         p->sp = sv->sparse ? pd_malloc(pd_sparse_payload_max(range)) : NULL;
         if (!p->g || !p->reply || (sv->sparse && !p->sp))

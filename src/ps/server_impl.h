@@ -25,7 +25,8 @@ enum pd_drop_kind { PD_DROP_STALE, PD_DROP_LATE, PD_DROP_AT_STOP, PD_DROP_KINDS 
 typedef struct peer {
     pd_msg_hdr in, out;
     MPI_Request rpay, rout[2];     /* payload receive; reply header, payload */
-    float *g;                      /* [hi - lo] received gradient / model: g[i - lo] */
+    float *g;                      /* [words][hi - lo] received gradient (then vsgd's h
+                                      and v) / model: g[i - lo] */
     uint8_t *sp;                   /* sparse payload */
     float *reply;                  /* [hi - lo] reply payload (packed pulls: [npull]) */
     float *stale;                  /* [hi - lo] dc: the point it last read */
@@ -101,9 +102,13 @@ typedef struct server {
     pd_model *model;
     size_t n, lo, hi;
     bool sparse;
+    int words;                     /* floats per coordinate in a gradient message: 1, or
+                                      3 when the optimizer takes a curvature (vsgd): the
+                                      range's g, then its h, then its v */
     float *theta;                  /* [n], range [lo, hi) owned */
-    float *acc;                    /* [n] sync/local_sgd round sum (range used);
+    float *acc;                    /* [words][n] sync/local_sgd round sum (range used);
                                       NULL in the other modes */
+    double round_examples;         /* sync: the examples behind the round's mean */
     float *weight;                 /* [W] each worker's share of the round's examples */
     float *point;                  /* [hi - lo] rounds with lookahead: the point sent */
     int64_t point_version;

@@ -25,6 +25,7 @@ typedef struct worker {
     float *point;            /* [n] parameters from the servers (local: own model) */
     float *diff;             /* [n] easgd: elastic difference received */
     float *look;             /* [n] local lookahead point, or NULL */
+    float *pack;             /* [3n] vsgd: server s's g, h, v of [lo, hi) from 3 lo */
     pd_optim *local;         /* local_sgd, easgd */
     pd_msg_hdr *out, *in;    /* [S] */
     int64_t *ver;            /* [S] version of each server's range we hold */
@@ -151,6 +152,16 @@ static const void *payload_of(worker *wk, int s, int kind, pd_msg_hdr *h, size_t
         }
         *count = (int)(8 * h->nnz + 4 * h->npull);
         return wk->sp[s];
+    }
+    if (kind == PD_MSG_GRAD && wk->pack) {
+        /* vsgd: the range's curvature and second moment ride along */
+        size_t r = hi - lo;
+        float *q = wk->pack + 3 * lo;
+        memcpy(q, l->grad + lo, r * sizeof *q);
+        memcpy(q + r, l->curv + lo, r * sizeof *q);
+        memcpy(q + 2 * r, l->curv + l->nparams + lo, r * sizeof *q);
+        *count = (int)(3 * r);
+        return q;
     }
     if (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL) {
         *count = (int)(hi - lo);
@@ -473,6 +484,9 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     if (wk->pull && (!(wk->touch = pd_malloc(wk->n * sizeof *wk->touch)) ||
                      !(wk->pulled = pd_malloc(wk->n * sizeof *wk->pulled))))
         return PD_ENOMEM;
+    /* vsgd (the servers' rule): a gradient goes with its curvature. */
+    if (!local && wk->l.curv && !(wk->pack = pd_malloc(3 * wk->n * sizeof *wk->pack)))
+        return PD_ENOMEM;
     if (local) {
         /* Each worker's local optimizer draws its own noise stream. */
         PD_TRY(pd_optim_create(&cfg->optimizer, 0, wk->n,
@@ -499,6 +513,7 @@ static void teardown(worker *wk)
     free(wk->in);
     free(wk->out);
     free(wk->look);
+    free(wk->pack);
     free(wk->diff);
     free(wk->point);
     pd_optim_destroy(&wk->local);

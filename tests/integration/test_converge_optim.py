@@ -1,9 +1,10 @@
 """Every optimizer trains softmax regression on Fashion-MNIST for 2 epochs
-with its default hyperparameters to >= 0.80 test accuracy."""
+with its default hyperparameters to >= 0.80 test accuracy; vsgd, which has
+no learning rate, too."""
 import pdtest as t
 
 rules = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_nesterov",
-         "adadelta", "adam", "adamw"]
+         "adadelta", "adam", "adamw", "vsgd"]
 for rule in rules:
     d, _ = t.run("tests/conf/softmax.yaml", ["optimizer.name=" + rule, "optimizer.lr=default",
                                              "training.epochs=2", "training.batch_size=64"])

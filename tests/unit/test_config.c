@@ -919,6 +919,12 @@ static void test_cross_key_rules(void **state)
     ERR("model:\n  type: svm\noptimizer:\n  name: vsgd\n", NAME ":4:9: optimizer.name: vsgd "
         "needs a curvature estimate, which softmax, mlp and linreg models give (model.type is "
         "svm)");
+    ERR("optimizer:\n  name: vsgd\n  clip_norm: 1\n", NAME ":3:14: optimizer.clip_norm: must "
+        "be 0 for vsgd (its rates come from the gradient's own statistics)");
+    ERR("training:\n  mode: sync\n  servers: 0\noptimizer:\n  name: vsgd\n", NAME ":3:12: "
+        "training.servers: vsgd needs server ranks in this version (with training.servers 0 the "
+        "workers' exchange carries no curvature)");
+    load_ok("optimizer:\n  name: vsgd\n  lr: default\n", NULL, 0, &c);
     load_ok("training:\n  mode: async\noptimizer:\n  name: vsgd\n", NULL, 0, &c);
     assert_int_equal(c.optimizer.name, PD_OPT_VSGD);
     assert_true(c.optimizer.lr == 1.0);

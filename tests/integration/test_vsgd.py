@@ -1,0 +1,44 @@
+"""vsgd (no learning rate) through the shared optimizer interface in the
+distributed modes, short runs of softmax regression on Fashion-MNIST:
+sync and async with W = 2 (and sync with two servers, each holding its
+range's vsgd state), hogwild, local_sgd and easgd. Each run must finish,
+say optimizer vsgd, keep a finite test loss below the start's ln 10 and
+reach a test accuracy no short run of a broken rule reaches (a rule that
+takes no step stays at 0.10; one that diverges ends with a non-finite
+gradient, exit 3)."""
+import math
+
+import pdtest as t
+
+BASE = ["optimizer.name=vsgd", "optimizer.lr=default", "training.epochs=0",
+        "training.batch_size=64"]
+cases = [
+    ("sync W=2", 3, ["training.mode=sync", "training.max_updates=150"], 0.75),
+    ("sync W=2 S=2", 4, ["training.mode=sync", "training.servers=2",
+                         "training.max_updates=150"], 0.75),
+    ("async W=2", 3, ["training.mode=async", "training.max_updates=300"], 0.75),
+    ("hogwild W=2", 3, ["training.mode=hogwild", "training.max_updates=300"], 0.75),
+    ("local_sgd W=2", 3, ["training.mode=local_sgd", "training.max_updates=20"], 0.60),
+    ("easgd W=2", 3, ["training.mode=easgd", "training.max_updates=40"], 0.60),
+]
+sha = {}
+for name, ranks, sets, floor in cases:
+    d, _ = t.run("tests/conf/softmax.yaml", BASE + sets, ranks=ranks)
+    s = t.summary(d)
+    t.check(s["optimizer"] == "vsgd", "%s: summary optimizer %r" % (name, s["optimizer"]))
+    t.check(math.isfinite(s["test_loss"]) and s["test_loss"] < math.log(10),
+            "%s: test_loss %.4f finite and < ln 10" % (name, s["test_loss"]))
+    t.check(s["test_acc"] >= floor, "%s: test_acc %.4f >= %.2f" % (name, s["test_acc"], floor))
+    sha[name] = s["params_sha256"]
+
+# Sync is bit-reproducible and splitting the range over two servers gives
+# the same parameters bit for bit: each server's vsgd state covers its own range, and the
+# slow start's C comes from the whole model's size, not the range's.
+t.check(sha["sync W=2"] == sha["sync W=2 S=2"],
+        "sync: S=1 and S=2 give the same parameters (%s, %s)"
+        % (sha["sync W=2"][:12], sha["sync W=2 S=2"][:12]))
+
+# A learning rate is refused (exit 2, the key named).
+_, p = t.run("tests/conf/softmax.yaml", ["optimizer.name=vsgd"], expect=2)
+t.check("optimizer.lr: vsgd has no learning rate" in p.stderr, "lr refused: %s" % p.stderr.strip())
+t.done()
