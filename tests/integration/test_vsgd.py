@@ -38,6 +38,25 @@ t.check(sha["sync W=2"] == sha["sync W=2 S=2"],
         "sync: S=1 and S=2 give the same parameters (%s, %s)"
         % (sha["sync W=2"][:12], sha["sync W=2 S=2"][:12]))
 
+# Checkpoints carry vsgd's state (gb, vb, hb, tau per coordinate, in the
+# optimizer's saved state): stopped at 60 updates (after the slow start of
+# 20) and resumed to 120 ends with the parameters of an uninterrupted run,
+# serial and sync with W = 2 (the server's state). Without the state the
+# resumed run would start a new slow start and end elsewhere.
+CK = BASE + ["checkpoint.every_updates=30", "training.eval_every=30"]
+for name, ranks, mode in [("serial", 1, "serial"), ("sync W=2", 3, "sync")]:
+    a, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
+                                                  "training.max_updates=120"], ranks=ranks)
+    b, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
+                                                  "training.max_updates=60"], ranks=ranks)
+    b, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
+                                                  "training.max_updates=120"], ranks=ranks,
+                 out=b, args=["--resume"])
+    sa, sb = t.summary(a), t.summary(b)
+    t.check(sa["params_sha256"] == sb["params_sha256"],
+            "%s: resumed at 60 ends as the uninterrupted run (%s, %s)"
+            % (name, sb["params_sha256"][:12], sa["params_sha256"][:12]))
+
 # A learning rate is refused (exit 2, the key named).
 _, p = t.run("tests/conf/softmax.yaml", ["optimizer.name=vsgd"], expect=2)
 t.check("optimizer.lr: vsgd has no learning rate" in p.stderr, "lr refused: %s" % p.stderr.strip())
