@@ -123,6 +123,8 @@ typedef struct pd_optim_config {
     double noise_gamma;
     pd_staleness_comp staleness_compensation;
     double dc_lambda;              /* dc: g + dc_lambda g*g (theta_now - theta_stale) */
+    bool dc_lambda_adaptive;       /* dc: lambda / sqrt(moving mean of g*g + 1e-7) per coordinate */
+    double dc_decay;               /* that moving mean's decay m */
     /* batch methods (cg, bfgs, lbfgs; lr is the first trial step) */
     int64_t batch_examples;        /* the first N training examples; 0 = all */
     int bfgs_max_params;           /* bfgs refuses larger models */

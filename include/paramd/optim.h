@@ -233,8 +233,14 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
  * then the corrected gradient (pointing into out), for pd_optim_take_step.
  * The async server and --replay both call this, so a replay repeats the
  * run's steps bit for bit. Clipping by norm still uses the uncorrected
- * gradient's global norm. Local, no allocation. */
-void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, const float *stale,
+ * gradient's global norm. Under oc.dc_lambda_adaptive (DC-ASGD-a, Zheng et
+ * al. 2017) each coordinate's lambda is lambda / sqrt(q + PD_DC_EPS), where
+ * q, part of the optimizer's state (saved with it), is first updated to
+ *   q = dc_decay q + (1 - dc_decay) g g   (float, in that order)
+ * for the coordinates g carries (sparse pairs: those only). Local, no
+ * allocation. */
+#define PD_DC_EPS 1e-7f
+void pd_optim_compensate(pd_optim *o, double lambda, const float *theta, const float *stale,
                          size_t stale_lo, const pd_optim_grad *g, float *out, pd_optim_grad *dc);
 
 /* True for rules whose gradient is taken at a lookahead point (nesterov,

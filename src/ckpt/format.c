@@ -135,6 +135,8 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
     fnv_printf(&f, "optimizer.noise=%.17g\n", o->noise);
     fnv_printf(&f, "optimizer.noise_gamma=%.17g\n", o->noise_gamma);
     fnv_printf(&f, "optimizer.staleness_scaling=%d\n", (int)o->staleness_compensation);
+    if (o->dc_lambda_adaptive)   /* one more optimizer state vector (older hashes unchanged) */
+        fnv_printf(&f, "optimizer.dc_lambda_adaptive=1\n");
     fnv_printf(&f, "training.mode=%d\n", (int)t->mode);
     fnv_printf(&f, "training.servers=%d\n", t->servers);
     fnv_printf(&f, "training.batch_size=%d\n", t->batch_size);

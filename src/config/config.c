@@ -210,7 +210,7 @@ static bool phase_fixed(const char *path)
                                         "training.worker_timeout",
                                         "training.trace", "training.early_stopping.patience",
                                         "training.batch_size", "training.drop_last",
-                                        "optimizer.name", NULL};
+                                        "optimizer.name", "optimizer.dc_lambda_adaptive", NULL};
     for (int i = 0; fixed[i]; i++)
         if (!strcmp(path, fixed[i]))
             return true;
@@ -670,6 +670,11 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("optimizer.staleness_compensation"), "dc corrects stale "
                         "gradients in async and hogwild mode (training.mode is %s)",
                         pd_mode_name(t->mode));
+    /* The run's (a phase that turns dc off keeps the moving mean for later). */
+    if (!ld->ph && c->optimizer.dc_lambda_adaptive &&
+        c->optimizer.staleness_compensation != PD_SCOMP_DC)
+        return fail_key(ld, KEY("optimizer.dc_lambda_adaptive"), "adapts dc's lambda: it needs "
+                        "optimizer.staleness_compensation dc");
     if (t->worker_timeout > 0 && t->servers > 1 && t->mode != PD_MODE_ASYNC &&
         t->mode != PD_MODE_HOGWILD)
         return fail_key(ld, KEY("training.worker_timeout"), "with several servers lost workers "

@@ -56,6 +56,7 @@ static const char *const delay_names[] = {"none", "constant", "uniform", "expone
 #define RULE_GT(lo)      K_RULE_DEFAULT | K_MIN | K_MIN_OPEN, lo, 0
 #define RULE_GE(lo)      K_RULE_DEFAULT | K_MIN, lo, 0
 #define RULE_UNIT        K_RULE_DEFAULT | K_MIN | K_MAX | K_MAX_OPEN, 0, 1   /* [0, 1) */
+#define UNIT             K_MIN | K_MAX | K_MAX_OPEN, 0, 1   /* [0, 1) */
 
 /* faults.slow_workers entries; rank first: it identifies the entry. */
 static const pd_key slow_worker_fields[] = {
@@ -211,6 +212,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
          "none", "async: lr / staleness (inverse), delay compensation (dc) or none."),
     DBL("optimizer.dc_lambda", optimizer.dc_lambda, GE(0), "0.04",
         "dc: g + dc_lambda g*g (theta_now - theta_read), per coordinate."),
+    BOOL("optimizer.dc_lambda_adaptive", optimizer.dc_lambda_adaptive, "false",
+         "dc: lambda / sqrt(q + 1e-7), q a moving mean of g*g (DC-ASGD-a)."),
+    DBL("optimizer.dc_decay", optimizer.dc_decay, UNIT, "0.95",
+        "dc_lambda_adaptive: q = dc_decay q + (1 - dc_decay) g*g."),
     I64("optimizer.batch_examples", optimizer.batch_examples, GE(0), "0",
         "cg, bfgs, lbfgs: the first N training examples make the objective; 0 = all."),
     INT("optimizer.bfgs_max_params", optimizer.bfgs_max_params, GE(1), "20000",

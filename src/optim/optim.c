@@ -45,9 +45,11 @@ struct pd_optim {
     float *state;         /* nvec * (hi - lo) floats, zeroed at create */
     float *v, *r, *s, *m; /* into state, NULL when the rule has none */
     float *gb, *vb, *hb, *tau;   /* vsgd */
+    float *q;             /* dc_lambda_adaptive: moving mean of g*g, after the rule's */
 };
 
-/* Saved state: this header, then the state vectors in rule_vecs order,
+/* Saved state: this header, then the state vectors in rule_vecs order
+ * (and q last under optimizer.dc_lambda_adaptive),
  * every field little-endian (paramd/le.h) whatever the host:
  *   0 magic "PDOS" (u32 0x534f4450)  4 version u32  8 rule u32  12 nvec u32
  *   16 lo u64  24 hi u64  32 nvec * (hi - lo) float32 */
@@ -101,7 +103,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
     o->hi = hi;
     o->model_params = hi - lo;
     o->noise_key = pd_hash64(pd_hash64(seed) ^ pd_hash64(PD_STREAM_NOISE));
-    o->nvec = strlen(rule_vecs[oc->name]);
+    o->nvec = strlen(rule_vecs[oc->name]) + (oc->dc_lambda_adaptive ? 1 : 0);
     size_t n = hi - lo;
     if (o->nvec) {
         if (n > SIZE_MAX / sizeof(float) / o->nvec) {
@@ -114,7 +116,9 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
             goto err;
         }
     }
-    for (size_t k = 0; k < o->nvec; k++) {
+    if (oc->dc_lambda_adaptive)
+        o->q = o->state + (o->nvec - 1) * n;
+    for (size_t k = 0; k < strlen(rule_vecs[oc->name]); k++) {
         float *p = o->state + k * n;
         switch (rule_vecs[oc->name][k]) {
         case 'v': o->v = p; break;
@@ -562,20 +566,28 @@ void pd_optim_take_step(pd_optim *o, int64_t t, double scale, double grad_norm, 
 }
 
 /* One coordinate's correction: the same expression for every layout, so
- * a server's range buffers and replay's whole vectors give the same bits. */
-static inline float dc1(float l, float x, float now, float stale)
+ * a server's range buffers and replay's whole vectors give the same bits.
+ * With q (dc_lambda_adaptive) its moving mean of g*g first takes x in and
+ * lambda becomes l / sqrt(q + PD_DC_EPS) (DC-ASGD-a). */
+static inline float dc1(float l, float x, float now, float stale, float *q, float m)
 {
+    if (q) {
+        *q = m * *q + (1 - m) * (x * x);
+        l = l / sqrtf(*q + PD_DC_EPS);
+    }
     return x + l * x * x * (now - stale);
 }
 
-void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, const float *stale,
+void pd_optim_compensate(pd_optim *o, double lambda, const float *theta, const float *stale,
                          size_t stale_lo, const pd_optim_grad *g, float *out, pd_optim_grad *dc)
 {
-    const float l = (float)lambda;
+    const float l = (float)lambda, m = (float)o->oc.dc_decay;
+    float *q = o->q;   /* q[i - o->lo] for coordinate i */
+#define Q(i) (q ? q + ((i) - o->lo) : NULL)
     if (g->idx) {
         pd_optim_lookahead_gather(o, theta, g->idx, g->nnz, out);   /* now, packed */
         for (size_t k = 0; k < g->nnz; k++)
-            out[k] = dc1(l, g->val[k], out[k], stale[g->idx[k] - stale_lo]);
+            out[k] = dc1(l, g->val[k], out[k], stale[g->idx[k] - stale_lo], Q(g->idx[k]), m);
         *dc = (pd_optim_grad){.idx = g->idx, .val = out, .nnz = g->nnz, .curv = g->curv};
         return;
     }
@@ -584,14 +596,15 @@ void pd_optim_compensate(const pd_optim *o, double lambda, const float *theta, c
     if (g->g_range) {
         pd_optim_lookahead_range(o, theta, out, g->lo, g->hi);   /* now, out[j] */
         for (size_t j = 0; j < n; j++)
-            out[j] = dc1(l, g->g_range[j], out[j], s[j]);
+            out[j] = dc1(l, g->g_range[j], out[j], s[j], Q(g->lo + j), m);
         *dc = (pd_optim_grad){.g_range = out, .lo = g->lo, .hi = g->hi, .curv = g->curv};
         return;
     }
     pd_optim_lookahead(o, theta, out, g->lo, g->hi);   /* now, out[lo + j] */
     for (size_t j = 0; j < n; j++)
-        out[g->lo + j] = dc1(l, g->g[g->lo + j], out[g->lo + j], s[j]);
+        out[g->lo + j] = dc1(l, g->g[g->lo + j], out[g->lo + j], s[j], Q(g->lo + j), m);
     *dc = (pd_optim_grad){.g = out, .lo = g->lo, .hi = g->hi, .curv = g->curv};
+#undef Q
 }
 
 void pd_optim_lookahead(const pd_optim *o, const float *theta, float *point, size_t lo,

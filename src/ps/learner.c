@@ -39,6 +39,7 @@ static int curriculum_init(pd_learner *l, int shard, size_t batch)
     oc.schedule = (pd_schedule_config){.type = PD_SCHED_CONSTANT, .step_size = 1, .gamma = 1};
     oc.weight_decay = oc.clip_norm = oc.clip_value = oc.noise = 0;
     oc.staleness_compensation = PD_SCOMP_NONE;
+    oc.dc_lambda_adaptive = false;
     PD_TRY_GOTO(err, pd_optim_create(&oc, 0, l->nparams, cfg->run.seed, &opt), out);
     PD_TRY_GOTO(err, pd_iter_create(l->train, batch, PD_SHUFFLE_EVERY_EPOCH, false,
                                     cfg->run.seed,

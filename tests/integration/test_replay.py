@@ -41,6 +41,14 @@ cases = [
     ("sparse logreg W=3 momentum, dc", "tests/conf/sparse.yaml",
      ["training.mode=async", "optimizer.name=momentum", "optimizer.lr=0.5",
       "optimizer.staleness_compensation=dc", "optimizer.dc_lambda=1", "training.epochs=2"], 4),
+    # DC-ASGD-a: lambda over the root of each coordinate's moving mean of g*g
+    ("softmax W=3 momentum, dc adaptive", "tests/conf/softmax.yaml",
+     ["training.mode=async", "optimizer.name=momentum", "optimizer.staleness_compensation=dc",
+      "optimizer.dc_lambda_adaptive=true", "optimizer.dc_lambda=0.5", "training.max_updates=800"], 4),
+    ("sparse logreg W=3 momentum, dc adaptive", "tests/conf/sparse.yaml",
+     ["training.mode=async", "optimizer.name=momentum", "optimizer.lr=0.5",
+      "optimizer.staleness_compensation=dc", "optimizer.dc_lambda_adaptive=true",
+      "optimizer.dc_decay=0.9", "training.epochs=2"], 4),
 ]
 os.chdir(t.SRC)
 for name, conf, sets, ranks in cases:
@@ -54,17 +62,22 @@ for name, conf, sets, ranks in cases:
     t.check(r["updates"] == s["updates"], "%s: same update count %s == %s" % (name, r["updates"], s["updates"]))
 
 # The correction is really applied: the last dc run's trace replayed as if
-# the run had no compensation does not reproduce it.
+# the run had no compensation, or a fixed lambda, does not reproduce it.
 resolved = os.path.join(d, "config.resolved.yaml")
 with open(resolved) as f:
     text = f.read()
-t.check("staleness_compensation: dc" in text, "the dc run's config says dc")
-with open(resolved, "w") as f:
-    f.write(text.replace("staleness_compensation: dc", "staleness_compensation: none"))
-p = subprocess.run([t.EXE, "--replay", d, "--quiet", "--out", os.path.join(d, "replay-none")],
-                   capture_output=True, text=True, timeout=600)
-t.check(p.returncode == 3 and "differs" in p.stderr, "without dc the replay differs: exit %d %s"
-        % (p.returncode, p.stderr.strip()[-200:]))
+t.check("staleness_compensation: dc" in text and "dc_lambda_adaptive: true" in text,
+        "the last dc run's config says dc, adaptive")
+for old, new, what in (("staleness_compensation: dc", "staleness_compensation: none", "without dc"),
+                       ("dc_lambda_adaptive: true", "dc_lambda_adaptive: false",
+                        "with a fixed lambda")):
+    with open(resolved, "w") as f:
+        f.write(text.replace(old, new).replace("dc_lambda_adaptive: true", "dc_lambda_adaptive: false"))
+    p = subprocess.run([t.EXE, "--replay", d, "--quiet", "--out",
+                        os.path.join(d, "replay-" + new.split(": ")[1])],
+                       capture_output=True, text=True, timeout=600)
+    t.check(p.returncode == 3 and "differs" in p.stderr, "%s the replay differs: exit %d %s"
+            % (what, p.returncode, p.stderr.strip()[-200:]))
 with open(resolved, "w") as f:
     f.write(text)
 
@@ -74,7 +87,11 @@ for name, conf, sets, ranks in [
         ("async S=2 dense", "tests/conf/softmax.yaml", ["training.servers=2"], 5),
         ("async S=2 sparse", "tests/conf/sparse.yaml", ["training.servers=2", "optimizer.lr=0.5"], 5),
         ("hogwild 2 threads", "tests/conf/softmax.yaml",
-         ["training.mode=hogwild", "training.server_threads=2"], 4)]:
+         ["training.mode=hogwild", "training.server_threads=2"], 4),
+        ("adaptive async S=2 sparse", "tests/conf/sparse.yaml",
+         ["training.servers=2", "optimizer.lr=0.5", "optimizer.dc_lambda_adaptive=true"], 5),
+        ("adaptive hogwild 2 threads", "tests/conf/softmax.yaml",
+         ["training.mode=hogwild", "training.server_threads=2", "optimizer.dc_lambda_adaptive=true"], 4)]:
     d2, _ = t.run(conf, ["training.mode=async", "optimizer.staleness_compensation=dc",
                          "training.max_updates=600", "training.epochs=0"] + sets, ranks=ranks)
     s = t.summary(d2)

@@ -288,6 +288,8 @@ static const char every_key[] =
     "  noise_gamma: 0.6\n"
     "  staleness_compensation: dc\n"
     "  dc_lambda: 0.5\n"
+    "  dc_lambda_adaptive: true\n"
+    "  dc_decay: 0.9\n"
     "  batch_examples: 5000\n"
     "  bfgs_max_params: 3000\n"
     "  history: 7\n"
@@ -379,6 +381,8 @@ static void test_every_type_parses(void **state)
     assert_dbl(o->noise_gamma, 0.6);
     assert_int_equal(o->staleness_compensation, PD_SCOMP_DC);
     assert_dbl(o->dc_lambda, 0.5);
+    assert_true(o->dc_lambda_adaptive);
+    assert_dbl(o->dc_decay, 0.9);
     assert_int_equal(o->batch_examples, 5000);
     assert_int_equal(o->bfgs_max_params, 3000);
     assert_int_equal(o->history, 7);
@@ -833,6 +837,13 @@ static void test_cross_key_rules(void **state)
         "optimizer.staleness_compensation: dc corrects stale gradients in async and hogwild "
         "mode (training.mode is serial)");
     load_ok("training: {mode: hogwild}\noptimizer: {staleness_compensation: dc}\n", NULL, 0, &c);
+    ERR("training: {mode: async}\noptimizer:\n  dc_lambda_adaptive: true\n", NAME ":3:23: "
+        "optimizer.dc_lambda_adaptive: adapts dc's lambda: it needs "
+        "optimizer.staleness_compensation dc");
+    load_ok("training: {mode: async}\noptimizer: {staleness_compensation: dc, dc_lambda_adaptive: "
+            "true}\n", NULL, 0, &c);
+    assert_true(c.optimizer.dc_lambda_adaptive);
+    assert_dbl(c.optimizer.dc_decay, 0.95);
     ERR("training:\n  early_stopping: {patience: 3}\n", NAME ":2:30: "
         "training.early_stopping.patience: early stopping watches the validation loss: set "
         "data.validation_fraction > 0");
@@ -1127,6 +1138,9 @@ static void test_phases(void **state)
     ERR("training:\n  phases: [{mode: sync, epochs: 1, servers: 2}]\n",
         NAME ":2:36: training.phases[0].servers: is the same in every phase: set "
         "training.servers outside training.phases");
+    ERR("training:\n  phases: [{mode: async, epochs: 1, optimizer: {dc_lambda_adaptive: true}}]\n",
+        NAME ":2:49: training.phases[0].optimizer.dc_lambda_adaptive: is the same in every "
+        "phase: set optimizer.dc_lambda_adaptive outside training.phases");
     ERR("training:\n  phases: [{mode: sync, epochs: 1, stalenes: 2}]\n",
         NAME ":2:36: training.phases[0].stalenes: unknown key (did you mean staleness_policy?)");
     ERR("training:\n  phases: [{epochs: 1}]\n",

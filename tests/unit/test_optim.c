@@ -1491,6 +1491,86 @@ static void test_compensate(void **state)
     pd_optim_destroy(&o);
 }
 
+/* DC-ASGD-a by hand: lambda 0.25, dc_decay 0.5, sgd over [0, 3), theta
+ * {1, 2, 3}, stale {0.5, 2, 4}, so now - stale = {0.5, 0, -1}. The dense
+ * g {2, -1, 0.5} first makes q = 0.5 g g = {2, 0.5, 0.125}, then
+ * out = g + 0.25 / sqrt(q + 1e-7) g g (now - stale):
+ *   {2 + 0.5 / sqrt(2.0000001), -1, 0.5 - 0.0625 / sqrt(0.1250001)}
+ *   = {2.35355338, -1, 0.32322338};
+ * sparse pairs (2, 0.5), (0, 2) then move q[2] to 0.1875 and q[0] to 3,
+ * leaving q[1]: out = {0.5 - 0.0625 / sqrt(0.1875001),
+ * 2 + 0.5 / sqrt(3.0000001)} = {0.35566247, 2.28867513}. q is the last
+ * state vector: saved (and loaded) with the rule's, {3, 0.5, 0.1875}
+ * exactly; without the option the state has no q. */
+static void test_compensate_adaptive(void **state)
+{
+    (void)state;
+    const float g[3] = {2, -1, 0.5f}, stale[3] = {0.5f, 2, 4};
+    float theta[3] = {1, 2, 3}, out[3];
+    pd_optim_grad dc;
+    pd_optim_config oc = cfg_of(PD_OPT_SGD);
+    oc.lr = 1;
+    pd_optim *plain = make(&oc, 0, 3, 1);
+    assert_int_equal(pd_optim_state_size(plain), 32);
+    pd_optim_destroy(&plain);
+
+    oc.dc_lambda_adaptive = true;
+    oc.dc_decay = 0.5;
+    pd_optim *o = make(&oc, 0, 3, 1);
+    assert_int_equal(pd_optim_state_size(o), 32 + 3 * 4);
+    pd_optim_compensate(o, 0.25, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3}, out,
+                        &dc);
+    assert_float_equal(out[0], 2.3535533817544394, 1e-6);
+    assert_true(out[1] == -1);
+    assert_float_equal(out[2], 0.3232233754139988, 1e-6);
+    const uint32_t idx[2] = {2, 0};
+    const float val[2] = {0.5f, 2};
+    pd_optim_compensate(o, 0.25, theta, stale, 0, &(pd_optim_grad){.idx = idx, .val = val, .nnz = 2},
+                        out, &dc);
+    assert_float_equal(out[0], 0.3556624711925961, 1e-6);
+    assert_float_equal(out[1], 2.288675129783561, 1e-6);
+
+    unsigned char buf[32 + 3 * 4];
+    assert_int_equal(pd_optim_save(o, buf, sizeof buf), PD_OK);
+    float q[3];
+    for (int i = 0; i < 3; i++) {
+        uint32_t u = (uint32_t)buf[32 + 4 * i] | (uint32_t)buf[33 + 4 * i] << 8 |
+                     (uint32_t)buf[34 + 4 * i] << 16 | (uint32_t)buf[35 + 4 * i] << 24;
+        memcpy(&q[i], &u, sizeof u);
+    }
+    assert_true(q[0] == 3 && q[1] == 0.5f && q[2] == 0.1875f);
+    /* A loaded copy goes on exactly as the original. */
+    pd_optim *copy = make(&oc, 0, 3, 1);
+    assert_int_equal(pd_optim_load(copy, buf, sizeof buf), PD_OK);
+    float out2[3];
+    pd_optim_compensate(o, 0.25, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3}, out,
+                        &dc);
+    pd_optim_compensate(copy, 0.25, theta, stale, 0, &(pd_optim_grad){.g = g, .lo = 0, .hi = 3},
+                        out2, &dc);
+    assert_memory_equal(out, out2, sizeof out);
+    /* q = 0.5 * 3 + 0.5 * 4 = 3.5: 2 + 0.5 / sqrt(3.5000001). */
+    assert_float_equal(out[0], 2.267261238094407, 1e-6);
+    /* A state saved without q does not load into an optimizer with it. */
+    oc.dc_lambda_adaptive = false;
+    plain = make(&oc, 0, 3, 1);
+    unsigned char small[32];
+    assert_int_equal(pd_optim_save(plain, small, sizeof small), PD_OK);
+    assert_int_not_equal(pd_optim_load(copy, small, sizeof small), PD_OK);
+    pd_optim_destroy(&plain);
+    pd_optim_destroy(&copy);
+    pd_optim_destroy(&o);
+
+    /* A server's range [1, 3): q[i - 1], the buffers' own offsets. */
+    oc.dc_lambda_adaptive = true;
+    o = make(&oc, 1, 3, 1);
+    const float g_range[2] = {-1, 0.5f}, stale_range[2] = {2, 4};
+    pd_optim_compensate(o, 0.25, theta, stale_range, 1,
+                        &(pd_optim_grad){.g_range = g_range, .lo = 1, .hi = 3}, out, &dc);
+    assert_true(out[0] == -1);
+    assert_float_equal(out[1], 0.3232233754139988, 1e-6);
+    pd_optim_destroy(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1521,6 +1601,7 @@ int main(void)
         cmocka_unit_test(test_compensate),
         cmocka_unit_test(test_vsgd_by_hand),
         cmocka_unit_test(test_vsgd_scale),
+        cmocka_unit_test(test_compensate_adaptive),
         cmocka_unit_test(test_defaults_converge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
