@@ -117,9 +117,6 @@ int main(int argc, char **argv)
     /* --check validates config and data without needing the job's ranks. */
     if (!err && !cli.check)
         err = pd_config_check_world(&cfg, size);
-    if (!err && cli.resume && cfg.training.n_phases > 0)
-        err = PD_FAIL(PD_EINPUT, "%s: training.phases: --resume does not continue a run with "
-                      "phases in this version (it writes no checkpoints)", cfg.source);
     if (!err && cli.check) {
         err = pd_ps_check(&cfg, size, cli.json, rank == 0 ? stdout : NULL);
         return err ? fail(rank, size, err) : 0;

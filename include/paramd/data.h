@@ -158,5 +158,8 @@ size_t pd_iter_admitted(const pd_iter *it);
 size_t pd_iter_state_size(const pd_iter *it);
 int pd_iter_save(const pd_iter *it, void *buf, size_t size);
 int pd_iter_load(pd_iter *it, const void *buf, size_t size);
+/* The epoch (pd_iter_epoch) of a saved state; PD_EINPUT when buf is not
+ * one. Local. */
+int pd_iter_state_epoch(const void *buf, size_t size, int64_t *epoch);
 
 #endif

@@ -146,6 +146,9 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
     fnv_printf(&f, "training.staleness_policy=%d\n", (int)t->staleness_policy);
     fnv_printf(&f, "training.local_steps=%d\n", t->local_steps);
     fnv_printf(&f, "training.elastic_alpha=%.17g\n", t->elastic_alpha);
+    for (int i = 0; i < t->n_phases; i++)   /* none: the hash of a run without phases */
+        for (int k = 0; k < t->phases[i].n_sets; k++)
+            fnv_printf(&f, "training.phases[%d].%s\n", i, t->phases[i].sets[k]);
     return f.h;
 }
 

@@ -784,12 +784,6 @@ static int phase_rules(loader *ld)
     if (t->early_stopping_patience > 0)
         return fail_key(ld, KEY("training.early_stopping.patience"), "early stopping would end "
                         "one phase of several; not with training.phases");
-    const pd_checkpoint_config *k = &c->checkpoint;
-    if (k->every_updates > 0 || k->every_seconds > 0)
-        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
-                                                     : "checkpoint.every_seconds"),
-                        "a run with training.phases writes no checkpoints in this version; "
-                        "leave it at 0");
     if (t->worker_timeout > 0)
         return fail_key(ld, KEY("training.worker_timeout"), "every phase starts with every "
                         "worker; a run with training.phases does not go on without lost "

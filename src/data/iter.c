@@ -333,6 +333,15 @@ int pd_iter_save(const pd_iter *it, void *buf, size_t size)
     return PD_OK;
 }
 
+int pd_iter_state_epoch(const void *buf, size_t size, int64_t *epoch)
+{
+    const unsigned char *p = buf;
+    if (size < ITER_HEADER || pd_le_get32(p) != ITER_MAGIC)
+        return PD_FAIL(PD_EINPUT, "iterator state: %zu bytes, not an iterator state", size);
+    *epoch = (int64_t)pd_le_get64(p + 40);
+    return PD_OK;
+}
+
 int pd_iter_load(pd_iter *it, const void *buf, size_t size)
 {
     if (size < ITER_HEADER)

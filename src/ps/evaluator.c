@@ -58,6 +58,7 @@ struct pd_evaluator {
     const char *phase_mode;
     pd_phase_summary phases[PD_MAX_PHASES];
     int phases_done;
+    const pd_config *run;          /* config.resolved.yaml's (phases: the run's) */
     int64_t ph_update, ph_sent, ph_applied, ph_dropped, ph_bad;
     double ph_epoch, ph_wall, ph_stale;
 };
@@ -72,7 +73,7 @@ static int write_file(pd_evaluator *ev, const char *name, bool layout)
     if (!f)
         return PD_FAIL(PD_ENOMEM, "%s: cannot allocate", name);
     int err = layout ? pd_use_write_layout(ev->cfg, ev->model, ev->data, f)
-                     : pd_config_write(ev->cfg, f);
+                     : pd_config_write(ev->run, f);
     if (err == PD_OK && !layout && ev->resumed_from[0])   /* a comment: loads the same */
         fprintf(f, "# --resume: continued from the checkpoint %s (update %lld)\n",
                 ev->resumed_from, (long long)ev->resumed_update);
@@ -125,6 +126,7 @@ int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int worke
         return PD_ENOMEM;
     int err = PD_OK;
     ev->cfg = cfg;
+    ev->run = cfg;
     ev->opts = *opts;
     ev->workers = workers;
     ev->servers = servers;
@@ -388,6 +390,32 @@ void pd_evaluator_set_phase(pd_evaluator *ev, const pd_config *cfg, int index, i
     ev->phase = index;
     ev->nphases = count;
     ev->phase_mode = pd_mode_name(cfg->training.mode);
+}
+
+void pd_evaluator_phase_state(const pd_evaluator *ev, pd_phase_record *r)
+{
+    r->n_done = ev->phases_done;
+    memcpy(r->done, ev->phases, (size_t)ev->phases_done * sizeof *r->done);
+    r->start = (pd_phase_marks){
+        .update = ev->ph_update, .epoch = ev->ph_epoch, .wall_s = ev->ph_wall,
+        .sent = ev->ph_sent, .applied = ev->ph_applied, .dropped = ev->ph_dropped,
+        .bad = ev->ph_bad, .stale = ev->ph_stale,
+    };
+}
+
+void pd_evaluator_set_phase_state(pd_evaluator *ev, const pd_phase_record *r)
+{
+    ev->phases_done = r->n_done;
+    memcpy(ev->phases, r->done, (size_t)r->n_done * sizeof *ev->phases);
+    const pd_phase_marks *m = &r->start;
+    ev->ph_update = m->update;
+    ev->ph_epoch = m->epoch;
+    ev->ph_wall = m->wall_s;
+    ev->ph_sent = m->sent;
+    ev->ph_applied = m->applied;
+    ev->ph_dropped = m->dropped;
+    ev->ph_bad = m->bad;
+    ev->ph_stale = m->stale;
 }
 
 /* The current phase's entry from the run's totals now, which the next

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "checkpoint.h"
 #include "comm.h"
 #include "driver.h"
 #include "paramd/data.h"
@@ -250,7 +251,9 @@ static int finish_world(pd_world *w)
     return PD_OK;
 }
 
-/* training.phases (paramd/phase.h runs the sequence): this rank's role. */
+/* training.phases (paramd/phase.h runs the sequence): this rank's role.
+ * Only the phase --resume continues reads the checkpoint. A stop signal
+ * (server 0 takes it) ends the run at that phase's end on every rank. */
 typedef struct phase_ctx {
     const pd_run_opts *opts;
     pd_world *w;
@@ -259,8 +262,87 @@ typedef struct phase_ctx {
 static int phase_role(const pd_config *cfg, pd_phase_carry *c, void *ctx)
 {
     phase_ctx *x = ctx;
-    return x->w->is_server ? pd_server_phase(cfg, x->opts, x->w, c)
-                           : pd_worker_phase(cfg, x->opts, x->w, c);
+    pd_run_opts o = *x->opts;
+    o.resume = c->record != NULL;
+    int err = x->w->is_server ? pd_server_phase(cfg, &o, x->w, c)
+                              : pd_worker_phase(cfg, &o, x->w, c);
+    if (err != PD_OK && err != PD_ESTOPPED)
+        return err;
+    int stop = err == PD_ESTOPPED, any = 0;
+    PD_MPI(MPI_Allreduce(&stop, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    c->stop = any != 0;
+    return err;
+}
+
+/* --resume of a run with phases, rank 0: the record of the newest valid
+ * checkpoint (the servers pick the same set after, and say which damaged
+ * ones they skipped). */
+static int phase_record_read(const pd_config *cfg, const pd_run_opts *opts, const pd_world *w,
+                             unsigned char **buf, size_t *size)
+{
+    char dir[PD_PATH_MAX + 32];
+    PD_TRY(pd_ckpt_dir(opts->resume_dir, dir, sizeof dir));
+    pd_model *m = NULL;
+    PD_TRY(pd_model_create(&cfg->model, 1, &m));
+    uint64_t layout, config;
+    int err = pd_ckpt_hashes(m, cfg, w->workers, &layout, &config);
+    pd_model_destroy(&m);
+    PD_TRY(err);
+    FILE *quiet = fopen("/dev/null", "w");
+    pd_ckpt_part p;
+    err = pd_ckpt_find(dir, 0, layout, config, quiet, &p);
+    if (quiet)
+        fclose(quiet);
+    PD_TRY(err);
+    uint64_t t = p.updates;
+    pd_ckpt_part_free(&p);
+    return pd_phase_record_load(dir, t, buf, size);
+}
+
+/* Every rank: the record rank 0 read, sent to all and decoded. */
+static int phase_resume(const pd_config *cfg, const pd_run_opts *opts, pd_world *w,
+                        pd_phase_record *rec)
+{
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int err = w->rank == 0 ? phase_record_read(cfg, opts, w, &buf, &size) : PD_OK;
+    err = pd_comm_agree(w, err);
+    unsigned long long n = size;
+    if (err == PD_OK)
+        err = MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD) == MPI_SUCCESS
+              ? PD_OK : PD_FAIL(PD_EMPI, "MPI_Bcast of the phase record's size failed");
+    if (err == PD_OK && w->rank != 0 && !(buf = pd_malloc((size_t)n + 1)))
+        err = PD_ENOMEM;
+    if (err == PD_OK && n > INT_MAX)
+        err = PD_FAIL(PD_EINPUT, "phase record of %llu bytes", n);
+    if (err == PD_OK)
+        err = MPI_Bcast(buf, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD) == MPI_SUCCESS
+              ? PD_OK : PD_FAIL(PD_EMPI, "MPI_Bcast of the phase record failed");
+    if (err == PD_OK) {
+        char name[PD_PATH_MAX + 64];
+        if (pd_ckpt_dir(opts->resume_dir, name, sizeof name) == PD_OK)
+            strncat(name, "/ckpt-*.phase", sizeof name - strlen(name) - 1);
+        err = pd_phase_record_decode(name, buf, (size_t)n, rec);
+    }
+    free(buf);
+    if (err == PD_OK && (rec->count != cfg->training.n_phases || rec->workers != w->workers)) {
+        err = PD_FAIL(PD_EINPUT, "%s: checkpoint taken in phase %d of %d with %d workers; this "
+                      "run has %d phases and %d workers", opts->resume_dir, rec->index,
+                      rec->count, rec->workers, cfg->training.n_phases, w->workers);
+        pd_phase_record_free(rec);
+    }
+    return pd_comm_agree(w, err);
+}
+
+static int run_phases(const pd_config *cfg, const pd_run_opts *opts, pd_world *w)
+{
+    pd_phase_record rec = {0};
+    if (opts->resume)
+        PD_TRY(phase_resume(cfg, opts, w, &rec));
+    int err = pd_phase_run(cfg, opts->resume ? &rec : NULL, phase_role,
+                           &(phase_ctx){opts, w});
+    pd_phase_record_free(&rec);
+    return err;
 }
 
 int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
@@ -288,7 +370,7 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
                       cfg.source[0] ? cfg.source : "<config>");
     err = pd_comm_agree(&w, err);
     if (err == PD_OK && cfg.training.n_phases > 0)
-        err = pd_phase_run(&cfg, phase_role, &(phase_ctx){opts, &w});
+        err = run_phases(&cfg, opts, &w);
     else if (err == PD_OK && batch)
         err = pd_batch_sync(&cfg, opts, &w);
     else if (err == PD_OK)

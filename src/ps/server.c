@@ -22,6 +22,7 @@
 #include "server_impl.h"
 
 /* training.phases: the counters' arrays are the hand-over's. */
+static pd_phase_server *carried(const server *sv);
 _Static_assert((int)PD_DROP_KINDS == (int)PD_PHASE_DROP_KINDS && STALE_HIST == PD_PHASE_STALE_HIST,
                "pd_phase_counters has the server's counters");
 
@@ -558,7 +559,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->lost = pd_calloc((size_t)W, sizeof *sv->lost);
     if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq || !sv->lost)
         return PD_ENOMEM;
-    pd_phase_server *from = sv->carry && sv->carry->index > 0 ? sv->carry->server : NULL;
+    pd_phase_server *from = carried(sv);
     if (from)
         memcpy(sv->theta, from->theta, sv->n * sizeof *sv->theta);
     else
@@ -625,6 +626,8 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     }
     if (world->index == 0 && sv->carry)
         pd_evaluator_set_phase(sv->ev, cfg, sv->carry->index, sv->carry->count);
+    if (world->index == 0 && sv->carry && sv->carry->record)   /* --resume */
+        pd_evaluator_set_phase_state(sv->ev, sv->carry->record);
     if (world->index == 0) {
         PD_TRY(server_ckpt_resume_eval(sv));
         PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
@@ -769,6 +772,49 @@ static int finish(server *sv, double cpu0)
 
 /* ---- training.phases (paramd/phase.h) ------------------------------------ */
 
+/* What the previous phase handed over in this process (NULL: the first
+ * phase, or the one --resume continues). */
+static pd_phase_server *carried(const server *sv)
+{
+    const pd_phase_carry *c = sv->carry;
+    return c && c->index > 0 && !c->record ? c->server : NULL;
+}
+
+/* Server 0: the record of the checkpoint at update v (paramd/phase.h). */
+int server_phase_record(server *sv, int64_t v)
+{
+    const pd_phase_carry *c = sv->carry;
+    int W = sv->world->workers;
+    pd_phase_record r = {.index = c->index, .count = c->count, .workers = W,
+                         .epoch_base = c->server->epoch_base};
+    int64_t *zero = NULL;
+    if (!r.epoch_base && !(r.epoch_base = zero = pd_calloc((size_t)W, sizeof *zero)))
+        return PD_ENOMEM;
+    pd_evaluator_phase_state(sv->ev, &r);
+    int err = pd_phase_record_write(sv->ck.dir, (uint64_t)v, &r);
+    free(zero);
+    return err;
+}
+
+/* Server 0 at a phase's end: the epochs each worker has done, from the
+ * states they sent before FINAL, which the next phase's epochs count from. */
+static int next_epoch_base(server *sv, pd_phase_server *to)
+{
+    int W = sv->world->workers;
+    if (!to->epoch_base && !(to->epoch_base = pd_calloc((size_t)W, sizeof *to->epoch_base)))
+        return PD_ENOMEM;
+    for (int w = 0; w < W; w++) {
+        const unsigned char *iter;
+        size_t size;
+        pd_ckpt_wstate ws;
+        if (!sv->ck.state[w])
+            return PD_FAIL(PD_ETRAIN, "phase %d: no final state of worker %d", sv->carry->index, w);
+        PD_TRY(pd_worker_state_split(sv->ck.state[w], sv->ck.state_size[w], &iter, &size, &ws));
+        PD_TRY(pd_iter_state_epoch(iter, size, &to->epoch_base[w]));
+    }
+    return PD_OK;
+}
+
 /* The run so far into this phase's fresh server (after setup). */
 static void carry_in(server *sv, const pd_phase_server *from)
 {
@@ -861,6 +907,8 @@ static int carry_out(server *sv, pd_phase_server *to)
     c->loss_mark_sum = sv->loss_mark_sum;
     c->loss_mark_n = sv->loss_mark_n;
     c->loop_cpu_s = sv->loop_cpu_s;
+    if (sv->world->index == 0)
+        PD_TRY(next_epoch_base(sv, to));
     if (sv->ev) {   /* the next phase's server 0 takes it */
         to->evaluator = sv->ev;
         to->evaluator_free = evaluator_free;
@@ -877,8 +925,14 @@ int pd_server_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *wor
 {
     pd_phase_server *sc;
     PD_TRY(pd_phase_server_get(c, &sc));
-    if (c->index == 0)
+    if (c->index == 0 || c->record)
         sc->cpu0 = cpu_seconds();
+    if (c->record && world->index == 0) {   /* --resume: the phase's, from its record */
+        size_t W = (size_t)c->record->workers;
+        if (!(sc->epoch_base = pd_malloc(W * sizeof *sc->epoch_base)))
+            return PD_ENOMEM;
+        memcpy(sc->epoch_base, c->record->epoch_base, W * sizeof *sc->epoch_base);
+    }
     return server_main(cfg, opts, world, c, sc->cpu0);
 }
 
@@ -892,8 +946,10 @@ static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
 {
     server sv = {.carry = carry};
     int err = pd_comm_agree(world, setup(&sv, cfg, opts, world));
-    if (err == PD_OK && carry && carry->index > 0)
-        carry_in(&sv, carry->server);
+    if (err == PD_OK && carried(&sv))
+        carry_in(&sv, carried(&sv));
+    if (err == PD_OK && carry && carry->record)   /* --resume: sent before this phase */
+        sv.sent_total = carry->record->start.sent;
     if (err == PD_OK)
         err = server_ckpt_start(&sv);
     if (err == PD_OK)

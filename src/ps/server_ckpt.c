@@ -25,9 +25,12 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     ck->written = -1;
     ck->last_t = pd_now();
     ck->resume_eval = -1;
-    ck->on = pd_ckpt_enabled(cfg, opts);
+    /* training.phases: the run's config (its phases included) makes the
+     * hash, and a resumed run writes at every phase's end */
+    const pd_config *run = sv->carry ? sv->carry->run : cfg;
+    ck->on = pd_ckpt_enabled(cfg, opts) || (sv->carry && sv->carry->resumed);
     PD_TRY(pd_ckpt_dir(cfg->run.out_dir, ck->dir, sizeof ck->dir));
-    PD_TRY(pd_ckpt_hashes(sv->model, cfg, W, &ck->layout_hash, &ck->config_hash));
+    PD_TRY(pd_ckpt_hashes(sv->model, run, W, &ck->layout_hash, &ck->config_hash));
     if (sv->world->index == 0) {
         ck->state = pd_calloc((size_t)W, sizeof *ck->state);
         ck->state_size = pd_calloc((size_t)W, sizeof *ck->state_size);
@@ -361,10 +364,14 @@ int server_ckpt_round_write(server *sv)
             ids[s] = (pd_ckpt_id){pd_le_get64(b + 8), pd_le_get32(b + 16)};
         free(b);
     }
+    if (err == PD_OK && sv->carry)
+        err = server_phase_record(sv, v);
     if (err == PD_OK)
         err = pd_ckpt_write_manifest(ck->dir, (uint64_t)v, (uint32_t)S, ids);
     if (err == PD_OK)
         err = pd_ckpt_prune(ck->dir, sv->cfg->checkpoint.keep);
+    if (err == PD_OK && sv->carry)
+        pd_phase_record_prune(ck->dir);
     free(ids);
     PD_TRY(err);
     ck->last_t = pd_now();
@@ -381,10 +388,14 @@ static int async_write(server *sv)
     double t0 = pd_now();
     pd_ckpt_id id;
     int err = write_snapshot(sv, &ck->snap, &id);
+    if (err == PD_OK && sv->carry)
+        err = server_phase_record(sv, (int64_t)ck->snap.part.updates);
     if (err == PD_OK)
         err = pd_ckpt_write_manifest(ck->dir, ck->snap.part.updates, 1, &id);
     if (err == PD_OK)
         err = pd_ckpt_prune(ck->dir, sv->cfg->checkpoint.keep);
+    if (err == PD_OK && sv->carry)
+        pd_phase_record_prune(ck->dir);
     snap_free(&ck->snap);
     ck->pending = false;
     memset(ck->extra, 0, (size_t)sv->world->workers * sizeof *ck->extra);   /* this one's */

@@ -283,4 +283,8 @@ void server_ckpt_free(server *sv);
  * SNAP requests (server 0 may be waiting on one to evaluate). */
 int server_wait_collective(server *sv, MPI_Request *r);
 
+/* training.phases, server 0: the record of the checkpoint at update v
+ * (server.c), written before its manifest. */
+int server_phase_record(server *sv, int64_t v);
+
 #endif

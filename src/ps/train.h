@@ -17,6 +17,7 @@
 #include "paramd/metrics.h"
 #include "paramd/model.h"
 #include "paramd/optim.h"
+#include "paramd/phase.h"
 #include "paramd/ps.h"
 
 /* ---- learner ---------------------------------------------------------- */
@@ -130,6 +131,10 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
 /* training.phases: the rows from now on belong to phase index (of count)
  * with config cfg, which the evaluator uses until the next call. Local. */
 void pd_evaluator_set_phase(pd_evaluator *ev, const pd_config *cfg, int index, int count);
+/* The finished phases' entries and the run's totals when the current phase
+ * began (its record for a checkpoint), and back (--resume). */
+void pd_evaluator_phase_state(const pd_evaluator *ev, pd_phase_record *r);
+void pd_evaluator_set_phase_state(pd_evaluator *ev, const pd_phase_record *r);
 /* The end of a phase before the last: its last update evaluated (a row,
  * unless the last row is of it) and its summary entry kept for
  * pd_evaluator_finish, which adds the last phase's. rs: the run's totals. */

@@ -308,9 +308,12 @@ static int checkpoint(worker *wk)
 /* Next minibatch, crossing epochs; false when the worker's epochs are done. */
 static bool next_batch(worker *wk, int *epochs)
 {
+    int E = wk->cfg->training.epochs;
+    if (E > 0 && *epochs >= wk->epoch_base + E)
+        return false;   /* resumed from the checkpoint at its last epoch's end */
     while (!pd_learner_next(&wk->l)) {
         ++*epochs;
-        if (wk->cfg->training.epochs > 0 && *epochs >= wk->epoch_base + wk->cfg->training.epochs)
+        if (E > 0 && *epochs >= wk->epoch_base + E)
             return false;
     }
     return true;
@@ -446,7 +449,9 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
                  cfg->faults.slow_basis == PD_SLOW_COMPUTE);
     wk->frng = pd_rng_make(cfg->run.seed, PD_STREAM_FAULTS, (uint64_t)world->rank);
     int S = world->servers;
-    pd_phase_worker *from = wk->carry && wk->carry->index > 0 ? wk->carry->worker : NULL;
+    /* what the previous phase handed over in this process (not --resume's) */
+    pd_phase_worker *from = wk->carry && wk->carry->index > 0 && !wk->carry->record
+                            ? wk->carry->worker : NULL;
     if (from) {   /* the same shard, iterator and position */
         pd_learner *l = from->learner;
         wk->l = *l;
@@ -595,6 +600,8 @@ static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
     int err = pd_comm_agree(world, setup(&wk, cfg, world));
     if (err == PD_OK && opts->resume)
         err = resume(&wk);
+    if (err == PD_OK && carry && carry->record)   /* the phase's epochs count from there */
+        wk.epoch_base = (int)carry->record->epoch_base[world->index];
     if (err == PD_OK)
         err = exchange(&wk, PD_MSG_HELLO, 0, 0, (int64_t)wk.l.train->n);
     if (err == PD_OK)   /* backup workers: a round may close before our HELLO */
