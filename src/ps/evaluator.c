@@ -484,7 +484,8 @@ int pd_evaluator_finish(pd_evaluator *ev, float *theta, const pd_progress *p,
     pd_metrics_row r;
     fill_row(ev, p, &r);
     pd_summary s = {
-        .mode = pd_mode_name(ev->cfg->training.mode),
+        /* a run with phases: "phases" (each phase's mode is in its entry) */
+        .mode = ev->phase_mode ? "phases" : pd_mode_name(ev->cfg->training.mode),
         .optimizer = pd_optimizer_name_str(ev->cfg->optimizer.name),
         .exit = exit,
         .workers = ev->workers,

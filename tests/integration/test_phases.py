@@ -24,6 +24,8 @@ t.check(sp["params_sha256"] == s2["params_sha256"], "[sync 1, sync 1] == sync 2 
 t.check(s2["updates"] == sp["updates"] == 1876 and s2["gradients_applied"] == 3752,
         "updates %s == %s == 1876 (938 rounds an epoch), applied %s == 3752"
         % (s2["updates"], sp["updates"], s2["gradients_applied"]))
+t.check(s2["mode"] == "phases" and sp["mode"] == "sync",
+        "summary.json's mode: %s with phases, %s without" % (s2["mode"], sp["mode"]))
 ph = s2.get("phases", [])
 t.check([(p["index"], p["mode"], p["first_update"], p["last_update"], p["gradients_applied"])
          for p in ph] == [(0, "sync", 0, 938, 1876), (1, "sync", 938, 1876, 1876)],
