@@ -105,9 +105,9 @@
  *   training.backup_workers training.max_staleness
  *   training.staleness_policy training.local_steps training.elastic_alpha
  * and, for a run with training.phases, "training.phases[i].path=value\n"
- * for each key each phase sets, in order (the run's keys above are then
- * the first phase's; the phase a checkpoint was taken in is in its record,
- * paramd/phase.h).
+ * for each key each phase sets, in order (the keys above are then the
+ * file's, training.mode the first phase's; the phase a checkpoint was taken
+ * in is in its record, paramd/phase.h).
  * Every other key (run.out_dir, run.blas_threads, data.test*, model.init_from,
  * training.epochs, max_updates, eval_every*, eval_wait, worker_timeout,
  * trace, early_stopping, max_bad_updates, server_threads, checkpoint.*,
