@@ -27,13 +27,12 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     ck->resume_eval = -1;
     /* training.phases: the run's config (its phases included) makes the
      * hash, and a resumed run writes at the end of every phase whose mode
-     * writes checkpoints (rounds, async with one server and no trace:
-     * what config.c allows checkpoint.every_* for) */
+     * writes checkpoints (rounds; async without trace and easgd, with one
+     * server: what config.c allows checkpoint.every_* for) */
     const pd_config *run = sv->carry ? sv->carry->run : cfg;
     const pd_mode_props *m = mode_of(sv);
     bool writes = m->rounds ||
-                  (m->each && !m->threads && !m->elastic && sv->world->servers == 1 &&
-                   !cfg->training.trace);
+                  (!m->threads && sv->world->servers == 1 && !cfg->training.trace);
     ck->on = pd_ckpt_enabled(cfg, opts) || (sv->carry && sv->carry->resumed && writes);
     PD_TRY(pd_ckpt_dir(cfg->run.out_dir, ck->dir, sizeof ck->dir));
     PD_TRY(pd_ckpt_hashes(sv->model, run, W, &ck->layout_hash, &ck->config_hash));

@@ -47,9 +47,11 @@ def phases_of(s):
 
 
 def rows_of(d):
-    """metrics.jsonl's rows: where, in which phase, and the evaluation."""
-    return [(r["update"], r.get("phase_index"), r.get("phase_mode"), r["epoch"], r["test_loss"],
-             r["test_acc"]) for r in t.metrics(d)]
+    """metrics.jsonl's rows: where, in which phase, and the evaluation (the
+    epoch of the row at update 0 depends on which HELLO came first)."""
+    return [(r["update"], r.get("phase_index"), r.get("phase_mode"),
+             r["epoch"] if r["update"] else None, r["test_loss"], r["test_acc"])
+            for r in t.metrics(d)]
 
 
 def resume_copy(src, upto, sets):
