@@ -661,10 +661,11 @@ static int training_rules(loader *ld)
                             c->faults.delay_distribution != PD_DELAY_NONE))
         return fail_key(ld, KEY("training.servers"), "faults (slow workers, delays) apply to "
                         "workers talking to server ranks; with training.servers 0 there are none");
-    if (t->backup_workers > 0 && t->servers > 1)
-        return fail_key(ld, KEY("training.backup_workers"), "backup workers need one server "
-                        "(each server would close its rounds on different workers), got %d "
-                        "servers", t->servers);
+    if (t->backup_workers > 0 && t->servers > 1 && t->mode != PD_MODE_SYNC)
+        return fail_key(ld, KEY("training.backup_workers"), "backup workers with several "
+                        "servers are for sync mode (server 0 names each round's workers to the "
+                        "others); %s mode with %d servers: use one server",
+                        pd_mode_name(t->mode), t->servers);
     if (c->optimizer.staleness_compensation == PD_SCOMP_DC && t->mode != PD_MODE_ASYNC &&
         t->mode != PD_MODE_HOGWILD)
         return fail_key(ld, KEY("optimizer.staleness_compensation"), "dc corrects stale "
@@ -676,10 +677,11 @@ static int training_rules(loader *ld)
         return fail_key(ld, KEY("optimizer.dc_lambda_adaptive"), "adapts dc's lambda: it needs "
                         "optimizer.staleness_compensation dc");
     if (t->worker_timeout > 0 && t->servers > 1 && t->mode != PD_MODE_ASYNC &&
-        t->mode != PD_MODE_HOGWILD)
+        t->mode != PD_MODE_HOGWILD && !(t->mode == PD_MODE_SYNC && t->backup_workers > 0))
         return fail_key(ld, KEY("training.worker_timeout"), "with several servers lost workers "
-                        "are for async and hogwild mode (server 0 decides and tells the others); "
-                        "%s mode with %d servers: use one server", pd_mode_name(t->mode),
+                        "are for async, hogwild and sync with backup workers (server 0 decides "
+                        "and tells the others); %s mode with %d servers: use one server",
+                        t->mode == PD_MODE_SYNC ? "sync (no backup workers)" : pd_mode_name(t->mode),
                         t->servers);
     if (t->worker_timeout > 0 && t->servers == 0)
         return fail_key(ld, KEY("training.worker_timeout"), "lost workers need server ranks "

@@ -42,6 +42,11 @@ static void count_drop(server *sv, peer *p, enum pd_drop_kind kind)
     atomic_fetch_add(&sv->dropped[kind], 1);
 }
 
+void server_drop(server *sv, int w, enum pd_drop_kind kind)
+{
+    count_drop(sv, &sv->peers[w], kind);
+}
+
 /* Async with training.trace: one record per gradient, in arrival order. */
 static int trace(server *sv, const pd_trace_rec *rec)
 {
@@ -136,6 +141,12 @@ int server_reply(server *sv, int w, bool elastic)
             sv->point_version = v;
         }
         buf = sv->point ? sv->point : sv->theta + sv->lo;
+        if (sv->hears) {
+            /* A copy: the next round steps without waiting for replies to
+             * leave (one to a worker that died may never leave). */
+            memcpy(p->reply, buf, count * sizeof *p->reply);
+            buf = p->reply;
+        }
     } else if (!stop && !elastic) {
         /* Async (and easgd's RESET): theta moves on while this reply is in
          * flight: a copy. */
@@ -531,8 +542,17 @@ static int reply_round(server *sv)
  * out, counted bad; a round with none finite makes no step. */
 int server_maybe_close_round(server *sv)
 {
+    if (sv->hears)   /* server 0 says when, and with whom */
+        return server_hear(sv);
     if (!round_complete(sv))
         return PD_OK;
+    if (sv->casts)   /* before the step: clipping waits for every server */
+        PD_TRY(server_cast(sv, PD_RM_ROUND, -1, PD_DROP_LATE));
+    return server_close_round(sv);
+}
+
+int server_close_round(server *sv)
+{
     double now = pd_now();
     for (int w = 0; w < sv->world->workers; w++)   /* waited for the others */
         if (sv->peers[w].waiting)
@@ -540,7 +560,7 @@ int server_maybe_close_round(server *sv)
     double loss;
     int good = weigh_round(sv, &loss);
     int64_t t = atomic_load(&sv->version) + 1;
-    for (int w = 0; w < sv->world->workers; w++) {   /* replies read theta / point */
+    for (int w = 0; !sv->hears && w < sv->world->workers; w++) {   /* replies read theta / point */
         bool lost = sv->peers[w].lost;
         if (!lost)
             PD_TRY(server_wait_worker(sv, w, 2, sv->peers[w].rout, &lost));
@@ -564,10 +584,13 @@ int server_on_grad_sync(server *sv, int w)
 {
     peer *p = &sv->peers[w];
     p->clock++;
-    if (p->in.version < atomic_load(&sv->version)) {
+    if (!sv->hears && p->in.version < atomic_load(&sv->version)) {
         /* Late: the round closed without it (backup workers), or the run
          * stopped meanwhile. */
-        count_drop(sv, p, atomic_load(&sv->stopping) ? PD_DROP_AT_STOP : PD_DROP_LATE);
+        enum pd_drop_kind kind = atomic_load(&sv->stopping) ? PD_DROP_AT_STOP : PD_DROP_LATE;
+        if (sv->casts)
+            PD_TRY(server_cast(sv, PD_RM_LATE, w, kind));
+        count_drop(sv, p, kind);
         PD_TRY(server_reply(sv, w, false));
         return server_post_recv(sv, w);
     }

@@ -41,6 +41,10 @@
  *   DECIDE  server 0 -> server s (async, hogwild, easgd with S > 1): a
  *           pd_decision per gradient, on tag PD_TAG_DECIDE + worker; server
  *           s holds the worker's gradient until it arrives
+ *   ROUND   server 0 -> server s (sync with backup workers, S > 1): one
+ *           ordered stream on PD_TAG_ROUND of pd_round_msg + W member
+ *           bytes: each round's members, each late gradient, each lost
+ *           worker, in server 0's order (rounds.c)
  * Every GRAD/MODEL/HELLO gets exactly one reply (PARAMS or STOP), so a
  * worker has at most one request outstanding per server.
  */
@@ -59,6 +63,17 @@ enum { PD_TAG_DATA = 11, PD_TAG_CTRL = 12 };
 /* Server 0's decision on worker w's gradient goes to each other server on
  * tag PD_TAG_DECIDE + w (async, hogwild, easgd with S > 1). */
 enum { PD_TAG_DECIDE = 1000 };
+/* Server 0's round decisions in sync with backup workers and S > 1
+ * (rounds.c): a pd_round_msg, then W bytes (ROUND: 1 for each member). */
+enum { PD_TAG_ROUND = 16 };
+enum pd_round_kind { PD_RM_ROUND = 1, PD_RM_LATE, PD_RM_LOST };
+typedef struct pd_round_msg {
+    int32_t kind;         /* enum pd_round_kind */
+    int32_t worker;       /* LATE, LOST: the worker */
+    int64_t version;      /* server 0's version when it sent this */
+    int32_t drop;         /* LATE: the drop kind it counted (late or at stop) */
+    int32_t pad;
+} pd_round_msg;
 
 /* One decision per gradient, made by server 0 and followed by every
  * server, so a gradient is applied on all shards with one scale (from

@@ -53,12 +53,15 @@ int server_lose_worker(server *sv, int w, const char *what)
     /* Receives are cancelled, replies abandoned: the rank is gone. */
     drop_request(&sv->hreq[w], true);
     drop_request(&p->rpay, true);
+    p->partial = false;
     drop_request(&p->rout[0], false);
     drop_request(&p->rout[1], false);
     if (sv->decides) {   /* after its earlier decisions, on the same tag */
         pd_decision d = {.seq = p->clock, .made = -1, .outcome = PD_OUT_LOST};
         PD_TRY(server_send_decision(sv, w, &d));
     }
+    if (sv->casts)   /* after the rounds it was in (rounds.c) */
+        PD_TRY(server_cast(sv, PD_RM_LOST, w, PD_DROP_AT_STOP));
     p->lost = true;
     p->active = false;
     atomic_store(&sv->lost_t, pd_now());
@@ -75,7 +78,7 @@ int server_lose_worker(server *sv, int w, const char *what)
     pthread_mutex_unlock(&sv->mu);
     atomic_fetch_sub(&sv->active, 1);
     atomic_store(&sv->lost_new, true);
-    if (told_lost(sv, w))
+    if (server_told(sv))
         fprintf(stderr, "paramd: server %d: worker %d (rank %d) lost at update %lld, as server 0 "
                 "says\n", sv->world->index, w, rank, (long long)update);
     else
@@ -92,6 +95,11 @@ static int notice(server *sv, int w, bool *lost)
 {
     peer *p = &sv->peers[w];
     *lost = false;
+    if (sv->hears) {   /* LOST comes in server 0's round stream */
+        PD_TRY(server_hear(sv));
+        *lost = p->lost;
+        return PD_OK;
+    }
     if (p->dreq != MPI_REQUEST_NULL) {
         int done = 0;
         PD_MPI(MPI_Test(&p->dreq, &done, MPI_STATUS_IGNORE));
@@ -120,7 +128,7 @@ static int check_told(server *sv, int first, int stride)
         PD_TRY(notice(sv, w, &lost));
         if (lost || !p->hello || now - p->since <= 3 * sv->worker_timeout)
             continue;
-        if (p->dreq == MPI_REQUEST_NULL)
+        if (sv->follows && p->dreq == MPI_REQUEST_NULL)
             return PD_FAIL(PD_EMPI, "server %d: worker %d's request %lld, which server 0 "
                            "decided on, has not come for %g s (3 x training.worker_timeout)",
                            sv->world->index, w, (long long)p->din.seq, 3 * sv->worker_timeout);
@@ -134,7 +142,7 @@ static int check_told(server *sv, int first, int stride)
 
 bool server_told(const server *sv)
 {
-    return sv->follows && sv->worker_timeout > 0;
+    return (sv->follows || sv->hears) && sv->worker_timeout > 0;
 }
 
 int server_check_lost(server *sv, int first, int stride)

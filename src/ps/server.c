@@ -410,12 +410,18 @@ static int drive(server *sv)
     return err;
 }
 
+static int test_payload(server *sv, int w, int *in)
+{
+    PD_MPI(MPI_Test(&sv->peers[w].rpay, in, MPI_STATUS_IGNORE));
+    return PD_OK;
+}
+
 static int serve(loop_arg *a)
 {
     server *sv = a->sv;
     int W = sv->world->workers, mine = 0;
-    MPI_Request *reqs = pd_malloc((size_t)(W + 1) * sizeof *reqs);
-    int *map = pd_malloc((size_t)(W + 1) * sizeof *map);
+    MPI_Request *reqs = pd_malloc((size_t)(W + 2) * sizeof *reqs);
+    int *map = pd_malloc((size_t)(W + 2) * sizeof *map);
     if (!reqs || !map) {
         free(reqs);
         free(map);
@@ -427,7 +433,7 @@ static int serve(loop_arg *a)
         int k = 0, live = 0;
         for (int w = a->first; w < W; w += a->stride) {
             map[k] = w;
-            reqs[k++] = sv->hreq[w];
+            reqs[k++] = sv->peers[w].partial ? sv->peers[w].rpay : sv->hreq[w];
             live += sv->peers[w].active;
         }
         mine = k;
@@ -435,6 +441,11 @@ static int serve(loop_arg *a)
         if (want_ctrl) {
             map[k] = W;
             reqs[k++] = sv->hreq[W];
+        }
+        MPI_Request *heard = a->control ? server_hear_request(sv) : NULL;
+        if (heard) {   /* server 0's round stream (rounds.c) */
+            map[k] = W + 1;
+            reqs[k++] = *heard;
         }
         if (live == 0 && !want_ctrl)
             break;
@@ -451,10 +462,32 @@ static int serve(loop_arg *a)
         if (idx < 0)
             break;   /* another thread failed */
         int w = map[idx];
-        sv->hreq[w] = MPI_REQUEST_NULL;
-        if (w == W) {
-            PD_TRY_GOTO(err, on_snap_request(sv), out);
+        if (w == W + 1) {
+            sv->rreq = MPI_REQUEST_NULL;
+            sv->rheld = true;
+            PD_TRY_GOTO(err, server_hear(sv), out);
+            PD_TRY_GOTO(err, drive(sv), out);
             continue;
+        }
+        if (w < W && sv->peers[w].partial) {   /* its payload is in now */
+            sv->peers[w].partial = false;
+            sv->peers[w].rpay = MPI_REQUEST_NULL;
+        } else {
+            sv->hreq[w] = MPI_REQUEST_NULL;
+            if (w == W) {
+                PD_TRY_GOTO(err, on_snap_request(sv), out);
+                continue;
+            }
+            /* Hearing server 0, never wait for one worker's payload alone:
+             * the message that would say it is lost may sit behind one
+             * that needs other workers' gradients (rounds.c). */
+            int in = 1;
+            if (sv->hears)
+                PD_TRY_GOTO(err, test_payload(sv, w, &in), out);
+            if (!in) {
+                sv->peers[w].partial = true;
+                continue;
+            }
         }
         PD_TRY_GOTO(err, on_message(sv, w, a->control), out);
         PD_TRY_GOTO(err, server_check_lost(sv, a->first, a->stride), out);
@@ -573,6 +606,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
         return PD_ENOMEM;
     for (int w = 0; w <= W; w++)
         sv->hreq[w] = MPI_REQUEST_NULL;
+    PD_TRY(server_rounds_setup(sv));
     bool shared = world->servers > 1 && mode_of(sv)->each;
     sv->decides = shared && world->index == 0;
     sv->follows = shared && world->index > 0;
@@ -970,6 +1004,9 @@ static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
                                     : pd_mpi_fail(rc, "MPI_Cancel", __FILE__, __LINE__, __func__);
         }
     }
+    int end = server_rounds_end(&sv);
+    if (err == PD_OK)
+        err = end;
     if (err == PD_OK && carry)
         err = carry_out(&sv, carry->server);
     teardown(&sv);

@@ -39,6 +39,8 @@ typedef struct peer {
     int64_t seen;                  /* the version when its last message came */
     bool waiting;                  /* sync: holds a gradient of this round;
                                       async wait: reply held back (SSP) */
+    bool aside;                    /* hears: its gradient waits for a later round */
+    bool partial;                  /* hears: its header is in, the payload not yet */
     int64_t clock;                 /* requests processed */
     int64_t batches;               /* per epoch (HELLO) */
     int64_t applied, dropped, stale_sum;   /* this worker's gradients */
@@ -143,6 +145,13 @@ typedef struct server {
     _Atomic bool failed;           /* a serving thread failed: the others end */
     bool decides, follows;         /* S > 1, each-message modes: server 0 decides
                                       for every gradient, the others follow */
+    /* Sync with backup workers and S > 1 (rounds.c): server 0 casts its
+     * round decisions, the others hear and do the same. */
+    bool casts, hears;
+    unsigned char *rbuf;           /* pd_round_msg + [W] members */
+    MPI_Request rreq;              /* hears: the next message's receive */
+    bool rheld;                    /* hears: rbuf holds one not yet done */
+    bool hearing;                  /* hears: in server_hear (no re-entry) */
     int64_t others_applied[PD_MAX_SERVERS_STATS], others_bad[PD_MAX_SERVERS_STATS],
             others_dropped[PD_MAX_SERVERS_STATS],   /* server 0: from the final SNAP */
             others_mix[PD_MAX_SERVERS_STATS];
@@ -201,6 +210,23 @@ int server_post_decision(server *sv, int w);
 int server_release_waiting(server *sv);
 int server_on_grad_sync(server *sv, int w);
 int server_maybe_close_round(server *sv);
+/* Close the round now on the gradients of the workers `waiting`. */
+int server_close_round(server *sv);
+/* Count worker w's gradient dropped (kind), and nothing else. */
+void server_drop(server *sv, int w, enum pd_drop_kind kind);
+/* rounds.c: sync with backup workers and S > 1. Server 0: send every other
+ * server a ROUND (the workers waiting now are the round), LATE or LOST
+ * message for worker w (-1 for ROUND). */
+int server_cast(server *sv, int kind, int w, enum pd_drop_kind drop);
+/* Servers > 0: do server 0's messages in order, as far as the gradients
+ * they name have come (a message waits for them, the next behind it). */
+int server_hear(server *sv);
+/* The standing receive for a serving loop to wait on, or NULL (none, or a
+ * message is held); when it completes, mark sv->rheld and server_hear. */
+MPI_Request *server_hear_request(server *sv);
+/* Setup and end: buffers and the standing receive. */
+int server_rounds_setup(server *sv);
+int server_rounds_end(server *sv);
 int server_on_model_easgd(server *sv, int w, bool control);
 /* lost.c: training.worker_timeout. A worker the server waits for longer
  * than that (a message from it, the rest of one, or our reply to it that

@@ -1,7 +1,9 @@
 """Lost workers with two servers (training.servers 2, under mpirun
 --enable-recovery with training.worker_timeout 2): a worker killed with
-SIGKILL in async and hogwild mode does not stop training. Server 0 alone
-counts it lost and tells server 1 (docs/design.md, "Lost workers with
+SIGKILL in async, hogwild and sync with a backup worker (and clipping by
+the global norm, a collective of the servers each round) does not stop
+training. Server 0 alone counts it lost and tells server 1, and in sync
+names each round's workers to it (docs/design.md, "Lost workers with
 several servers"): both servers applied the same gradients (per_server
 applied and applied_set equal), server 1 dropped at most the one gradient
 the worker sent it and not server 0, summary.json, status.json and
@@ -31,7 +33,9 @@ def status_update(out):
 FIGURES = []
 # Ranks: servers 0 and 1, workers 0, 1, 2 on ranks 2, 3, 4; rank 3 is killed.
 for name, sets in (("async S=2", ["training.mode=async"]),
-                   ("hogwild S=2", ["training.mode=hogwild", "training.server_threads=2"])):
+                   ("hogwild S=2", ["training.mode=hogwild", "training.server_threads=2"]),
+                   ("sync b=1 S=2", ["training.mode=sync", "training.backup_workers=1",
+                                     "optimizer.clip_norm=1"])):
     out = tempfile.mkdtemp(prefix="paramd-it-")
     cmd = t.mpirun_cmd(5, "tests/conf/softmax.yaml", out,
                        sets + ["training.servers=2", "training.epochs=3", "training.eval_every=100",

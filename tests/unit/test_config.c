@@ -851,14 +851,23 @@ static void test_cross_key_rules(void **state)
         "for async runs with one server (training.mode is sync with 1 server; sync and serial "
         "runs are reproducible from their seed)");
     load_ok("training:\n  mode: async\n  trace: true\n", NULL, 0, &c);
-    ERR("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n", NAME ":4:19: "
-        "training.backup_workers: backup workers need one server (each server would close its "
-        "rounds on different workers), got 2 servers");
+    load_ok("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n", NULL, 0, &c);
+    load_ok("training:\n  mode: sync\n  servers: 2\n  backup_workers: 1\n  worker_timeout: 9\n",
+            NULL, 0, &c);
+    ERR("training:\n  mode: local_sgd\n  servers: 2\n  backup_workers: 1\n", NAME ":4:19: "
+        "training.backup_workers: backup workers with several servers are for sync mode (server "
+        "0 names each round's workers to the others); local_sgd mode with 2 servers: use one "
+        "server");
+    ERR("training:\n  mode: sync\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
+        "training.worker_timeout: with several servers lost workers are for async, hogwild and "
+        "sync with backup workers (server 0 decides and tells the others); sync (no backup "
+        "workers) mode with 2 servers: use one server");
     load_ok("training:\n  mode: async\n  servers: 2\n  worker_timeout: 30\n", NULL, 0, &c);
     load_ok("training:\n  mode: hogwild\n  servers: 3\n  worker_timeout: 30\n", NULL, 0, &c);
     ERR("training:\n  mode: easgd\n  servers: 2\n  worker_timeout: 30\n", NAME ":4:19: "
-        "training.worker_timeout: with several servers lost workers are for async and hogwild "
-        "mode (server 0 decides and tells the others); easgd mode with 2 servers: use one server");
+        "training.worker_timeout: with several servers lost workers are for async, hogwild and "
+        "sync with backup workers (server 0 decides and tells the others); easgd mode with 2 "
+        "servers: use one server");
     ERR("training:\n  mode: sync\n  servers: 0\n  worker_timeout: 30\n", NAME ":4:19: "
         "training.worker_timeout: lost workers need server ranks (with training.servers 0 every "
         "worker rank takes part in each round)");
