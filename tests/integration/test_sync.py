@@ -79,4 +79,21 @@ one, _ = t.run("tests/conf/softmax.yaml", clip, ranks=3)
 two, _ = t.run("tests/conf/softmax.yaml", clip + ["training.servers=2"], ranks=4)
 r = t.max_rel_diff(t.params(one), t.params(two))
 t.check(r < 1e-5, "clip_norm with S=2 vs S=1: max rel diff %.3g < 1e-5" % r)
+
+# Backup workers with S=2 (rounds.c): server 0 names each round's workers
+# and each late gradient to server 1, so both step on the same gradients
+# (each server alone would close its rounds on the first gradients it
+# received, in its own arrival order).
+d, _ = t.run("tests/conf/softmax.yaml", ["training.mode=sync", "training.backup_workers=1",
+                                         "training.servers=2", "training.max_updates=300",
+                                         "optimizer.clip_norm=1"], ranks=5)
+s = t.summary(d)
+ps = s["per_server"]
+t.check(s["updates"] == 300 and s["dropped_late"] > 0 and len(ps) == 2 and
+        ps[0]["applied"] == ps[1]["applied"] == s["gradients_applied"] and
+        ps[0]["dropped"] == ps[1]["dropped"] == s["dropped"] and
+        ps[0]["applied_set"] == ps[1]["applied_set"],
+        "sync b=1 S=2: 300 rounds, late gradients dropped (%d), both servers applied and dropped "
+        "the same gradients: %s" % (s["dropped_late"], ps))
+t.check_accounting(s, "sync b=1 S=2")
 t.done()
