@@ -636,16 +636,9 @@ static int resume_eval(driver *d, const char *dir, const char *rows, size_t nrow
     if (!d->resumed.batch)
         return PD_OK;
     PD_TRY(pd_ckpt_rows_write(d->cfg->run.out_dir, rows, nrows));
-    const pd_ckpt_part *p = &d->resumed;
-    char from[PD_PATH_MAX + 64];
-    snprintf(from, sizeof from, "%s/checkpoints/ckpt-%012" PRIu64, dir, p->updates);
-    pd_eval_state es = {
-        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
-        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
-        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
-        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
-    };
-    return pd_evaluator_set_state(d->ev, &es);
+    char cdir[PD_PATH_MAX + 16];
+    PD_TRY(pd_ckpt_dir(dir, cdir, sizeof cdir));
+    return pd_ckpt_resume_eval(d->ev, &d->resumed, cdir);
 }
 
 /* The evaluator of server 0 or the serial process, with a resumed run's

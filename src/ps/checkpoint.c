@@ -3,6 +3,7 @@
  * of metrics.jsonl a resumed run keeps, a worker's state as a message, and
  * the requests that signals make (paramd/signals.h). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,19 @@ int pd_ckpt_rows_write(const char *out_dir, const char *rows, size_t n)
     if (fclose(f) != 0 || !ok)
         return PD_FAIL(PD_EIO, "%s: write failed: %s", path, strerror(errno));
     return PD_OK;
+}
+
+int pd_ckpt_resume_eval(pd_evaluator *ev, const pd_ckpt_part *p, const char *ckpt_dir)
+{
+    char from[PD_PATH_MAX + 64];
+    snprintf(from, sizeof from, "%s/ckpt-%012" PRIu64, ckpt_dir, p->updates);
+    pd_eval_state es = {
+        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
+        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
+        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
+        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
+    };
+    return pd_evaluator_set_state(ev, &es);
 }
 
 /* ---- a worker's state -------------------------------------------------------- */

@@ -72,6 +72,11 @@ bool pd_ckpt_enabled(const pd_config *cfg, const pd_run_opts *opts);
  * (read before the run directory is opened again, written back after). */
 int pd_ckpt_rows_read(const char *out_dir, int64_t upto, char **rows, size_t *len);
 int pd_ckpt_rows_write(const char *out_dir, const char *rows, size_t len);
+/* --resume: the evaluator (server 0's, or the serial process's) goes on
+ * from part p of the checkpoint in ckpt_dir (DIR/checkpoints): wall time,
+ * pauses, early stopping; the checkpoint's name goes into
+ * config.resolved.yaml. Local. */
+int pd_ckpt_resume_eval(pd_evaluator *ev, const pd_ckpt_part *p, const char *ckpt_dir);
 
 /* ---- a worker's state ------------------------------------------------------ */
 

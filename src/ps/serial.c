@@ -34,7 +34,7 @@ typedef struct serial_state {
     double ckpt_t;                 /* pd_now() at the last one written */
     pd_ckpt_part resumed;          /* --resume: the checkpoint, until the evaluator has it */
     bool is_resumed;
-    const char *resume_dir;        /* --resume DIR */
+    char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
 } serial_state;
 
 /* Write the checkpoint of update s->prog.update (once per update). */
@@ -91,17 +91,15 @@ static bool checkpoint_due(const serial_state *s)
  * starts; a refusal ends the run (exit 2) before any training. */
 static int resume(serial_state *s, const char *dir)
 {
-    s->resume_dir = dir;
-    char cdir[PD_PATH_MAX + 16];
-    PD_TRY(pd_ckpt_dir(dir, cdir, sizeof cdir));
+    PD_TRY(pd_ckpt_dir(dir, s->resume_dir, sizeof s->resume_dir));
     pd_ckpt_part p;
-    PD_TRY(pd_ckpt_find(cdir, 0, s->layout_hash, s->config_hash, NULL, &p));
+    PD_TRY(pd_ckpt_find(s->resume_dir, 0, s->layout_hash, s->config_hash, NULL, &p));
     pd_learner *l = &s->learner;
     int err = PD_OK;
     if (p.nparts != 1 || p.lo != 0 || p.hi != l->nparams || p.niters != 1) {
         err = PD_FAIL(PD_EINPUT, "%s/ckpt-%012" PRIu64 ".0.pdck: META: %u parts over [%" PRIu64
                       ", %" PRIu64 ") with %zu iterators; a serial run of %zu parameters "
-                      "needs 1 part over [0, %zu) with 1", cdir, p.updates, p.nparts, p.lo,
+                      "needs 1 part over [0, %zu) with 1", s->resume_dir, p.updates, p.nparts, p.lo,
                       p.hi, p.niters, l->nparams, l->nparams);
         goto out;
     }
@@ -118,22 +116,6 @@ static int resume(serial_state *s, const char *dir)
 out:
     pd_ckpt_part_free(&p);
     return err;
-}
-
-/* The evaluator's part of a resume: early stopping, wall time, pauses. */
-static int resume_eval(serial_state *s)
-{
-    const pd_ckpt_part *p = &s->resumed;
-    char from[PD_PATH_MAX + 64];
-    snprintf(from, sizeof from, "%s/checkpoints/ckpt-%012llu", s->resume_dir,
-             (unsigned long long)p->updates);
-    pd_eval_state es = {
-        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
-        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
-        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
-        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
-    };
-    return pd_evaluator_set_state(s->ev, &es);
 }
 
 static int evaluate(serial_state *s, bool *stop)
@@ -289,7 +271,7 @@ int pd_serial_run(const pd_config *cfg, const pd_run_opts *opts)
     PD_TRY_GOTO(err, pd_evaluator_create(cfg, opts, 1, 0, &s.ev), out);
     PD_TRY_GOTO(err, pd_ckpt_rows_write(cfg->run.out_dir, rows, nrows), out);
     if (s.is_resumed)
-        PD_TRY_GOTO(err, resume_eval(&s), out);
+        PD_TRY_GOTO(err, pd_ckpt_resume_eval(s.ev, &s.resumed, s.resume_dir), out);
     PD_TRY_GOTO(err, train(&s, &exit), out);
     if (!strcmp(exit, "signal")) {
         err = stopped(&s);

@@ -108,16 +108,7 @@ int server_ckpt_resume_eval(server *sv)
     if (!ck->resumed || sv->world->index != 0)
         return PD_OK;
     PD_TRY(pd_ckpt_rows_write(sv->cfg->run.out_dir, ck->rows, ck->nrows));
-    const pd_ckpt_part *p = &ck->part;
-    char from[PD_PATH_MAX + 64];
-    snprintf(from, sizeof from, "%s/ckpt-%012llu", ck->resume_dir, (unsigned long long)p->updates);
-    pd_eval_state es = {
-        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
-        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
-        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
-        .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
-    };
-    return pd_evaluator_set_state(sv->ev, &es);
+    return pd_ckpt_resume_eval(sv->ev, &ck->part, ck->resume_dir);
 }
 
 int server_ckpt_start(server *sv)
