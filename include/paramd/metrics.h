@@ -38,6 +38,9 @@ int pd_write_all(int fd, const void *buf, size_t n);
 
 /* s as a JSON string, quoted and escaped (NULL as ""). Local. */
 void pd_metrics_json_string(FILE *f, const char *s);
+/* v as a JSON number of `digits` significant digits (%.*g), or null when
+ * it is NAN or infinite. Local. */
+void pd_metrics_json_number(FILE *f, double v, int digits);
 
 /* A worker the servers stopped waiting for (training.worker_timeout): its
  * index, MPI rank, the server's update when its last message arrived, and

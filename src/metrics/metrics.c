@@ -184,13 +184,19 @@ void pd_metrics_close(pd_metrics **m)
 
 const char *pd_metrics_dir(const pd_metrics *m) { return m->dir; }
 
+void pd_metrics_json_number(FILE *f, double v, int digits)
+{
+    if (isfinite(v))
+        fprintf(f, "%.*g", digits, v);
+    else
+        fputs("null", f);
+}
+
 /* JSON helpers: NAN/Inf and negative counts become null. */
 static void jnum(FILE *f, const char *key, double v)
 {
-    if (isfinite(v))
-        fprintf(f, "\"%s\":%.9g", key, v);
-    else
-        fprintf(f, "\"%s\":null", key);
+    fprintf(f, "\"%s\":", key);
+    pd_metrics_json_number(f, v, 9);
 }
 
 static void jint(FILE *f, const char *key, int64_t v)

@@ -188,14 +188,6 @@ static int auc_of(const float *s, const bool *pos, size_t n, double *auc)
     return PD_OK;
 }
 
-static void jnum(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.17g", v);
-    else
-        fputs("null", f);
-}
-
 typedef struct result {
     pd_eval ev;
     size_t C;                   /* classes in the confusion matrix (0: linreg) */
@@ -293,6 +285,7 @@ static void print_result(FILE *out, const run *r, const result *res, const char 
 
 static int write_json(const run *r, const result *res, const char *run_dir)
 {
+    enum { EXACT = 17 };   /* significant digits: a double reads back the same */
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -307,11 +300,11 @@ static int write_json(const run *r, const result *res, const char *run_dir)
     if (r->ckpt_update >= 0)
         fprintf(f, ",\"checkpoint_update\":%" PRId64, r->ckpt_update);
     fprintf(f, ",\"examples\":%zu,\"loss\":", res->ev.n);
-    jnum(f, res->ev.loss);
+    pd_metrics_json_number(f, res->ev.loss, EXACT);
     fputs(",\"accuracy\":", f);
-    jnum(f, res->ev.accuracy);
+    pd_metrics_json_number(f, res->ev.accuracy, EXACT);
     fputs(",\"rmse\":", f);
-    jnum(f, res->ev.rmse);
+    pd_metrics_json_number(f, res->ev.rmse, EXACT);
     if (res->C) {
         fputs(",\"class_names\":[", f);
         for (size_t c = 0; c < res->C; c++) {
@@ -331,11 +324,11 @@ static int write_json(const run *r, const result *res, const char *run_dir)
         fputs(",\"positive_class\":", f);
         pd_metrics_json_string(f, r->names[1]);
         fputs(",\"precision\":", f);
-        jnum(f, res->precision);
+        pd_metrics_json_number(f, res->precision, EXACT);
         fputs(",\"recall\":", f);
-        jnum(f, res->recall);
+        pd_metrics_json_number(f, res->recall, EXACT);
         fputs(",\"auc\":", f);
-        jnum(f, res->auc);
+        pd_metrics_json_number(f, res->auc, EXACT);
     }
     fputs("}\n", f);
     bool bad = ferror(f) != 0;

@@ -202,6 +202,28 @@ static void test_open_fails_on_file(void **state)
     unlink(path);
 }
 
+/* JSON numbers: the digits asked for, null for NAN and infinities. */
+static void test_json_number(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    pd_metrics_json_number(f, 0.1, 17);
+    fputc(' ', f);
+    pd_metrics_json_number(f, 1.0 / 3.0, 9);
+    fputc(' ', f);
+    pd_metrics_json_number(f, -2.5, 9);
+    fputc(' ', f);
+    pd_metrics_json_number(f, NAN, 17);
+    fputc(' ', f);
+    pd_metrics_json_number(f, -INFINITY, 9);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(text, "0.10000000000000001 0.333333333 -2.5 null null");
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_sha256_incremental),
         cmocka_unit_test(test_run_directory),
         cmocka_unit_test(test_open_fails_on_file),
+        cmocka_unit_test(test_json_number),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
