@@ -4,6 +4,7 @@ parameter files. Standard library only; used by tests/mpi/test_*.py."""
 import array
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,27 @@ def checkpoint_sets(d):
     c = os.path.join(d, "checkpoints")
     names = os.listdir(c) if os.path.isdir(c) else []
     return sorted(int(n[5:17]) for n in names if n.startswith("ckpt-") and n.endswith(".manifest"))
+
+
+def ckpts(d):
+    """The names in d/checkpoints, sorted."""
+    return sorted(os.listdir(os.path.join(d, "checkpoints")))
+
+
+def killed_after(run, t_keep):
+    """A copy of a finished run as if its job had been killed right after
+    the checkpoint at t_keep was written: newer checkpoints, params.bin and
+    summary.json gone (metrics.jsonl keeps its later rows, as a killed run's
+    would)."""
+    d = tempfile.mkdtemp(prefix="paramd-it-")
+    shutil.rmtree(d)
+    shutil.copytree(run, d)
+    for name in ("summary.json", "params.bin", "status.json"):
+        os.remove(os.path.join(d, name))
+    for f in ckpts(d):
+        if int(f[5:17]) > t_keep:
+            os.remove(os.path.join(d, "checkpoints", f))
+    return d
 
 
 def rank_pids(job):

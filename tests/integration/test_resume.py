@@ -11,22 +11,18 @@ CONF = "tests/conf/softmax.yaml"
 BASE = ["training.eval_every=40", "checkpoint.every_updates=40", "checkpoint.keep=2"]
 
 
-def ckpts(d):
-    return sorted(os.listdir(os.path.join(d, "checkpoints")))
-
-
 # Uninterrupted: 120 updates, checkpoints at 40, 80, 120; keep 2.
 a, _ = t.run(CONF, BASE + ["training.max_updates=120"])
 sa = t.summary(a)
 t.check(sa["updates"] == 120, "the reference run makes 120 updates: %s" % sa["updates"])
-t.check(ckpts(a) == ["ckpt-000000000080.0.pdck", "ckpt-000000000080.manifest",
+t.check(t.ckpts(a) == ["ckpt-000000000080.0.pdck", "ckpt-000000000080.manifest",
                      "ckpt-000000000120.0.pdck", "ckpt-000000000120.manifest"],
-        "keep 2: the two newest checkpoints remain: %s" % ckpts(a))
+        "keep 2: the two newest checkpoints remain: %s" % t.ckpts(a))
 ua = [r["update"] for r in t.metrics(a)]
 
 # Stopped at 60 (a checkpoint at 40 and one at the end, 60), then resumed.
 b, _ = t.run(CONF, BASE + ["training.max_updates=60"])
-t.check(ckpts(b)[-1] == "ckpt-000000000060.manifest", "a checkpoint at the end: %s" % ckpts(b))
+t.check(t.ckpts(b)[-1] == "ckpt-000000000060.manifest", "a checkpoint at the end: %s" % t.ckpts(b))
 b, _ = t.run(CONF, BASE + ["training.max_updates=120"], out=b, args=["--resume"])
 sb = t.summary(b)
 t.check(sb["params_sha256"] == sa["params_sha256"],

@@ -6,34 +6,12 @@ gradient (those in flight at the checkpoint as dropped at the stop); a
 damaged newest checkpoint (a missing part) is skipped with one warning;
 another number of workers is refused (exit 2, one line naming the file)."""
 import os
-import shutil
-import tempfile
 
 import pdtest as t
 
 CONF = "tests/conf/softmax.yaml"
 BASE = ["training.eval_every=40", "training.eval_wait=true", "checkpoint.every_updates=40",
         "checkpoint.keep=3"]
-
-
-def ckpts(d):
-    return sorted(os.listdir(os.path.join(d, "checkpoints")))
-
-
-def killed_after(run, t_keep):
-    """A copy of a finished run as if its job had been killed right after
-    the checkpoint at t_keep was written: newer checkpoints, params.bin and
-    summary.json gone (metrics.jsonl keeps its later rows, as a killed run's
-    would)."""
-    d = tempfile.mkdtemp(prefix="paramd-it-")
-    shutil.rmtree(d)
-    shutil.copytree(run, d)
-    for name in ("summary.json", "params.bin", "status.json"):
-        os.remove(os.path.join(d, name))
-    for f in ckpts(d):
-        if int(f[5:17]) > t_keep:
-            os.remove(os.path.join(d, "checkpoints", f))
-    return d
 
 
 CASES = [
@@ -48,9 +26,9 @@ CASES = [
 for name, ranks, sets in CASES:
     a, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=ranks)
     sa = t.summary(a)
-    t.check(ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (40, 80, 120)
+    t.check(t.ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (40, 80, 120)
                          for x in (["%d.pdck" % s for s in range(ranks - 2 if "servers=2" in " ".join(sets) else 1)] + ["manifest"])],
-            "%s: checkpoints at 40, 80, 120, one part per server: %s" % (name, ckpts(a)))
+            "%s: checkpoints at 40, 80, 120, one part per server: %s" % (name, t.ckpts(a)))
     ua = [r["update"] for r in t.metrics(a)]
 
     # Stopped at its max_updates (60: a checkpoint at 40 and one at the end), resumed to 120.
@@ -74,7 +52,7 @@ for name, ranks, sets in CASES:
             "%s: checkpoint_pause_s counts the checkpoints: %s" % (name, sb["checkpoint_pause_s"]))
 
     # Killed right after the checkpoint at 40 (the copy of the finished run).
-    k = killed_after(a, 40)
+    k = t.killed_after(a, 40)
     k, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=ranks, out=k,
                  args=["--resume"])
     t.check(t.summary(k)["params_sha256"] == sa["params_sha256"],
@@ -90,8 +68,8 @@ for pol in (["training.max_staleness=2", "training.staleness_policy=wait"],
     sets = ["training.mode=async"] + pol
     name = "async " + pol[1].split("=")[1]
     b, _ = t.run(CONF, BASE + sets + ["training.max_updates=60"], ranks=4)
-    t.check("ckpt-000000000040.manifest" in ckpts(b) and "ckpt-000000000060.manifest" in ckpts(b),
-            "%s: checkpoints at 40 and at the end: %s" % (name, ckpts(b)))
+    t.check("ckpt-000000000040.manifest" in t.ckpts(b) and "ckpt-000000000060.manifest" in t.ckpts(b),
+            "%s: checkpoints at 40 and at the end: %s" % (name, t.ckpts(b)))
     b, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=4, out=b,
                  args=["--resume"])
     sb = t.summary(b)
@@ -100,7 +78,7 @@ for pol in (["training.max_staleness=2", "training.staleness_policy=wait"],
     t.check_accounting(sb, name + " resumed at 60")
     t.check(sum(w["applied"] for w in sb["per_worker"]) == 120,
             "%s: per-worker applied counts add up to 120: %s" % (name, sb["per_worker"]))
-    k = killed_after(b, 80)
+    k = t.killed_after(b, 80)
     k, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=4, out=k,
                  args=["--resume"])
     sk = t.summary(k)
@@ -114,7 +92,7 @@ for pol in (["training.max_staleness=2", "training.staleness_policy=wait"],
 # warning line; the one at 80 is used, with the same result.
 name, ranks, sets = CASES[1]
 a, _ = t.run(CONF, BASE + sets + ["training.max_updates=120"], ranks=ranks)
-d = killed_after(a, 120)
+d = t.killed_after(a, 120)
 os.remove(os.path.join(d, "checkpoints", "ckpt-000000000120.1.pdck"))
 d, p = t.run(CONF, BASE + sets + ["training.max_updates=160"], ranks=ranks, out=d, args=["--resume"])
 warn = [l for l in p.stderr.splitlines() if "warning" in l]

@@ -34,7 +34,6 @@ run ends with the uninterrupted run's params_sha256 and metrics rows.
 Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -46,24 +45,6 @@ CONF = "tests/conf/softmax.yaml"
 EVAL = ["training.eval_every=20", "training.eval_wait=true"]
 BACKUP = ["training.mode=sync", "training.backup_workers=1",
           "faults.slow_workers=[{rank: 3, factor: 4}]"]
-
-
-def ckpts(d):
-    return sorted(os.listdir(os.path.join(d, "checkpoints")))
-
-
-def killed_after(run, t_keep):
-    """A copy of a finished run as if its job had been killed right after
-    the checkpoint at t_keep was written (test_resume_mpi.py)."""
-    d = tempfile.mkdtemp(prefix="paramd-it-")
-    shutil.rmtree(d)
-    shutil.copytree(run, d)
-    for name in ("summary.json", "params.bin", "status.json"):
-        os.remove(os.path.join(d, name))
-    for f in ckpts(d):
-        if int(f[5:17]) > t_keep:
-            os.remove(os.path.join(d, "checkpoints", f))
-    return d
 
 
 def counters(d, u, part=0):
@@ -123,12 +104,12 @@ name = "sync b=1"
 sets = EVAL + BACKUP + ["checkpoint.every_updates=20", "checkpoint.keep=3"]
 a, _ = t.run(CONF, sets + ["training.max_updates=60"], ranks=4)
 sa = t.summary(a)
-t.check(ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (20, 40, 60) for x in ("0.pdck", "manifest")],
-        "%s: checkpoints at 20, 40, 60: %s" % (name, ckpts(a)))
+t.check(t.ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (20, 40, 60) for x in ("0.pdck", "manifest")],
+        "%s: checkpoints at 20, 40, 60: %s" % (name, t.ckpts(a)))
 t.check(sa["dropped_late"] > 0, "%s: the slow worker's gradients come late: %d dropped late"
         % (name, sa["dropped_late"]))
 whole_run(sa, name + ", to 60", 60)
-k = killed_after(a, 40)
+k = t.killed_after(a, 40)
 a, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=4, out=a, args=["--resume"])
 whole_run(t.summary(a), name + ", stopped at 60 and resumed to 120", 120)
 # (the first row is where every HELLO was in: 0, or a round or two on,
@@ -184,7 +165,7 @@ c = counters(b, 60)
 t.check(c is not None and c[1] == 60 and c[2] == 2 and c[0] == c[1] + c[2] + c[3],
         "%s: the checkpoint at 60 counts the two models after its snapshot dropped: "
         "sent, applied, dropped, bad = %s" % (name, c))
-k = killed_after(b, 60)
+k = t.killed_after(b, 60)
 b, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3, out=b, args=["--resume"])
 k, _ = t.run(CONF, sets + ["training.max_updates=200"], ranks=3, out=k, args=["--resume"])
 for d, how in ((b, "stopped at 100"), (k, "killed after the checkpoint at 60")):
