@@ -134,6 +134,7 @@ typedef struct pd_optim_config {
     double loss_tol;               /* stop when the relative loss decrease <= loss_tol */
     int block_size;                /* cd: coordinates minimized together */
     pd_block_order block_order;    /* cd: blocks in order, or shuffled each cycle */
+    int vsgd_bound_layers;         /* vsgd: layers whose curvature is the row bound */
 } pd_optim_config;
 
 /* One entry of training.phases: the keys it sets, as "path=value" with the

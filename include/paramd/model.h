@@ -93,7 +93,14 @@ int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
  * softmax regression and linreg it is the Hessian's diagonal; for a relu
  * mlp too, almost everywhere (z is piecewise linear in each parameter).
  * Every entry >= 0. Local, no allocation after init. */
-int pd_model_curv_init(pd_model *m);
+/* bound_layers: the first that many layers (W1, b1, ... from the input)
+ * take, instead of the diagonal, each weight row's Gershgorin bound of
+ * its Gauss-Newton block: with in~ = (in, 1) the layer's input and its
+ * bias input, 1/b sum_i u_ij |in~_ik| |in~_i|_1 for W_l[j][k] and b_l[j]
+ * (k = the bias): at least the row block's largest eigenvalue, so a
+ * diagonal step on that layer cannot overshoot along its inputs' common
+ * directions (the exact diagonal of a 784-pixel input layer did, README). */
+int pd_model_curv_init(pd_model *m, int bound_layers);
 int pd_model_grad_curv(pd_model *m, const float *theta, const pd_dataset *ds,
                        const size_t *rows, size_t b, float *grad, float *curv, float *sq,
                        double *loss);

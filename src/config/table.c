@@ -232,6 +232,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "cd: coordinates minimized together (exactly, one block at a time)."),
     ENUM("optimizer.block_order", optimizer.block_order, block_order_names, "cyclic",
          "cd: blocks in order, or in a fresh random order (seeded) each cycle."),
+    INT("optimizer.vsgd_bound_layers", optimizer.vsgd_bound_layers, IN(0, PD_MAX_HIDDEN + 1), "0",
+        "vsgd: the first N layers' curvature is each weight row's Gershgorin bound."),
 
     I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
         "Checkpoint every this many updates; 0 = off."),

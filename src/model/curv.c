@@ -16,8 +16,9 @@
 #include "paramd/error.h"
 #include "model_impl.h"
 
-int pd_model_curv_init(pd_model *m)
+int pd_model_curv_init(pd_model *m, int bound_layers)
 {
+    m->curv_bound = bound_layers > 0 ? (size_t)bound_layers : 0;
     if (m->type != PD_MODEL_SOFTMAX && m->type != PD_MODEL_MLP && m->type != PD_MODEL_LINREG)
         return PD_FAIL(PD_EINPUT, "model.type: no curvature estimate for %s models (vsgd needs "
                        "softmax, mlp or linreg)", m->type == PD_MODEL_LOGREG ? "logreg" : "svm");
@@ -108,20 +109,34 @@ static void head_quad(const pd_model *m, const float *J, size_t b, size_t w, flo
 }
 
 void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float alpha,
-                         float *out)
+                         bool bound, float *out)
 {
     size_t n_in = m->width[l], n_out = m->width[l + 1];
     const float *in = l ? m->A[l - 1] : m->X;   /* [b][n_in] */
-    for (size_t k = 0; k < b * n_in; k++)
-        m->SQ[k] = in[k] * in[k];
+    float *ob = out + m->t[2 * l + 1].offset;
+    memset(ob, 0, n_out * sizeof *ob);
+    if (!bound) {
+        for (size_t k = 0; k < b * n_in; k++)
+            m->SQ[k] = in[k] * in[k];
+        for (size_t i = 0; i < b; i++)
+            for (size_t j = 0; j < n_out; j++)
+                ob[j] += U[i * n_out + j];
+    } else {
+        /* the row bound: |in~_k| |in~|_1, the bias input 1 included */
+        for (size_t i = 0; i < b; i++) {
+            const float *x = in + i * n_in;
+            float *q = m->SQ + i * n_in, l1 = 1.0f;
+            for (size_t k = 0; k < n_in; k++)
+                l1 += fabsf(x[k]);
+            for (size_t k = 0; k < n_in; k++)
+                q[k] = fabsf(x[k]) * l1;
+            for (size_t j = 0; j < n_out; j++)
+                ob[j] += U[i * n_out + j] * l1;
+        }
+    }
     /* outW[n_out][n_in] = alpha U[b][n_out]^T SQ[b][n_in] */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)b, alpha,
                 U, (int)n_out, m->SQ, (int)n_in, 0.0f, out + m->t[2 * l].offset, (int)n_in);
-    float *ob = out + m->t[2 * l + 1].offset;
-    memset(ob, 0, n_out * sizeof *ob);
-    for (size_t i = 0; i < b; i++)
-        for (size_t j = 0; j < n_out; j++)
-            ob[j] += U[i * n_out + j];
     for (size_t j = 0; j < n_out; j++)
         ob[j] *= alpha;
 }
@@ -140,7 +155,7 @@ static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
         for (size_t k = 0; k < b * K; k++)
             m->U[k] = m->P[k] * (1.0f - m->P[k]);
     }
-    pd_model_curv_layer(m, L - 1, b, m->U, 1.0f / (float)b, curv);
+    pd_model_curv_layer(m, L - 1, b, m->U, 1.0f / (float)b, L - 1 < m->curv_bound, curv);
     int cur = 0;
     for (size_t l = L - 1; l-- > 0;) {
         size_t w = m->width[l + 1], wup = m->width[l + 2];
@@ -165,7 +180,7 @@ static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
                     Jr[j] *= fp[j];
             }
         head_quad(m, J, b, w, m->U);
-        pd_model_curv_layer(m, l, b, m->U, 1.0f / (float)b, curv);
+        pd_model_curv_layer(m, l, b, m->U, 1.0f / (float)b, l < m->curv_bound, curv);
         cur = 1 - cur;
     }
     if (m->l2 > 0)

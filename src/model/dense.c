@@ -150,7 +150,7 @@ int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
             size_t nz = b * m->width[l + 1];
             for (size_t k = 0; k < nz; k++)
                 m->U[k] = dz[k] * dz[k];
-            pd_model_curv_layer(m, l, b, m->U, (float)b, sq);
+            pd_model_curv_layer(m, l, b, m->U, (float)b, false, sq);
         }
         if (l) {
             pd_model_act_bwd(m->act, m->A[l - 1], da, b * m->width[l]);

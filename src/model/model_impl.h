@@ -4,6 +4,7 @@
 #ifndef PARAMD_MODEL_IMPL_H
 #define PARAMD_MODEL_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,7 @@ struct pd_model {
     /* Curvature workspaces (curv.c), one allocation made by
      * pd_model_curv_init, NULL until then. */
     float *cws;
+    size_t curv_bound;           /* layers below this take the row bound */
     float *P;                    /* [max_batch][K] softmax probabilities */
     float *U;                    /* [max_batch][max width] d2L/da2 (Gauss-Newton) per example */
     float *SQ;                   /* [max_batch][max width[0..L-1]] squared layer inputs */
@@ -93,9 +95,11 @@ int pd_model_dense_grad(pd_model *m, const float *theta, const pd_dataset *ds,
                         const size_t *rows, size_t b, float *grad, float *sq, double *loss);
 /* Layer l's weights and bias of out from per-row values U[b][width[l+1]]:
  * W_l[j][k] = alpha sum_i U[i][j] in[i][k]^2, b_l[j] = alpha sum_i U[i][j],
- * in the layer's input (X or A[l-1]); uses SQ (curv.c). */
+ * in the layer's input (X or A[l-1]); with bound, in[i][k]^2 becomes
+ * |in[i][k]| (|in[i]|_1 + 1) and the bias's 1 becomes |in[i]|_1 + 1 (the
+ * row bound, model.h). Uses SQ (curv.c). */
 void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float alpha,
-                         float *out);
+                         bool bound, float *out);
 
 /* Linear path (sparse.c): z = w.x + b into A[0]; dense and sparse gradients. */
 void pd_model_linear_forward(pd_model *m, const float *theta, const pd_dataset *ds,

@@ -298,6 +298,7 @@ static const char every_key[] =
     "  loss_tol: 1e-12\n"
     "  block_size: 8\n"
     "  block_order: random\n"
+    "  vsgd_bound_layers: 2\n"
     "checkpoint:\n"
     "  every_updates: 0\n"
     "  every_seconds: 0\n"
@@ -391,6 +392,7 @@ static void test_every_type_parses(void **state)
     assert_dbl(o->loss_tol, 1e-12);
     assert_int_equal(o->block_size, 8);
     assert_int_equal(o->block_order, PD_BLOCKS_RANDOM);
+    assert_int_equal(o->vsgd_bound_layers, 2);
     /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
      * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);

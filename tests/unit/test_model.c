@@ -770,7 +770,7 @@ static void curvcheck(gdata *gd, pd_model_config mc, const char *name)
         pd_dataset *ds = &gd->dense;
         ds->y = labels_for(gd, mc.type);
         pd_model *m = create(&mc, 8);
-        assert_int_equal(pd_model_curv_init(m), PD_OK);
+        assert_int_equal(pd_model_curv_init(m, 0), PD_OK);
         size_t n = pd_model_nparams(m);
         float *theta = malloc(n * sizeof *theta), *grad = malloc(n * sizeof *grad);
         float *g2 = malloc(n * sizeof *g2), *curv = malloc(n * sizeof *curv);
@@ -847,13 +847,72 @@ static void test_curv_linreg(void **state)
     curvcheck(*state, config(PD_MODEL_LINREG, GD, 0), "linreg");
 }
 
+/* The row bound (pd_model_curv_init's bound_layers) on one example x:
+ * layer l < bound takes |x_k| (|x|_1 + 1) for x_k^2 and |x|_1 + 1 for the
+ * bias's 1, so against the diagonal each weight W_l[j][k] is multiplied by
+ * (|x|_1 + 1) / |x_k| (x the layer's input; x_k = 0 gives 0 in both) and
+ * each bias by |x|_1 + 1; the layers above are the diagonal, bit for bit. */
+static void boundcheck(gdata *gd, pd_model_config mc, int bound, const char *name)
+{
+    pd_dataset *ds = &gd->dense;
+    ds->y = labels_for(gd, mc.type);
+    pd_model *md = create(&mc, 1), *mb = create(&mc, 1);
+    assert_int_equal(pd_model_curv_init(md, 0), PD_OK);
+    assert_int_equal(pd_model_curv_init(mb, bound), PD_OK);
+    size_t n = pd_model_nparams(md);
+    float *theta = malloc(n * sizeof *theta), *g = malloc(n * sizeof *g);
+    float *sq = malloc(n * sizeof *sq), *cd = malloc(n * sizeof *cd), *cb = malloc(n * sizeof *cb);
+    double *want = malloc(n * sizeof *want);
+    assert_true(theta && g && sq && cd && cb && want);
+    fill_uniform(theta, n, -0.6, 0.6, 5);
+    const size_t row[1] = {3};
+    double loss;
+    assert_int_equal(pd_model_grad_curv(md, theta, ds, row, 1, g, cd, sq, &loss), PD_OK);
+    assert_int_equal(pd_model_grad_curv(mb, theta, ds, row, 1, g, cb, sq, &loss), PD_OK);
+    /* only the first layer's input is the data row; bound <= 1 here */
+    const float *x = ds->x + row[0] * GD;
+    double l1 = 1;
+    for (size_t k = 0; k < GD; k++)
+        l1 += fabs(x[k]);
+    for (size_t i = 0; i < n; i++)
+        want[i] = cd[i];
+    if (bound > 0) {
+        const pd_tensor_info *w = pd_model_tensor(md, 0), *bb = pd_model_tensor(md, 1);
+        for (size_t j = 0; j < w->rows; j++)
+            for (size_t k = 0; k < w->cols; k++)
+                want[w->offset + j * w->cols + k] =
+                    x[k] == 0 ? 0 : (double)cd[w->offset + j * w->cols + k] * l1 / fabs(x[k]);
+        for (size_t j = 0; j < bb->rows; j++)
+            want[bb->offset + j] = cd[bb->offset + j] * l1;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s bound %d vs the diagonal", name, bound);
+    assert_true(check_close(what, cb, want, n, 1e-5, 1e-9));
+    free(theta);
+    free(g);
+    free(sq);
+    free(cd);
+    free(cb);
+    free(want);
+    pd_model_destroy(&md);
+    pd_model_destroy(&mb);
+}
+
+static void test_curv_bound(void **state)
+{
+    int h2[] = {5, 4};
+    boundcheck(*state, config(PD_MODEL_SOFTMAX, GD, GC), 1, "softmax");
+    boundcheck(*state, config(PD_MODEL_SOFTMAX, GD, GC), 0, "softmax");
+    boundcheck(*state, mlp_config(GD, h2, 2, GC, PD_ACT_RELU), 1, "mlp 5,4 relu");
+}
+
 /* logreg and svm have no curvature estimate: refused, naming the type. */
 static void test_curv_refused(void **state)
 {
     (void)state;
     pd_model_config mc = config(PD_MODEL_SVM, GD, 0);
     pd_model *m = create(&mc, 4);
-    assert_int_equal(pd_model_curv_init(m), PD_EINPUT);
+    assert_int_equal(pd_model_curv_init(m, 0), PD_EINPUT);
     assert_non_null(strstr(pd_err_msg(), "no curvature estimate for svm"));
     pd_model_destroy(&m);
 }
@@ -1383,6 +1442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_curv_softmax, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_curv_mlp, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_curv_linreg, setup_gdata, teardown_gdata),
+        cmocka_unit_test_setup_teardown(test_curv_bound, setup_gdata, teardown_gdata),
         cmocka_unit_test(test_curv_refused),
         cmocka_unit_test_setup_teardown(test_grad_dense_equals_sparse_input, setup_gdata,
                                         teardown_gdata),
