@@ -277,6 +277,9 @@ int pd_optim_load(pd_optim *o, const void *buf, size_t size);
  * optimizer.staleness_compensation: 1, or 1/tau for inverse (tau > 1). */
 double pd_optim_staleness_scale(const pd_optim_config *oc, int64_t tau);
 
+/* No v[i] of v[0, n) is NaN or Inf (a vectorizable pass on the bits). */
+bool pd_optim_finite(const float *v, size_t n);
+
 /* L2 norm of g[0, n), accumulated in double precision (for clipping). */
 double pd_optim_norm2(const float *g, size_t n);
 

@@ -705,6 +705,22 @@ int pd_optim_load(pd_optim *o, const void *buf, size_t size)
     return PD_OK;
 }
 
+bool pd_optim_finite(const float *v, size_t n)
+{
+    /* On the bits: a float is NaN or Inf when its exponent field is all
+     * ones, and then (bits & 0x7f800000) + 0x00800000 carries into bit 31.
+     * Integer and/add/or have no order to keep, so the loop vectorizes; a
+     * float sum (acc += v[i] * 0) was a chain of dependent adds, one
+     * add latency per element, the largest cost of a step after sgemm. */
+    uint32_t acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], sizeof u);
+        acc |= (u & 0x7f800000u) + 0x00800000u;
+    }
+    return !(acc & 0x80000000u);
+}
+
 double pd_optim_norm2(const float *g, size_t n)
 {
     double s = 0;

@@ -156,14 +156,6 @@ void pd_learner_free(pd_learner *l)
     l->sparse = false;
 }
 
-static bool all_finite(const float *v, size_t n)
-{
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        acc += v[i] * 0.0f;   /* stays 0 unless some v[i] is NaN or Inf */
-    return acc == 0.0f;
-}
-
 bool pd_learner_next(pd_learner *l)
 {
     return pd_iter_next(l->iter, &l->rows, &l->batch);
@@ -174,7 +166,7 @@ int pd_learner_grad(pd_learner *l, const float *point, bool *finite)
     if (l->sparse) {
         PD_TRY(pd_model_grad_sparse(l->model, point, l->train, l->rows, l->batch,
                                     &l->sgrad, &l->loss));
-        *finite = isfinite(l->loss) && all_finite(l->sgrad.val, l->sgrad.nnz);
+        *finite = isfinite(l->loss) && pd_optim_finite(l->sgrad.val, l->sgrad.nnz);
     } else {
         if (l->curv)
             PD_TRY(pd_model_grad_curv(l->model, point, l->train, l->rows, l->batch, l->grad,
@@ -182,8 +174,8 @@ int pd_learner_grad(pd_learner *l, const float *point, bool *finite)
         else
             PD_TRY(pd_model_grad(l->model, point, l->train, l->rows, l->batch, l->grad,
                                  &l->loss));
-        *finite = isfinite(l->loss) && all_finite(l->grad, l->nparams) &&
-                  (!l->curv || all_finite(l->curv, 2 * l->nparams));
+        *finite = isfinite(l->loss) && pd_optim_finite(l->grad, l->nparams) &&
+                  (!l->curv || pd_optim_finite(l->curv, 2 * l->nparams));
     }
     l->examples += (int64_t)l->batch;
     return PD_OK;

@@ -376,14 +376,6 @@ static void elastic_move(worker *wk)
     }
 }
 
-static bool all_finite(const float *x, size_t n)
-{
-    float acc = 0;
-    for (size_t i = 0; i < n; i++)
-        acc *= x[i];   /* stays 0 unless some x[i] is Inf or NaN */
-    return acc == 0;
-}
-
 /* local_sgd / easgd: local steps on wk->point, exchanges every tau steps.
  * A local step whose gradient is not finite is skipped (theta untouched);
  * the exchange's loss is the mean over the applied ones (NaN if none),
@@ -420,7 +412,7 @@ static int run_local(worker *wk)
              * the local steps and the exchange: its pad goes before. */
             straggle(wk, compute_s);
             delay(wk);
-            double norm = all_finite(wk->point, wk->n) ? 0 : NAN;
+            double norm = pd_optim_finite(wk->point, wk->n) ? 0 : NAN;
             PD_TRY(exchange(wk, PD_MSG_MODEL, ok ? loss / (double)ok : NAN, norm, examples));
             /* easgd: a checkpoint drops this exchange (checkpoint.h), so
              * it takes our model from before the elastic move. */

@@ -1571,6 +1571,35 @@ static void test_compensate_adaptive(void **state)
     pd_optim_destroy(&o);
 }
 
+/* pd_optim_finite against isfinite on every class of float, at every
+ * position of vectors longer and shorter than a vector register. */
+static void test_finite(void **state)
+{
+    (void)state;
+    const float odd[] = {NAN, -NAN, INFINITY, -INFINITY};
+    const float fine[] = {0.0f, -0.0f, 1.0f, -1.5f, 3.4028235e38f, -3.4028235e38f,
+                          1.17549435e-38f, 1.4e-45f, -1.4e-45f, 1e-40f};
+    enum { N = 37 };
+    float v[N] = {0};
+    for (size_t n = 0; n <= N; n++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = fine[i % (sizeof fine / sizeof *fine)];
+        assert_true(pd_optim_finite(v, n));
+        for (size_t k = 0; k < n; k++) {
+            for (size_t j = 0; j < sizeof odd / sizeof *odd; j++) {
+                float keep = v[k];
+                v[k] = odd[j];
+                assert_false(pd_optim_finite(v, n));
+                v[k] = keep;
+            }
+        }
+    }
+    uint32_t bits = 0x7fc00001u;   /* a NaN with a payload, sign clear */
+    memcpy(&v[5], &bits, sizeof bits);
+    assert_false(pd_optim_finite(v, 6));
+    assert_true(pd_optim_finite(v, 5));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1603,6 +1632,7 @@ int main(void)
         cmocka_unit_test(test_vsgd_scale),
         cmocka_unit_test(test_compensate_adaptive),
         cmocka_unit_test(test_defaults_converge),
+        cmocka_unit_test(test_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
