@@ -4,8 +4,9 @@ taken in and where that phase began; --resume continues in that phase, in
 its mode, and then runs the phases after it.
 
 - sync for 300 updates then local_sgd (momentum, W = 2): stopped by SIGTERM
-  to our own mpirun during the second phase, resumed: the uninterrupted
-  run's params_sha256, summary.json's phases and metrics.jsonl's rows.
+  to our own mpirun during the second phase, or to its server 0 during the
+  first (every rank ends there), resumed: the uninterrupted run's
+  params_sha256, summary.json's phases and metrics.jsonl's rows.
 - the same run resumed from a checkpoint of the first phase, through the
   second: the same params_sha256, phases and rows.
 - async for 600 updates then sync, resumed from a checkpoint in the async
@@ -131,6 +132,32 @@ else:
             % (u, last, sets))
     t.run(CONF, PHASES, ranks=3, out=d, args=["--resume"])
 same_run(ref, d, "SIGTERM at update %d (phase 1), resumed" % u)
+
+# SIGTERM to server 0 (a rank of our own mpirun) during the first phase:
+# the run ends there on every rank (exit 143, one checkpoint), and --resume
+# runs the rest of that phase and the next.
+d = tempfile.mkdtemp(prefix="paramd-it-")
+job = subprocess.Popen(t.mpirun_cmd(3, CONF, d, PHASES), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, env=env)
+ranks = t.wait_until("a checkpoint and 3 ranks", proc=job,
+                     cond=lambda: t.checkpoint_sets(d) and len(t.rank_pids(job)) == 3 and
+                     t.rank_pids(job))
+if ranks:
+    os.kill(ranks[0], signal.SIGTERM)
+out, err = job.communicate(timeout=300)
+u = t.checkpoint_sets(d)[-1]
+s = t.summary(d)
+t.check(job.returncode != 0 and s["exit"] == "signal" and s["updates"] == u,
+        "SIGTERM to server 0: every rank ends (mpirun exit %s), summary exit %s at update %s, "
+        "checkpoint %s: %s" % (job.returncode, s["exit"], s["updates"], u, err[-300:]))
+if u < 300:
+    t.check(record(d, u)[0] == 0 and [p["index"] for p in s["phases"]] == [0],
+            "stopped in the first phase: record %s, summary phases %s"
+            % (record(d, u), phases_of(s)))
+else:
+    print("note: the stop came after the first phase (update %d)" % u)
+t.run(CONF, PHASES, ranks=3, out=d, args=["--resume"])
+same_run(ref, d, "SIGTERM to server 0 at update %d, resumed" % u)
 
 # A checkpoint of the first phase (update 200), resumed through the second.
 d = resume_copy(ref, 200, PHASES)
