@@ -90,19 +90,12 @@ static int evaluate(coloc *c, bool stepped)
             norms[t] = sqrt(sq);
         }
         pg.grad_norms = stepped ? norms : NULL;
-        /* As server 0 does: an evaluation due while the previous one
-         * still runs is skipped and counted, unless training.eval_wait. */
-        float *snap = c->cfg->training.eval_wait ? pd_eval_thread_acquire(c->et)
-                                                 : pd_eval_thread_try_acquire(c->et);
-        if (snap) {
+        float *snap = pd_eval_thread_begin(c->et, c->cfg->training.eval_wait, &pg, &c->skips);
+        if (snap) {   /* else skipped: the previous evaluation still runs */
             memcpy(snap, c->theta, c->n * sizeof *snap);
             pd_eval_thread_submit(c->et, &pg);
             c->loss_sum = 0;
             c->loss_n = 0;
-        } else {
-            c->evals_skipped++;
-            c->skipped_at = c->version;
-            pd_eval_thread_progress(c->et, &pg);
         }
     }
     free(all);
@@ -486,8 +479,7 @@ static int finish(coloc *c, double cpu0)
         .dropped_at_stop = c->dropped_at_stop,
         .server_cpu_s = process_cpu() - cpu0, .server_loop_cpu_s = c->serve_cpu,
         .params_sent_floats = c->floats_sent,
-        /* The final evaluation makes up for one skipped at the last update. */
-        .evals_skipped = c->evals_skipped - (c->skipped_at == pg.update),
+        .evals_skipped = pd_eval_skips_total(&c->skips, pg.update),
         .workers = ws, .n_workers = c->W < PD_MAX_WORKER_STATS ? c->W : PD_MAX_WORKER_STATS,
     };
     for (int w = 0; w < rs.n_workers; w++)
@@ -514,7 +506,7 @@ static int stopped(const coloc *c)
 
 int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
-    coloc c = {.skipped_at = -1};
+    coloc c = {.skips.at = -1};
     double cpu0 = process_cpu();
     int err = pd_comm_agree(world, setup(&c, cfg, opts, world));
     if (err == PD_OK) {

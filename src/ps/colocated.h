@@ -46,7 +46,7 @@ typedef struct coloc {
     int64_t version, applied, bad, sent, dropped_at_stop, examples, floats_sent;
     int64_t *w_applied, *w_dropped;   /* [W] */
     int64_t updates_per_epoch, next_eval;
-    int64_t evals_skipped, skipped_at;   /* rank 0: due while the previous one still ran */
+    pd_eval_skips skips;  /* rank 0 */
     double loss_sum;      /* of the rounds since the last evaluation */
     int64_t loss_n;
     double serve_cpu;     /* rank 0: CPU in exchanges and steps */

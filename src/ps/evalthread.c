@@ -98,12 +98,29 @@ float *pd_eval_thread_acquire(pd_eval_thread *et)
     return et->snap;
 }
 
-float *pd_eval_thread_try_acquire(pd_eval_thread *et)
+static float *try_acquire(pd_eval_thread *et)
 {
     pthread_mutex_lock(&et->mu);
     bool idle = !et->pending && !et->busy;
     pthread_mutex_unlock(&et->mu);
     return idle ? et->snap : NULL;
+}
+
+float *pd_eval_thread_begin(pd_eval_thread *et, bool wait, const pd_progress *p,
+                            pd_eval_skips *skips)
+{
+    float *snap = wait ? pd_eval_thread_acquire(et) : try_acquire(et);
+    if (!snap) {
+        skips->count++;
+        skips->at = p->update;
+        pd_eval_thread_progress(et, p);
+    }
+    return snap;
+}
+
+int64_t pd_eval_skips_total(const pd_eval_skips *skips, int64_t last)
+{
+    return skips->count - (skips->at == last);
 }
 
 void pd_eval_thread_submit(pd_eval_thread *et, const pd_progress *p)

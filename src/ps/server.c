@@ -171,20 +171,14 @@ static int maybe_eval(server *sv, bool at_boundary)
     }
     int64_t every = sv->cfg->training.eval_every > 0 ? sv->cfg->training.eval_every
                                                      : sv->updates_per_epoch;
-    float *snap = sv->cfg->training.eval_wait ? pd_eval_thread_acquire(sv->et)
-                                              : pd_eval_thread_try_acquire(sv->et);
-    if (!snap) {
-        /* The previous evaluation still runs: this one is skipped and
-         * counted, not waited for (in rounds every worker would wait). */
+    float *snap = pd_eval_thread_begin(sv->et, sv->cfg->training.eval_wait, &pg, &sv->skips);
+    if (!snap) {   /* skipped: the previous evaluation still runs */
         pthread_mutex_lock(&sv->mu);
         sv->next_eval = (pg.update / every + 1) * every;
         sv->gnorm_ok = false;
         sv->last_eval_t = pd_now();
         sv->last_eval_update = pg.update;
         pthread_mutex_unlock(&sv->mu);
-        atomic_fetch_add(&sv->evals_skipped, 1);
-        atomic_store(&sv->skipped_at, pg.update);
-        pd_eval_thread_progress(sv->et, &pg);
         return PD_OK;
     }
     double others[PD_MAX_TENSORS];
@@ -568,7 +562,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->cfg = cfg;
     sv->world = world;
     sv->snap_pending = -1;
-    sv->skipped_at = -1;
+    sv->skips.at = -1;
     /* Without mpirun --enable-recovery a rank that dies ends the job: a
      * timeout could only take a slow worker for a lost one. */
     sv->worker_timeout = pd_comm_recovery() ? cfg->training.worker_timeout : 0;
@@ -747,10 +741,7 @@ static int finish(server *sv, double cpu0)
         .server_cpu_s = cpu_seconds() - cpu0,
         .server_loop_cpu_s = sv->loop_cpu_s,
         .params_sent_floats = atomic_load(&sv->sent_floats),
-        /* The final evaluation makes up for one skipped at the last update:
-         * a skip is a due evaluation without a row. */
-        .evals_skipped = atomic_load(&sv->evals_skipped) -
-                         (atomic_load(&sv->skipped_at) == pg.update),
+        .evals_skipped = pd_eval_skips_total(&sv->skips, pg.update),
     };
     for (size_t i = 0; i < STALE_HIST; i++)
         if ((hist[i] = atomic_load(&sv->stale_hist[i])) != 0)
@@ -866,8 +857,7 @@ static void carry_in(server *sv, const pd_phase_server *from)
     atomic_store(&sv->applied_mix, c->applied_mix);
     sv->sent_total = c->sent_total;
     atomic_store(&sv->sent_floats, c->sent_floats);
-    atomic_store(&sv->evals_skipped, c->evals_skipped);
-    atomic_store(&sv->skipped_at, c->skipped_at);
+    sv->skips = (pd_eval_skips){c->evals_skipped, c->skipped_at};
     atomic_store(&sv->next_eval, c->next_eval);
     atomic_store(&sv->last_eval_update, c->last_eval_update);
     atomic_store(&sv->last_eval_t, c->last_eval_t);
@@ -924,8 +914,8 @@ static int carry_out(server *sv, pd_phase_server *to)
     c->applied_mix = atomic_load(&sv->applied_mix);
     c->sent_total = sv->sent_total;
     c->sent_floats = atomic_load(&sv->sent_floats);
-    c->evals_skipped = atomic_load(&sv->evals_skipped);
-    c->skipped_at = atomic_load(&sv->skipped_at);
+    c->evals_skipped = sv->skips.count;
+    c->skipped_at = sv->skips.at;
     c->next_eval = atomic_load(&sv->next_eval);
     c->last_eval_update = atomic_load(&sv->last_eval_update);
     c->last_eval_t = atomic_load(&sv->last_eval_t);

@@ -163,7 +163,7 @@ typedef struct server {
     pd_evaluator *ev;
     pd_eval_thread *et;
     _Atomic int64_t next_eval;
-    _Atomic int64_t evals_skipped; /* due while the previous one still ran */
+    pd_eval_skips skips;           /* by one thread at a time (rounds, drive_mu) */
     /* Lost workers (lost.c): timeout in s (0: none are), the list [W] (an
      * entry is written under mu before n_lost counts it), a loss not yet
      * followed up by the round or SSP logic. */
@@ -172,7 +172,6 @@ typedef struct server {
     _Atomic size_t n_lost;
     _Atomic bool lost_new;
     _Atomic double lost_t;         /* pd_now() at the last loss (0: none) */
-    _Atomic int64_t skipped_at;    /* update of the last skipped one, -1 none */
     /* The gradient noted before an evaluation: per-tensor sums of squares
      * over [lo, hi) (sync with S > 1 adds the other servers' parts from
      * their SNAP replies), then the norms. Under mu (hogwild threads). */
