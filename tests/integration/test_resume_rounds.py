@@ -69,34 +69,12 @@ def whole_run(s, name, updates):
             "%s: per-worker applied and dropped add up: %s" % (name, s["per_worker"]))
 
 
-def ranks_of(mpirun):
-    """{rank: pid} of mpirun's children (the ranks it started)."""
-    found = {}
-    for pid in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != mpirun:
-                continue
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
-        except (OSError, ValueError, IndexError, KeyError):
-            continue
-    return found
-
-
 def start(sets, ranks):
     out = tempfile.mkdtemp(prefix="paramd-it-")
-    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
-           "-x", "OPENBLAS_NUM_THREADS=1", t.EXE, os.path.join(t.SRC, CONF), "--out", out,
-           "--quiet"]
-    for s in sets:
-        cmd += ["--set", s]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env), out
+    return subprocess.Popen(t.mpirun_cmd(ranks, CONF, out, sets), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env), out
 
 
 # ---- sync with a backup worker ----------------------------------------------
@@ -186,12 +164,12 @@ sets = ["training.eval_every=40", "training.eval_wait=true", "training.mode=sync
 a, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3)
 sa = t.summary(a)
 ua = [r["update"] for r in t.metrics(a)]
-t.check(ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (40, 80, 120)
+t.check(t.ckpts(a) == ["ckpt-%012d.%s" % (u, x) for u in (40, 80, 120)
                      for x in ("0.pdck", "1.pdck", "2.pdck", "manifest")],
-        "%s: checkpoints at 40, 80, 120, a part per rank: %s" % (name, ckpts(a)))
+        "%s: checkpoints at 40, 80, 120, a part per rank: %s" % (name, t.ckpts(a)))
 b, _ = t.run(CONF, sets + ["training.max_updates=60"], ranks=3)
 b, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3, out=b, args=["--resume"])
-k = killed_after(a, 40)
+k = t.killed_after(a, 40)
 k, _ = t.run(CONF, sets + ["training.max_updates=120"], ranks=3, out=k, args=["--resume"])
 for d, how in ((b, "stopped at 60"), (k, "killed after the checkpoint at 40")):
     s = t.summary(d)
@@ -213,8 +191,8 @@ t.check(all(w["lost_at_update"] is None for w in sa["per_worker"]),
 long_ = sets + ["training.epochs=1000"]
 p, d = start(long_, 3)
 if t.wait_until("a metrics row at 40 and 3 ranks", proc=p,
-                cond=lambda: max(t.rows_so_far(d) or [0]) >= 40 and len(ranks_of(p.pid)) == 3):
-    for pid in ranks_of(p.pid).values():
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 40 and len(t.rank_pids(p)) == 3):
+    for pid in t.rank_pids(p).values():
         os.kill(pid, signal.SIGTERM)
 _, err = p.communicate(timeout=300)
 t.check(p.returncode == 143, "%s, SIGTERM: mpirun exits 143 (got %s): %r"
