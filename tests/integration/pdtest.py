@@ -167,6 +167,39 @@ def rank_pids(job):
     return found
 
 
+def check_lost_worker(out, name, worker, rank, epochs):
+    """A run that went on without worker WORKER (rank RANK), killed: its
+    summary.json, status.json and last metrics.jsonl row name it and when,
+    metrics rows before its loss do not, its shard is untrained from then
+    on while every other worker did its EPOCHS, training went on after its
+    last gradient, every gradient is accounted for. Returns the summary
+    and its workers_lost entry (None if there is not exactly one)."""
+    s, rows = summary(out), metrics(out)
+    with open(os.path.join(out, "status.json")) as f:
+        status = json.load(f)
+    lost = s.get("workers_lost", [])
+    one = lost[0] if len(lost) == 1 else None
+    check(one is not None and one["worker"] == worker and one["rank"] == rank and
+          0 < one["last_update"] <= one["update"] <= s["updates"] and one["wall_s"] > 0,
+          "%s: summary.json names the lost worker (worker %d, rank %d) and when: %s"
+          % (name, worker, rank, lost))
+    check(status.get("workers_lost") == lost and rows[-1].get("workers_lost") == lost,
+          "%s: status.json and the last metrics row name it too" % name)
+    check(one is not None and not any("workers_lost" in r for r in rows if r["wall_s"] < one["wall_s"]),
+          "%s: metrics rows before its loss do not" % name)
+    per = {w["rank"]: w for w in s["per_worker"]}
+    others = [r for r in per if r != rank]
+    check(one is not None and per[rank]["lost_at_update"] == one["update"] and
+          per[rank]["epochs"] < epochs and
+          all(per[r]["epochs"] == epochs and per[r]["lost_at_update"] is None for r in others),
+          "%s: its shard is untrained from then on (epochs %s of %d), the others finished theirs"
+          % (name, per[rank]["epochs"], epochs))
+    check(one is not None and s["exit"] == "done" and s["updates"] > one["last_update"],
+          "%s: training went on after its last gradient (%d updates)" % (name, s["updates"]))
+    check_accounting(s, name + " with a lost worker")
+    return s, one
+
+
 def mpirun_cmd(ranks, conf, out, sets=(), args=(), recovery=False):
     """The mpirun command line run() uses, for a test that starts it itself."""
     cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",

@@ -1,7 +1,8 @@
 """A rank that dies ends the job with a non-zero exit instead of a hang:
 kill a worker (and, separately, the server) of a running sync job. Each
 rank is identified for certain by the OMPI_COMM_WORLD_RANK in its
-environment (/proc/PID/environ), never guessed from pid order; rank 0 is
+environment among the processes of the mpirun the test started
+(pdtest.rank_pids), never found by name or guessed from pid order; rank 0 is
 the server (training.servers is 1), ranks 1 and 2 are workers.
 
 Lost workers (training.worker_timeout, under mpirun --enable-recovery): a
@@ -23,30 +24,6 @@ import tempfile
 import time
 
 import pdtest as t
-
-
-def world_rank(pid):
-    """OMPI_COMM_WORLD_RANK of process PID, or None when it has none (mpirun)."""
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            env = f.read().split(b"\0")
-    except OSError:
-        return None
-    for kv in env:
-        if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
-            return int(kv.split(b"=", 1)[1])
-    return None
-
-
-def ranks_of(out, job):
-    """{rank: pid} of the paramd processes writing into OUT."""
-    ps = subprocess.run(["pgrep", "-f", "--", "--out " + out], capture_output=True, text=True)
-    found = {}
-    for p in (int(x) for x in ps.stdout.split()):
-        r = world_rank(p) if p != job.pid else None
-        if r is not None:
-            found[r] = p
-    return found
 
 
 for victim, rank, mode in (("worker", 2, "sync"), ("server", 0, "sync"), ("worker", 2, "local_sgd"),
@@ -73,7 +50,7 @@ for victim, rank, mode in (("worker", 2, "sync"), ("server", 0, "sync"), ("worke
         phase = json.load(f)["phase"]
     t.check(phase == "training", "killing the %s: status.json says the job is training before the kill (%s)"
             % (victim, phase))
-    pids = ranks_of(out, job)
+    pids = t.rank_pids(job)
     t.check(sorted(pids) == [0, 1, 2], "killing the %s: the environments name ranks 0, 1, 2 (%s)"
             % (victim, pids))
     if rank not in pids:
@@ -125,7 +102,7 @@ def kill_under_recovery(sets, rank, min_update=200):
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.05)
-    pids = ranks_of(out, job)
+    pids = t.rank_pids(job)
     if job.poll() is not None or rank not in pids:
         job.kill()
         _, err = job.communicate()
@@ -151,30 +128,12 @@ for name, sets in (("async", ["training.mode=async"]), ("hogwild", ["training.mo
     if rc != 0 or not os.path.exists(os.path.join(out, "summary.json")):
         t.fail("%s: no summary.json" % name)
         continue
-    s, rows = t.summary(out), t.metrics(out)
-    with open(os.path.join(out, "status.json")) as f:
-        status = json.load(f)
-    lost = s.get("workers_lost", [])
-    t.check(len(lost) == 1 and lost[0]["worker"] == 1 and lost[0]["rank"] == 2 and
-            0 < lost[0]["last_update"] <= lost[0]["update"] <= s["updates"] and lost[0]["wall_s"] > 0,
-            "%s: summary.json names the lost worker (worker 1, rank 2) and when: %s" % (name, lost))
-    t.check(status.get("workers_lost") == lost and rows[-1].get("workers_lost") == lost,
-            "%s: status.json and the last metrics row name it too" % name)
-    t.check(not any("workers_lost" in r for r in rows if r["wall_s"] < lost[0]["wall_s"]) if lost else False,
-            "%s: metrics rows before its loss do not" % name)
-    per = {w["rank"]: w for w in s["per_worker"]}
-    t.check(per[2]["lost_at_update"] == lost[0]["update"] and per[2]["epochs"] < 3 and
-            per[1]["epochs"] == 3 and per[3]["epochs"] == 3 and
-            per[1]["lost_at_update"] is None and per[3]["lost_at_update"] is None,
-            "%s: its shard is untrained from then on (epochs %s of 3), the others finished theirs"
-            % (name, per[2]["epochs"]))
-    t.check(s["exit"] == "done" and s["updates"] > lost[0]["last_update"],
-            "%s: training went on after its last gradient: %d updates > %d" % (name, s["updates"], lost[0]["last_update"]))
-    t.check_accounting(s, name + " with a lost worker")
+    s, one = t.check_lost_worker(out, name, 1, 2, 3)
     t.check("lost at update" in err and "rank 2" in err, "%s: one warning on stderr names it" % name)
-    FIGURES.append("%s: killed after update %d (counted lost at %d, %.1f s), %d updates, test_acc %.4f"
-                   % (name, lost[0]["last_update"], lost[0]["update"], lost[0]["wall_s"], s["updates"],
-                      s["test_acc"]))
+    if one:
+        FIGURES.append("%s: killed after update %d (counted lost at %d, %.1f s), %d updates, test_acc "
+                       "%.4f" % (name, one["last_update"], one["update"], one["wall_s"], s["updates"],
+                                 s["test_acc"]))
 
 # Not survived: every rank ends within 30 s of the kill (mpirun's 60 s wait
 # is not reached), one line names the lost worker or server, no summary.

@@ -67,24 +67,7 @@ for name, sets in (("async S=2", ["training.mode=async"]),
     if not os.path.exists(os.path.join(out, "summary.json")):
         t.fail("%s: no summary.json: %s" % (name, err[-800:]))
         continue
-    s, rows = t.summary(out), t.metrics(out)
-    with open(os.path.join(out, "status.json")) as f:
-        status = json.load(f)
-    lost = s.get("workers_lost", [])
-    t.check(len(lost) == 1 and lost[0]["worker"] == 1 and lost[0]["rank"] == 3 and
-            0 < lost[0]["last_update"] <= lost[0]["update"] <= s["updates"] and lost[0]["wall_s"] > 0,
-            "%s: summary.json names the lost worker (worker 1, rank 3) and when: %s" % (name, lost))
-    t.check(status.get("workers_lost") == lost and rows[-1].get("workers_lost") == lost,
-            "%s: status.json and the last metrics row name it too" % name)
-    per = {w["rank"]: w for w in s["per_worker"]}
-    t.check(lost != [] and per[3]["lost_at_update"] == lost[0]["update"] and per[3]["epochs"] < 3 and
-            per[2]["epochs"] == 3 and per[4]["epochs"] == 3 and
-            per[2]["lost_at_update"] is None and per[4]["lost_at_update"] is None,
-            "%s: its shard is untrained from then on (epochs %s of 3), the others finished theirs"
-            % (name, per[3]["epochs"]))
-    t.check(s["exit"] == "done" and lost != [] and s["updates"] > lost[0]["last_update"],
-            "%s: training went on after its last gradient (%d updates)" % (name, s["updates"]))
-    t.check_accounting(s, name + " with a lost worker")
+    s, one = t.check_lost_worker(out, name, 1, 3, 3)
     ps = s["per_server"]
     t.check(len(ps) == 2 and ps[0]["applied"] == ps[1]["applied"] == s["gradients_applied"] and
             ps[0]["applied_set"] == ps[1]["applied_set"] and ps[0]["bad"] == ps[1]["bad"],
@@ -94,8 +77,8 @@ for name, sets in (("async S=2", ["training.mode=async"]),
     t.check("worker 1 (rank 3) lost at update" in err and "as server 0 says" in err,
             "%s: server 0 warns on stderr, server 1 follows it" % name)
     FIGURES.append("%s: killed after update %d (counted lost at %d, %.1f s), %d updates, test_acc %.4f"
-                   % (name, lost[0]["last_update"], lost[0]["update"], lost[0]["wall_s"], s["updates"],
-                      s["test_acc"]) if lost else name + ": -")
+                   % (name, one["last_update"], one["update"], one["wall_s"], s["updates"],
+                      s["test_acc"]) if one else name + ": -")
 for f in FIGURES:
     print("figure:", f)
 t.done()
