@@ -16,7 +16,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "colocated.h"
@@ -25,21 +24,6 @@
 #include "server.h"
 
 #define BLOCK 4096   /* floats summed and stepped in cache */
-
-static double thread_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double process_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
 
 /* ---- rank 0: evaluation ---------------------------------------------------- */
 
@@ -304,7 +288,7 @@ static int train(coloc *c)
             if (c->ck_on && every > 0 && pd_now() - c->ck_last_t >= every)
                 mine.flags |= FLAG_CKPT;
         }
-        double c0 = thread_cpu();
+        double c0 = pd_cpu_thread();
         c->mine = mine;
         PD_TRY_GOTO(err, exchange_grads(c), out);
         bool signalled = c->hdr[0].flags & FLAG_SIGNAL;
@@ -348,7 +332,7 @@ static int train(coloc *c)
             c->loss_n++;
         }
         if (c->me == 0)
-            c->serve_cpu += thread_cpu() - c0;
+            c->serve_cpu += pd_cpu_thread() - c0;
         bool due = ngood > 0 && (c->version >= c->next_eval ||
                                  ((c->hdr[0].flags & FLAG_EVAL) && c->version > c->last_eval_update));
         if (due)
@@ -477,7 +461,7 @@ static int finish(coloc *c, double cpu0)
         .stale_hist = hist, .stale_hist_n = c->applied > 0,
         .applied = c->applied, .sent = c->sent, .bad = c->bad,
         .dropped_at_stop = c->dropped_at_stop,
-        .server_cpu_s = process_cpu() - cpu0, .server_loop_cpu_s = c->serve_cpu,
+        .server_cpu_s = pd_cpu_process() - cpu0, .server_loop_cpu_s = c->serve_cpu,
         .params_sent_floats = c->floats_sent,
         .evals_skipped = pd_eval_skips_total(&c->skips, pg.update),
         .workers = ws, .n_workers = c->W < PD_MAX_WORKER_STATS ? c->W : PD_MAX_WORKER_STATS,
@@ -507,7 +491,7 @@ static int stopped(const coloc *c)
 int pd_colocated_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
     coloc c = {.skips.at = -1};
-    double cpu0 = process_cpu();
+    double cpu0 = pd_cpu_process();
     int err = pd_comm_agree(world, setup(&c, cfg, opts, world));
     if (err == PD_OK) {
         /* Batches per epoch: a round per batch of the rank with the most. */

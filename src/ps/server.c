@@ -15,7 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "checkpoint.h"
@@ -496,19 +495,12 @@ out:
     return err;
 }
 
-static double thread_cpu(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void *serve_thread(void *arg)
 {
     loop_arg *a = arg;
-    double c0 = thread_cpu();
+    double c0 = pd_cpu_thread();
     a->err = serve(a);
-    a->cpu_s = thread_cpu() - c0;
+    a->cpu_s = pd_cpu_thread() - c0;
     if (a->err)
         snprintf(a->msg, sizeof a->msg, "%s", pd_err_msg());
     return NULL;
@@ -536,9 +528,9 @@ static int serve_all(server *sv)
             break;
         }
     if (err == PD_OK) {
-        double c0 = thread_cpu();
+        double c0 = pd_cpu_thread();
         err = serve(&args[0]);
-        sv->loop_cpu_s = thread_cpu() - c0;
+        sv->loop_cpu_s = pd_cpu_thread() - c0;
     }
     /* An error in any thread (or a failed start) sets sv->failed, which
      * ends the others' waits: every started thread is joined. */
@@ -694,14 +686,6 @@ static void teardown(server *sv)
     pthread_mutex_destroy(&sv->drive_mu);
 }
 
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
 /* Server 0 at the end: last evaluation and the summary. */
 /* A worker's gradients per second between its first and last request
  * (local steps per second in local_sgd and easgd: local_steps per model);
@@ -738,7 +722,7 @@ static int finish(server *sv, double cpu0)
         .dropped_stale = atomic_load(&sv->dropped[PD_DROP_STALE]),
         .dropped_late = atomic_load(&sv->dropped[PD_DROP_LATE]),
         .dropped_at_stop = atomic_load(&sv->dropped[PD_DROP_AT_STOP]),
-        .server_cpu_s = cpu_seconds() - cpu0,
+        .server_cpu_s = pd_cpu_process() - cpu0,
         .server_loop_cpu_s = sv->loop_cpu_s,
         .params_sent_floats = atomic_load(&sv->sent_floats),
         .evals_skipped = pd_eval_skips_total(&sv->skips, pg.update),
@@ -950,7 +934,7 @@ int pd_server_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *wor
     pd_phase_server *sc;
     PD_TRY(pd_phase_server_get(c, &sc));
     if (c->index == 0 || c->record)
-        sc->cpu0 = cpu_seconds();
+        sc->cpu0 = pd_cpu_process();
     if (c->record && world->index == 0) {   /* --resume: the phase's, from its record */
         size_t W = (size_t)c->record->workers;
         if (!(sc->epoch_base = pd_malloc(W * sizeof *sc->epoch_base)))
@@ -962,7 +946,7 @@ int pd_server_phase(const pd_config *cfg, const pd_run_opts *opts, pd_world *wor
 
 int pd_server_run(const pd_config *cfg, const pd_run_opts *opts, pd_world *world)
 {
-    return server_main(cfg, opts, world, NULL, cpu_seconds());
+    return server_main(cfg, opts, world, NULL, pd_cpu_process());
 }
 
 static int server_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *world,

@@ -169,5 +169,9 @@ int pd_evaluator_heartbeat(pd_evaluator *ev, const pd_progress *p);
 
 /* Seconds on a monotonic clock (comm.c; the one clock of ps). */
 double pd_now(void);
+/* CPU seconds, user and system, of this process (all its threads) and of
+ * the calling thread (comm.c). */
+double pd_cpu_process(void);
+double pd_cpu_thread(void);
 
 #endif
