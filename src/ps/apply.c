@@ -111,8 +111,9 @@ int server_reply(server *sv, int w, bool elastic)
     /* A checkpoint: the worker's state comes next (checkpoint.h). */
     bool ckpt = sv->reply_flags || ((p->in.kind == PD_MSG_GRAD || p->in.kind == PD_MSG_MODEL) &&
                                      server_ckpt_wants(sv, w));
-    if (ckpt) {
+    if (ckpt) {   /* seq: the checkpoint's version, for the CKPT headers */
         p->out.flags |= PD_FLAG_CKPT;
+        p->out.seq = sv->reply_flags ? p->out.version : sv->ck.cut;
         p->ckpt = true;
     }
     /* easgd: the difference of an applied model goes back even with STOP,
@@ -342,7 +343,9 @@ static int follow(server *sv, int w, bool control)
     return server_post_decision(sv, w);
 }
 
-/* The decision on worker w's gradient: made here, or server 0's. */
+/* The decision on worker w's gradient: made here, or server 0's. Server 0
+ * with S > 1 tells the others its latest checkpoint snapshot with each
+ * (checkpoint.h). */
 static int decision(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
@@ -350,10 +353,14 @@ static int decision(server *sv, int w, bool control)
         return follow(sv, w, control);
     pd_decision d;
     decide(sv, p, &d);
-    if (sv->decides)   /* p->dec is the buffer of the previous send until it left */
-        return server_send_decision(sv, w, &d);
-    p->dec = d;
-    return PD_OK;
+    if (!sv->decides) {
+        p->dec = d;
+        return PD_OK;
+    }
+    sv->ck.decided++;
+    d.cut = sv->ck.cut;
+    d.before = sv->ck.cut_before;
+    return server_send_decision(sv, w, &d);   /* p->dec: the previous send's until it left */
 }
 
 /* Count a gradient that is not applied; false if it is to be applied. */
@@ -370,11 +377,23 @@ static bool count_unapplied(server *sv, peer *p)
 int server_on_grad_async(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
-    const pd_training_config *tc = &sv->cfg->training;
     p->clock++;
     PD_TRY(decision(sv, w, control));
     if (p->lost)
         return PD_OK;
+    if (sv->follows) {
+        bool stash;
+        PD_TRY(server_ckpt_follow(sv, w, &stash));
+        if (stash)
+            return PD_OK;   /* concluded once this server's snapshot is taken */
+    }
+    return server_conclude_async(sv, w);
+}
+
+int server_conclude_async(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    const pd_training_config *tc = &sv->cfg->training;
     static const int trace_outcome[] = {[PD_OUT_APPLIED] = PD_TRACE_APPLIED,
                                         [PD_OUT_BAD] = PD_TRACE_BAD,
                                         [PD_OUT_STALE] = PD_TRACE_DROPPED,

@@ -16,15 +16,30 @@
  *   server 0 first waits for each worker that was not in the round: its
  *   late gradient (dropped, as always) is answered with the flag too, so
  *   its state holds that gradient sent and the parameters stay at t.
- *   async (one server): when a checkpoint is due after a gradient, server
- *   0 snapshots its state (parameters, optimizer, counters, evaluator) and
- *   flags the next reply to a gradient of every active worker; each worker
- *   answers with its state at once (server 0 takes it right after that
- *   reply) and goes on. A worker's gradient that server 0 received after
- *   the snapshot (at most one: the one that reply answers) is behind the
- *   worker's state but not in the snapshot's parameters: the checkpoint
- *   counts it dropped at the stop. Once every state is in, the part and
- *   the manifest are written. Serving goes on meanwhile.
+ *   async: when a checkpoint is due after a gradient, server 0 snapshots
+ *   its state (parameters, optimizer, counters, evaluator) and flags the
+ *   next reply to a gradient of every active worker (its seq names the
+ *   snapshot's version V); each worker answers with its state as soon as
+ *   that reply is in (server 0 takes it right after the reply; with S > 1
+ *   the worker does not wait for the other servers' replies first, which
+ *   may wait for server 0's decisions) and goes on. A worker's gradient
+ *   that server 0 received after the snapshot (at most one: the one that
+ *   reply answers) is behind the worker's state but not in the snapshot's
+ *   parameters: the checkpoint counts it dropped at the stop. Once every
+ *   state is in, part 0 and (once every part's id is in) the manifest are
+ *   written. Serving goes on meanwhile.
+ *   With S > 1 servers the cut is server 0's: each decision it sends
+ *   carries V and the number D of decisions it had made at the snapshot.
+ *   A server s > 0 takes its own snapshot once it has concluded D
+ *   decisions and none after the cut: a gradient whose decision is after
+ *   the cut waits (not applied, not answered) until then. Each worker,
+ *   with its state, sends server s a CKPT header; its gradients that
+ *   server s concludes after the snapshot and before that header are the
+ *   ones server 0 counts as dropped, and server s counts them so too.
+ *   Once every active worker's header (or FINAL) is in, server s writes
+ *   its part and sends server 0 its size and crc32 on PD_TAG_CKPT + 1
+ *   (server 0 receives them in the background); the final SNAP waits for
+ *   that part.
  *   easgd (one server): the same, but server 0 checks before it applies a
  *   model and snapshots the centre without it, so that model, and every
  *   other worker's next one, count dropped at the stop: each worker's

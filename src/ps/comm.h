@@ -87,6 +87,9 @@ typedef struct pd_decision {
     int64_t tau;          /* applied: its staleness at server 0 */
     int32_t outcome;      /* enum pd_outcome */
     int32_t stop;         /* server 0 is stopping: reply STOP */
+    int64_t cut;          /* async checkpoints: the version of server 0's
+                             latest snapshot when it decided (-1: none) */
+    int64_t before;       /* and how many decisions it had made by then */
 } pd_decision;
 
 enum pd_msg_kind {

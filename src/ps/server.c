@@ -234,6 +234,8 @@ int server_answer_snap(server *sv)
 
 static int on_snap_request(server *sv)
 {
+    if (sv->ctrl_in.flags && server_ckpt_defer_final(sv))
+        return PD_OK;
     if (mode_of(sv)->rounds && !sv->ctrl_in.flags && sv->ctrl_in.version > atomic_load(&sv->version)) {
         sv->snap_pending = sv->ctrl_in.version;   /* answered after that step */
         return PD_OK;

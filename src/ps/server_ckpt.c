@@ -41,12 +41,29 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         ck->state_size = pd_calloc((size_t)W, sizeof *ck->state_size);
         if (!ck->state || !ck->state_size)
             return PD_ENOMEM;
-        /* async and easgd with one server: snapshots wait for the workers' states */
-        if (mode_of(sv)->each && !mode_of(sv)->threads && sv->world->servers == 1) {
-            ck->want = pd_calloc((size_t)W, sizeof *ck->want);
-            ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
-            if (!ck->want || !ck->extra)
+    }
+    /* async (any number of servers) and easgd (one server): snapshots wait
+     * for the workers' states (server 0) or their CKPT headers (the others) */
+    ck->cut = ck->cut_next = ck->snapped = -1;
+    if (mode_of(sv)->each && !mode_of(sv)->threads &&
+        (!mode_of(sv)->elastic || sv->world->servers == 1)) {
+        int S = sv->world->servers;
+        ck->want = pd_calloc((size_t)W, sizeof *ck->want);
+        ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
+        if (!ck->want || !ck->extra)
+            return PD_ENOMEM;
+        if (sv->world->index > 0) {
+            if (!(ck->marker = pd_malloc((size_t)W * sizeof *ck->marker)))
                 return PD_ENOMEM;
+            for (int w = 0; w < W; w++)
+                ck->marker[w] = -1;
+        } else if (S > 1) {
+            ck->idreq = pd_malloc((size_t)S * sizeof *ck->idreq);
+            ck->idbuf = pd_calloc((size_t)S, ID_BYTES);
+            if (!ck->idreq || !ck->idbuf)
+                return PD_ENOMEM;
+            for (int s = 0; s < S; s++)
+                ck->idreq[s] = MPI_REQUEST_NULL;
         }
     }
     if (!opts->resume)
@@ -161,11 +178,11 @@ void server_ckpt_round_due(server *sv)
     sv->reply_flags = due && ck->written != t ? PD_FLAG_CKPT : 0;
 }
 
-/* This server's state now, as a part without worker states: parameters
- * (copied with `copy`, else borrowed from theta), optimizer, counters and,
- * on server 0, the evaluator's state (after its pending evaluation). Free
- * with snap_free. */
-static int take_snapshot(server *sv, bool copy, ckpt_snap *sn)
+/* This server's state now, as a part of version v without worker states:
+ * parameters (copied with `copy`, else borrowed from theta), optimizer,
+ * counters and, on server 0, the evaluator's state (after its pending
+ * evaluation). Free with snap_free. */
+static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
 {
     server_ckpt *ck = &sv->ck;
     int W = sv->world->workers;
@@ -198,7 +215,6 @@ static int take_snapshot(server *sv, bool copy, ckpt_snap *sn)
             (void)pd_eval_thread_acquire(sv->et);   /* its pending evaluation is done */
         pd_evaluator_get_state(sv->ev, &es);
     }
-    int64_t v = atomic_load(&sv->version);
     *p = (pd_ckpt_part){
         .part = (uint32_t)sv->world->index, .nparts = (uint32_t)sv->world->servers,
         .layout_hash = ck->layout_hash, .config_hash = ck->config_hash,
@@ -260,6 +276,10 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
     }
     pd_ckpt_part *p = &sn->part;
     p->sent = 0;
+    for (int w = 0; ck->extra && w < W; w++) {
+        p->worker[w].dropped += ck->extra[w];
+        p->dropped_at_stop += ck->extra[w];
+    }
     for (size_t w = 0; w < nw; w++) {
         if (!ck->state[w]) {
             err = PD_FAIL(PD_ETRAIN, "checkpoint at update %llu: no state of worker %zu",
@@ -269,10 +289,7 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
         PD_TRY_GOTO(err, pd_worker_state_split(ck->state[w], ck->state_size[w], &iter[w],
                                                &isz[w], &ws[w]), out);
         ws[w].stale_sum = sn->stale_sum[w];
-        int64_t extra = ck->extra ? ck->extra[w] : 0;
         p->worker[w].sent = ws[w].seq;
-        p->worker[w].dropped += extra;
-        p->dropped_at_stop += extra;
         p->sent += ws[w].seq;
     }
     p->dropped = p->dropped_stale + p->dropped_late + p->dropped_at_stop;
@@ -299,7 +316,7 @@ out:
 static int write_part(server *sv, pd_ckpt_id *id)
 {
     ckpt_snap sn;
-    int err = take_snapshot(sv, false, &sn);
+    int err = take_snapshot(sv, false, atomic_load(&sv->version), &sn);
     if (err == PD_OK)
         err = write_snapshot(sv, &sn, id);
     snap_free(&sn);
@@ -375,39 +392,174 @@ int server_ckpt_round_write(server *sv)
     return PD_OK;
 }
 
-/* ---- async, one server ------------------------------------------------------ */
+/* ---- async -------------------------------------------------------------------- */
 
-/* Every awaited state is in: write the snapshot, the manifest, prune. */
+/* Send server 0 the id of this server's part of version v. */
+static int report_id(int64_t v, const pd_ckpt_id *id)
+{
+    unsigned char b[ID_BYTES] = {0};
+    pd_le_put64(b, (uint64_t)v);
+    pd_le_put64(b + 8, id->size);
+    pd_le_put32(b + 16, id->crc);
+    MPI_Request r;
+    PD_MPI(MPI_Isend(b, ID_BYTES, MPI_BYTE, pd_server_rank(0), PD_TAG_CKPT + 1, MPI_COMM_WORLD,
+                     &r));
+    return pd_comm_wait(&r, NULL);
+}
+
+/* Server s > 0: write the part of version v and send server 0 its id. */
+static int write_and_report(server *sv, int64_t v)
+{
+    pd_ckpt_id id;
+    PD_TRY(write_part(sv, &id));
+    return report_id(v, &id);
+}
+
+/* Server 0: the manifest of the snapshot whose part 0 is written, once
+ * every other part's id is in (block: wait for them; else only if they
+ * are), then pruning; the checkpoint is done. */
+static int async_manifest(server *sv, bool block)
+{
+    server_ckpt *ck = &sv->ck;
+    int S = sv->world->servers;
+    if (!ck->ids_wait)
+        return PD_OK;
+    double t0 = pd_now();
+    if (S > 1 && block) {
+        PD_TRY(pd_comm_waitall(S - 1, ck->idreq + 1));
+    } else if (S > 1) {
+        int done = 0;
+        PD_MPI(MPI_Testall(S - 1, ck->idreq + 1, &done, MPI_STATUSES_IGNORE));
+        if (!done)
+            return PD_OK;
+    }
+    pd_ckpt_id *ids = pd_calloc((size_t)S, sizeof *ids);
+    if (!ids)
+        return PD_ENOMEM;
+    ids[0] = ck->id0;
+    int err = PD_OK;
+    for (int s = 1; s < S && err == PD_OK; s++) {
+        const unsigned char *b = ck->idbuf + (size_t)s * ID_BYTES;
+        if (pd_le_get64(b) != (uint64_t)ck->cut)
+            err = PD_FAIL(PD_EMPI, "server %d wrote its part of checkpoint %lld, expected %lld",
+                          s, (long long)pd_le_get64(b), (long long)ck->cut);
+        ids[s] = (pd_ckpt_id){pd_le_get64(b + 8), pd_le_get32(b + 16)};
+    }
+    if (err == PD_OK && sv->carry)
+        err = server_phase_record(sv, ck->cut);
+    if (err == PD_OK)
+        err = pd_ckpt_write_manifest(ck->dir, (uint64_t)ck->cut, (uint32_t)S, ids);
+    if (err == PD_OK)
+        err = pd_ckpt_prune(ck->dir, sv->cfg->checkpoint.keep);
+    if (err == PD_OK && sv->carry)
+        pd_phase_record_prune(ck->dir);
+    free(ids);
+    ck->ids_wait = false;
+    ck->pending = false;
+    PD_TRY(err);
+    ck->last_t = pd_now();
+    /* Waiting for the other parts is not a pause: serving went on. */
+    pd_evaluator_note_pause(sv->ev, ck->pause_acc + (block ? 0 : ck->last_t - t0));
+    ck->pause_acc = 0;
+    return PD_OK;
+}
+
+/* Every awaited state (server 0) or CKPT header (the others) is in: write
+ * the snapshot as this server's part; server 0 then writes the manifest
+ * once the other parts' ids are in, the others send it theirs. */
 static int async_write(server *sv)
 {
     server_ckpt *ck = &sv->ck;
     double t0 = pd_now();
     pd_ckpt_id id;
     int err = write_snapshot(sv, &ck->snap, &id);
-    if (err == PD_OK && sv->carry)
-        err = server_phase_record(sv, (int64_t)ck->snap.part.updates);
-    if (err == PD_OK)
-        err = pd_ckpt_write_manifest(ck->dir, ck->snap.part.updates, 1, &id);
-    if (err == PD_OK)
-        err = pd_ckpt_prune(ck->dir, sv->cfg->checkpoint.keep);
-    if (err == PD_OK && sv->carry)
-        pd_phase_record_prune(ck->dir);
     snap_free(&ck->snap);
-    ck->pending = false;
     memset(ck->extra, 0, (size_t)sv->world->workers * sizeof *ck->extra);   /* this one's */
-    PD_TRY(err);
-    ck->last_t = pd_now();
-    pd_evaluator_note_pause(sv->ev, ck->pause_acc + (ck->last_t - t0));
-    ck->pause_acc = 0;
+    if (sv->world->index > 0) {
+        ck->pending = false;
+        PD_TRY(err);
+        PD_TRY(report_id(ck->snapped, &id));
+        if (!ck->final_deferred)
+            return PD_OK;
+        ck->final_deferred = false;   /* server 0 waits for the final SNAP */
+        return server_answer_snap(sv);
+    }
+    if (err != PD_OK) {
+        ck->pending = false;
+        return err;
+    }
+    ck->id0 = id;
+    ck->ids_wait = true;
+    ck->pause_acc += pd_now() - t0;
+    return async_manifest(sv, false);
+}
+
+/* Server s > 0: take the snapshot of server 0's cut (every decision before
+ * it is concluded here, none after), then conclude the gradients kept
+ * back for it: each counts as come after it. */
+static int follower_snap(server *sv)
+{
+    server_ckpt *ck = &sv->ck;
+    int W = sv->world->workers;
+    PD_TRY(take_snapshot(sv, true, ck->cut_next, &ck->snap));
+    ck->snapped = ck->cut_next;
+    ck->pending = true;
+    ck->nwant = 0;
+    for (int k = 0; k < W; k++) {
+        ck->want[k] = sv->peers[k].active && ck->marker[k] != ck->snapped;
+        ck->extra[k] = 0;
+        ck->nwant += ck->want[k];
+    }
+    for (int k = 0; k < W && ck->nstashed > 0; k++) {
+        if (!sv->peers[k].stashed)
+            continue;
+        sv->peers[k].stashed = false;
+        ck->nstashed--;
+        PD_TRY(server_conclude_async(sv, k));
+    }
+    return ck->pending && ck->nwant == 0 ? async_write(sv) : PD_OK;
+}
+
+int server_ckpt_follow(server *sv, int w, bool *stash)
+{
+    server_ckpt *ck = &sv->ck;
+    const pd_decision *d = &sv->peers[w].dec;
+    *stash = false;
+    if (!ck->marker || d->cut <= ck->snapped)
+        return PD_OK;   /* before server 0's latest snapshot, or after one taken here */
+    ck->cut_next = d->cut;
+    ck->cut_need = d->before;
+    if (ck->decided == ck->cut_need)
+        return follower_snap(sv);
+    sv->peers[w].stashed = true;
+    ck->nstashed++;
+    *stash = true;
+    return PD_OK;
+}
+
+/* Server s > 0: a gradient concluded. */
+static int follower_grad(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    ck->decided++;
+    if (ck->pending) {
+        ck->extra[w] += ck->want[w];   /* before its CKPT header, after the snapshot */
+        return PD_OK;
+    }
+    if (ck->cut_next > ck->snapped && ck->decided == ck->cut_need)
+        return follower_snap(sv);
     return PD_OK;
 }
 
 /* Async and easgd: take a pending request (a stop only stops: the end's
  * checkpoint follows) and, when a checkpoint of version v is due, snapshot
- * this server and want every active worker's state. *started says so. */
+ * this server and want every active worker's state (with S > 1 the
+ * decisions from now on name it, and the other parts' ids are awaited).
+ * *started says so. */
 static int maybe_snapshot(server *sv, int64_t v, bool *started)
 {
     server_ckpt *ck = &sv->ck;
+    int S = sv->world->servers;
     *started = false;
     bool stop = false, req = pd_ckpt_take_request(&stop);
     if (stop)
@@ -416,14 +568,19 @@ static int maybe_snapshot(server *sv, int64_t v, bool *started)
     if (!due || ck->written == v || atomic_load(&sv->stopping))
         return PD_OK;
     double t0 = pd_now();
-    PD_TRY(take_snapshot(sv, true, &ck->snap));
+    PD_TRY(take_snapshot(sv, true, v, &ck->snap));
     ck->pending = true;
+    ck->cut = v;
+    ck->cut_before = ck->decided;
     ck->nwant = 0;
     for (int k = 0; k < sv->world->workers; k++) {
         ck->want[k] = sv->peers[k].active;
         ck->extra[k] = 0;
         ck->nwant += ck->want[k];
     }
+    for (int s = 1; s < S; s++)
+        PD_MPI(MPI_Irecv(ck->idbuf + (size_t)s * ID_BYTES, ID_BYTES, MPI_BYTE,
+                         pd_server_rank(s), PD_TAG_CKPT + 1, MPI_COMM_WORLD, &ck->idreq[s]));
     ck->pause_acc = pd_now() - t0;
     *started = true;
     return PD_OK;
@@ -434,6 +591,10 @@ int server_ckpt_async_grad(server *sv, int w)
     server_ckpt *ck = &sv->ck;
     if (!ck->want)
         return PD_OK;
+    if (sv->world->index > 0)
+        return follower_grad(sv, w);
+    if (ck->ids_wait)
+        PD_TRY(async_manifest(sv, false));
     if (ck->pending) {
         ck->extra[w] += ck->want[w];   /* sent before its state, after the snapshot */
         return PD_OK;
@@ -458,10 +619,10 @@ int server_ckpt_elastic_model(server *sv, int w)
 
 bool server_ckpt_wants(const server *sv, int w)
 {
-    return sv->ck.want && sv->ck.pending && sv->ck.want[w];
+    return sv->world->index == 0 && sv->ck.want && sv->ck.pending && sv->ck.want[w];
 }
 
-/* Worker w's state, the answer to its reply's flag (or with its FINAL). */
+/* Worker w's state (server 0) or CKPT header (the others) is in. */
 static int async_got(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
@@ -482,25 +643,23 @@ int server_ckpt_async_reply(server *sv, int w)
     return async_got(sv, w);
 }
 
-/* Server s > 0: write the part of version v and send server 0 its id. */
-static int write_and_report(server *sv, int64_t v)
+bool server_ckpt_defer_final(server *sv)
 {
-    pd_ckpt_id id;
-    PD_TRY(write_part(sv, &id));
-    unsigned char b[ID_BYTES] = {0};
-    pd_le_put64(b, (uint64_t)v);
-    pd_le_put64(b + 8, id.size);
-    pd_le_put32(b + 16, id.crc);
-    MPI_Request r;
-    PD_MPI(MPI_Isend(b, ID_BYTES, MPI_BYTE, pd_server_rank(0), PD_TAG_CKPT + 1, MPI_COMM_WORLD,
-                     &r));
-    return pd_comm_wait(&r, NULL);
+    if (!sv->ck.pending)
+        return false;
+    sv->ck.final_deferred = true;
+    return true;
 }
 
 int server_ckpt_final(server *sv)
 {
     server_ckpt *ck = &sv->ck;
     int64_t v = atomic_load(&sv->version);
+    if (ck->pending && (ck->nwant > 0 || ck->nstashed > 0))
+        return PD_FAIL(PD_ETRAIN, "server %d: the checkpoint at update %lld still waits for %d "
+                       "worker(s) at the end", sv->world->index, (long long)ck->cut, ck->nwant);
+    if (sv->world->index == 0)
+        PD_TRY(async_manifest(sv, true));
     if (!ck->on || ck->written == v)
         return PD_OK;
     if (sv->world->index > 0)
@@ -528,6 +687,12 @@ int server_ckpt_on_msg(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
     peer *p = &sv->peers[w];
+    if (ck->marker) {   /* async: its gradients from now on come after the cut */
+        ck->marker[w] = p->in.version;
+        if (ck->pending && p->in.version == ck->snapped && ck->want[w])
+            PD_TRY(async_got(sv, w));
+        return server_post_recv(sv, w);
+    }
     int64_t want = p->in.version, v = atomic_load(&sv->version);
     if (want > ck->written) {
         if (want != v)
@@ -542,7 +707,7 @@ int server_ckpt_on_final(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
     if (sv->world->index != 0)
-        return PD_OK;
+        return ck->pending && ck->want[w] ? async_got(sv, w) : PD_OK;
     free(ck->state[w]);
     ck->state[w] = NULL;
     PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
@@ -559,6 +724,12 @@ void server_ckpt_free(server *sv)
     free(ck->state_size);
     free(ck->want);
     free(ck->extra);
+    free(ck->marker);
+    for (int s = 1; ck->idreq && s < sv->world->servers; s++)
+        if (ck->idreq[s] != MPI_REQUEST_NULL && MPI_Cancel(&ck->idreq[s]) == MPI_SUCCESS)
+            MPI_Wait(&ck->idreq[s], MPI_STATUS_IGNORE);
+    free(ck->idreq);
+    free(ck->idbuf);
     snap_free(&ck->snap);
     free(ck->rows);
     pd_ckpt_part_free(&ck->part);

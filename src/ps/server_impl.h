@@ -54,6 +54,8 @@ typedef struct peer {
     MPI_Request *dsend;            /* server 0: [S] sends of dec (entry 0 unused) */
     double epoch;
     bool ckpt;                     /* server 0: its reply asked for its state */
+    bool stashed;                  /* async, server s > 0: its gradient waits for
+                                      this server's checkpoint snapshot */
     /* Pacing and rates: when its request arrived, how long it was held for
      * other workers (sent back in the reply), and the first and last
      * GRAD/MODEL arrivals and their count (server 0: gradients per second). */
@@ -89,13 +91,29 @@ typedef struct server_ckpt {
     char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
     char *rows;                    /* --resume, server 0: metrics.jsonl's rows kept */
     size_t nrows;
-    /* async (one server): the snapshot whose workers' states are awaited */
+    /* async, easgd (one server): the snapshot whose workers' states
+     * (server 0) or CKPT headers (async, server s > 0) are awaited */
     ckpt_snap snap;
-    bool pending;                  /* a snapshot waits for states */
-    bool *want;                    /* [W] worker w's next reply asks for its state */
+    bool pending;                  /* a snapshot waits for states (server 0: and
+                                      for the other parts' ids) */
+    bool *want;                    /* [W] server 0: worker w's next reply asks for
+                                      its state; s > 0: its CKPT header is awaited */
     int64_t *extra;                /* [W] its gradients that came after the snapshot */
     int nwant;
     double pause_acc;              /* seconds of this checkpoint's pauses so far */
+    /* async with S > 1 (checkpoint.h): decisions made (server 0) or
+     * concluded (s > 0) in this process; server 0's latest snapshot and
+     * its count; server s's cut to come, the last one it took, each
+     * worker's last CKPT header; server 0's receives of the parts' ids */
+    int64_t decided, cut, cut_before;
+    int64_t cut_next, cut_need, snapped;
+    int64_t *marker;               /* [W] s > 0 */
+    int nstashed;
+    bool final_deferred;           /* s > 0: the final SNAP waits for the part */
+    MPI_Request *idreq;            /* [S] server 0, entry 0 unused */
+    unsigned char *idbuf;          /* [S][ID_BYTES] */
+    bool ids_wait;                 /* part 0 is written; the ids are awaited */
+    pd_ckpt_id id0;                /* part 0's */
 } server_ckpt;
 
 typedef struct server {
@@ -204,6 +222,10 @@ int server_on_grad_async(server *sv, int w, bool control);
 /* Server 0 with S > 1: once the previous one has left, d becomes
  * peers[w].dec and goes to every other server. */
 int server_send_decision(server *sv, int w, const pd_decision *d);
+/* Async: what follows worker w's decision (apply or count it, the
+ * checkpoint's bookkeeping, the reply); server_ckpt.c calls it for a
+ * gradient it kept back. */
+int server_conclude_async(server *sv, int w);
 /* Servers > 0 with S > 1: post the receive of server 0's next decision. */
 int server_post_decision(server *sv, int w);
 int server_release_waiting(server *sv);
@@ -293,6 +315,14 @@ int server_ckpt_async_grad(server *sv, int w);
  * snapshot of the centre when one is due; a model that comes after it
  * (this one included) is counted as come after it. */
 int server_ckpt_elastic_model(server *sv, int w);
+/* Async, server s > 0 with S > 1, after following server 0's decision on
+ * worker w's gradient: a decision after a snapshot this server has not
+ * taken yet either takes it (every decision before it is concluded) or
+ * keeps the gradient back (*stash) until it is. */
+int server_ckpt_follow(server *sv, int w, bool *stash);
+/* Async, server s > 0: the final SNAP request waits while its part of a
+ * checkpoint waits for CKPT headers (true: answered once it is written). */
+bool server_ckpt_defer_final(server *sv);
 /* Does worker w's next reply to a gradient or model ask for its state? */
 bool server_ckpt_wants(const server *sv, int w);
 /* After that reply left: take the state (the worker sends it at once). */

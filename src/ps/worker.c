@@ -47,6 +47,12 @@ typedef struct worker {
     pd_rng frng;
     pd_phase_carry *carry;   /* training.phases, or NULL */
     int epoch_base;          /* a phase's epochs count from here */
+    /* async checkpoints: the state and CKPT headers go out as soon as
+     * server 0's flagged reply is in (checkpoint.h) */
+    bool early;
+    pd_msg_hdr *mk;          /* [S] CKPT headers */
+    MPI_Request *mreq;       /* [2S]: state to server 0, then headers */
+    unsigned char *mbuf;     /* the state's bytes while it is sent */
 } worker;
 
 /* A sleep nanosleep refuses is skipped (pd_sleep_s returns its errno). */
@@ -232,6 +238,41 @@ static int take_reply(worker *wk, int s)
     return PD_OK;
 }
 
+/* This worker's state for a checkpoint (checkpoint.h); in easgd with its
+ * own model (wk->point). */
+static pd_worker_state state_of(worker *wk)
+{
+    bool own = pd_mode_props_of(wk->cfg->training.mode)->elastic;
+    return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
+                             .local_t = wk->local_t, .rng = wk->frng,
+                             .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0};
+}
+
+/* Async: server 0's reply to the gradient just sent asks for a checkpoint.
+ * Our state (this gradient counted: nothing else changes until the other
+ * replies are in) goes to server 0, which waits for it, and a CKPT header
+ * to every other server: our gradients after it come after the checkpoint
+ * (the one just sent, before it, may be one of those server 0 counts as
+ * dropped). Neither waits for the other servers' replies, which can wait
+ * for server 0's decisions. */
+static int post_early_checkpoint(worker *wk)
+{
+    int S = wk->world->servers;
+    pd_worker_state ws = state_of(wk);
+    ws.seq++;
+    PD_TRY(pd_worker_state_post(&ws, &wk->mreq[0], &wk->mbuf));
+    for (int s = 1; s < S; s++) {
+        wk->mk[s] = (pd_msg_hdr){.kind = PD_MSG_CKPT, .worker = wk->world->index,
+                                 .version = wk->in[0].seq, .seq = ws.seq,
+                                 .epoch = pd_learner_epoch(&wk->l)};
+        PD_MPI(MPI_Isend(&wk->mk[s], sizeof wk->mk[s], MPI_BYTE, pd_server_rank(s), PD_TAG_DATA,
+                         MPI_COMM_WORLD, &wk->mreq[2 * s]));
+        PD_MPI(MPI_Isend(NULL, 0, wk->ptype, pd_server_rank(s), PD_TAG_DATA, MPI_COMM_WORLD,
+                         &wk->mreq[2 * s + 1]));
+    }
+    return PD_OK;
+}
+
 /* One request of `kind` to every server, then every reply (none for
  * FINAL). Payload: the gradient (GRAD), the local model (MODEL) or nothing
  * (HELLO, FINAL). */
@@ -242,7 +283,7 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
      * gone (its workers' own losses take at most about 1.25 times). */
     double t = pd_comm_recovery() ? wk->cfg->training.worker_timeout : 0;
     double until = t > 0 ? pd_now() + 2 * t : INFINITY;
-    bool expired = false;
+    bool expired = false, early = false;
     /* With several servers that may lose us (lost.c), servers 1..S-1 have
      * the whole request before server 0 gets it: what server 0 got, every
      * server has, should we die between the sends. */
@@ -253,8 +294,20 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
         PD_TRY(pd_comm_waitall_until(2, &wk->req[4 * s], until, &expired));
     if (ordered && !expired)
         PD_TRY(post_request(wk, 0, kind, loss, norm, examples));
+    if (!expired && wk->early && kind == PD_MSG_GRAD) {
+        PD_TRY(pd_comm_waitall_until(4, wk->req, until, &expired));
+        early = !expired && (wk->in[0].flags & PD_FLAG_CKPT);
+        if (early)
+            PD_TRY(post_early_checkpoint(wk));
+    }
     if (!expired)
         PD_TRY(pd_comm_waitall_until(4 * S, wk->req, until, &expired));
+    if (early) {
+        int err = pd_comm_waitall(2 * S, wk->mreq);
+        free(wk->mbuf);
+        wk->mbuf = NULL;
+        PD_TRY(err);
+    }
     for (int s = 0; expired && s < S; s++) {
         int done = 0;
         PD_MPI(MPI_Testall(4, &wk->req[4 * s], &done, MPI_STATUSES_IGNORE));
@@ -270,23 +323,13 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
     return PD_OK;
 }
 
-/* This worker's state for a checkpoint (checkpoint.h); in easgd with its
- * own model (wk->point). */
-static pd_worker_state state_of(worker *wk)
-{
-    bool own = pd_mode_props_of(wk->cfg->training.mode)->elastic;
-    return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
-                             .local_t = wk->local_t, .rng = wk->frng,
-                             .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0};
-}
-
 /* Server 0's reply asked for a checkpoint of this version: our state to
  * server 0, a CKPT header to every other server (before our next request,
  * so they still hold the version), then on with computing. */
 static int checkpoint(worker *wk)
 {
-    if (!(wk->in[0].flags & PD_FLAG_CKPT))
-        return PD_OK;
+    if (wk->early || !(wk->in[0].flags & PD_FLAG_CKPT))
+        return PD_OK;   /* async: sent during the exchange */
     pd_worker_state ws = state_of(wk);
     PD_TRY(pd_worker_state_send(&ws));
     int S = wk->world->servers;
@@ -472,6 +515,15 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     wk->req = pd_calloc((size_t)(4 * S), sizeof *wk->req);
     if (!wk->point || !wk->out || !wk->in || !wk->ver || !wk->sp || !wk->req)
         return PD_ENOMEM;
+    wk->early = m->each && !m->elastic;
+    if (wk->early) {
+        wk->mk = pd_calloc((size_t)S, sizeof *wk->mk);
+        wk->mreq = pd_malloc((size_t)(2 * S) * sizeof *wk->mreq);
+        if (!wk->mk || !wk->mreq)
+            return PD_ENOMEM;
+        for (int k = 0; k < 2 * S; k++)
+            wk->mreq[k] = MPI_REQUEST_NULL;
+    }
     for (int s = 0; wk->l.sparse && s < S; s++) {
         size_t lo, hi;
         pd_server_range(wk->n, S, s, &lo, &hi);
@@ -506,6 +558,9 @@ static void teardown(worker *wk)
     free(wk->touch);
     free(wk->pulled);
     free(wk->req);
+    free(wk->mk);
+    free(wk->mreq);
+    free(wk->mbuf);
     free(wk->ver);
     free(wk->in);
     free(wk->out);

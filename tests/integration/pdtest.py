@@ -42,6 +42,43 @@ def run(conf, sets=(), ranks=1, out=None, expect=0, timeout=600, args=()):
     return out, p
 
 
+def start(conf, sets=(), ranks=2, out=None, args=()):
+    """Start paramd under mpirun without waiting; return (Popen, run_dir).
+    Signal only this Popen's pid or its ranks (ranks_of)."""
+    out = out or tempfile.mkdtemp(prefix="paramd-it-")
+    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
+           "-x", "OPENBLAS_NUM_THREADS=1"]
+    if MCA:
+        key, val = MCA.split(" ", 1)
+        cmd += ["--mca", key, val]
+    cmd += [EXE, os.path.join(SRC, conf) if not os.path.isabs(conf) else conf, "--out", out,
+            "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    cmd += list(args)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env), out
+
+
+def ranks_of(mpirun):
+    """{rank: pid} of mpirun's children (the ranks, started by mpirun itself)."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != mpirun:
+                continue
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+    return found
+
+
 def summary(d):
     with open(os.path.join(d, "summary.json")) as f:
         return json.load(f)

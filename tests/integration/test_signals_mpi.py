@@ -13,8 +13,6 @@ Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
 import os
 import signal
-import subprocess
-import tempfile
 
 import pdtest as t
 
@@ -27,33 +25,7 @@ LOCAL = ["training.mode=local_sgd", "training.local_steps=4"]
 
 
 def start(sets, ranks):
-    out = tempfile.mkdtemp(prefix="paramd-it-")
-    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--allow-run-as-root",
-           "-x", "OPENBLAS_NUM_THREADS=1", t.EXE, os.path.join(t.SRC, CONF), "--out", out,
-           "--quiet"]
-    for s in LONG + list(sets):
-        cmd += ["--set", s]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env), out
-
-
-def ranks_of(mpirun):
-    """{rank: pid} of mpirun's children (the ranks, started by mpirun itself)."""
-    found = {}
-    for pid in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != mpirun:
-                continue
-            with open("/proc/%s/environ" % pid, "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
-        except (OSError, ValueError, IndexError, KeyError):
-            continue
-    return found
+    return t.start(CONF, LONG + list(sets), ranks)
 
 
 def stopped(p, d, sig, name, ckpt=True):
@@ -85,9 +57,9 @@ stops.append((name, d, 3, SYNC, stopped(p, d, "SIGUSR2", name)))
 # sync, 2 servers + 2 workers: SIGTERM to every rank, twice.
 p, d = start(SYNC2, 4)
 if t.wait_until("a metrics row at 100 and 4 ranks", proc=p,
-                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 4):
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(t.ranks_of(p.pid)) == 4):
     for _ in range(2):
-        for pid in ranks_of(p.pid).values():
+        for pid in t.ranks_of(p.pid).values():
             os.kill(pid, signal.SIGTERM)
 name = "sync S=2, SIGTERM to every rank twice"
 stops.append((name, d, 4, SYNC2, stopped(p, d, "SIGTERM", name)))
@@ -95,8 +67,8 @@ stops.append((name, d, 4, SYNC2, stopped(p, d, "SIGTERM", name)))
 # local_sgd: SIGTERM to server 0 alone; the others follow it.
 p, d = start(LOCAL, 3)
 if t.wait_until("a metrics row at 100 and 3 ranks", proc=p,
-                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(ranks_of(p.pid)) == 3):
-    os.kill(ranks_of(p.pid)[0], signal.SIGTERM)
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 100 and len(t.ranks_of(p.pid)) == 3):
+    os.kill(t.ranks_of(p.pid)[0], signal.SIGTERM)
 name = "local_sgd, SIGTERM to server 0 alone"
 stops.append((name, d, 3, LOCAL, stopped(p, d, "SIGTERM", name)))
 

@@ -1,0 +1,105 @@
+"""Async checkpoints and --resume beyond one server: with two servers each
+writes its part of every checkpoint at one cut of server 0's decisions;
+the gradients in flight at a checkpoint count as dropped at the stop, so a
+run stopped (at max_updates, by SIGTERM to every rank, or killed right
+after a checkpoint) and resumed accounts for every gradient over the whole
+run (gradients_sent = applied + dropped + bad, the same counts on both
+servers), continues metrics.jsonl without a row twice or missing, and
+finishes.
+
+Signals are sent once the run is training (a metrics.jsonl row exists);
+each wait is for a state of the run directory, not for a time."""
+import os
+import shutil
+import signal
+import tempfile
+
+import pdtest as t
+
+CONF = "tests/conf/softmax.yaml"
+BASE = ["training.mode=async", "training.eval_every=40", "training.eval_wait=true",
+        "checkpoint.every_updates=40", "checkpoint.keep=3"]
+S2 = ["training.servers=2"]
+
+
+def rows(d):
+    return [r["update"] for r in t.metrics(d)]
+
+
+def killed_after(run, t_keep):
+    """A copy of a finished run as if its job had been killed right after
+    the checkpoint at t_keep was written (later checkpoints and the results
+    gone; metrics.jsonl keeps its later rows, as a killed run's would)."""
+    d = tempfile.mkdtemp(prefix="paramd-it-")
+    shutil.rmtree(d)
+    shutil.copytree(run, d)
+    for name in ("summary.json", "params.bin", "status.json"):
+        os.remove(os.path.join(d, name))
+    for f in os.listdir(os.path.join(d, "checkpoints")):
+        if int(f[5:17]) > t_keep:
+            os.remove(os.path.join(d, "checkpoints", f))
+    return d
+
+
+def whole_run(d, m, name, servers):
+    """summary.json of a resumed run that finished at m updates: every
+    gradient accounted for, on every server alike; metrics.jsonl has one
+    row per 40 updates after the first (where every HELLO was in)."""
+    s = t.summary(d)
+    t.check(s["updates"] == m and s["gradients_applied"] == m and s["exit"] == "max_updates",
+            "%s: finished at %s updates, %s applied, exit %s" % (name, s["updates"],
+                                                                 s["gradients_applied"], s["exit"]))
+    t.check_accounting(s, name)
+    pw = s["per_worker"]
+    t.check(sum(w["applied"] for w in pw) == s["gradients_applied"] and
+            sum(w["dropped"] for w in pw) == s["dropped"],
+            "%s: per-worker applied and dropped add up: %s" % (name, pw))
+    ps = s["per_server"]
+    t.check(len(ps) == servers and
+            all((p["applied"], p["bad"], p["dropped"], p["applied_set"]) ==
+                (ps[0]["applied"], ps[0]["bad"], ps[0]["dropped"], ps[0]["applied_set"])
+                for p in ps),
+            "%s: every server applied the same gradients and dropped the same: %s" % (name, ps))
+    u = rows(d)
+    t.check(u == sorted(set(u)) and u[1:] == list(range(40, m + 1, 40)),
+            "%s: metrics.jsonl continues, no row twice or missing: %s" % (name, u))
+    return s
+
+
+# Stopped at max_updates 60 (checkpoints at 40 and the end), resumed to 120,
+# then killed right after the checkpoint at 80 (mid-run: the gradients then
+# in flight are dropped at the stop) and resumed to 120 again.
+name = "async S=2 W=2"
+b, _ = t.run(CONF, BASE + S2 + ["training.max_updates=60"], ranks=4)
+t.check(t.checkpoint_sets(b) == [40, 60] and
+        sorted(os.listdir(os.path.join(b, "checkpoints"))) ==
+        ["ckpt-%012d.%s" % (u, x) for u in (40, 60) for x in ("0.pdck", "1.pdck", "manifest")],
+        "%s: checkpoints at 40 and 60, a part per server: %s" % (name, t.checkpoint_sets(b)))
+b, _ = t.run(CONF, BASE + S2 + ["training.max_updates=120"], ranks=4, out=b, args=["--resume"])
+whole_run(b, 120, name + ", stopped at 60 and resumed", 2)
+k = killed_after(b, 80)
+k, _ = t.run(CONF, BASE + S2 + ["training.max_updates=120"], ranks=4, out=k, args=["--resume"])
+whole_run(k, 120, name + ", killed after 80 and resumed", 2)
+
+# SIGTERM to every rank of a long run: the stop's checkpoint, exit 143;
+# resumed 80 updates further.
+p, d = t.start(CONF, BASE + S2 + ["training.epochs=1000"], ranks=4)
+if t.wait_until("a metrics row at 80 and 4 ranks", proc=p,
+                cond=lambda: max(t.rows_so_far(d) or [0]) >= 80 and len(t.ranks_of(p.pid)) == 4):
+    for pid in t.ranks_of(p.pid).values():
+        os.kill(pid, signal.SIGTERM)
+_, err = p.communicate(timeout=300)
+name = "async S=2 W=2, SIGTERM to every rank"
+t.check(p.returncode == 143, "%s: mpirun exits 143 (got %s): %r" % (name, p.returncode, err[-600:]))
+s = t.summary(d) if os.path.exists(os.path.join(d, "summary.json")) else {}
+u = s.get("updates") or 0
+t.check(s.get("exit") == "signal" and t.checkpoint_sets(d)[-1:] == [u],
+        "%s: summary.json exit %s, the stop's checkpoint at %s: %s"
+        % (name, s.get("exit"), u, t.checkpoint_sets(d)))
+if s:
+    t.check_accounting(s, name)
+m = u + 80 - u % 40
+t.run(CONF, BASE + S2 + ["training.epochs=1000", "training.max_updates=%d" % m], ranks=4, out=d,
+      args=["--resume"])
+whole_run(d, m, name + ", resumed to %d" % m, 2)
+t.done()
