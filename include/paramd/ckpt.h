@@ -19,17 +19,19 @@
  * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the
  * CRC-32 of ISO 3309 / ITU-T V.42, as in gzip and PNG).
  *
- * Part file, format version 2 (version 1 had no RUNS section; it is refused):
+ * Part file, format version 3 (version 1 had no RUNS section, version 2 no
+ * TRCE; a part or manifest of another version is refused, exit 2, naming
+ * the file and both versions):
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
  *     8  u32 format version (PD_CKPT_VERSION)
- *     12 u32 number of sections (6, or 7 with BTCH)
+ *     12 u32 number of sections (6, plus the optional ones present)
  *     16 u64 layout hash (pd_ckpt_layout_hash)
  *     24 u64 config hash (pd_ckpt_config_hash)
  *     32 u32 crc32 of bytes 0..32
  *     36 u32 zero
- *   then 6 sections (7 in a batch method's part) in this order, each a
- *   16-byte section header
+ *   then the 6 sections every part has and the optional ones it has
+ *   (BTCH, TRCE), in this order, each a 16-byte section header
  *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
  *   followed by its payload:
  *     "META" 56 bytes: u32 part s, u32 parts S, u32 optimizer kind
@@ -69,9 +71,13 @@
  *            bytes of pd_batch_save (paramd/batch.h), the minimizer's state
  *            over this part's coordinates at an iteration boundary; META's
  *            updates t is the iteration, OPTM and ITER are empty
+ *     "TRCE" only in part 0 of an async run with training.trace: 16 bytes,
+ *            u64 N, the trace records (ps/trace.h) written up to this
+ *            checkpoint's snapshot, u64 the FNV-1a 64 hash of their bytes
+ *            as written, which name them for --resume
  *   and nothing after the last section.
  *
- * Manifest file, format version 2 (as version 1):
+ * Manifest file, format version 3 (as versions 1 and 2):
  *     0  magic, 8 bytes "PDCKMAN\n"
  *     8  u32 format version (PD_CKPT_VERSION)
  *     12 u32 parts S
@@ -100,7 +106,8 @@
  *   optimizer.schedule.step_size optimizer.schedule.gamma
  *   optimizer.schedule.decay optimizer.schedule.min_lr
  *   optimizer.schedule.warmup optimizer.noise optimizer.noise_gamma
- *   optimizer.staleness_scaling
+ *   optimizer.staleness_scaling (the value of staleness_compensation)
+ *   optimizer.dc_lambda, only when staleness_compensation is dc
  *   training.mode training.servers training.batch_size training.drop_last
  *   training.backup_workers training.max_staleness
  *   training.staleness_policy training.local_steps training.elastic_alpha
@@ -125,9 +132,9 @@
 #include "paramd/config.h"
 #include "paramd/model.h"
 
-#define PD_CKPT_VERSION 2u
+#define PD_CKPT_VERSION 3u
 enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56, PD_CKPT_RUNS = 120,
-       PD_CKPT_WSTATE = 72 };
+       PD_CKPT_WSTATE = 72, PD_CKPT_TRCE = 16 };
 
 /* Gradient accounting of one worker. */
 typedef struct pd_ckpt_worker {
@@ -178,6 +185,9 @@ typedef struct pd_ckpt_part {
     /* BTCH (batch methods only; batch_size 0: no section) */
     unsigned char *batch;           /* [batch_size] pd_batch_save bytes */
     size_t batch_size;
+    /* TRCE (traced async runs, part 0; traced false: no section) */
+    bool traced;
+    uint64_t trace_records, trace_hash;
 } pd_ckpt_part;
 
 /* A written part as its manifest names it. */

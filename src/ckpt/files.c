@@ -276,7 +276,13 @@ int pd_ckpt_read(const char *dir, uint64_t updates, uint32_t part, uint64_t layo
                      (unsigned)crc, (unsigned)stored);
         goto out;
     }
-    if (pd_le_get32(m + 8) != PD_CKPT_VERSION || pd_le_get64(m + 16) != updates) {
+    if (pd_le_get32(m + 8) != PD_CKPT_VERSION) {   /* not damage: another paramd's */
+        err = REFUSE(false, "%s: manifest: format version %u, this build reads version %u only "
+                     "(a checkpoint of another paramd version)", path,
+                     (unsigned)pd_le_get32(m + 8), PD_CKPT_VERSION);
+        goto out;
+    }
+    if (pd_le_get64(m + 16) != updates) {
         err = REFUSE(true, "%s: manifest: format version %u, update %" PRIu64 " (expected "
                      "version %u, update %" PRIu64 ")", path, (unsigned)pd_le_get32(m + 8),
                      pd_le_get64(m + 16), PD_CKPT_VERSION, updates);

@@ -13,13 +13,14 @@
 
 static const char part_magic[8] = {'P', 'D', 'C', 'K', 'P', 'T', '\r', '\n'};
 static const char *const tags[NSECTIONS_MAX] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS",
-                                                "BTCH"};
-enum { META, PARM, OPTM, ITER, CNTR, RUNS, BTCH };
+                                                "BTCH", "TRCE"};
+enum { META, PARM, OPTM, ITER, CNTR, RUNS, BTCH, TRCE };
 
-/* Sections of p: BTCH only with a batch method's state. */
-static int nsections(const pd_ckpt_part *p)
+/* Does p have section k? BTCH only with a batch method's state, TRCE only
+ * with a trace position. */
+static bool has(const pd_ckpt_part *p, int k)
 {
-    return p->batch_size ? NSECTIONS_MAX : NSECTIONS;
+    return k < NSECTIONS || (k == BTCH && p->batch_size) || (k == TRCE && p->traced);
 }
 
 static uint64_t f64_bits(double d)
@@ -137,6 +138,8 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
     fnv_printf(&f, "optimizer.staleness_scaling=%d\n", (int)o->staleness_compensation);
     if (o->dc_lambda_adaptive)   /* one more optimizer state vector (older hashes unchanged) */
         fnv_printf(&f, "optimizer.dc_lambda_adaptive=1\n");
+    if (o->staleness_compensation == PD_SCOMP_DC)
+        fnv_printf(&f, "optimizer.dc_lambda=%.17g\n", o->dc_lambda);
     fnv_printf(&f, "training.mode=%d\n", (int)t->mode);
     fnv_printf(&f, "training.servers=%d\n", t->servers);
     fnv_printf(&f, "training.batch_size=%d\n", t->batch_size);
@@ -170,6 +173,7 @@ static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS_MAX])
     for (size_t w = 0; w < p->nwstates; w++)
         len[RUNS] += PD_CKPT_WSTATE + p->wstate[w].optim_size;
     len[BTCH] = p->batch_size;
+    len[TRCE] = PD_CKPT_TRCE;
 }
 
 /* The RUNS payload at e. */
@@ -217,10 +221,13 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
 {
     uint64_t len[NSECTIONS_MAX];
     lengths(p, len);
-    int nsec = nsections(p);
+    int nsec = 0;
     size_t total = PD_CKPT_HEADER;
-    for (int k = 0; k < nsec; k++)
-        total += PD_CKPT_SECTION + len[k];
+    for (int k = 0; k < NSECTIONS_MAX; k++)
+        if (has(p, k)) {
+            total += PD_CKPT_SECTION + len[k];
+            nsec++;
+        }
     unsigned char *b = pd_calloc(total, 1);
     if (!b)
         return PD_ENOMEM;
@@ -233,7 +240,9 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
     pd_le_put32(b + 32, ckpt_crc(b, 32));
 
     unsigned char *q = b + PD_CKPT_HEADER;
-    for (int k = 0; k < nsec; k++) {
+    for (int k = 0; k < NSECTIONS_MAX; k++) {
+        if (!has(p, k))
+            continue;
         unsigned char *s = q + PD_CKPT_SECTION, *e = s;
         switch (k) {
         case META:
@@ -281,6 +290,10 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
             break;
         case BTCH:
             memcpy(e, p->batch, p->batch_size);
+            break;
+        case TRCE:
+            pd_le_put64(e, p->trace_records);
+            pd_le_put64(e + 8, p->trace_hash);
             break;
         }
         memcpy(q, tags[k], 4);
@@ -385,7 +398,8 @@ static int parse_runs(const char *file, const unsigned char *e, uint64_t len, pd
  * inner lengths do not add up (those passed their crc, so it is a writer
  * bug or a forged file: reported as damage). */
 static int parse(const char *file, const unsigned char *pl[NSECTIONS_MAX],
-                 const uint64_t len[NSECTIONS_MAX], int nsec, pd_ckpt_part *p, bool *damaged)
+                 const uint64_t len[NSECTIONS_MAX], const bool present[NSECTIONS_MAX],
+                 pd_ckpt_part *p, bool *damaged)
 {
     const unsigned char *e = pl[META];
     if (len[META] != PD_CKPT_META)
@@ -468,11 +482,19 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS_MAX],
         p->worker[w] = (pd_ckpt_worker){
             (int64_t)pd_le_get64(wp), (int64_t)pd_le_get64(wp + 8),
             (int64_t)pd_le_get64(wp + 16), (int64_t)pd_le_get64(wp + 24)};
-    if (nsec > BTCH && len[BTCH] > 0) {
+    if (present[BTCH] && len[BTCH] > 0) {
         if (!(p->batch = pd_malloc(len[BTCH])))
             return PD_ENOMEM;
         memcpy(p->batch, pl[BTCH], len[BTCH]);
         p->batch_size = len[BTCH];
+    }
+    if (present[TRCE]) {
+        if (len[TRCE] != PD_CKPT_TRCE)
+            return REFUSE(true, "%s: TRCE: %" PRIu64 " bytes, expected %d (damaged)", file,
+                          len[TRCE], PD_CKPT_TRCE);
+        p->traced = true;
+        p->trace_records = pd_le_get64(pl[TRCE]);
+        p->trace_hash = pd_le_get64(pl[TRCE] + 8);
     }
     return parse_runs(file, pl[RUNS], len[RUNS], p, damaged);
 }
@@ -491,10 +513,11 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
                       (unsigned)crc, (unsigned)stored);
     uint32_t version = pd_le_get32(buf + 8), nsec = pd_le_get32(buf + 12);
     if (version != PD_CKPT_VERSION)
-        return REFUSE(true, "%s: header: format version %u, this build reads version %u", file,
-                      (unsigned)version, PD_CKPT_VERSION);
-    if (nsec != NSECTIONS && nsec != NSECTIONS_MAX)
-        return REFUSE(true, "%s: header: %u sections, version %u has %d or %d (damaged)", file,
+        return REFUSE(false, "%s: header: format version %u, this build reads version %u only "
+                      "(a checkpoint of another paramd version)", file, (unsigned)version,
+                      PD_CKPT_VERSION);
+    if (nsec < NSECTIONS || nsec > NSECTIONS_MAX)
+        return REFUSE(true, "%s: header: %u sections, version %u has %d to %d (damaged)", file,
                       (unsigned)nsec, PD_CKPT_VERSION, NSECTIONS, NSECTIONS_MAX);
     uint64_t lh = pd_le_get64(buf + 16), ch = pd_le_get64(buf + 24);
     if (lh != layout_hash)
@@ -505,16 +528,25 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
                       PRIx64 " (a key listed in paramd/ckpt.h or the number of workers "
                       "changed)", file, ch, config_hash);
 
-    const unsigned char *pl[NSECTIONS_MAX];
-    uint64_t len[NSECTIONS_MAX];
+    const unsigned char *pl[NSECTIONS_MAX] = {0};
+    uint64_t len[NSECTIONS_MAX] = {0};
+    bool present[NSECTIONS_MAX] = {0};
     size_t at = PD_CKPT_HEADER;
-    for (int k = 0; k < (int)nsec; k++) {
+    int k = -1;
+    for (int i = 0; i < (int)nsec; i++) {
+        /* The six in order, then optional ones, each once, in tag order. */
         if (size - at < PD_CKPT_SECTION)
             return REFUSE(true, "%s: %s: file ends at byte %zu, inside the section header "
-                          "(truncated)", file, tags[k], size);
-        if (memcmp(buf + at, tags[k], 4) != 0)
+                          "(truncated)", file, i < NSECTIONS ? tags[i] : "optional", size);
+        if (i < NSECTIONS)
+            k = i;
+        else
+            for (k++; k < NSECTIONS_MAX && memcmp(buf + at, tags[k], 4) != 0; k++)
+                ;
+        if (k >= NSECTIONS_MAX || memcmp(buf + at, tags[k], 4) != 0)
             return REFUSE(true, "%s: %s: section %d at byte %zu has another tag (damaged)",
-                          file, tags[k], k, at);
+                          file, i < NSECTIONS ? tags[i] : "optional", i, at);
+        present[k] = true;
         len[k] = pd_le_get64(buf + at + 8);
         if (len[k] > size - at - PD_CKPT_SECTION)
             return REFUSE(true, "%s: %s: %" PRIu64 " bytes announced, %zu left in the file "
@@ -529,10 +561,10 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
     }
     if (at != size)
         return REFUSE(true, "%s: %s: %zu bytes after the last section (damaged)", file,
-                      tags[nsec - 1], size - at);
+                      tags[k], size - at);
 
     pd_ckpt_part p = {.layout_hash = lh, .config_hash = ch};
-    int e = parse(file, pl, len, (int)nsec, &p, damaged);
+    int e = parse(file, pl, len, present, &p, damaged);
     if (e != PD_OK) {
         pd_ckpt_part_free(&p);
         return e;

@@ -272,7 +272,7 @@ const pd_section pd_sections[] = {
     {"optimizer.schedule", "Learning rate as a function of the update number."},
     {"checkpoint", "When to write checkpoints (to run.out_dir/checkpoints, and one at the "
      "end). In this version serial, sync, local_sgd, easgd (one server) and async "
-     "(no trace) runs, and the batch methods (every_updates counts "
+     "runs, and the batch methods (every_updates counts "
      "their iterations; none at their end): "
      "in the other modes every_updates and every_seconds must stay 0."},
     {"faults", "Injected stragglers and message delays (distributed modes only)."},

@@ -48,11 +48,12 @@ void server_drop(server *sv, int w, enum pd_drop_kind kind)
 }
 
 /* Async with training.trace: one record per gradient, in arrival order. */
-static int trace(server *sv, const pd_trace_rec *rec)
+int server_trace(server *sv, const pd_trace_rec *rec)
 {
     if (!sv->trace)
         return PD_OK;
     sv->trace_n++;
+    sv->trace_hash = pd_trace_hash(sv->trace_hash, rec);
     return pd_trace_append(sv->trace, rec);
 }
 
@@ -414,7 +415,7 @@ int server_conclude_async(server *sv, int w)
         atomic_fetch_add(&sv->examples, p->in.examples);
         add_peer_loss(p);
     }
-    PD_TRY(trace(sv, &rec));
+    PD_TRY(server_trace(sv, &rec));
     PD_TRY(server_ckpt_async_grad(sv, w));
     if (p->dec.outcome != PD_OUT_AT_STOP && tc->max_staleness >= 0 &&
         tc->staleness_policy == PD_STALE_WAIT && p->clock - min_clock(sv) > tc->max_staleness) {

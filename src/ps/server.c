@@ -653,8 +653,7 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     if (world->index == 0) {
         PD_TRY(server_ckpt_resume_eval(sv));
         PD_TRY(pd_eval_thread_start(sv->ev, sv->n, &sv->et));
-        if (cfg->training.trace)
-            PD_TRY(pd_trace_open(cfg->run.out_dir, W, &sv->trace));
+        PD_TRY(server_ckpt_trace_open(sv));
     }
     return PD_OK;
 }

@@ -112,11 +112,55 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     for (size_t w = 0; w < nw; w++)
         PD_TRY(pd_worker_state_build(p->iter[w], p->iter_size[w], &p->wstate[w],
                                      &ck->state[w], &ck->state_size[w]));
+    if (sv->world->index == 0 && cfg->training.trace) {
+        /* The trace continues the resumed run's: find it before anything
+         * is written. */
+        if (!p->traced)
+            return PD_FAIL(PD_EINPUT, "%s/ckpt-%012" PRIu64 ".0.pdck: TRCE: no trace position "
+                           "(the run resumed was not traced; a run is traced from its start: "
+                           "training.trace false)", dir, p->updates);
+        PD_TRY(pd_trace_find(opts->resume_dir, W, p->trace_records, p->trace_hash,
+                             &ck->trace_recs, ck->trace_from, sizeof ck->trace_from));
+    }
     ck->written = (int64_t)p->version;
     ck->resume_eval = p->last_eval;
     if (sv->world->index == 0)
         PD_TRY(pd_ckpt_rows_read(opts->resume_dir, p->last_eval, &ck->rows, &ck->nrows));
     return PD_OK;
+}
+
+int server_ckpt_trace_open(server *sv)
+{
+    server_ckpt *ck = &sv->ck;
+    const pd_config *cfg = sv->cfg;
+    int W = sv->world->workers;
+    sv->trace_hash = PD_TRACE_HASH0;
+    if (!cfg->training.trace)
+        return PD_OK;
+    if (!ck->resumed)
+        return pd_trace_open(cfg->run.out_dir, W, &sv->trace);
+    const pd_ckpt_part *p = &ck->part;
+    PD_TRY(pd_trace_restart(cfg->run.out_dir, W, ck->trace_recs, p->trace_records,
+                            ck->trace_from, &sv->trace));
+    int64_t *count = pd_calloc((size_t)W, sizeof *count);
+    if (!count)
+        return PD_ENOMEM;
+    for (uint64_t i = 0; i < p->trace_records; i++)
+        if (ck->trace_recs[i].worker < (uint32_t)W)
+            count[ck->trace_recs[i].worker]++;
+    sv->trace_n = p->trace_records;
+    sv->trace_hash = p->trace_hash;
+    /* A worker's gradients after its last record are the ones the
+     * checkpoint counts as dropped at the stop: so does the trace. */
+    int err = PD_OK;
+    for (int w = 0; w < W && err == PD_OK; w++)
+        for (int64_t q = count[w]; q < p->wstate[w].seq && err == PD_OK; q++) {
+            pd_trace_rec r = {.worker = (uint32_t)w, .outcome = PD_TRACE_DROPPED, .seq = q,
+                              .from = (int64_t)p->version, .made = -1};
+            err = server_trace(sv, &r);
+        }
+    free(count);
+    return err;
 }
 
 int server_ckpt_resume_eval(server *sv)
@@ -232,6 +276,11 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
         .applied_mix = atomic_load(&sv->applied_mix), .best_loss = es.best_loss,
         .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
     };
+    if (sv->trace) {   /* server 0, traced: its records so far */
+        p->traced = true;
+        p->trace_records = sv->trace_n;
+        p->trace_hash = sv->trace_hash;
+    }
     if (es.best_update >= 0 && es.nbest) {
         if (!(p->best = pd_malloc(es.nbest * sizeof *p->best)))
             return PD_ENOMEM;
@@ -266,6 +315,7 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
     size_t nw = sv->world->index == 0 ? (size_t)W : 0;
     if (mkdir(ck->dir, 0755) != 0 && errno != EEXIST)
         return PD_FAIL(PD_EIO, "%s: mkdir: %s", ck->dir, strerror(errno));
+    PD_TRY(pd_trace_sync(sv->trace));   /* the records the part names are on disk */
     const unsigned char **iter = pd_calloc(nw + 1, sizeof *iter);
     size_t *isz = pd_calloc(nw + 1, sizeof *isz);
     pd_ckpt_wstate *ws = pd_calloc(nw + 1, sizeof *ws);
@@ -732,6 +782,7 @@ void server_ckpt_free(server *sv)
     free(ck->idbuf);
     snap_free(&ck->snap);
     free(ck->rows);
+    free(ck->trace_recs);
     pd_ckpt_part_free(&ck->part);
     memset(ck, 0, sizeof *ck);
 }

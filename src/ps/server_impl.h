@@ -114,6 +114,10 @@ typedef struct server_ckpt {
     unsigned char *idbuf;          /* [S][ID_BYTES] */
     bool ids_wait;                 /* part 0 is written; the ids are awaited */
     pd_ckpt_id id0;                /* part 0's */
+    /* --resume of a traced run (server 0): the checkpoint's trace records
+     * and the temporary they came from ("": trace.bin) */
+    pd_trace_rec *trace_recs;
+    char trace_from[PD_PATH_MAX + 32];
 } server_ckpt;
 
 typedef struct server {
@@ -177,6 +181,7 @@ typedef struct server {
     double loop_cpu_s;             /* CPU of the serving threads (not evaluation) */
     FILE *trace;                   /* server 0, async with training.trace */
     uint64_t trace_n;
+    uint64_t trace_hash;           /* its records so far (trace.h) */
     /* server 0 */
     pd_evaluator *ev;
     pd_eval_thread *et;
@@ -226,6 +231,8 @@ int server_send_decision(server *sv, int w, const pd_decision *d);
  * checkpoint's bookkeeping, the reply); server_ckpt.c calls it for a
  * gradient it kept back. */
 int server_conclude_async(server *sv, int w);
+/* Server 0 with training.trace: append one record (and hash it). */
+int server_trace(server *sv, const pd_trace_rec *rec);
 /* Servers > 0 with S > 1: post the receive of server 0's next decision. */
 int server_post_decision(server *sv, int w);
 int server_release_waiting(server *sv);
@@ -291,6 +298,11 @@ void server_note_sparse(server *sv, const uint32_t *idx, const float *val, size_
 int server_ckpt_setup(server *sv, const pd_run_opts *opts);
 /* Server 0, once every rank has set up: a resumed run's worker states. */
 int server_ckpt_start(server *sv);
+/* Server 0 with training.trace, once the run directory is open: start
+ * trace.bin's temporary, or with --resume continue the resumed run's
+ * (its records up to the checkpoint, then one "dropped" record for each
+ * gradient the checkpoint counts as dropped at the stop). */
+int server_ckpt_trace_open(server *sv);
 /* Server 0 after evaluation is set up: the evaluator's part of a resume. */
 int server_ckpt_resume_eval(server *sv);
 /* Round modes, server 0 at a round's close: is a checkpoint due (sets the

@@ -2,6 +2,7 @@
  * stdio's buffer, one fwrite per gradient, so tracing costs no syscall per
  * update. The file is written under a temporary name and renamed into
  * place when the run ends (after fsync), so a trace.bin is always whole. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -95,6 +96,91 @@ void pd_trace_abort(FILE **pf, const char *dir)
     *pf = NULL;
     if (tmp_of(dir, tmp, sizeof tmp) == PD_OK)
         unlink(tmp);
+}
+
+uint64_t pd_trace_hash(uint64_t h, const pd_trace_rec *r)
+{
+    const unsigned char *b = (const unsigned char *)r;
+    for (size_t i = 0; i < sizeof *r; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+int pd_trace_sync(FILE *f)
+{
+    if (f && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        return PD_FAIL(PD_EIO, "trace.bin: cannot flush: %s", strerror(errno));
+    return PD_OK;
+}
+
+/* The first n records of the trace at path into recs, if it is a trace of
+ * W workers and they hash to `hash`. */
+static bool trace_prefix(const char *path, int workers, uint64_t n, uint64_t hash,
+                         pd_trace_rec *recs)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    header h;
+    bool ok = fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, MAGIC, sizeof MAGIC) == 0 &&
+              h.version == 1 && h.workers == (uint32_t)workers &&
+              (n == 0 || fread(recs, sizeof *recs, n, f) == n);
+    fclose(f);
+    uint64_t got = PD_TRACE_HASH0;
+    for (uint64_t i = 0; ok && i < n; i++)
+        got = pd_trace_hash(got, &recs[i]);
+    return ok && got == hash;
+}
+
+int pd_trace_find(const char *src_dir, int workers, uint64_t n, uint64_t hash,
+                  pd_trace_rec **recs, char *from, size_t size)
+{
+    *recs = pd_malloc(n * sizeof **recs + 1);
+    if (!*recs)
+        return PD_ENOMEM;
+    char path[1100];
+    PD_TRY(path_of(src_dir, path, sizeof path));
+    bool found = trace_prefix(path, workers, n, hash, *recs);
+    from[0] = '\0';
+    DIR *d = found ? NULL : opendir(src_dir);
+    for (struct dirent *de; d && !found && (de = readdir(d)) != NULL;) {
+        if (strncmp(de->d_name, "trace.bin.tmp.", 14) != 0 ||
+            snprintf(path, sizeof path, "%s/%s", src_dir, de->d_name) >= (int)sizeof path)
+            continue;
+        if ((found = trace_prefix(path, workers, n, hash, *recs)))
+            snprintf(from, size, "%s", path);
+    }
+    if (d)
+        closedir(d);
+    if (found)
+        return PD_OK;
+    free(*recs);
+    *recs = NULL;
+    return PD_FAIL(PD_EINPUT, "%s: no trace.bin (or unfinished trace) holds the checkpoint's "
+                   "first %llu trace records: training.trace continues the trace of the run "
+                   "resumed", src_dir, (unsigned long long)n);
+}
+
+int pd_trace_restart(const char *dir, int workers, const pd_trace_rec *recs, uint64_t n,
+                     const char *from, FILE **out)
+{
+    char mine[1100];
+    PD_TRY(tmp_of(dir, mine, sizeof mine));
+    PD_TRY(pd_trace_open(dir, workers, out));
+    int err = PD_OK;
+    if (n && fwrite(recs, sizeof *recs, n, *out) != n)
+        err = PD_FAIL(PD_EIO, "%s: write failed: %s", mine, strerror(errno));
+    if (err == PD_OK)
+        err = pd_trace_sync(*out);
+    if (err != PD_OK) {
+        pd_trace_abort(out, dir);
+        return err;
+    }
+    if (from[0] && strcmp(from, mine) != 0)
+        unlink(from);   /* its records live on in ours */
+    return PD_OK;
 }
 
 /* What every writer guarantees of a record, and replay relies on: staleness

@@ -644,7 +644,12 @@ static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
                        pd_phase_carry *carry)
 {
     worker wk = {.carry = carry};
-    int err = pd_comm_agree(world, setup(&wk, cfg, world));
+    int err = setup(&wk, cfg, world);
+    if (err == PD_OK && opts->resume && cfg->training.trace && wk.pull)
+        err = PD_FAIL(PD_EINPUT, "training.trace: a resumed worker with sparse pulls skips the "
+                      "minibatch it had drawn for its pull, which --replay cannot follow; "
+                      "resume with training.trace false");
+    err = pd_comm_agree(world, err);
     if (err == PD_OK && opts->resume)
         err = resume(&wk);
     if (err == PD_OK && carry && carry->record)   /* the phase's epochs count from there */

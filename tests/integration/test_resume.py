@@ -110,6 +110,6 @@ _, p = t.run(CONF, BASE, out=empty, args=["--resume"], expect=2)
 t.check("checkpoints: no checkpoint to resume from" in p.stderr, "nothing to resume: %r" % p.stderr)
 _, p = t.run(CONF, ["training.mode=hogwild", "checkpoint.every_updates=10"], expect=2)
 t.check("checkpoint.every_updates: only serial, sync, local_sgd, easgd (one server) "
-        "and async (no trace) runs write checkpoints in this version (training.mode "
+        "and async runs write checkpoints in this version (training.mode "
         "is hogwild)" in p.stderr, "hogwild checkpoints refused: %r" % p.stderr)
 t.done()

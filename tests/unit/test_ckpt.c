@@ -166,7 +166,7 @@ static void test_layout_bytes(void **state)
     (void)state;
     bytes want = {.n = 0}, s;
     put(&want, "PDCKPT\r\n", 8);
-    u32(&want, 2);                       /* format version */
+    u32(&want, 3);                       /* format version */
     u32(&want, 6);                       /* sections */
     u64(&want, 0x0102030405060708ull);   /* layout hash */
     u64(&want, 0x1112131415161718ull);   /* config hash */
@@ -258,6 +258,80 @@ static void test_layout_batch(void **state)
     assert_int_equal(got.batch_size, 0);
     assert_null(got.batch);
     pd_ckpt_part_free(&got);
+    free(seven);
+    free(six);
+}
+
+static void expect_refused(const unsigned char *buf, size_t size, uint64_t lh, uint64_t ch,
+                           const char *msg);
+
+/* A traced async run's part 0: a TRCE section after RUNS (after BTCH when
+ * both are there, as the header comment orders them): u64 records, u64
+ * hash; decoded back. Optional sections out of order are refused. */
+static void test_layout_trace(void **state)
+{
+    (void)state;
+    pd_ckpt_part p = tiny();
+    unsigned char *six, *seven, *eight;
+    size_t n6, n7, n8;
+    assert_int_equal(pd_ckpt_encode(&p, &six, &n6), PD_OK);
+    p.traced = true;
+    p.trace_records = 0x0102;
+    p.trace_hash = 0xa1a2a3a4a5a6a7a8ull;
+    assert_int_equal(pd_ckpt_encode(&p, &seven, &n7), PD_OK);
+    bytes want = {.n = 0}, s = {.n = 0};
+    put(&want, six, n6);
+    want.b[12] = 7;                       /* sections */
+    uint32_t c = crc(want.b, 32);
+    for (int k = 0; k < 4; k++)
+        want.b[32 + k] = (unsigned char)(c >> 8 * k);
+    u64(&s, 0x0102);
+    u64(&s, 0xa1a2a3a4a5a6a7a8ull);
+    section(&want, "TRCE", &s);
+    assert_int_equal(n7, n6 + 16 + 16);
+    assert_int_equal(want.n, n7);
+    for (size_t i = 0; i < n7; i++)
+        if (seven[i] != want.b[i])
+            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, seven[i], want.b[i]);
+    pd_ckpt_part got;
+    assert_int_equal(pd_ckpt_decode("f.pdck", seven, n7, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_true(got.traced);
+    assert_int_equal(got.trace_records, 0x0102);
+    assert_true(got.trace_hash == 0xa1a2a3a4a5a6a7a8ull);
+    assert_int_equal(got.batch_size, 0);
+    pd_ckpt_part_free(&got);
+    assert_int_equal(pd_ckpt_decode("f.pdck", six, n6, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_false(got.traced);
+    pd_ckpt_part_free(&got);
+
+    /* Both: BTCH, then TRCE. */
+    unsigned char bt[1] = {0x77};
+    p.batch = bt;
+    p.batch_size = 1;
+    assert_int_equal(pd_ckpt_encode(&p, &eight, &n8), PD_OK);
+    assert_int_equal(n8, n7 + 16 + 1);
+    assert_int_equal(eight[12], 8);
+    assert_memory_equal(eight + n6, "BTCH", 4);
+    assert_memory_equal(eight + n6 + 16 + 1, "TRCE", 4);
+    assert_int_equal(pd_ckpt_decode("f.pdck", eight, n8, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_true(got.traced && got.batch_size == 1 && got.batch[0] == 0x77);
+    assert_int_equal(got.trace_records, 0x0102);
+    pd_ckpt_part_free(&got);
+    /* TRCE before BTCH: the sections swapped (their crcs still match). */
+    unsigned char *sw = malloc(n8);
+    assert_non_null(sw);
+    memcpy(sw, eight, n6);
+    memcpy(sw + n6, eight + n6 + 17, 32);
+    memcpy(sw + n6 + 32, eight + n6, 17);
+    char msg[160];
+    snprintf(msg, sizeof msg, "f.pdck: optional: section 7 at byte %zu has another tag "
+             "(damaged)", n6 + 32);
+    expect_refused(sw, n8, p.layout_hash, p.config_hash, msg);
+    free(sw);
+    free(eight);
     free(seven);
     free(six);
 }
@@ -428,12 +502,13 @@ static void test_refusals(void **state)
     expect_refused(b, size, lh, ch, "f.pdck: header: bad magic (not a paramd checkpoint part)");
 
     memcpy(b, good, size);
-    b[8] = 1;   /* version 1 (no RUNS), with a header crc that matches it */
+    b[8] = 2;   /* version 2 (no TRCE), with a header crc that matches it */
     uint32_t c = crc(b, 32);
     for (int k = 0; k < 4; k++)
         b[32 + k] = (unsigned char)(c >> 8 * k);
     expect_refused(b, size, lh, ch,
-                   "f.pdck: header: format version 1, this build reads version 2");
+                   "f.pdck: header: format version 2, this build reads version 3 only (a "
+                   "checkpoint of another paramd version)");
 
     memcpy(b, good, size);
     b[8] = 1;   /* the same without fixing the crc */
@@ -547,6 +622,23 @@ static void test_manifest_parts(void **state)
                      PD_EINPUT);
     assert_non_null(strstr(pd_err_msg(), "ckpt-000000000005.manifest: manifest: crc32 0x"));
     assert_non_null(strstr(pd_err_msg(), "(damaged)"));
+
+    /* A manifest of format version 2 (its crc matching): another paramd's,
+     * refused, not taken for damage. */
+    m[24] ^= 1;
+    m[8] = 2;
+    uint32_t c = crc(m, size - 8);
+    for (int k = 0; k < 4; k++)
+        m[size - 8 + k] = (unsigned char)(c >> 8 * k);
+    write_all(path, m, size);
+    pd_err_clear();
+    damaged = true;
+    assert_int_equal(pd_ckpt_read(tmpdir, 5, 0, p0.layout_hash, p0.config_hash, &got, &damaged),
+                     PD_EINPUT);
+    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 2, "
+             "this build reads version 3 only (a checkpoint of another paramd version)", tmpdir);
+    assert_string_equal(pd_err_msg(), want);
+    assert_false(damaged);
 }
 
 /* ---- keep K, newest valid ------------------------------------------------- */
@@ -694,6 +786,14 @@ static void test_hashes(void **state)
     b = a;
     b.optimizer.lr *= 2;
     assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
+    /* dc_lambda counts under dc only (without dc the hash is as before). */
+    b = a;
+    b.optimizer.dc_lambda = 7;
+    assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    a.optimizer.staleness_compensation = b.optimizer.staleness_compensation = PD_SCOMP_DC;
+    assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
+    b.optimizer.dc_lambda = a.optimizer.dc_lambda;
+    assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
 }
 
 int main(void)
@@ -701,6 +801,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_bytes),
         cmocka_unit_test(test_layout_batch),
+        cmocka_unit_test(test_layout_trace),
         cmocka_unit_test(test_optim_state_le),
         cmocka_unit_test(test_iter_state_le),
         cmocka_unit_test(test_refusals),

@@ -888,18 +888,15 @@ static void test_cross_key_rules(void **state)
     load_ok("training:\n  mode: async\ncheckpoint:\n  every_seconds: 60\n", NULL, 0, &c);
     load_ok("training:\n  mode: async\n  servers: 2\ncheckpoint:\n  every_updates: 40\n", NULL,
             0, &c);
-    ERR("training:\n  mode: async\n  trace: true\ncheckpoint:\n  every_seconds: 60\n",
-        NAME ":5:18: checkpoint.every_seconds: only serial, sync, local_sgd, easgd (one "
-        "server) and async (no trace) runs write checkpoints in this version "
-        "(training.mode is async with training.trace); leave it at 0");
+    load_ok("training:\n  mode: async\n  trace: true\ncheckpoint:\n  every_seconds: 60\n", NULL,
+            0, &c);
     ERR("training:\n  mode: hogwild\ncheckpoint:\n  every_updates: 5\n", NAME ":4:18: "
         "checkpoint.every_updates: only serial, sync, local_sgd, easgd (one server) and async "
-        "(no trace) runs write checkpoints in this version (training.mode "
-        "is hogwild); leave it at 0");
+        "runs write checkpoints in this version (training.mode is hogwild); leave it at 0");
     load_ok("training:\n  mode: easgd\ncheckpoint:\n  every_updates: 100\n", NULL, 0, &c);
     ERR("training:\n  mode: easgd\n  servers: 2\ncheckpoint:\n  every_updates: 100\n",
         NAME ":5:18: checkpoint.every_updates: only serial, sync, local_sgd, easgd (one server) "
-        "and async (no trace) runs write checkpoints in this version "
+        "and async runs write checkpoints in this version "
         "(training.mode is easgd with several servers); leave it at 0");
     load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
     assert_int_equal(c.checkpoint.every_updates, 100);
