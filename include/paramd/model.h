@@ -53,6 +53,10 @@ typedef struct pd_model pd_model;
  * linreg hold max_batch * features floats for the gathered batch (sparse
  * rows are densified into it); logreg and svm read rows in place. */
 int pd_model_create(const pd_model_config *mc, size_t max_batch, pd_model **out);
+/* The same for data d: features from d, and classes from d when
+ * mc->classes is 0 (model.classes: from the data). Local. */
+int pd_model_create_for(const pd_model_config *mc, const pd_data *d, size_t max_batch,
+                        pd_model **out);
 void pd_model_destroy(pd_model **m);
 
 /* The most tensors a model has: W and b of each of an mlp's PD_MAX_HIDDEN + 1

@@ -162,11 +162,7 @@ static int objective_init(objective *ob, const pd_config *cfg, bool stats)
         goto fail;
     }
     ob->nblocks = (ob->m + BLOCK - 1) / BLOCK;
-    pd_model_config mc = cfg->model;
-    mc.features = (int)pd_data_features(ob->data);
-    if (mc.classes == 0)
-        mc.classes = pd_data_classes(ob->data);
-    PD_TRY_GOTO(err, pd_model_create(&mc, BLOCK, &ob->model), fail);
+    PD_TRY_GOTO(err, pd_model_create_for(&cfg->model, ob->data, BLOCK, &ob->model), fail);
     ob->n = pd_model_nparams(ob->model);
     ob->len = stats ? stats_len(ob->n) : ob->n + 1;
     ob->stats = stats;

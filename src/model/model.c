@@ -213,6 +213,16 @@ fail:
     return err;
 }
 
+int pd_model_create_for(const pd_model_config *mc, const pd_data *d, size_t max_batch,
+                        pd_model **out)
+{
+    pd_model_config m = *mc;
+    m.features = (int)pd_data_features(d);
+    if (m.classes == 0)
+        m.classes = pd_data_classes(d);
+    return pd_model_create(&m, max_batch, out);
+}
+
 void pd_model_destroy(pd_model **pm)
 {
     if (!pm || !*pm)

@@ -145,11 +145,7 @@ int pd_evaluator_create(const pd_config *cfg, const pd_run_opts *opts, int worke
     if (ev->test && ev->test->n == 0)
         ev->test = NULL;
     say_positive(ev);
-    pd_model_config mc = cfg->model;
-    mc.features = (int)pd_data_features(ev->data);
-    if (mc.classes == 0)
-        mc.classes = pd_data_classes(ev->data);
-    PD_TRY_GOTO(err, pd_model_create(&mc, EVAL_BATCH, &ev->model), fail);
+    PD_TRY_GOTO(err, pd_model_create_for(&cfg->model, ev->data, EVAL_BATCH, &ev->model), fail);
     ev->nparams = pd_model_nparams(ev->model);
     ev->ntensors = pd_model_ntensors(ev->model);
     for (size_t i = 0; i < ev->ntensors; i++)

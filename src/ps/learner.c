@@ -91,12 +91,8 @@ int pd_learner_init(pd_learner *l, const pd_config *cfg, int shard, int nshards)
                       cfg->data.train, shard, nshards);
         goto fail;
     }
-    pd_model_config mc = cfg->model;
-    mc.features = (int)pd_data_features(l->data);
-    if (mc.classes == 0)
-        mc.classes = pd_data_classes(l->data);
     size_t batch = (size_t)cfg->training.batch_size;
-    PD_TRY_GOTO(err, pd_model_create(&mc, batch, &l->model), fail);
+    PD_TRY_GOTO(err, pd_model_create_for(&cfg->model, l->data, batch, &l->model), fail);
     l->nparams = pd_model_nparams(l->model);
     l->sparse = pd_model_is_sparse(l->model);
     l->grad = pd_calloc(l->nparams, sizeof *l->grad);

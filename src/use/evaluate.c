@@ -105,11 +105,7 @@ static int open_run(const pd_use_opts *o, bool unlabeled, run *r)
                                  r->nnames > lay.classes ? r->nnames - lay.classes
                                                          : lay.classes - r->nnames,
                                  r->nnames > lay.classes ? "more" : "fewer"), fail);
-    pd_model_config mc = cfg->model;
-    mc.features = (int)pd_data_features(r->data);
-    if (mc.classes == 0)
-        mc.classes = pd_data_classes(r->data);
-    PD_TRY_GOTO(err, pd_model_create(&mc, CHUNK, &r->model), fail);
+    PD_TRY_GOTO(err, pd_model_create_for(&cfg->model, r->data, CHUNK, &r->model), fail);
     size_t n = pd_model_nparams(r->model);
     if (have_layout && n != lay.nparams)
         PD_TRY_GOTO(err, PD_FAIL(PD_EINPUT, "%s: params.json holds %zu parameters, the model "
