@@ -282,5 +282,10 @@ bool pd_optim_finite(const float *v, size_t n);
 
 /* L2 norm of g[0, n), accumulated in double precision (for clipping). */
 double pd_optim_norm2(const float *g, size_t n);
+/* s + the squares of g[0, n), added to s one by one in index order: a
+ * vector summed block after block through it gives pd_optim_norm2's bits
+ * (sqrt of the result), so a sum can be squared while its block is in
+ * cache. */
+double pd_optim_sumsq(double s, const float *g, size_t n);
 
 #endif

@@ -721,10 +721,14 @@ bool pd_optim_finite(const float *v, size_t n)
     return !(acc & 0x80000000u);
 }
 
-double pd_optim_norm2(const float *g, size_t n)
+double pd_optim_sumsq(double s, const float *g, size_t n)
 {
-    double s = 0;
     for (size_t i = 0; i < n; i++)
         s += (double)g[i] * (double)g[i];
-    return sqrt(s);
+    return s;
+}
+
+double pd_optim_norm2(const float *g, size_t n)
+{
+    return sqrt(pd_optim_sumsq(0, g, n));
 }

@@ -496,9 +496,16 @@ static int weigh_round(server *sv, double *loss)
 static int step_round(server *sv, int64_t t)
 {
     if (sv->cfg->optimizer.clip_norm > 0) {
-        /* Clipping needs the whole sum's norm (over every server) first. */
-        sum_block(sv, sv->lo, sv->hi);
-        double sq = pd_optim_norm2(sv->acc + sv->lo, sv->hi - sv->lo);
+        /* Clipping needs the whole sum's norm (over every server) first:
+         * each block squared as it is summed, while in cache (one pass
+         * over the sum fewer than summing, then taking the norm). */
+        double s = 0;
+        for (size_t i = sv->lo; i < sv->hi; i += SUM_BLOCK) {
+            size_t j = i + SUM_BLOCK < sv->hi ? i + SUM_BLOCK : sv->hi;
+            sum_block(sv, i, j);
+            s = pd_optim_sumsq(s, sv->acc + i, j - i);
+        }
+        double sq = sqrt(s);   /* pd_optim_norm2's bits, squared as before */
         sq *= sq;
         if (sv->world->servers > 1) {
             MPI_Request r;

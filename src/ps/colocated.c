@@ -192,9 +192,15 @@ static int step(coloc *c, const bool *good, int64_t t)
     PD_TRY(pd_comm_waitall(c->W - 1, c->psend));   /* our range is about to change */
     const pd_optim_config *oc = &c->cfg->optimizer;
     if (oc->clip_norm > 0) {
-        /* The norm of the whole sum: every rank's part, added in rank order. */
-        sum_block(c, good, c->lo, c->hi);
-        double sq = pd_optim_norm2(c->acc + c->lo, c->hi - c->lo), *parts = NULL;
+        /* The norm of the whole sum: every rank's part, added in rank
+         * order; each block squared as it is summed, while in cache. */
+        double s = 0, *parts = NULL;
+        for (size_t i = c->lo; i < c->hi; i += BLOCK) {
+            size_t j = i + BLOCK < c->hi ? i + BLOCK : c->hi;
+            sum_block(c, good, i, j);
+            s = pd_optim_sumsq(s, c->acc + i, j - i);
+        }
+        double sq = sqrt(s);   /* pd_optim_norm2's bits, squared as before */
         sq *= sq;
         if (!(parts = pd_malloc((size_t)c->W * sizeof *parts)))
             return PD_ENOMEM;

@@ -1600,6 +1600,28 @@ static void test_finite(void **state)
     assert_true(pd_optim_finite(v, 5));
 }
 
+/* pd_optim_sumsq chained over any split of a vector (the servers' blocks)
+ * gives pd_optim_norm2's bits. */
+static void test_sumsq_blocks(void **state)
+{
+    (void)state;
+    enum { N = 10007 };
+    static float g[N];
+    uint32_t x = 7;
+    for (size_t i = 0; i < N; i++)
+        g[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    double want = pd_optim_norm2(g, N);
+    const size_t blocks[] = {1, 3, 256, 4096, 5000, N};
+    for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+        double s = 0;
+        for (size_t i = 0; i < N; i += blocks[b])
+            s = pd_optim_sumsq(s, g + i, N - i < blocks[b] ? N - i : blocks[b]);
+        double got = sqrt(s);
+        assert_memory_equal(&got, &want, sizeof got);
+    }
+    assert_true(pd_optim_sumsq(2.5, g, 0) == 2.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1633,6 +1655,7 @@ int main(void)
         cmocka_unit_test(test_compensate_adaptive),
         cmocka_unit_test(test_defaults_converge),
         cmocka_unit_test(test_finite),
+        cmocka_unit_test(test_sumsq_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
