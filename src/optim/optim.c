@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "paramd/clones.h"
 #include "paramd/error.h"
 #include "paramd/le.h"
 #include "paramd/optim.h"
@@ -349,6 +350,7 @@ static inline void el_vsgd(float *th, float *gb, float *vb, float *hb, float *ta
 /* The rule over n contiguous coordinates: th and g (and h, vsgd's
  * curvature, else NULL) start at the chunk, off is the chunk's state index
  * (global coordinate - o->lo). */
+PD_CLONES
 static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th,
                       const float *restrict g, const float *restrict h,
                       const float *restrict v2, size_t off)
@@ -705,6 +707,7 @@ int pd_optim_load(pd_optim *o, const void *buf, size_t size)
     return PD_OK;
 }
 
+PD_CLONES
 bool pd_optim_finite(const float *v, size_t n)
 {
     /* On the bits: a float is NaN or Inf when its exponent field is all

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "paramd/clones.h"
 #include "server_impl.h"
 
 /* ---- messages ---------------------------------------------------------- */
@@ -432,6 +433,7 @@ int server_conclude_async(server *sv, int w)
  * in ascending worker order: the same bits every run. (acc is indexed
  * globally, each g_w from the range's start.) With vsgd's words 3 the
  * same for h into acc + n and v into acc + 2n: example-weighted means. */
+PD_CLONES
 static void sum_block(server *sv, size_t i0, size_t i1)
 {
     size_t n = i1 - i0, range = sv->hi - sv->lo;

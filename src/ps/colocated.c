@@ -21,6 +21,7 @@
 #include "colocated.h"
 #include "paramd/signals.h"
 #include "evalthread.h"
+#include "paramd/clones.h"
 #include "server.h"
 
 #define BLOCK 4096   /* floats summed and stepped in cache */
@@ -122,6 +123,7 @@ static int weigh(coloc *c, bool *good, double *loss)
 /* acc[i0, i1) = sum of weight[w] g_w in ascending worker order (as
  * apply.c's sum_block: the same operations, the same bits). in[w] holds
  * rank w's values of our range from index 0. */
+PD_CLONES
 static void sum_block(coloc *c, const bool *good, size_t i0, size_t i1)
 {
     float *restrict acc = c->acc + i0;
