@@ -236,13 +236,14 @@ typedef struct optim_case {
     size_t n;
     int64_t t;
     float *theta, *g, *a, *b, *c;
+    pd_optim_curv cv;    /* vsgd's curvature inputs (h, v) */
 } optim_case;
 
 static void run_step(void *p)
 {
     optim_case *c = p;
     pd_optim_step st = pd_optim_prepare(c->o, ++c->t, 1.0, 0.0);
-    pd_optim_apply(c->o, &st, c->theta, c->g, 0, c->n);
+    pd_optim_apply_curv(c->o, &st, c->theta, c->g, &c->cv, 0, c->n);
 }
 
 static void run_triad(void *p)
@@ -262,6 +263,7 @@ static int rule_floats(pd_optimizer_name r)
     switch (r) {
     case PD_OPT_SGD: return 3;
     case PD_OPT_MOMENTUM: case PD_OPT_NESTEROV: case PD_OPT_ADAGRAD: case PD_OPT_RMSPROP: return 5;
+    case PD_OPT_VSGD: return 13;   /* g, h, v read; theta and gb, vb, hb, tau read and written */
     default: return 7;   /* two state vectors */
     }
 }
@@ -279,6 +281,16 @@ static int bench_optim(size_t n)
     fill(c.a, n, 3);
     fill(c.b, n, 4);
     fill(c.c, n, 5);
+    /* vsgd reads a curvature and a gradient variance with each gradient
+     * (the other rules ignore them): positive values, as a model gives. */
+    float *h = xmalloc(n * sizeof(float)), *v = xmalloc(n * sizeof(float));
+    fill(h, n, 6);
+    fill(v, n, 7);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = fabsf(h[i]) + 0.1f;
+        v[i] = fabsf(v[i]) + 0.1f;
+    }
+    c.cv = (pd_optim_curv){.h = h, .v = v, .n = 64};
     for (int r = 0; r < PD_OPT_COUNT; r++) {
         if (pd_optim_is_batch((pd_optimizer_name)r))
             continue;   /* cg, bfgs, lbfgs: whole-batch methods, no element-wise step */
@@ -299,6 +311,8 @@ static int bench_optim(size_t n)
              12.0 * (double)n / tt * 1e-9, "GB/s");
         pd_optim_destroy(&c.o);
     }
+    free(h);
+    free(v);
     free(c.theta);
     free(c.g);
     free(c.a);

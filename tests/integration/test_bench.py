@@ -26,7 +26,7 @@ rows = b["figures"]
 by = {}
 for r in rows:
     by.setdefault(r["figure"], []).append(r)
-want = {"fwd_bwd_gflops": 2, "optim_gbs": 9, "sync_round_us": 2, "server_grads_per_s": 2,
+want = {"fwd_bwd_gflops": 2, "optim_gbs": 10, "sync_round_us": 2, "server_grads_per_s": 2,
         "epoch_s": 7, "peak_rss_mb": 5}
 for f, n in want.items():
     t.check(len(by.get(f, [])) == n, "figure %s: %d rows, want %d" % (f, len(by.get(f, [])), n))
