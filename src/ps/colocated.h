@@ -64,7 +64,7 @@ typedef struct coloc {
     double ck_last_t;     /* pd_now() at the last one (every_seconds) */
     int64_t resume_eval;  /* --resume: the checkpoint's last evaluated update */
     pd_ckpt_part part0;   /* --resume, rank 0: part 0 (evaluator state), until used */
-    char resume_from[PD_PATH_MAX + 64];
+    char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
     char *rows;           /* --resume, rank 0: metrics.jsonl's rows kept */
     size_t nrows;
 } coloc;

@@ -27,8 +27,8 @@ int coloc_ckpt_setup(coloc *c, const pd_run_opts *opts)
     if (!opts->resume)
         return PD_OK;
 
-    char dir[PD_PATH_MAX + 16];
-    PD_TRY(pd_ckpt_dir(opts->resume_dir, dir, sizeof dir));
+    char *dir = c->resume_dir;
+    PD_TRY(pd_ckpt_dir(opts->resume_dir, dir, sizeof c->resume_dir));
     /* Every rank reads the same files and so picks the same set; rank 0
      * alone says which damaged ones it skipped. */
     FILE *quiet = c->me == 0 ? NULL : fopen("/dev/null", "w");
@@ -69,7 +69,6 @@ int coloc_ckpt_setup(coloc *c, const pd_run_opts *opts)
     c->resume_eval = p0.last_eval;
     c->resumed = true;
     if (c->me == 0) {
-        snprintf(c->resume_from, sizeof c->resume_from, "%s/ckpt-%012" PRIu64, dir, p.updates);
         PD_TRY_GOTO(err, pd_ckpt_rows_read(opts->resume_dir, p0.last_eval, &c->rows, &c->nrows),
                     out);
         c->part0 = p0;   /* its evaluator state, after the evaluator is created */
@@ -87,14 +86,7 @@ int coloc_ckpt_resume_eval(coloc *c)
     if (!c->resumed || c->me != 0)
         return PD_OK;
     PD_TRY(pd_ckpt_rows_write(c->cfg->run.out_dir, c->rows, c->nrows));
-    const pd_ckpt_part *p = &c->part0;
-    pd_eval_state es = {
-        .wall_s = p->wall_s, .pause_sum = p->pause_sum, .pause_max = p->pause_max,
-        .pauses = p->pauses, .best_loss = p->best_loss, .best_update = p->best_update,
-        .bad_evals = p->bad_evals, .last_eval = p->last_eval, .best = p->best,
-        .nbest = p->nbest, .from = c->resume_from, .from_update = (int64_t)p->updates,
-    };
-    return pd_evaluator_set_state(c->ev, &es);
+    return pd_ckpt_resume_eval(c->ev, &c->part0, c->resume_dir);
 }
 
 bool coloc_ckpt_due(const coloc *c)
