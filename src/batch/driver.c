@@ -435,21 +435,15 @@ static int write_checkpoint(driver *d, const pd_batch_state *st)
     int err = PD_OK;
     PD_TRY_GOTO(err, pd_batch_save(st, bt, size), out);
     pd_batch_part_range(d->n, d->parts, d->part, &lo, &hi);
-    pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
-    if (d->ev)
-        pd_evaluator_get_state(d->ev, &es);
     uint64_t it = (uint64_t)st->iteration;
     pd_ckpt_part p = {
         .part = (uint32_t)d->part, .nparts = (uint32_t)d->parts,
         .layout_hash = d->layout_hash, .config_hash = d->config_hash,
         .optim_kind = (uint32_t)d->cfg->optimizer.name, .updates = it, .version = it,
         .lo = lo, .hi = hi, .examples = (uint64_t)st->evaluations * d->m,
-        .params = d->theta + lo, .wall_s = es.wall_s, .pause_sum = es.pause_sum,
-        .pause_max = es.pause_max, .pauses = es.pauses, .best_loss = es.best_loss,
-        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
-        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best,
-        .batch = bt, .batch_size = size,
+        .params = d->theta + lo, .batch = bt, .batch_size = size,
     };
+    pd_ckpt_eval_put(d->ev, &p);
     if (d->parts == 1) {
         PD_TRY_GOTO(err, pd_ckpt_save(d->ckpt_dir, &p, d->cfg->checkpoint.keep), out);
     } else {

@@ -3,6 +3,7 @@
  * of metrics.jsonl a resumed run keeps, a worker's state as a message, and
  * the requests that signals make (paramd/signals.h). */
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -115,6 +116,23 @@ int pd_ckpt_resume_eval(pd_evaluator *ev, const pd_ckpt_part *p, const char *ckp
         .nbest = p->nbest, .from = from, .from_update = (int64_t)p->updates,
     };
     return pd_evaluator_set_state(ev, &es);
+}
+
+void pd_ckpt_eval_put(const pd_evaluator *ev, pd_ckpt_part *p)
+{
+    pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
+    if (ev)
+        pd_evaluator_get_state(ev, &es);
+    p->wall_s = es.wall_s;
+    p->pause_sum = es.pause_sum;
+    p->pause_max = es.pause_max;
+    p->pauses = es.pauses;
+    p->best_loss = es.best_loss;
+    p->best_update = es.best_update;
+    p->bad_evals = es.bad_evals;
+    p->last_eval = es.last_eval;
+    p->nbest = es.best_update >= 0 ? es.nbest : 0;
+    p->best = p->nbest ? (float *)es.best : NULL;
 }
 
 /* ---- a worker's state -------------------------------------------------------- */

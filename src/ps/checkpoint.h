@@ -92,6 +92,11 @@ int pd_ckpt_rows_write(const char *out_dir, const char *rows, size_t len);
  * pauses, early stopping; the checkpoint's name goes into
  * config.resolved.yaml. Local. */
 int pd_ckpt_resume_eval(pd_evaluator *ev, const pd_ckpt_part *p, const char *ckpt_dir);
+/* The evaluator's state into part p (ev NULL: a part without one, no
+ * evaluation yet): wall time, pauses, early stopping. p->best points into
+ * ev's array (until its next evaluation), NULL and nbest 0 without a best
+ * point. Local. */
+void pd_ckpt_eval_put(const pd_evaluator *ev, pd_ckpt_part *p);
 
 /* ---- a worker's state ------------------------------------------------------ */
 

@@ -198,11 +198,8 @@ int coloc_ckpt_write(coloc *c)
         err = PD_FAIL(PD_EIO, "%s: mkdir: %s", c->ck_dir, strerror(errno));
         goto out;
     }
-    pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
-    if (zero) {
+    if (zero)
         (void)pd_eval_thread_acquire(c->et);   /* its pending evaluation is done */
-        pd_evaluator_get_state(c->ev, &es);
-    }
     for (int w = 0; w < W; w++) {
         wk[w] = (pd_ckpt_worker){0, c->w_applied[w], c->w_dropped[w], 0};
         if (zero) {   /* rank w's iterator, then its examples (u64) */
@@ -220,12 +217,9 @@ int coloc_ckpt_write(coloc *c)
         .optim = ob, .optim_size = osz, .niters = zero ? (size_t)W : 0, .iter = iter,
         .iter_size = isz, .sent = c->sent, .applied = c->applied, .dropped = c->dropped_at_stop,
         .bad = c->bad, .nstale = 1, .stale = hist, .nworkers = (size_t)W, .worker = wk,
-        .wall_s = es.wall_s, .pause_sum = es.pause_sum, .pause_max = es.pause_max,
-        .pauses = es.pauses, .dropped_at_stop = c->dropped_at_stop, .best_loss = es.best_loss,
-        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
-        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best,
-        .nwstates = zero ? (size_t)W : 0, .wstate = ws,
+        .dropped_at_stop = c->dropped_at_stop, .nwstates = zero ? (size_t)W : 0, .wstate = ws,
     };
+    pd_ckpt_eval_put(zero ? c->ev : NULL, &p);
     pd_ckpt_id id;
     PD_TRY_GOTO(err, pd_ckpt_write_part(c->ck_dir, &p, &id), out);
     PD_TRY_GOTO(err, manifest(c, &id), out);

@@ -55,8 +55,6 @@ static int checkpoint(serial_state *s)
     int64_t t = s->prog.update;
     double t0 = pd_now();
     pd_ckpt_worker w = {t + s->bad, t, 0, s->bad};
-    pd_eval_state es;
-    pd_evaluator_get_state(s->ev, &es);
     pd_ckpt_wstate ws = {.seq = t + s->bad, .examples = l->examples};
     pd_ckpt_part p = {
         .part = 0, .nparts = 1, .layout_hash = s->layout_hash, .config_hash = s->config_hash,
@@ -64,12 +62,9 @@ static int checkpoint(serial_state *s)
         .version = (uint64_t)t, .lo = 0, .hi = l->nparams, .examples = (uint64_t)l->examples,
         .params = s->theta, .optim = ob, .optim_size = osz, .niters = 1, .iter = &ib,
         .iter_size = &isz, .sent = w.sent, .applied = w.applied, .dropped = 0, .bad = s->bad,
-        .nworkers = 1, .worker = &w, .wall_s = es.wall_s, .pause_sum = es.pause_sum,
-        .pause_max = es.pause_max, .pauses = es.pauses, .best_loss = es.best_loss,
-        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
-        .nbest = es.best_update >= 0 ? es.nbest : 0, .best = (float *)es.best, .nwstates = 1,
-        .wstate = &ws,
+        .nworkers = 1, .worker = &w, .nwstates = 1, .wstate = &ws,
     };
+    pd_ckpt_eval_put(s->ev, &p);
     PD_TRY_GOTO(err, pd_ckpt_save(s->ckpt_dir, &p, s->cfg->checkpoint.keep), out);
     s->ckpt_update = t;
     s->ckpt_t = pd_now();

@@ -253,12 +253,8 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
     for (size_t h = 0; h < STALE_HIST; h++)
         p->stale[h] = atomic_load(&sv->stale_hist[h]);
     p->nstale = STALE_HIST;
-    pd_eval_state es = {.best_loss = INFINITY, .best_update = -1, .last_eval = -1};
-    if (sv->world->index == 0) {
-        if (sv->et)
-            (void)pd_eval_thread_acquire(sv->et);   /* its pending evaluation is done */
-        pd_evaluator_get_state(sv->ev, &es);
-    }
+    if (sv->world->index == 0 && sv->et)
+        (void)pd_eval_thread_acquire(sv->et);   /* its pending evaluation is done */
     *p = (pd_ckpt_part){
         .part = (uint32_t)sv->world->index, .nparts = (uint32_t)sv->world->servers,
         .layout_hash = ck->layout_hash, .config_hash = ck->config_hash,
@@ -267,25 +263,25 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
         .examples = (uint64_t)atomic_load(&sv->examples), .params = p->params,
         .optim = p->optim, .optim_size = p->optim_size, .applied = atomic_load(&sv->applied),
         .bad = atomic_load(&sv->bad), .nstale = STALE_HIST, .stale = p->stale,
-        .nworkers = (size_t)W, .worker = p->worker, .wall_s = es.wall_s,
-        .pause_sum = es.pause_sum, .pause_max = es.pause_max, .pauses = es.pauses,
+        .nworkers = (size_t)W, .worker = p->worker,
         .dropped_stale = atomic_load(&sv->dropped[PD_DROP_STALE]),
         .dropped_late = atomic_load(&sv->dropped[PD_DROP_LATE]),
         .dropped_at_stop = atomic_load(&sv->dropped[PD_DROP_AT_STOP]),
         .stale_sum = atomic_load(&sv->stale_sum), .stale_max = atomic_load(&sv->stale_max),
-        .applied_mix = atomic_load(&sv->applied_mix), .best_loss = es.best_loss,
-        .best_update = es.best_update, .bad_evals = es.bad_evals, .last_eval = es.last_eval,
+        .applied_mix = atomic_load(&sv->applied_mix),
     };
+    pd_ckpt_eval_put(sv->world->index == 0 ? sv->ev : NULL, p);
+    const float *best = p->best;   /* the evaluator's: the snapshot keeps a copy */
+    p->best = NULL;
     if (sv->trace) {   /* server 0, traced: its records so far */
         p->traced = true;
         p->trace_records = sv->trace_n;
         p->trace_hash = sv->trace_hash;
     }
-    if (es.best_update >= 0 && es.nbest) {
-        if (!(p->best = pd_malloc(es.nbest * sizeof *p->best)))
+    if (p->nbest) {
+        if (!(p->best = pd_malloc(p->nbest * sizeof *p->best)))
             return PD_ENOMEM;
-        memcpy(p->best, es.best, es.nbest * sizeof *p->best);
-        p->nbest = es.nbest;
+        memcpy(p->best, best, p->nbest * sizeof *p->best);
     }
     return PD_OK;
 }
