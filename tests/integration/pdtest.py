@@ -117,6 +117,16 @@ def check_accounting(s, name):
           % (name, s["gradients_sent"], s["gradients_applied"], s["dropped"], s["gradients_bad"]))
 
 
+def check_phases_accounting(phases):
+    """Within each entry of summary.json's "phases", every gradient sent is
+    applied, dropped or bad."""
+    for p in phases:
+        check(p["gradients_sent"] == p["gradients_applied"] + p["dropped"] + p["gradients_bad"],
+              "phase %d (%s): sent %d == applied %d + dropped %d + bad %d" % (
+                  p["index"], p["mode"], p["gradients_sent"], p["gradients_applied"],
+                  p["dropped"], p["gradients_bad"]))
+
+
 def wait_until(what, cond, proc=None, deadline=300):
     """Poll cond() until it returns something true, and return that. The
     process proc ending first, or deadline seconds (a bound on a wait that

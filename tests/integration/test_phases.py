@@ -50,11 +50,7 @@ t.check_accounting(s, "[async, sync] whole run")
 ph = s.get("phases", [])
 t.check([p["mode"] for p in ph] == ["async", "sync"], "phases async, sync: %s"
         % [p["mode"] for p in ph])
-for p in ph:
-    t.check(p["gradients_sent"] == p["gradients_applied"] + p["dropped"] + p["gradients_bad"],
-            "phase %d (%s): sent %d == applied %d + dropped %d + bad %d" % (
-                p["index"], p["mode"], p["gradients_sent"], p["gradients_applied"],
-                p["dropped"], p["gradients_bad"]))
+t.check_phases_accounting(ph)
 t.check(sum(p["gradients_sent"] for p in ph) == s["gradients_sent"] and
         sum(p["gradients_applied"] for p in ph) == s["gradients_applied"],
         "the phases' gradients add up to the run's: sent %s, applied %s"
