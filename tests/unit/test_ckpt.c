@@ -81,6 +81,28 @@ static void section(bytes *o, const char *tag, const bytes *payload)
     put(o, payload->b, payload->n);
 }
 
+/* got[0, n) are want's bytes, else the first that differs fails. */
+static void assert_bytes(const unsigned char *got, size_t n, const bytes *want)
+{
+    assert_int_equal(n, want->n);
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want->b[i])
+            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, got[i], want->b[i]);
+}
+
+/* want: the six sections six[0, n6) with a seventh after them (tag,
+ * payload), the header saying 7 sections and its crc redone. */
+static void with_section(bytes *want, const unsigned char *six, size_t n6, const char *tag,
+                         const bytes *payload)
+{
+    put(want, six, n6);
+    want->b[12] = 7;                       /* sections */
+    uint32_t c = crc(want->b, 32);
+    for (int k = 0; k < 4; k++)
+        want->b[32 + k] = (unsigned char)(c >> 8 * k);
+    section(want, tag, payload);
+}
+
 static char tmpdir[64];
 
 static int setup_dir(void **state)
@@ -214,10 +236,7 @@ static void test_layout_bytes(void **state)
     unsigned char *got;
     size_t size;
     assert_int_equal(pd_ckpt_encode(&p, &got, &size), PD_OK);
-    assert_int_equal(size, want.n);
-    for (size_t i = 0; i < size; i++)
-        if (got[i] != want.b[i])
-            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, got[i], want.b[i]);
+    assert_bytes(got, size, &want);
     free(got);
 }
 
@@ -235,18 +254,10 @@ static void test_layout_batch(void **state)
     p.batch_size = 3;
     assert_int_equal(pd_ckpt_encode(&p, &seven, &n7), PD_OK);
     bytes want = {.n = 0}, s = {.n = 0};
-    put(&want, six, n6);
-    want.b[12] = 7;                       /* sections */
-    uint32_t c = crc(want.b, 32);
-    for (int k = 0; k < 4; k++)
-        want.b[32 + k] = (unsigned char)(c >> 8 * k);
     u8s(&s, 3, 0x31, 0x32, 0x33);
-    section(&want, "BTCH", &s);
+    with_section(&want, six, n6, "BTCH", &s);
     assert_int_equal(n7, n6 + 16 + 3);
-    assert_int_equal(want.n, n7);
-    for (size_t i = 0; i < n7; i++)
-        if (seven[i] != want.b[i])
-            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, seven[i], want.b[i]);
+    assert_bytes(seven, n7, &want);
     pd_ckpt_part got;
     assert_int_equal(pd_ckpt_decode("f.pdck", seven, n7, p.layout_hash, p.config_hash, &got),
                      PD_OK);
@@ -280,19 +291,11 @@ static void test_layout_trace(void **state)
     p.trace_hash = 0xa1a2a3a4a5a6a7a8ull;
     assert_int_equal(pd_ckpt_encode(&p, &seven, &n7), PD_OK);
     bytes want = {.n = 0}, s = {.n = 0};
-    put(&want, six, n6);
-    want.b[12] = 7;                       /* sections */
-    uint32_t c = crc(want.b, 32);
-    for (int k = 0; k < 4; k++)
-        want.b[32 + k] = (unsigned char)(c >> 8 * k);
     u64(&s, 0x0102);
     u64(&s, 0xa1a2a3a4a5a6a7a8ull);
-    section(&want, "TRCE", &s);
+    with_section(&want, six, n6, "TRCE", &s);
     assert_int_equal(n7, n6 + 16 + 16);
-    assert_int_equal(want.n, n7);
-    for (size_t i = 0; i < n7; i++)
-        if (seven[i] != want.b[i])
-            fail_msg("byte %zu: got 0x%02x, want 0x%02x", i, seven[i], want.b[i]);
+    assert_bytes(seven, n7, &want);
     pd_ckpt_part got;
     assert_int_equal(pd_ckpt_decode("f.pdck", seven, n7, p.layout_hash, p.config_hash, &got),
                      PD_OK);
