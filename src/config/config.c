@@ -692,15 +692,14 @@ static int training_rules(loader *ld)
                         "mode; hogwild threads can only drop (staleness_policy: drop)");
     const pd_checkpoint_config *k = &c->checkpoint;
     bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
-    bool easgd1 = t->mode == PD_MODE_EASGD && t->servers == 1;
+    bool one = (t->mode == PD_MODE_EASGD || t->mode == PD_MODE_HOGWILD) && t->servers == 1;
     if ((k->every_updates > 0 || k->every_seconds > 0) &&
-        !(rounds || t->mode == PD_MODE_ASYNC || easgd1 || t->mode == PD_MODE_SERIAL))
+        !(rounds || t->mode == PD_MODE_ASYNC || one || t->mode == PD_MODE_SERIAL))
         return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
                                                      : "checkpoint.every_seconds"),
-                        "only serial, sync, local_sgd, easgd (one server) and async runs write "
-                        "checkpoints in this version (training.mode is %s%s); leave it at 0",
-                        pd_mode_name(t->mode),
-                        t->mode == PD_MODE_EASGD ? " with several servers" : "");
+                        "only serial, sync, local_sgd, async, easgd and hogwild (one server) "
+                        "runs write checkpoints in this version (training.mode is %s with %d "
+                        "servers); leave it at 0", pd_mode_name(t->mode), t->servers);
     if ((k->every_updates > 0 || k->every_seconds > 0) && t->worker_timeout > 0)
         return fail_key(ld, KEY("training.worker_timeout"), "lost workers and checkpoints do not "
                         "go together in this version (a checkpoint waits for every worker's "

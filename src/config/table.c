@@ -271,8 +271,8 @@ const pd_section pd_sections[] = {
     {"optimizer", "The update rule; `default` = that rule's value (listed per rule)."},
     {"optimizer.schedule", "Learning rate as a function of the update number."},
     {"checkpoint", "When to write checkpoints (to run.out_dir/checkpoints, and one at the "
-     "end). In this version serial, sync, local_sgd, easgd (one server) and async "
-     "runs, and the batch methods (every_updates counts "
+     "end). In this version serial, sync, local_sgd, async, easgd and hogwild (one "
+     "server) runs, and the batch methods (every_updates counts "
      "their iterations; none at their end): "
      "in the other modes every_updates and every_seconds must stay 0."},
     {"faults", "Injected stragglers and message delays (distributed modes only)."},

@@ -376,10 +376,22 @@ static bool count_unapplied(server *sv, peer *p)
     }
 }
 
+static int apply_decided(server *sv, int w);
+static int after_decided(server *sv, int w);
+
 int server_on_grad_async(server *sv, int w, bool control)
 {
     peer *p = &sv->peers[w];
     p->clock++;
+    if (sv->quiesce) {   /* hogwild with checkpoints: no snapshot mid-gradient */
+        pthread_rwlock_rdlock(&sv->apply_lock);
+        int err = decision(sv, w, control);
+        if (err == PD_OK && !p->lost)
+            err = apply_decided(sv, w);
+        pthread_rwlock_unlock(&sv->apply_lock);
+        PD_TRY(err);
+        return p->lost ? PD_OK : after_decided(sv, w);
+    }
     PD_TRY(decision(sv, w, control));
     if (p->lost)
         return PD_OK;
@@ -392,10 +404,10 @@ int server_on_grad_async(server *sv, int w, bool control)
     return server_conclude_async(sv, w);
 }
 
-int server_conclude_async(server *sv, int w)
+/* Worker w's decided gradient applied (or counted), and its trace record. */
+static int apply_decided(server *sv, int w)
 {
     peer *p = &sv->peers[w];
-    const pd_training_config *tc = &sv->cfg->training;
     static const int trace_outcome[] = {[PD_OUT_APPLIED] = PD_TRACE_APPLIED,
                                         [PD_OUT_BAD] = PD_TRACE_BAD,
                                         [PD_OUT_STALE] = PD_TRACE_DROPPED,
@@ -416,7 +428,14 @@ int server_conclude_async(server *sv, int w)
         atomic_fetch_add(&sv->examples, p->in.examples);
         add_peer_loss(p);
     }
-    PD_TRY(server_trace(sv, &rec));
+    return server_trace(sv, &rec);
+}
+
+/* After it: the checkpoint's bookkeeping, an SSP wait or the reply. */
+static int after_decided(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    const pd_training_config *tc = &sv->cfg->training;
     PD_TRY(server_ckpt_async_grad(sv, w));
     if (p->dec.outcome != PD_OUT_AT_STOP && tc->max_staleness >= 0 &&
         tc->staleness_policy == PD_STALE_WAIT && p->clock - min_clock(sv) > tc->max_staleness) {
@@ -425,6 +444,12 @@ int server_conclude_async(server *sv, int w)
     }
     PD_TRY(server_reply(sv, w, false));
     return server_post_recv(sv, w);
+}
+
+int server_conclude_async(server *sv, int w)
+{
+    PD_TRY(apply_decided(sv, w));
+    return after_decided(sv, w);
 }
 
 #define SUM_BLOCK 4096   /* floats: 16 KiB per stream, L1/L2-resident */

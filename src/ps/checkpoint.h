@@ -40,6 +40,11 @@
  *   its part and sends server 0 its size and crc32 on PD_TAG_CKPT + 1
  *   (server 0 receives them in the background); the final SNAP waits for
  *   that part.
+ *   hogwild (one server): as async, with its serving threads quiescing
+ *   for the snapshot: each holds the server's apply_lock shared from a
+ *   gradient's decision to its counters, the snapshot takes it exclusive
+ *   (every decided gradient is in it whole or not at all); server 0's
+ *   checkpoint bookkeeping is under ck_mu.
  *   easgd (one server): the same, but server 0 checks before it applies a
  *   model and snapshots the centre without it, so that model, and every
  *   other worker's next one, count dropped at the stop: each worker's

@@ -562,6 +562,8 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->worker_timeout = pd_comm_recovery() ? cfg->training.worker_timeout : 0;
     pthread_mutex_init(&sv->mu, NULL);
     pthread_mutex_init(&sv->drive_mu, NULL);
+    pthread_mutex_init(&sv->ck_mu, NULL);
+    pthread_rwlock_init(&sv->apply_lock, NULL);
     PD_TRY(pd_model_create(&cfg->model, 1, &sv->model));
     sv->n = pd_model_nparams(sv->model);
     sv->sparse = pd_model_is_sparse(sv->model);
@@ -685,6 +687,8 @@ static void teardown(server *sv)
     pd_model_destroy(&sv->model);
     pthread_mutex_destroy(&sv->mu);
     pthread_mutex_destroy(&sv->drive_mu);
+    pthread_mutex_destroy(&sv->ck_mu);
+    pthread_rwlock_destroy(&sv->apply_lock);
 }
 
 /* Server 0 at the end: last evaluation and the summary. */

@@ -45,8 +45,10 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     /* async (any number of servers) and easgd (one server): snapshots wait
      * for the workers' states (server 0) or their CKPT headers (the others) */
     ck->cut = ck->cut_next = ck->snapped = -1;
-    if (mode_of(sv)->each && !mode_of(sv)->threads &&
-        (!mode_of(sv)->elastic || sv->world->servers == 1)) {
+    bool threads = mode_of(sv)->threads;
+    if (mode_of(sv)->each && (!mode_of(sv)->elastic || sv->world->servers == 1) &&
+        (!threads || (sv->world->servers == 1 && ck->on))) {
+        sv->quiesce = threads;   /* hogwild: snapshots wait for the threads' applies */
         int S = sv->world->servers;
         ck->want = pd_calloc((size_t)W, sizeof *ck->want);
         ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
@@ -253,6 +255,9 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
     for (size_t h = 0; h < STALE_HIST; h++)
         p->stale[h] = atomic_load(&sv->stale_hist[h]);
     p->nstale = STALE_HIST;
+    bool hold = sv->world->index == 0 && sv->quiesce;   /* no other hogwild thread */
+    if (hold)                                           /* evaluates meanwhile */
+        pthread_mutex_lock(&sv->drive_mu);
     if (sv->world->index == 0 && sv->et)
         (void)pd_eval_thread_acquire(sv->et);   /* its pending evaluation is done */
     *p = (pd_ckpt_part){
@@ -271,6 +276,8 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
         .applied_mix = atomic_load(&sv->applied_mix),
     };
     pd_ckpt_eval_put(sv->world->index == 0 ? sv->ev : NULL, p);
+    if (hold)
+        pthread_mutex_unlock(&sv->drive_mu);
     const float *best = p->best;   /* the evaluator's: the snapshot keeps a copy */
     p->best = NULL;
     if (sv->trace) {   /* server 0, traced: its records so far */
@@ -614,9 +621,14 @@ static int maybe_snapshot(server *sv, int64_t v, bool *started)
     if (!due || ck->written == v || atomic_load(&sv->stopping))
         return PD_OK;
     double t0 = pd_now();
-    PD_TRY(take_snapshot(sv, true, v, &ck->snap));
+    if (sv->quiesce)   /* hogwild: every decided gradient applied, none half */
+        pthread_rwlock_wrlock(&sv->apply_lock);
+    int err = take_snapshot(sv, true, sv->quiesce ? atomic_load(&sv->version) : v, &ck->snap);
+    if (sv->quiesce)
+        pthread_rwlock_unlock(&sv->apply_lock);
+    PD_TRY(err);
     ck->pending = true;
-    ck->cut = v;
+    ck->cut = (int64_t)ck->snap.part.updates;
     ck->cut_before = ck->decided;
     ck->nwant = 0;
     for (int k = 0; k < sv->world->workers; k++) {
@@ -632,13 +644,10 @@ static int maybe_snapshot(server *sv, int64_t v, bool *started)
     return PD_OK;
 }
 
-int server_ckpt_async_grad(server *sv, int w)
+/* Server 0: worker w's gradient is concluded (under ck_mu). */
+static int leader_grad(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
-    if (!ck->want)
-        return PD_OK;
-    if (sv->world->index > 0)
-        return follower_grad(sv, w);
     if (ck->ids_wait)
         PD_TRY(async_manifest(sv, false));
     if (ck->pending) {
@@ -648,6 +657,18 @@ int server_ckpt_async_grad(server *sv, int w)
     bool started;
     PD_TRY(maybe_snapshot(sv, atomic_load(&sv->version), &started));
     return started && ck->nwant == 0 ? async_write(sv) : PD_OK;
+}
+
+int server_ckpt_async_grad(server *sv, int w)
+{
+    if (!sv->ck.want)
+        return PD_OK;
+    if (sv->world->index > 0)
+        return follower_grad(sv, w);
+    pthread_mutex_lock(&sv->ck_mu);
+    int err = leader_grad(sv, w);
+    pthread_mutex_unlock(&sv->ck_mu);
+    return err;
 }
 
 int server_ckpt_elastic_model(server *sv, int w)
@@ -663,9 +684,19 @@ int server_ckpt_elastic_model(server *sv, int w)
     return PD_OK;
 }
 
-bool server_ckpt_wants(const server *sv, int w)
+static bool wants(const server *sv, int w)
 {
     return sv->world->index == 0 && sv->ck.want && sv->ck.pending && sv->ck.want[w];
+}
+
+bool server_ckpt_wants(server *sv, int w)
+{
+    if (sv->world->index != 0 || !sv->ck.want)
+        return false;
+    pthread_mutex_lock(&sv->ck_mu);
+    bool yes = wants(sv, w);
+    pthread_mutex_unlock(&sv->ck_mu);
+    return yes;
 }
 
 /* Worker w's state (server 0) or CKPT header (the others) is in. */
@@ -676,17 +707,29 @@ static int async_got(server *sv, int w)
     return --ck->nwant == 0 ? async_write(sv) : PD_OK;
 }
 
+/* Server 0: worker w's state from b (taken), under ck_mu (hogwild threads
+ * replace states while another may write them). */
+static void put_state(server *sv, int w, unsigned char *b, size_t n)
+{
+    free(sv->ck.state[w]);
+    sv->ck.state[w] = b;
+    sv->ck.state_size[w] = n;
+}
+
 int server_ckpt_async_reply(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
     double t0 = pd_now();
     sv->peers[w].ckpt = false;
-    free(ck->state[w]);
-    ck->state[w] = NULL;
-    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
-                              &ck->state_size[w]));
+    unsigned char *b;
+    size_t n;
+    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &b, &n));
+    pthread_mutex_lock(&sv->ck_mu);
+    put_state(sv, w, b, n);
     ck->pause_acc += pd_now() - t0;
-    return async_got(sv, w);
+    int err = async_got(sv, w);
+    pthread_mutex_unlock(&sv->ck_mu);
+    return err;
 }
 
 bool server_ckpt_defer_final(server *sv)
@@ -754,11 +797,14 @@ int server_ckpt_on_final(server *sv, int w)
     server_ckpt *ck = &sv->ck;
     if (sv->world->index != 0)
         return ck->pending && ck->want[w] ? async_got(sv, w) : PD_OK;
-    free(ck->state[w]);
-    ck->state[w] = NULL;
-    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
-                              &ck->state_size[w]));
-    return server_ckpt_wants(sv, w) ? async_got(sv, w) : PD_OK;
+    unsigned char *b;
+    size_t n;
+    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &b, &n));
+    pthread_mutex_lock(&sv->ck_mu);
+    put_state(sv, w, b, n);
+    int err = wants(sv, w) ? async_got(sv, w) : PD_OK;
+    pthread_mutex_unlock(&sv->ck_mu);
+    return err;
 }
 
 void server_ckpt_free(server *sv)

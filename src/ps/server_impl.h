@@ -142,6 +142,13 @@ typedef struct server {
     _Atomic int active, hellos;
     pthread_mutex_t mu;            /* hogwild: the noted gradient, loss marks */
     pthread_mutex_t drive_mu;      /* the thread running stop checks and evaluation */
+    /* Hogwild with checkpoints: each thread holds apply_lock shared from a
+     * gradient's decision to its counters, a snapshot holds it exclusive
+     * (the threads quiesce for its copy); ck_mu guards server 0's
+     * checkpoint bookkeeping (server_ckpt.c) between the threads. */
+    bool quiesce;
+    pthread_rwlock_t apply_lock;
+    pthread_mutex_t ck_mu;
     _Atomic int64_t version;
     _Atomic int64_t updates_per_epoch;   /* set once every HELLO is in */
     /* Accounting (hogwild threads update them atomically). Every gradient
@@ -336,7 +343,7 @@ int server_ckpt_follow(server *sv, int w, bool *stash);
  * checkpoint waits for CKPT headers (true: answered once it is written). */
 bool server_ckpt_defer_final(server *sv);
 /* Does worker w's next reply to a gradient or model ask for its state? */
-bool server_ckpt_wants(const server *sv, int w);
+bool server_ckpt_wants(server *sv, int w);
 /* After that reply left: take the state (the worker sends it at once). */
 int server_ckpt_async_reply(server *sv, int w);
 /* Server 0 after a run that a stop signal ended as usual: PD_ESTOPPED

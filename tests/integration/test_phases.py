@@ -114,8 +114,9 @@ for sets, want in (
     _, p = t.run(conf, sets, ranks=1, expect=2, args=["--check"])
     t.check(want in p.stderr, "%s refused: %s" % (sets[-1], p.stderr.strip()[:300]))
 _, p = t.run(conf, ["training.phases=[{mode: sync, epochs: 1}, {mode: hogwild, epochs: 1}]",
-                    "checkpoint.every_updates=100"], ranks=1, expect=2, args=["--check"])
+                    "training.servers=2", "checkpoint.every_updates=100"], ranks=1, expect=2,
+             args=["--check"])
 t.check("training.phases[1].checkpoint.every_updates: only serial, sync, " in p.stderr and
-        "write checkpoints in this version (training.mode is hogwild)" in p.stderr,
-        "checkpoints with a hogwild phase refused at the phase: %s" % p.stderr.strip()[:300])
+        "write checkpoints in this version (training.mode is hogwild with 2 servers)" in p.stderr,
+        "checkpoints with a 2-server hogwild phase refused at the phase: %s" % p.stderr.strip()[:300])
 t.done()

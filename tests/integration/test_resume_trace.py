@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 
 import pdtest as t
 
@@ -50,17 +49,10 @@ def resumed(d, m, name):
 
 
 def killed_after(run, t_keep):
-    """A copy of a finished run as if killed right after the checkpoint at
-    t_keep (its trace.bin holds the records after it: they are left out)."""
-    d = tempfile.mkdtemp(prefix="paramd-it-")
-    shutil.rmtree(d)
-    shutil.copytree(run, d)
-    for name in ("summary.json", "params.bin", "status.json"):
-        os.remove(os.path.join(d, name))
+    """pdtest's, its replay directory left out too (its trace.bin holds the
+    records after t_keep: they are left out on resume)."""
+    d = t.killed_after(run, t_keep)
     shutil.rmtree(os.path.join(d, "replay"), ignore_errors=True)
-    for f in os.listdir(os.path.join(d, "checkpoints")):
-        if int(f[5:17]) > t_keep:
-            os.remove(os.path.join(d, "checkpoints", f))
     return d
 
 
