@@ -52,7 +52,9 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         int S = sv->world->servers;
         ck->want = pd_calloc((size_t)W, sizeof *ck->want);
         ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
-        if (!ck->want || !ck->extra)
+        ck->later = pd_calloc((size_t)W, sizeof *ck->later);
+        ck->later_size = pd_calloc((size_t)W, sizeof *ck->later_size);
+        if (!ck->want || !ck->extra || !ck->later || !ck->later_size)
             return PD_ENOMEM;
         if (sv->world->index > 0) {
             if (!(ck->marker = pd_malloc((size_t)W * sizeof *ck->marker)))
@@ -517,6 +519,15 @@ static int async_manifest(server *sv, bool block)
     return PD_OK;
 }
 
+/* Server 0: worker w's state from b (taken), under ck_mu (hogwild threads
+ * replace states while another may write them). */
+static void put_state(server *sv, int w, unsigned char *b, size_t n)
+{
+    free(sv->ck.state[w]);
+    sv->ck.state[w] = b;
+    sv->ck.state_size[w] = n;
+}
+
 /* Every awaited state (server 0) or CKPT header (the others) is in: write
  * the snapshot as this server's part; server 0 then writes the manifest
  * once the other parts' ids are in, the others send it theirs. */
@@ -528,6 +539,11 @@ static int async_write(server *sv)
     int err = write_snapshot(sv, &ck->snap, &id);
     snap_free(&ck->snap);
     memset(ck->extra, 0, (size_t)sv->world->workers * sizeof *ck->extra);   /* this one's */
+    for (int w = 0; w < sv->world->workers; w++)
+        if (ck->later[w]) {   /* the FINAL states kept aside for this one */
+            put_state(sv, w, ck->later[w], ck->later_size[w]);
+            ck->later[w] = NULL;
+        }
     if (sv->world->index > 0) {
         ck->pending = false;
         PD_TRY(err);
@@ -707,15 +723,6 @@ static int async_got(server *sv, int w)
     return --ck->nwant == 0 ? async_write(sv) : PD_OK;
 }
 
-/* Server 0: worker w's state from b (taken), under ck_mu (hogwild threads
- * replace states while another may write them). */
-static void put_state(server *sv, int w, unsigned char *b, size_t n)
-{
-    free(sv->ck.state[w]);
-    sv->ck.state[w] = b;
-    sv->ck.state_size[w] = n;
-}
-
 int server_ckpt_async_reply(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
@@ -801,8 +808,17 @@ int server_ckpt_on_final(server *sv, int w)
     size_t n;
     PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &b, &n));
     pthread_mutex_lock(&sv->ck_mu);
-    put_state(sv, w, b, n);
-    int err = wants(sv, w) ? async_got(sv, w) : PD_OK;
+    int err = PD_OK;
+    if (ck->want && ck->pending && !ck->ids_wait && !ck->want[w]) {
+        /* The snapshot still waits for others and holds w's state of its
+         * time: this later one must not take its place in it. */
+        free(ck->later[w]);
+        ck->later[w] = b;
+        ck->later_size[w] = n;
+    } else {
+        put_state(sv, w, b, n);
+        err = wants(sv, w) ? async_got(sv, w) : PD_OK;
+    }
     pthread_mutex_unlock(&sv->ck_mu);
     return err;
 }
@@ -814,6 +830,10 @@ void server_ckpt_free(server *sv)
         free(ck->state[w]);
     free(ck->state);
     free(ck->state_size);
+    for (int w = 0; ck->later && w < sv->world->workers; w++)
+        free(ck->later[w]);
+    free(ck->later);
+    free(ck->later_size);
     free(ck->want);
     free(ck->extra);
     free(ck->marker);

@@ -84,6 +84,9 @@ typedef struct server_ckpt {
     int64_t written;               /* version of the last part written, -1 none */
     double last_t;                 /* pd_now() at the last one */
     unsigned char **state;         /* server 0: [W] each worker's latest state */
+    unsigned char **later;         /* server 0, async: [W] a FINAL's state that came
+                                      while a snapshot still needs the one before */
+    size_t *later_size;
     size_t *state_size;
     bool resumed;
     int64_t resume_eval;           /* the checkpoint's last evaluated update */

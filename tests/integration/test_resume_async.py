@@ -70,6 +70,21 @@ k = t.killed_after(b, 80)
 k, _ = t.run(CONF, BASE + S2 + ["training.max_updates=120"], ranks=4, out=k, args=["--resume"])
 whole_run(k, 120, name + ", killed after 80 and resumed", 2)
 
+# A worker that sends nothing between a snapshot and its FINAL (300 times
+# slower): the other's FINAL state came while the snapshot still waited and
+# took the place of the state of its time (the checkpoint at 40 then held
+# the states at 120: resumed from it, 200 sent for 160 applied + 1
+# dropped). Resumed from the first checkpoint, every gradient accounted for.
+name = "async W=2, one worker 300x slow"
+SLOW = ["faults.slow_workers=[{rank: 2, factor: 300}]"]
+a, _ = t.run(CONF, BASE + SLOW + ["training.max_updates=120"], ranks=3)
+c = t.checkpoint_sets(a)
+k = t.killed_after(a, c[0])
+k, _ = t.run(CONF, BASE + SLOW + ["training.max_updates=160"], ranks=3, out=k, args=["--resume"])
+s = t.summary(k)
+t.check(s["updates"] == 160, "%s: resumed from %s to 160" % (name, c[0]))
+t.check_accounting(s, name + ", resumed from its first checkpoint")
+
 # Hogwild, 2 threads serving 2 workers: the threads quiesce for each
 # snapshot (every decided gradient applied, none half); stopped at 60 and
 # resumed to 120, then killed after 80 and resumed.
