@@ -410,7 +410,6 @@ typedef struct saver {
     int64_t at, calls;
     unsigned char *state;
     size_t size;
-    float x[3];
     bool resumed_seen;
     int64_t resumed_it, resumed_evals;
 } saver;
@@ -431,7 +430,6 @@ static int save_report(void *ctx, const pd_batch_state *st, bool *stop)
     v->state = malloc(v->size);
     assert_non_null(v->state);
     assert_int_equal(pd_batch_save(st, v->state, v->size), PD_OK);
-    memcpy(v->x, st->x, sizeof v->x);
     *stop = true;
     return PD_OK;
 }
