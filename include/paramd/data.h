@@ -157,6 +157,13 @@ size_t pd_iter_admitted(const pd_iter *it);
  * Local. */
 size_t pd_iter_state_size(const pd_iter *it);
 int pd_iter_save(const pd_iter *it, void *buf, size_t size);
+/* The same state with the last `back` rows pd_iter_next returned given back
+ * (the minibatch just drawn, back its count, or 0): a load then yields that
+ * minibatch first, then what the saved iterator would have. A minibatch
+ * drawn across an epoch's end is given back in the new epoch (its epoch
+ * count and order; what follows is the same). PD_EINPUT when back exceeds
+ * the rows drawn in the current epoch. Local. */
+int pd_iter_save_before(const pd_iter *it, size_t back, void *buf, size_t size);
 int pd_iter_load(pd_iter *it, const void *buf, size_t size);
 /* The epoch (pd_iter_epoch) of a saved state; PD_EINPUT when buf is not
  * one. Local. */

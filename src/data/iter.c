@@ -310,6 +310,17 @@ size_t pd_iter_state_size(const pd_iter *it)
 
 int pd_iter_save(const pd_iter *it, void *buf, size_t size)
 {
+    return pd_iter_save_before(it, 0, buf, size);
+}
+
+/* A successful pd_iter_next only moves the cursor on (an epoch's end,
+ * its redraw included, is a call of its own): the cursor back is the
+ * state before it. */
+int pd_iter_save_before(const pd_iter *it, size_t back, void *buf, size_t size)
+{
+    if (back > it->cursor)
+        return PD_FAIL(PD_EINPUT, "iterator state: %zu rows to give back, %zu drawn in this "
+                       "epoch", back, it->cursor);
     size_t need = pd_iter_state_size(it);
     if (size < need)
         return PD_FAIL(PD_EINPUT, "iterator state: buffer of %zu bytes, need %zu", size, need);
@@ -323,7 +334,7 @@ int pd_iter_save(const pd_iter *it, void *buf, size_t size)
     pd_le_put32(p + 28, it->drop_last);
     pd_le_put32(p + 32, it->cur);
     pd_le_put64(p + 40, (uint64_t)it->epoch);
-    pd_le_put64(p + 48, it->cursor);
+    pd_le_put64(p + 48, it->cursor - back);
     pd_le_put64(p + 56, it->m);
     put_rng(p + 64, &it->rng);
     if (it->cur)

@@ -197,7 +197,7 @@ int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t 
         err = PD_ENOMEM;
         goto out;
     }
-    PD_TRY_GOTO(err, pd_iter_save(ws->l->iter, ib, isz), out);
+    PD_TRY_GOTO(err, pd_iter_save_before(ws->l->iter, ws->drawn, ib, isz), out);
     if (ws->local)
         PD_TRY_GOTO(err, pd_optim_save(ws->local, ob, lsz), out);
     for (size_t i = 0; i < ws->nmodel; i++) {

@@ -114,6 +114,9 @@ typedef struct pd_worker_state {
     size_t nmodel;
     int64_t seq, local_t;
     pd_rng rng;
+    size_t drawn;              /* pack: rows of a minibatch drawn and not yet computed
+                                * (sparse pulls draw it before the exchange), which the
+                                * iterator state gives back (pd_iter_save_before) */
 } pd_worker_state;
 
 /* A worker's state as bytes (the message of PD_TAG_CKPT): u64 L, L bytes of

@@ -239,13 +239,16 @@ static int take_reply(worker *wk, int s)
 }
 
 /* This worker's state for a checkpoint (checkpoint.h); in easgd with its
- * own model (wk->point). */
+ * own model (wk->point). With sparse pulls the next minibatch is drawn
+ * before the exchange: the state gives it back, so a resumed worker
+ * draws it again and trains on what the uninterrupted one would. */
 static pd_worker_state state_of(worker *wk)
 {
     bool own = pd_mode_props_of(wk->cfg->training.mode)->elastic;
     return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
                              .local_t = wk->local_t, .rng = wk->frng,
-                             .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0};
+                             .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0,
+                             .drawn = wk->pull && wk->more ? wk->l.batch : 0};
 }
 
 /* Async: server 0's reply to the gradient just sent asks for a checkpoint.
@@ -375,8 +378,8 @@ static int advance(worker *wk, int *epochs)
 
 /* Without sparse pulls the next minibatch is drawn after the exchange, so
  * a checkpoint taken at its reply holds the iterator just past the
- * minibatch of the gradient sent (with pulls, the one after it too: a
- * resumed run skips that one). */
+ * minibatch of the gradient sent; with pulls it is drawn before, and the
+ * state gives it back (state_of). */
 static int run_gradients(worker *wk)
 {
     int epochs = (int)pd_iter_epoch(wk->l.iter);
@@ -644,12 +647,7 @@ static int worker_main(const pd_config *cfg, const pd_run_opts *opts, pd_world *
                        pd_phase_carry *carry)
 {
     worker wk = {.carry = carry};
-    int err = setup(&wk, cfg, world);
-    if (err == PD_OK && opts->resume && cfg->training.trace && wk.pull)
-        err = PD_FAIL(PD_EINPUT, "training.trace: a resumed worker with sparse pulls skips the "
-                      "minibatch it had drawn for its pull, which --replay cannot follow; "
-                      "resume with training.trace false");
-    err = pd_comm_agree(world, err);
+    int err = pd_comm_agree(world, setup(&wk, cfg, world));
     if (err == PD_OK && opts->resume)
         err = resume(&wk);
     if (err == PD_OK && carry && carry->record)   /* the phase's epochs count from there */

@@ -7,7 +7,9 @@ a killed one; records after the checkpoint are left out), with one
 stop, and paramd --replay of the resumed run reproduces its
 params_sha256. Delay compensation (dc) resumed replays exactly too: the
 server's stale points start again from each worker's HELLO reply, as
-replay assumes. A run not traced cannot be resumed traced.
+replay assumes. A traced run with sparse pulls resumes and replays exactly
+too (the minibatch a worker had drawn for its pull is drawn again). A run
+not traced cannot be resumed traced.
 
 Signals are sent once the run is training (a checkpoint exists); each wait
 is for a state of the run directory, not for a time."""
@@ -19,6 +21,7 @@ import subprocess
 import pdtest as t
 
 CONF = "tests/conf/softmax.yaml"
+SPARSE = "tests/conf/sparse.yaml"
 BASE = ["training.mode=async", "training.trace=true", "training.eval_every=40",
         "training.eval_wait=true", "checkpoint.every_updates=40", "checkpoint.keep=3"]
 DC = ["optimizer.name=nesterov", "optimizer.staleness_compensation=dc", "optimizer.dc_lambda=2"]
@@ -71,6 +74,22 @@ name = "traced async dc W=3"
 a, _ = t.run(CONF, BASE + DC + ["training.max_updates=120"], ranks=4)
 k = killed_after(a, 80)
 k, _ = t.run(CONF, BASE + DC + ["training.max_updates=160"], ranks=4, out=k, args=["--resume"])
+resumed(k, 160, name + ", killed after 80 and resumed to 160")
+
+# Sparse pulls (sparse logreg on sparse data): a worker draws its next
+# minibatch before the exchange, for its pull; the checkpoint's iterator
+# gives it back, so the resumed worker draws it again. Had it skipped it,
+# the gradients after the resume would be of other minibatches than the
+# replay's, and the replay would differ (it did before the fix).
+name = "traced sparse async W=2 (pulls)"
+os.chdir(t.SRC)   # the sparse config's data paths are the source tree's
+SP = ["training.mode=async", "training.trace=true", "training.eval_every=40",
+      "training.eval_wait=true", "checkpoint.every_updates=40", "checkpoint.keep=3"]
+b, _ = t.run(SPARSE, SP + ["training.max_updates=60"], ranks=3)
+b, _ = t.run(SPARSE, SP + ["training.max_updates=120"], ranks=3, out=b, args=["--resume"])
+resumed(b, 120, name + ", stopped at 60 and resumed")
+k = killed_after(b, 80)
+k, _ = t.run(SPARSE, SP + ["training.max_updates=160"], ranks=3, out=k, args=["--resume"])
 resumed(k, 160, name + ", killed after 80 and resumed to 160")
 
 # SIGKILL of every rank of a long run after its second checkpoint: the

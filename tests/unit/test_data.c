@@ -1678,6 +1678,70 @@ static void test_iter_state_resume(void **state)
     }
 }
 
+/* A state saved with the minibatch just drawn given back: an iterator
+ * loaded from it draws that minibatch first, then what the saved one
+ * draws; also for a minibatch drawn right after an epoch's end (its
+ * redraw, admission and stochastic draw happened before it). Giving back
+ * more than the epoch's drawn rows is refused. */
+static void test_iter_save_before(void **state)
+{
+    (void)state;
+    pd_dataset ds = {.n = CN};
+    float score[CN];
+    curriculum_scores(score, CN);
+    pd_curriculum_config cc = {.type = PD_CURRICULUM_LOSS, .start = 0.3, .epochs = 3,
+                               .stochastic = true};
+    const pd_shuffle policies[] = {PD_SHUFFLE_NONE, PD_SHUFFLE_ONCE, PD_SHUFFLE_EVERY_EPOCH};
+    static long want[4000], got[4000];
+    for (int p = 0; p < 3; p++) {
+        for (int withcur = 0; withcur < 2; withcur++) {
+            for (int at_start = 0; at_start < 2; at_start++) {
+                pd_iter *a, *b;
+                assert_int_equal(pd_iter_create(&ds, 7, policies[p], false, 3, 1, &a), PD_OK);
+                assert_int_equal(pd_iter_create(&ds, 7, policies[p], false, 3, 1, &b), PD_OK);
+                if (withcur) {
+                    assert_int_equal(pd_iter_set_curriculum(a, score, &cc, 3), PD_OK);
+                    assert_int_equal(pd_iter_set_curriculum(b, score, &cc, 3), PD_OK);
+                }
+                const size_t *rows;
+                size_t n;
+                long skip[400];
+                record(a, 40, skip);
+                int64_t epoch = pd_iter_epoch(a);
+                if (at_start)   /* through this epoch's end: the next draw starts one */
+                    while (pd_iter_next(a, &rows, &n))
+                        ;
+                while (!pd_iter_next(a, &rows, &n))
+                    ;
+                long drawn[7];
+                for (size_t i = 0; i < n; i++)
+                    drawn[i] = (long)rows[i];
+                size_t size = pd_iter_state_size(a);
+                void *buf = malloc(size);
+                assert_non_null(buf);
+                pd_err_clear();
+                assert_int_equal(pd_iter_save_before(a, 10000, buf, size), PD_EINPUT);
+                assert_non_null(strstr(pd_err_msg(), "rows to give back"));
+                assert_int_equal(pd_iter_save_before(a, n, buf, size), PD_OK);
+                assert_int_equal(pd_iter_load(b, buf, size), PD_OK);
+                assert_int_equal(pd_iter_epoch(b), at_start ? epoch + 1 : epoch);
+                const size_t *again;
+                size_t m;
+                assert_true(pd_iter_next(b, &again, &m));
+                assert_int_equal(m, n);
+                for (size_t i = 0; i < n; i++)
+                    assert_int_equal((long)again[i], drawn[i]);
+                size_t n1 = record(a, 150, want), n2 = record(b, 150, got);
+                assert_int_equal(n1, n2);
+                assert_memory_equal(want, got, n1 * sizeof *want);
+                free(buf);
+                pd_iter_destroy(&a);
+                pd_iter_destroy(&b);
+            }
+        }
+    }
+}
+
 /* A state that does not fit is refused, naming what differs, and leaves
  * the iterator as it was. */
 static void test_iter_state_refused(void **state)
@@ -1855,6 +1919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_normalize_idx, make_dir, remove_dir),
         cmocka_unit_test(test_iter_orders),
         cmocka_unit_test(test_iter_state_resume),
+        cmocka_unit_test(test_iter_save_before),
         cmocka_unit_test(test_iter_state_refused),
         cmocka_unit_test(test_iter_drop_last),
         cmocka_unit_test(test_curriculum_schedule),
