@@ -143,7 +143,10 @@ for name, sets, rank, says in (
         ("easgd", ["training.mode=easgd"], 2, "worker 1 (rank 2) lost"),
         ("async, the server", ["training.mode=async"], 0, "server 0 (rank 0) lost")):
     t0 = time.time()
-    out, rc, err = kill_under_recovery(sets, rank)
+    # 30 epochs: the job is killed long before its end, so a loaded machine
+    # (whose evaluations, and so status.json's updates, are skipped while
+    # the previous one runs) cannot see it finish before the kill.
+    out, rc, err = kill_under_recovery(sets + ["training.epochs=30"], rank)
     took = time.time() - t0
     t.check(rc is not None, "%s killed: the job ends (mpirun --enable-recovery exits %s)" % (name, rc))
     t.check(says in err and not os.path.exists(os.path.join(out, "summary.json")),
