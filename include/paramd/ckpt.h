@@ -19,9 +19,9 @@
  * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the
  * CRC-32 of ISO 3309 / ITU-T V.42, as in gzip and PNG).
  *
- * Part file, format version 3 (version 1 had no RUNS section, version 2 no
- * TRCE; a part or manifest of another version is refused, exit 2, naming
- * the file and both versions):
+ * Part file, format version 4 (version 1 had no RUNS section, version 2 no
+ * TRCE, version 3 no LOST; a part or manifest of another version is
+ * refused, exit 2, naming the file and both versions):
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
  *     8  u32 format version (PD_CKPT_VERSION)
@@ -31,7 +31,7 @@
  *     32 u32 crc32 of bytes 0..32
  *     36 u32 zero
  *   then the 6 sections every part has and the optional ones it has
- *   (BTCH, TRCE), in this order, each a 16-byte section header
+ *   (BTCH, TRCE, LOST), in this order, each a 16-byte section header
  *     0 tag, 4 ASCII bytes   4 u32 crc32 of the payload   8 u64 payload length
  *   followed by its payload:
  *     "META" 56 bytes: u32 part s, u32 parts S, u32 optimizer kind
@@ -75,9 +75,30 @@
  *            u64 N, the trace records (ps/trace.h) written up to this
  *            checkpoint's snapshot, u64 the FNV-1a 64 hash of their bytes
  *            as written, which name them for --resume
+ *     "LOST" only in part 0 of a run that lost workers (training.worker_timeout)
+ *            before this checkpoint's cut: u64 N >= 1, then N entries of 48
+ *            bytes, in the order they were lost (over the whole run):
+ *              0 u32 worker w, 4 u32 its MPI rank
+ *              8 i64 the update when its last message came
+ *             16 i64 the update when it was counted lost, 24 f64 the wall
+ *                seconds of the run then
+ *             32 i64 its requests that had arrived by then (its gradients
+ *                sent: one in flight that never arrived is not counted)
+ *             40 i64 the update at which it rejoined (the first update of
+ *                a --resume after its loss), -1 while it has not
+ *            A worker has at most one entry with -1. For such a worker,
+ *            ITER's state w and RUNS' worker state w are the last state
+ *            server 0 had of it (the one of an earlier checkpoint, of the
+ *            start of a resumed run, or none: an ITER state of length 0 is
+ *            a fresh iterator, with a worker state of zeros and no RNG
+ *            state); its iterator as of its loss is that one advanced by
+ *            (entry's requests - the worker state's requests) minibatches,
+ *            which is exactly what a resumed worker does (the iterator is a
+ *            deterministic function of its state), and CNTR counts the
+ *            entry's requests as its gradients sent.
  *   and nothing after the last section.
  *
- * Manifest file, format version 3 (as versions 1 and 2):
+ * Manifest file, format version 4 (as versions 1 to 3):
  *     0  magic, 8 bytes "PDCKMAN\n"
  *     8  u32 format version (PD_CKPT_VERSION)
  *     12 u32 parts S
@@ -132,9 +153,9 @@
 #include "paramd/config.h"
 #include "paramd/model.h"
 
-#define PD_CKPT_VERSION 3u
+#define PD_CKPT_VERSION 4u
 enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56, PD_CKPT_RUNS = 120,
-       PD_CKPT_WSTATE = 72, PD_CKPT_TRCE = 16 };
+       PD_CKPT_WSTATE = 72, PD_CKPT_TRCE = 16, PD_CKPT_LOST = 48 };
 
 /* Gradient accounting of one worker. */
 typedef struct pd_ckpt_worker {
@@ -148,6 +169,15 @@ typedef struct pd_ckpt_wstate {
     unsigned char *optim;           /* [optim_size] local optimizer, or NULL */
     size_t optim_size;
 } pd_ckpt_wstate;
+
+/* A lost worker (LOST). */
+typedef struct pd_ckpt_lost {
+    uint32_t worker, rank;
+    int64_t last_update, update;    /* its last message; counted lost */
+    double wall_s;                  /* the run's wall seconds when counted lost */
+    int64_t sent;                   /* its requests that had arrived then */
+    int64_t rejoined;               /* the update it rejoined at (--resume), -1: not */
+} pd_ckpt_lost;
 
 /* One part of a checkpoint. For pd_ckpt_encode/write the pointers are the
  * caller's (borrowed, read only); pd_ckpt_decode/read/find fill one whose
@@ -188,6 +218,9 @@ typedef struct pd_ckpt_part {
     /* TRCE (traced async runs, part 0; traced false: no section) */
     bool traced;
     uint64_t trace_records, trace_hash;
+    /* LOST (part 0 of a run that lost workers; nlost 0: no section) */
+    size_t nlost;
+    pd_ckpt_lost *lost;             /* [nlost] */
 } pd_ckpt_part;
 
 /* A written part as its manifest names it. */

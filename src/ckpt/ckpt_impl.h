@@ -8,8 +8,8 @@
 
 #include "paramd/ckpt.h"
 
-/* Sections every part has; the optional ones (BTCH, TRCE) follow them. */
-enum { NSECTIONS = 6, NSECTIONS_MAX = 8 };
+/* Sections every part has; the optional ones (BTCH, TRCE, LOST) follow them. */
+enum { NSECTIONS = 6, NSECTIONS_MAX = 9 };
 
 /* zlib's crc32 of p[0..n). */
 uint32_t ckpt_crc(const unsigned char *p, size_t n);

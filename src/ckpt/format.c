@@ -13,14 +13,15 @@
 
 static const char part_magic[8] = {'P', 'D', 'C', 'K', 'P', 'T', '\r', '\n'};
 static const char *const tags[NSECTIONS_MAX] = {"META", "PARM", "OPTM", "ITER", "CNTR", "RUNS",
-                                                "BTCH", "TRCE"};
-enum { META, PARM, OPTM, ITER, CNTR, RUNS, BTCH, TRCE };
+                                                "BTCH", "TRCE", "LOST"};
+enum { META, PARM, OPTM, ITER, CNTR, RUNS, BTCH, TRCE, LOST };
 
 /* Does p have section k? BTCH only with a batch method's state, TRCE only
- * with a trace position. */
+ * with a trace position, LOST only with lost workers. */
 static bool has(const pd_ckpt_part *p, int k)
 {
-    return k < NSECTIONS || (k == BTCH && p->batch_size) || (k == TRCE && p->traced);
+    return k < NSECTIONS || (k == BTCH && p->batch_size) || (k == TRCE && p->traced) ||
+           (k == LOST && p->nlost);
 }
 
 static uint64_t f64_bits(double d)
@@ -174,6 +175,7 @@ static void lengths(const pd_ckpt_part *p, uint64_t len[NSECTIONS_MAX])
         len[RUNS] += PD_CKPT_WSTATE + p->wstate[w].optim_size;
     len[BTCH] = p->batch_size;
     len[TRCE] = PD_CKPT_TRCE;
+    len[LOST] = 8 + PD_CKPT_LOST * p->nlost;
 }
 
 /* The RUNS payload at e. */
@@ -295,6 +297,20 @@ int pd_ckpt_encode(const pd_ckpt_part *p, unsigned char **buf, size_t *size)
             pd_le_put64(e, p->trace_records);
             pd_le_put64(e + 8, p->trace_hash);
             break;
+        case LOST:
+            pd_le_put64(e, p->nlost);
+            e += 8;
+            for (size_t i = 0; i < p->nlost; i++, e += PD_CKPT_LOST) {
+                const pd_ckpt_lost *l = &p->lost[i];
+                pd_le_put32(e, l->worker);
+                pd_le_put32(e + 4, l->rank);
+                pd_le_put64(e + 8, (uint64_t)l->last_update);
+                pd_le_put64(e + 16, (uint64_t)l->update);
+                pd_le_put64(e + 24, f64_bits(l->wall_s));
+                pd_le_put64(e + 32, (uint64_t)l->sent);
+                pd_le_put64(e + 40, (uint64_t)l->rejoined);
+            }
+            break;
         }
         memcpy(q, tags[k], 4);
         pd_le_put32(q + 4, ckpt_crc(s, len[k]));
@@ -325,6 +341,7 @@ void pd_ckpt_part_free(pd_ckpt_part *p)
     free(p->wstate);
     free(p->best);
     free(p->batch);
+    free(p->lost);
     memset(p, 0, sizeof *p);
 }
 
@@ -390,6 +407,38 @@ static int parse_runs(const char *file, const unsigned char *e, uint64_t len, pd
         memcpy(ws->optim, q + PD_CKPT_WSTATE, n);
         ws->optim_size = n;
         at += PD_CKPT_WSTATE + n;
+    }
+    return PD_OK;
+}
+
+/* LOST into *p (allocating): every entry names one of CNTR's workers, and a
+ * worker has at most one entry it has not rejoined from. */
+static int parse_lost(const char *file, const unsigned char *e, uint64_t len, pd_ckpt_part *p,
+                      bool *damaged)
+{
+    uint64_t n = len >= 8 ? pd_le_get64(e) : UINT64_MAX;
+    if (n == UINT64_MAX || n == 0 || n > (len - 8) / PD_CKPT_LOST || len != 8 + PD_CKPT_LOST * n)
+        return REFUSE(true, "%s: LOST: %" PRIu64 " bytes do not hold the entries they announce "
+                      "(damaged)", file, len);
+    if (!(p->lost = pd_calloc(n, sizeof *p->lost)))
+        return PD_ENOMEM;
+    p->nlost = n;
+    e += 8;
+    for (size_t i = 0; i < n; i++, e += PD_CKPT_LOST) {
+        pd_ckpt_lost *l = &p->lost[i];
+        *l = (pd_ckpt_lost){
+            .worker = pd_le_get32(e), .rank = pd_le_get32(e + 4),
+            .last_update = (int64_t)pd_le_get64(e + 8), .update = (int64_t)pd_le_get64(e + 16),
+            .wall_s = bits_f64(pd_le_get64(e + 24)), .sent = (int64_t)pd_le_get64(e + 32),
+            .rejoined = (int64_t)pd_le_get64(e + 40)};
+        if (l->worker >= p->nworkers || l->sent < 0 || l->rejoined < -1)
+            return REFUSE(true, "%s: LOST: entry %zu: worker %u of %zu, %" PRId64 " sent, "
+                          "rejoined at %" PRId64 " (damaged)", file, i, (unsigned)l->worker,
+                          p->nworkers, l->sent, l->rejoined);
+        for (size_t j = 0; l->rejoined < 0 && j < i; j++)
+            if (p->lost[j].worker == l->worker && p->lost[j].rejoined < 0)
+                return REFUSE(true, "%s: LOST: worker %u lost twice without rejoining "
+                              "(damaged)", file, (unsigned)l->worker);
     }
     return PD_OK;
 }
@@ -496,6 +545,8 @@ static int parse(const char *file, const unsigned char *pl[NSECTIONS_MAX],
         p->trace_records = pd_le_get64(pl[TRCE]);
         p->trace_hash = pd_le_get64(pl[TRCE] + 8);
     }
+    if (present[LOST])
+        PD_TRY(parse_lost(file, pl[LOST], len[LOST], p, damaged));
     return parse_runs(file, pl[RUNS], len[RUNS], p, damaged);
 }
 

@@ -11,7 +11,9 @@
  *
  * Seeds (corpus/ckpt): part 0 of the last checkpoint of two runs on a
  * six-row CSV (linreg, features a and b): serial adam, and sync momentum
- * with two workers (its part carries their iterator and worker states). */
+ * with two workers (its part carries their iterator and worker states),
+ * and that sync part with a LOST section added (worker 0 lost and
+ * rejoined, worker 1 lost; format version 4, paramd/ckpt.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,8 @@ static void touch(const pd_ckpt_part *p)
     for (size_t i = 0; i < p->nwstates; i++)
         if (p->wstate[i].optim_size)
             sink ^= p->wstate[i].optim[p->wstate[i].optim_size - 1];
+    if (p->nlost)
+        sink ^= (unsigned char)p->lost[p->nlost - 1].rejoined;
 }
 
 static void decode(const unsigned char *b, size_t size)

@@ -188,7 +188,7 @@ static void test_layout_bytes(void **state)
     (void)state;
     bytes want = {.n = 0}, s;
     put(&want, "PDCKPT\r\n", 8);
-    u32(&want, 3);                       /* format version */
+    u32(&want, 4);                       /* format version */
     u32(&want, 6);                       /* sections */
     u64(&want, 0x0102030405060708ull);   /* layout hash */
     u64(&want, 0x1112131415161718ull);   /* config hash */
@@ -275,6 +275,7 @@ static void test_layout_batch(void **state)
 
 static void expect_refused(const unsigned char *buf, size_t size, uint64_t lh, uint64_t ch,
                            const char *msg);
+static void assert_same(const pd_ckpt_part *a, const pd_ckpt_part *b);
 
 /* A traced async run's part 0: a TRCE section after RUNS (after BTCH when
  * both are there, as the header comment orders them): u64 records, u64
@@ -335,6 +336,92 @@ static void test_layout_trace(void **state)
     expect_refused(sw, n8, p.layout_hash, p.config_hash, msg);
     free(sw);
     free(eight);
+    free(seven);
+    free(six);
+}
+
+/* Part 0 of a run that lost workers: a LOST section after RUNS (after TRCE
+ * when both are there): u64 N, then per entry u32 worker, u32 rank, i64
+ * last update, i64 update, f64 wall seconds, i64 requests that arrived,
+ * i64 the update it rejoined at (-1: not); decoded back. An entry naming a
+ * worker CNTR does not have, a worker lost twice without rejoining, an
+ * empty list and a length that does not hold its entries are damage. */
+static void test_layout_lost(void **state)
+{
+    (void)state;
+    pd_ckpt_part p = tiny();
+    unsigned char *six, *seven, *eight;
+    size_t n6, n7, n8;
+    assert_int_equal(pd_ckpt_encode(&p, &six, &n6), PD_OK);
+    pd_ckpt_lost lost[2] = {{0, 3, 40, 52, 2.5, 17, 60}, {0, 3, 70, 71, 4.0, 30, -1}};
+    p.nlost = 2;
+    p.lost = lost;
+    assert_int_equal(pd_ckpt_encode(&p, &seven, &n7), PD_OK);
+    bytes want = {.n = 0}, s = {.n = 0};
+    u64(&s, 2);
+    u32(&s, 0); u32(&s, 3); u64(&s, 40); u64(&s, 52);
+    u64(&s, 0x4004000000000000ull);       /* 2.5 s */
+    u64(&s, 17); u64(&s, 60);
+    u32(&s, 0); u32(&s, 3); u64(&s, 70); u64(&s, 71);
+    u64(&s, 0x4010000000000000ull);       /* 4.0 s */
+    u64(&s, 30); u64(&s, UINT64_MAX);     /* -1: not rejoined */
+    with_section(&want, six, n6, "LOST", &s);
+    assert_int_equal(n7, n6 + 16 + 8 + 2 * 48);
+    assert_bytes(seven, n7, &want);
+    pd_ckpt_part got;
+    assert_int_equal(pd_ckpt_decode("f.pdck", seven, n7, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_same(&p, &got);
+    pd_ckpt_part_free(&got);
+    assert_int_equal(pd_ckpt_decode("f.pdck", six, n6, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_int_equal(got.nlost, 0);
+    assert_null(got.lost);
+    pd_ckpt_part_free(&got);
+
+    /* With TRCE: TRCE, then LOST. */
+    p.traced = true;
+    p.trace_records = 9;
+    assert_int_equal(pd_ckpt_encode(&p, &eight, &n8), PD_OK);
+    assert_int_equal(eight[12], 8);
+    assert_memory_equal(eight + n6, "TRCE", 4);
+    assert_memory_equal(eight + n6 + 32, "LOST", 4);
+    assert_int_equal(pd_ckpt_decode("f.pdck", eight, n8, p.layout_hash, p.config_hash, &got),
+                     PD_OK);
+    assert_true(got.traced && got.nlost == 2 && got.lost[1].sent == 30);
+    pd_ckpt_part_free(&got);
+    free(eight);
+    p.traced = false;
+
+    /* Damage that passes the crc (a writer bug or a forged file). */
+    pd_ckpt_lost bad[2];
+    char msg[200];
+    memcpy(bad, lost, sizeof bad);
+    bad[1].worker = 1;   /* CNTR has one worker */
+    p.lost = bad;
+    assert_int_equal(pd_ckpt_encode(&p, &eight, &n8), PD_OK);
+    expect_refused(eight, n8, p.layout_hash, p.config_hash,
+                   "f.pdck: LOST: entry 1: worker 1 of 1, 30 sent, rejoined at -1 (damaged)");
+    free(eight);
+    memcpy(bad, lost, sizeof bad);
+    bad[0].rejoined = -1;   /* lost twice, never back in between */
+    assert_int_equal(pd_ckpt_encode(&p, &eight, &n8), PD_OK);
+    expect_refused(eight, n8, p.layout_hash, p.config_hash,
+                   "f.pdck: LOST: worker 0 lost twice without rejoining (damaged)");
+    free(eight);
+    /* A LOST payload one byte short of its entries, its crcs redone. */
+    bytes cut = {.n = 0}, t = {.n = 0};
+    put(&t, s.b, s.n - 1);
+    with_section(&cut, six, n6, "LOST", &t);
+    snprintf(msg, sizeof msg, "f.pdck: LOST: %zu bytes do not hold the entries they announce "
+             "(damaged)", s.n - 1);
+    expect_refused(cut.b, cut.n, p.layout_hash, p.config_hash, msg);
+    /* N = 0: no section is written for no lost workers. */
+    cut.n = t.n = 0;
+    u64(&t, 0);
+    with_section(&cut, six, n6, "LOST", &t);
+    expect_refused(cut.b, cut.n, p.layout_hash, p.config_hash,
+                   "f.pdck: LOST: 8 bytes do not hold the entries they announce (damaged)");
     free(seven);
     free(six);
 }
@@ -453,6 +540,17 @@ static void assert_same(const pd_ckpt_part *a, const pd_ckpt_part *b)
         assert_int_equal(x->optim_size, y->optim_size);
         assert_memory_equal(x->optim, y->optim, x->optim_size);
     }
+    assert_int_equal(a->nlost, b->nlost);
+    for (size_t i = 0; i < a->nlost; i++) {
+        const pd_ckpt_lost *x = &a->lost[i], *y = &b->lost[i];
+        assert_int_equal(x->worker, y->worker);
+        assert_int_equal(x->rank, y->rank);
+        assert_int_equal(x->last_update, y->last_update);
+        assert_int_equal(x->update, y->update);
+        assert_true(x->wall_s == y->wall_s);
+        assert_int_equal(x->sent, y->sent);
+        assert_int_equal(x->rejoined, y->rejoined);
+    }
 }
 
 static void test_round_trip(void **state)
@@ -505,12 +603,12 @@ static void test_refusals(void **state)
     expect_refused(b, size, lh, ch, "f.pdck: header: bad magic (not a paramd checkpoint part)");
 
     memcpy(b, good, size);
-    b[8] = 2;   /* version 2 (no TRCE), with a header crc that matches it */
+    b[8] = 3;   /* version 3 (no LOST), with a header crc that matches it */
     uint32_t c = crc(b, 32);
     for (int k = 0; k < 4; k++)
         b[32 + k] = (unsigned char)(c >> 8 * k);
     expect_refused(b, size, lh, ch,
-                   "f.pdck: header: format version 2, this build reads version 3 only (a "
+                   "f.pdck: header: format version 3, this build reads version 4 only (a "
                    "checkpoint of another paramd version)");
 
     memcpy(b, good, size);
@@ -626,10 +724,10 @@ static void test_manifest_parts(void **state)
     assert_non_null(strstr(pd_err_msg(), "ckpt-000000000005.manifest: manifest: crc32 0x"));
     assert_non_null(strstr(pd_err_msg(), "(damaged)"));
 
-    /* A manifest of format version 2 (its crc matching): another paramd's,
+    /* A manifest of format version 3 (its crc matching): another paramd's,
      * refused, not taken for damage. */
     m[24] ^= 1;
-    m[8] = 2;
+    m[8] = 3;
     uint32_t c = crc(m, size - 8);
     for (int k = 0; k < 4; k++)
         m[size - 8 + k] = (unsigned char)(c >> 8 * k);
@@ -638,8 +736,8 @@ static void test_manifest_parts(void **state)
     damaged = true;
     assert_int_equal(pd_ckpt_read(tmpdir, 5, 0, p0.layout_hash, p0.config_hash, &got, &damaged),
                      PD_EINPUT);
-    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 2, "
-             "this build reads version 3 only (a checkpoint of another paramd version)", tmpdir);
+    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 3, "
+             "this build reads version 4 only (a checkpoint of another paramd version)", tmpdir);
     assert_string_equal(pd_err_msg(), want);
     assert_false(damaged);
 }
@@ -805,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_layout_bytes),
         cmocka_unit_test(test_layout_batch),
         cmocka_unit_test(test_layout_trace),
+        cmocka_unit_test(test_layout_lost),
         cmocka_unit_test(test_optim_state_le),
         cmocka_unit_test(test_iter_state_le),
         cmocka_unit_test(test_refusals),
