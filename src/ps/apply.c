@@ -355,12 +355,14 @@ static int decision(server *sv, int w, bool control)
         return follow(sv, w, control);
     pd_decision d;
     decide(sv, p, &d);
+    /* The latest snapshot when decided (hogwild: read under the shared
+     * lock, which the snapshot holds exclusive while it sets it). */
+    d.cut = sv->ck.cut;
     if (!sv->decides) {
         p->dec = d;
         return PD_OK;
     }
     sv->ck.decided++;
-    d.cut = sv->ck.cut;
     d.before = sv->ck.cut_before;
     return server_send_decision(sv, w, &d);   /* p->dec: the previous send's until it left */
 }

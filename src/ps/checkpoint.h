@@ -40,11 +40,21 @@
  *   its part and sends server 0 its size and crc32 on PD_TAG_CKPT + 1
  *   (server 0 receives them in the background); the final SNAP waits for
  *   that part.
- *   hogwild (one server): as async, with its serving threads quiescing
- *   for the snapshot: each holds the server's apply_lock shared from a
+ *   hogwild: as async, with server 0's serving threads quiescing for the
+ *   snapshot: each holds the server's apply_lock shared from a
  *   gradient's decision to its counters, the snapshot takes it exclusive
- *   (every decided gradient is in it whole or not at all); server 0's
- *   checkpoint bookkeeping is under ck_mu.
+ *   (every decided gradient is in it whole or not at all) and sets the
+ *   cut and the decisions before it while it holds it; server 0's
+ *   checkpoint bookkeeping is under ck_mu. A gradient that a thread
+ *   concludes after the snapshot counts as come after it only if it was
+ *   decided after it (its decision names the cut). With S > 1 a server
+ *   s > 0 needs no lock for its snapshot: a gradient decided before the
+ *   cut is counted concluded only once applied, and one decided after it
+ *   is kept back before it is applied, so when the count reaches the
+ *   cut's no thread applies one. Its bookkeeping is under ck_mu; a
+ *   gradient kept back is concluded by its own serving thread once the
+ *   snapshot has released it (server_ckpt_released; the thread polls
+ *   while one of its workers' gradients is kept back).
  *   easgd (one server): the same, but server 0 checks before it applies a
  *   model and snapshots the centre without it, so that model, and every
  *   other worker's next one, count dropped at the stop: each worker's

@@ -424,12 +424,17 @@ static int serve(loop_arg *a)
     }
     int err = PD_OK;
     for (;;) {
+        /* Hogwild, server s > 0: our gradients a checkpoint snapshot kept
+         * back and has released since (checkpoint.h). */
+        bool held;
+        PD_TRY_GOTO(err, server_ckpt_released(sv, a->first, a->stride, &held), out);
         /* Gather our requests: hreq entries of our workers (+ control). */
-        int k = 0, live = 0;
+        int k = 0, live = 0, open = 0;
         for (int w = a->first; w < W; w += a->stride) {
             map[k] = w;
             reqs[k++] = sv->peers[w].partial ? sv->peers[w].rpay : sv->hreq[w];
             live += sv->peers[w].active;
+            open += reqs[k - 1] != MPI_REQUEST_NULL;
         }
         mine = k;
         bool want_ctrl = a->control && sv->world->index > 0 && !sv->final_snap;
@@ -444,11 +449,18 @@ static int serve(loop_arg *a)
         }
         if (live == 0 && !want_ctrl)
             break;
+        if (held && open == 0 && k == mine) {   /* every one of ours kept back */
+            (void)pd_sleep_s(2e-4);
+            continue;
+        }
         int idx;
         MPI_Status st;
-        /* With a worker timeout, wake now and then to look for lost ones. */
+        /* With a worker timeout, wake now and then to look for lost ones;
+         * with a gradient kept back, soon, to see if it is released. */
         double t = sv->worker_timeout / 4 < 1 ? sv->worker_timeout / 4 : 1;
         double until = sv->worker_timeout > 0 ? pd_now() + t : INFINITY;
+        if (held && pd_now() + 2e-4 < until)
+            until = pd_now() + 2e-4;
         PD_TRY_GOTO(err, pd_comm_waitany(k, reqs, &idx, &st, &sv->failed, until), out);
         if (idx == -2) {
             PD_TRY_GOTO(err, server_check_lost(sv, a->first, a->stride), out);

@@ -47,8 +47,10 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     ck->cut = ck->cut_next = ck->snapped = -1;
     bool threads = mode_of(sv)->threads;
     if (mode_of(sv)->each && (!mode_of(sv)->elastic || sv->world->servers == 1) &&
-        (!threads || (sv->world->servers == 1 && ck->on))) {
-        sv->quiesce = threads;   /* hogwild: snapshots wait for the threads' applies */
+        (!threads || ck->on)) {
+        /* hogwild: server 0's snapshots wait for the threads' applies (the
+         * others' need no lock: checkpoint.h) */
+        sv->quiesce = threads && sv->world->index == 0;
         int S = sv->world->servers;
         ck->want = pd_calloc((size_t)W, sizeof *ck->want);
         ck->extra = pd_calloc((size_t)W, sizeof *ck->extra);
@@ -449,6 +451,20 @@ int server_ckpt_round_write(server *sv)
 
 /* ---- async -------------------------------------------------------------------- */
 
+/* A server s > 0's checkpoint bookkeeping is under ck_mu when hogwild
+ * threads share it (one serving thread: no lock). */
+static void follower_lock(server *sv)
+{
+    if (mode_of(sv)->threads)
+        pthread_mutex_lock(&sv->ck_mu);
+}
+
+static void follower_unlock(server *sv)
+{
+    if (mode_of(sv)->threads)
+        pthread_mutex_unlock(&sv->ck_mu);
+}
+
 /* Send server 0 the id of this server's part of version v. */
 static int report_id(int64_t v, const pd_ckpt_id *id)
 {
@@ -575,13 +591,18 @@ static int follower_snap(server *sv)
     ck->pending = true;
     ck->nwant = 0;
     for (int k = 0; k < W; k++) {
-        ck->want[k] = sv->peers[k].active && ck->marker[k] != ck->snapped;
+        ck->want[k] = sv->peers[k].active && !sv->peers[k].fin && ck->marker[k] != ck->snapped;
         ck->extra[k] = 0;
         ck->nwant += ck->want[k];
     }
+    bool threads = mode_of(sv)->threads;
     for (int k = 0; k < W && ck->nstashed > 0; k++) {
-        if (!sv->peers[k].stashed)
+        if (!sv->peers[k].stashed || atomic_load(&sv->peers[k].released))
             continue;
+        if (threads) {   /* its own serving thread concludes it (server_ckpt_released) */
+            atomic_store(&sv->peers[k].released, true);
+            continue;
+        }
         sv->peers[k].stashed = false;
         ck->nstashed--;
         PD_TRY(server_conclude_async(sv, k));
@@ -589,35 +610,68 @@ static int follower_snap(server *sv)
     return ck->pending && ck->nwant == 0 ? async_write(sv) : PD_OK;
 }
 
+int server_ckpt_released(server *sv, int first, int stride, bool *held)
+{
+    *held = false;
+    if (!sv->ck.marker || !mode_of(sv)->threads)
+        return PD_OK;
+    for (int w = first; w < sv->world->workers; w += stride) {
+        peer *p = &sv->peers[w];
+        if (!atomic_load(&p->released)) {
+            *held |= p->stashed;   /* (only this thread stashes its workers) */
+            continue;
+        }
+        atomic_store(&p->released, false);
+        pthread_mutex_lock(&sv->ck_mu);
+        p->stashed = false;
+        sv->ck.nstashed--;
+        pthread_mutex_unlock(&sv->ck_mu);
+        PD_TRY(server_conclude_async(sv, w));
+    }
+    return PD_OK;
+}
+
 int server_ckpt_follow(server *sv, int w, bool *stash)
 {
     server_ckpt *ck = &sv->ck;
     const pd_decision *d = &sv->peers[w].dec;
     *stash = false;
-    if (!ck->marker || d->cut <= ck->snapped)
-        return PD_OK;   /* before server 0's latest snapshot, or after one taken here */
-    ck->cut_next = d->cut;
-    ck->cut_need = d->before;
-    if (ck->decided == ck->cut_need)
-        return follower_snap(sv);
-    sv->peers[w].stashed = true;
-    ck->nstashed++;
-    *stash = true;
-    return PD_OK;
+    if (!ck->marker)
+        return PD_OK;
+    follower_lock(sv);
+    int err = PD_OK;
+    if (d->cut > ck->snapped) {   /* after server 0's latest snapshot, not taken here yet */
+        ck->cut_next = d->cut;
+        ck->cut_need = d->before;
+        if (ck->decided == ck->cut_need) {
+            err = follower_snap(sv);
+        } else {
+            sv->peers[w].stashed = true;
+            ck->nstashed++;
+            *stash = true;
+        }
+    }
+    follower_unlock(sv);
+    return err;
 }
 
-/* Server s > 0: a gradient concluded. */
+/* Server s > 0: a gradient concluded. With hogwild threads a gradient
+ * decided before the cut is applied whole before it is counted here, and
+ * one decided after it is stashed before it is applied, so when the count
+ * reaches the cut's no thread is applying one: the snapshot needs no
+ * other lock. */
 static int follower_grad(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
+    follower_lock(sv);
+    int err = PD_OK;
     ck->decided++;
-    if (ck->pending) {
+    if (ck->pending)
         ck->extra[w] += ck->want[w];   /* before its CKPT header, after the snapshot */
-        return PD_OK;
-    }
-    if (ck->cut_next > ck->snapped && ck->decided == ck->cut_need)
-        return follower_snap(sv);
-    return PD_OK;
+    else if (ck->cut_next > ck->snapped && ck->decided == ck->cut_need)
+        err = follower_snap(sv);
+    follower_unlock(sv);
+    return err;
 }
 
 /* Async and easgd: take a pending request (a stop only stops: the end's
@@ -640,15 +694,19 @@ static int maybe_snapshot(server *sv, int64_t v, bool *started)
     if (sv->quiesce)   /* hogwild: every decided gradient applied, none half */
         pthread_rwlock_wrlock(&sv->apply_lock);
     int err = take_snapshot(sv, true, sv->quiesce ? atomic_load(&sv->version) : v, &ck->snap);
+    /* Every decision from now on names this cut (hogwild: each is made
+     * under the shared lock, so none is made between the copy and here). */
+    if (err == PD_OK) {
+        ck->cut = (int64_t)ck->snap.part.updates;
+        ck->cut_before = atomic_load(&ck->decided);
+    }
     if (sv->quiesce)
         pthread_rwlock_unlock(&sv->apply_lock);
     PD_TRY(err);
     ck->pending = true;
-    ck->cut = (int64_t)ck->snap.part.updates;
-    ck->cut_before = ck->decided;
     ck->nwant = 0;
     for (int k = 0; k < sv->world->workers; k++) {
-        ck->want[k] = sv->peers[k].active;
+        ck->want[k] = sv->peers[k].active && !sv->peers[k].fin;
         ck->extra[k] = 0;
         ck->nwant += ck->want[k];
     }
@@ -667,7 +725,10 @@ static int leader_grad(server *sv, int w)
     if (ck->ids_wait)
         PD_TRY(async_manifest(sv, false));
     if (ck->pending) {
-        ck->extra[w] += ck->want[w];   /* sent before its state, after the snapshot */
+        /* Decided after the snapshot (a hogwild thread may conclude a
+         * gradient decided before it only now: that one is in it) and sent
+         * before the worker's state. */
+        ck->extra[w] += ck->want[w] && sv->peers[w].dec.cut == ck->cut;
         return PD_OK;
     }
     bool started;
@@ -741,10 +802,11 @@ int server_ckpt_async_reply(server *sv, int w)
 
 bool server_ckpt_defer_final(server *sv)
 {
-    if (!sv->ck.pending)
-        return false;
-    sv->ck.final_deferred = true;
-    return true;
+    follower_lock(sv);
+    bool defer = sv->ck.pending;
+    sv->ck.final_deferred |= defer;
+    follower_unlock(sv);
+    return defer;
 }
 
 int server_ckpt_final(server *sv)
@@ -784,9 +846,12 @@ int server_ckpt_on_msg(server *sv, int w)
     server_ckpt *ck = &sv->ck;
     peer *p = &sv->peers[w];
     if (ck->marker) {   /* async: its gradients from now on come after the cut */
+        follower_lock(sv);
         ck->marker[w] = p->in.version;
-        if (ck->pending && p->in.version == ck->snapped && ck->want[w])
-            PD_TRY(async_got(sv, w));
+        int err = ck->pending && p->in.version == ck->snapped && ck->want[w] ? async_got(sv, w)
+                                                                             : PD_OK;
+        follower_unlock(sv);
+        PD_TRY(err);
         return server_post_recv(sv, w);
     }
     int64_t want = p->in.version, v = atomic_load(&sv->version);
@@ -802,12 +867,18 @@ int server_ckpt_on_msg(server *sv, int w)
 int server_ckpt_on_final(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
-    if (sv->world->index != 0)
-        return ck->pending && ck->want[w] ? async_got(sv, w) : PD_OK;
+    if (sv->world->index != 0) {
+        follower_lock(sv);
+        sv->peers[w].fin = true;
+        int err = ck->want && ck->pending && ck->want[w] ? async_got(sv, w) : PD_OK;
+        follower_unlock(sv);
+        return err;
+    }
     unsigned char *b;
     size_t n;
     PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &b, &n));
     pthread_mutex_lock(&sv->ck_mu);
+    sv->peers[w].fin = true;
     int err = PD_OK;
     if (ck->want && ck->pending && !ck->ids_wait && !ck->want[w]) {
         /* The snapshot still waits for others and holds w's state of its

@@ -56,6 +56,10 @@ typedef struct peer {
     bool ckpt;                     /* server 0: its reply asked for its state */
     bool stashed;                  /* async, server s > 0: its gradient waits for
                                       this server's checkpoint snapshot */
+    _Atomic bool released;         /* hogwild, server s > 0: the snapshot is taken;
+                                      its serving thread concludes that gradient */
+    bool fin;                      /* its FINAL is in (under ck_mu: a snapshot
+                                      wants no state or CKPT header of it) */
     /* Pacing and rates: when its request arrived, how long it was held for
      * other workers (sent back in the reply), and the first and last
      * GRAD/MODEL arrivals and their count (server 0: gradients per second). */
@@ -104,11 +108,12 @@ typedef struct server_ckpt {
     int64_t *extra;                /* [W] its gradients that came after the snapshot */
     int nwant;
     double pause_acc;              /* seconds of this checkpoint's pauses so far */
-    /* async with S > 1 (checkpoint.h): decisions made (server 0) or
+    /* async and hogwild with S > 1 (checkpoint.h): decisions made (server 0) or
      * concluded (s > 0) in this process; server 0's latest snapshot and
      * its count; server s's cut to come, the last one it took, each
      * worker's last CKPT header; server 0's receives of the parts' ids */
-    int64_t decided, cut, cut_before;
+    _Atomic int64_t decided;       /* (hogwild threads decide concurrently) */
+    int64_t cut, cut_before;
     int64_t cut_next, cut_need, snapped;
     int64_t *marker;               /* [W] s > 0 */
     int nstashed;
@@ -337,11 +342,16 @@ int server_ckpt_async_grad(server *sv, int w);
  * snapshot of the centre when one is due; a model that comes after it
  * (this one included) is counted as come after it. */
 int server_ckpt_elastic_model(server *sv, int w);
-/* Async, server s > 0 with S > 1, after following server 0's decision on
- * worker w's gradient: a decision after a snapshot this server has not
- * taken yet either takes it (every decision before it is concluded) or
- * keeps the gradient back (*stash) until it is. */
+/* Async and hogwild, server s > 0 with S > 1, after following server 0's
+ * decision on worker w's gradient: a decision after a snapshot this server
+ * has not taken yet either takes it (every decision before it is
+ * concluded) or keeps the gradient back (*stash) until it is. */
 int server_ckpt_follow(server *sv, int w, bool *stash);
+/* Hogwild, server s > 0: the serving thread of workers first, first +
+ * stride, ... concludes those of its gradients kept back that the snapshot
+ * has released; *held says whether one of them is still kept back (the
+ * thread then looks again soon: nothing else wakes it). */
+int server_ckpt_released(server *sv, int first, int stride, bool *held);
 /* Async, server s > 0: the final SNAP request waits while its part of a
  * checkpoint waits for CKPT headers (true: answered once it is written). */
 bool server_ckpt_defer_final(server *sv);
