@@ -11,5 +11,8 @@ out=fuzz-out/$name
 mkdir -p "$out/corpus"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# libFuzzer exits 77 on a crash by default, which meson counts as a skip:
+# -error_exitcode=1 makes a crash a failure (a timeout exits 70).
 exec "$exe" -max_total_time="${PARAMD_FUZZ_SECONDS:-15}" -timeout=10 -rss_limit_mb=2048 \
+    -error_exitcode=1 \
     -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" "$@"
