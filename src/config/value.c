@@ -42,11 +42,26 @@ void pd_quote(char *buf, size_t n, const char *s, size_t len, size_t max)
         unsigned char c = (unsigned char)s[i];
         const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
                         : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+        /* YAML reads U+0085, U+2028 and U+2029 in a quoted scalar as line
+         * breaks (folded to a space), and the other C1 controls and a BOM
+         * are not printable: written as escapes, they read back as
+         * themselves (\xHH names the code point, not the byte). */
+        unsigned char c1 = i + 1 < len ? (unsigned char)s[i + 1] : 0;
+        unsigned char c2 = i + 2 < len ? (unsigned char)s[i + 2] : 0;
         if (esc)
             o += (size_t)snprintf(buf + o, n - o, "%s", esc);
         else if (c < 0x20 || c == 0x7F)
             o += (size_t)snprintf(buf + o, n - o, "\\x%02X", c);
-        else
+        else if (c == 0xC2 && c1 >= 0x80 && c1 <= 0x9F && ROOM(4)) {
+            o += (size_t)snprintf(buf + o, n - o, "\\x%02X", c1);
+            i++;
+        } else if (c == 0xE2 && c1 == 0x80 && (c2 == 0xA8 || c2 == 0xA9)) {
+            o += (size_t)snprintf(buf + o, n - o, "%s", c2 == 0xA8 ? "\\L" : "\\P");
+            i += 2;
+        } else if (c == 0xEF && c1 == 0xBB && c2 == 0xBF && ROOM(6)) {
+            o += (size_t)snprintf(buf + o, n - o, "\\uFEFF");
+            i += 2;
+        } else
             buf[o++] = (char)c;
     }
 #undef ROOM

@@ -469,6 +469,18 @@ static void test_round_trip(void **state)
     load_ok(text, NULL, 0, &b);
     assert_same_config(a, b);
     free(text);
+    /* A path holding the characters YAML folds or will not print raw in a
+     * quoted scalar (NEL, LS, PS, a C1 control, a BOM) is written with
+     * their escapes and reads back byte for byte (the fuzzer's finding,
+     * tests/fuzz/regressions/config/nel-in-out-dir: it read back otherwise). */
+    load_ok("run: {out_dir: \"a\\Nb\\Lc\\Pd\\x9Be\\uFEFFf\\e\"}\n", NULL, 0, &a);
+    assert_string_equal(a.run.out_dir, "a\xC2\x85" "b\xE2\x80\xA8" "c\xE2\x80\xA9" "d\xC2\x9B"
+                                       "e\xEF\xBB\xBF" "f\x1B");
+    text = written(&a);
+    assert_non_null(strstr(text, "  out_dir: \"a\\x85b\\Lc\\Pd\\x9Be\\uFEFFf\\x1B\"\n"));
+    load_ok(text, NULL, 0, &b);
+    assert_same_config(a, b);
+    free(text);
     /* pd_config_defaults itself (source "") writes and reads back too. */
     pd_config_defaults(&a);
     text = written(&a);
