@@ -422,8 +422,8 @@ void pd_data_destroy(pd_data **pd)
         free(ds->id);
         free(ds->score);
     }
-    for (size_t i = 0; i < d->nclass_names; i++)
-        free(d->class_names[i]);
+    if (d->nclass_names)
+        free(d->class_names[0]);   /* the names' block (labels.c) */
     free(d->class_names);
     pd_data_norm_free(&d->norm);
     free(d);

@@ -123,7 +123,8 @@ int pd_labels_lookup(const pd_loader *L, const char *b, const char *e, long line
 /* logreg/svm with names or a pair of numbers: *y -> -1/+1; where = "FILE:LINE". */
 int pd_labels_binary(const pd_loader *L, const char *where, float *y);
 /* The class names in class order for the data (classes: the class count of
- * softmax/mlp); none for linreg. The caller frees each and the array. */
+ * softmax/mlp); none for linreg. In one block: the caller frees names[0]
+ * (when n > 0), then the array. */
 int pd_labels_names(const pd_loader *L, int classes, char ***names, size_t *n);
 void pd_labels_free(pd_loader *L);
 /* Narrow [*b, *e) to its text without blanks and double quotes around it. */

@@ -341,6 +341,34 @@ int pd_labels_binary(const pd_loader *L, const char *where, float *y)
                    (double)L->pos);
 }
 
+/* Class i's name: its own (named labels), a binary file's label, or i in
+ * decimal. */
+static const char *class_name(const pd_loader *L, size_t i, char tmp[64])
+{
+    pd_model_type t = L->cfg->model.type;
+    if (L->named)
+        return L->names[i];
+    if (is_binary(t) && L->two)
+        snprintf(tmp, 64, "%g", (double)(i ? L->pos : L->neg));
+    else if (is_binary(t))
+        snprintf(tmp, 64, "%s", i ? "1" : L->minus_one ? "-1" : "0");
+    else {
+        /* Decimal by hand: a label of 16 million makes as many names. */
+        char rev[24];
+        int k = 0;
+        do
+            rev[k++] = (char)('0' + i % 10);
+        while ((i /= 10) > 0);
+        for (int j = 0; j < k; j++)
+            tmp[j] = rev[k - 1 - j];
+        tmp[k] = '\0';
+    }
+    return tmp;
+}
+
+/* The names in one block: names[0] points at its start (the strings one
+ * after another), so pd_data_free frees two allocations whatever the
+ * number of classes. */
 int pd_labels_names(const pd_loader *L, int classes, char ***out, size_t *n)
 {
     *out = NULL;
@@ -349,27 +377,24 @@ int pd_labels_names(const pd_loader *L, int classes, char ***out, size_t *n)
     size_t k = L->named ? L->nnames : is_binary(t) ? 2 : classes > 0 ? (size_t)classes : 0;
     if (k == 0)
         return PD_OK;
+    char tmp[64];
+    size_t bytes = 0;
+    for (size_t i = 0; i < k; i++)
+        bytes += strlen(class_name(L, i, tmp)) + 1;
     char **names = pd_calloc(k, sizeof *names);
-    if (!names)
+    char *block = pd_malloc(bytes);
+    if (!names || !block) {
+        free(names);
+        free(block);
         return PD_ENOMEM;
+    }
+    char *at = block;
     for (size_t i = 0; i < k; i++) {
-        char tmp[64];
-        const char *s = tmp;
-        if (L->named)
-            s = L->names[i];
-        else if (is_binary(t) && L->two)
-            snprintf(tmp, sizeof tmp, "%g", (double)(i ? L->pos : L->neg));
-        else if (is_binary(t))
-            snprintf(tmp, sizeof tmp, "%s", i ? "1" : L->minus_one ? "-1" : "0");
-        else
-            snprintf(tmp, sizeof tmp, "%zu", i);
-        if (!(names[i] = pd_malloc(strlen(s) + 1))) {
-            for (size_t j = 0; j < i; j++)
-                free(names[j]);
-            free(names);
-            return PD_ENOMEM;
-        }
-        strcpy(names[i], s);
+        const char *s = class_name(L, i, tmp);
+        size_t len = strlen(s) + 1;
+        memcpy(at, s, len);
+        names[i] = at;
+        at += len;
     }
     *out = names;
     *n = k;

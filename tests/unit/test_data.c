@@ -737,6 +737,10 @@ static void test_csv_class_names(void **state)
     assert_string_equal(names_of(d), "0|1|2");
     assert_labels(pd_data_part(d, PD_PART_TRAIN), (const float[]){2, 0}, 2);
     pd_data_destroy(&d);
+    put("n.csv", "label,a\n12,1\n0,2\n");
+    d = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_string_equal(names_of(d), "0|1|2|3|4|5|6|7|8|9|10|11|12");
+    pd_data_destroy(&d);
     /* One word makes every label a name: "10" < "9" < "x" in byte order. */
     put("n.csv", "label,a\n9,1\n10,2\nx,3\n");
     d = load(&c, 0, 1, PD_PART_TRAIN);
