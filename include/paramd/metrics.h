@@ -45,12 +45,14 @@ void pd_metrics_json_number(FILE *f, double v, int digits);
 /* A worker the servers stopped waiting for (training.worker_timeout): its
  * index, MPI rank, the server's update when its last message arrived, and
  * the update and wall time when it was counted lost. Its shard is
- * untrained from then on. */
+ * untrained from then on, until it rejoins: a --resume of the run brings
+ * it back at update `rejoined` (-1: it has not). */
 typedef struct pd_lost_worker {
     int worker, rank;
     int64_t last_update;
     int64_t update;
     double wall_s;
+    int64_t rejoined;
 } pd_lost_worker;
 
 /* One evaluation: a line of metrics.jsonl. NAN doubles and negative

@@ -701,10 +701,6 @@ static int training_rules(loader *ld)
                         "only serial, sync, local_sgd, async, hogwild and easgd (one server) "
                         "runs write checkpoints in this version (training.mode is %s with %d "
                         "servers); leave it at 0", pd_mode_name(t->mode), t->servers);
-    if ((k->every_updates > 0 || k->every_seconds > 0) && t->worker_timeout > 0)
-        return fail_key(ld, KEY("training.worker_timeout"), "lost workers and checkpoints do not "
-                        "go together in this version (a checkpoint waits for every worker's "
-                        "state); leave checkpoint.every_updates and every_seconds at 0");
     return PD_OK;
 }
 

@@ -274,7 +274,9 @@ const pd_section pd_sections[] = {
      "end). In this version serial, sync, local_sgd, async, hogwild and easgd (one "
      "server) runs, and the batch methods (every_updates counts "
      "their iterations; none at their end): "
-     "in the other modes every_updates and every_seconds must stay 0."},
+     "in the other modes every_updates and every_seconds must stay 0. With "
+     "training.worker_timeout they go on without a lost worker and record it; --resume "
+     "brings it back where it was lost."},
     {"faults", "Injected stragglers and message delays (distributed modes only)."},
     {"faults.delay", "A random delay before each gradient message a worker sends."},
     {NULL, NULL},

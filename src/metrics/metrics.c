@@ -249,6 +249,7 @@ static void lost_list(FILE *f, const pd_lost_worker *lost, size_t n)
         fputc(',', f); jint(f, "last_update", lost[i].last_update);
         fputc(',', f); jint(f, "update", lost[i].update);
         fputc(',', f); jnum(f, "wall_s", lost[i].wall_s);
+        fputc(',', f); jint(f, "rejoined_at_update", lost[i].rejoined);
         fputc('}', f);
     }
     fputc(']', f);

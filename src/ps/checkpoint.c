@@ -221,6 +221,12 @@ int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t
     size_t isz;
     pd_ckpt_wstate w;
     PD_TRY(pd_worker_state_split(buf, size, &iter, &isz, &w));
+    if (isz == 0 && w.optim_size == 0 && w.seq == 0) {
+        /* None saved (a worker lost before the first checkpoint it would
+         * have been in): its fresh state, as it is. */
+        ws->seq = 0;
+        return PD_OK;
+    }
     size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
     if (w.optim_size != lsz + 4 * ws->nmodel)
         return PD_FAIL(PD_EINPUT, "worker state: %zu bytes of local optimizer and model, this "
@@ -262,12 +268,17 @@ int pd_worker_state_send(const pd_worker_state *ws)
     return err;
 }
 
-int pd_worker_state_recv(pd_worker_state *ws)
+int pd_worker_state_recv(pd_worker_state *ws, int64_t *skip)
 {
     unsigned char *b;
     size_t n;
     PD_TRY(pd_comm_recv_bytes(pd_server_rank(0), PD_TAG_CKPT, &b, &n));
-    int err = pd_worker_state_unpack(ws, b, n);
+    int err = n >= 8 ? pd_worker_state_unpack(ws, b, n - 8)
+                     : PD_FAIL(PD_EMPI, "worker state: %zu bytes from server 0", n);
+    if (err == PD_OK)
+        *skip = (int64_t)pd_le_get64(b + n - 8);
+    if (err == PD_OK && *skip < 0)
+        err = PD_FAIL(PD_EMPI, "worker state: %lld minibatches to skip", (long long)*skip);
     free(b);
     return err;
 }

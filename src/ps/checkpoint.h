@@ -64,6 +64,15 @@
  *   Every worker also sends server 0 its state before FINAL, so a worker
  *   that has finished is resumed finished (and the checkpoint at the end
  *   of any mode is taken from the FINAL states).
+ *   Lost workers (training.worker_timeout, lost.c): a snapshot takes the
+ *   workers lost by then and wants no state of theirs; a worker lost while
+ *   a snapshot wants its state (or a round's close waits for it: server 0
+ *   waits for a state at most the timeout) is taken off the list and is in
+ *   that snapshot as lost. Part 0 then holds each lost worker's last state
+ *   (none before its first checkpoint) and, in LOST (paramd/ckpt.h), its
+ *   requests that had arrived; --resume sends it that state and the count
+ *   of minibatches past it, and it rejoins from its iterator as of its
+ *   loss (pd_worker_state_recv).
  *
  * The pause is server 0's time from the round's replies to the manifest
  * (workers compute meanwhile); async: the snapshot, each state's receipt
@@ -146,8 +155,12 @@ int pd_worker_state_split(const unsigned char *buf, size_t size, const unsigned 
 int pd_worker_state_send(const pd_worker_state *ws);
 /* The same, started: *buf (freed by the caller after *r completes). */
 int pd_worker_state_post(const pd_worker_state *ws, MPI_Request *r, unsigned char **buf);
-/* Worker of a resumed run: receive its state from server 0 and load it. */
-int pd_worker_state_recv(pd_worker_state *ws);
+/* Worker of a resumed run: receive its state from server 0 and load it;
+ * the message ends with i64 *skip, the minibatches the worker then skips
+ * past that state (a worker lost at the checkpoint: its iterator as of its
+ * loss, paramd/ckpt.h's LOST), 0 for the others. A state without an
+ * iterator (none was saved) leaves the worker's fresh one. */
+int pd_worker_state_recv(pd_worker_state *ws, int64_t *skip);
 
 /* ---- a request from outside: signals (paramd/signals.h) ----------------- */
 

@@ -208,6 +208,50 @@ int pd_comm_agree(pd_world *w, int err)
 }
 
 
+int pd_comm_recv_bytes_until(int src, int tag, double until, unsigned char **buf, size_t *size,
+                             bool *expired)
+{
+    pd_backoff b = {0};
+    MPI_Status st;
+    double span = until - pd_now();
+    *buf = NULL;
+    *expired = false;
+    for (;;) {
+        int got = 0;
+        PD_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &got, &st));
+        if (got)
+            break;
+        if (pd_now() >= until) {
+            *expired = true;
+            return PD_OK;
+        }
+        pd_backoff_sleep(&b);
+    }
+    int n = 0;
+    PD_MPI(MPI_Get_count(&st, MPI_BYTE, &n));
+    unsigned char *p = pd_malloc((size_t)n + 1);
+    if (!p)
+        return PD_ENOMEM;
+    /* Matched by its envelope; a large payload still has to move (as long
+     * again). */
+    MPI_Request r;
+    int rc = MPI_Irecv(p, n, MPI_BYTE, src, tag, MPI_COMM_WORLD, &r);
+    if (rc != MPI_SUCCESS) {
+        free(p);
+        return pd_mpi_fail(rc, "MPI_Irecv", __FILE__, __LINE__, __func__);
+    }
+    int err = pd_comm_waitall_until(1, &r, pd_now() + span, expired);
+    if (err != PD_OK || *expired) {
+        (void)MPI_Cancel(&r);
+        (void)MPI_Request_free(&r);
+        free(p);
+        return err;
+    }
+    *buf = p;
+    *size = (size_t)n;
+    return PD_OK;
+}
+
 int pd_comm_recv_bytes(int src, int tag, unsigned char **buf, size_t *size)
 {
     pd_backoff b = {0};

@@ -185,6 +185,11 @@ int pd_comm_waitany(int n, MPI_Request *reqs, int *index, MPI_Status *st,
 /* Receive one MPI_BYTE message of any length from src on tag into a buffer
  * it allocates (*buf, *size; the caller frees), waiting without spinning. */
 int pd_comm_recv_bytes(int src, int tag, unsigned char **buf, size_t *size);
+/* The same, given up when no message has come by pd_now() >= until, or its
+ * payload has not moved as long again (*expired set, *buf NULL): for a peer
+ * that may be gone (training.worker_timeout). */
+int pd_comm_recv_bytes_until(int src, int tag, double until, unsigned char **buf, size_t *size,
+                             bool *expired);
 
 /* Sleep s seconds (resumed after signals). Not positive or NaN: no
  * sleep. Returns 0, or the errno that ended it early (EINVAL for s that

@@ -62,18 +62,20 @@ int server_lose_worker(server *sv, int w, const char *what)
     }
     if (sv->casts)   /* after the rounds it was in (rounds.c) */
         PD_TRY(server_cast(sv, PD_RM_LOST, w, PD_DROP_AT_STOP));
-    p->lost = true;
-    p->active = false;
     atomic_store(&sv->lost_t, pd_now());
     if (m->ssp)
         p->waiting = false;   /* a held reply that will never be sent */
     int64_t update = atomic_load(&sv->version);
     double wall = sv->ev ? pd_evaluator_wall(sv->ev) : 0;
+    /* Under mu with its entry: a checkpoint snapshot sees both or neither. */
     pthread_mutex_lock(&sv->mu);
-    sv->sent_total += p->clock;   /* what arrived of what it sent */
+    p->lost = true;
+    p->active = false;
+    sv->sent_total += p->clock;   /* what arrived of what it sent (in this process) */
     size_t i = atomic_load(&sv->n_lost);
     sv->lost[i] = (pd_lost_worker){.worker = w, .rank = rank, .last_update = p->seen,
-                                   .update = update, .wall_s = wall};
+                                   .update = update, .wall_s = wall, .rejoined = -1};
+    sv->lost_sent[i] = p->seq0 + p->clock;   /* and over the whole run */
     atomic_store(&sv->n_lost, i + 1);
     pthread_mutex_unlock(&sv->mu);
     atomic_fetch_sub(&sv->active, 1);
@@ -85,7 +87,7 @@ int server_lose_worker(server *sv, int w, const char *what)
         fprintf(stderr, "paramd: warning: worker %d (rank %d) lost at update %lld: %s for %g s "
                 "(training.worker_timeout); training goes on without it\n", w, rank,
                 (long long)update, what, tc->worker_timeout);
-    return PD_OK;
+    return server_ckpt_on_lost(sv, w);   /* a checkpoint no longer waits for it */
 }
 
 /* Servers > 0: has server 0's LOST decision on worker w come? A decision

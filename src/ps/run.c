@@ -364,10 +364,6 @@ int pd_ps_run(const pd_config *in, const pd_run_opts *opts)
         err = resolve_shape(&cfg);
     if (err == PD_OK)
         err = check_counts(&cfg);
-    if (err == PD_OK && opts->resume && cfg.training.worker_timeout > 0)
-        err = PD_FAIL(PD_EINPUT, "%s: training.worker_timeout: lost workers and --resume do not "
-                      "go together in this version (leave it at 0 to resume)",
-                      cfg.source[0] ? cfg.source : "<config>");
     err = pd_comm_agree(&w, err);
     if (err == PD_OK && cfg.training.n_phases > 0)
         err = run_phases(&cfg, opts, &w);

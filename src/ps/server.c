@@ -592,7 +592,9 @@ static int setup(server *sv, const pd_config *cfg, const pd_run_opts *opts, cons
     sv->weight = pd_calloc((size_t)W, sizeof *sv->weight);
     sv->hreq = pd_malloc((size_t)(W + 1) * sizeof *sv->hreq);
     sv->lost = pd_calloc((size_t)W, sizeof *sv->lost);
-    if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq || !sv->lost)
+    sv->lost_sent = pd_calloc((size_t)W, sizeof *sv->lost_sent);
+    if (!sv->theta || (rounds && !sv->acc) || !sv->peers || !sv->weight || !sv->hreq ||
+        !sv->lost || !sv->lost_sent)
         return PD_ENOMEM;
     pd_phase_server *from = carried(sv);
     if (from)
@@ -690,6 +692,7 @@ static void teardown(server *sv)
     }
     free(sv->peers);
     free(sv->lost);
+    free(sv->lost_sent);
     free(sv->hreq);
     free(sv->acc);
     free(sv->weight);
@@ -776,9 +779,9 @@ static int finish(server *sv, double cpu0)
                                   .staleness_mean = p->applied ? (double)p->stale_sum /
                                                                      (double)p->applied : NAN,
                                   .epochs = p->epoch, .lost_update = -1};
-        for (size_t i = 0; i < pg.n_lost; i++)
+        for (size_t i = 0; i < pg.n_lost; i++)   /* lost and not back (a --resume) */
             if (sv->lost[i].worker == w)
-                ws[w].lost_update = sv->lost[i].update;
+                ws[w].lost_update = sv->lost[i].rejoined < 0 ? sv->lost[i].update : -1;
     }
     const char *exit = pd_ckpt_stop_requested() ? "signal"
                        : sv->early_stopped ? "early_stopped"

@@ -17,6 +17,40 @@
 
 enum { ID_BYTES = 24 };   /* u64 version, u64 size, u32 crc32, u32 zero */
 
+static void put_state(server *sv, int w, unsigned char *b, size_t n);
+
+/* --resume, server 0: the run's lost workers so far (whole-run record),
+ * and each one lost at the checkpoint rejoins now, at its version: it
+ * continues from its state as of its loss (its requests then, the worker
+ * skipping the minibatches past its saved iterator; server_ckpt_start). */
+static int resume_lost(server *sv, const pd_ckpt_part *p)
+{
+    size_t cap = (size_t)sv->world->workers + p->nlost;
+    pd_lost_worker *l = pd_calloc(cap, sizeof *l);
+    int64_t *sent = pd_calloc(cap, sizeof *sent);
+    if (!l || !sent) {
+        free(l);
+        free(sent);
+        return PD_ENOMEM;
+    }
+    for (size_t i = 0; i < p->nlost; i++) {
+        const pd_ckpt_lost *e = &p->lost[i];
+        l[i] = (pd_lost_worker){.worker = (int)e->worker, .rank = (int)e->rank,
+                                .last_update = e->last_update, .update = e->update,
+                                .wall_s = e->wall_s,
+                                .rejoined = e->rejoined >= 0 ? e->rejoined : (int64_t)p->version};
+        sent[i] = e->sent;
+        if (e->rejoined < 0)
+            sv->peers[e->worker].seq0 = e->sent;
+    }
+    free(sv->lost);
+    free(sv->lost_sent);
+    sv->lost = l;
+    sv->lost_sent = sent;
+    atomic_store(&sv->n_lost, p->nlost);
+    return PD_OK;
+}
+
 int server_ckpt_setup(server *sv, const pd_run_opts *opts)
 {
     server_ckpt *ck = &sv->ck;
@@ -115,9 +149,13 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         if (nw)
             sv->peers[w].stale_sum = p->wstate[w].stale_sum;
     }
-    for (size_t w = 0; w < nw; w++)
+    for (size_t w = 0; w < nw; w++) {
         PD_TRY(pd_worker_state_build(p->iter[w], p->iter_size[w], &p->wstate[w],
                                      &ck->state[w], &ck->state_size[w]));
+        sv->peers[w].seq0 = p->wstate[w].seq;
+    }
+    if (nw)
+        PD_TRY(resume_lost(sv, p));
     if (sv->world->index == 0 && cfg->training.trace) {
         /* The trace continues the resumed run's: find it before anything
          * is written. */
@@ -160,7 +198,7 @@ int server_ckpt_trace_open(server *sv)
      * checkpoint counts as dropped at the stop: so does the trace. */
     int err = PD_OK;
     for (int w = 0; w < W && err == PD_OK; w++)
-        for (int64_t q = count[w]; q < p->wstate[w].seq && err == PD_OK; q++) {
+        for (int64_t q = count[w]; q < sv->peers[w].seq0 && err == PD_OK; q++) {
             pd_trace_rec r = {.worker = (uint32_t)w, .outcome = PD_TRACE_DROPPED, .seq = q,
                               .from = (int64_t)p->version, .made = -1};
             err = server_trace(sv, &r);
@@ -178,6 +216,27 @@ int server_ckpt_resume_eval(server *sv)
     return pd_ckpt_resume_eval(sv->ev, &ck->part, ck->resume_dir);
 }
 
+/* --resume, server 0: worker w's message, its state followed by i64 the
+ * minibatches to skip past its iterator (those of a worker lost at the
+ * checkpoint, after its saved state: resume_lost; 0 for the others), in
+ * ck->state[w]'s buffer (which keeps its state's size). */
+static int resume_message(server *sv, int w, unsigned char **buf, size_t *size)
+{
+    server_ckpt *ck = &sv->ck;
+    const unsigned char *iter;
+    size_t isz;
+    pd_ckpt_wstate ws;
+    PD_TRY(pd_worker_state_split(ck->state[w], ck->state_size[w], &iter, &isz, &ws));
+    unsigned char *b = realloc(ck->state[w], ck->state_size[w] + 8);
+    if (!b)
+        return PD_ENOMEM;
+    ck->state[w] = b;
+    pd_le_put64(b + ck->state_size[w], (uint64_t)(sv->peers[w].seq0 - ws.seq));
+    *buf = b;
+    *size = ck->state_size[w] + 8;
+    return PD_OK;
+}
+
 int server_ckpt_start(server *sv)
 {
     server_ckpt *ck = &sv->ck;
@@ -189,10 +248,15 @@ int server_ckpt_start(server *sv)
         return PD_ENOMEM;
     int err = PD_OK;
     for (int w = 0; w < W; w++) {
-        int rc = MPI_Isend(ck->state[w], (int)ck->state_size[w], MPI_BYTE,
-                           pd_worker_rank(sv->world, w), PD_TAG_CKPT, MPI_COMM_WORLD, &r[w]);
-        if (rc != MPI_SUCCESS) {
-            err = pd_mpi_fail(rc, "MPI_Isend", __FILE__, __LINE__, __func__);
+        unsigned char *b = NULL;
+        size_t n = 0;
+        err = resume_message(sv, w, &b, &n);
+        int rc = err == PD_OK ? MPI_Isend(b, (int)n, MPI_BYTE, pd_worker_rank(sv->world, w),
+                                          PD_TAG_CKPT, MPI_COMM_WORLD, &r[w])
+                              : MPI_SUCCESS;
+        if (err != PD_OK || rc != MPI_SUCCESS) {
+            if (err == PD_OK)
+                err = pd_mpi_fail(rc, "MPI_Isend", __FILE__, __LINE__, __func__);
             for (int k = 0; k < w; k++)
                 pd_comm_wait(&r[k], NULL);
             break;
@@ -246,8 +310,15 @@ static int take_snapshot(server *sv, bool copy, int64_t v, ckpt_snap *sn)
     p->worker = pd_calloc((size_t)W + 1, sizeof *p->worker);
     sn->stale_sum = pd_calloc((size_t)W + 1, sizeof *sn->stale_sum);
     p->params = copy ? pd_malloc(range * sizeof *p->params + 1) : sv->theta + sv->lo;
-    if (!p->optim || !p->stale || !p->worker || !sn->stale_sum || !p->params)
+    sn->lost_in = pd_calloc((size_t)W + 1, sizeof *sn->lost_in);
+    if (!p->optim || !p->stale || !p->worker || !sn->stale_sum || !p->params || !sn->lost_in)
         return PD_ENOMEM;
+    /* The workers lost by now (their entries and flags together, lost.c). */
+    pthread_mutex_lock(&sv->mu);
+    sn->nlost = atomic_load(&sv->n_lost);
+    for (int w = 0; w < W; w++)
+        sn->lost_in[w] = sv->peers[w].lost;
+    pthread_mutex_unlock(&sv->mu);
     if (copy)
         memcpy(p->params, sv->theta + sv->lo, range * sizeof *p->params);
     PD_TRY(pd_optim_save(sv->opt, p->optim, p->optim_size));
@@ -307,7 +378,36 @@ static void snap_free(ckpt_snap *sn)
     if (sn->copied)
         free(p->params);
     free(sn->stale_sum);
+    free(sn->lost_in);
     memset(sn, 0, sizeof *sn);
+}
+
+/* Server 0: the LOST entries of snapshot sn into its part (every worker
+ * lost before it, and one lost while it waited for its state), and
+ * sent[w] of each worker lost in it: its requests as of its loss. */
+static int lost_entries(server *sv, ckpt_snap *sn, int64_t *sent)
+{
+    pd_ckpt_part *p = &sn->part;
+    pthread_mutex_lock(&sv->mu);
+    size_t n = atomic_load(&sv->n_lost);
+    p->lost = pd_calloc(n + 1, sizeof *p->lost);
+    p->nlost = 0;
+    for (size_t i = 0; p->lost && i < n; i++) {
+        const pd_lost_worker *e = &sv->lost[i];
+        bool latest = true;
+        for (size_t j = i + 1; j < n; j++)
+            latest = latest && sv->lost[j].worker != e->worker;
+        if (i >= sn->nlost && !(sn->lost_in[e->worker] && latest))
+            continue;   /* lost after its state for this one came */
+        p->lost[p->nlost++] = (pd_ckpt_lost){
+            .worker = (uint32_t)e->worker, .rank = (uint32_t)e->rank,
+            .last_update = e->last_update, .update = e->update, .wall_s = e->wall_s,
+            .sent = sv->lost_sent[i], .rejoined = e->rejoined};
+        if (e->rejoined < 0 && latest)
+            sent[e->worker] = sv->lost_sent[i];
+    }
+    pthread_mutex_unlock(&sv->mu);
+    return p->lost ? PD_OK : PD_ENOMEM;
 }
 
 /* Write the snapshot as this server's part; server 0's carries every
@@ -326,8 +426,9 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
     const unsigned char **iter = pd_calloc(nw + 1, sizeof *iter);
     size_t *isz = pd_calloc(nw + 1, sizeof *isz);
     pd_ckpt_wstate *ws = pd_calloc(nw + 1, sizeof *ws);
+    int64_t *sent = pd_calloc(nw + 1, sizeof *sent);
     int err = PD_OK;
-    if (!iter || !isz || !ws) {
+    if (!iter || !isz || !ws || !sent) {
         err = PD_ENOMEM;
         goto out;
     }
@@ -337,17 +438,23 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
         p->worker[w].dropped += ck->extra[w];
         p->dropped_at_stop += ck->extra[w];
     }
+    if (nw)
+        PD_TRY_GOTO(err, lost_entries(sv, sn, sent), out);
     for (size_t w = 0; w < nw; w++) {
-        if (!ck->state[w]) {
+        /* A worker lost in it: the last state it sent (none before the
+         * first checkpoint it was in: a fresh iterator), its requests as of
+         * its loss (LOST in paramd/ckpt.h). */
+        if (!ck->state[w] && !sn->lost_in[w]) {
             err = PD_FAIL(PD_ETRAIN, "checkpoint at update %llu: no state of worker %zu",
                           (unsigned long long)p->updates, w);
             goto out;
         }
-        PD_TRY_GOTO(err, pd_worker_state_split(ck->state[w], ck->state_size[w], &iter[w],
-                                               &isz[w], &ws[w]), out);
+        if (ck->state[w])
+            PD_TRY_GOTO(err, pd_worker_state_split(ck->state[w], ck->state_size[w], &iter[w],
+                                                   &isz[w], &ws[w]), out);
         ws[w].stale_sum = sn->stale_sum[w];
-        p->worker[w].sent = ws[w].seq;
-        p->sent += ws[w].seq;
+        p->worker[w].sent = sn->lost_in[w] ? sent[w] : ws[w].seq;
+        p->sent += p->worker[w].sent;
     }
     p->dropped = p->dropped_stale + p->dropped_late + p->dropped_at_stop;
     p->niters = nw;
@@ -363,6 +470,10 @@ static int write_snapshot(server *sv, ckpt_snap *sn, pd_ckpt_id *id)
     if (err == PD_OK)
         ck->written = (int64_t)p->updates;
 out:
+    free(sn->part.lost);
+    sn->part.lost = NULL;
+    sn->part.nlost = 0;
+    free(sent);
     free(ws);
     free(isz);
     free(iter);
@@ -378,6 +489,21 @@ static int write_part(server *sv, pd_ckpt_id *id)
         err = write_snapshot(sv, &sn, id);
     snap_free(&sn);
     return err;
+}
+
+/* Server 0: worker w's state (PD_TAG_CKPT), which it sends as soon as our
+ * flagged reply is in. Under a worker timeout, a worker that dies before it
+ * has sent it is lost instead (*b NULL; server_ckpt_on_lost). */
+static int recv_state(server *sv, int w, unsigned char **b, size_t *n)
+{
+    int src = pd_worker_rank(sv->world, w);
+    *b = NULL;
+    if (sv->worker_timeout <= 0)
+        return pd_comm_recv_bytes(src, PD_TAG_CKPT, b, n);
+    bool expired;
+    PD_TRY(pd_comm_recv_bytes_until(src, PD_TAG_CKPT, pd_now() + sv->worker_timeout, b, n,
+                                    &expired));
+    return expired ? server_lose_worker(sv, w, "its checkpoint state did not come") : PD_OK;
 }
 
 /* Backup workers: a worker that was not in the round just closed is
@@ -410,13 +536,14 @@ int server_ckpt_round_write(server *sv)
     sv->reply_flags = 0;
     for (int w = 0; w < W; w++) {
         peer *p = &sv->peers[w];
-        if (!p->ckpt)
-            continue;
+        bool flagged = p->ckpt && !p->lost;
         p->ckpt = false;
-        free(ck->state[w]);
-        ck->state[w] = NULL;
-        PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &ck->state[w],
-                                  &ck->state_size[w]));
+        unsigned char *b = NULL;
+        size_t n = 0;
+        if (flagged)
+            PD_TRY(recv_state(sv, w, &b, &n));
+        if (b)   /* (a worker lost keeps the last state it sent) */
+            put_state(sv, w, b, n);
     }
     pd_ckpt_id *ids = pd_calloc((size_t)S, sizeof *ids);
     if (!ids)
@@ -705,11 +832,13 @@ static int maybe_snapshot(server *sv, int64_t v, bool *started)
     PD_TRY(err);
     ck->pending = true;
     ck->nwant = 0;
+    pthread_mutex_lock(&sv->mu);   /* a worker lost meanwhile is in lost_in (lost.c) */
     for (int k = 0; k < sv->world->workers; k++) {
-        ck->want[k] = sv->peers[k].active && !sv->peers[k].fin;
+        ck->want[k] = sv->peers[k].active && !sv->peers[k].fin && !ck->snap.lost_in[k];
         ck->extra[k] = 0;
         ck->nwant += ck->want[k];
     }
+    pthread_mutex_unlock(&sv->mu);
     for (int s = 1; s < S; s++)
         PD_MPI(MPI_Irecv(ck->idbuf + (size_t)s * ID_BYTES, ID_BYTES, MPI_BYTE,
                          pd_server_rank(s), PD_TAG_CKPT + 1, MPI_COMM_WORLD, &ck->idreq[s]));
@@ -791,11 +920,30 @@ int server_ckpt_async_reply(server *sv, int w)
     sv->peers[w].ckpt = false;
     unsigned char *b;
     size_t n;
-    PD_TRY(pd_comm_recv_bytes(pd_worker_rank(sv->world, w), PD_TAG_CKPT, &b, &n));
+    PD_TRY(recv_state(sv, w, &b, &n));
+    if (!b)
+        return PD_OK;   /* lost: server_ckpt_on_lost took it off the list */
     pthread_mutex_lock(&sv->ck_mu);
     put_state(sv, w, b, n);
     ck->pause_acc += pd_now() - t0;
     int err = async_got(sv, w);
+    pthread_mutex_unlock(&sv->ck_mu);
+    return err;
+}
+
+int server_ckpt_on_lost(server *sv, int w)
+{
+    server_ckpt *ck = &sv->ck;
+    if (!ck->want)
+        return PD_OK;
+    pthread_mutex_lock(&sv->ck_mu);
+    int err = PD_OK;
+    if (ck->pending && ck->want[w]) {
+        if (sv->world->index == 0)   /* its state as of its loss, its gradients after
+                                        the snapshot dropped at the stop (extra) */
+            ck->snap.lost_in[w] = true;
+        err = async_got(sv, w);
+    }
     pthread_mutex_unlock(&sv->ck_mu);
     return err;
 }

@@ -41,7 +41,9 @@ typedef struct peer {
                                       async wait: reply held back (SSP) */
     bool aside;                    /* hears: its gradient waits for a later round */
     bool partial;                  /* hears: its header is in, the payload not yet */
-    int64_t clock;                 /* requests processed */
+    int64_t clock;                 /* requests processed (by this process) */
+    int64_t seq0;                  /* server 0: requests it had sent before this process
+                                      (a resumed run's, from the checkpoint) */
     int64_t batches;               /* per epoch (HELLO) */
     int64_t applied, dropped, stale_sum;   /* this worker's gradients */
     _Atomic double loss_sum;       /* its applied gradients' losses (one writer) */
@@ -78,6 +80,11 @@ typedef struct ckpt_snap {
     pd_ckpt_part part;             /* without worker states */
     int64_t *stale_sum;            /* [W] each worker's staleness sum */
     bool copied;                   /* part.params is a copy */
+    size_t nlost;                  /* server 0: workers lost before it (the first
+                                      entries of sv->lost) */
+    bool *lost_in;                 /* [W] server 0: in it as lost, its state as of its
+                                      loss: lost before it, or while it waited for the
+                                      worker's state */
 } ckpt_snap;
 
 /* Checkpoints of a server (server_ckpt.c, src/ps/checkpoint.h). */
@@ -206,7 +213,9 @@ typedef struct server {
      * entry is written under mu before n_lost counts it), a loss not yet
      * followed up by the round or SSP logic. */
     double worker_timeout;
-    pd_lost_worker *lost;
+    pd_lost_worker *lost;          /* [W + those a resumed checkpoint names] */
+    int64_t *lost_sent;            /* [same] server 0: each one's requests that arrived,
+                                      over the whole run */
     _Atomic size_t n_lost;
     _Atomic bool lost_new;
     _Atomic double lost_t;         /* pd_now() at the last loss (0: none) */
@@ -359,6 +368,10 @@ bool server_ckpt_defer_final(server *sv);
 bool server_ckpt_wants(server *sv, int w);
 /* After that reply left: take the state (the worker sends it at once). */
 int server_ckpt_async_reply(server *sv, int w);
+/* Worker w was just counted lost (lost.c): a snapshot that waits for its
+ * state (server 0) or its CKPT header (the others) no longer does, and
+ * server 0's holds it as lost, its state as of its loss. */
+int server_ckpt_on_lost(server *sv, int w);
 /* Server 0 after a run that a stop signal ended as usual: PD_ESTOPPED
  * (exit 143) with the line that says where its checkpoint is. */
 int server_ckpt_stopped(const server *sv);

@@ -620,10 +620,23 @@ static int resume(worker *wk)
     pd_worker_state ws = state_of(wk);
     if (ws.model)
         ws.model = wk->diff;
-    PD_TRY(pd_worker_state_recv(&ws));
-    wk->seq = ws.seq;
+    int64_t skip;
+    PD_TRY(pd_worker_state_recv(&ws, &skip));
+    wk->seq = ws.seq + skip;
     wk->local_t = ws.local_t;
     wk->frng = ws.rng;
+    /* Lost at the checkpoint: its minibatches up to its loss were sent (and
+     * applied or dropped); it rejoins with the next one. */
+    for (int64_t k = 0, ends = 0; k < skip;) {
+        if (pd_learner_next(&wk->l)) {
+            wk->l.examples += (int64_t)wk->l.batch;
+            k++;
+            ends = 0;
+        } else if (++ends > 1) {
+            return PD_FAIL(PD_EMPI, "worker %d: %lld minibatches to skip, its shard has no more",
+                           wk->world->index, (long long)(skip - k));
+        }
+    }
     return PD_OK;
 }
 

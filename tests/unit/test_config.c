@@ -885,10 +885,11 @@ static void test_cross_key_rules(void **state)
     ERR("training:\n  mode: sync\n  servers: 0\n  worker_timeout: 30\n", NAME ":4:19: "
         "training.worker_timeout: lost workers need server ranks (with training.servers 0 every "
         "worker rank takes part in each round)");
-    ERR("training:\n  mode: async\n  worker_timeout: 30\ncheckpoint:\n  every_updates: 100\n",
-        NAME ":3:19: training.worker_timeout: lost workers and checkpoints do not go together "
-        "in this version (a checkpoint waits for every worker's state); leave "
-        "checkpoint.every_updates and every_seconds at 0");
+    /* Lost workers and checkpoints go together (a checkpoint records them). */
+    load_ok("training:\n  mode: async\n  worker_timeout: 30\ncheckpoint:\n  every_updates: 100\n",
+            NULL, 0, &c);
+    load_ok("training:\n  mode: sync\n  backup_workers: 1\n  worker_timeout: 30\ncheckpoint:\n"
+            "  every_seconds: 60\n", NULL, 0, &c);
     ERR("training:\n  mode: hogwild\n  max_staleness: 2\n  staleness_policy: wait\n",
         NAME ":4:21: training.staleness_policy: wait bounds staleness in async mode; hogwild "
         "threads can only drop (staleness_policy: drop)");

@@ -121,7 +121,7 @@ static void test_run_directory(void **state)
                     .workers_stats = (pd_worker_stats[]){{1, 7, 2, 0.5, 12.5, 1.0, -1},
                                                          {2, 3, 0, NAN, NAN, 0.25, 4}},
                     .n_workers_stats = 2,
-                    .lost = (pd_lost_worker[]){{1, 2, 3, 4, 1.5}}, .n_lost = 1};
+                    .lost = (pd_lost_worker[]){{1, 2, 3, 4, 1.5, -1}}, .n_lost = 1};
     memcpy(s.params_sha256, hex, 65);
     assert_int_equal(pd_metrics_summary(m, &s), PD_OK);
     snprintf(path, sizeof path, "%s/summary.json", sub);
@@ -137,7 +137,7 @@ static void test_run_directory(void **state)
                                  "\"staleness_mean\":null,\"gradients_per_s\":null,\"epochs\":0.25,"
                                  "\"lost_at_update\":4}]"));
     assert_non_null(strstr(text, "\"workers_lost\":[{\"worker\":1,\"rank\":2,\"last_update\":3,"
-                                 "\"update\":4,\"wall_s\":1.5}]"));
+                                 "\"update\":4,\"wall_s\":1.5,\"rejoined_at_update\":null}]"));
     assert_non_null(strstr(text, want));
     pd_metrics_close(&m);
     assert_null(m);

@@ -1,0 +1,267 @@
+"""Lost workers and checkpoints together: an async run under mpirun
+--enable-recovery with training.worker_timeout and checkpoint.every_*
+loses a worker (SIGKILL) and keeps checkpointing with the others (a
+checkpoint never waits for the lost worker's state), each checkpoint taken
+after the loss records it (the LOST section of part 0: worker, rank,
+when, its gradients sent), and --resume brings its rank back: it rejoins
+from its iterator as of its loss, so over the whole resumed run every
+minibatch of its shard is sent exactly once, every gradient is accounted
+for, and summary.json still names it as lost during the earlier part
+(rejoined_at_update).
+
+1. Killed after the first checkpoint: the run finishes, checkpoints go on.
+2. That run as if its job had been killed right after a checkpoint taken
+   while the worker was lost (pdtest.killed_after), resumed.
+3. Killed before the first checkpoint (only the end's: checkpoint.every_updates
+   larger than the run): the writer had no state of the lost worker at all
+   and failed ("no state of worker 1": no summary.json); now the end's
+   checkpoint records it with no saved state (a fresh iterator), and
+   --resume of the finished run lets it train the rest of its shard.
+
+Run with the argument "after" (1 and 2) or "before" (3), two CI tests.
+The killed rank is found among the processes of the mpirun this test
+started (pdtest.rank_pids), never by name; each wait is for a state of the
+run directory."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pdtest as t
+
+CONF = "tests/conf/softmax.yaml"
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+BASE = ["training.mode=async", "training.eval_every=400", "training.worker_timeout=2",
+        "checkpoint.keep=100"]
+WORKER, RANK = 1, 2   # W = 3 workers on ranks 1..3, one server
+
+
+def job(out, sets, args=()):
+    return subprocess.Popen(t.mpirun_cmd(4, CONF, out, BASE + sets, args=args, recovery=True),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def status_update(out):
+    try:
+        with open(os.path.join(out, "status.json")) as f:
+            return json.load(f)["update"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def finished(p, name):
+    """The job's end: mpirun --enable-recovery exits 0 whatever the ranks
+    do, so a finished run is one with summary.json."""
+    try:
+        _, err = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+        t.fail("%s: still running 300 s later" % name)
+    return err
+
+
+def kill_worker(p, out, what, cond):
+    if not t.wait_until(what, cond, p, deadline=120):
+        return False
+    pids = t.rank_pids(p)
+    if RANK not in pids:
+        t.fail("rank %d not found among the job's ranks (%s)" % (RANK, pids))
+        return False
+    os.kill(pids[RANK], signal.SIGKILL)
+    return True
+
+
+def sections(path):
+    """{tag: payload} of a checkpoint part (paramd/ckpt.h)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    out, at = {}, 40
+    for _ in range(struct.unpack_from("<I", b, 12)[0]):
+        tag, n = b[at:at + 4].decode(), struct.unpack_from("<Q", b, at + 8)[0]
+        out[tag] = b[at + 16:at + 16 + n]
+        at += 16 + n
+    return out
+
+
+def lost_of(d, u):
+    """Part 0 of checkpoint u of run d: its LOST entries, and the length of
+    each worker's iterator state (ITER)."""
+    s = sections(os.path.join(d, "checkpoints", "ckpt-%012d.0.pdck" % u))
+    lost = []
+    if "LOST" in s:
+        n = struct.unpack_from("<Q", s["LOST"])[0]
+        for i in range(n):
+            w, r, lu, up, ws, sent, rej = struct.unpack_from("<IIqqdqq", s["LOST"], 8 + 48 * i)
+            lost.append({"worker": w, "rank": r, "last_update": lu, "update": up, "wall_s": ws,
+                         "sent": sent, "rejoined": rej})
+    it, at, lens = s["ITER"], 8, []
+    for _ in range(struct.unpack_from("<I", it)[0]):
+        n = struct.unpack_from("<Q", it, at)[0]
+        lens.append(n)
+        at += 8 + n
+    return lost, lens
+
+
+def same_loss(entry, one):
+    return all(entry[k] == one[k] for k in ("worker", "rank", "last_update", "update"))
+
+
+def whole_run(d, name, one, rejoined, epochs):
+    """A resumed run of a run that lost worker WORKER (its entry ONE) at
+    the checkpoint `rejoined`: it rejoined there and finished its epochs;
+    every worker sent each minibatch of its shard exactly once (the same
+    count for the three shards); every gradient accounted for."""
+    s = t.summary(d)
+    t.check_accounting(s, name)
+    lost = s.get("workers_lost", [])
+    t.check(len(lost) == 1 and same_loss(lost[0], one) and
+            abs(lost[0]["wall_s"] - one["wall_s"]) < 1e-6 and
+            lost[0]["rejoined_at_update"] == rejoined,
+            "%s: summary.json still names worker %d (rank %d) lost at update %d (its last "
+            "message at %d), rejoined at %d: %s" % (name, WORKER, RANK, one["update"],
+                                                   one["last_update"], rejoined, lost))
+    pw = {w["rank"]: w for w in s["per_worker"]}
+    done = [pw[r]["applied"] + pw[r]["dropped"] for r in (1, 2, 3)]
+    t.check(all(pw[r]["epochs"] == epochs and pw[r]["lost_at_update"] is None for r in (1, 2, 3)),
+            "%s: every worker did its %d epochs, none is lost now: %s"
+            % (name, epochs, [(r, pw[r]["epochs"], pw[r]["lost_at_update"]) for r in pw]))
+    t.check(s["gradients_bad"] == 0 and len(set(done)) == 1 and
+            sum(done) == s["gradients_sent"],
+            "%s: each shard's minibatches sent once, the lost one's too (applied + dropped "
+            "per worker %s, %d sent)" % (name, done, s["gradients_sent"]))
+    u = [r["update"] for r in t.metrics(d)]
+    t.check(u == sorted(set(u)), "%s: metrics.jsonl continues, no row twice" % name)
+    return s
+
+
+FIG = []
+CASE = sys.argv[1] if len(sys.argv) > 1 else ""
+if CASE not in ("after", "before"):
+    t.fail("usage: test_lost_ckpt.py after|before (got %r)" % CASE)
+
+
+# 1. Killed after the first checkpoint: the others go on, and so do the
+# checkpoints (3 epochs, each gradient sent at least 2 ms after the last:
+# the others have thousands of updates to go when the loss is counted, 2 s
+# after the kill, however fast the machine).
+def after_first():
+    name = "async W=3, worker killed after the first checkpoint"
+    a = tempfile.mkdtemp(prefix="paramd-lostck-")
+    E1 = ["training.epochs=3", "checkpoint.every_updates=200",
+          "faults.delay.distribution=constant", "faults.delay.mean_ms=2"]
+    p = job(a, E1)
+    if kill_worker(p, a, "the first checkpoint", lambda: t.checkpoint_sets(a)):
+        killed_after_ckpt = t.checkpoint_sets(a)[0]
+        err = finished(p, name)
+        ok = os.path.exists(os.path.join(a, "summary.json"))
+        t.check(ok, "%s: the run finished (summary.json): %s" % (name, err[-600:]))
+        if ok:
+            s, one = t.check_lost_worker(a, name, WORKER, RANK, 3)
+            sets = t.checkpoint_sets(a)
+            after = [u for u in sets if one and u >= one["update"]]
+            t.check(one is not None and sets[-1] == s["updates"] and len(after) >= 3,
+                    "%s: checkpoints went on after the loss at %s: %d of them, the last at the "
+                    "end (%s)" % (name, one and one["update"], len(after), sets[-3:]))
+            recorded = [lost_of(a, u)[0] for u in after]
+            t.check(one is not None and all(len(l) == 1 and same_loss(l[0], one) and
+                                            l[0]["rejoined"] == -1 and l[0]["sent"] > 0
+                                            for l in recorded),
+                    "%s: each of them records it in LOST (worker, rank, when, its gradients "
+                    "sent): %s" % (name, recorded[:1]))
+            t.check(lost_of(a, killed_after_ckpt)[0] == [],
+                    "%s: the one written before the kill (at %d) does not"
+                    % (name, killed_after_ckpt))
+            pause = s["checkpoint_pause_s"]
+            FIG.append("%s (at %d): lost at update %d (last message %d), "
+                       "%d updates, test_acc %.4f, %d sent = %d applied + %d dropped, %d "
+                       "checkpoints (%d after the loss), pause mean %.4f s max %.4f s"
+                       % (name, killed_after_ckpt, one["update"], one["last_update"], s["updates"],
+                          s["test_acc"], s["gradients_sent"], s["gradients_applied"], s["dropped"],
+                          pause["count"], len(after), pause["mean"], pause["max"]))
+
+            # 2. The job killed right after a checkpoint taken while the worker
+            # was lost (the last one before the end), resumed with every rank
+            # alive again.
+            mid = [u for u in after if u < s["updates"]][-1:]
+            name = "killed after the checkpoint at %s (worker lost), resumed" % (mid[0] if mid
+                                                                                 else "?")
+            if mid:
+                k = t.killed_after(a, mid[0])
+                q = job(k, E1, args=["--resume"])
+                err = finished(q, name)
+                ok = os.path.exists(os.path.join(k, "summary.json"))
+                t.check(ok, "%s: the resumed run finished: %s" % (name, err[-600:]))
+                if ok:
+                    sr = whole_run(k, name, one, mid[0], 3)
+                    # (softmax on Fashion-MNIST: 0.83 after 3 epochs; the last
+                    # updates, of the rejoined worker's shard alone, move it by a
+                    # few hundredths)
+                    t.check(sr["test_acc"] >= 0.75,
+                            "%s: test accuracy %.4f >= 0.75 (the run that went on without "
+                            "the worker: %.4f)" % (name, sr["test_acc"], s["test_acc"]))
+                    FIG.append("%s: rejoined at %d, %d updates, test_acc %.4f, %d sent = %d "
+                               "applied + %d dropped" % (name, mid[0], sr["updates"],
+                                                         sr["test_acc"], sr["gradients_sent"],
+                                                         sr["gradients_applied"], sr["dropped"]))
+    else:
+        p.kill()
+        p.communicate()
+
+
+# 3. Killed before the first checkpoint: the end's is the first, and the
+# writer has no state of the lost worker (it failed on that).
+def before_first():
+    name = "async W=3, worker killed before the first checkpoint"
+    b = tempfile.mkdtemp(prefix="paramd-lostck-")
+    E3 = ["training.epochs=2", "checkpoint.every_updates=1000000"]
+    p = job(b, E3)
+    if kill_worker(p, b, "update 100", lambda: status_update(b) >= 100):
+        err = finished(p, name)
+        ok = os.path.exists(os.path.join(b, "summary.json"))
+        t.check(ok, "%s: the run finished (summary.json), its checkpoint at the end written: %s"
+                % (name, [l for l in err.splitlines() if l.startswith("paramd:")][-2:]))
+        if ok:
+            s, one = t.check_lost_worker(b, name, WORKER, RANK, 2)
+            sets = t.checkpoint_sets(b)
+            lost, lens = lost_of(b, sets[-1]) if sets else ([], [])
+            t.check(sets == [s["updates"]] and one is not None and len(lost) == 1 and
+                    same_loss(lost[0], one) and lost[0]["rejoined"] == -1 and
+                    lens[WORKER] == 0 and all(lens[w] > 0 for w in (0, 2)),
+                    "%s: the end's checkpoint (%s) records it, with no saved state (ITER lengths "
+                    "%s): %s" % (name, sets, lens, lost))
+            FIG.append("%s: lost at update %d (last message %d), %d updates, test_acc %.4f, %d "
+                       "sent = %d applied + %d dropped" % (name, one["update"], one["last_update"],
+                                                           s["updates"], s["test_acc"],
+                                                           s["gradients_sent"],
+                                                           s["gradients_applied"], s["dropped"]))
+            # Resumed at its end: the others have no epochs left, the lost one
+            # rejoins where it was lost and trains the rest of its shard.
+            name = "its end resumed"
+            q = job(b, E3, args=["--resume"])
+            err = finished(q, name)
+            ok = os.path.exists(os.path.join(b, "summary.json")) and \
+                t.summary(b)["updates"] > s["updates"]
+            t.check(ok, "%s: the resumed run trained on and finished: %s" % (name, err[-600:]))
+            if ok:
+                sr = whole_run(b, name, one, s["updates"], 2)
+                FIG.append("%s: rejoined at %d, %d updates, test_acc %.4f, %d sent = %d applied + "
+                           "%d dropped" % (name, s["updates"], sr["updates"], sr["test_acc"],
+                                           sr["gradients_sent"], sr["gradients_applied"],
+                                           sr["dropped"]))
+    else:
+        p.kill()
+        p.communicate()
+
+
+if CASE == "after":
+    after_first()
+elif CASE == "before":
+    before_first()
+for f in FIG:
+    print("figure:", f)
+t.done()
