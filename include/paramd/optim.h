@@ -36,7 +36,7 @@
  *             with memory tau:
  *               gb = (1 - 1/tau) gb + g/tau    vb = (1 - 1/tau) vb + v/tau
  *               hb = (1 - 1/tau) hb + |h|/tau
- *               e  = gb^2 / (max(hb, |h|) (vb/n + (n-1)/n gb^2))
+ *               e  = gb^2 / (max(hb, |h|) (max(vb, v)/n + (n-1)/n gb^2))
  *                    (0 where the denominator is 0)
  *               tau = (1 - gb^2/vb) tau + 1
  *               theta -= eta e g
@@ -44,10 +44,15 @@
  *             the minibatch gradient's and e the paper's optimal rate for
  *             it; tau grows while the examples disagree. eta is the step's
  *             lr: 1 (optimizer.lr is refused for vsgd) times the staleness
- *             scale. Two choices of paramd's, measured on Fashion-MNIST
+ *             scale. Three choices of paramd's, measured on Fashion-MNIST
  *             (README): the curvature is the larger of the average and this
  *             minibatch's (a stale, small hb took steps of hundreds after a
- *             sudden rise of the curvature), and the slow start: a
+ *             sudden rise of the curvature); so is the second moment in e
+ *             (tau's ratio keeps vb): a minibatch whose v is far above vb,
+ *             typically one confidently misclassified example (its g near
+ *             the largest, its h near 0) on a rarely active input, is an
+ *             outlier the averages have not seen, and e from the stale vb
+ *             stepped such coordinates by hundreds to 10^4; and the slow start: a
  *             coordinate's first PD_VSGD_N0 minibatches from its first
  *             non-zero g or v are averaged without a step (tau = -count),
  *             then vb is multiplied by C = max(2, D/10) (the paper's D/10,

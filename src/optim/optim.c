@@ -334,10 +334,11 @@ static inline void el_vsgd(float *th, float *gb, float *vb, float *hb, float *ta
     }
     float a = 1.0f / t, b = 1.0f - a;
     float ngb = b * *gb + a * g, nvb = b * *vb + a * v, nhb = b * *hb + a * ah;
-    /* the larger of the averaged and this minibatch's curvature (optim.h) */
-    float hm = ah > nhb ? ah : nhb;
+    /* the larger of the averaged and this minibatch's curvature and
+     * per-example second moment (optim.h) */
+    float hm = ah > nhb ? ah : nhb, vm = v > nvb ? v : nvb;
     /* E[g_mb^2] of a minibatch of n examples: vb / n + (n - 1) / n gb^2 */
-    float g2 = ngb * ngb, den = hm * (c->inv_n * nvb + (1.0f - c->inv_n) * g2);
+    float g2 = ngb * ngb, den = hm * (c->inv_n * vm + (1.0f - c->inv_n) * g2);
     float e = den > 0.0f ? g2 / den : 0.0f;
     float r = nvb > 0.0f ? g2 / nvb : 0.0f;
     *gb = ngb;

@@ -2,8 +2,8 @@
 distributed modes, short runs of softmax regression on Fashion-MNIST:
 sync and async with W = 2 (and sync with two servers, each holding its
 range's vsgd state), hogwild, local_sgd and easgd. Each run must finish,
-say optimizer vsgd, keep a finite test loss (below the start's ln 10 in
-sync) and reach a test accuracy no short run of a broken rule reaches (a rule that
+say optimizer vsgd, keep a finite test loss (below 1 and no weight blown
+up in sync, local_sgd and easgd) and reach a test accuracy no short run of a broken rule reaches (a rule that
 takes no step stays at 0.10; one that diverges ends with a non-finite
 gradient, exit 3)."""
 import math
@@ -12,19 +12,26 @@ import pdtest as t
 
 BASE = ["optimizer.name=vsgd", "optimizer.lr=default", "training.epochs=0",
         "training.batch_size=64"]
-# (name, ranks, sets, accuracy floor, loss bound). Only sync (reproducible)
-# is held below ln 10; async, hogwild, local_sgd and easgd promise a finite
-# loss: in the order gradients happen to arrive, or from separate or racing
-# states, vsgd's steps can leave a few weights huge (README): one run in a
-# few showed a test loss of 36 (hogwild) or 48 (async) at 0.79 accuracy.
+# (name, ranks, sets, accuracy floor, loss bound). Sync (reproducible),
+# local_sgd and easgd are held below 1; async and hogwild promise a finite
+# loss (in the order gradients happen to arrive, or from racing states,
+# one run in a few once showed a test loss of 36 or 48 at 0.79 accuracy).
+# local_sgd and easgd run 300 and 600 local steps per worker with one step
+# between exchanges: before the second moment of vsgd's step took this
+# minibatch's v when it is above vb (optim.h), a confidently misclassified
+# example on a rarely active pixel stepped its weights by hundreds to 10^4
+# and the averaged models kept them: weight norm 1.75e6 and 6.0e5, test
+# loss 4.24 and 2.05 (this test failed); with it 33 and 17, 0.60 and 0.61.
 cases = [
-    ("sync W=2", 3, ["training.mode=sync", "training.max_updates=150"], 0.75, math.log(10)),
+    ("sync W=2", 3, ["training.mode=sync", "training.max_updates=150"], 0.75, 1.0),
     ("sync W=2 S=2", 4, ["training.mode=sync", "training.servers=2",
-                         "training.max_updates=150"], 0.75, math.log(10)),
+                         "training.max_updates=150"], 0.75, 1.0),
     ("async W=2", 3, ["training.mode=async", "training.max_updates=300"], 0.75, math.inf),
     ("hogwild W=2", 3, ["training.mode=hogwild", "training.max_updates=300"], 0.75, math.inf),
-    ("local_sgd W=2", 3, ["training.mode=local_sgd", "training.max_updates=20"], 0.60, math.inf),
-    ("easgd W=2", 3, ["training.mode=easgd", "training.max_updates=40"], 0.60, math.inf),
+    ("local_sgd W=2", 3, ["training.mode=local_sgd", "training.local_steps=1",
+                          "training.max_updates=300"], 0.75, 1.0),
+    ("easgd W=2", 3, ["training.mode=easgd", "training.local_steps=1",
+                      "training.max_updates=600"], 0.75, 1.0),
 ]
 sha = {}
 for name, ranks, sets, floor, bound in cases:
@@ -34,6 +41,9 @@ for name, ranks, sets, floor, bound in cases:
     t.check(math.isfinite(s["test_loss"]) and s["test_loss"] < bound,
             "%s: test_loss %.4f finite and < %g" % (name, s["test_loss"], bound))
     t.check(s["test_acc"] >= floor, "%s: test_acc %.4f >= %.2f" % (name, s["test_acc"], floor))
+    if bound < math.inf:   # no weight blown up (the last evaluation's norm)
+        wn = t.metrics(d)[-1]["param_norm"]["W"]
+        t.check(wn < 1000, "%s: weight norm %.4g < 1000" % (name, wn))
     sha[name] = s["params_sha256"]
 
 # Sync is bit-reproducible and splitting the range over two servers gives

@@ -1327,10 +1327,12 @@ static void test_take_step(void **state)
  *     then, minibatches of n = 4:
  *     g 1/4, v 1/8, h -1 (|h| is used): gb 39/80, vb 153/160, hb 39/20
  *       (max(hb, |h|) = hb), e = 1040/3561, tau 545/34, theta 3301/3561
+ *       (max(vb, v) = vb)
  *     g -1/2, v 1, h 8: gb 18569/43600, vb 83623/87200, hb 25369/10900,
- *       max(hb, |h|) = 8 (this minibatch's curvature bounds the step),
- *       e = 344807761/5714809366, tau 1591900919/113727280,
- *       theta 38957031871253/40700872304652
+ *       max(hb, |h|) = 8 and max(vb, v) = 1 (this minibatch's curvature
+ *       and second moment bound the step; tau's ratio keeps vb),
+ *       e = 344807761/5870766566, tau 1591900919/113727280,
+ *       theta 39986661305653/41811599483052
  *  1: g = v = h = 0 throughout (a pixel always 0): never starts, stays put
  *     (no NaN), state all 0;
  *  2: g 1/8, v 1/64, h 1 in the dense optimizer; the sparse one never
@@ -1368,7 +1370,7 @@ static void test_vsgd_by_hand(void **state)
         if (t == T - 1)
             check_close(ta[0], 3301.0 / 3561, 1e-6, 0, "vsgd theta after the slow start");
         if (t == T)
-            check_close(ta[0], 38957031871253.0 / 40700872304652.0, 1e-6, 0, "vsgd theta");
+            check_close(ta[0], 39986661305653.0 / 41811599483052.0, 1e-6, 0, "vsgd theta");
         assert_true(ta[1] == 1.0f);
         assert_true(tb[0] == ta[0] && tb[1] == ta[1] && tb[2] == 1.0f);
         if (t == T - 1) {   /* c continues from a's state */
