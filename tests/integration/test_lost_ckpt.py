@@ -16,7 +16,10 @@ for, and summary.json still names it as lost during the earlier part
    larger than the run): the writer had no state of the lost worker at all
    and failed ("no state of worker 1": no summary.json); now the end's
    checkpoint records it with no saved state (a fresh iterator), and
-   --resume of the finished run lets it train the rest of its shard.
+   --resume of the finished run lets it train the rest of its shard. The
+   run is traced: paramd --replay of it, and of the resumed run, gives its
+   params_sha256 (the rejoined worker's minibatches are those the replay
+   numbers by its requests).
 
 Run with the argument "after" (1 and 2) or "before" (3), two CI tests.
 The killed rank is found among the processes of the mpirun this test
@@ -105,6 +108,15 @@ def lost_of(d, u):
         lens.append(n)
         at += 8 + n
     return lost, lens
+
+
+def replayed(d, name):
+    """paramd --replay of run d reproduces its params_sha256."""
+    r = subprocess.run([t.EXE, "--replay", d, "--out", tempfile.mkdtemp(prefix="paramd-lostck-")],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    t.check(r.returncode == 0 and "matches the run" in r.stdout,
+            "%s: paramd --replay gives its params_sha256 (exit %d): %s"
+            % (name, r.returncode, (r.stdout + r.stderr).strip().splitlines()[-1:]))
 
 
 def same_loss(entry, one):
@@ -218,7 +230,7 @@ def after_first():
 def before_first():
     name = "async W=3, worker killed before the first checkpoint"
     b = tempfile.mkdtemp(prefix="paramd-lostck-")
-    E3 = ["training.epochs=2", "checkpoint.every_updates=1000000"]
+    E3 = ["training.epochs=2", "checkpoint.every_updates=1000000", "training.trace=true"]
     p = job(b, E3)
     if kill_worker(p, b, "update 100", lambda: status_update(b) >= 100):
         err = finished(p, name)
@@ -239,6 +251,7 @@ def before_first():
                                                            s["updates"], s["test_acc"],
                                                            s["gradients_sent"],
                                                            s["gradients_applied"], s["dropped"]))
+            replayed(b, name)
             # Resumed at its end: the others have no epochs left, the lost one
             # rejoins where it was lost and trains the rest of its shard.
             name = "its end resumed"
@@ -249,6 +262,7 @@ def before_first():
             t.check(ok, "%s: the resumed run trained on and finished: %s" % (name, err[-600:]))
             if ok:
                 sr = whole_run(b, name, one, s["updates"], 2)
+                replayed(b, name)
                 FIG.append("%s: rejoined at %d, %d updates, test_acc %.4f, %d sent = %d applied + "
                            "%d dropped" % (name, s["updates"], sr["updates"], sr["test_acc"],
                                            sr["gradients_sent"], sr["gradients_applied"],
