@@ -12,11 +12,13 @@
  *                                      minimal traffic)
  *   mpirun -n W+1 pd_bench sync N      one sync round's communication as
  *                                      paramd's worker and server do it (push
- *                                      N floats, get N back, sleeping waits),
- *                                      and as the W ranks of training.servers
- *                                      0 do it (slices to their owners, ranges
- *                                      back), each vs MPI_Allreduce of N
- *                                      floats over the W workers (us/round)
+ *                                      N floats, get N back, sleeping waits;
+ *                                      with --bucket also in pieces), and as the W
+ *                                      ranks of training.servers 0 do it
+ *                                      (slices to their owners, ranges back),
+ *                                      each vs MPI_Allreduce of N floats over
+ *                                      the W workers (us/round; they take
+ *                                      turns round by round)
  *   mpirun -n W+1 pd_bench server N dense|sparse
  *                                      an async server's loop (receive a
  *                                      gradient, pd_optim_take_step, reply)
@@ -25,7 +27,12 @@
  *   pd_bench rss                       peak RSS after MPI_Init with nothing
  *                                      else allocated (the fixed overhead)
  * Options after the arguments: --reps R (default 5), --seconds S (the
- * time each timed round aims at, default 0.2). */
+ * time each timed round aims at, default 0.2), --bucket B (sync: also the
+ * round in pieces of B floats, a protocol tried for issue 12 and not in
+ * paramd, docs/performance.md; default 0: not measured), --apply
+ * (sync: the server also sums the W gradients and takes a momentum step
+ * of the range, piece by piece with pieces, as paramd's round close does;
+ * figure sync_round_apply_us). */
 #include <cblas.h>
 #include <math.h>
 #include <mpi.h>
@@ -36,11 +43,14 @@
 
 #include "comm.h"
 #include "train.h"
+#include "paramd/clones.h"
 #include "paramd/model.h"
 #include "paramd/optim.h"
 
 static int reps = 5;
 static double round_s = 0.2;
+static size_t bucket_opt = 0;   /* sync --bucket: pieces of this many floats */
+static bool apply_opt = false;      /* sync: the server also sums and steps */
 
 static double now(void) { return pd_now(); }
 
@@ -77,7 +87,7 @@ static void fill(float *x, size_t n, unsigned seed)
 static void emit(const char *figure, const char *c, double value, double ref, const char *unit)
 {
     printf("{\"figure\": \"%s\", \"case\": \"%s\", \"value\": %.6g, \"ref\": %.6g, "
-           "\"ratio\": %.4f, \"unit\": \"%s\"}\n", figure, c, value, ref,
+           "\"ratio\": %.6g, \"unit\": \"%s\"}\n", figure, c, value, ref,
            ref > 0 ? value / ref : NAN, unit);
     fflush(stdout);
 }
@@ -326,23 +336,126 @@ static int bench_optim(size_t n)
 #define CHECK(call) do { if ((call) != MPI_SUCCESS) { fprintf(stderr, "pd_bench: %s failed\n", #call); MPI_Abort(MPI_COMM_WORLD, 1); } } while (0)
 #define TRY(call) do { if ((call) != PD_OK) { fprintf(stderr, "pd_bench: %s\n", pd_err_msg()); MPI_Abort(MPI_COMM_WORLD, 1); } } while (0)
 
+/* sync --apply: the server's sum of the W gradients (each weighted 1/W,
+ * into acc block by block, as apply.c's sum_block) and a momentum step
+ * over [a, e), as the round's close does it. */
+typedef struct round_apply {
+    pd_optim *o;
+    float *acc;
+    pd_optim_step st;
+} round_apply;
+
+PD_CLONES
+static void sum_range(float *restrict acc, float **in, int W, size_t i0, size_t i1)
+{
+    const float a = 1.0f / (float)W;
+    for (int w = 0; w < W; w++) {
+        const float *restrict g = in[w];
+        if (w == 0)
+            for (size_t i = i0; i < i1; i++)
+                acc[i] = a * g[i];
+        else
+            for (size_t i = i0; i < i1; i++)
+                acc[i] += a * g[i];
+    }
+}
+
+static void apply_range(round_apply *ra, float **in, int W, float *theta, size_t a, size_t e)
+{
+    if (!ra)
+        return;
+    for (size_t i = a; i < e; i += 4096) {
+        size_t j = i + 4096 < e ? i + 4096 : e;
+        sum_range(ra->acc, in, W, i, j);
+        pd_optim_apply_curv(ra->o, &ra->st, theta, ra->acc, NULL, i, j);
+    }
+}
+
+/* --bucket: pieces of b floats for a vector of n (0: one message). */
+enum { TAG_PIECE = 17 };
+static int pieces_of(size_t n, size_t b)
+{
+    return b > 0 && n > b ? (int)((n + b - 1) / b) : 0;
+}
+
+/* Every rank in, waiting asleep (as paramd's ranks wait). */
+static void sleep_barrier(void)
+{
+    MPI_Request r;
+    CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &r));
+    TRY(pd_comm_wait(&r, NULL));
+}
+
 /* One round as worker.c and apply.c do it: each worker sends a header and
  * n floats and posts the receives of the reply; the server takes every
  * worker's request, then replies to each from one buffer. Waits sleep
- * (pd_comm_*). Returns seconds per round on worker 1's clock. */
-static double sync_rounds(int rank, int W, size_t n, long rounds, float *buf, float **in)
+ * (pd_comm_*). With pieces of b floats (--bucket: the gradient's first
+ * piece is its payload, the others follow on their own tag; the reply is
+ * every piece, then the header with an empty payload), the server sends
+ * (with --apply: sums, steps and sends) each piece back as soon
+ * as every worker's piece is in. Returns seconds per round on worker 1's
+ * clock. */
+static double sync_rounds(int rank, int W, size_t n, long rounds, float *buf, float **in,
+                          size_t bucket, round_apply *ra)
 {
     pd_msg_hdr h = {.kind = PD_MSG_GRAD}, hin[64];
     MPI_Request r[4 * 64];
-    CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    int K = pieces_of(n, bucket);
+    size_t b = bucket;
+    MPI_Request *br = xmalloc((size_t)(2 * K * W + 1) * sizeof *br);
+    sleep_barrier();
     double t0 = now();
     for (long k = 0; k < rounds; k++) {
-        if (rank == 0) {
+        if (rank == 0 && K > 0) {
             for (int w = 0; w < W; w++) {
                 CHECK(MPI_Irecv(&hin[w], sizeof h, MPI_BYTE, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w]));
                 CHECK(MPI_Irecv(in[w], (int)n, MPI_FLOAT, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w + 1]));
             }
             TRY(pd_comm_waitall(2 * W, r));
+            for (int w = 0; w < W; w++)
+                for (int j = 1; j < K; j++) {
+                    size_t a = (size_t)j * b, e = a + b < n ? a + b : n;
+                    CHECK(MPI_Irecv(in[w] + a, (int)(e - a), MPI_FLOAT, w + 1, TAG_PIECE,
+                                    MPI_COMM_WORLD, &br[w * K + j]));
+                }
+            for (int j = 0; j < K; j++) {
+                size_t a = (size_t)j * b, e = a + b < n ? a + b : n;
+                for (int w = 0; j > 0 && w < W; w++)
+                    TRY(pd_comm_wait(&br[w * K + j], NULL));
+                apply_range(ra, in, W, buf, a, e);
+                for (int w = 0; w < W; w++)
+                    CHECK(MPI_Isend(buf + a, (int)(e - a), MPI_FLOAT, w + 1, TAG_PIECE,
+                                    MPI_COMM_WORLD, &br[W * K + w * K + j]));
+            }
+            for (int w = 0; w < W; w++) {
+                CHECK(MPI_Isend(&h, sizeof h, MPI_BYTE, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w]));
+                CHECK(MPI_Isend(buf, 0, MPI_FLOAT, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w + 1]));
+            }
+            TRY(pd_comm_waitall(2 * W, r));
+            TRY(pd_comm_waitall(W * K, br + W * K));
+        } else if (K > 0) {
+            CHECK(MPI_Isend(&h, sizeof h, MPI_BYTE, 0, PD_TAG_DATA, MPI_COMM_WORLD, &r[0]));
+            CHECK(MPI_Isend(buf, (int)b, MPI_FLOAT, 0, PD_TAG_DATA, MPI_COMM_WORLD, &r[1]));
+            CHECK(MPI_Irecv(&hin[0], sizeof h, MPI_BYTE, 0, PD_TAG_DATA, MPI_COMM_WORLD, &r[2]));
+            CHECK(MPI_Irecv(in[0], (int)n, MPI_FLOAT, 0, PD_TAG_DATA, MPI_COMM_WORLD, &r[3]));
+            br[0] = MPI_REQUEST_NULL;
+            for (int j = 0; j < K; j++) {
+                size_t a = (size_t)j * b, e = a + b < n ? a + b : n;
+                if (j > 0)
+                    CHECK(MPI_Isend(buf + a, (int)(e - a), MPI_FLOAT, 0, TAG_PIECE,
+                                    MPI_COMM_WORLD, &br[j]));
+                CHECK(MPI_Irecv(in[0] + a, (int)(e - a), MPI_FLOAT, 0, TAG_PIECE,
+                                MPI_COMM_WORLD, &br[K + j]));
+            }
+            TRY(pd_comm_waitall(4, r));
+            TRY(pd_comm_waitall(2 * K, br));
+        } else if (rank == 0) {
+            for (int w = 0; w < W; w++) {
+                CHECK(MPI_Irecv(&hin[w], sizeof h, MPI_BYTE, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w]));
+                CHECK(MPI_Irecv(in[w], (int)n, MPI_FLOAT, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w + 1]));
+            }
+            TRY(pd_comm_waitall(2 * W, r));
+            apply_range(ra, in, W, buf, 0, n);
             for (int w = 0; w < W; w++) {
                 CHECK(MPI_Isend(&h, sizeof h, MPI_BYTE, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w]));
                 CHECK(MPI_Isend(buf, (int)n, MPI_FLOAT, w + 1, PD_TAG_DATA, MPI_COMM_WORLD, &r[2 * w + 1]));
@@ -356,6 +469,7 @@ static double sync_rounds(int rank, int W, size_t n, long rounds, float *buf, fl
             TRY(pd_comm_waitall(4, r));
         }
     }
+    free(br);
     return (now() - t0) / (double)rounds;
 }
 
@@ -366,7 +480,7 @@ static double sync_rounds(int rank, int W, size_t n, long rounds, float *buf, fl
 static double coloc_rounds(int rank, MPI_Comm workers, size_t n, long rounds, float *buf,
                            float *out)
 {
-    CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    sleep_barrier();
     double t0 = now();
     if (rank > 0) {
         int me, W;
@@ -408,7 +522,7 @@ static double coloc_rounds(int rank, MPI_Comm workers, size_t n, long rounds, fl
 static double allreduce_rounds(int rank, MPI_Comm workers, size_t n, long rounds, float *buf,
                                float *out)
 {
-    CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    sleep_barrier();
     double t0 = now();
     if (rank > 0)
         for (long k = 0; k < rounds; k++)
@@ -430,6 +544,7 @@ static int bench_sync(size_t n)
         fprintf(stderr, "pd_bench sync: run with mpirun -n W+1, 1 <= W <= 64\n");
         return 2;
     }
+    size_t bucket = bucket_opt;
     MPI_Comm workers;
     CHECK(MPI_Comm_split(MPI_COMM_WORLD, rank > 0 ? 1 : MPI_UNDEFINED, rank, &workers));
     float *buf = xmalloc(n * sizeof *buf), *out = xmalloc(n * sizeof *out);
@@ -441,25 +556,68 @@ static int bench_sync(size_t n)
     fill(buf, n, 9);
     long rounds = 50;
     double *vs = xmalloc((size_t)reps * sizeof *vs), *va = xmalloc((size_t)reps * sizeof *va);
-    double *vc = xmalloc((size_t)reps * sizeof *vc);
-    (void)sync_rounds(rank, W, n, 5, buf, in);   /* warm up every path */
+    double *vc = xmalloc((size_t)reps * sizeof *vc), *v1 = xmalloc((size_t)reps * sizeof *v1);
+    bool pieces = pieces_of(n, bucket) > 0;
+    round_apply ra = {0}, *rap = NULL;
+    if (apply_opt && rank == 0) {
+        pd_optim_config oc = {.name = PD_OPT_MOMENTUM, .lr = 1e-6, .momentum = NAN, .rho = NAN,
+                              .eps = NAN, .beta1 = NAN, .beta2 = NAN, .weight_decay = NAN,
+                              .noise = NAN, .noise_gamma = NAN};
+        pd_optim_defaults(&oc);
+        TRY(pd_optim_create(&oc, 0, n, 1, &ra.o));
+        ra.acc = xmalloc(n * sizeof *ra.acc);
+        ra.st = pd_optim_prepare(ra.o, 1, 1.0, 0.0);
+        rap = &ra;
+    }
+    (void)sync_rounds(rank, W, n, 5, buf, in, bucket, rap);   /* warm up every path */
+    if (pieces)
+        (void)sync_rounds(rank, W, n, 5, buf, in, 0, rap);
     (void)coloc_rounds(rank, workers, n, 5, buf, out);
     (void)allreduce_rounds(rank, workers, n, 5, buf, out);
+    /* Round by round, in turn (each round started by a barrier that waits
+     * asleep, the order rotated): the load on a shared machine moves in
+     * seconds, and hits each of them alike. */
     for (int r = 0; r < reps; r++) {
-        vs[r] = sync_rounds(rank, W, n, rounds, buf, in);
-        vc[r] = coloc_rounds(rank, workers, n, rounds, buf, out);
-        va[r] = allreduce_rounds(rank, workers, n, rounds, buf, out);
+        double t[4] = {0, 0, 0, 0};
+        for (long k = 0; k < rounds; k++)
+            for (int j = 0; j < 4; j++) {
+                int v = (int)((j + k) % 4);
+                if (v == 0)
+                    t[0] += sync_rounds(rank, W, n, 1, buf, in, bucket, rap);
+                else if (v == 1 && pieces)
+                    t[1] += sync_rounds(rank, W, n, 1, buf, in, 0, rap);
+                else if (v == 2)
+                    t[2] += coloc_rounds(rank, workers, n, 1, buf, out);
+                else if (v == 3)
+                    t[3] += allreduce_rounds(rank, workers, n, 1, buf, out);
+            }
+        vs[r] = t[0] / (double)rounds;
+        v1[r] = t[1] / (double)rounds;
+        vc[r] = t[2] / (double)rounds;
+        va[r] = t[3] / (double)rounds;
     }
     if (rank == 1) {
-        char name[64];
+        char name[96];
+        const char *what = apply_opt ? "sync_round_apply_us" : "sync_round_us";
         double a = median(va, reps) * 1e6;
         /* lower is better: the ratio is paramd / allreduce */
-        snprintf(name, sizeof name, "1 server + W=%d n=%zu", W, n);
-        emit("sync_round_us", name, median(vs, reps) * 1e6, a, "us");
+        if (pieces) {
+            snprintf(name, sizeof name, "1 server + W=%d n=%zu pieces of %zu", W, n, bucket);
+            emit(what, name, median(vs, reps) * 1e6, a, "us");
+            snprintf(name, sizeof name, "1 server + W=%d n=%zu one message", W, n);
+            emit(what, name, median(v1, reps) * 1e6, a, "us");
+        } else {
+            snprintf(name, sizeof name, "1 server + W=%d n=%zu", W, n);
+            emit(what, name, median(vs, reps) * 1e6, a, "us");
+        }
         snprintf(name, sizeof name, "servers=0 W=%d n=%zu", W, n);
-        emit("sync_round_us", name, median(vc, reps) * 1e6, a, "us");
+        if (!apply_opt)   /* its rounds do not sum or step */
+            emit(what, name, median(vc, reps) * 1e6, a, "us");
     }
+    free(v1);
     free(vc);
+    free(ra.acc);
+    pd_optim_destroy(&ra.o);
     for (int w = 0; w < W; w++)
         free(in[w]);
     free(in);
@@ -609,12 +767,21 @@ static int bench_rss(void)
 int main(int argc, char **argv)
 {
     int nargs = argc;
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], "--reps") || !strcmp(argv[i], "--seconds")) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--apply")) {
+            if (nargs == argc)
+                nargs = i;
+            apply_opt = true;
+            continue;
+        }
+        if (i + 1 < argc && (!strcmp(argv[i], "--reps") || !strcmp(argv[i], "--seconds") ||
+                             !strcmp(argv[i], "--bucket"))) {
             if (nargs == argc)
                 nargs = i;
             if (!strcmp(argv[i], "--reps"))
                 reps = atoi(argv[i + 1]);
+            else if (!strcmp(argv[i], "--bucket"))
+                bucket_opt = (size_t)atol(argv[i + 1]);
             else
                 round_s = atof(argv[i + 1]);
             i++;
@@ -633,7 +800,7 @@ int main(int argc, char **argv)
                (!strcmp(cmd, "server") && nargs == 4) || (!strcmp(cmd, "rss") && nargs == 2);
     if (!mpi) {
         fprintf(stderr, "usage: pd_bench gemm B H1,H2,.. | optim N | sync N | "
-                        "server N dense|sparse | rss  [--reps R] [--seconds S]\n");
+                        "server N dense|sparse | rss  [--reps R] [--seconds S] [--bucket B] [--apply]\n");
         return 2;
     }
     int provided;

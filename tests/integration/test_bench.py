@@ -46,4 +46,21 @@ torch_rows = [r for r in by.get("epoch_s", []) if "torch" in r["case"]]
 t.check(len(torch_rows) == 5 or any("PyTorch" in n for n in b["notes"]),
         "the torch reference is measured (%d rows) or a note says why not: %s"
         % (len(torch_rows), b["notes"]))
+
+# pd_bench sync's options for docs/performance.md's measurements (not in
+# scripts/bench): --bucket B adds the round in pieces of B floats beside
+# the one-message round, --apply has the server sum and step in both.
+bench = os.path.join(build, "bench", "pd_bench")
+env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OPENBLAS_NUM_THREADS="1")
+p = subprocess.run(["mpirun", "--oversubscribe", "-n", "3", bench, "sync", "10000", "--reps", "1",
+                    "--bucket", "3000", "--apply"], capture_output=True, text=True, timeout=300,
+                   env=env)
+got = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+t.check(p.returncode == 0 and [(r["figure"], r["case"]) for r in got] ==
+        [("sync_round_apply_us", "1 server + W=2 n=10000 pieces of 3000"),
+         ("sync_round_apply_us", "1 server + W=2 n=10000 one message")] and
+        all(r["value"] > 0 and r["ref"] > 0 for r in got),
+        "pd_bench sync --bucket 3000 --apply: the rounds in pieces and in one message, with "
+        "the server's step, against Allreduce: %s %s" % (got, p.stderr[-500:]))
 t.done()
