@@ -15,8 +15,11 @@
 
 enum { TRAIN, VALID, TEST };
 
-/* Largest class id inferred from labels (floats hold integers exactly to here). */
-#define CLASS_ID_LIMIT 16777216.0f
+/* The most classes the labels may imply when model.classes is 0: a label
+ * beyond it is far more often a wrong label column than a class, and its
+ * count would size the class names and the model. model.classes set
+ * explicitly allows more (up to what the model's size check accepts). */
+#define INFERRED_CLASSES_MAX 65536
 
 struct pd_data {
     pd_dataset part[3];     /* TRAIN, VALID, TEST */
@@ -194,8 +197,10 @@ static int check_label(pd_loader *L, const char *file, long line, float *y)
                        (double)v);
     if (C > 0 && (v < 0 || v >= (float)C))
         return PD_FAIL(PD_EINPUT, "%s: label %g out of range [0, %d)", w, (double)v, C);
-    if (v >= CLASS_ID_LIMIT)
-        return PD_FAIL(PD_EINPUT, "%s: label %g is too large for a class id", w, (double)v);
+    if (C == 0 && v >= (float)INFERRED_CLASSES_MAX)
+        return PD_FAIL(PD_EINPUT, "%s: label %g would make %.0f classes; paramd infers at most "
+                       "%d from the labels (set model.classes for more, or check the label "
+                       "column)", w, (double)v, (double)v + 1, INFERRED_CLASSES_MAX);
     if (!L->is_test && v > L->max_label)
         L->max_label = v;
     return PD_OK;

@@ -546,6 +546,18 @@ static void test_csv_errors(void **state)
     put("lab.csv", "y,a,b\n0,1,2\n\n3,1,2\n");
     expect_error(&c, ALL, "%s:4: label 3 out of range [0, 3)", P("lab.csv"));
     c.model.classes = 0;
+    /* An inferred class count stops at 65536 (the fuzzer's label of 9999110
+     * made ten million class names); model.classes set allows more. */
+    put("lab.csv", "y,a,b\n65535,1,2\n9999110,1,2\n");
+    expect_error(&c, ALL, "%s:3: label 9.99911e+06 would make 9999111 classes; paramd infers "
+                 "at most 65536 from the labels (set model.classes for more, or check the "
+                 "label column)", P("lab.csv"));
+    c.model.classes = 70000;
+    put("lab.csv", "y,a,b\n65535,1,2\n69999,1,2\n");
+    pd_data *big = load(&c, 0, 1, PD_PART_TRAIN);
+    assert_int_equal(pd_data_classes(big), 70000);
+    pd_data_destroy(&big);
+    c.model.classes = 0;
     c.model.type = PD_MODEL_LOGREG;
     put("lab.csv", "y,a,b\n1,1,2\n2,1,2\n2,1,2\n3,1,2\n");
     expect_error(&c, ALL, "%s:5: label 3 is a third label (after 1 and 2): logreg takes two",
