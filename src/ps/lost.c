@@ -71,11 +71,14 @@ int server_lose_worker(server *sv, int w, const char *what)
     pthread_mutex_lock(&sv->mu);
     p->lost = true;
     p->active = false;
-    sv->sent_total += p->clock;   /* what arrived of what it sent (in this process) */
+    /* What arrived of what it sent, over the whole run (a FINAL's count is
+     * the whole run's too): its requests before this process (a resumed
+     * run's, server 0) and those since. */
+    sv->sent_total += p->seq0 + p->clock;
     size_t i = atomic_load(&sv->n_lost);
     sv->lost[i] = (pd_lost_worker){.worker = w, .rank = rank, .last_update = p->seen,
                                    .update = update, .wall_s = wall, .rejoined = -1};
-    sv->lost_sent[i] = p->seq0 + p->clock;   /* and over the whole run */
+    sv->lost_sent[i] = p->seq0 + p->clock;
     atomic_store(&sv->n_lost, i + 1);
     pthread_mutex_unlock(&sv->mu);
     atomic_fetch_sub(&sv->active, 1);

@@ -21,7 +21,16 @@ for, and summary.json still names it as lost during the earlier part
    params_sha256 (the rejoined worker's minibatches are those the replay
    numbers by its requests).
 
-Run with the argument "after" (1 and 2) or "before" (3), two CI tests.
+4. Lost again: a run killed after the first checkpoint is resumed from the
+   first checkpoint after the loss, and the rejoined worker is killed again
+   in the resumed run: that run's summary.json accounts for every gradient
+   of the whole run (server 0 counted only the lost worker's requests
+   since the resume: sent came short by those before it) and names both
+   losses; resumed once more from a checkpoint after the second, the
+   worker rejoins again and each shard's minibatches are sent once.
+
+Run with the argument "after" (1 and 2), "before" (3) or "again" (4): three
+CI tests.
 The killed rank is found among the processes of the mpirun this test
 started (pdtest.rank_pids), never by name; each wait is for a state of the
 run directory."""
@@ -123,17 +132,20 @@ def same_loss(entry, one):
     return all(entry[k] == one[k] for k in ("worker", "rank", "last_update", "update"))
 
 
-def whole_run(d, name, one, rejoined, epochs):
-    """A resumed run of a run that lost worker WORKER (its entry ONE) at
-    the checkpoint `rejoined`: it rejoined there and finished its epochs;
-    every worker sent each minibatch of its shard exactly once (the same
-    count for the three shards); every gradient accounted for."""
+def whole_run(d, name, one, rejoined, epochs, before=()):
+    """A resumed run of a run that lost worker WORKER (its entry ONE, after
+    the entries BEFORE) at the checkpoint `rejoined`: it rejoined there and
+    finished its epochs; every worker sent each minibatch of its shard
+    exactly once (the same count for the three shards); every gradient
+    accounted for."""
     s = t.summary(d)
     t.check_accounting(s, name)
     lost = s.get("workers_lost", [])
-    t.check(len(lost) == 1 and same_loss(lost[0], one) and
-            abs(lost[0]["wall_s"] - one["wall_s"]) < 1e-6 and
-            lost[0]["rejoined_at_update"] == rejoined,
+    t.check(len(lost) == len(before) + 1 and same_loss(lost[-1], one) and
+            abs(lost[-1]["wall_s"] - one["wall_s"]) < 1e-6 and
+            lost[-1]["rejoined_at_update"] == rejoined and
+            all(same_loss(x, y) and x["rejoined_at_update"] == y["rejoined_at_update"]
+                for x, y in zip(lost, before)),
             "%s: summary.json still names worker %d (rank %d) lost at update %d (its last "
             "message at %d), rejoined at %d: %s" % (name, WORKER, RANK, one["update"],
                                                    one["last_update"], rejoined, lost))
@@ -153,8 +165,8 @@ def whole_run(d, name, one, rejoined, epochs):
 
 FIG = []
 CASE = sys.argv[1] if len(sys.argv) > 1 else ""
-if CASE not in ("after", "before"):
-    t.fail("usage: test_lost_ckpt.py after|before (got %r)" % CASE)
+if CASE not in ("after", "before", "again"):
+    t.fail("usage: test_lost_ckpt.py after|before|again (got %r)" % CASE)
 
 
 # 1. Killed after the first checkpoint: the others go on, and so do the
@@ -272,10 +284,76 @@ def before_first():
         p.communicate()
 
 
+def run_to_end(d, name, sets, args=(), kill=None):
+    """Run (or resume) d, killing rank RANK once a checkpoint newer than
+    `kill` is written (None: no kill); its summary.json, or None."""
+    p = job(d, sets, args=args)
+    if kill is not None and not kill_worker(
+            p, d, "a checkpoint after %d" % kill,
+            lambda: [u for u in t.checkpoint_sets(d) if u > kill]):
+        p.kill()
+        p.communicate()
+        return None
+    err = finished(p, name)
+    ok = os.path.exists(os.path.join(d, "summary.json"))
+    t.check(ok, "%s: the run finished (summary.json): %s" % (name, err[-600:]))
+    return t.summary(d) if ok else None
+
+
+# 4. Lost, rejoined, lost again, rejoined again.
+def lost_again():
+    E4 = ["training.epochs=3", "checkpoint.every_updates=200",
+          "faults.delay.distribution=constant", "faults.delay.mean_ms=2"]
+    name = "async W=3, worker killed after the first checkpoint"
+    a = tempfile.mkdtemp(prefix="paramd-lostck-")
+    s = run_to_end(a, name, E4, kill=0)
+    if not s:
+        return
+    _, one = t.check_lost_worker(a, name, WORKER, RANK, 3)
+    first = [u for u in t.checkpoint_sets(a) if one and u >= one["update"]][:1]
+    if not first:
+        t.fail("%s: no checkpoint after the loss" % name)
+        return
+    name = "resumed from %d, the rejoined worker killed again" % first[0]
+    k = t.killed_after(a, first[0])
+    s = run_to_end(k, name, E4, args=["--resume"], kill=first[0])
+    if not s:
+        return
+    t.check_accounting(s, name)
+    lost = s.get("workers_lost", [])
+    two = len(lost) == 2 and same_loss(lost[0], one) and lost[1]["worker"] == WORKER and \
+        lost[0]["rejoined_at_update"] == first[0] and lost[1]["rejoined_at_update"] is None and \
+        lost[1]["update"] > first[0]
+    t.check(two, "%s: summary.json names both losses, the first rejoined at %d: %s"
+            % (name, first[0], lost))
+    pw = {w["rank"]: w for w in s["per_worker"]}
+    t.check(two and pw[RANK]["lost_at_update"] == lost[1]["update"],
+            "%s: per_worker names the second loss (%s)" % (name, pw[RANK]["lost_at_update"]))
+    if not two:
+        return
+    FIG.append("%s: lost at %d and again at %d, %d updates, %d sent = %d applied + %d dropped"
+               % (name, one["update"], lost[1]["update"], s["updates"], s["gradients_sent"],
+                  s["gradients_applied"], s["dropped"]))
+    later = [u for u in t.checkpoint_sets(k) if lost[1]["update"] <= u < s["updates"]][:1]
+    if not later:
+        t.fail("%s: no checkpoint after the second loss before the end" % name)
+        return
+    name = "resumed again from %d" % later[0]
+    k2 = t.killed_after(k, later[0])
+    sr = run_to_end(k2, name, E4, args=["--resume"])
+    if sr:
+        whole_run(k2, name, lost[1], later[0], 3, before=[lost[0]])
+        FIG.append("%s: %d updates, test_acc %.4f, %d sent = %d applied + %d dropped"
+                   % (name, sr["updates"], sr["test_acc"], sr["gradients_sent"],
+                      sr["gradients_applied"], sr["dropped"]))
+
+
 if CASE == "after":
     after_first()
 elif CASE == "before":
     before_first()
+elif CASE == "again":
+    lost_again()
 for f in FIG:
     print("figure:", f)
 t.done()
