@@ -32,7 +32,10 @@
  * paramd, docs/performance.md; default 0: not measured), --apply
  * (sync: the server also sums the W gradients and takes a momentum step
  * of the range, piece by piece with pieces, as paramd's round close does;
- * figure sync_round_apply_us). */
+ * figure sync_round_apply_us), --cpu (gemm and optim only: time by the
+ * thread's CPU clock instead of the wall clock, so that the time the
+ * process waits for a core on a shared machine is not counted; both sides
+ * of a figure are timed alike). */
 #include <cblas.h>
 #include <math.h>
 #include <mpi.h>
@@ -40,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "comm.h"
 #include "train.h"
@@ -52,7 +56,16 @@ static double round_s = 0.2;
 static size_t bucket_opt = 0;   /* sync --bucket: pieces of this many floats */
 static bool apply_opt = false;      /* sync: the server also sums and steps */
 
-static double now(void) { return pd_now(); }
+static bool cpu_clock;   /* --cpu */
+
+static double now(void)
+{
+    if (!cpu_clock)
+        return pd_now();
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -133,6 +146,7 @@ typedef struct gemm_case {
     pd_dataset ds;
     size_t *rows, b, L;
     size_t dims[PD_MAX_HIDDEN + 2];
+    bool beta0;
     float *theta, *grad, *A[PD_MAX_HIDDEN + 2], *Z[PD_MAX_HIDDEN + 2], *W[PD_MAX_HIDDEN + 2];
 } gemm_case;
 
@@ -147,29 +161,40 @@ static void run_model(void *p)
 }
 
 /* The sgemm calls of dense.c for this shape: forward Z = A W^T per layer,
- * backward dW = dZ^T A and dA = dZ W (none into the input layer). */
+ * backward dW = dZ^T A and dA = dZ W (none into the input layer), each into
+ * a cleared C with beta = 1 as dense.c makes them (OpenBLAS's own clearing
+ * for beta = 0 is slower). With PD_BENCH_BETA0 set in the environment, the
+ * plain beta = 0 calls dense.c made before (for before/after comparisons). */
+static void sgemm_c(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
+                    const float *A, int lda, const float *B, int ldb, float *C, bool beta0)
+{
+    if (!beta0)
+        memset(C, 0, (size_t)m * (size_t)n * sizeof *C);
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, A, lda, B, ldb, beta0 ? 0.0f : 1.0f, C, n);
+}
+
 static void run_sgemm(void *p)
 {
     gemm_case *g = p;
     int b = (int)g->b;
     for (size_t l = 0; l < g->L; l++) {
         int ni = (int)g->dims[l], no = (int)g->dims[l + 1];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, no, ni, 1.0f, g->A[l], ni,
-                    g->W[l], ni, 0.0f, g->Z[l + 1], no);
+        sgemm_c(CblasNoTrans, CblasTrans, b, no, ni, g->A[l], ni, g->W[l], ni, g->Z[l + 1],
+                g->beta0);
     }
     for (size_t l = g->L; l-- > 0;) {
         int ni = (int)g->dims[l], no = (int)g->dims[l + 1];
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, b, 1.0f, g->Z[l + 1], no,
-                    g->A[l], ni, 0.0f, g->W[l], ni);
+        sgemm_c(CblasTrans, CblasNoTrans, no, ni, b, g->Z[l + 1], no, g->A[l], ni, g->W[l],
+                g->beta0);
         if (l > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, ni, no, 1.0f, g->Z[l + 1],
-                        no, g->W[l], ni, 0.0f, g->A[l], ni);
+            sgemm_c(CblasNoTrans, CblasNoTrans, b, ni, no, g->Z[l + 1], no, g->W[l], ni,
+                    g->A[l], g->beta0);
     }
 }
 
 static int bench_gemm(size_t b, const char *hidden)
 {
-    gemm_case g = {.b = b};
+    gemm_case g = {.b = b, .beta0 = getenv("PD_BENCH_BETA0") != NULL};
     pd_model_config mc = {.type = PD_MODEL_MLP, .features = 784, .classes = 10,
                           .activation = PD_ACT_RELU};
     char name[128];
@@ -774,6 +799,12 @@ int main(int argc, char **argv)
             apply_opt = true;
             continue;
         }
+        if (!strcmp(argv[i], "--cpu")) {
+            if (nargs == argc)
+                nargs = i;
+            cpu_clock = true;
+            continue;
+        }
         if (i + 1 < argc && (!strcmp(argv[i], "--reps") || !strcmp(argv[i], "--seconds") ||
                              !strcmp(argv[i], "--bucket"))) {
             if (nargs == argc)
@@ -800,7 +831,13 @@ int main(int argc, char **argv)
                (!strcmp(cmd, "server") && nargs == 4) || (!strcmp(cmd, "rss") && nargs == 2);
     if (!mpi) {
         fprintf(stderr, "usage: pd_bench gemm B H1,H2,.. | optim N | sync N | "
-                        "server N dense|sparse | rss  [--reps R] [--seconds S] [--bucket B] [--apply]\n");
+                        "server N dense|sparse | rss  [--reps R] [--seconds S] [--bucket B] "
+                        "[--apply] [--cpu]\n");
+        return 2;
+    }
+    if (cpu_clock) {
+        fprintf(stderr, "pd_bench: --cpu times gemm and optim only (%s waits for other ranks: "
+                        "wall clock)\n", cmd);
         return 2;
     }
     int provided;

@@ -112,7 +112,7 @@ void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float 
                          bool bound, float *out)
 {
     size_t n_in = m->width[l], n_out = m->width[l + 1];
-    const float *in = l ? m->A[l - 1] : m->X;   /* [b][n_in] */
+    const float *in = l ? m->A[l - 1] : m->X0;   /* [b][n_in] */
     float *ob = out + m->t[2 * l + 1].offset;
     memset(ob, 0, n_out * sizeof *ob);
     if (!bound) {
@@ -141,7 +141,7 @@ void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float 
         ob[j] *= alpha;
 }
 
-/* After pd_model_dense_grad on the same rows (A[] and X hold its forward
+/* After pd_model_dense_grad on the same rows (A[] and X0 hold its forward
  * pass): the Gauss-Newton diagonal into curv[nparams]. */
 static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
 {

@@ -34,6 +34,8 @@ struct pd_model {
     /* Workspaces, carved from one allocation (ws) sized at create. */
     float *ws;
     float *X;                    /* [max_batch][D] dense path inputs; NULL on linear path */
+    const float *X0;             /* the last dense forward's input rows: X, or the data's
+                                    own rows when they were consecutive */
     float *A[PD_MAX_LAYERS];     /* [max_batch][width[l+1]]: layer l outputs after the
                                     activation; A[nlayers-1] holds the logits z */
     float *delta[2];             /* [max_batch][max width[1..]] ping-pong dL/dz, dL/da */
@@ -60,11 +62,15 @@ typedef struct head_sums {
 
 /* ---- kernels (dense.c). Shapes asserted at entry; no allocation. ---- */
 
-/* Z[b][n_out] = A[b][n_in] W[n_out][n_in]^T + bias[n_out] (sgemm). */
+/* Z[b][n_out] = f(A[b][n_in] W[n_out][n_in]^T + bias[n_out]) (sgemm, then
+ * one pass for the bias and f), f = *act, or the identity when act is NULL.
+ * The same bits as the bias added, then pd_model_act_fwd. */
 void pd_model_affine_fwd(const float *A, const float *W, const float *bias,
-                         size_t b, size_t n_in, size_t n_out, float *Z);
-/* Given dZ[b][n_out] = dL/dZ: dW[n_out][n_in] = dZ^T A, db[n_out] = column
- * sums of dZ, and, if dA is not NULL, dA[b][n_in] = dZ W (sgemm). */
+                         size_t b, size_t n_in, size_t n_out, const pd_activation *act,
+                         float *Z);
+/* Given dZ[b][n_out] = dL/dZ: dW[n_out][n_in] = dZ^T A, if db is not NULL
+ * db[n_out] = column sums of dZ, and, if dA is not NULL, dA[b][n_in] = dZ W
+ * (sgemm). */
 void pd_model_affine_bwd(const float *dZ, const float *A, const float *W,
                          size_t b, size_t n_in, size_t n_out,
                          float *dW, float *db, float *dA);
@@ -72,6 +78,11 @@ void pd_model_affine_bwd(const float *dZ, const float *A, const float *W,
 void pd_model_act_fwd(pd_activation act, float *Z, size_t n);
 /* In place d *= f'(z), with f' computed from the activation a = f(z). */
 void pd_model_act_bwd(pd_activation act, const float *A, float *d, size_t n);
+/* d[b][n] *= f'(z) as pd_model_act_bwd does, and db[n] = the column sums of
+ * the result (added row after row, as pd_model_affine_bwd's db), in one
+ * pass: the bias gradient of the layer below. */
+void pd_model_act_bwd_colsum(pd_activation act, const float *A, float *d, size_t b, size_t n,
+                             float *db);
 /* X[b][D] = rows of ds (copied when dense, scattered into zeros when sparse). */
 void pd_model_gather(const pd_dataset *ds, const size_t *rows, size_t b, size_t D,
                      float *X);

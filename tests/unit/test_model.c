@@ -361,7 +361,7 @@ static void check_affine(size_t b, size_t n_in, size_t n_out)
     double atol = 1e-6 * (double)(n_in > b ? n_in : b);
     char what[64];
 
-    pd_model_affine_fwd(A, W, bias, b, n_in, n_out, Z);
+    pd_model_affine_fwd(A, W, bias, b, n_in, n_out, NULL, Z);
     naive_affine_fwd(A, W, bias, b, n_in, n_out, rZ);
     snprintf(what, sizeof what, "affine_fwd Z %zux%zux%zu", b, n_in, n_out);
     assert_true(check_close(what, Z, rZ, b * n_out, 1e-5, atol));
@@ -444,6 +444,49 @@ static void test_kernels_activation(void **state)
         /* f' from a = f(z) in float: 1 - a^2 loses digits near saturation */
         assert_true(check_close(what, d, rd, N, 1e-5, 1e-6));
     }
+}
+
+/* The fused passes give the bits of the separate ones: affine_fwd with an
+ * activation = affine_fwd, then act_fwd; act_bwd_colsum = act_bwd, then
+ * the column sums affine_bwd takes for db. */
+static void check_fused(size_t b, size_t n_in, size_t n_out)
+{
+    float *A = malloc(b * n_in * sizeof *A), *W = malloc(n_out * n_in * sizeof *W);
+    float *bias = malloc(n_out * sizeof *bias), *Z = malloc(b * n_out * sizeof *Z);
+    float *Z2 = malloc(b * n_out * sizeof *Z2), *d = malloc(b * n_out * sizeof *d);
+    float *d2 = malloc(b * n_out * sizeof *d2), *db = malloc(n_out * sizeof *db);
+    float *db2 = malloc(n_out * sizeof *db2), *dW = malloc(n_out * n_in * sizeof *dW);
+    assert_true(A && W && bias && Z && Z2 && d && d2 && db && db2 && dW);
+    fill_uniform(A, b * n_in, -1, 1, 21);
+    fill_uniform(W, n_out * n_in, -1, 1, 22);
+    fill_uniform(bias, n_out, -1, 1, 23);
+    pd_activation acts[] = {PD_ACT_RELU, PD_ACT_TANH, PD_ACT_SIGMOID};
+    for (int k = 0; k < 3; k++) {
+        fill_uniform(Z, b * n_out, 5, 6, 24);   /* garbage the kernels must overwrite */
+        pd_model_affine_fwd(A, W, bias, b, n_in, n_out, &acts[k], Z);
+        pd_model_affine_fwd(A, W, bias, b, n_in, n_out, NULL, Z2);
+        pd_model_act_fwd(acts[k], Z2, b * n_out);
+        assert_memory_equal(Z, Z2, b * n_out * sizeof *Z);
+
+        fill_uniform(d, b * n_out, -1, 1, 25);
+        memcpy(d2, d, b * n_out * sizeof *d);
+        fill_uniform(db, n_out, 5, 6, 26);
+        pd_model_act_bwd_colsum(acts[k], Z, d, b, n_out, db);
+        pd_model_act_bwd(acts[k], Z2, d2, b * n_out);
+        assert_memory_equal(d, d2, b * n_out * sizeof *d);
+        pd_model_affine_bwd(d2, A, W, b, n_in, n_out, dW, db2, NULL);
+        assert_memory_equal(db, db2, n_out * sizeof *db);
+    }
+    free(A), free(W), free(bias), free(Z), free(Z2), free(d), free(d2), free(db), free(db2);
+    free(dW);
+}
+
+static void test_kernels_fused(void **state)
+{
+    (void)state;
+    check_fused(1, 1, 1);
+    check_fused(6, 7, 5);
+    check_fused(64, 784, 256);   /* the MLP's first layer */
 }
 
 /* ---- datasets ------------------------------------------------------------ */
@@ -737,6 +780,51 @@ static void test_grad_mlp(void **state)
     gradcheck(*state, mlp_config(GD, h1, 1, GC, PD_ACT_TANH), "mlp 6 tanh");
     gradcheck(*state, mlp_config(GD, h3, 3, GC, PD_ACT_SIGMOID), "mlp 4,3,5 sigmoid");
     gradcheck(*state, mlp_config(GD, NULL, 0, GC, PD_ACT_RELU), "mlp no hidden");
+}
+
+/* Consecutive dense rows are read where they are, other rows gathered
+ * first: the same gradient, loss and curvature to the bit either way. The
+ * rows 2..5 of the data, in place, against the same rows at 0, 2, 4, 6 of
+ * a copy with other rows between them. */
+static void test_grad_rows_in_place(void **state)
+{
+    gdata *g = *state;
+    enum { R0 = 2, NB = 4 };
+    const size_t in_place[NB] = {R0, R0 + 1, R0 + 2, R0 + 3}, spread[NB] = {0, 2, 4, 6};
+    float x2[2 * NB * GD], y2[2 * NB];
+    size_t id2[2 * NB];
+    for (size_t i = 0; i < NB; i++) {
+        memcpy(x2 + 2 * i * GD, g->x + (R0 + i) * GD, GD * sizeof *x2);
+        fill_uniform(x2 + (2 * i + 1) * GD, GD, -3, 3, 40 + i);   /* not in the batch */
+        y2[2 * i] = g->y_class[R0 + i];
+        y2[2 * i + 1] = 0.0f;
+        id2[2 * i] = id2[2 * i + 1] = i;
+    }
+    pd_dataset ds = g->dense, ds2 = {.n = 2 * NB, .d = GD, .x = x2, .y = y2, .id = id2};
+    int h[] = {5, 4};
+    pd_activation acts[] = {PD_ACT_RELU, PD_ACT_TANH};
+    for (int k = 0; k < 2; k++) {
+        pd_model_config mc = mlp_config(GD, h, 2, GC, acts[k]);
+        pd_model *m = create(&mc, NB);
+        assert_int_equal(pd_model_curv_init(m, 1), PD_OK);
+        size_t n = pd_model_nparams(m);
+        float *theta = malloc(n * sizeof *theta), *buf = malloc(6 * n * sizeof *buf);
+        assert_true(theta && buf);
+        fill_uniform(theta, n, -0.6, 0.6, 31);
+        double l1, l2;
+        assert_int_equal(pd_model_grad_curv(m, theta, &ds, in_place, NB, buf, buf + n,
+                                            buf + 2 * n, &l1), PD_OK);
+        assert_int_equal(pd_model_grad_curv(m, theta, &ds2, spread, NB, buf + 3 * n,
+                                            buf + 4 * n, buf + 5 * n, &l2), PD_OK);
+        assert_true(l1 == l2);
+        assert_memory_equal(buf, buf + 3 * n, 3 * n * sizeof *buf);
+        /* and pd_model_grad, without the curvature */
+        assert_int_equal(pd_model_grad(m, theta, &ds2, spread, NB, buf + 4 * n, &l2), PD_OK);
+        assert_memory_equal(buf, buf + 4 * n, n * sizeof *buf);
+        free(theta);
+        free(buf);
+        pd_model_destroy(&m);
+    }
 }
 
 static void test_grad_linreg(void **state)
@@ -1434,8 +1522,10 @@ int main(void)
         cmocka_unit_test(test_init),
         cmocka_unit_test(test_kernels_affine),
         cmocka_unit_test(test_kernels_activation),
+        cmocka_unit_test(test_kernels_fused),
         cmocka_unit_test_setup_teardown(test_grad_softmax, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_grad_mlp, setup_gdata, teardown_gdata),
+        cmocka_unit_test_setup_teardown(test_grad_rows_in_place, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_grad_linreg, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_grad_logreg, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_grad_svm, setup_gdata, teardown_gdata),
