@@ -690,17 +690,6 @@ static int training_rules(loader *ld)
         t->staleness_policy == PD_STALE_WAIT)
         return fail_key(ld, KEY("training.staleness_policy"), "wait bounds staleness in async "
                         "mode; hogwild threads can only drop (staleness_policy: drop)");
-    const pd_checkpoint_config *k = &c->checkpoint;
-    bool rounds = t->mode == PD_MODE_SYNC || t->mode == PD_MODE_LOCAL_SGD;
-    bool one = t->mode == PD_MODE_EASGD && t->servers == 1;
-    if ((k->every_updates > 0 || k->every_seconds > 0) &&
-        !(rounds || t->mode == PD_MODE_ASYNC || t->mode == PD_MODE_HOGWILD || one ||
-          t->mode == PD_MODE_SERIAL))
-        return fail_key(ld, KEY(k->every_updates > 0 ? "checkpoint.every_updates"
-                                                     : "checkpoint.every_seconds"),
-                        "only serial, sync, local_sgd, async, hogwild and easgd (one server) "
-                        "runs write checkpoints in this version (training.mode is %s with %d "
-                        "servers); leave it at 0", pd_mode_name(t->mode), t->servers);
     return PD_OK;
 }
 

@@ -271,10 +271,8 @@ const pd_section pd_sections[] = {
     {"optimizer", "The update rule; `default` = that rule's value (listed per rule)."},
     {"optimizer.schedule", "Learning rate as a function of the update number."},
     {"checkpoint", "When to write checkpoints (to run.out_dir/checkpoints, and one at the "
-     "end). In this version serial, sync, local_sgd, async, hogwild and easgd (one "
-     "server) runs, and the batch methods (every_updates counts "
-     "their iterations; none at their end): "
-     "in the other modes every_updates and every_seconds must stay 0. With "
+     "end): every mode, with any number of servers; the batch methods' "
+     "every_updates counts their iterations (none at their end). With "
      "training.worker_timeout they go on without a lost worker and record it; --resume "
      "brings it back where it was lost."},
     {"faults", "Injected stragglers and message delays (distributed modes only)."},

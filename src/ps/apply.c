@@ -673,21 +673,37 @@ int server_on_model_easgd(server *sv, int w, bool control)
     PD_TRY(decision(sv, w, control));
     if (p->lost)
         return PD_OK;
-    if (count_unapplied(sv, p)) {
-        p->reset = p->dec.outcome == PD_OUT_BAD;
-        PD_TRY(server_reply(sv, w, false));
-        return server_post_recv(sv, w);
+    if (sv->follows) {   /* a checkpoint's cut (checkpoint.h), as in async */
+        bool stash;
+        PD_TRY(server_ckpt_follow(sv, w, &stash));
+        if (stash)
+            return PD_OK;
     }
-    float alpha = (float)sv->cfg->training.elastic_alpha;
-    float *restrict c = sv->theta + sv->lo, *restrict d = p->reply;
-    const float *restrict x = p->g;
-    for (size_t i = 0; i < sv->hi - sv->lo; i++) {
-        d[i] = alpha * (x[i] - c[i]);
-        c[i] += d[i];
+    return server_conclude_easgd(sv, w);
+}
+
+int server_conclude_easgd(server *sv, int w)
+{
+    peer *p = &sv->peers[w];
+    bool unapplied = count_unapplied(sv, p);
+    if (!unapplied) {
+        float alpha = (float)sv->cfg->training.elastic_alpha;
+        float *restrict c = sv->theta + sv->lo, *restrict d = p->reply;
+        const float *restrict x = p->g;
+        for (size_t i = 0; i < sv->hi - sv->lo; i++) {
+            d[i] = alpha * (x[i] - c[i]);
+            c[i] += d[i];
+        }
+        atomic_fetch_add(&sv->examples, p->in.examples);
+        record_staleness(sv, p, 0);
+        add_peer_loss(p);
     }
-    atomic_fetch_add(&sv->examples, p->in.examples);
-    record_staleness(sv, p, 0);
-    add_peer_loss(p);
-    PD_TRY(server_reply(sv, w, true));
+    /* A server s > 0's checkpoint bookkeeping, once the model is in the
+     * centre (its count may take the snapshot; server 0's is before the
+     * decision). */
+    if (sv->follows)
+        PD_TRY(server_ckpt_async_grad(sv, w));
+    p->reset = unapplied && p->dec.outcome == PD_OUT_BAD;
+    PD_TRY(server_reply(sv, w, !unapplied));
     return server_post_recv(sv, w);
 }

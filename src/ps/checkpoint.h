@@ -55,12 +55,14 @@
  *   gradient kept back is concluded by its own serving thread once the
  *   snapshot has released it (server_ckpt_released; the thread polls
  *   while one of its workers' gradients is kept back).
- *   easgd (one server): the same, but server 0 checks before it applies a
- *   model and snapshots the centre without it, so that model, and every
- *   other worker's next one, count dropped at the stop: each worker's
- *   state (iterator, local optimizer, its own model) is taken at that
- *   exchange's reply, its model as it was before the elastic move. The
- *   exchange is lost on both sides; the local steps before it stand.
+ *   easgd: the same, but server 0 checks before it applies a model and
+ *   snapshots the centre without it, so that model, and every other
+ *   worker's next one, count dropped at the stop: each worker's state
+ *   (iterator, local optimizer, its own model) is taken at that
+ *   exchange's reply from server 0, its model as it was before the
+ *   elastic move. The exchange is lost on both sides; the local steps
+ *   before it stand. With S > 1 the model that found it due is the first
+ *   decision after the cut: servers s > 0 follow the cut as in async.
  *   Every worker also sends server 0 its state before FINAL, so a worker
  *   that has finished is resumed finished (and the checkpoint at the end
  *   of any mode is taken from the FINAL states).

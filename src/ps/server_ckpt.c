@@ -76,12 +76,11 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
         if (!ck->state || !ck->state_size)
             return PD_ENOMEM;
     }
-    /* async (any number of servers) and easgd (one server): snapshots wait
+    /* async, hogwild and easgd (any number of servers): snapshots wait
      * for the workers' states (server 0) or their CKPT headers (the others) */
     ck->cut = ck->cut_next = ck->snapped = -1;
     bool threads = mode_of(sv)->threads;
-    if (mode_of(sv)->each && (!mode_of(sv)->elastic || sv->world->servers == 1) &&
-        (!threads || ck->on)) {
+    if (mode_of(sv)->each && (!threads || ck->on)) {
         /* hogwild: server 0's snapshots wait for the threads' applies (the
          * others' need no lock: checkpoint.h) */
         sv->quiesce = threads && sv->world->index == 0;
@@ -706,6 +705,13 @@ static int async_write(server *sv)
     return async_manifest(sv, false);
 }
 
+/* Server s > 0: what follows the decision on worker w's gradient (model),
+ * kept back for the snapshot. */
+static int conclude(server *sv, int w)
+{
+    return mode_of(sv)->elastic ? server_conclude_easgd(sv, w) : server_conclude_async(sv, w);
+}
+
 /* Server s > 0: take the snapshot of server 0's cut (every decision before
  * it is concluded here, none after), then conclude the gradients kept
  * back for it: each counts as come after it. */
@@ -732,7 +738,7 @@ static int follower_snap(server *sv)
         }
         sv->peers[k].stashed = false;
         ck->nstashed--;
-        PD_TRY(server_conclude_async(sv, k));
+        PD_TRY(conclude(sv, k));
     }
     return ck->pending && ck->nwant == 0 ? async_write(sv) : PD_OK;
 }
@@ -753,7 +759,7 @@ int server_ckpt_released(server *sv, int first, int stride, bool *held)
         p->stashed = false;
         sv->ck.nstashed--;
         pthread_mutex_unlock(&sv->ck_mu);
-        PD_TRY(server_conclude_async(sv, w));
+        PD_TRY(conclude(sv, w));
     }
     return PD_OK;
 }
@@ -880,8 +886,10 @@ int server_ckpt_async_grad(server *sv, int w)
 int server_ckpt_elastic_model(server *sv, int w)
 {
     server_ckpt *ck = &sv->ck;
-    if (!ck->want)
-        return PD_OK;
+    if (!ck->want || sv->world->index > 0)
+        return PD_OK;   /* (servers s > 0 follow server 0's cut: server_ckpt_follow) */
+    if (ck->ids_wait)   /* S > 1: the previous one's manifest, once the other parts are in */
+        PD_TRY(async_manifest(sv, false));
     int64_t v = atomic_load(&sv->version);
     bool started = false;
     if (!ck->pending && v > 0)   /* (none of version 0: the run's start) */

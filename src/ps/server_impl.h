@@ -105,7 +105,7 @@ typedef struct server_ckpt {
     char resume_dir[PD_PATH_MAX + 16];   /* --resume: DIR/checkpoints */
     char *rows;                    /* --resume, server 0: metrics.jsonl's rows kept */
     size_t nrows;
-    /* async, easgd (one server): the snapshot whose workers' states
+    /* async, hogwild, easgd: the snapshot whose workers' states
      * (server 0) or CKPT headers (async, server s > 0) are awaited */
     ckpt_snap snap;
     bool pending;                  /* a snapshot waits for states (server 0: and
@@ -280,6 +280,10 @@ MPI_Request *server_hear_request(server *sv);
 int server_rounds_setup(server *sv);
 int server_rounds_end(server *sv);
 int server_on_model_easgd(server *sv, int w, bool control);
+/* easgd: what follows worker w's decision (the elastic step or the count,
+ * a server s > 0's checkpoint bookkeeping, the reply); server_ckpt.c calls
+ * it for a model it kept back. */
+int server_conclude_easgd(server *sv, int w);
 /* lost.c: training.worker_timeout. A worker the server waits for longer
  * than that (a message from it, the rest of one, or our reply to it that
  * does not leave) is lost: its requests are dropped, it counts as inactive,
@@ -342,16 +346,19 @@ int server_ckpt_on_final(server *sv, int w);
  * it): the checkpoint of the final version, if checkpoints are on and it
  * is not written yet. */
 int server_ckpt_final(server *sv);
-/* Async, one server (server 0): after a gradient is decided, a snapshot
+/* Async and hogwild, server 0: after a gradient is decided, a snapshot
  * when one is due (every active worker's next reply then asks for its
  * state), or, while one waits, count a wanted worker's gradient as come
- * after it. */
+ * after it. A server s > 0 (async, hogwild, easgd): count the gradient
+ * (model) concluded, and take the snapshot once every decision before
+ * the cut is. */
 int server_ckpt_async_grad(server *sv, int w);
-/* easgd, one server (server 0): before worker w's model is applied, a
- * snapshot of the centre when one is due; a model that comes after it
- * (this one included) is counted as come after it. */
+/* easgd, server 0: before worker w's model is decided, a snapshot of
+ * its shard of the centre when one is due; a model that comes after it
+ * (this one included) is counted as come after it. Nothing on the other
+ * servers (they follow the cut: server_ckpt_follow). */
 int server_ckpt_elastic_model(server *sv, int w);
-/* Async and hogwild, server s > 0 with S > 1, after following server 0's
+/* Async, hogwild and easgd, server s > 0 with S > 1, after following server 0's
  * decision on worker w's gradient: a decision after a snapshot this server
  * has not taken yet either takes it (every decision before it is
  * concluded) or keeps the gradient back (*stash) until it is. */

@@ -251,13 +251,14 @@ static pd_worker_state state_of(worker *wk)
                              .drawn = wk->pull && wk->more ? wk->l.batch : 0};
 }
 
-/* Async: server 0's reply to the gradient just sent asks for a checkpoint.
- * Our state (this gradient counted: nothing else changes until the other
- * replies are in) goes to server 0, which waits for it, and a CKPT header
- * to every other server: our gradients after it come after the checkpoint
- * (the one just sent, before it, may be one of those server 0 counts as
- * dropped). Neither waits for the other servers' replies, which can wait
- * for server 0's decisions. */
+/* Async, hogwild, easgd: server 0's reply to the gradient (model) just
+ * sent asks for a checkpoint. Our state (this gradient counted: nothing
+ * else changes until the other replies are in; easgd: our model before
+ * the elastic move) goes to server 0, which waits for it, and a CKPT
+ * header to every other server: our gradients after it come after the
+ * checkpoint (the one just sent, before it, may be one of those server 0
+ * counts as dropped). Neither waits for the other servers' replies, which
+ * can wait for server 0's decisions. */
 static int post_early_checkpoint(worker *wk)
 {
     int S = wk->world->servers;
@@ -297,7 +298,7 @@ static int exchange(worker *wk, int kind, double loss, double norm, int64_t exam
         PD_TRY(pd_comm_waitall_until(2, &wk->req[4 * s], until, &expired));
     if (ordered && !expired)
         PD_TRY(post_request(wk, 0, kind, loss, norm, examples));
-    if (!expired && wk->early && kind == PD_MSG_GRAD) {
+    if (!expired && wk->early && (kind == PD_MSG_GRAD || kind == PD_MSG_MODEL)) {
         PD_TRY(pd_comm_waitall_until(4, wk->req, until, &expired));
         early = !expired && (wk->in[0].flags & PD_FLAG_CKPT);
         if (early)
@@ -460,16 +461,14 @@ static int run_local(worker *wk)
             delay(wk);
             double norm = pd_optim_finite(wk->point, wk->n) ? 0 : NAN;
             PD_TRY(exchange(wk, PD_MSG_MODEL, ok ? loss / (double)ok : NAN, norm, examples));
-            /* easgd: a checkpoint drops this exchange (checkpoint.h), so
-             * it takes our model from before the elastic move. */
-            if (m->elastic)
-                PD_TRY(checkpoint(wk));
+            /* easgd: a checkpoint drops this exchange (checkpoint.h): our
+             * state went to server 0 during it (post_early_checkpoint),
+             * with our model from before the elastic move. */
             if (m->elastic)
                 elastic_move(wk);
             end_cycle(wk);
             compute_s = 0;
-            if (!m->elastic)
-                PD_TRY(checkpoint(wk));
+            PD_TRY(checkpoint(wk));   /* local_sgd's round */
             since = 0;
             examples = 0;
             ok = 0;
@@ -518,7 +517,7 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
     wk->req = pd_calloc((size_t)(4 * S), sizeof *wk->req);
     if (!wk->point || !wk->out || !wk->in || !wk->ver || !wk->sp || !wk->req)
         return PD_ENOMEM;
-    wk->early = m->each && !m->elastic;
+    wk->early = m->each;
     if (wk->early) {
         wk->mk = pd_calloc((size_t)S, sizeof *wk->mk);
         wk->mreq = pd_malloc((size_t)(2 * S) * sizeof *wk->mreq);

@@ -907,10 +907,8 @@ static void test_cross_key_rules(void **state)
     load_ok("training:\n  mode: hogwild\n  servers: 2\ncheckpoint:\n  every_updates: 5\n",
             NULL, 0, &c);
     load_ok("training:\n  mode: easgd\ncheckpoint:\n  every_updates: 100\n", NULL, 0, &c);
-    ERR("training:\n  mode: easgd\n  servers: 2\ncheckpoint:\n  every_updates: 100\n",
-        NAME ":5:18: checkpoint.every_updates: only serial, sync, local_sgd, async, hogwild "
-        "and easgd (one server) runs write checkpoints in this version (training.mode is easgd "
-        "with 2 servers); leave it at 0");
+    load_ok("training:\n  mode: easgd\n  servers: 2\ncheckpoint:\n  every_updates: 100\n",
+            NULL, 0, &c);
     load_ok("checkpoint:\n  every_updates: 100\n  every_seconds: 60\n", NULL, 0, &c);
     assert_int_equal(c.checkpoint.every_updates, 100);
     /* Batch methods: serial or sync with server ranks, none of the stochastic
