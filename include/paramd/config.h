@@ -135,6 +135,9 @@ typedef struct pd_optim_config {
     int block_size;                /* cd: coordinates minimized together */
     pd_block_order block_order;    /* cd: blocks in order, or shuffled each cycle */
     int vsgd_bound_layers;         /* vsgd: layers whose curvature is the row bound */
+    int vsgd_row_layers;           /* vsgd: layers whose curvature is each row's along
+                                      its own gradient (the Rayleigh quotient) */
+    double vsgd_slow;              /* vsgd: the slow start's C; 0 = max(2, D/10) */
 } pd_optim_config;
 
 /* One entry of training.phases: the keys it sets, as "path=value" with the

@@ -104,7 +104,14 @@ int pd_model_grad(pd_model *m, const float *theta, const pd_dataset *ds,
  * (k = the bias): at least the row block's largest eigenvalue, so a
  * diagonal step on that layer cannot overshoot along its inputs' common
  * directions (the exact diagonal of a 784-pixel input layer did, README). */
-int pd_model_curv_init(pd_model *m, int bound_layers);
+/* row_layers (instead): the first that many layers take, for every weight
+ * and the bias of row j, the curvature of the row's Gauss-Newton block
+ * along the row's own minibatch gradient g_j (weights and bias): the
+ * Rayleigh quotient 1/b sum_i u_ij (g_j . in~_i)^2 / |g_j|^2 (0 where g_j
+ * is 0). Along the direction the row's step takes it is the exact
+ * curvature, the inputs' common directions included, which the diagonal
+ * misses and the bound overestimates (README). */
+int pd_model_curv_init(pd_model *m, int bound_layers, int row_layers);
 int pd_model_grad_curv(pd_model *m, const float *theta, const pd_dataset *ds,
                        const size_t *rows, size_t b, float *grad, float *curv, float *sq,
                        double *loss);

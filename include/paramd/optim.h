@@ -56,7 +56,8 @@
  *             coordinate's first PD_VSGD_N0 minibatches from its first
  *             non-zero g or v are averaged without a step (tau = -count),
  *             then vb is multiplied by C = max(2, D/10) (the paper's D/10,
- *             D the model's parameter count: pd_optim_set_model_params) and
+ *             D the model's parameter count: pd_optim_set_model_params;
+ *             optimizer.vsgd_slow > 0 sets C instead) and
  *             tau = PD_VSGD_N0. Clipping, noise and weight decay are refused
  *             for vsgd (the model's l2 enters g, h and v exactly).
  * (eta = the step's lr, alpha = momentum, rho, delta = eps, b1/b2 = beta1/2.)

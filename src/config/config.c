@@ -622,6 +622,10 @@ static int optimizer_rules(loader *ld)
                 return fail_key(ld, key_index(off[i]), "must be 0 for vsgd (its rates come from "
                                 "the gradient's own statistics%s)",
                                 i == 3 ? "; use model.l2" : "");
+        if (o->vsgd_row_layers > 0 && o->vsgd_bound_layers > 0)
+            return fail_key(ld, key_index("optimizer.vsgd_row_layers"), "a layer's curvature is "
+                            "either the row bound or the row's along its gradient: set "
+                            "optimizer.vsgd_row_layers or optimizer.vsgd_bound_layers, not both");
         if (ld->cfg->training.servers == 0)
             return fail_key(ld, key_index("training.servers"), "vsgd needs server ranks in this "
                             "version (with training.servers 0 the workers' exchange carries no "

@@ -234,6 +234,10 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
          "cd: blocks in order, or in a fresh random order (seeded) each cycle."),
     INT("optimizer.vsgd_bound_layers", optimizer.vsgd_bound_layers, IN(0, PD_MAX_HIDDEN + 1), "0",
         "vsgd: the first N layers' curvature is each weight row's Gershgorin bound."),
+    INT("optimizer.vsgd_row_layers", optimizer.vsgd_row_layers, IN(0, PD_MAX_HIDDEN + 1), "0",
+        "vsgd: the first N layers' curvature is each row's along its gradient."),
+    DBL("optimizer.vsgd_slow", optimizer.vsgd_slow, GE(0), "0",
+        "vsgd: the slow start's overestimate C of vb; 0 = the paper's max(2, D/10)."),
 
     I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
         "Checkpoint every this many updates; 0 = off."),

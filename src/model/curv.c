@@ -16,9 +16,10 @@
 #include "paramd/error.h"
 #include "model_impl.h"
 
-int pd_model_curv_init(pd_model *m, int bound_layers)
+int pd_model_curv_init(pd_model *m, int bound_layers, int row_layers)
 {
     m->curv_bound = bound_layers > 0 ? (size_t)bound_layers : 0;
+    m->curv_rows = row_layers > 0 ? (size_t)row_layers : 0;
     if (m->type != PD_MODEL_SOFTMAX && m->type != PD_MODEL_MLP && m->type != PD_MODEL_LINREG)
         return PD_FAIL(PD_EINPUT, "model.type: no curvature estimate for %s models (vsgd needs "
                        "softmax, mlp or linreg)", m->type == PD_MODEL_LOGREG ? "logreg" : "svm");
@@ -32,7 +33,8 @@ int pd_model_curv_init(pd_model *m, int bound_layers)
             maxh = m->width[l + 1] > maxh ? m->width[l + 1] : maxh;
     }
     /* P, U, SQ, FP, J[0], J[1]: rows of B examples, each of these widths. */
-    const size_t per[6] = {K, maxw, maxin, maxh, K * maxh, K * maxh};
+    /* SQ also holds a row layer's [b][width[l+1]] projections */
+    const size_t per[6] = {K, maxw, maxin > maxw ? maxin : maxw, maxh, K * maxh, K * maxh};
     size_t sz[6], total = 0;
     for (size_t i = 0; i < 6; i++) {
         if (per[i] != 0 && B > (SIZE_MAX / sizeof(float) - 16) / per[i])
@@ -141,9 +143,50 @@ void pd_model_curv_layer(pd_model *m, size_t l, size_t b, const float *U, float 
         ob[j] *= alpha;
 }
 
+/* Layer l's curvature along each row's own gradient (model.h): with
+ * P = in G^T ([b][n_out]; plus the bias gradient, the change of each
+ * example's pre-activation along the row's gradient), h_j = 1/b sum_i
+ * U[i][j] P[i][j]^2 / (|G_j|^2 + g_b[j]^2), every weight of row j and its
+ * bias. */
+static void curv_rows(pd_model *m, size_t l, size_t b, const float *U, const float *grad,
+                      float *out)
+{
+    size_t n_in = m->width[l], n_out = m->width[l + 1];
+    const float *in = l ? m->A[l - 1] : m->X0;   /* [b][n_in] */
+    const float *G = grad + m->t[2 * l].offset, *gb = grad + m->t[2 * l + 1].offset;
+    float *P = m->SQ;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)n_out, (int)n_in, 1.0f,
+                in, (int)n_in, G, (int)n_in, 0.0f, P, (int)n_out);
+    float *ow = out + m->t[2 * l].offset, *ob = out + m->t[2 * l + 1].offset;
+    for (size_t j = 0; j < n_out; j++) {
+        double num = 0, den = (double)gb[j] * gb[j];
+        for (size_t i = 0; i < b; i++) {
+            double q = (double)P[i * n_out + j] + gb[j];
+            num += (double)U[i * n_out + j] * q * q;
+        }
+        const float *gj = G + j * n_in;
+        for (size_t k = 0; k < n_in; k++)
+            den += (double)gj[k] * gj[k];
+        float h = den > 0 ? (float)(num / (double)b / den) : 0.0f;
+        for (size_t k = 0; k < n_in; k++)
+            ow[j * n_in + k] = h;
+        ob[j] = h;
+    }
+}
+
+/* Layer l's curvature from U by the layer's rule: rows, bound or diagonal. */
+static void curv_of_layer(pd_model *m, size_t l, size_t b, const float *grad, float *curv)
+{
+    if (l < m->curv_rows)
+        curv_rows(m, l, b, m->U, grad, curv);
+    else
+        pd_model_curv_layer(m, l, b, m->U, 1.0f / (float)b, l < m->curv_bound, curv);
+}
+
 /* After pd_model_dense_grad on the same rows (A[] and X0 hold its forward
  * pass): the Gauss-Newton diagonal into curv[nparams]. */
-static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
+static void dense_curv(pd_model *m, const float *theta, size_t b, const float *grad,
+                       float *curv)
 {
     size_t L = m->nlayers, K = m->K;
     /* The output layer: J = I, u = H's diagonal. */
@@ -155,7 +198,7 @@ static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
         for (size_t k = 0; k < b * K; k++)
             m->U[k] = m->P[k] * (1.0f - m->P[k]);
     }
-    pd_model_curv_layer(m, L - 1, b, m->U, 1.0f / (float)b, L - 1 < m->curv_bound, curv);
+    curv_of_layer(m, L - 1, b, grad, curv);
     int cur = 0;
     for (size_t l = L - 1; l-- > 0;) {
         size_t w = m->width[l + 1], wup = m->width[l + 2];
@@ -180,7 +223,7 @@ static void dense_curv(pd_model *m, const float *theta, size_t b, float *curv)
                     Jr[j] *= fp[j];
             }
         head_quad(m, J, b, w, m->U);
-        pd_model_curv_layer(m, l, b, m->U, 1.0f / (float)b, l < m->curv_bound, curv);
+        curv_of_layer(m, l, b, grad, curv);
         cur = 1 - cur;
     }
     if (m->l2 > 0)
@@ -200,6 +243,6 @@ int pd_model_grad_curv(pd_model *m, const float *theta, const pd_dataset *ds,
     assert(b >= 1 && b <= m->max_batch);
     PD_TRY(pd_model_check_data(m, ds));
     PD_TRY(pd_model_dense_grad(m, theta, ds, rows, b, grad, sq, loss));
-    dense_curv(m, theta, b, curv);
+    dense_curv(m, theta, b, grad, curv);
     return PD_OK;
 }

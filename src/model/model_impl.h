@@ -46,9 +46,12 @@ struct pd_model {
      * pd_model_curv_init, NULL until then. */
     float *cws;
     size_t curv_bound;           /* layers below this take the row bound */
+    size_t curv_rows;            /* layers below this take the row's curvature along
+                                    its gradient */
     float *P;                    /* [max_batch][K] softmax probabilities */
     float *U;                    /* [max_batch][max width] d2L/da2 (Gauss-Newton) per example */
-    float *SQ;                   /* [max_batch][max width[0..L-1]] squared layer inputs */
+    float *SQ;                   /* [max_batch][max width[0..L]] squared layer inputs (or
+                                    a row layer's inputs times its gradient rows) */
     float *FP;                   /* [max_batch][max hidden] f'(a) */
     float *J[2];                 /* [max_batch][K][max hidden] dz/da, ping-pong (mlp) */
 };

@@ -185,7 +185,7 @@ static consts make_consts(const pd_optim *o, const pd_optim_step *st)
     const pd_optim_config *oc = &o->oc;
     bool decoupled = oc->name == PD_OPT_ADAMW;
     consts c = {
-        .slow = pd_optim_vsgd_slow(o->model_params),
+        .slow = oc->vsgd_slow > 0 ? (float)oc->vsgd_slow : pd_optim_vsgd_slow(o->model_params),
         .gscale = st->gscale,
         .clip = oc->clip_value > 0 ? (float)oc->clip_value : 0.0f,
         .sigma = st->noise_sigma,

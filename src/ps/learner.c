@@ -133,7 +133,8 @@ int pd_learner_use_curv(pd_learner *l, const pd_config *cfg)
 {
     if (!pd_optim_needs_curvature(cfg->optimizer.name) || l->curv)
         return PD_OK;
-    PD_TRY(pd_model_curv_init(l->model, cfg->optimizer.vsgd_bound_layers));
+    PD_TRY(pd_model_curv_init(l->model, cfg->optimizer.vsgd_bound_layers,
+                              cfg->optimizer.vsgd_row_layers));
     l->curv = pd_calloc(2 * l->nparams, sizeof *l->curv);
     return l->curv ? PD_OK : PD_ENOMEM;
 }

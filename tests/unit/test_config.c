@@ -299,6 +299,8 @@ static const char every_key[] =
     "  block_size: 8\n"
     "  block_order: random\n"
     "  vsgd_bound_layers: 2\n"
+    "  vsgd_row_layers: 1\n"
+    "  vsgd_slow: 10\n"
     "checkpoint:\n"
     "  every_updates: 0\n"
     "  every_seconds: 0\n"
@@ -393,6 +395,8 @@ static void test_every_type_parses(void **state)
     assert_int_equal(o->block_size, 8);
     assert_int_equal(o->block_order, PD_BLOCKS_RANDOM);
     assert_int_equal(o->vsgd_bound_layers, 2);
+    assert_int_equal(o->vsgd_row_layers, 1);
+    assert_dbl(o->vsgd_slow, 10);
     /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
      * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
@@ -943,6 +947,14 @@ static void test_cross_key_rules(void **state)
     ERR("optimizer:\n  name: cd\n", NAME ":2:9: optimizer.name: cd minimizes least squares: "
         "it needs model.type linreg (model.type is softmax)");
     /* vsgd: no learning rate, and a model that gives a curvature estimate */
+    ERR("optimizer:\n  name: vsgd\n  vsgd_bound_layers: 1\n  vsgd_row_layers: 2\n", NAME
+        ":4:20: optimizer.vsgd_row_layers: a layer's curvature is either the row bound or the "
+        "row's along its gradient: set optimizer.vsgd_row_layers or optimizer.vsgd_bound_layers, "
+        "not both");
+    ERR("optimizer:\n  name: vsgd\n  vsgd_slow: -1\n", NAME ":3:14: optimizer.vsgd_slow: "
+        "must be >= 0, got -1");
+    load_ok("optimizer:\n  name: vsgd\n  vsgd_row_layers: 3\n", NULL, 0, &c);
+    assert_int_equal(c.optimizer.vsgd_row_layers, 3);
     ERR("optimizer:\n  name: vsgd\n  lr: 0.1\n", NAME ":3:7: optimizer.lr: vsgd has no "
         "learning rate to set or schedule (it adapts one per parameter)");
     ERR("optimizer:\n  name: vsgd\n  schedule:\n    type: cosine\n", NAME ":4:11: "

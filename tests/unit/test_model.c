@@ -785,7 +785,8 @@ static void test_grad_mlp(void **state)
 /* Consecutive dense rows are read where they are, other rows gathered
  * first: the same gradient, loss and curvature to the bit either way. The
  * rows 2..5 of the data, in place, against the same rows at 0, 2, 4, 6 of
- * a copy with other rows between them. */
+ * a copy with other rows between them (relu with the row bound on layer 0,
+ * tanh with the row curvature along the gradient: both read the rows). */
 static void test_grad_rows_in_place(void **state)
 {
     gdata *g = *state;
@@ -806,7 +807,7 @@ static void test_grad_rows_in_place(void **state)
     for (int k = 0; k < 2; k++) {
         pd_model_config mc = mlp_config(GD, h, 2, GC, acts[k]);
         pd_model *m = create(&mc, NB);
-        assert_int_equal(pd_model_curv_init(m, 1), PD_OK);
+        assert_int_equal(pd_model_curv_init(m, k == 0, k == 1), PD_OK);
         size_t n = pd_model_nparams(m);
         float *theta = malloc(n * sizeof *theta), *buf = malloc(6 * n * sizeof *buf);
         assert_true(theta && buf);
@@ -858,7 +859,7 @@ static void curvcheck(gdata *gd, pd_model_config mc, const char *name)
         pd_dataset *ds = &gd->dense;
         ds->y = labels_for(gd, mc.type);
         pd_model *m = create(&mc, 8);
-        assert_int_equal(pd_model_curv_init(m, 0), PD_OK);
+        assert_int_equal(pd_model_curv_init(m, 0, 0), PD_OK);
         size_t n = pd_model_nparams(m);
         float *theta = malloc(n * sizeof *theta), *grad = malloc(n * sizeof *grad);
         float *g2 = malloc(n * sizeof *g2), *curv = malloc(n * sizeof *curv);
@@ -945,8 +946,8 @@ static void boundcheck(gdata *gd, pd_model_config mc, int bound, const char *nam
     pd_dataset *ds = &gd->dense;
     ds->y = labels_for(gd, mc.type);
     pd_model *md = create(&mc, 1), *mb = create(&mc, 1);
-    assert_int_equal(pd_model_curv_init(md, 0), PD_OK);
-    assert_int_equal(pd_model_curv_init(mb, bound), PD_OK);
+    assert_int_equal(pd_model_curv_init(md, 0, 0), PD_OK);
+    assert_int_equal(pd_model_curv_init(mb, bound, 0), PD_OK);
     size_t n = pd_model_nparams(md);
     float *theta = malloc(n * sizeof *theta), *g = malloc(n * sizeof *g);
     float *sq = malloc(n * sizeof *sq), *cd = malloc(n * sizeof *cd), *cb = malloc(n * sizeof *cb);
@@ -994,13 +995,75 @@ static void test_curv_bound(void **state)
     boundcheck(*state, mlp_config(GD, h2, 2, GC, PD_ACT_RELU), 1, "mlp 5,4 relu");
 }
 
+/* The row curvature along the row's gradient (pd_model_curv_init's
+ * row_layers) on one example x: row j's gradient is delta_j (x, 1), so
+ * (g_j . (x, 1))^2 / |g_j|^2 = delta_j^2 (|x|^2 + 1)^2 / (delta_j^2
+ * (|x|^2 + 1)) and every weight and the bias of row j take u_j (|x|^2 + 1)
+ * (u_j the diagonal's bias entry: the largest eigenvalue of the row's
+ * rank-one Gauss-Newton block), 0 where delta_j = 0; the layers above are
+ * the diagonal, bit for bit. */
+static void rowcheck(gdata *gd, pd_model_config mc, const char *name)
+{
+    pd_dataset *ds = &gd->dense;
+    ds->y = labels_for(gd, mc.type);
+    pd_model *md = create(&mc, 1), *mr = create(&mc, 1);
+    assert_int_equal(pd_model_curv_init(md, 0, 0), PD_OK);
+    assert_int_equal(pd_model_curv_init(mr, 0, 1), PD_OK);
+    size_t n = pd_model_nparams(md);
+    float *theta = malloc(n * sizeof *theta), *g = malloc(n * sizeof *g);
+    float *sq = malloc(n * sizeof *sq), *cd = malloc(n * sizeof *cd), *cr = malloc(n * sizeof *cr);
+    double *want = malloc(n * sizeof *want);
+    assert_true(theta && g && sq && cd && cr && want);
+    fill_uniform(theta, n, -0.6, 0.6, 5);
+    const size_t row[1] = {3};
+    double loss;
+    assert_int_equal(pd_model_grad_curv(md, theta, ds, row, 1, g, cd, sq, &loss), PD_OK);
+    assert_int_equal(pd_model_grad_curv(mr, theta, ds, row, 1, g, cr, sq, &loss), PD_OK);
+    const float *x = ds->x + row[0] * GD;
+    double x2 = 1;
+    for (size_t k = 0; k < GD; k++)
+        x2 += (double)x[k] * x[k];
+    for (size_t i = 0; i < n; i++)
+        want[i] = cd[i];
+    const pd_tensor_info *w = pd_model_tensor(md, 0), *bb = pd_model_tensor(md, 1);
+    size_t nz = 0;
+    for (size_t j = 0; j < w->rows; j++) {
+        double h = g[bb->offset + j] == 0 ? 0 : cd[bb->offset + j] * x2;
+        nz += h > 0;
+        for (size_t k = 0; k < w->cols; k++)
+            want[w->offset + j * w->cols + k] = h;
+        want[bb->offset + j] = h;
+    }
+    assert_true(nz > 0);
+    char what[96];
+    snprintf(what, sizeof what, "%s rows 1 vs u (|x|^2 + 1)", name);
+    assert_true(check_close(what, cr, want, n, 1e-5, 1e-9));
+    for (size_t i = bb->offset + bb->rows; i < n; i++)   /* above: the diagonal's bits */
+        assert_true(cr[i] == cd[i]);
+    free(theta);
+    free(g);
+    free(sq);
+    free(cd);
+    free(cr);
+    free(want);
+    pd_model_destroy(&md);
+    pd_model_destroy(&mr);
+}
+
+static void test_curv_rows(void **state)
+{
+    int h2[] = {5, 4};
+    rowcheck(*state, config(PD_MODEL_SOFTMAX, GD, GC), "softmax");
+    rowcheck(*state, mlp_config(GD, h2, 2, GC, PD_ACT_RELU), "mlp 5,4 relu");
+}
+
 /* logreg and svm have no curvature estimate: refused, naming the type. */
 static void test_curv_refused(void **state)
 {
     (void)state;
     pd_model_config mc = config(PD_MODEL_SVM, GD, 0);
     pd_model *m = create(&mc, 4);
-    assert_int_equal(pd_model_curv_init(m, 0), PD_EINPUT);
+    assert_int_equal(pd_model_curv_init(m, 0, 0), PD_EINPUT);
     assert_non_null(strstr(pd_err_msg(), "no curvature estimate for svm"));
     pd_model_destroy(&m);
 }
@@ -1532,6 +1595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_curv_softmax, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_curv_mlp, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_curv_linreg, setup_gdata, teardown_gdata),
+        cmocka_unit_test_setup_teardown(test_curv_rows, setup_gdata, teardown_gdata),
         cmocka_unit_test_setup_teardown(test_curv_bound, setup_gdata, teardown_gdata),
         cmocka_unit_test(test_curv_refused),
         cmocka_unit_test_setup_teardown(test_grad_dense_equals_sparse_input, setup_gdata,
