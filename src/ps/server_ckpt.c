@@ -60,9 +60,11 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     ck->last_t = pd_now();
     ck->resume_eval = -1;
     /* training.phases: the run's config (its phases included) makes the
-     * hash, and a resumed run writes at the end of every phase whose mode
-     * writes checkpoints (rounds; async without trace and easgd, with one
-     * server: what config.c allows checkpoint.every_* for) */
+     * hash, and a resumed run writes at the end of a phase of rounds, or
+     * of async or easgd untraced with one server, without checkpoint.every_*
+     * too. Every mode writes checkpoints now; a hogwild phase, or one with
+     * several servers or a trace, writes its end's only with every_* set
+     * (widening this needs a test of each: not done yet). */
     const pd_config *run = sv->carry ? sv->carry->run : cfg;
     const pd_mode_props *m = mode_of(sv);
     bool writes = m->rounds ||
