@@ -30,7 +30,8 @@
  * tells the others whether to stop and whether to checkpoint.
  *
  * Checkpoints (checkpoint.every_updates counts iterations, every_seconds,
- * SIGUSR1, and a stop signal, at an iteration boundary): each server
+ * SIGUSR1, a stop signal, and the boundary where the run ends by itself
+ * when checkpoints are on, at an iteration boundary): each server
  * writes its part, its coordinates of the point (PARM) and the
  * minimizer's state over them (BTCH, pd_batch_save), server 0 with its
  * evaluator's state (RUNS); server 0 writes the manifest. --resume loads
@@ -47,6 +48,7 @@
 
 #include "checkpoint.h"
 #include "driver.h"
+#include "state.h"
 #include "paramd/batch.h"
 #include "paramd/ckpt.h"
 #include "paramd/le.h"
@@ -251,6 +253,7 @@ typedef struct driver {
     uint64_t layout_hash, config_hash;
     double ckpt_t;          /* pd_now() at the last one written */
     int64_t ckpt_it;        /* its iteration, -1: none */
+    double f_last;          /* the loss of the last boundary reported */
     pd_ckpt_part resumed;   /* --resume: this server's part */
     char resume_name[PD_PATH_MAX + 64];
 } driver;
@@ -486,7 +489,24 @@ static int resumed_report(driver *d, const pd_batch_state *st)
     p->epoch = (double)p->examples / (double)d->total;
     p->train_loss = st->f;
     d->ckpt_it = st->iteration;
+    d->f_last = st->f;
     return gather_state(d, st);
+}
+
+static pd_batch_opts opts_of(const pd_config *cfg);
+
+/* Whether the minimizer ends the run at this boundary by itself (its own
+ * test, pd_batch_why_stop, on the same numbers: the previous boundary's
+ * loss, this one's loss and gradient norm), so that a run with
+ * checkpoints writes one of its end (a failed line search, decided after
+ * the boundary, still ends without one). */
+static bool ends_here(driver *d, const pd_batch_state *st)
+{
+    pd_batch_opts bo = opts_of(d->cfg);
+    bool end = pd_batch_why_stop(&bo, st->iteration, d->f_last, st->f, st->gnorm, false) != NULL;
+    d->f_last = st->f;
+    const pd_checkpoint_config *k = &d->cfg->checkpoint;
+    return end && (k->every_updates > 0 || k->every_seconds > 0 || d->ckpt_it >= 0);
 }
 
 /* One row of metrics.jsonl per iteration (every eval_every iterations when
@@ -523,9 +543,10 @@ static int report(void *ctx, const pd_batch_state *st, bool *stop)
      * checkpoint.every_updates (iterations) and every_seconds. */
     d->signal = pd_signals_stop();
     *stop = *stop || d->signal;
+    bool end = ends_here(d, st);
     ckpt = pd_signals_take_checkpoint() || d->signal ||
            (st->iteration > 0 && st->iteration != d->ckpt_it &&
-            pd_ckpt_due(d->cfg, st->iteration, d->ckpt_t));
+            (end || pd_ckpt_due(d->cfg, st->iteration, d->ckpt_t)));
     PD_TRY(share_stop(d, stop, &ckpt));
     return ckpt ? write_checkpoint(d, st) : PD_OK;
 }

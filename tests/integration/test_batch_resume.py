@@ -1,6 +1,7 @@
 """Checkpoints of the batch methods: a run that checkpoints every k
 iterations, stops (training.max_iterations, SIGTERM, kill -9) and is
-resumed (--resume, with a larger max_iterations) ends with the
+resumed (--resume, with a larger max_iterations; a run that ends by
+itself writes a checkpoint of its end) ends with the
 uninterrupted run's params_sha256, iterations, evaluations and metrics
 rows: lbfgs and cg serially, lbfgs and cd in sync mode with 2 servers and
 2 workers; SIGTERM (serial process; server 0 of a sync job) writes the
@@ -43,6 +44,11 @@ def resumed(conf, sets, ranks, stop_at, every, label):
                  ["training.max_iterations=%d" % stop_at, "checkpoint.every_updates=%d" % every],
                  ranks=ranks)
     last = t.checkpoint_sets(d)[-1]
+    # the run's end (max_iterations) writes a checkpoint of its own, also
+    # between the every-k ones (before, the last was the k-th's, and the
+    # resume redid the iterations after it)
+    t.check(last == stop_at, "%s: the end's checkpoint, at iteration %d (the last at %d)"
+            % (label, stop_at, last))
     t.run(conf, sets + ["checkpoint.every_updates=%d" % every], ranks=ranks, out=d,
           args=["--resume"])
     same(whole, d, "%s, resumed from iteration %d" % (label, last))
