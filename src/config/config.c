@@ -626,10 +626,6 @@ static int optimizer_rules(loader *ld)
             return fail_key(ld, key_index("optimizer.vsgd_row_layers"), "a layer's curvature is "
                             "either the row bound or the row's along its gradient: set "
                             "optimizer.vsgd_row_layers or optimizer.vsgd_bound_layers, not both");
-        if (ld->cfg->training.servers == 0)
-            return fail_key(ld, key_index("training.servers"), "vsgd needs server ranks in this "
-                            "version (with training.servers 0 the workers' exchange carries no "
-                            "curvature)");
     }
     if (o->schedule.type == PD_SCHED_COSINE && o->schedule.min_lr > o->lr)
         return fail_key(ld, KEY("optimizer.schedule.min_lr"), "must be <= optimizer.lr "

@@ -5,7 +5,9 @@
  *   2. the ranks exchange a small header each (loss, norm, batch size,
  *      whether they have a gradient; rank 0 adds stop and evaluate flags);
  *   3. reduce-scatter: each rank sends every other rank that rank's range of
- *      its gradient; each sums its range in ascending worker order with the
+ *      its gradient (vsgd: with its curvature and second moment, the three
+ *      back to back, as a worker sends a server); each sums its range in
+ *      ascending worker order with the
  *      same weights as a server's round (apply.c) and takes one optimizer
  *      step on it: the same bits as one dedicated server;
  *   4. all-gather: every rank gets every range of the next point.
@@ -114,6 +116,7 @@ static int weigh(coloc *c, bool *good, double *loss)
     for (int w = 0; w < c->W; w++) {
         const round_hdr *h = &c->hdr[w];
         c->weight[w] = good[w] ? (float)((double)h->examples / total) : 0.0f;
+        c->round_examples = total;
         if (good[w])
             *loss += (double)h->examples / total * h->loss;
     }
@@ -121,26 +124,31 @@ static int weigh(coloc *c, bool *good, double *loss)
 }
 
 /* acc[i0, i1) = sum of weight[w] g_w in ascending worker order (as
- * apply.c's sum_block: the same operations, the same bits). in[w] holds
- * rank w's values of our range from index 0. */
+ * apply.c's sum_block: the same operations, the same bits), and with
+ * vsgd's words 3 the same for h into acc + n and v into acc + 2n. in[w]
+ * holds rank w's values of our range from index 0 (vsgd: g, h, v). */
 PD_CLONES
 static void sum_block(coloc *c, const bool *good, size_t i0, size_t i1)
 {
-    float *restrict acc = c->acc + i0;
-    size_t m = i1 - i0;
-    bool first = true;
-    for (int w = 0; w < c->W; w++) {
-        if (!good[w])
-            continue;
-        const float a = c->weight[w];
-        const float *restrict g = w == c->me ? c->l.grad + i0 : c->in[w] + (i0 - c->lo);
-        if (first)
-            for (size_t i = 0; i < m; i++)
-                acc[i] = a * g[i];
-        else
-            for (size_t i = 0; i < m; i++)
-                acc[i] += a * g[i];
-        first = false;
+    size_t m = i1 - i0, range = c->hi - c->lo;
+    for (int k = 0; k < c->words; k++) {
+        float *restrict acc = c->acc + (size_t)k * c->n + i0;
+        const float *own = k == 0 ? c->l.grad : c->l.curv + (size_t)(k - 1) * c->n;
+        bool first = true;
+        for (int w = 0; w < c->W; w++) {
+            if (!good[w])
+                continue;
+            const float a = c->weight[w];
+            const float *restrict g = w == c->me ? own + i0
+                                                 : c->in[w] + (size_t)k * range + (i0 - c->lo);
+            if (first)
+                for (size_t i = 0; i < m; i++)
+                    acc[i] = a * g[i];
+            else
+                for (size_t i = 0; i < m; i++)
+                    acc[i] += a * g[i];
+            first = false;
+        }
     }
 }
 
@@ -157,13 +165,22 @@ static int exchange_grads(coloc *c)
         pd_server_range(c->n, c->W, w, &lo, &hi);
         PD_MPI(MPI_Irecv(&c->hdr[w], sizeof c->hdr[w], MPI_BYTE, w, PD_TAG_DATA, MPI_COMM_WORLD,
                          &c->grecv[k]));
-        PD_MPI(MPI_Irecv(c->in[w], (int)(c->hi - c->lo), MPI_FLOAT, w, PD_TAG_DATA,
+        int words = c->words;
+        PD_MPI(MPI_Irecv(c->in[w], words * (int)(c->hi - c->lo), MPI_FLOAT, w, PD_TAG_DATA,
                          MPI_COMM_WORLD, &c->grecv[k + 1]));
         PD_MPI(MPI_Isend(&c->mine, sizeof c->mine, MPI_BYTE, w, PD_TAG_DATA, MPI_COMM_WORLD,
                          &c->gsend[k]));
-        PD_MPI(MPI_Isend(c->l.grad + lo, (int)(hi - lo), MPI_FLOAT, w, PD_TAG_DATA,
+        const float *out = c->l.grad + lo;
+        if (c->pack) {   /* vsgd: w's range of g, h and v back to back */
+            float *q = c->pack + 3 * lo;
+            memcpy(q, c->l.grad + lo, (hi - lo) * sizeof *q);
+            memcpy(q + (hi - lo), c->l.curv + lo, (hi - lo) * sizeof *q);
+            memcpy(q + 2 * (hi - lo), c->l.curv + c->n + lo, (hi - lo) * sizeof *q);
+            out = q;
+        }
+        PD_MPI(MPI_Isend(out, words * (int)(hi - lo), MPI_FLOAT, w, PD_TAG_DATA,
                          MPI_COMM_WORLD, &c->gsend[k + 1]));
-        c->floats_sent += (int64_t)(hi - lo);
+        c->floats_sent += (int64_t)words * (int64_t)(hi - lo);
         k += 2;
     }
     c->hdr[c->me] = c->mine;
@@ -219,10 +236,11 @@ static int step(coloc *c, const bool *good, int64_t t)
         pd_optim_apply(c->opt, &st, c->theta, c->acc, c->lo, c->hi);
     } else {
         pd_optim_step st = pd_optim_prepare(c->opt, t, 1.0, 0.0);
+        pd_optim_curv cv = {.h = c->acc + c->n, .v = c->acc + 2 * c->n, .n = c->round_examples};
         for (size_t i = c->lo; i < c->hi; i += BLOCK) {
             size_t j = i + BLOCK < c->hi ? i + BLOCK : c->hi;
             sum_block(c, good, i, j);
-            pd_optim_apply(c->opt, &st, c->theta, c->acc, i, j);
+            pd_optim_apply_curv(c->opt, &st, c->theta, c->acc, c->words == 3 ? &cv : NULL, i, j);
         }
     }
     if (c->point != c->theta)
@@ -376,10 +394,14 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
     c->me = world->index;
     int W = c->W;
     PD_TRY(pd_learner_init(&c->l, cfg, c->me, W));
+    PD_TRY(pd_learner_use_curv(&c->l, cfg));   /* vsgd: each gradient's h and v */
     c->n = c->l.nparams;
+    c->words = c->l.curv ? 3 : 1;
     pd_server_range(c->n, W, c->me, &c->lo, &c->hi);
     c->theta = pd_malloc(c->n * sizeof *c->theta);
-    c->acc = pd_malloc(c->n * sizeof *c->acc);
+    c->acc = pd_malloc((size_t)c->words * c->n * sizeof *c->acc);
+    if (c->words == 3 && !(c->pack = pd_malloc(3 * c->n * sizeof *c->pack)))
+        return PD_ENOMEM;
     c->in = pd_calloc((size_t)W, sizeof *c->in);
     c->weight = pd_calloc((size_t)W, sizeof *c->weight);
     c->counts = pd_calloc((size_t)W, sizeof *c->counts);
@@ -403,13 +425,15 @@ static int setup(coloc *c, const pd_config *cfg, const pd_run_opts *opts, const 
         pd_server_range(c->n, W, w, &lo, &hi);
         c->counts[w] = (int)(hi - lo);
         c->displs[w] = (int)lo;
-        if (w != c->me && !(c->in[w] = pd_malloc((c->hi - c->lo + 1) * sizeof **c->in)))
+        if (w != c->me && !(c->in[w] = pd_malloc(((size_t)c->words * (c->hi - c->lo) + 1) *
+                                                 sizeof **c->in)))
             return PD_ENOMEM;
     }
     /* The same initial parameters and optimizer state as a server of this
      * range (server.c, setup). */
     PD_TRY(pd_learner_start_point(cfg, c->l.model, c->theta));
     PD_TRY(pd_optim_create(&cfg->optimizer, c->lo, c->hi, cfg->run.seed, &c->opt));
+    pd_optim_set_model_params(c->opt, c->n);   /* vsgd's C, as a server's (server.c) */
     /* --resume: our range, optimizer and iterator, before the point is
      * made from them and before the run directory is opened. */
     PD_TRY(coloc_ckpt_setup(c, opts));
@@ -450,6 +474,7 @@ static void teardown(coloc *c)
     if (c->point != c->theta)
         free(c->point);
     free(c->acc);
+    free(c->pack);
     free(c->theta);
     pd_optim_destroy(&c->opt);
     pd_learner_free(&c->l);

@@ -32,8 +32,13 @@ typedef struct coloc {
     size_t n, lo, hi;
     float *theta;         /* [n]: own range current; all of it without lookahead */
     float *point;         /* [n] the point gradients are taken at (theta without lookahead) */
-    float *acc;           /* [n] own range: the round's weighted sum */
-    float **in;           /* [W] other ranks' gradients over our range (in[me] unused) */
+    float *acc;           /* [words][n] own range: the round's weighted sums (vsgd: the
+                             gradient's, then its curvature's and second moment's) */
+    float **in;           /* [W] other ranks' gradients over our range (in[me] unused);
+                             vsgd: [3][hi - lo], g, h and v */
+    float *pack;          /* vsgd: [3n], each rank w's range of g, h, v from 3 lo_w */
+    int words;            /* floats per coordinate in the exchange: 1, vsgd 3 */
+    double round_examples; /* the round's good examples (vsgd's n) */
     float *weight;        /* [W] */
     int *counts, *displs; /* [W] ranges, for the gathers */
     round_hdr *hdr;       /* [W] this round's headers */

@@ -1,7 +1,8 @@
 """vsgd (no learning rate) through the shared optimizer interface in the
 distributed modes, short runs of softmax regression on Fashion-MNIST:
 sync and async with W = 2 (and sync with two servers, each holding its
-range's vsgd state), hogwild, local_sgd and easgd. Each run must finish,
+range's vsgd state; and with no server ranks, training.servers 0),
+hogwild, local_sgd and easgd. Each run must finish,
 say optimizer vsgd, keep a finite test loss (below 1 and no weight blown
 up in sync, local_sgd and easgd) and reach a test accuracy no short run of a broken rule reaches (a rule that
 takes no step stays at 0.10; one that diverges ends with a non-finite
@@ -25,6 +26,9 @@ BASE = ["optimizer.name=vsgd", "optimizer.lr=default", "training.epochs=0",
 cases = [
     ("sync W=2", 3, ["training.mode=sync", "training.max_updates=150"], 0.75, 1.0),
     ("sync W=2 S=2", 4, ["training.mode=sync", "training.servers=2",
+                         "training.max_updates=150"], 0.75, 1.0),
+    # no server ranks: the ranks exchange g, h and v (refused before)
+    ("sync W=2 S=0", 2, ["training.mode=sync", "training.servers=0",
                          "training.max_updates=150"], 0.75, 1.0),
     # the row curvature along the gradient, computed by the workers
     # (measured 0.7535, loss 0.696)
@@ -53,9 +57,9 @@ for name, ranks, sets, floor, bound in cases:
 # Sync is bit-reproducible and splitting the range over two servers gives
 # the same parameters bit for bit: each server's vsgd state covers its own range, and the
 # slow start's C comes from the whole model's size, not the range's.
-t.check(sha["sync W=2"] == sha["sync W=2 S=2"],
-        "sync: S=1 and S=2 give the same parameters (%s, %s)"
-        % (sha["sync W=2"][:12], sha["sync W=2 S=2"][:12]))
+for other in ("sync W=2 S=2", "sync W=2 S=0"):
+    t.check(sha["sync W=2"] == sha[other], "%s gives the parameters of S=1 (%s, %s)"
+            % (other, sha[other][:12], sha["sync W=2"][:12]))
 
 # Checkpoints carry vsgd's state (gb, vb, hb, tau per coordinate, in the
 # optimizer's saved state): stopped at 60 updates (after the slow start of
@@ -63,14 +67,15 @@ t.check(sha["sync W=2"] == sha["sync W=2 S=2"],
 # serial and sync with W = 2 (the server's state). Without the state the
 # resumed run would start a new slow start and end elsewhere.
 CK = BASE + ["checkpoint.every_updates=30", "training.eval_every=30"]
-for name, ranks, mode in [("serial", 1, "serial"), ("sync W=2", 3, "sync")]:
-    a, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
-                                                  "training.max_updates=120"], ranks=ranks)
-    b, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
-                                                  "training.max_updates=60"], ranks=ranks)
-    b, _ = t.run("tests/conf/softmax.yaml", CK + ["training.mode=" + mode,
-                                                  "training.max_updates=120"], ranks=ranks,
-                 out=b, args=["--resume"])
+for name, ranks, mode in [("serial", 1, ["training.mode=serial"]),
+                          ("sync W=2", 3, ["training.mode=sync"]),
+                          ("sync W=2 S=0", 2, ["training.mode=sync", "training.servers=0"])]:
+    a, _ = t.run("tests/conf/softmax.yaml", CK + mode + ["training.max_updates=120"],
+                 ranks=ranks)
+    b, _ = t.run("tests/conf/softmax.yaml", CK + mode + ["training.max_updates=60"],
+                 ranks=ranks)
+    b, _ = t.run("tests/conf/softmax.yaml", CK + mode + ["training.max_updates=120"],
+                 ranks=ranks, out=b, args=["--resume"])
     sa, sb = t.summary(a), t.summary(b)
     t.check(sa["params_sha256"] == sb["params_sha256"],
             "%s: resumed at 60 ends as the uninterrupted run (%s, %s)"
