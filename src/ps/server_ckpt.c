@@ -60,16 +60,12 @@ int server_ckpt_setup(server *sv, const pd_run_opts *opts)
     ck->last_t = pd_now();
     ck->resume_eval = -1;
     /* training.phases: the run's config (its phases included) makes the
-     * hash, and a resumed run writes at the end of a phase of rounds, or
-     * of async or easgd untraced with one server, without checkpoint.every_*
-     * too. Every mode writes checkpoints now; a hogwild phase, or one with
-     * several servers or a trace, writes its end's only with every_* set
-     * (widening this needs a test of each: not done yet). */
+     * hash, and a resumed run writes at the end of every phase (each mode
+     * writes checkpoints, with any number of servers or a trace) without
+     * checkpoint.every_* too: the phase --resume continues has opts->resume,
+     * the ones after it carry->resumed. */
     const pd_config *run = sv->carry ? sv->carry->run : cfg;
-    const pd_mode_props *m = mode_of(sv);
-    bool writes = m->rounds ||
-                  (!m->threads && sv->world->servers == 1 && !cfg->training.trace);
-    ck->on = pd_ckpt_enabled(cfg, opts) || (sv->carry && sv->carry->resumed && writes);
+    ck->on = pd_ckpt_enabled(cfg, opts) || (sv->carry && sv->carry->resumed);
     PD_TRY(pd_ckpt_dir(cfg->run.out_dir, ck->dir, sizeof ck->dir));
     PD_TRY(pd_ckpt_hashes(sv->model, run, W, &ck->layout_hash, &ck->config_hash));
     if (sv->world->index == 0) {

@@ -12,6 +12,10 @@ its mode, and then runs the phases after it.
 - async for 600 updates then sync, resumed from a checkpoint in the async
   phase: every gradient accounted for in each phase and in the whole run
   (sent = applied + dropped + bad, the phases adding up to the run).
+- sync, hogwild (2 threads), sync, resumed in the first phase without
+  checkpoint.every_*: a checkpoint at each phase's end (the hogwild one's
+  too), every gradient accounted for per phase, and the checkpoint at the
+  hogwild phase's end resumes into the last phase.
 
 Every wait is for a state of the run directory, not for a time."""
 import glob
@@ -198,4 +202,42 @@ t.check(sum(p["gradients_sent"] for p in ph) == s["gradients_sent"] and
         "the phases add up to the run: sent %s, applied %s, dropped %s"
         % (s["gradients_sent"], s["gradients_applied"], s["dropped"]))
 t.check(abs(s["epochs"] - 1) < 1e-9, "the sync phase ends the first epoch: %s" % s["epochs"])
+
+# sync, hogwild, sync, with checkpoints every 50 updates, resumed from the
+# first one without checkpoint.every_*: the resumed run writes one at each
+# phase's end, the hogwild phase's included (before the fix only after a
+# phase of rounds or of untraced one-server async or easgd: 100 and the
+# end's, 350, not 300).
+HOG = ["training.phases=[{mode: sync, max_updates: 100}, {mode: hogwild, max_updates: 200}, "
+       "{mode: sync, max_updates: 50}]", "training.server_threads=2", "checkpoint.keep=20"]
+h, _ = t.run(CONF, HOG + ["checkpoint.every_updates=50"], ranks=3)
+d = resume_copy(h, 50, HOG)
+s = t.summary(d)
+t.check(t.checkpoint_sets(d) == [50, 100, 300, 350],
+        "[sync, hogwild, sync] resumed at 50 without checkpoint.every_*: a checkpoint at each "
+        "phase's end (50 kept, 100, 300, 350): %s" % t.checkpoint_sets(d))
+t.check([record(d, u)[0] if u in t.checkpoint_sets(d) else None for u in (100, 300, 350)] ==
+        [0, 1, 2],
+        "the records name the phases ended: %s"
+        % [(u, record(d, u)) for u in (100, 300, 350) if u in t.checkpoint_sets(d)])
+ph = s["phases"]
+t.check([(p["mode"], p["first_update"], p["last_update"]) for p in ph] ==
+        [("sync", 0, 100), ("hogwild", 100, 300), ("sync", 300, 350)],
+        "resumed [sync, hogwild, sync]: %s" % phases_of(s))
+t.check_phases_accounting(ph)
+t.check_accounting(s, "[sync, hogwild, sync] resumed in the first phase")
+# The hogwild phase's end, resumed (a job killed after it): the hogwild
+# phase is at its max_updates, so a gradient its workers send before they
+# learn so is dropped at the stop (202 sent = 200 applied + 2 dropped where
+# the run resumed had 201 = 200 + 1), then the last phase.
+e = resume_copy(d, 300, HOG)
+se = t.summary(e)
+hw = [(p["mode"], p["first_update"], p["last_update"], p["gradients_applied"])
+      for p in se["phases"]]
+t.check(phases_of(se)[0] == phases_of(s)[0] and hw[1:] == [("hogwild", 100, 300, 200),
+        ("sync", 300, 350, 100)] and se["updates"] == 350 and t.checkpoint_sets(e)[-1] == 350,
+        "resumed from the hogwild phase's end (300): phases %s, %s updates, checkpoints %s"
+        % (phases_of(se), se["updates"], t.checkpoint_sets(e)))
+t.check_phases_accounting(se["phases"])
+t.check_accounting(se, "[sync, hogwild, sync] resumed at the hogwild phase's end")
 t.done()
