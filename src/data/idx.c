@@ -1,11 +1,15 @@
 /* IDX reader (LeCun's MNIST format, gzip'd or raw: gzread reads both):
  * idx3 ubyte images [n][rows][cols] with idx1 ubyte labels [n]. Headers
  * are big-endian; magic, counts and sizes are checked before anything is
- * used. Pixel bytes are read whole, and only the rows the loader asks for
- * become floats (raw 0..255; normalization scales). */
+ * used. Labels are read whole; pixel bytes are read a chunk of rows at a
+ * time (a header announcing more than the file could hold: whole, so that
+ * it is refused as truncated before rows are allocated for it), and only
+ * the rows the loader asks for become floats (raw 0..255; normalization
+ * scales). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data_impl.h"
 #include "paramd/error.h"
@@ -13,6 +17,10 @@
 #define MAGIC_IMAGES 0x00000803u
 #define MAGIC_LABELS 0x00000801u
 #define FIRST_CHUNK ((size_t)1 << 26)
+#define ROW_CHUNK ((size_t)1 << 20)   /* pixel bytes read at a time */
+/* deflate expands at most 1032:1; a header announcing more than this times
+ * the file's size cannot be whole */
+#define MAX_EXPANSION 1100
 
 typedef struct idx_file {
     const char *path;
@@ -110,6 +118,35 @@ static int read_body(idx_file *F, size_t want, const char *says, const char *kin
     return PD_OK;
 }
 
+/* Read exactly want bytes into buf (fewer at the end of the data, *got
+ * says how many); a gzip error other than a stream cut short is reported. */
+static int read_into(idx_file *F, uint8_t *buf, size_t want, size_t *got)
+{
+    size_t have = 0;
+    while (have < want) {
+        size_t ask = want - have < (size_t)1 << 30 ? want - have : (size_t)1 << 30;
+        int n = gzread(F->f, buf + have, (unsigned)ask);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    int zerr = Z_OK;
+    gzerror(F->f, &zerr);
+    if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+        return pd_data_gz_fail(F->f, F->path);
+    *got = have;
+    return PD_OK;
+}
+
+/* The file could hold `bytes` bytes after its header. */
+static bool could_hold(const char *path, uint64_t bytes)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || st.st_size < 0)
+        return false;
+    return bytes / MAX_EXPANSION <= (uint64_t)st.st_size;
+}
+
 int pd_data_read_idx(pd_loader *L, const char *images, const char *labels)
 {
     idx_file I = {0}, Y = {0};
@@ -147,22 +184,55 @@ int pd_data_read_idx(pd_loader *L, const char *images, const char *labels)
     snprintf(says, sizeof says, "%u labels", n);
     PD_TRY_GOTO(err, read_body(&Y, n, says, "label", &lab), done);
     snprintf(says, sizeof says, "%u images of %ux%u", n, rows, cols);
-    PD_TRY_GOTO(err, read_body(&I, (size_t)n * d, says, "pixel", &pix), done);
+    /* Streamed, the pixels of a chunk of rows at a time: a rank then never
+     * holds the whole file's bytes beside its rows as floats (47 MB of
+     * Fashion-MNIST's training set). */
+    bool stream = could_hold(images, (uint64_t)n * d);
+    if (!stream)
+        PD_TRY_GOTO(err, read_body(&I, (size_t)n * d, says, "pixel", &pix), done);
+    size_t per = stream ? (ROW_CHUNK / d ? ROW_CHUNK / d : 1) : n;   /* rows per chunk */
+    if (per > n)
+        per = n ? n : 1;
+    if (stream && !(pix = pd_malloc(per * d))) {
+        err = PD_ENOMEM;
+        goto done;
+    }
     PD_TRY_GOTO(err, pd_data_begin(L, images, n, d), done);
     row = pd_malloc(d * sizeof *row);
     if (!row) {
         err = PD_ENOMEM;
         goto done;
     }
+    size_t total = 0;   /* pixel bytes read so far (streamed) */
     for (size_t r = 0; r < n; r++) {
+        if (stream && r % per == 0) {
+            size_t want = (n - r < per ? n - r : per) * d, got = 0;
+            PD_TRY_GOTO(err, read_into(&I, pix, want, &got), done);
+            total += got;
+            if (got < want) {
+                err = PD_FAIL(PD_EINPUT, "%s: truncated: header says %s, file holds %zu bytes "
+                              "of pixel data", images, says, total);
+                goto done;
+            }
+        }
         bool parse;
         PD_TRY_GOTO(err, pd_data_next(L, 0, &parse), done);
         if (!parse)
             continue;
-        const uint8_t *p = pix + r * d;
+        const uint8_t *p = pix + (stream ? r % per : r) * d;
         for (size_t j = 0; j < d; j++)
             row[j] = p[j];
         PD_TRY_GOTO(err, pd_data_add(L, labels, 0, lab[r], row, NULL, d), done);
+    }
+    if (stream) {
+        uint8_t extra;
+        size_t more = 0;
+        PD_TRY_GOTO(err, read_into(&I, &extra, 1, &more), done);
+        if (more) {
+            err = PD_FAIL(PD_EINPUT, "%s: more data than the header's %s (%zu bytes of pixel "
+                          "data)", images, says, (size_t)n * d);
+            goto done;
+        }
     }
 done:
     free(row);

@@ -232,6 +232,55 @@ static void test_idx_raw_and_gz(void **state)
     pd_data_destroy(&d);   /* NULL is fine */
 }
 
+/* Pixels are read a chunk of 1 MiB of rows at a time (1024 rows of 32x32
+ * here): a file of 2.5 chunks loads every row, gzip'd and raw, sharded
+ * too; cut inside its third chunk it is refused as truncated with the
+ * bytes it holds, and a byte too many is refused too. */
+static void test_idx_chunks(void **state)
+{
+    (void)state;
+    enum { N = 2560, D = 1024 };
+    uint8_t *pix = malloc((size_t)N * D + 1), y[N];
+    assert_non_null(pix);
+    for (size_t r = 0; r < N; r++) {
+        y[r] = (uint8_t)(r % 10);
+        for (size_t j = 0; j < D; j++)
+            pix[r * D + j] = (uint8_t)((r * 7 + j * 13) % 251);
+    }
+    put_images("big", false, N, 32, 32, pix, (size_t)N * D);
+    put_images("big.gz", true, N, 32, 32, pix, (size_t)N * D);
+    put_labels("bigl", false, N, y, N);
+    pd_config c = mkcfg(PD_FMT_IDX, PD_MODEL_SOFTMAX, "big");
+    set(c.data.train_labels, "bigl");
+    for (int k = 0; k < 3; k++) {
+        set(c.data.train, k == 1 ? "big.gz" : "big");
+        int nshards = k == 2 ? 2 : 1;   /* then shard 1 of 2 */
+        pd_data *d = load(&c, nshards - 1, nshards, PD_PART_TRAIN);
+        const pd_dataset *ds = pd_data_part(d, PD_PART_TRAIN);
+        assert_int_equal(ds->n, N / nshards);
+        for (size_t i = 0; i < ds->n; i++) {
+            size_t r = ds->id[i];   /* the record's index in the file */
+            assert_true(r < N && (nshards == 2 || r == i) && (i == 0 || r > ds->id[i - 1]));
+            assert_true(ds->y[i] == (float)y[r]);
+            for (size_t j = 0; j < D; j++)
+                if (ds->x[i * D + j] != (float)pix[r * D + j])
+                    fail_msg("row %zu pixel %zu: %g, want %d", r, j, (double)ds->x[i * D + j],
+                             pix[r * D + j]);
+        }
+        pd_data_destroy(&d);
+    }
+    put_images("bigcut", false, N, 32, 32, pix, (size_t)2100 * D + 5);
+    set(c.data.train, "bigcut");
+    expect_error(&c, PD_PART_TRAIN, "%s: truncated: header says 2560 images of 32x32, file "
+                 "holds 2150405 bytes of pixel data", P("bigcut"));
+    pix[(size_t)N * D] = 1;
+    put_images("bigmore", false, N, 32, 32, pix, (size_t)N * D + 1);
+    set(c.data.train, "bigmore");
+    expect_error(&c, PD_PART_TRAIN, "%s: more data than the header's 2560 images of 32x32 "
+                 "(2621440 bytes of pixel data)", P("bigmore"));
+    free(pix);
+}
+
 static void test_idx_binary_labels(void **state)
 {
     (void)state;
@@ -1915,6 +1964,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_idx_raw_and_gz, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_idx_chunks, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_idx_binary_labels, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_idx_errors, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_csv_variants, make_dir, remove_dir),
