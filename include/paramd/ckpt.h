@@ -94,7 +94,8 @@
  *            state); its iterator as of its loss is that one advanced by
  *            (entry's requests - the worker state's requests) minibatches,
  *            which is exactly what a resumed worker does (the iterator is a
- *            deterministic function of its state), and CNTR counts the
+ *            deterministic function of its state; its fault RNG skips one
+ *            draw per request where faults.delay draws), and CNTR counts the
  *            entry's requests as its gradients sent.
  *   and nothing after the last section.
  *

@@ -160,7 +160,8 @@ int pd_worker_state_post(const pd_worker_state *ws, MPI_Request *r, unsigned cha
 /* Worker of a resumed run: receive its state from server 0 and load it;
  * the message ends with i64 *skip, the minibatches the worker then skips
  * past that state (a worker lost at the checkpoint: its iterator as of its
- * loss, paramd/ckpt.h's LOST), 0 for the others. A state without an
+ * loss, paramd/ckpt.h's LOST; the worker advances its fault RNG by the
+ * delay each of those requests drew), 0 for the others. A state without an
  * iterator (none was saved) leaves the worker's fresh one. */
 int pd_worker_state_recv(pd_worker_state *ws, int64_t *skip);
 

@@ -89,18 +89,30 @@ static void end_cycle(worker *wk)
     wk->pad_s = 0;
 }
 
-/* faults.delay before a message leaves: constant, uniform on [0, 2 mean]
- * or exponential with the configured mean. */
-static void delay(worker *wk)
+/* faults.delay of the next request, in seconds: none, constant, uniform
+ * on [0, 2 mean] or exponential with the configured mean; the last two
+ * draw once from the fault RNG. Every request (gradient or model) takes
+ * exactly one, so the stream's position is a function of the requests
+ * sent (a rejoining worker's skip in resume() relies on it). */
+static double delay_s(worker *wk)
 {
     const pd_faults_config *f = &wk->cfg->faults;
     double mean = f->delay_mean_ms * 1e-3;
     switch (f->delay_distribution) {
-    case PD_DELAY_NONE:        return;
-    case PD_DELAY_CONSTANT:    sleep_s(mean); return;
-    case PD_DELAY_UNIFORM:     sleep_s(2 * mean * pd_rng_uniform(&wk->frng)); return;
-    case PD_DELAY_EXPONENTIAL: sleep_s(-mean * log(1 - pd_rng_uniform(&wk->frng))); return;
+    case PD_DELAY_NONE:        return 0;
+    case PD_DELAY_CONSTANT:    return mean;
+    case PD_DELAY_UNIFORM:     return 2 * mean * pd_rng_uniform(&wk->frng);
+    case PD_DELAY_EXPONENTIAL: return -mean * log(1 - pd_rng_uniform(&wk->frng));
     }
+    return 0;
+}
+
+/* faults.delay before a request leaves. */
+static void delay(worker *wk)
+{
+    double s = delay_s(wk);
+    if (s > 0)
+        sleep_s(s);
 }
 
 /* buf = the pairs of g within [lo, hi): k indices, then k values. */
@@ -625,10 +637,12 @@ static int resume(worker *wk)
     wk->local_t = ws.local_t;
     wk->frng = ws.rng;
     /* Lost at the checkpoint: its minibatches up to its loss were sent (and
-     * applied or dropped); it rejoins with the next one. */
+     * applied or dropped); it rejoins with the next one, its fault RNG past
+     * the delay each of those requests drew (not slept again). */
     for (int64_t k = 0, ends = 0; k < skip;) {
         if (pd_learner_next(&wk->l)) {
             wk->l.examples += (int64_t)wk->l.batch;
+            (void)delay_s(wk);
             k++;
             ends = 0;
         } else if (++ends > 1) {

@@ -29,6 +29,12 @@ for, and summary.json still names it as lost during the earlier part
    losses; resumed once more from a checkpoint after the second, the
    worker rejoins again and each shard's minibatches are sent once.
 
+Each gradient is delayed (faults.delay uniform: one draw from the worker's
+fault RNG per request), and in each checkpoint of the resumed runs after the
+rejoin every worker's fault RNG is its stream after as many draws as it sent
+requests: the rejoining worker skips one draw per skipped minibatch (before
+the fix its stream stayed where its saved state had it).
+
 Run with the argument "after" (1 and 2), "before" (3) or "again" (4): three
 CI tests.
 The killed rank is found among the processes of the mpirun this test
@@ -119,6 +125,65 @@ def lost_of(d, u):
     return lost, lens
 
 
+M64 = (1 << 64) - 1
+
+
+def hash64(x):
+    """paramd/rng.h's pd_hash64 (splitmix64's finalizer)."""
+    x = (x + 0x9e3779b97f4a7c15) & M64
+    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
+    return x ^ (x >> 31)
+
+
+def fault_rng(rank, draws, seed=3):
+    """The state of rank's fault-injection stream (pd_rng_make(run.seed,
+    PD_STREAM_FAULTS = 5, rank): softmax.yaml's seed 3) after `draws` draws
+    of xoshiro256**: src/rng.c in Python."""
+    x = hash64(hash64(seed) ^ hash64((5 * 0x632be59bd9b4e019) & M64) ^
+               ((rank * 0xd1b54a32d192ed03) & M64))
+    s = []
+    for i in range(4):
+        x = hash64((x + i) & M64)
+        s.append(x)
+    for _ in range(draws):
+        t_ = (s[1] << 17) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t_
+        s[3] = ((s[3] << 45) | (s[3] >> 19)) & M64
+    return tuple(s)
+
+
+def worker_states(d, u):
+    """Part 0 of checkpoint u of run d: each worker's (requests sent, fault
+    RNG state) from RUNS (paramd/ckpt.h)."""
+    r = sections(os.path.join(d, "checkpoints", "ckpt-%012d.0.pdck" % u))["RUNS"]
+    at = 120 + 4 * struct.unpack_from("<Q", r, 112)[0]
+    out = []
+    for _ in range(struct.unpack_from("<Q", r, at)[0]):
+        seq = struct.unpack_from("<q", r, at + 8)[0]
+        out.append((seq, struct.unpack_from("<4Q", r, at + 40)))
+        at += 72 + struct.unpack_from("<Q", r, at + 72)[0]
+    return out
+
+
+def fault_rng_follows(d, sets, name):
+    """With faults.delay uniform every request draws once from its worker's
+    fault RNG: in each checkpoint of `sets`, each worker's RNG state is its
+    stream after as many draws as its requests sent."""
+    bad = []
+    for u in sets:
+        for w, (seq, rng) in enumerate(worker_states(d, u)):
+            if rng != fault_rng(w + 1, seq):
+                bad.append((u, w, seq))
+    t.check(sets and not bad, "%s: in the checkpoints %s each worker's fault RNG has drawn once "
+            "per request it sent (checkpoint, worker, requests that disagree: %s)"
+            % (name, sets[:1] + ["..."] + sets[-1:], bad[:4]))
+
+
 def replayed(d, name):
     """paramd --replay of run d reproduces its params_sha256."""
     r = subprocess.run([t.EXE, "--replay", d, "--out", tempfile.mkdtemp(prefix="paramd-lostck-")],
@@ -170,14 +235,15 @@ if CASE not in ("after", "before", "again"):
 
 
 # 1. Killed after the first checkpoint: the others go on, and so do the
-# checkpoints (3 epochs, each gradient sent at least 2 ms after the last:
-# the others have thousands of updates to go when the loss is counted, 2 s
-# after the kill, however fast the machine).
+# checkpoints (3 epochs, each gradient sent 2 ms after the last on average,
+# uniform on [0, 4 ms]: the others have thousands of updates to go when the
+# loss is counted, 2 s after the kill, however fast the machine; each delay
+# a draw from the worker's fault RNG, whose state every checkpoint holds).
 def after_first():
     name = "async W=3, worker killed after the first checkpoint"
     a = tempfile.mkdtemp(prefix="paramd-lostck-")
     E1 = ["training.epochs=3", "checkpoint.every_updates=200",
-          "faults.delay.distribution=constant", "faults.delay.mean_ms=2"]
+          "faults.delay.distribution=uniform", "faults.delay.mean_ms=2"]
     p = job(a, E1)
     if kill_worker(p, a, "the first checkpoint", lambda: t.checkpoint_sets(a)):
         killed_after_ckpt = t.checkpoint_sets(a)[0]
@@ -222,6 +288,13 @@ def after_first():
                 t.check(ok, "%s: the resumed run finished: %s" % (name, err[-600:]))
                 if ok:
                     sr = whole_run(k, name, one, mid[0], 3)
+                    # The rejoined worker skipped the minibatches it had sent
+                    # before its loss, and its fault RNG the delays they drew
+                    # (it was left where the state at its last checkpoint had
+                    # it: behind by the skipped requests, before the fix).
+                    fault_rng_follows(a, t.checkpoint_sets(a), "the run that lost it")
+                    fault_rng_follows(k, [u for u in t.checkpoint_sets(k) if u > mid[0]],
+                                      "%s, after its rejoin" % name)
                     # (softmax on Fashion-MNIST: 0.83 after 3 epochs; the last
                     # updates, of the rejoined worker's shard alone, move it by a
                     # few hundredths)
@@ -242,7 +315,8 @@ def after_first():
 def before_first():
     name = "async W=3, worker killed before the first checkpoint"
     b = tempfile.mkdtemp(prefix="paramd-lostck-")
-    E3 = ["training.epochs=2", "checkpoint.every_updates=1000000", "training.trace=true"]
+    E3 = ["training.epochs=2", "checkpoint.every_updates=1000000", "training.trace=true",
+          "faults.delay.distribution=uniform", "faults.delay.mean_ms=0.5"]
     p = job(b, E3)
     if kill_worker(p, b, "update 100", lambda: status_update(b) >= 100):
         err = finished(p, name)
@@ -274,6 +348,9 @@ def before_first():
             t.check(ok, "%s: the resumed run trained on and finished: %s" % (name, err[-600:]))
             if ok:
                 sr = whole_run(b, name, one, s["updates"], 2)
+                # It rejoined from a fresh state: its fault RNG past the
+                # delays of the requests it had sent before its loss too.
+                fault_rng_follows(b, [u for u in t.checkpoint_sets(b) if u > s["updates"]], name)
                 replayed(b, name)
                 FIG.append("%s: rejoined at %d, %d updates, test_acc %.4f, %d sent = %d applied + "
                            "%d dropped" % (name, s["updates"], sr["updates"], sr["test_acc"],
@@ -303,7 +380,7 @@ def run_to_end(d, name, sets, args=(), kill=None):
 # 4. Lost, rejoined, lost again, rejoined again.
 def lost_again():
     E4 = ["training.epochs=3", "checkpoint.every_updates=200",
-          "faults.delay.distribution=constant", "faults.delay.mean_ms=2"]
+          "faults.delay.distribution=uniform", "faults.delay.mean_ms=2"]
     name = "async W=3, worker killed after the first checkpoint"
     a = tempfile.mkdtemp(prefix="paramd-lostck-")
     s = run_to_end(a, name, E4, kill=0)
@@ -343,6 +420,10 @@ def lost_again():
     sr = run_to_end(k2, name, E4, args=["--resume"])
     if sr:
         whole_run(k2, name, lost[1], later[0], 3, before=[lost[0]])
+        fault_rng_follows(k, [u for u in t.checkpoint_sets(k) if u > first[0]],
+                          "resumed from %d (rejoined, lost again)" % first[0])
+        fault_rng_follows(k2, [u for u in t.checkpoint_sets(k2) if u > later[0]],
+                          "%s, after its second rejoin" % name)
         FIG.append("%s: %d updates, test_acc %.4f, %d sent = %d applied + %d dropped"
                    % (name, sr["updates"], sr["test_acc"], sr["gradients_sent"],
                       sr["gradients_applied"], sr["dropped"]))
