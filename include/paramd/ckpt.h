@@ -129,6 +129,11 @@
  *   optimizer.schedule.decay optimizer.schedule.min_lr
  *   optimizer.schedule.warmup optimizer.noise optimizer.noise_gamma
  *   optimizer.staleness_scaling (the value of staleness_compensation)
+ *   optimizer.dc_lambda_adaptive (as 1) and optimizer.dc_decay, only when
+ *     dc_lambda_adaptive is on
+ *   optimizer.vsgd_bound_layers optimizer.vsgd_row_layers
+ *     optimizer.vsgd_slow, only when optimizer.name is vsgd
+ *   optimizer.batch_examples, only when not 0
  *   optimizer.dc_lambda, only when staleness_compensation is dc
  *   training.mode training.servers training.batch_size training.drop_last
  *   training.backup_workers training.max_staleness
@@ -139,9 +144,11 @@
  * in is in its record, paramd/phase.h).
  * Every other key (run.out_dir, run.blas_threads, data.test*, model.init_from,
  * training.epochs, max_updates, eval_every*, eval_wait, worker_timeout,
- * trace, early_stopping, max_bad_updates, server_threads, checkpoint.*,
- * faults.*) may differ
- * between the run that wrote a checkpoint and the one that reads it.
+ * trace, early_stopping, max_bad_updates, server_threads, max_iterations,
+ * optimizer.grad_tol, loss_tol, bfgs_max_params, checkpoint.*, faults.*)
+ * may differ between the run that wrote a checkpoint and the one that
+ * reads it; the batch methods' optimizer.history, cg_variant, block_size
+ * and block_order are checked against the BTCH header instead.
  */
 #ifndef PARAMD_CKPT_H
 #define PARAMD_CKPT_H

@@ -137,8 +137,17 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
     fnv_printf(&f, "optimizer.noise=%.17g\n", o->noise);
     fnv_printf(&f, "optimizer.noise_gamma=%.17g\n", o->noise_gamma);
     fnv_printf(&f, "optimizer.staleness_scaling=%d\n", (int)o->staleness_compensation);
-    if (o->dc_lambda_adaptive)   /* one more optimizer state vector (older hashes unchanged) */
+    if (o->dc_lambda_adaptive) {   /* one more optimizer state vector (older hashes unchanged) */
         fnv_printf(&f, "optimizer.dc_lambda_adaptive=1\n");
+        fnv_printf(&f, "optimizer.dc_decay=%.17g\n", o->dc_decay);
+    }
+    if (o->name == PD_OPT_VSGD) {   /* the curvature each layer gets, and the slow start */
+        fnv_printf(&f, "optimizer.vsgd_bound_layers=%d\n", o->vsgd_bound_layers);
+        fnv_printf(&f, "optimizer.vsgd_row_layers=%d\n", o->vsgd_row_layers);
+        fnv_printf(&f, "optimizer.vsgd_slow=%.17g\n", o->vsgd_slow);
+    }
+    if (o->batch_examples > 0)   /* the batch methods' objective: its first examples */
+        fnv_printf(&f, "optimizer.batch_examples=%" PRId64 "\n", (int64_t)o->batch_examples);
     if (o->staleness_compensation == PD_SCOMP_DC)
         fnv_printf(&f, "optimizer.dc_lambda=%.17g\n", o->dc_lambda);
     fnv_printf(&f, "training.mode=%d\n", (int)t->mode);

@@ -895,6 +895,31 @@ static void test_hashes(void **state)
     assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
     b.optimizer.dc_lambda = a.optimizer.dc_lambda;
     assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    /* dc_decay under the adaptive dc only; vsgd's keys under vsgd only;
+     * batch_examples when set (each was in no hash before). */
+    b.optimizer.dc_decay = 0.5;
+    assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    a.optimizer.dc_lambda_adaptive = b.optimizer.dc_lambda_adaptive = true;
+    assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
+    pd_config_defaults(&a);
+    b = a;
+    b.optimizer.vsgd_slow = 10;
+    b.optimizer.vsgd_row_layers = 3;
+    assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
+    a.optimizer.name = b.optimizer.name = PD_OPT_VSGD;
+    for (int k = 0; k < 3; k++) {
+        b = a;
+        if (k == 0)
+            b.optimizer.vsgd_slow = 10;
+        else if (k == 1)
+            b.optimizer.vsgd_row_layers = 3;
+        else
+            b.optimizer.vsgd_bound_layers = 1;
+        assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
+    }
+    b = a;
+    b.optimizer.batch_examples = 1000;
+    assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
 }
 
 int main(void)
