@@ -108,9 +108,4 @@ empty = tempfile.mkdtemp(prefix="paramd-it-")
 os.mkdir(os.path.join(empty, "checkpoints"))
 _, p = t.run(CONF, BASE, out=empty, args=["--resume"], expect=2)
 t.check("checkpoints: no checkpoint to resume from" in p.stderr, "nothing to resume: %r" % p.stderr)
-_, p = t.run(CONF, ["training.mode=hogwild", "training.servers=2", "checkpoint.every_updates=10"],
-             expect=2)
-t.check("checkpoint.every_updates: only serial, sync, local_sgd, async, easgd and hogwild (one "
-        "server) runs write checkpoints in this version (training.mode is hogwild with 2 "
-        "servers)" in p.stderr, "hogwild checkpoints with 2 servers refused: %r" % p.stderr)
 t.done()
