@@ -36,8 +36,7 @@ static const option options[OPT_COUNT] = {
                        "layout (type, tensors and shapes): a difference is exit 2 naming it."},
     [OPT_RESUME] = {"resume", 0, ARG_OPTIONAL, "DIR",
                     "Resume from the newest valid checkpoint in DIR/checkpoints (DIR "
-                    "defaults to the run directory). Serial, sync, local_sgd and async runs "
-                    "in this version (hogwild and easgd have no checkpoints). The argument "
+                    "defaults to the run directory), in every mode. The argument "
                     "after --resume is "
                     "taken as DIR only if it does not start with - and CONFIG.yaml came "
                     "before it or another non-option argument follows it; --resume=DIR "

@@ -276,7 +276,7 @@ const pd_section pd_sections[] = {
     {"optimizer.schedule", "Learning rate as a function of the update number."},
     {"checkpoint", "When to write checkpoints (to run.out_dir/checkpoints, and one at the "
      "end): every mode, with any number of servers; the batch methods' "
-     "every_updates counts their iterations (none at their end). With "
+     "every_updates counts their iterations (and one where they stop). With "
      "training.worker_timeout they go on without a lost worker and record it; --resume "
      "brings it back where it was lost."},
     {"faults", "Injected stragglers and message delays (distributed modes only)."},
