@@ -34,6 +34,26 @@ static int open_idx(idx_file *F, const char *path)
     return pd_data_gzopen(path, &F->f);
 }
 
+/* Read exactly want bytes into buf (fewer at the end of the data, *got
+ * says how many); a gzip error other than a stream cut short is reported. */
+static int read_into(idx_file *F, uint8_t *buf, size_t want, size_t *got)
+{
+    size_t have = 0;
+    while (have < want) {
+        size_t ask = want - have < (size_t)1 << 30 ? want - have : (size_t)1 << 30;
+        int n = gzread(F->f, buf + have, (unsigned)ask);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    int zerr = Z_OK;
+    gzerror(F->f, &zerr);
+    if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+        return pd_data_gz_fail(F->f, F->path);
+    *got = have;
+    return PD_OK;
+}
+
 /* Read up to want bytes into a buffer grown as data arrives, so a corrupt
  * header announcing terabytes costs nothing until the bytes exist. */
 static int read_bytes(idx_file *F, size_t want, uint8_t **out, size_t *got)
@@ -42,30 +62,24 @@ static int read_bytes(idx_file *F, size_t want, uint8_t **out, size_t *got)
     uint8_t *buf = pd_malloc(cap);
     if (!buf)
         return PD_ENOMEM;
-    while (have < want) {
-        if (have == cap) {
-            size_t nc = cap * 2 < want ? cap * 2 : want;
-            uint8_t *nb = realloc(buf, nc);
-            if (!nb) {
-                free(buf);
-                return PD_FAIL(PD_ENOMEM, "%s: out of memory reading %zu bytes", F->path, want);
-            }
-            buf = nb;
-            cap = nc;
+    for (;;) {
+        size_t n = 0;
+        int err = read_into(F, buf + have, cap - have, &n);
+        if (err != PD_OK) {
+            free(buf);
+            return err;
         }
-        size_t ask = cap - have < (size_t)1 << 30 ? cap - have : (size_t)1 << 30;
-        int n = gzread(F->f, buf + have, (unsigned)ask);
-        if (n <= 0)
+        have += n;
+        if (have < cap || have == want)   /* the data ended, or all of it is in */
             break;
-        have += (size_t)n;
-    }
-    /* A gzip stream cut short (Z_BUF_ERROR) is a truncated file, reported
-     * by the caller with the byte counts; anything else is reported here. */
-    int zerr = Z_OK;
-    gzerror(F->f, &zerr);
-    if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-        free(buf);
-        return pd_data_gz_fail(F->f, F->path);
+        size_t nc = cap * 2 < want ? cap * 2 : want;
+        uint8_t *nb = realloc(buf, nc);
+        if (!nb) {
+            free(buf);
+            return PD_FAIL(PD_ENOMEM, "%s: out of memory reading %zu bytes", F->path, want);
+        }
+        buf = nb;
+        cap = nc;
     }
     *out = buf;
     *got = have;
@@ -115,26 +129,6 @@ static int read_body(idx_file *F, size_t want, const char *says, const char *kin
         return PD_FAIL(PD_EINPUT, "%s: more data than the header's %s (%zu bytes of %s data)",
                        F->path, says, want, kind);
     }
-    return PD_OK;
-}
-
-/* Read exactly want bytes into buf (fewer at the end of the data, *got
- * says how many); a gzip error other than a stream cut short is reported. */
-static int read_into(idx_file *F, uint8_t *buf, size_t want, size_t *got)
-{
-    size_t have = 0;
-    while (have < want) {
-        size_t ask = want - have < (size_t)1 << 30 ? want - have : (size_t)1 << 30;
-        int n = gzread(F->f, buf + have, (unsigned)ask);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-    }
-    int zerr = Z_OK;
-    gzerror(F->f, &zerr);
-    if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-        return pd_data_gz_fail(F->f, F->path);
-    *got = have;
     return PD_OK;
 }
 
