@@ -488,15 +488,16 @@ static void apply_range(pd_optim *o, const pd_optim_step *st, float *theta,
     assert(cv || !pd_optim_needs_curvature(o->oc.name));
     consts c = make_consts(o, st);
     c.inv_n = inv_examples(cv);
-    float buf[CHUNK];
+    if (!c.pre) {   /* the rule on g as it is: one call over the whole range */
+        run_dense(o, &c, hi - lo, theta + lo, g_range, cv ? cv->h : NULL, cv ? cv->v : NULL,
+                  lo - o->lo);
+        return;
+    }
+    float buf[CHUNK];   /* preprocessed g, a chunk at a time */
     for (size_t i = lo; i < hi; i += CHUNK) {
         size_t n = hi - i < CHUNK ? hi - i : CHUNK;
-        const float *gi = g_range + (i - lo);
-        if (c.pre) {
-            preprocess(&c, n, buf, gi, theta, NULL, i);
-            gi = buf;
-        }
-        run_dense(o, &c, n, theta + i, gi, cv ? cv->h + (i - lo) : NULL,
+        preprocess(&c, n, buf, g_range + (i - lo), theta, NULL, i);
+        run_dense(o, &c, n, theta + i, buf, cv ? cv->h + (i - lo) : NULL,
                   cv ? cv->v + (i - lo) : NULL, i - o->lo);
     }
 }
