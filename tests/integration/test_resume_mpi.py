@@ -84,9 +84,13 @@ for pol in (["training.max_staleness=2", "training.staleness_policy=wait"],
     sk = t.summary(k)
     t.check(sk["updates"] == 120, "%s killed after 80, resumed: 120 updates" % name)
     t.check_accounting(sk, name + " killed after 80 and resumed")
-    # (the first row is where every HELLO was in: 0, or a few updates on)
-    t.check([r["update"] for r in t.metrics(k)][1:] == [40, 80, 120],
-            "%s: metrics.jsonl continues: %s" % (name, [r["update"] for r in t.metrics(k)]))
+    # A run's first row, and a resumed run's first, is where every HELLO was
+    # in: its start (0, or 80 after the kill) or a few updates on, as a
+    # worker still loading its shard lets the others' gradients be applied
+    # first (ci4 saw 81 on an idle machine); no row twice, none missing.
+    u = [r["update"] for r in t.metrics(k)]
+    t.check(len(u) == 4 and u[1] == 40 and 80 <= u[2] < 100 and u[3] == 120,
+            "%s: metrics.jsonl continues: %s" % (name, u))
 
 # Two servers: the newest checkpoint without part 1 is skipped with one
 # warning line; the one at 80 is used, with the same result.
