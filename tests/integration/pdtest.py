@@ -5,6 +5,7 @@ import array
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -281,3 +282,55 @@ def skip(msg):
 def done():
     print("%d failed, %d skipped" % (len(FAILURES), len(SKIPPED)))
     sys.exit(1 if FAILURES else 77 if SKIPPED else 0)
+
+
+def ckpt_section(d, u, part, tag):
+    """(bytes, offset of its payload) of section TAG (b"CNTR", b"RUNS", ...)
+    of checkpoint part PART at update U in run D (paramd/ckpt.h: a 40-byte
+    header, then tagged sections); None if the part has no such section."""
+    with open(os.path.join(d, "checkpoints", "ckpt-%012d.%d.pdck" % (u, part)), "rb") as f:
+        b = f.read()
+    nsec, off = struct.unpack_from("<I", b, 12)[0], 40
+    for _ in range(nsec):
+        t, _, n = struct.unpack_from("<4sIQ", b, off)
+        if t == tag:
+            return b, off + 16
+        off += 16 + n
+    return None
+
+
+def ckpt_counters(d, u, part=0):
+    """(sent, applied, dropped, bad) of a checkpoint part's CNTR section."""
+    s = ckpt_section(d, u, part, b"CNTR")
+    return struct.unpack_from("<4q", s[0], s[1]) if s else None
+
+
+def check_resumed_async(d, m, name, servers, exact=True):
+    """summary.json of a resumed async/hogwild run that finished at m
+    updates: every gradient accounted for, on every server alike, per
+    worker too; metrics.jsonl has one row per 40 updates after the first
+    (where every HELLO was in): at each multiple of 40 (not exact: hogwild
+    threads may step past one before the evaluation, so one row in each
+    stretch of 40) and at m. Returns the summary."""
+    s = summary(d)
+    check(s["updates"] == m and s["gradients_applied"] == m and s["exit"] == "max_updates",
+          "%s: finished at %s updates, %s applied, exit %s" % (name, s["updates"],
+                                                               s["gradients_applied"], s["exit"]))
+    check_accounting(s, name)
+    pw = s["per_worker"]
+    check(sum(w["applied"] for w in pw) == s["gradients_applied"] and
+          sum(w["dropped"] for w in pw) == s["dropped"],
+          "%s: per-worker applied and dropped add up: %s" % (name, pw))
+    ps = s["per_server"]
+    check(len(ps) == servers and
+          all((p["applied"], p["bad"], p["dropped"], p["applied_set"]) ==
+              (ps[0]["applied"], ps[0]["bad"], ps[0]["dropped"], ps[0]["applied_set"])
+              for p in ps),
+          "%s: every server applied the same gradients and dropped the same: %s" % (name, ps))
+    u = [r["update"] for r in metrics(d)]
+    steps = list(range(40, m + 1, 40))
+    check(u == sorted(set(u)) and (u[1:] == steps if exact else
+                                   [r // 40 for r in u[1:]] == [x // 40 for x in steps] and
+                                   u[-1] == m),
+          "%s: metrics.jsonl continues, no row twice or missing: %s" % (name, u))
+    return s

@@ -21,40 +21,6 @@ BASE = ["training.mode=async", "training.eval_every=40", "training.eval_wait=tru
 S2 = ["training.servers=2"]
 
 
-def rows(d):
-    return [r["update"] for r in t.metrics(d)]
-
-
-def whole_run(d, m, name, servers, exact=True):
-    """summary.json of a resumed run that finished at m updates: every
-    gradient accounted for, on every server alike; metrics.jsonl has one
-    row per 40 updates after the first (where every HELLO was in): at
-    each multiple of 40 (not exact: hogwild threads may step past one
-    before the evaluation, so one row in each stretch of 40) and at m."""
-    s = t.summary(d)
-    t.check(s["updates"] == m and s["gradients_applied"] == m and s["exit"] == "max_updates",
-            "%s: finished at %s updates, %s applied, exit %s" % (name, s["updates"],
-                                                                 s["gradients_applied"], s["exit"]))
-    t.check_accounting(s, name)
-    pw = s["per_worker"]
-    t.check(sum(w["applied"] for w in pw) == s["gradients_applied"] and
-            sum(w["dropped"] for w in pw) == s["dropped"],
-            "%s: per-worker applied and dropped add up: %s" % (name, pw))
-    ps = s["per_server"]
-    t.check(len(ps) == servers and
-            all((p["applied"], p["bad"], p["dropped"], p["applied_set"]) ==
-                (ps[0]["applied"], ps[0]["bad"], ps[0]["dropped"], ps[0]["applied_set"])
-                for p in ps),
-            "%s: every server applied the same gradients and dropped the same: %s" % (name, ps))
-    u = rows(d)
-    steps = list(range(40, m + 1, 40))
-    t.check(u == sorted(set(u)) and (u[1:] == steps if exact else
-                                     [r // 40 for r in u[1:]] == [x // 40 for x in steps] and
-                                     u[-1] == m),
-            "%s: metrics.jsonl continues, no row twice or missing: %s" % (name, u))
-    return s
-
-
 # Stopped at max_updates 60 (checkpoints at 40 and the end), resumed to 120,
 # then killed right after the checkpoint at 80 (mid-run: the gradients then
 # in flight are dropped at the stop) and resumed to 120 again.
@@ -65,10 +31,10 @@ t.check(t.checkpoint_sets(b) == [40, 60] and
         ["ckpt-%012d.%s" % (u, x) for u in (40, 60) for x in ("0.pdck", "1.pdck", "manifest")],
         "%s: checkpoints at 40 and 60, a part per server: %s" % (name, t.checkpoint_sets(b)))
 b, _ = t.run(CONF, BASE + S2 + ["training.max_updates=120"], ranks=4, out=b, args=["--resume"])
-whole_run(b, 120, name + ", stopped at 60 and resumed", 2)
+t.check_resumed_async(b, 120, name + ", stopped at 60 and resumed", 2)
 k = t.killed_after(b, 80)
 k, _ = t.run(CONF, BASE + S2 + ["training.max_updates=120"], ranks=4, out=k, args=["--resume"])
-whole_run(k, 120, name + ", killed after 80 and resumed", 2)
+t.check_resumed_async(k, 120, name + ", killed after 80 and resumed", 2)
 
 # A worker that sends nothing between a snapshot and its FINAL (300 times
 # slower): the other's FINAL state came while the snapshot still waited and
@@ -95,10 +61,10 @@ c = t.checkpoint_sets(b)   # (a thread may step past 40 before the snapshot)
 t.check(len(c) == 2 and 40 <= c[0] < 60 and c[1] == 60, "%s: checkpoints at 40 and 60: %s"
         % (name, c))
 b, _ = t.run(CONF, BASE + HOG + ["training.max_updates=120"], ranks=3, out=b, args=["--resume"])
-whole_run(b, 120, name + ", stopped at 60 and resumed", 1, exact=False)
+t.check_resumed_async(b, 120, name + ", stopped at 60 and resumed", 1, exact=False)
 k = t.killed_after(b, 80)
 k, _ = t.run(CONF, BASE + HOG + ["training.max_updates=120"], ranks=3, out=k, args=["--resume"])
-whole_run(k, 120, name + ", killed after 80 and resumed", 1, exact=False)
+t.check_resumed_async(k, 120, name + ", killed after 80 and resumed", 1, exact=False)
 
 # SIGTERM to every rank of a long run: the stop's checkpoint, exit 143;
 # resumed 80 updates further.
@@ -120,5 +86,5 @@ if s:
 m = u + 80 - u % 40
 t.run(CONF, BASE + S2 + ["training.epochs=1000", "training.max_updates=%d" % m], ranks=4, out=d,
       args=["--resume"])
-whole_run(d, m, name + ", resumed to %d" % m, 2)
+t.check_resumed_async(d, m, name + ", resumed to %d" % m, 2)
 t.done()

@@ -28,26 +28,12 @@ BASE = ["training.mode=easgd", "training.servers=2", "training.local_steps=4",
         "checkpoint.keep=3"]
 
 
-def counters(d, u, part):
-    """(sent, applied, dropped, bad) of a checkpoint part's CNTR section
-    (paramd/ckpt.h: a 40-byte header, then tagged sections)."""
-    with open(os.path.join(d, "checkpoints", "ckpt-%012d.%d.pdck" % (u, part)), "rb") as f:
-        b = f.read()
-    nsec, off = struct.unpack_from("<I", b, 12)[0], 40
-    for _ in range(nsec):
-        tag, _, n = struct.unpack_from("<4sIQ", b, off)
-        if tag == b"CNTR":
-            return struct.unpack_from("<4q", b, off + 16)
-        off += 16 + n
-    return None
-
-
 def parts_agree(d, name):
     """Every checkpoint of d: both parts count u applied at update u, the
     same dropped and bad, and the same applied set (RUNS)."""
     bad = []
     for u in t.checkpoint_sets(d):
-        c = [counters(d, u, part) for part in (0, 1)]
+        c = [t.ckpt_counters(d, u, part) for part in (0, 1)]
         m = [applied_set(d, u, part) for part in (0, 1)]
         if c[0] is None or c[0][1:] != c[1][1:] or c[0][1] != u or m[0] != m[1]:
             bad.append((u, c, m))
@@ -58,15 +44,8 @@ def parts_agree(d, name):
 
 def applied_set(d, u, part):
     """RUNS' applied-set fingerprint (offset 72) of a checkpoint part."""
-    with open(os.path.join(d, "checkpoints", "ckpt-%012d.%d.pdck" % (u, part)), "rb") as f:
-        b = f.read()
-    nsec, off = struct.unpack_from("<I", b, 12)[0], 40
-    for _ in range(nsec):
-        tag, _, n = struct.unpack_from("<4sIQ", b, off)
-        if tag == b"RUNS":
-            return struct.unpack_from("<Q", b, off + 16 + 72)[0]
-        off += 16 + n
-    return None
+    r = t.ckpt_section(d, u, part, b"RUNS")
+    return struct.unpack_from("<Q", r[0], r[1] + 72)[0] if r else None
 
 
 def whole_run(d, name, m):
@@ -119,7 +98,7 @@ t.check(set(cs) <= set(range(10, 201, 10)) and len(cs) >= 8 and cs[-1] == 200,
         "%s: checkpoints at multiples of 10, most of them, and the end's: %s" % (name, cs))
 parts_agree(r, name)
 u = min([x for x in cs if x >= 60] + [200])
-c = [counters(r, u, part) for part in (0, 1)]
+c = [t.ckpt_counters(r, u, part) for part in (0, 1)]
 t.check(u < 200 and c[0][1:] == (u, 2, 0) and c[1][1:] == (u, 2, 0) and c[0][0] == u + 2,
         "%s: both parts of the checkpoint at %d count the two models after the cut dropped: "
         "sent, applied, dropped, bad = %s, %s" % (name, u, c[0], c[1]))

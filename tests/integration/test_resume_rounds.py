@@ -35,7 +35,6 @@ Signals are sent once the run is training (a metrics.jsonl row exists);
 each wait is for a state of the run directory, not for a time."""
 import os
 import signal
-import struct
 import subprocess
 import tempfile
 
@@ -45,20 +44,6 @@ CONF = "tests/conf/softmax.yaml"
 EVAL = ["training.eval_every=20", "training.eval_wait=true"]
 BACKUP = ["training.mode=sync", "training.backup_workers=1",
           "faults.slow_workers=[{rank: 3, factor: 4}]"]
-
-
-def counters(d, u, part=0):
-    """(sent, applied, dropped, bad) of a checkpoint part's CNTR section
-    (paramd/ckpt.h: a 40-byte header, then tagged sections)."""
-    with open(os.path.join(d, "checkpoints", "ckpt-%012d.%d.pdck" % (u, part)), "rb") as f:
-        b = f.read()
-    nsec, off = struct.unpack_from("<I", b, 12)[0], 40
-    for _ in range(nsec):
-        tag, _, n = struct.unpack_from("<4sIQ", b, off)
-        if tag == b"CNTR":
-            return struct.unpack_from("<4q", b, off + 16)
-        off += 16 + n
-    return None
 
 
 def whole_run(s, name, updates):
@@ -139,7 +124,7 @@ whole_run(sr, name + ", uninterrupted", 200)
 b, _ = t.run(CONF, sets + ["training.max_updates=100"], ranks=3)
 t.check(t.checkpoint_sets(b) == [60, 80, 100], "%s: checkpoints at 60, 80, 100: %s"
         % (name, t.checkpoint_sets(b)))
-c = counters(b, 60)
+c = t.ckpt_counters(b, 60)
 t.check(c is not None and c[1] == 60 and c[2] == 2 and c[0] == c[1] + c[2] + c[3],
         "%s: the checkpoint at 60 counts the two models after its snapshot dropped: "
         "sent, applied, dropped, bad = %s" % (name, c))
