@@ -90,11 +90,20 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
                        "an element-wise rule", rn);
     if (lo > hi)
         return PD_FAIL(PD_EINPUT, "optimizer %s: range [%zu, %zu) is reversed", rn, lo, hi);
-    const double hp[] = {oc->lr, oc->momentum, oc->rho, oc->eps, oc->beta1, oc->beta2};
+    /* Every number the step reads: a NaN one (a caller that filled its own
+     * pd_optim_config and left a key unset) would turn theta into NaN, or
+     * send every step down the preprocessing path (weight_decay != 0). */
+    const struct { const char *key; double v; } hp[] = {
+        {"lr", oc->lr}, {"momentum", oc->momentum}, {"rho", oc->rho}, {"eps", oc->eps},
+        {"beta1", oc->beta1}, {"beta2", oc->beta2}, {"weight_decay", oc->weight_decay},
+        {"clip_norm", oc->clip_norm}, {"clip_value", oc->clip_value}, {"noise", oc->noise},
+        {"noise_gamma", oc->noise_gamma}, {"dc_lambda", oc->dc_lambda},
+        {"dc_decay", oc->dc_decay}, {"vsgd_slow", oc->vsgd_slow},
+    };
     for (size_t k = 0; k < sizeof hp / sizeof hp[0]; k++)
-        if (isnan(hp[k]))
-            return PD_FAIL(PD_EINPUT, "optimizer %s: a hyperparameter is NAN "
-                           "(pd_optim_defaults was not applied)", rn);
+        if (isnan(hp[k].v))
+            return PD_FAIL(PD_EINPUT, "optimizer %s: optimizer.%s is NAN (unset; "
+                           "pd_optim_defaults fills only the rule's own defaults)", rn, hp[k].key);
 
     pd_optim *o = pd_calloc(1, sizeof *o);
     if (!o)
@@ -313,39 +322,55 @@ static inline void el_adam(float *th, float *m, float *v, float g, const consts 
 /* vSGD (optim.h). tau < 0 during a coordinate's slow start (-tau minibatches
  * averaged, no step), 0 before its first signal. The ratios are 0 where
  * their denominators are (a coordinate whose gradient and curvature have
- * been exactly 0), so such a coordinate stays put instead of turning NaN. */
+ * been exactly 0), so such a coordinate stays put instead of turning NaN.
+ *
+ * Without branches, so that the loop vectorizes: every case computes the
+ * same expressions and the case selects operands, not stores. The slow
+ * start averages as the step does, over k = 1 - tau instead of tau; a
+ * coordinate that waits for its first signal averages with weight a = 0
+ * (its state is all 0, so it stays 0) and keeps tau = 0; one in its slow
+ * start subtracts lr 0 g = 0 from theta. Each value is the IEEE result of
+ * the operations a branch would make, so the bits are those of the
+ * branching form (for finite gradients, which are all a step receives, and
+ * a theta that is not -0). The divisions are made unconditionally and
+ * their result dropped where the denominator is 0 (masked exceptions). */
 static inline void el_vsgd(float *th, float *gb, float *vb, float *hb, float *tau, float g,
                            float h, float v, const consts *c)
 {
-    float t = *tau, ah = fabsf(h);
-    if (t <= 0.0f) {
-        if (t == 0.0f && g == 0.0f && v == 0.0f)
-            return;   /* nothing seen yet: the slow start waits for a signal */
-        float k = 1.0f - t, a = 1.0f / k, b = 1.0f - a;
-        *gb = b * *gb + a * g;
-        *vb = b * *vb + a * v;
-        *hb = b * *hb + a * ah;
-        *tau = -k;
-        if (k >= (float)PD_VSGD_N0) {   /* the slow start ends: vb overestimated */
-            *vb *= c->slow;
-            *tau = k;
-        }
-        return;
-    }
-    float a = 1.0f / t, b = 1.0f - a;
-    float ngb = b * *gb + a * g, nvb = b * *vb + a * v, nhb = b * *hb + a * ah;
-    /* the larger of the averaged and this minibatch's curvature and
-     * per-example second moment (optim.h) */
-    float hm = ah > nhb ? ah : nhb, vm = v > nvb ? v : nvb;
-    /* E[g_mb^2] of a minibatch of n examples: vb / n + (n - 1) / n gb^2 */
-    float g2 = ngb * ngb, den = hm * (c->inv_n * vm + (1.0f - c->inv_n) * g2);
-    float e = den > 0.0f ? g2 / den : 0.0f;
-    float r = nvb > 0.0f ? g2 / nvb : 0.0f;
+    const float t = *tau, ah = fabsf(h);
+    const bool slow = t <= 0.0f;
+    const bool idle = (t == 0.0f) & (g == 0.0f) & (v == 0.0f);
+    const float omt = 1.0f - t, k = slow ? omt : t, rk = 1.0f / k;
+    const float a = idle ? 0.0f : rk, b = 1.0f - a;
+    const float ngb = b * *gb + a * g, nvb = b * *vb + a * v, nhb = b * *hb + a * ah;
+    /* the step: the larger of the averaged and this minibatch's curvature
+     * and per-example second moment (optim.h); E[g_mb^2] of a minibatch of
+     * n examples: vb / n + (n - 1) / n gb^2 */
+    const float hm = ah > nhb ? ah : nhb, vm = v > nvb ? v : nvb;
+    const float g2 = ngb * ngb, den = hm * (c->inv_n * vm + (1.0f - c->inv_n) * g2);
+    const float qe = g2 / den, qr = g2 / nvb;
+    const float e = den > 0.0f ? qe : 0.0f, r = nvb > 0.0f ? qr : 0.0f;
+    const float ntau = (1.0f - r) * t + 1.0f, es = slow ? 0.0f : e;
+    /* the slow start ends after PD_VSGD_N0 minibatches: vb overestimated */
+    const bool ends = k >= (float)PD_VSGD_N0;
+    const float svb = nvb * c->slow, nk = idle ? 0.0f : -k;
     *gb = ngb;
-    *vb = nvb;
+    *vb = slow & ends ? svb : nvb;
     *hb = nhb;
-    *tau = (1.0f - r) * t + 1.0f;
-    *th -= c->lr * e * g;
+    *tau = slow ? (ends ? k : nk) : ntau;
+    *th = *th - c->lr * es * g;
+}
+
+/* vsgd's dense loop, a function of its own: inside run_dense's switch GCC
+ * left the AVX2 copy of this loop scalar. */
+PD_CLONES
+static void run_vsgd(size_t n, float *restrict th, float *restrict gb, float *restrict vb,
+                     float *restrict hb, float *restrict tau, const float *restrict g,
+                     const float *restrict h, const float *restrict v2, const consts *k)
+{
+    const consts c = *k;
+    for (size_t j = 0; j < n; j++)
+        el_vsgd(&th[j], &gb[j], &vb[j], &hb[j], &tau[j], g[j], h[j], v2[j], &c);
 }
 
 /* The rule over n contiguous coordinates: th and g (and h, vsgd's
@@ -401,13 +426,9 @@ static void run_dense(pd_optim *o, const consts *k, size_t n, float *restrict th
             el_adam(&th[j], &m[j], &v[j], g[j], &c);
         break;
     }
-    case PD_OPT_VSGD: {
-        float *restrict gb = o->gb + off, *restrict vb = o->vb + off;
-        float *restrict hb = o->hb + off, *restrict tau = o->tau + off;
-        for (size_t j = 0; j < n; j++)
-            el_vsgd(&th[j], &gb[j], &vb[j], &hb[j], &tau[j], g[j], h[j], v2[j], &c);
+    case PD_OPT_VSGD:
+        run_vsgd(n, th, o->gb + off, o->vb + off, o->hb + off, o->tau + off, g, h, v2, &c);
         break;
-    }
     case PD_OPT_CG:   /* refused by pd_optim_create */
     case PD_OPT_BFGS:
     case PD_OPT_LBFGS:

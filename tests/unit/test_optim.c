@@ -693,8 +693,21 @@ static void test_create_errors(void **state)
     assert_string_equal(pd_err_msg(), "optimizer rmsprop: range [5, 4) is reversed");
     oc.rho = NAN;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
-    assert_string_equal(pd_err_msg(),
-                        "optimizer rmsprop: a hyperparameter is NAN (pd_optim_defaults was not applied)");
+    assert_string_equal(pd_err_msg(), "optimizer rmsprop: optimizer.rho is NAN (unset; "
+                                      "pd_optim_defaults fills only the rule's own defaults)");
+    /* weight_decay is no rule's default: left NaN by a caller (pd_bench did)
+     * it sent every step through the preprocessing path and made theta NaN */
+    oc = cfg_of(PD_OPT_ADAM);
+    oc.weight_decay = NAN;
+    assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
+    assert_null(o);
+    assert_string_equal(pd_err_msg(), "optimizer adam: optimizer.weight_decay is NAN (unset; "
+                                      "pd_optim_defaults fills only the rule's own defaults)");
+    oc = cfg_of(PD_OPT_SGD);
+    oc.noise = NAN;
+    assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
+    assert_string_equal(pd_err_msg(), "optimizer sgd: optimizer.noise is NAN (unset; "
+                                      "pd_optim_defaults fills only the rule's own defaults)");
     oc = cfg_of(PD_OPT_RMSPROP);
     oc.name = PD_OPT_COUNT;
     assert_int_equal(pd_optim_create(&oc, 0, 4, 1, &o), PD_EINPUT);
@@ -1427,6 +1440,64 @@ static void test_vsgd_scale(void **state)
     pd_optim_destroy(&o);
 }
 
+/* vsgd's dense loop is vectorized (8 coordinates at a time with AVX2, its
+ * slow start and step computed side by side and selected, optim.c); its
+ * sparse loop is not. Over 37 coordinates (the vector body and a scalar
+ * tail) of four kinds, the dense and the sparse step must give the same
+ * bits, every step and in the saved state: j % 4 == 0 never gets a signal
+ * (stays put, state 0), 1 gets gradients of either sign, 2 gets them until
+ * step 25 and then g = v = h = 0 (its averages decay, its steps stay
+ * finite), 3 gets none until step 6, so its slow start begins late and
+ * ends while the others step. */
+static void test_vsgd_vector_vs_scalar(void **state)
+{
+    (void)state;
+    enum { N = 37, T = 40 };
+    pd_optim_config oc = cfg_of(PD_OPT_VSGD);
+    pd_optim *a = make(&oc, 0, N, 1), *b = make(&oc, 0, N, 1);
+    pd_optim_set_model_params(a, 10 * N);
+    pd_optim_set_model_params(b, 10 * N);
+    float ta[N], tb[N];
+    uint32_t idx[N];
+    for (int j = 0; j < N; j++) {
+        ta[j] = tb[j] = 0.25f * (float)(j - 18);
+        idx[j] = (uint32_t)j;
+    }
+    int moved = 0;
+    for (int t = 1; t <= T; t++) {
+        float g[N], v[N], h[N];
+        for (int j = 0; j < N; j++) {
+            int kind = j % 4;
+            bool on = kind == 1 || (kind == 2 && t <= 25) || (kind == 3 && t > 6);
+            /* a gradient of either sign that changes with t and j */
+            float x = (float)((t * 7 + j * 13) % 17 - 8) / 8.0f;
+            g[j] = on ? x : 0.0f;
+            v[j] = on ? x * x + 0.0625f : 0.0f;
+            h[j] = on ? 0.5f + (float)(j % 5) / 4.0f : 0.0f;
+        }
+        pd_optim_curv cv = {.h = h, .v = v, .n = 8};
+        pd_optim_take_step(a, t, 1.0, 0, ta, &(pd_optim_grad){.g = g, .lo = 0, .hi = N, .curv = &cv});
+        pd_optim_take_step(b, t, 1.0, 0, tb,
+                           &(pd_optim_grad){.idx = idx, .val = g, .nnz = N, .curv = &cv});
+        check_bits(ta, tb, N, "vsgd dense (vectorized) against sparse (scalar)");
+    }
+    for (int j = 0; j < N; j++) {
+        if (j % 4 == 0)
+            assert_true(ta[j] == 0.25f * (float)(j - 18));   /* never a signal: put */
+        else if (ta[j] != 0.25f * (float)(j - 18))
+            moved++;
+    }
+    assert_true(moved >= 3 * (N / 4));   /* the others stepped after their slow start */
+    size_t sa, sb;
+    unsigned char *ba = saved(a, &sa), *bb = saved(b, &sb);
+    assert_int_equal(sa, sb);
+    assert_memory_equal(ba, bb, sa);
+    free(ba);
+    free(bb);
+    pd_optim_destroy(&a);
+    pd_optim_destroy(&b);
+}
+
 /* Delay compensation by hand: g + lambda g g (now - stale), lambda 0.25,
  * every value exact in float. With sgd the point now is theta; with
  * nesterov (momentum 0.5) it is the lookahead theta + 0.5 v after one step
@@ -1654,6 +1725,7 @@ int main(void)
         cmocka_unit_test(test_compensate),
         cmocka_unit_test(test_vsgd_by_hand),
         cmocka_unit_test(test_vsgd_scale),
+        cmocka_unit_test(test_vsgd_vector_vs_scalar),
         cmocka_unit_test(test_compensate_adaptive),
         cmocka_unit_test(test_defaults_converge),
         cmocka_unit_test(test_finite),
