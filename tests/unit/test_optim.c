@@ -87,6 +87,17 @@ static unsigned char *saved(const pd_optim *o, size_t *size)
     return b;
 }
 
+/* a's and b's saved states are the same bytes. */
+static void check_same_state(const pd_optim *a, const pd_optim *b)
+{
+    size_t sa, sb;
+    unsigned char *ba = saved(a, &sa), *bb = saved(b, &sb);
+    assert_int_equal(sa, sb);
+    assert_memory_equal(ba, bb, sa);
+    free(ba);
+    free(bb);
+}
+
 static float *fvec(size_t n)
 {
     float *p = calloc(n ? n : 1, sizeof *p);
@@ -576,12 +587,7 @@ static void test_save_load_continues(void **state)
             pd_optim_apply(b, &st, pb, g - 10, 10, 10 + N);
         }
         check_bits(ta, tb, N, rule_names[rule]);
-        size_t sa, sb;
-        unsigned char *ba = saved(a, &sa), *bb = saved(b, &sb);
-        assert_int_equal(sa, sb);
-        assert_memory_equal(ba, bb, sa);
-        free(ba);
-        free(bb);
+        check_same_state(a, b);
         pd_optim_destroy(&a);
         pd_optim_destroy(&b);
     }
@@ -1488,12 +1494,7 @@ static void test_vsgd_vector_vs_scalar(void **state)
             moved++;
     }
     assert_true(moved >= 3 * (N / 4));   /* the others stepped after their slow start */
-    size_t sa, sb;
-    unsigned char *ba = saved(a, &sa), *bb = saved(b, &sb);
-    assert_int_equal(sa, sb);
-    assert_memory_equal(ba, bb, sa);
-    free(ba);
-    free(bb);
+    check_same_state(a, b);
     pd_optim_destroy(&a);
     pd_optim_destroy(&b);
 }
