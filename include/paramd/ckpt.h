@@ -19,8 +19,9 @@
  * IEEE-754 binary32 bit patterns, little-endian. crc32 is zlib's (the
  * CRC-32 of ISO 3309 / ITU-T V.42, as in gzip and PNG).
  *
- * Part file, format version 4 (version 1 had no RUNS section, version 2 no
- * TRCE, version 3 no LOST; a part or manifest of another version is
+ * Part file, format version 5 (version 1 had no RUNS section, version 2 no
+ * TRCE, version 3 no LOST, version 4 no local optimizer in a worker state
+ * of a phase without one (below); a part or manifest of another version is
  * refused, exit 2, naming the file and both versions):
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
@@ -66,7 +67,13 @@
  *            fault-injection RNG state (paramd/rng.h's s[0..3]), u64 L and
  *            L bytes of the worker's local optimizer (pd_optim_save over the
  *            whole model) followed in easgd by its own model (float32 over
- *            the whole model); L = 0 without either
+ *            the whole model); L = 0 without either. In a phase of a run
+ *            with training.phases whose mode has no local optimizer (sync,
+ *            async, hogwild), the local optimizer is the one the last
+ *            local_sgd or easgd phase before it left, which the worker
+ *            carries to the next such phase (paramd/phase.h); L = 0 when
+ *            no such phase came before. The local steps taken are the
+ *            worker's over the whole run
  *     "BTCH" only in a part of a batch method (cg, bfgs, lbfgs, cd): the
  *            bytes of pd_batch_save (paramd/batch.h), the minimizer's state
  *            over this part's coordinates at an iteration boundary; META's
@@ -99,7 +106,7 @@
  *            entry's requests as its gradients sent.
  *   and nothing after the last section.
  *
- * Manifest file, format version 4 (as versions 1 to 3):
+ * Manifest file, format version 5 (as versions 1 to 4):
  *     0  magic, 8 bytes "PDCKMAN\n"
  *     8  u32 format version (PD_CKPT_VERSION)
  *     12 u32 parts S
@@ -161,7 +168,7 @@
 #include "paramd/config.h"
 #include "paramd/model.h"
 
-#define PD_CKPT_VERSION 4u
+#define PD_CKPT_VERSION 5u
 enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56, PD_CKPT_RUNS = 120,
        PD_CKPT_WSTATE = 72, PD_CKPT_TRCE = 16, PD_CKPT_LOST = 48 };
 

@@ -189,7 +189,8 @@ int pd_worker_state_split(const unsigned char *buf, size_t size, const unsigned 
 int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t *size)
 {
     size_t isz = pd_iter_state_size(ws->l->iter);
-    size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
+    size_t lsz = ws->local ? pd_optim_state_size(ws->local)
+                           : ws->carries ? ws->carried_size : 0;
     size_t osz = lsz + 4 * ws->nmodel;
     unsigned char *ib = pd_malloc(isz + 1), *ob = pd_malloc(osz + 1);
     int err = PD_OK;
@@ -200,6 +201,8 @@ int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t 
     PD_TRY_GOTO(err, pd_iter_save_before(ws->l->iter, ws->drawn, ib, isz), out);
     if (ws->local)
         PD_TRY_GOTO(err, pd_optim_save(ws->local, ob, lsz), out);
+    else if (lsz)
+        memcpy(ob, ws->carried, lsz);
     for (size_t i = 0; i < ws->nmodel; i++) {
         uint32_t u;
         memcpy(&u, &ws->model[i], sizeof u);
@@ -227,13 +230,27 @@ int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t
         ws->seq = 0;
         return PD_OK;
     }
+    if (!ws->local && ws->carries) {
+        /* The local optimizer of an earlier phase, kept as it came: the
+         * next local phase loads (and checks) it. */
+        if (w.optim_size == 0)
+            return PD_FAIL(PD_EINPUT, "worker state: no local optimizer of the earlier "
+                           "local_sgd or easgd phase");
+        PD_TRY(pd_iter_load(ws->lw->iter, iter, isz));
+        if (!(ws->carried = pd_malloc(w.optim_size)))
+            return PD_ENOMEM;
+        memcpy(ws->carried, w.optim, w.optim_size);
+        ws->carried_size = w.optim_size;
+    } else {
+        size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
+        if (w.optim_size != lsz + 4 * ws->nmodel)
+            return PD_FAIL(PD_EINPUT, "worker state: %zu bytes of local optimizer and model, "
+                           "this worker's are %zu", w.optim_size, lsz + 4 * ws->nmodel);
+        PD_TRY(pd_iter_load(ws->lw->iter, iter, isz));
+        if (ws->local)
+            PD_TRY(pd_optim_load(ws->local, w.optim, lsz));
+    }
     size_t lsz = ws->local ? pd_optim_state_size(ws->local) : 0;
-    if (w.optim_size != lsz + 4 * ws->nmodel)
-        return PD_FAIL(PD_EINPUT, "worker state: %zu bytes of local optimizer and model, this "
-                       "worker's are %zu", w.optim_size, lsz + 4 * ws->nmodel);
-    PD_TRY(pd_iter_load(ws->lw->iter, iter, isz));
-    if (ws->local)
-        PD_TRY(pd_optim_load(ws->local, w.optim, lsz));
     for (size_t i = 0; i < ws->nmodel; i++) {
         uint32_t u = pd_le_get32(w.optim + lsz + 4 * i);
         memcpy(&ws->model[i], &u, sizeof u);

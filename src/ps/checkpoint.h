@@ -138,13 +138,23 @@ typedef struct pd_worker_state {
     size_t drawn;              /* pack: rows of a minibatch drawn and not yet computed
                                 * (sparse pulls draw it before the exchange), which the
                                 * iterator state gives back (pd_iter_save_before) */
+    /* training.phases, a phase without a local optimizer (local NULL) after
+     * a local_sgd or easgd phase: the worker carries that phase's local
+     * optimizer to the next one as pd_optim_save bytes, which go where a
+     * local optimizer's do (paramd/ckpt.h). pack writes carried[0 ..
+     * carried_size); unpack requires them and sets carried to a copy it
+     * allocates (the caller's to free). */
+    bool carries;
+    unsigned char *carried;
+    size_t carried_size;
 } pd_worker_state;
 
 /* A worker's state as bytes (the message of PD_TAG_CKPT): u64 L, L bytes of
  * pd_iter_save, then the worker state of paramd/ckpt.h's RUNS (i64
  * requests sent, examples, local steps, staleness sum (0), 4 u64 fault
- * RNG, u64 M, M bytes: pd_optim_save of the local optimizer, then in
- * easgd the worker's own model as nmodel float32; M = 0 without either). */
+ * RNG, u64 M, M bytes: pd_optim_save of the local optimizer (or of the one
+ * carried, `carries`), then in easgd the worker's own model as nmodel
+ * float32; M = 0 without either). */
 int pd_worker_state_pack(const pd_worker_state *ws, unsigned char **buf, size_t *size);
 int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t size);
 /* The same bytes from a checkpoint's iterator state and worker state, and

@@ -47,6 +47,8 @@ typedef struct worker {
     pd_rng frng;
     pd_phase_carry *carry;   /* training.phases, or NULL */
     int epoch_base;          /* a phase's epochs count from here */
+    bool carries;            /* no local optimizer in this phase, one of an earlier phase
+                              * in carry->worker->local (its state carries it) */
     /* async checkpoints: the state and CKPT headers go out as soon as
      * server 0's flagged reply is in (checkpoint.h) */
     bool early;
@@ -257,10 +259,13 @@ static int take_reply(worker *wk, int s)
 static pd_worker_state state_of(worker *wk)
 {
     bool own = pd_mode_props_of(wk->cfg->training.mode)->elastic;
+    const pd_phase_worker *c = wk->carries ? wk->carry->worker : NULL;
     return (pd_worker_state){.l = &wk->l, .lw = &wk->l, .local = wk->local, .seq = wk->seq,
                              .local_t = wk->local_t, .rng = wk->frng,
                              .model = own ? wk->point : NULL, .nmodel = own ? wk->n : 0,
-                             .drawn = wk->pull && wk->more ? wk->l.batch : 0};
+                             .drawn = wk->pull && wk->more ? wk->l.batch : 0,
+                             .carries = wk->carries, .carried = c ? c->local : NULL,
+                             .carried_size = c ? c->local_size : 0};
 }
 
 /* Async, hogwild, easgd: server 0's reply to the gradient (model) just
@@ -490,6 +495,24 @@ static int run_local(worker *wk)
     return PD_OK;
 }
 
+/* training.phases: does a local_sgd or easgd phase come before this one?
+ * (Its local optimizers then go on through this phase to the next local
+ * one, in this process or through a checkpoint.) */
+static int earlier_local(const pd_phase_carry *c, bool *out)
+{
+    *out = false;
+    pd_config *pc = pd_malloc(sizeof *pc);
+    if (!pc)
+        return PD_ENOMEM;
+    int err = PD_OK;
+    for (int j = 0; err == PD_OK && !*out && j < c->index; j++) {
+        err = pd_config_phase(c->run, j, pc);
+        *out = err == PD_OK && pd_mode_props_of(pc->training.mode)->local_steps;
+    }
+    free(pc);
+    return err;
+}
+
 static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
 {
     wk->cfg = cfg;
@@ -560,6 +583,8 @@ static int setup(worker *wk, const pd_config *cfg, const pd_world *world)
             return PD_ENOMEM;
         if (m->elastic && !(wk->diff = pd_malloc(wk->n * sizeof *wk->diff)))
             return PD_ENOMEM;
+    } else if (wk->carry) {
+        PD_TRY(earlier_local(wk->carry, &wk->carries));
     }
     return PD_OK;
 }
@@ -611,8 +636,8 @@ static int carry_out(worker *wk, pd_phase_worker *to)
         free(to->local);
         to->local = b;
         to->local_size = size;
-        to->local_t = wk->local_t;
     }
+    to->local_t = wk->local_t;   /* a phase without local steps keeps the count */
     pd_learner *l = pd_malloc(sizeof *l);
     if (!l)
         return PD_ENOMEM;
@@ -631,8 +656,17 @@ static int resume(worker *wk)
     pd_worker_state ws = state_of(wk);
     if (ws.model)
         ws.model = wk->diff;
+    ws.carried = NULL;   /* unpack's copy, if it makes one */
+    ws.carried_size = 0;
     int64_t skip;
-    PD_TRY(pd_worker_state_recv(&ws, &skip));
+    int err = pd_worker_state_recv(&ws, &skip);
+    if (ws.carried) {   /* an earlier local phase's optimizer, for the next one */
+        pd_phase_worker *c = wk->carry->worker;
+        free(c->local);
+        c->local = ws.carried;
+        c->local_size = ws.carried_size;
+    }
+    PD_TRY(err);
     wk->seq = ws.seq + skip;
     wk->local_t = ws.local_t;
     wk->frng = ws.rng;

@@ -13,7 +13,7 @@
  * six-row CSV (linreg, features a and b): serial adam, and sync momentum
  * with two workers (its part carries their iterator and worker states),
  * and that sync part with a LOST section added (worker 0 lost and
- * rejoined, worker 1 lost; format version 4, paramd/ckpt.h). */
+ * rejoined, worker 1 lost; format version 5, paramd/ckpt.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -188,7 +188,7 @@ static void test_layout_bytes(void **state)
     (void)state;
     bytes want = {.n = 0}, s;
     put(&want, "PDCKPT\r\n", 8);
-    u32(&want, 4);                       /* format version */
+    u32(&want, 5);                       /* format version */
     u32(&want, 6);                       /* sections */
     u64(&want, 0x0102030405060708ull);   /* layout hash */
     u64(&want, 0x1112131415161718ull);   /* config hash */
@@ -603,12 +603,12 @@ static void test_refusals(void **state)
     expect_refused(b, size, lh, ch, "f.pdck: header: bad magic (not a paramd checkpoint part)");
 
     memcpy(b, good, size);
-    b[8] = 3;   /* version 3 (no LOST), with a header crc that matches it */
+    b[8] = 4;   /* version 4 (no carried local optimizer), with a header crc that matches it */
     uint32_t c = crc(b, 32);
     for (int k = 0; k < 4; k++)
         b[32 + k] = (unsigned char)(c >> 8 * k);
     expect_refused(b, size, lh, ch,
-                   "f.pdck: header: format version 3, this build reads version 4 only (a "
+                   "f.pdck: header: format version 4, this build reads version 5 only (a "
                    "checkpoint of another paramd version)");
 
     memcpy(b, good, size);
@@ -724,10 +724,10 @@ static void test_manifest_parts(void **state)
     assert_non_null(strstr(pd_err_msg(), "ckpt-000000000005.manifest: manifest: crc32 0x"));
     assert_non_null(strstr(pd_err_msg(), "(damaged)"));
 
-    /* A manifest of format version 3 (its crc matching): another paramd's,
+    /* A manifest of format version 4 (its crc matching): another paramd's,
      * refused, not taken for damage. */
     m[24] ^= 1;
-    m[8] = 3;
+    m[8] = 4;
     uint32_t c = crc(m, size - 8);
     for (int k = 0; k < 4; k++)
         m[size - 8 + k] = (unsigned char)(c >> 8 * k);
@@ -736,8 +736,8 @@ static void test_manifest_parts(void **state)
     damaged = true;
     assert_int_equal(pd_ckpt_read(tmpdir, 5, 0, p0.layout_hash, p0.config_hash, &got, &damaged),
                      PD_EINPUT);
-    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 3, "
-             "this build reads version 4 only (a checkpoint of another paramd version)", tmpdir);
+    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 4, "
+             "this build reads version 5 only (a checkpoint of another paramd version)", tmpdir);
     assert_string_equal(pd_err_msg(), want);
     assert_false(damaged);
 }

@@ -1,6 +1,8 @@
 /* The parts of ps that need no running MPI job: the async trace file
  * (format, round trip, every way a damaged one is refused) and how
- * parameters are split over servers, a straggler's pacing arithmetic. The roles themselves are tested as
+ * parameters are split over servers, a straggler's pacing arithmetic, a
+ * worker's state as bytes (with a local optimizer carried through a phase
+ * without one). The roles themselves are tested as
  * processes under mpirun (tests/integration). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,9 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "comm.h"
 #include "pace.h"
 #include "paramd/error.h"
+#include "paramd/le.h"
 #include "trace.h"
 
 static const pd_trace_rec RECS[] = {
@@ -324,6 +328,114 @@ static void test_pace_pad(void **state)
     assert_true(pd_pace_pad(&p, 0.002, 0.5) == 0);
 }
 
+/* ---- a worker's state ------------------------------------------------------ */
+
+/* A phase without a local optimizer after a local_sgd or easgd phase
+ * (training.phases): the worker's state carries that phase's local
+ * optimizer as its pd_optim_save bytes, exactly where the live optimizer's
+ * go (paramd/ckpt.h's RUNS worker state), and a resumed worker takes them
+ * back; a state without them is refused for such a worker, and one with
+ * them for a worker that carries none. */
+static void test_worker_state_carried(void **state)
+{
+    (void)state;
+    float x[6] = {0, 1, 2, 3, 4, 5}, y[6] = {0, 1, 0, 1, 0, 1};
+    size_t id[6] = {0, 1, 2, 3, 4, 5};
+    pd_dataset ds = {.n = 6, .d = 1, .x = x, .y = y, .id = id};
+    pd_learner l = {.examples = 4};
+    assert_int_equal(pd_iter_create(&ds, 2, PD_SHUFFLE_EVERY_EPOCH, false, 3, 0, &l.iter), PD_OK);
+    const size_t *rows;
+    size_t k;
+    assert_true(pd_iter_next(l.iter, &rows, &k));
+    assert_true(pd_iter_next(l.iter, &rows, &k));
+
+    /* The local optimizer of the local phase, with some state. */
+    pd_optim_config oc;
+    memset(&oc, 0, sizeof oc);
+    oc.name = PD_OPT_MOMENTUM;
+    oc.lr = oc.momentum = oc.rho = oc.eps = oc.beta1 = oc.beta2 = NAN;
+    pd_optim_defaults(&oc);
+    oc.lr = 0.5;
+    oc.schedule.type = PD_SCHED_CONSTANT;
+    oc.schedule.step_size = 1;
+    oc.schedule.gamma = 1;
+    pd_optim *o;
+    assert_int_equal(pd_optim_create(&oc, 0, 3, 1, &o), PD_OK);
+    float th[3] = {0}, g[3] = {1, 2, 3};
+    pd_optim_step st = pd_optim_prepare(o, 1, 1, 0);
+    pd_optim_apply(o, &st, th, g, 0, 3);
+    size_t osz = pd_optim_state_size(o);
+    unsigned char *saved = malloc(osz);
+    assert_non_null(saved);
+    assert_int_equal(pd_optim_save(o, saved, osz), PD_OK);
+
+    /* The local phase's state, and the next phase's carrying those bytes:
+     * the same bytes. */
+    pd_rng rng = pd_rng_make(3, PD_STREAM_FAULTS, 2);
+    pd_worker_state live = {.l = &l, .local = o, .seq = 7, .local_t = 12, .rng = rng};
+    pd_worker_state carry = {.l = &l, .seq = 7, .local_t = 12, .rng = rng, .carries = true,
+                             .carried = saved, .carried_size = osz};
+    unsigned char *b1, *b2;
+    size_t n1, n2;
+    assert_int_equal(pd_worker_state_pack(&live, &b1, &n1), PD_OK);
+    assert_int_equal(pd_worker_state_pack(&carry, &b2, &n2), PD_OK);
+    size_t isz = pd_iter_state_size(l.iter);
+    assert_int_equal(n2, 8 + isz + PD_CKPT_WSTATE + osz);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n2);
+    assert_int_equal(pd_le_get64(b2 + 8 + isz + 16), 12);     /* local steps */
+    assert_int_equal(pd_le_get64(b2 + 8 + isz + 64), osz);    /* L */
+    assert_memory_equal(b2 + 8 + isz + PD_CKPT_WSTATE, saved, osz);
+
+    /* Resumed in the phase without one: the bytes back, with the rest. */
+    pd_learner l2 = {0};
+    assert_int_equal(pd_iter_create(&ds, 2, PD_SHUFFLE_EVERY_EPOCH, false, 3, 0, &l2.iter),
+                     PD_OK);
+    pd_worker_state back = {.l = &l2, .lw = &l2, .carries = true};
+    assert_int_equal(pd_worker_state_unpack(&back, b2, n2), PD_OK);
+    assert_int_equal(back.carried_size, osz);
+    assert_memory_equal(back.carried, saved, osz);
+    assert_int_equal(back.seq, 7);
+    assert_int_equal(back.local_t, 12);
+    assert_int_equal(l2.examples, 4);
+    assert_memory_equal(back.rng.s, rng.s, sizeof rng.s);
+    const size_t *r1, *r2;
+    size_t k1, k2;
+    assert_true(pd_iter_next(l.iter, &r1, &k1));
+    assert_true(pd_iter_next(l2.iter, &r2, &k2));
+    assert_int_equal(k1, k2);
+    assert_memory_equal(r1, r2, k1 * sizeof *r1);
+    free(back.carried);
+
+    /* A worker that carries none refuses them; one that carries refuses a
+     * state without them. */
+    pd_worker_state none = {.l = &l2, .lw = &l2};
+    pd_err_clear();
+    assert_int_equal(pd_worker_state_unpack(&none, b2, n2), PD_EINPUT);
+    char want[160];
+    snprintf(want, sizeof want, "worker state: %zu bytes of local optimizer and model, this "
+             "worker's are 0", osz);
+    assert_non_null(strstr(pd_err_msg(), want));
+    pd_worker_state bare = {.l = &l, .seq = 7, .local_t = 12, .rng = rng};
+    unsigned char *b3;
+    size_t n3;
+    assert_int_equal(pd_worker_state_pack(&bare, &b3, &n3), PD_OK);
+    pd_worker_state want_one = {.l = &l2, .lw = &l2, .carries = true};
+    pd_err_clear();
+    assert_int_equal(pd_worker_state_unpack(&want_one, b3, n3), PD_EINPUT);
+    assert_non_null(strstr(pd_err_msg(), "worker state: no local optimizer of the earlier "
+                           "local_sgd or easgd phase"));
+    assert_null(want_one.carried);
+
+    free(b1);
+    free(b2);
+    free(b3);
+    free(saved);
+    pd_optim_destroy(&o);
+    pd_iter_destroy(&l.iter);
+    pd_iter_destroy(&l2.iter);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_sleep_refused),
         cmocka_unit_test(test_pace_cycles),
         cmocka_unit_test(test_pace_pad),
+        cmocka_unit_test(test_worker_state_carried),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
