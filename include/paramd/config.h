@@ -138,6 +138,7 @@ typedef struct pd_optim_config {
     int vsgd_row_layers;           /* vsgd: layers whose curvature is each row's along
                                       its own gradient (the Rayleigh quotient) */
     double vsgd_slow;              /* vsgd: the slow start's C; 0 = max(2, D/10) */
+    double vsgd_memory;            /* vsgd: tau's largest value; 0 = unbounded */
 } pd_optim_config;
 
 /* One entry of training.phases: the keys it sets, as "path=value" with the

@@ -38,7 +38,10 @@
  *               hb = (1 - 1/tau) hb + |h|/tau
  *               e  = gb^2 / (max(hb, |h|) (max(vb, v)/n + (n-1)/n gb^2))
  *                    (0 where the denominator is 0)
- *               tau = (1 - gb^2/vb) tau + 1
+ *               tau = (1 - gb^2/vb) tau + 1, then at most
+ *                     optimizer.vsgd_memory when that is > 0 (README:
+ *                     unbounded, tau grows like t on an MLP and the rates
+ *                     fall like 1/t)
  *               theta -= eta e g
  *             vb estimates one example's E[g^2], so vb/n + (n-1)/n gb^2 is
  *             the minibatch gradient's and e the paper's optimal rate for

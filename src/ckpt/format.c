@@ -145,6 +145,8 @@ uint64_t pd_ckpt_config_hash(const pd_config *c, int workers)
         fnv_printf(&f, "optimizer.vsgd_bound_layers=%d\n", o->vsgd_bound_layers);
         fnv_printf(&f, "optimizer.vsgd_row_layers=%d\n", o->vsgd_row_layers);
         fnv_printf(&f, "optimizer.vsgd_slow=%.17g\n", o->vsgd_slow);
+        if (o->vsgd_memory > 0)   /* older hashes unchanged */
+            fnv_printf(&f, "optimizer.vsgd_memory=%.17g\n", o->vsgd_memory);
     }
     if (o->batch_examples > 0)   /* the batch methods' objective: its first examples */
         fnv_printf(&f, "optimizer.batch_examples=%" PRId64 "\n", (int64_t)o->batch_examples);

@@ -626,6 +626,10 @@ static int optimizer_rules(loader *ld)
             return fail_key(ld, key_index("optimizer.vsgd_row_layers"), "a layer's curvature is "
                             "either the row bound or the row's along its gradient: set "
                             "optimizer.vsgd_row_layers or optimizer.vsgd_bound_layers, not both");
+        if (o->vsgd_memory > 0 && o->vsgd_memory < PD_VSGD_N0)
+            return fail_key(ld, key_index("optimizer.vsgd_memory"), "must be 0 (unbounded) or "
+                            "at least %d, the slow start's minibatches, got %g", PD_VSGD_N0,
+                            o->vsgd_memory);
     }
     if (o->schedule.type == PD_SCHED_COSINE && o->schedule.min_lr > o->lr)
         return fail_key(ld, KEY("optimizer.schedule.min_lr"), "must be <= optimizer.lr "

@@ -48,7 +48,7 @@ typedef struct pd_key {
 } pd_key;
 
 /* Number of keys; config.c keeps one origin per key. */
-#define PD_KEY_COUNT 91
+#define PD_KEY_COUNT 92
 
 extern const pd_key pd_keys[PD_KEY_COUNT];
 

@@ -238,6 +238,8 @@ const pd_key pd_keys[PD_KEY_COUNT] = {
         "vsgd: the first N layers' curvature is each row's along its gradient."),
     DBL("optimizer.vsgd_slow", optimizer.vsgd_slow, GE(0), "0",
         "vsgd: the slow start's overestimate C of vb; 0 = the paper's max(2, D/10)."),
+    DBL("optimizer.vsgd_memory", optimizer.vsgd_memory, GE(0), "0",
+        "vsgd: the longest memory tau, in minibatches (0 or >= 20); 0 = unbounded."),
 
     I64("checkpoint.every_updates", checkpoint.every_updates, GE(0), "0",
         "Checkpoint every this many updates; 0 = off."),

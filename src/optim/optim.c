@@ -67,7 +67,8 @@ typedef struct consts {
     float gscale, clip, sigma, wd;   /* preprocessing; wd = 0 when decoupled */
     float lr, alpha, rho, one_rho, eps;
     float b1, one_b1, b2, one_b2, lr_bc1, bc2, lr_wd;
-    float inv_n, slow;               /* vsgd: 1 / examples behind the gradient; C */
+    float inv_n, slow, mem;          /* vsgd: 1 / examples behind the gradient; C;
+                                        tau's largest value (INFINITY: none) */
     uint64_t key;                    /* noise key of (seed, t) */
     int pre;                         /* some preprocessing is on */
 } consts;
@@ -99,6 +100,7 @@ int pd_optim_create(const pd_optim_config *oc, size_t lo, size_t hi, uint64_t se
         {"clip_norm", oc->clip_norm}, {"clip_value", oc->clip_value}, {"noise", oc->noise},
         {"noise_gamma", oc->noise_gamma}, {"dc_lambda", oc->dc_lambda},
         {"dc_decay", oc->dc_decay}, {"vsgd_slow", oc->vsgd_slow},
+        {"vsgd_memory", oc->vsgd_memory},
     };
     for (size_t k = 0; k < sizeof hp / sizeof hp[0]; k++)
         if (isnan(hp[k].v))
@@ -195,6 +197,7 @@ static consts make_consts(const pd_optim *o, const pd_optim_step *st)
     bool decoupled = oc->name == PD_OPT_ADAMW;
     consts c = {
         .slow = oc->vsgd_slow > 0 ? (float)oc->vsgd_slow : pd_optim_vsgd_slow(o->model_params),
+        .mem = oc->vsgd_memory > 0 ? (float)oc->vsgd_memory : INFINITY,
         .gscale = st->gscale,
         .clip = oc->clip_value > 0 ? (float)oc->clip_value : 0.0f,
         .sigma = st->noise_sigma,
@@ -350,7 +353,8 @@ static inline void el_vsgd(float *th, float *gb, float *vb, float *hb, float *ta
     const float g2 = ngb * ngb, den = hm * (c->inv_n * vm + (1.0f - c->inv_n) * g2);
     const float qe = g2 / den, qr = g2 / nvb;
     const float e = den > 0.0f ? qe : 0.0f, r = nvb > 0.0f ? qr : 0.0f;
-    const float ntau = (1.0f - r) * t + 1.0f, es = slow ? 0.0f : e;
+    const float ntau0 = (1.0f - r) * t + 1.0f, es = slow ? 0.0f : e;
+    const float ntau = ntau0 > c->mem ? c->mem : ntau0;   /* optimizer.vsgd_memory */
     /* the slow start ends after PD_VSGD_N0 minibatches: vb overestimated */
     const bool ends = k >= (float)PD_VSGD_N0;
     const float svb = nvb * c->slow, nk = idle ? 0.0f : -k;

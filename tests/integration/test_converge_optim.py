@@ -12,15 +12,14 @@ for rule in rules:
     t.check(s["test_acc"] >= 0.80, "%s defaults, 2 epochs: test_acc %.4f >= 0.80" % (rule, s["test_acc"]))
 
 # vsgd on the MLP 784-256-128-10, 5 epochs, with each row's curvature along
-# its gradient on all three layers and the slow start's C = 10 (the
-# diagonal diverges; the row bound on the pixel layer reached 0.8330:
-# README). Measured 0.8489 (seed 1); the issue asked for 0.86, which vsgd
-# does not reach here, so this guards the measured level, not the issue's.
-d, _ = t.run("conf/fmnist-mlp-serial.yaml",
-             ["optimizer.name=vsgd", "optimizer.lr=default", "optimizer.momentum=default",
-              "optimizer.schedule.type=constant", "training.epochs=5",
-              "optimizer.vsgd_row_layers=3", "optimizer.vsgd_slow=10"], timeout=1500)
+# its gradient on all three layers, the slow start's C = 10 and the memory
+# tau bounded by 100 minibatches (conf/fmnist-mlp-vsgd.yaml; the diagonal
+# diverges; the row bound on the pixel layer reached 0.8330, rows with an
+# unbounded memory 0.8489, which fails this check: README). Measured
+# 0.8671 (seeds 2, 3, 4: 0.8638, 0.8617, 0.8670): the issue's 0.86.
+d, _ = t.run("conf/fmnist-mlp-vsgd.yaml", [], timeout=1500)
 s = t.summary(d)
-t.check(s["test_acc"] >= 0.84, "vsgd mlp (rows 3, C 10), 5 epochs: test_acc %.4f >= 0.84"
-        % s["test_acc"])
+t.check(s["optimizer"] == "vsgd", "vsgd mlp: summary optimizer %r" % s["optimizer"])
+t.check(s["test_acc"] >= 0.86, "vsgd mlp (rows 3, C 10, memory 100), 5 epochs: test_acc %.4f "
+        ">= 0.86" % s["test_acc"])
 t.done()

@@ -905,16 +905,19 @@ static void test_hashes(void **state)
     b = a;
     b.optimizer.vsgd_slow = 10;
     b.optimizer.vsgd_row_layers = 3;
+    b.optimizer.vsgd_memory = 100;
     assert_int_equal(pd_ckpt_config_hash(&a, 2), pd_ckpt_config_hash(&b, 2));
     a.optimizer.name = b.optimizer.name = PD_OPT_VSGD;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         b = a;
         if (k == 0)
             b.optimizer.vsgd_slow = 10;
         else if (k == 1)
             b.optimizer.vsgd_row_layers = 3;
-        else
+        else if (k == 2)
             b.optimizer.vsgd_bound_layers = 1;
+        else
+            b.optimizer.vsgd_memory = 100;
         assert_true(pd_ckpt_config_hash(&a, 2) != pd_ckpt_config_hash(&b, 2));
     }
     b = a;

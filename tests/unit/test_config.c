@@ -301,6 +301,7 @@ static const char every_key[] =
     "  vsgd_bound_layers: 2\n"
     "  vsgd_row_layers: 1\n"
     "  vsgd_slow: 10\n"
+    "  vsgd_memory: 100\n"
     "checkpoint:\n"
     "  every_updates: 0\n"
     "  every_seconds: 0\n"
@@ -397,6 +398,7 @@ static void test_every_type_parses(void **state)
     assert_int_equal(o->vsgd_bound_layers, 2);
     assert_int_equal(o->vsgd_row_layers, 1);
     assert_dbl(o->vsgd_slow, 10);
+    assert_dbl(o->vsgd_memory, 100);
     /* checkpoint.every_* must stay 0 outside serial mode (the fixture is
      * async; see test_cross_key_rules); keep changes. */
     assert_int_equal(c.checkpoint.keep, 5);
@@ -955,6 +957,13 @@ static void test_cross_key_rules(void **state)
         "must be >= 0, got -1");
     load_ok("optimizer:\n  name: vsgd\n  vsgd_row_layers: 3\n", NULL, 0, &c);
     assert_int_equal(c.optimizer.vsgd_row_layers, 3);
+    ERR("optimizer:\n  name: vsgd\n  vsgd_memory: -1\n", NAME ":3:16: optimizer.vsgd_memory: "
+        "must be >= 0, got -1");
+    ERR("optimizer:\n  name: vsgd\n  vsgd_memory: 19.5\n", NAME ":3:16: "
+        "optimizer.vsgd_memory: must be 0 (unbounded) or at least 20, the slow start's "
+        "minibatches, got 19.5");
+    load_ok("optimizer:\n  name: vsgd\n  vsgd_memory: 20\n", NULL, 0, &c);
+    assert_dbl(c.optimizer.vsgd_memory, 20);
     ERR("optimizer:\n  name: vsgd\n  lr: 0.1\n", NAME ":3:7: optimizer.lr: vsgd has no "
         "learning rate to set or schedule (it adapts one per parameter)");
     ERR("optimizer:\n  name: vsgd\n  schedule:\n    type: cosine\n", NAME ":4:11: "

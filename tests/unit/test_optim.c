@@ -1424,6 +1424,54 @@ static void test_vsgd_by_hand(void **state)
     pd_optim_destroy(&c);
 }
 
+/* optimizer.vsgd_memory bounds tau (exact fractions, lr 1, D = 20, so
+ * C = 2): after PD_VSGD_N0 slow-start minibatches of g = 1/8, v = 1, h = 1
+ * (gb 1/8, vb 2, hb 1, tau 20), two more of the same with n = 4:
+ *   unbounded: e = 20/639, then tau 3251/156, theta 1273/1278; then
+ *     theta 85791950/86476509, vb 24765/13004, tau 1339420679/61813440;
+ *   memory 20: the first step's tau is 20 (its theta the same), so the
+ *     second averages with 1/20: theta 1977256/1993041, vb 761/400, tau 20;
+ *   memory 21: tau 3251/156 < 21 after the first step, so the second step
+ *     is the unbounded one bit for bit, and its tau becomes 21. */
+static void test_vsgd_memory(void **state)
+{
+    (void)state;
+    const double mem[3] = {0, 20, 21};
+    pd_optim *o[3];
+    float th[3] = {1, 1, 1};
+    for (int i = 0; i < 3; i++) {
+        pd_optim_config oc = cfg_of(PD_OPT_VSGD);
+        oc.vsgd_memory = mem[i];
+        o[i] = make(&oc, 0, 1, 1);
+        pd_optim_set_model_params(o[i], 20);
+    }
+    const float g[1] = {0.125f}, v[1] = {1}, h[1] = {1};
+    pd_optim_curv cv = {.h = h, .v = v, .n = 4};
+    for (int t = 1; t <= PD_VSGD_N0 + 2; t++) {
+        for (int i = 0; i < 3; i++)
+            pd_optim_take_step(o[i], t, 1.0, 0, &th[i],
+                               &(pd_optim_grad){.g = g, .lo = 0, .hi = 1, .curv = &cv});
+        if (t == PD_VSGD_N0 + 1)
+            for (int i = 0; i < 3; i++)
+                check_close(th[i], 1273.0 / 1278, 1e-7, 0, "vsgd memory %g, first step", mem[i]);
+    }
+    check_close(th[0], 85791950.0 / 86476509, 1e-7, 0, "vsgd unbounded theta");
+    check_close(th[1], 1977256.0 / 1993041, 1e-7, 0, "vsgd memory 20 theta");
+    check_bits(&th[2], &th[0], 1, "vsgd memory 21 theta");
+    const double vb[3] = {24765.0 / 13004, 761.0 / 400, 24765.0 / 13004};
+    const double tau[3] = {1339420679.0 / 61813440, 20, 21};
+    for (int i = 0; i < 3; i++) {
+        size_t sz;
+        unsigned char *buf = saved(o[i], &sz);
+        float st[4];   /* gb, vb, hb, tau */
+        pd_le_get_floats(st, buf + 32, 4);
+        free(buf);
+        check_close(st[1], vb[i], 1e-6, 0, "vsgd memory %g: vb", mem[i]);
+        check_close(st[3], tau[i], i ? 0 : 1e-6, 0, "vsgd memory %g: tau", mem[i]);
+        pd_optim_destroy(&o[i]);
+    }
+}
+
 /* vsgd's step is scaled by the step's lr (1 times the staleness scale):
  * after the same slow start as above, g 1/4, v 1/8, h -1, n 4 with scale
  * 1/2 moves theta half as far: 1 - 1/2 1040/3561 1/4. */
@@ -1726,6 +1774,7 @@ int main(void)
         cmocka_unit_test(test_compensate),
         cmocka_unit_test(test_vsgd_by_hand),
         cmocka_unit_test(test_vsgd_scale),
+        cmocka_unit_test(test_vsgd_memory),
         cmocka_unit_test(test_vsgd_vector_vs_scalar),
         cmocka_unit_test(test_compensate_adaptive),
         cmocka_unit_test(test_defaults_converge),
