@@ -21,8 +21,10 @@
  *
  * Part file, format version 5 (version 1 had no RUNS section, version 2 no
  * TRCE, version 3 no LOST, version 4 no local optimizer in a worker state
- * of a phase without one (below); a part or manifest of another version is
- * refused, exit 2, naming the file and both versions):
+ * of a phase without one (below)); versions 4 and 5 are read (a version 4
+ * checkpoint of a phase whose workers need that state is refused by the
+ * worker, exit 2); a part or manifest of another version is refused, exit
+ * 2, naming the file and the versions read:
  *   header, 40 bytes
  *     0  magic, 8 bytes "PDCKPT\r\n"
  *     8  u32 format version (PD_CKPT_VERSION)
@@ -169,6 +171,11 @@
 #include "paramd/model.h"
 
 #define PD_CKPT_VERSION 5u
+/* The oldest format this build reads: version 4 differs from 5 only in a
+ * worker state that version 5 fills and 4 leaves empty (a phase without
+ * local steps after a local_sgd or easgd phase), and such a worker refuses
+ * the empty state itself. */
+#define PD_CKPT_VERSION_OLDEST 4u
 enum { PD_CKPT_HEADER = 40, PD_CKPT_SECTION = 16, PD_CKPT_META = 56, PD_CKPT_RUNS = 120,
        PD_CKPT_WSTATE = 72, PD_CKPT_TRCE = 16, PD_CKPT_LOST = 48 };
 

@@ -276,16 +276,16 @@ int pd_ckpt_read(const char *dir, uint64_t updates, uint32_t part, uint64_t layo
                      (unsigned)crc, (unsigned)stored);
         goto out;
     }
-    if (pd_le_get32(m + 8) != PD_CKPT_VERSION) {   /* not damage: another paramd's */
-        err = REFUSE(false, "%s: manifest: format version %u, this build reads version %u only "
-                     "(a checkpoint of another paramd version)", path,
-                     (unsigned)pd_le_get32(m + 8), PD_CKPT_VERSION);
+    const uint32_t mv = pd_le_get32(m + 8);
+    if (mv < PD_CKPT_VERSION_OLDEST || mv > PD_CKPT_VERSION) {   /* not damage: another paramd's */
+        err = REFUSE(false, "%s: manifest: format version %u, this build reads versions %u to "
+                     "%u (a checkpoint of another paramd version)", path, (unsigned)mv,
+                     PD_CKPT_VERSION_OLDEST, PD_CKPT_VERSION);
         goto out;
     }
     if (pd_le_get64(m + 16) != updates) {
-        err = REFUSE(true, "%s: manifest: format version %u, update %" PRIu64 " (expected "
-                     "version %u, update %" PRIu64 ")", path, (unsigned)pd_le_get32(m + 8),
-                     pd_le_get64(m + 16), PD_CKPT_VERSION, updates);
+        err = REFUSE(true, "%s: manifest: update %" PRIu64 " (expected update %" PRIu64 ")",
+                     path, pd_le_get64(m + 16), updates);
         goto out;
     }
     if (part >= nparts) {

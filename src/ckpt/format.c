@@ -574,13 +574,13 @@ int ckpt_decode(const char *file, const unsigned char *buf, size_t size, uint64_
         return REFUSE(true, "%s: header: crc32 0x%08x, stored 0x%08x (damaged)", file,
                       (unsigned)crc, (unsigned)stored);
     uint32_t version = pd_le_get32(buf + 8), nsec = pd_le_get32(buf + 12);
-    if (version != PD_CKPT_VERSION)
-        return REFUSE(false, "%s: header: format version %u, this build reads version %u only "
+    if (version < PD_CKPT_VERSION_OLDEST || version > PD_CKPT_VERSION)
+        return REFUSE(false, "%s: header: format version %u, this build reads versions %u to %u "
                       "(a checkpoint of another paramd version)", file, (unsigned)version,
-                      PD_CKPT_VERSION);
+                      PD_CKPT_VERSION_OLDEST, PD_CKPT_VERSION);
     if (nsec < NSECTIONS || nsec > NSECTIONS_MAX)
         return REFUSE(true, "%s: header: %u sections, version %u has %d to %d (damaged)", file,
-                      (unsigned)nsec, PD_CKPT_VERSION, NSECTIONS, NSECTIONS_MAX);
+                      (unsigned)nsec, (unsigned)version, NSECTIONS, NSECTIONS_MAX);
     uint64_t lh = pd_le_get64(buf + 16), ch = pd_le_get64(buf + 24);
     if (lh != layout_hash)
         return REFUSE(false, "%s: header: model layout hash 0x%016" PRIx64 ", this run's is "

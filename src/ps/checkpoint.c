@@ -235,7 +235,8 @@ int pd_worker_state_unpack(pd_worker_state *ws, const unsigned char *buf, size_t
          * next local phase loads (and checks) it. */
         if (w.optim_size == 0)
             return PD_FAIL(PD_EINPUT, "worker state: no local optimizer of the earlier "
-                           "local_sgd or easgd phase");
+                           "local_sgd or easgd phase (a checkpoint of format 4 does not keep "
+                           "it: resume this phase with the paramd that wrote it)");
         PD_TRY(pd_iter_load(ws->lw->iter, iter, isz));
         if (!(ws->carried = pd_malloc(w.optim_size)))
             return PD_ENOMEM;

@@ -602,14 +602,30 @@ static void test_refusals(void **state)
     b[0] = 'X';
     expect_refused(b, size, lh, ch, "f.pdck: header: bad magic (not a paramd checkpoint part)");
 
+    /* Version 4 (no carried local optimizer; the same bytes otherwise),
+     * with a header crc that matches it: read as version 5 is. */
     memcpy(b, good, size);
-    b[8] = 4;   /* version 4 (no carried local optimizer), with a header crc that matches it */
+    b[8] = 4;
     uint32_t c = crc(b, 32);
     for (int k = 0; k < 4; k++)
         b[32 + k] = (unsigned char)(c >> 8 * k);
-    expect_refused(b, size, lh, ch,
-                   "f.pdck: header: format version 4, this build reads version 5 only (a "
-                   "checkpoint of another paramd version)");
+    pd_ckpt_part v4, v5;
+    assert_int_equal(pd_ckpt_decode("f.pdck", b, size, lh, ch, &v4), PD_OK);
+    assert_int_equal(pd_ckpt_decode("f.pdck", good, size, lh, ch, &v5), PD_OK);
+    assert_same(&v4, &v5);
+    pd_ckpt_part_free(&v4);
+    pd_ckpt_part_free(&v5);
+    /* Version 3 (no LOST section) and 6 (a later paramd's): refused. */
+    for (unsigned v = 3; v <= 6; v += 3) {
+        memcpy(b, good, size);
+        b[8] = (unsigned char)v;
+        c = crc(b, 32);
+        for (int k = 0; k < 4; k++)
+            b[32 + k] = (unsigned char)(c >> 8 * k);
+        snprintf(msg, sizeof msg, "f.pdck: header: format version %u, this build reads versions "
+                 "4 to 5 (a checkpoint of another paramd version)", v);
+        expect_refused(b, size, lh, ch, msg);
+    }
 
     memcpy(b, good, size);
     b[8] = 1;   /* the same without fixing the crc */
@@ -724,10 +740,10 @@ static void test_manifest_parts(void **state)
     assert_non_null(strstr(pd_err_msg(), "ckpt-000000000005.manifest: manifest: crc32 0x"));
     assert_non_null(strstr(pd_err_msg(), "(damaged)"));
 
-    /* A manifest of format version 4 (its crc matching): another paramd's,
+    /* A manifest of format version 3 (its crc matching): another paramd's,
      * refused, not taken for damage. */
     m[24] ^= 1;
-    m[8] = 4;
+    m[8] = 3;
     uint32_t c = crc(m, size - 8);
     for (int k = 0; k < 4; k++)
         m[size - 8 + k] = (unsigned char)(c >> 8 * k);
@@ -736,10 +752,22 @@ static void test_manifest_parts(void **state)
     damaged = true;
     assert_int_equal(pd_ckpt_read(tmpdir, 5, 0, p0.layout_hash, p0.config_hash, &got, &damaged),
                      PD_EINPUT);
-    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 4, "
-             "this build reads version 5 only (a checkpoint of another paramd version)", tmpdir);
+    snprintf(want, sizeof want, "%s/ckpt-000000000005.manifest: manifest: format version 3, "
+             "this build reads versions 4 to 5 (a checkpoint of another paramd version)", tmpdir);
     assert_string_equal(pd_err_msg(), want);
     assert_false(damaged);
+    /* Version 4: read, so the read goes on to the parts (part 1 is gone). */
+    m[8] = 4;
+    c = crc(m, size - 8);
+    for (int k = 0; k < 4; k++)
+        m[size - 8 + k] = (unsigned char)(c >> 8 * k);
+    write_all(path, m, size);
+    pd_err_clear();
+    assert_int_equal(pd_ckpt_read(tmpdir, 5, 0, p0.layout_hash, p0.config_hash, &got, &damaged),
+                     PD_EINPUT);
+    part_path(want, 5, 1);
+    assert_string_equal(pd_err_msg(), strcat(want, ": No such file or directory"));
+    assert_true(damaged);
 }
 
 /* ---- keep K, newest valid ------------------------------------------------- */
