@@ -176,7 +176,8 @@ def killed_after(run, t_keep):
     shutil.rmtree(d)
     shutil.copytree(run, d)
     for name in ("summary.json", "params.bin", "status.json"):
-        os.remove(os.path.join(d, name))
+        if os.path.exists(os.path.join(d, name)):   # a run resumed from such a copy may lack them
+            os.remove(os.path.join(d, name))
     for f in ckpts(d):
         if int(f[5:17]) > t_keep:
             os.remove(os.path.join(d, "checkpoints", f))

@@ -15,11 +15,8 @@ without one, are the last local phase's).
 
 Before the fix the resumed runs' later local phase started its workers'
 local optimizers fresh, and both params_sha256 checks failed."""
-import glob
 import os
-import shutil
 import struct
-import tempfile
 
 import pdtest as t
 
@@ -35,17 +32,9 @@ def phase_of(d, u):
 
 
 def resume_copy(src, upto, sets, ranks):
-    """src's run directory without the checkpoints after update `upto` and
-    the run's end (a job killed after that checkpoint), resumed in place."""
-    d = tempfile.mkdtemp(prefix="paramd-it-")
-    shutil.rmtree(d)
-    shutil.copytree(src, d)
-    for u in t.checkpoint_sets(d):
-        if u > upto:
-            for f in glob.glob(os.path.join(d, "checkpoints", "ckpt-%012d.*" % u)):
-                os.remove(f)
-    for f in ("summary.json", "params.bin"):
-        os.remove(os.path.join(d, f))
+    """src's run directory as a job killed after its checkpoint at update
+    `upto` leaves it, resumed in place."""
+    d = t.killed_after(src, upto)
     t.run(CONF, sets, ranks=ranks, out=d, args=["--resume"])
     return d
 

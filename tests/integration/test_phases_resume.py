@@ -18,9 +18,7 @@ its mode, and then runs the phases after it.
   hogwild phase's end resumes into the last phase.
 
 Every wait is for a state of the run directory, not for a time."""
-import glob
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -63,16 +61,7 @@ def resume_copy(src, upto, sets):
     """src's run directory with the checkpoints after update `upto` (and the
     run's end) removed, as a job killed after that checkpoint leaves it,
     resumed in place."""
-    d = tempfile.mkdtemp(prefix="paramd-it-")
-    shutil.rmtree(d)
-    shutil.copytree(src, d)
-    for u in t.checkpoint_sets(d):
-        if u > upto:
-            for f in glob.glob(os.path.join(d, "checkpoints", "ckpt-%012d.*" % u)):
-                os.remove(f)
-    for f in ("summary.json", "params.bin"):
-        if os.path.exists(os.path.join(d, f)):
-            os.remove(os.path.join(d, f))
+    d = t.killed_after(src, upto)
     t.run(CONF, sets, ranks=3, out=d, args=["--resume"])
     return d
 
