@@ -254,26 +254,6 @@ int pd_comm_recv_bytes_until(int src, int tag, double until, unsigned char **buf
 
 int pd_comm_recv_bytes(int src, int tag, unsigned char **buf, size_t *size)
 {
-    pd_backoff b = {0};
-    MPI_Status st;
-    for (;;) {
-        int got = 0;
-        PD_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &got, &st));
-        if (got)
-            break;
-        pd_backoff_sleep(&b);
-    }
-    int n = 0;
-    PD_MPI(MPI_Get_count(&st, MPI_BYTE, &n));
-    unsigned char *p = pd_malloc((size_t)n + 1);
-    if (!p)
-        return PD_ENOMEM;
-    int rc = MPI_Recv(p, n, MPI_BYTE, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) {
-        free(p);
-        return pd_mpi_fail(rc, "MPI_Recv", __FILE__, __LINE__, __func__);
-    }
-    *buf = p;
-    *size = (size_t)n;
-    return PD_OK;
+    bool expired;
+    return pd_comm_recv_bytes_until(src, tag, INFINITY, buf, size, &expired);
 }
