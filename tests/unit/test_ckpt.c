@@ -22,6 +22,7 @@
 #include "paramd/error.h"
 #include "paramd/optim.h"
 #include "paramd/rng.h"
+#include "optim_cfg.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -430,15 +431,8 @@ static void test_layout_lost(void **state)
 static void test_optim_state_le(void **state)
 {
     (void)state;
-    pd_optim_config oc;
-    memset(&oc, 0, sizeof oc);
-    oc.name = PD_OPT_MOMENTUM;
-    oc.lr = oc.momentum = oc.rho = oc.eps = oc.beta1 = oc.beta2 = NAN;
-    pd_optim_defaults(&oc);
+    pd_optim_config oc = test_optim_config(PD_OPT_MOMENTUM);
     oc.lr = 0.5;
-    oc.schedule.type = PD_SCHED_CONSTANT;
-    oc.schedule.step_size = 1;
-    oc.schedule.gamma = 1;
     pd_optim *o;
     assert_int_equal(pd_optim_create(&oc, 2, 4, 1, &o), PD_OK);
     float th[4] = {0}, g[4] = {0, 0, 1, 2};

@@ -18,6 +18,7 @@
 #include "paramd/le.h"
 #include "paramd/optim.h"
 #include "paramd/rng.h"
+#include "optim_cfg.h"
 
 /* The element-wise rules; the batch methods (cg, bfgs, lbfgs) follow them
  * in the enum and have no element rule (src/batch/). */
@@ -33,14 +34,7 @@ static const char *const rule_names[PD_OPT_COUNT] = {
 /* A config of `rule` with its defaults, constant schedule, everything off. */
 static pd_optim_config cfg_of(pd_optimizer_name rule)
 {
-    pd_optim_config oc;
-    memset(&oc, 0, sizeof oc);
-    oc.name = rule;
-    oc.lr = oc.momentum = oc.rho = oc.eps = oc.beta1 = oc.beta2 = NAN;
-    pd_optim_defaults(&oc);
-    oc.schedule.type = PD_SCHED_CONSTANT;
-    oc.schedule.step_size = 1;
-    oc.schedule.gamma = 1;
+    pd_optim_config oc = test_optim_config(rule);
     oc.noise_gamma = 0.55;
     return oc;
 }

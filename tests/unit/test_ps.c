@@ -23,6 +23,8 @@
 #include "paramd/error.h"
 #include "paramd/le.h"
 #include "trace.h"
+#include "paramd/optim.h"
+#include "optim_cfg.h"
 
 static const pd_trace_rec RECS[] = {
     {0, PD_TRACE_APPLIED, 0, 0, 1},
@@ -350,15 +352,8 @@ static void test_worker_state_carried(void **state)
     assert_true(pd_iter_next(l.iter, &rows, &k));
 
     /* The local optimizer of the local phase, with some state. */
-    pd_optim_config oc;
-    memset(&oc, 0, sizeof oc);
-    oc.name = PD_OPT_MOMENTUM;
-    oc.lr = oc.momentum = oc.rho = oc.eps = oc.beta1 = oc.beta2 = NAN;
-    pd_optim_defaults(&oc);
+    pd_optim_config oc = test_optim_config(PD_OPT_MOMENTUM);
     oc.lr = 0.5;
-    oc.schedule.type = PD_SCHED_CONSTANT;
-    oc.schedule.step_size = 1;
-    oc.schedule.gamma = 1;
     pd_optim *o;
     assert_int_equal(pd_optim_create(&oc, 0, 3, 1, &o), PD_OK);
     float th[3] = {0}, g[3] = {1, 2, 3};
